@@ -1,0 +1,47 @@
+# convlint: `make demo` and `make test` work on a fresh machine with only Python 3.11.
+# Both create .venv when it is missing and install torch (CPU, by exact pin, first: any other
+# spec pulls several GB of CUDA), then convlint with its dev extras.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.convlint-installed
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-fast lint fixtures bench clean
+
+install: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+demo: install
+	@echo "== a clean conversion: Keras -> TFLite (float)"
+	-$(BIN)/convlint diff fixtures/models/mobilenet.keras fixtures/models/mobilenet.tflite
+	@echo
+	@echo "== a faulty twin: Keras -> TFLite with Optimize.DEFAULT (weights silently int8)"
+	-$(BIN)/convlint diff fixtures/models/mobilenet.keras fixtures/models/mobilenet.dynint8.tflite
+	@echo
+	@echo "== a faulty twin: torch -> ONNX with one tampered weight tensor"
+	-$(BIN)/convlint diff fixtures/models/resnet.pt2 fixtures/models/resnet.torch.tampered.onnx
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+
+fixtures: install
+	$(BIN)/python fixtures/generate.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,294 @@
+"""The differential check: run source and target, natively and through TVM, on the same inputs.
+
+Four executions per sample: S (source, native), S' (source, TVM), T (target, native) and
+T' (target, TVM). The verdict compares S with T. TVM is a second opinion on each model:
+
+* S' against S (and T' against T) measures each model's own numeric noise. Tolerances are
+  widened to twice the largest noise that is still plausible noise, and the report says so.
+* A model whose TVM run disagrees with its native run beyond ``RUNTIME_FAULT_FACTOR`` times the
+  tolerance has a runtime fault (a TVM frontend or kernel bug, or a native kernel bug): a
+  ``runtime`` finding, never blamed on the converter.
+* When S and T disagree, the odd one out is found by vote: if T' agrees with S (and S'), the
+  target *file* is faithful and the target's native runtime is what deviates; if S' agrees with
+  T, the source's native runtime deviates. Otherwise the conversion itself changed the model.
+
+Runners are passed in; this module never imports a framework.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from convlint.analyzers import rules as R
+from convlint.analyzers.differential.compare import Comparison, Tolerance, compare_runs
+from convlint.analyzers.differential.inputs import (
+    InputPlan,
+    load_inputs,
+    plan_inputs,
+    random_inputs,
+)
+from convlint.analyzers.errors import ConvlintError, StepFailed
+from convlint.analyzers.report.findings import ConversionReport, Finding, Location, ModelRef
+
+RUNTIME_FAULT_FACTOR = 10.0
+NOISE_FACTOR = 2.0
+
+
+@dataclass
+class DiffOptions:
+    num_inputs: int = 32
+    seed: int = 0
+    atol: float = 1e-4
+    rtol: float = 1e-4
+    inputs_path: str | None = None
+    scale: float = 1.0
+    mean: list | None = None
+    std: list | None = None
+    input_shapes: dict = field(default_factory=dict)
+    use_tvm: bool = True
+
+
+@dataclass
+class ModelRuns:
+    """What one model produced: per-sample output lists, natively and through TVM."""
+
+    role: str
+    native: list | None = None
+    tvm: list | None = None
+    tvm_route: str | None = None
+    tvm_error: StepFailed | None = None
+    output_names: list = field(default_factory=list)
+    seconds: dict = field(default_factory=dict)
+
+
+def _finding(rule: R.Rule, message: str, **kw) -> Finding:
+    return Finding(rule=rule.code, severity=kw.pop("severity", rule.severity), stage=rule.stage,
+                   message=message, **kw)
+
+
+def _run_model(runner, role: str, samples: list, shapes: dict, use_tvm: bool,
+               progress: Callable) -> ModelRuns:
+    runs = ModelRuns(role)
+    runs.output_names = [s.name for s in runner.output_specs()]
+    t0 = time.perf_counter()
+    progress(f"{role}: running {len(samples)} inputs on {runner.backend}")
+    runs.native = [list(runner.run(x).values()) for x in samples]
+    runs.seconds["native"] = time.perf_counter() - t0
+    if not use_tvm:
+        return runs
+    t0 = time.perf_counter()
+    progress(f"{role}: compiling through TVM")
+    try:
+        tvm = runner.to_tvm(shapes)
+        runs.tvm_route = tvm.route
+        progress(f"{role}: running {len(samples)} inputs on TVM")
+        runs.tvm = [tvm.run(x) for x in samples]
+    except StepFailed as e:
+        runs.tvm_error = e
+    runs.seconds["tvm"] = time.perf_counter() - t0
+    return runs
+
+
+def check_pair(source, target, opts: DiffOptions, progress: Callable | None = None) -> ConversionReport:
+    """Run the differential check of ``target`` (converted) against ``source`` (original).
+
+    ``source`` and ``target`` are Runners. Raises ConvlintError for unusable inputs; model
+    crashes come back as a report with verdict ``crash``.
+    """
+    progress = progress or (lambda msg: None)
+    t_start = time.perf_counter()
+    src_ref = ModelRef(source.path, source.format)
+    tgt_ref = ModelRef(target.path, target.format)
+    findings: list[Finding] = []
+
+    def crash(role: str, e: StepFailed) -> ConversionReport:
+        model = source if role == "source" else target
+        where = f" at {e.op}" if e.op else ""
+        f = _finding(R.MODEL_CRASH, f"the {role} model failed to {e.step} in {e.backend}{where}: {e.message}",
+                     location=Location(**{f"{role}_node": e.op}) if e.op else Location(),
+                     evidence={"model": role, "step": e.step, "backend": e.backend, "op": e.op,
+                               "path": model.path})
+        return ConversionReport(src_ref, tgt_ref, {"count": 0, "origin": origin}, "crash",
+                                _null_metrics(), tuple(findings + [f]))
+
+    origin = "file" if opts.inputs_path else "random"
+    # load both; unreadable files raise ModelLoadError (exit 2), runtime refusals are crashes
+    for role, model in (("source", source), ("target", target)):
+        progress(f"{role}: loading {model.path}")
+        try:
+            model.load()
+        except StepFailed as e:
+            return crash(role, e)
+    try:
+        plan = plan_inputs(source.input_specs(), target.input_specs(), opts.input_shapes)
+    except ConvlintError as e:
+        if e.rule != R.IO_MISMATCH.code:
+            raise
+        f = _finding(R.IO_MISMATCH, e.message)
+        return ConversionReport(src_ref, tgt_ref, {"count": 0, "origin": origin}, "divergent",
+                                _null_metrics(), (f,))
+    for s, (t, perm) in plan.transposed.items():
+        findings.append(_finding(
+            R.LAYOUT_TRANSPOSED,
+            f"input {s!r} is {_layout(perm)[0]} in the source and {_layout(perm)[1]} in the target; "
+            f"inputs were transposed with {list(perm)} for the target",
+            evidence={"source_input": s, "target_input": t, "permutation": list(perm)}))
+    if opts.inputs_path:
+        samples = load_inputs(opts.inputs_path, plan, scale=opts.scale, mean=opts.mean,
+                              std=opts.std, limit=opts.num_inputs)
+    else:
+        samples = random_inputs(plan, opts.num_inputs, opts.seed)
+    tsamples = [plan.for_target(x) for x in samples]
+
+    runs = {}
+    for role, model, xs, shapes in (("source", source, samples, plan.source_shapes),
+                                    ("target", target, tsamples, plan.target_shapes)):
+        try:
+            runs[role] = _run_model(model, role, xs, shapes, opts.use_tvm, progress)
+        except StepFailed as e:
+            if e.backend == "tvm":  # pragma: no cover - to_tvm errors are caught in _run_model
+                raise
+            return crash(role, e)
+    S, T = runs["source"], runs["target"]
+    tol = Tolerance(opts.atol, opts.rtol)
+    fault_tol = Tolerance(opts.atol * RUNTIME_FAULT_FACTOR, opts.rtol * RUNTIME_FAULT_FACTOR)
+
+    # 1. each model's own noise: native against TVM
+    noise, tvm_ok, self_cmp = 0.0, {}, {}
+    for r, model in ((S, source), (T, target)):
+        if r.tvm_error is not None:
+            findings.append(_finding(
+                R.TVM_UNAVAILABLE,
+                f"TVM could not {r.tvm_error.step} the {r.role} model"
+                + (f" ({r.tvm_error.op})" if r.tvm_error.op else "")
+                + f": {r.tvm_error.message}. The TVM cross-check of the {r.role} was skipped",
+                evidence={"model": r.role, "step": r.tvm_error.step, "op": r.tvm_error.op}))
+            continue
+        if r.tvm is None:
+            continue
+        if model.format in ("keras", "savedmodel", "torchscript"):
+            findings.append(_finding(
+                R.TVM_PATH, f"the {r.role} ({model.format}) reached TVM through {r.tvm_route}",
+                evidence={"model": r.role, "route": r.tvm_route}))
+        c = compare_runs(r.native, r.tvm, fault_tol, r.output_names)
+        self_cmp[r.role] = c
+        if isinstance(c, str) or not c.passed:
+            tvm_ok[r.role] = False
+            continue
+        tvm_ok[r.role] = True
+        noise = max(noise, c.max_abs)
+    eff = Tolerance(max(tol.atol, NOISE_FACTOR * noise), tol.rtol)
+    if eff.atol > tol.atol:
+        findings.append(_finding(
+            R.NOISE_TOLERANCE,
+            f"atol widened from {tol.atol:g} to {eff.atol:g}: native and TVM runs of the same model "
+            f"already differ by up to {noise:.3g}", evidence={"atol": tol.atol, "atol_effective": eff.atol,
+                                                              "noise_max_abs": noise}))
+
+    # 2. the verdict: source native against target native
+    main = compare_runs(S.native, T.native, eff, S.output_names)
+    if isinstance(main, str):
+        findings.append(_finding(R.OUTPUT_SHAPE, f"outputs cannot be compared: {main}"))
+        return _report(src_ref, tgt_ref, samples, origin, "divergent", _null_metrics(), findings,
+                       S, T, eff, tol, noise, self_cmp, None, t_start)
+    tvm_cmp = None
+    if S.tvm is not None and T.tvm is not None:
+        tvm_cmp = compare_runs(S.tvm, T.tvm, eff, S.output_names)
+    odd = None
+    if not main.passed:
+        odd = _odd_one_out(S, T, eff)
+    for r, model in ((S, source), (T, target)):
+        c = self_cmp.get(r.role)
+        if tvm_ok.get(r.role) is False and odd != r.role:
+            detail = c if isinstance(c, str) else f"max_abs {c.max_abs:.3g}"
+            findings.append(_finding(
+                R.TVM_MISMATCH,
+                f"TVM and {model.backend} disagree on the same {r.role} model ({detail}): a TVM "
+                "frontend or kernel fault, not the converter's",
+                evidence={"model": r.role, "route": r.tvm_route,
+                          "metrics": c.metrics() if not isinstance(c, str) else c}))
+    verdict = "equivalent"
+    if not main.passed:
+        verdict = "divergent"
+        if odd is not None:
+            model = source if odd == "source" else target
+            findings.append(_finding(
+                R.TVM_MISMATCH, severity="error",
+                message=(f"the {odd} model's native runtime ({model.backend}) disagrees with TVM "
+                         f"running the same file, and TVM agrees with the other model: the {odd} "
+                         f"file is faithful, its runtime's kernels deviate (max_abs "
+                         f"{main.max_abs:.3g}); this is not the converter's fault"),
+                evidence={"model": odd, "metrics": main.metrics()}))
+        else:
+            msg = (f"the converted model's outputs differ from the source's: max_abs "
+                   f"{main.max_abs:.3g}, {main.mismatched} of {main.total} elements beyond "
+                   f"atol {eff.atol:g} and rtol {eff.rtol:g}")
+            if main.top1_agreement is not None:
+                msg += f"; top-1 label agrees on {main.top1_agreement:.0%} of inputs"
+            ev = {"mismatched": main.mismatched, "total": main.total, "worst_output": main.worst_output}
+            if isinstance(tvm_cmp, Comparison):
+                ev["confirmed_by_tvm"] = not tvm_cmp.passed
+            findings.append(_finding(R.OUTPUTS_DIVERGE, msg, evidence=ev))
+    return _report(src_ref, tgt_ref, samples, origin, verdict, main.metrics(), findings, S, T,
+                   eff, tol, noise, self_cmp, tvm_cmp, t_start)
+
+
+def _odd_one_out(S: ModelRuns, T: ModelRuns, tol: Tolerance) -> str | None:
+    """Which native runtime is the odd one out when S and T disagree, by vote with TVM."""
+    def agree(a, b):
+        if a is None or b is None:
+            return None
+        c = compare_runs(a, b, tol)
+        return (not isinstance(c, str)) and c.passed
+
+    if T.tvm is not None and agree(S.native, T.tvm) and agree(T.native, T.tvm) is False \
+            and agree(S.native, S.tvm) is not False:
+        return "target"
+    if S.tvm is not None and agree(S.tvm, T.native) and agree(S.native, S.tvm) is False \
+            and agree(T.native, T.tvm) is not False:
+        return "source"
+    return None
+
+
+def _layout(perm) -> tuple:
+    return ("NHWC", "NCHW") if tuple(perm) == (0, 3, 1, 2) else ("NCHW", "NHWC")
+
+
+def _null_metrics() -> dict:
+    return {"max_abs": None, "mean_abs": None, "cosine_min": None, "top1_agreement": None}
+
+
+def _report(src_ref, tgt_ref, samples, origin, verdict, metrics, findings, S, T, eff, tol, noise,
+            self_cmp, tvm_cmp, t_start) -> ConversionReport:
+    def model_info(r: ModelRuns) -> dict:
+        c = self_cmp.get(r.role)
+        return {"tvm_route": r.tvm_route,
+                "tvm_error": r.tvm_error.message if r.tvm_error else None,
+                "native_vs_tvm": (c.metrics() if isinstance(c, Comparison) else c),
+                "seconds": {k: round(v, 3) for k, v in r.seconds.items()}}
+
+    extra = {
+        "tolerance": {"atol": tol.atol, "rtol": tol.rtol, "atol_effective": eff.atol,
+                      "noise_max_abs": noise},
+        "runs": {"source": model_info(S), "target": model_info(T)},
+        "metrics_tvm": tvm_cmp.metrics() if isinstance(tvm_cmp, Comparison) else None,
+        "seconds": round(time.perf_counter() - t_start, 3),
+    }
+    return ConversionReport(src_ref, tgt_ref, {"count": len(samples), "origin": origin}, verdict,
+                            metrics, tuple(findings), extra)
+
+
+def diff_paths(source_path: str, target_path: str, opts: DiffOptions, *,
+               unsafe_load: bool = False, progress: Callable | None = None) -> ConversionReport:
+    """The entry point the CLI and the server call: open both files and check the pair."""
+    from convlint.analyzers.models import open_model
+
+    src = open_model(source_path, unsafe_load=unsafe_load, input_shapes=opts.input_shapes)
+    tgt = open_model(target_path, unsafe_load=unsafe_load, input_shapes=opts.input_shapes)
+    with src, tgt:
+        return check_pair(src, tgt, opts, progress)
+
+
+__all__ = ["DiffOptions", "InputPlan", "check_pair", "diff_paths"]

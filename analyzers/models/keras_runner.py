@@ -1,0 +1,107 @@
+"""Keras 3 (`.keras`, `.h5`) on TensorFlow. Loaded with ``safe_mode=True`` unless the user opts in."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from convlint.analyzers.models.base import LayerInfo, Runner, TensorSpec, layout_hint
+from convlint.analyzers.models.tf_common import (
+    first_working,
+    import_tf,
+    tf_function_to_tvm_builders,
+)
+
+
+def _shape(t) -> tuple:
+    return tuple(None if d is None else int(d) for d in t.shape)
+
+
+class KerasRunner(Runner):
+    format = "keras"
+    backend = "tf"
+
+    def __init__(self, path, *, unsafe_load: bool = False):
+        super().__init__(path)
+        self.unsafe_load = unsafe_load
+
+    def _load_impl(self) -> None:
+        import_tf()
+        import keras
+
+        with open(self.path, "rb") as fh:
+            head = fh.read(8)
+        if self.path.endswith(".keras") and head[:2] != b"PK":
+            raise ValueError("a .keras file is a zip archive, and this one is not")
+        if self.path.endswith(".h5") and head != b"\x89HDF\r\n\x1a\n":
+            raise ValueError("an .h5 file is an HDF5 file, and this one is not")
+        self.model = keras.saving.load_model(self.path, compile=False, safe_mode=not self.unsafe_load)
+        if not getattr(self.model, "inputs", None):
+            raise ValueError("the model has no defined inputs (a subclassed or unbuilt model); "
+                             "save a functional or Sequential model with an Input")
+        self._probe = None
+
+    def _input_specs_impl(self):
+        return [TensorSpec(t.name, _shape(t), str(np.dtype(t.dtype)), layout_hint(_shape(t)))
+                for t in self.model.inputs]
+
+    def _output_names(self) -> list:
+        names = list(getattr(self.model, "output_names", None) or [])
+        return names if len(names) == len(self.model.outputs) else [t.name for t in self.model.outputs]
+
+    def _output_specs_impl(self):
+        return [TensorSpec(n, _shape(t), str(np.dtype(t.dtype)), layout_hint(_shape(t)))
+                for n, t in zip(self._output_names(), self.model.outputs, strict=True)]
+
+    def _ordered(self, inputs: dict):
+        """Inputs as the model was built to take them: a dict by input name."""
+        names = [s.name for s in self.input_specs()]
+        vals = list(inputs.values())
+        return {n: inputs[n] if n in inputs else vals[i] for i, n in enumerate(names)}
+
+    def _run_impl(self, inputs):
+        out = self.model(self._ordered(inputs), training=False)
+        outs = out if isinstance(out, (list, tuple)) else [out]
+        if isinstance(out, dict):
+            outs = list(out.values())
+        return {n: np.asarray(o) for n, o in zip(self._output_names(), outs, strict=True)}
+
+    def _layers_impl(self):
+        out = []
+        for layer in self.model.layers:
+            weights = {w.path if hasattr(w, "path") else w.name: np.asarray(w.numpy())
+                       for w in layer.weights}
+            try:
+                cfg = layer.get_config()
+            except Exception:
+                cfg = {}
+            attrs = {k: v for k, v in cfg.items() if isinstance(v, (int, float, str, bool, list, tuple, type(None)))}
+            out.append(LayerInfo(layer.name, type(layer).__name__, weights, attrs))
+        return out
+
+    def _intermediates_impl(self, inputs):
+        import keras
+
+        if self._probe is None:
+            names, outs = [], []
+            for layer in self.model.layers:
+                if type(layer).__name__ == "InputLayer":
+                    continue
+                o = layer.output
+                flat = o if isinstance(o, (list, tuple)) else [o]
+                for j, t in enumerate(flat):
+                    names.append(layer.name if len(flat) == 1 else f"{layer.name}:{j}")
+                    outs.append(t)
+            self._probe = (names, keras.Model(self.model.inputs, outs))
+        names, probe = self._probe
+        vals = probe(self._ordered(inputs), training=False)
+        vals = vals if isinstance(vals, (list, tuple)) else [vals]
+        return {n: np.asarray(v) for n, v in zip(names, vals, strict=True)}
+
+    def _tvm_import_impl(self, input_shapes):
+        model = self.model
+        specs = self.input_specs()
+
+        def fn(*xs):
+            return model(xs[0] if len(xs) == 1 else list(xs), training=False)
+
+        return first_working(tf_function_to_tvm_builders(fn, specs, input_shapes))

@@ -1,0 +1,168 @@
+"""ONNX: run on onnxruntime (CPU), import into TVM with relax.frontend.onnx."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from convlint.analyzers.models.base import LayerInfo, Runner, TensorSpec, layout_hint
+
+
+def _np_dtype(elem_type: int) -> str:
+    import onnx
+
+    try:
+        return str(np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)))
+    except Exception:
+        return "float32"
+
+
+def _spec(vi) -> TensorSpec:
+    t = vi.type.tensor_type
+    dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+                 for d in t.shape.dim)
+    return TensorSpec(vi.name, dims, _np_dtype(t.elem_type), layout_hint(dims))
+
+
+class OnnxRunner(Runner):
+    format = "onnx"
+    backend = "onnxruntime"
+
+    def _load_impl(self) -> None:
+        import onnx
+
+        self.model = onnx.load(self.path)
+        if not self.model.graph.node or not self.model.graph.output:
+            raise ValueError("no graph: the file parses but holds no nodes or outputs")
+        self._session = None
+        # onnxruntime's session creation is the native "load": a model it refuses (an op that
+        # is not ONNX, a type error) is a crash of that step, not an unreadable file
+        from convlint.analyzers.errors import StepFailed
+        from convlint.analyzers.models.base import _failing_op, _short
+
+        try:
+            self._session = self.session()
+        except Exception as e:
+            raise StepFailed("load", self.backend, _short(e), op=_failing_op(e)) from e
+
+    def session(self, model=None):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        data = (model or self.model).SerializeToString()
+        return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+
+    def _input_specs_impl(self):
+        inits = {i.name for i in self.model.graph.initializer}
+        return [_spec(v) for v in self.model.graph.input if v.name not in inits]
+
+    def _output_specs_impl(self):
+        return [_spec(v) for v in self.model.graph.output]
+
+    def _run_impl(self, inputs):
+        names = [o.name for o in self.model.graph.output]
+        outs = self._session.run(names, inputs)
+        return dict(zip(names, outs, strict=True))
+
+    def _layers_impl(self):
+        import onnx
+        from onnx import numpy_helper
+
+        inits = {i.name: i for i in self.model.graph.initializer}
+        consts = {}
+        for n in self.model.graph.node:
+            if n.op_type == "Constant" and n.attribute:
+                try:
+                    consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+                except Exception:
+                    pass
+        layers = []
+        for i, n in enumerate(self.model.graph.node):
+            weights = {}
+            for name in n.input:
+                if name in inits:
+                    weights[name] = numpy_helper.to_array(inits[name])
+                elif name in consts:
+                    weights[name] = consts[name]
+            attrs = {}
+            for a in n.attribute:
+                v = onnx.helper.get_attribute_value(a)
+                attrs[a.name] = v.decode() if isinstance(v, bytes) else (
+                    v if not hasattr(v, "ByteSize") else "<proto>")
+            layers.append(LayerInfo(n.name or f"{n.op_type}_{i}", n.op_type, weights, attrs,
+                                    list(n.input), list(n.output)))
+        return layers
+
+    def _intermediates_impl(self, inputs):
+        import onnx
+
+        m = onnx.ModelProto()
+        m.CopyFrom(self.model)
+        existing = {o.name for o in m.graph.output}
+        order = []
+        for n in m.graph.node:
+            for o in n.output:
+                if o and o not in existing and n.op_type != "Constant":
+                    m.graph.output.append(onnx.helper.make_empty_tensor_value_info(o))
+                    existing.add(o)
+                if o:
+                    order.append(o)
+        sess = self.session(m)
+        names = [o.name for o in sess.get_outputs()]
+        vals = dict(zip(names, sess.run(names, inputs), strict=True))
+        return {k: np.asarray(vals[k]) for k in order if k in vals}
+
+    def _metadata_impl(self):
+        m = self.model
+        return {
+            "producer_name": m.producer_name, "producer_version": m.producer_version,
+            "ir_version": m.ir_version,
+            "opset": {o.domain or "ai.onnx": o.version for o in m.opset_import},
+            "metadata_props": {p.key: p.value for p in m.metadata_props},
+        }
+
+    # -- TVM -----------------------------------------------------------------------------------
+    def static_model(self, input_shapes: dict):
+        """A copy with every input dim fixed to ``input_shapes``."""
+        import onnx
+
+        m = onnx.ModelProto()
+        m.CopyFrom(self.model)
+        for vi in m.graph.input:
+            if vi.name in input_shapes:
+                shape = input_shapes[vi.name]
+                dims = vi.type.tensor_type.shape.dim
+                for d, v in zip(dims, shape, strict=False):
+                    d.Clear()
+                    d.dim_value = int(v)
+        return m
+
+    def _tvm_import_impl(self, input_shapes):
+        def build():
+            from tvm.relax.frontend.onnx import from_onnx
+
+            m = self.static_model(input_shapes)
+            try:
+                return "onnx -> relax.frontend.onnx", from_onnx(m, shape_dict=dict(input_shapes))
+            except Exception:
+                # dynamic shape subgraphs: let onnxruntime fold them, then import again
+                return ("onnx -> onnxruntime basic folding -> relax.frontend.onnx",
+                        from_onnx(self._ort_folded(m), shape_dict=dict(input_shapes)))
+
+        return build
+
+    def _ort_folded(self, m):
+        import os
+        import tempfile
+
+        import onnx
+        import onnxruntime as ort
+
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "folded.onnx")
+            opts = ort.SessionOptions()
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+            opts.optimized_model_filepath = out
+            opts.log_severity_level = 3
+            ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+            return onnx.load(out)

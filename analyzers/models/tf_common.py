@@ -1,0 +1,82 @@
+"""Shared TensorFlow helpers: a quiet import, and the documented float route into TVM.
+
+Keras and SavedModel have no TVM frontend of their own, so they reach TVM through a conversion,
+which is itself recorded (``Runner.tvm_route``), because a conversion can add faults:
+
+1. ``tf2onnx.convert.from_function`` at opset 17 on the model's inference function with static
+   input shapes, then ``relax.frontend.onnx``;
+2. if that fails (e.g. exact GELU, which tf2onnx 1.17 turns into an invalid ``Erfc`` node): an
+   unoptimized float ``TFLiteConverter`` conversion, then ``relax.frontend.tflite``.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def import_tf():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import logging
+
+    import tensorflow as tf
+
+    tf.get_logger().setLevel(logging.ERROR)
+    try:
+        import absl.logging
+
+        absl.logging.set_verbosity(absl.logging.ERROR)
+    except Exception:  # pragma: no cover
+        pass
+    return tf
+
+
+def tf_function_to_tvm_builders(fn, specs, input_shapes: dict):
+    """``[(route, builder), ...]`` for a callable ``fn(*tensors)`` over ``specs``, in order."""
+
+    def signature():
+        tf = import_tf()
+        return tuple(tf.TensorSpec(tuple(input_shapes[s.name]), s.dtype, name=s.name) for s in specs)
+
+    def via_onnx():
+        import tf2onnx
+        from tvm.relax.frontend.onnx import from_onnx
+
+        tf = import_tf()
+        sig = signature()
+        func = tf.function(fn, input_signature=sig)
+        proto, _ = tf2onnx.convert.from_function(func, input_signature=sig, opset=17)
+        import onnx
+
+        onnx.checker.check_model(proto)
+        names = [i.name for i in proto.graph.input]
+        shapes = {n: list(input_shapes[s.name]) for n, s in zip(names, specs, strict=False)}
+        return from_onnx(proto, shape_dict=shapes)
+
+    def via_tflite():
+        import tflite
+        from tvm.relax.frontend.tflite import from_tflite
+
+        tf = import_tf()
+        func = tf.function(fn, input_signature=signature())
+        conv = tf.lite.TFLiteConverter.from_concrete_functions([func.get_concrete_function()])
+        buf = conv.convert()
+        return from_tflite(tflite.Model.GetRootAsModel(buf, 0))
+
+    return [("tf2onnx(opset 17, float) -> relax.frontend.onnx", via_onnx),
+            ("TFLiteConverter(float, no optimizations) -> relax.frontend.tflite", via_tflite)]
+
+
+def first_working(builders):
+    """A builder that tries ``[(route, builder)]`` in order and returns ``(route, IRModule)``
+    from the first that succeeds."""
+
+    def build():
+        errors = []
+        for route, b in builders:
+            try:
+                return route, b()
+            except Exception as e:  # try the next route
+                errors.append(f"{route}: {' '.join(str(e).split())[:300]}")
+        raise RuntimeError("; ".join(errors))
+
+    return build

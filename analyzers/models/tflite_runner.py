@@ -1,0 +1,192 @@
+"""TFLite: run on the TF Lite interpreter, import into TVM with relax.frontend.tflite.
+
+Quantized inputs accept float arrays (quantized with the input's scale and zero point) and
+quantized outputs are returned dequantized, so a float source can be compared directly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from convlint.analyzers.models.base import LayerInfo, Runner, TensorSpec, layout_hint
+
+FLATBUFFER_IDS = (b"TFL3",)
+
+
+class TFLiteRunner(Runner):
+    format = "tflite"
+    backend = "tflite"
+
+    def _load_impl(self) -> None:
+        with open(self.path, "rb") as fh:
+            self.buf = fh.read()
+        if len(self.buf) < 8 or self.buf[4:8] not in FLATBUFFER_IDS:
+            raise ValueError("not a TFLite flatbuffer (no TFL3 identifier)")
+        self.interp = self._interpreter(preserve=False)
+        self._interp_all = None
+
+    def _interpreter(self, preserve: bool):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from tensorflow import lite
+
+            it = lite.Interpreter(model_content=self.buf, experimental_preserve_all_tensors=preserve)
+        it.allocate_tensors()
+        return it
+
+    @staticmethod
+    def _spec(d) -> TensorSpec:
+        sig = d.get("shape_signature", d["shape"])
+        dims = tuple(None if int(s) < 0 else int(s) for s in sig)
+        return TensorSpec(d["name"], dims, str(np.dtype(d["dtype"])), layout_hint(dims))
+
+    def _input_specs_impl(self):
+        return [self._spec(d) for d in self.interp.get_input_details()]
+
+    def _output_specs_impl(self):
+        return [self._spec(d) for d in self.interp.get_output_details()]
+
+    def _invoke(self, it, inputs: dict) -> None:
+        details = it.get_input_details()
+        for i, d in enumerate(details):
+            x = inputs[d["name"]] if d["name"] in inputs else list(inputs.values())[i]
+            x = np.asarray(x)
+            if tuple(x.shape) != tuple(d["shape"]):
+                it.resize_tensor_input(d["index"], list(x.shape))
+                it.allocate_tensors()
+            it.set_tensor(d["index"], _quantize(x, d))
+        it.invoke()
+
+    def _run_impl(self, inputs):
+        self._invoke(self.interp, inputs)
+        return {d["name"]: _dequantize(self.interp.get_tensor(d["index"]), d)
+                for d in self.interp.get_output_details()}
+
+    def _tensor_names(self, it) -> dict:
+        return {t["index"]: t for t in it.get_tensor_details()}
+
+    def _layers_impl(self):
+        it = self.interp
+        tensors = self._tensor_names(it)
+        produced = {o for op in it._get_ops_details() for o in op["outputs"]}
+        graph_inputs = {d["index"] for d in it.get_input_details()}
+        opts = _builtin_options(self.buf)
+        layers = []
+        for op in it._get_ops_details():
+            weights, qparams = {}, {}
+            for t in op["inputs"]:
+                if t < 0 or t in produced or t in graph_inputs:
+                    continue
+                info = tensors[t]
+                try:
+                    weights[info["name"]] = np.array(it.get_tensor(t))
+                except ValueError:
+                    continue
+                q = info.get("quantization_parameters") or {}
+                if len(q.get("scales", [])):
+                    qparams[info["name"]] = {"scales": q["scales"], "zero_points": q["zero_points"],
+                                             "dtype": str(np.dtype(info["dtype"]))}
+            attrs = dict(opts.get(op["index"], {}))
+            if qparams:
+                attrs["quantization"] = qparams
+            out_names = [tensors[o]["name"] for o in op["outputs"] if o >= 0]
+            layers.append(LayerInfo(out_names[0] if out_names else f"{op['op_name']}_{op['index']}",
+                                    op["op_name"], weights, attrs,
+                                    [tensors[t]["name"] for t in op["inputs"] if t >= 0], out_names))
+        return layers
+
+    def _intermediates_impl(self, inputs):
+        if self._interp_all is None:
+            self._interp_all = self._interpreter(preserve=True)
+        it = self._interp_all
+        self._invoke(it, inputs)
+        tensors = self._tensor_names(it)
+        out = {}
+        for op in it._get_ops_details():
+            for o in op["outputs"]:
+                if o >= 0:
+                    out[tensors[o]["name"]] = _dequantize(np.array(it.get_tensor(o)), tensors[o])
+        return out
+
+    def _metadata_impl(self):
+        import tflite
+
+        m = tflite.Model.GetRootAsModel(self.buf, 0)
+        meta = {}
+        for i in range(m.MetadataLength()):
+            md = m.Metadata(i)
+            name = md.Name().decode(errors="replace")
+            b = m.Buffers(md.Buffer())
+            raw = b.DataAsNumpy() if b.DataLength() else b""
+            raw = bytes(raw) if not isinstance(raw, int) else b""
+            meta[name] = raw.decode(errors="replace").rstrip("\x00") if name == "min_runtime_version" else len(raw)
+        dtypes = {}
+        for t in self.interp.get_tensor_details():
+            dtypes[str(np.dtype(t["dtype"]))] = dtypes.get(str(np.dtype(t["dtype"])), 0) + 1
+        return {"producer_name": "tflite", "version": m.Version(),
+                "description": (m.Description() or b"").decode(errors="replace"),
+                "metadata": meta, "tensor_dtypes": dtypes}
+
+    def _tvm_import_impl(self, input_shapes):
+        def build():
+            import tflite
+            from tvm.relax.frontend.tflite import from_tflite
+
+            dtypes = {s.name: s.dtype for s in self.input_specs()}
+            return "tflite -> relax.frontend.tflite", from_tflite(
+                tflite.Model.GetRootAsModel(self.buf, 0),
+                shape_dict={k: tuple(v) for k, v in input_shapes.items()}, dtype_dict=dtypes)
+
+        return build
+
+
+def _quantize(x: np.ndarray, d: dict) -> np.ndarray:
+    dt = np.dtype(d["dtype"])
+    if np.issubdtype(dt, np.integer) and np.issubdtype(x.dtype, np.floating):
+        scale, zp = d["quantization"]
+        if scale:
+            info = np.iinfo(dt)
+            return np.clip(np.round(x / scale + zp), info.min, info.max).astype(dt)
+    return x.astype(dt, copy=False)
+
+
+def _dequantize(y: np.ndarray, d: dict) -> np.ndarray:
+    q = d.get("quantization") or (0.0, 0)
+    if np.issubdtype(y.dtype, np.integer) and q[0]:
+        return ((y.astype(np.float32) - q[1]) * q[0]).astype(np.float32)
+    return y
+
+
+def _builtin_options(buf: bytes) -> dict:
+    """``{op index: {option: value}}`` read generically from the flatbuffer's builtin options."""
+    import tflite
+
+    names = {v: k for k, v in vars(tflite.BuiltinOptions).items() if isinstance(v, int)}
+    model = tflite.Model.GetRootAsModel(buf, 0)
+    out: dict = {}
+    if model.SubgraphsLength() == 0:
+        return out
+    sg = model.Subgraphs(0)
+    for i in range(sg.OperatorsLength()):
+        op = sg.Operators(i)
+        cls = getattr(tflite, names.get(op.BuiltinOptionsType(), ""), None)
+        table = op.BuiltinOptions()
+        if cls is None or table is None:
+            continue
+        obj = cls()
+        obj.Init(table.Bytes, table.Pos)
+        vals = {}
+        for attr in dir(obj):
+            if attr.startswith(("_", "Init", "GetRoot")) or attr.endswith(("IsNone", "Length")):
+                continue
+            try:
+                v = getattr(obj, attr)()
+            except TypeError:
+                continue
+            except Exception:
+                continue
+            vals[attr] = v.tolist() if hasattr(v, "tolist") else v
+        out[i] = vals
+    return out

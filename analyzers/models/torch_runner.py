@@ -1,0 +1,240 @@
+"""PyTorch: ExportedProgram (``.pt2``, ``torch.export.load``) and TorchScript (``.pt``,
+``torch.jit.load``). Neither unpickles arbitrary Python objects.
+
+TVM routes: ``.pt2`` is re-exported with the check's static shapes and imported with
+``relax.frontend.torch.from_exported_program``. TorchScript has no Relax frontend, so it goes
+through ``torch.onnx.export(dynamo=False)`` and ``relax.frontend.onnx``; its per-layer
+intermediates come from the same ONNX export run on onnxruntime.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from convlint.analyzers.models.base import LayerInfo, Runner, TensorSpec, layout_hint
+
+
+def _np_dtype(t) -> str:
+    return str(t).replace("torch.", "")
+
+
+def _to_torch(inputs: dict, names: list):
+    import torch
+
+    vals = list(inputs.values())
+    return [torch.from_numpy(np.ascontiguousarray(inputs[n] if n in inputs else vals[i]))
+            for i, n in enumerate(names)]
+
+
+def _flat_outputs(out) -> list:
+    if isinstance(out, (list, tuple)):
+        res = []
+        for o in out:
+            res.extend(_flat_outputs(o))
+        return res
+    if isinstance(out, dict):
+        return _flat_outputs(list(out.values()))
+    return [out]
+
+
+def _np(t) -> np.ndarray:
+    return t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
+
+
+class ExportedProgramRunner(Runner):
+    format = "torch-exported"
+    backend = "torch"
+
+    def _load_impl(self) -> None:
+        import torch
+
+        self.ep = torch.export.load(self.path)
+        self.module = self.ep.module()
+        self._specs = None
+
+    def _placeholders(self):
+        sig = self.ep.graph_signature
+        user = set(sig.user_inputs)
+        return [n for n in self.ep.graph.nodes if n.op == "placeholder" and n.name in user]
+
+    def _input_specs_impl(self):
+        out = []
+        for n in self._placeholders():
+            val = n.meta.get("val")
+            dims = tuple(int(d) if str(d).isdigit() else None for d in val.shape) if val is not None else ()
+            out.append(TensorSpec(n.name, dims, _np_dtype(val.dtype) if val is not None else "float32",
+                                  layout_hint(dims)))
+        return out
+
+    def _output_specs_impl(self):
+        outs = []
+        for node in self.ep.graph.nodes:
+            if node.op == "output":
+                for i, a in enumerate(_flat_outputs(node.args[0])):
+                    val = getattr(a, "meta", {}).get("val")
+                    dims = tuple(int(d) if str(d).isdigit() else None for d in val.shape) if val is not None else ()
+                    outs.append(TensorSpec(f"output_{i}", dims,
+                                           _np_dtype(val.dtype) if val is not None else "float32",
+                                           layout_hint(dims)))
+        return outs
+
+    def _run_impl(self, inputs):
+        import torch
+
+        with torch.no_grad():
+            out = self.module(*_to_torch(inputs, [s.name for s in self.input_specs()]))
+        return {f"output_{i}": _np(o) for i, o in enumerate(_flat_outputs(out))}
+
+    def _layers_impl(self):
+        state = dict(self.ep.state_dict)
+        state.update(getattr(self.ep, "constants", {}) or {})
+        layers: dict = {}
+        for node in self.ep.graph.nodes:
+            stack = node.meta.get("nn_module_stack")
+            if node.op != "call_function" or not stack:
+                continue
+            path, cls = list(stack.values())[-1]
+            name = _qualname(path)
+            cls_name = cls.rsplit(".", 1)[-1] if isinstance(cls, str) else getattr(cls, "__name__", str(cls))
+            info = layers.setdefault(name, LayerInfo(name, cls_name))
+            target = str(node.target).split(".")[-2] if "." in str(node.target) else str(node.target)
+            attrs = [a for a in node.args[1:] if isinstance(a, (int, float, bool, list, tuple))]
+            info.attributes.setdefault("ops", []).append({"op": target, "args": attrs})
+            info.outputs = [node.name]
+        for key, val in state.items():
+            owner = key.rsplit(".", 1)[0] if "." in key else ""
+            if owner in layers:
+                layers[owner].weights[key] = _np(val)
+        return list(layers.values())
+
+    def _intermediates_impl(self, inputs):
+        import torch
+        from torch.fx import Interpreter
+
+        gm = self.module
+        owner = {}
+        for node in gm.graph.nodes:
+            stack = node.meta.get("nn_module_stack")
+            if stack and node.op == "call_function":
+                owner[node.name] = _qualname(list(stack.values())[-1][0])
+        captured: dict = {}
+
+        class Capture(Interpreter):
+            def run_node(self, n):
+                r = super().run_node(n)
+                if n.name in owner and isinstance(r, torch.Tensor):
+                    captured[owner[n.name]] = _np(r)  # the last op of a module is its output
+                return r
+
+        with torch.no_grad():
+            Capture(gm).run(*_to_torch(inputs, [s.name for s in self.input_specs()]))
+        return captured
+
+    def _metadata_impl(self):
+        import torch
+
+        return {"producer_name": "torch.export", "torch_version": torch.__version__}
+
+    def _tvm_import_impl(self, input_shapes):
+        def build():
+            import torch
+            from tvm.relax.frontend.torch import from_exported_program
+
+            specs = self.input_specs()
+            args = tuple(torch.zeros(tuple(input_shapes[s.name]), dtype=getattr(torch, s.dtype))
+                         for s in specs)
+            ep = torch.export.export(self.module, args)
+            return ("pt2 -> torch.export(static shapes) -> relax.frontend.torch",
+                    from_exported_program(ep))
+
+        return build
+
+
+def _qualname(path: str) -> str:
+    """``L['self'].features[0]`` or ``features.0`` -> ``features.0`` (named_modules style)."""
+    import re
+
+    p = re.sub(r"^L\['self'\]\.?", "", path)
+    p = re.sub(r"\[(\d+)\]", r".\1", p)
+    p = re.sub(r"\[['\"]([^'\"]+)['\"]\]", r".\1", p)
+    p = re.sub(r"getattr\(L\['self'\]\.?([^,]*), '([^']+)'\)", r"\1.\2", p)
+    return p.strip(".")
+
+
+class TorchScriptRunner(Runner):
+    format = "torchscript"
+    backend = "torch"
+
+    def __init__(self, path, *, input_shapes: dict | None = None):
+        super().__init__(path)
+        self.given_shapes = input_shapes or {}
+        self._onnx = {}
+
+    def _load_impl(self) -> None:
+        import zipfile
+
+        import torch
+
+        if not zipfile.is_zipfile(self.path):
+            raise ValueError("a TorchScript .pt file is a zip archive, and this one is not")
+        self.module = torch.jit.load(self.path, map_location="cpu").eval()
+
+    def _input_specs_impl(self):
+        args = self.module.forward.schema.arguments[1:]
+        out = []
+        for a in args:
+            shape = tuple(self.given_shapes.get(a.name, ())) or None
+            out.append(TensorSpec(a.name, shape if shape else (), "float32", layout_hint(shape or ())))
+        return out
+
+    def _output_specs_impl(self):
+        return [TensorSpec("output_0", (), "float32")]
+
+    def _run_impl(self, inputs):
+        import torch
+
+        with torch.no_grad():
+            out = self.module(*_to_torch(inputs, [s.name for s in self.input_specs()]))
+        return {f"output_{i}": _np(o) for i, o in enumerate(_flat_outputs(out))}
+
+    def _layers_impl(self):
+        layers = []
+        for name, mod in self.module.named_modules():
+            weights = {f"{name}.{k}" if name else k: _np(v)
+                       for k, v in list(mod.named_parameters(recurse=False)) + list(mod.named_buffers(recurse=False))}
+            layers.append(LayerInfo(name, getattr(mod, "original_name", type(mod).__name__), weights))
+        return [layer for layer in layers if layer.name]
+
+    def as_onnx(self, input_shapes: dict):
+        """The module exported to ONNX with static shapes (cached per shape), as an OnnxRunner."""
+        import os
+        import tempfile
+
+        import torch
+
+        from convlint.analyzers.models.onnx_runner import OnnxRunner
+
+        key = tuple(sorted((k, tuple(v)) for k, v in input_shapes.items()))
+        if key not in self._onnx:
+            specs = self.input_specs()
+            args = tuple(torch.zeros(tuple(input_shapes[s.name])) for s in specs)
+            d = tempfile.mkdtemp(prefix="convlint-ts-")
+            path = os.path.join(d, "model.onnx")
+            torch.onnx.export(self.module, args, path, dynamo=False, opset_version=17,
+                              input_names=[s.name for s in specs])
+            self._onnx[key] = OnnxRunner(path)
+        return self._onnx[key]
+
+    def _intermediates_impl(self, inputs):
+        shapes = {k: tuple(np.asarray(v).shape) for k, v in inputs.items()}
+        return self.as_onnx(shapes).intermediates(inputs)
+
+    def _tvm_import_impl(self, input_shapes):
+        def build():
+            from tvm.relax.frontend.onnx import from_onnx
+
+            onnx_runner = self.as_onnx(input_shapes).load()
+            return ("torchscript -> torch.onnx.export(dynamo=False, opset 17) -> relax.frontend.onnx",
+                    from_onnx(onnx_runner.model, shape_dict={k: list(v) for k, v in input_shapes.items()}))
+
+        return build

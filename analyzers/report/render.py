@@ -1,0 +1,65 @@
+"""Renderers: they only format. JSON output can be read back with ``ConversionReport.from_dict``."""
+
+from __future__ import annotations
+
+import json
+
+from convlint.analyzers.report.findings import ConversionReport
+
+MARK = {"error": "E", "warning": "W", "info": "I"}
+
+
+def to_json(report) -> str:
+    return json.dumps(report.to_dict(), indent=2, allow_nan=False)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def to_text(report: ConversionReport, *, verbose: bool = False, color: bool = False) -> str:
+    """A short summary: the verdict, the metrics, then one line per finding."""
+    def c(code: str, s: str) -> str:
+        return f"\x1b[{code}m{s}\x1b[0m" if color else s
+
+    d = report.to_dict()
+    lines = []
+    verdict = d["verdict"]
+    vcol = {"equivalent": "32", "divergent": "31", "crash": "31", "error": "33"}.get(verdict, "0")
+    if d.get("source") and d.get("target"):
+        lines.append(f"{d['source']['path']} ({d['source']['format']}) -> "
+                     f"{d['target']['path']} ({d['target']['format']})")
+    lines.append(f"verdict: {c(vcol, verdict.upper())}"
+                 + (f"   ({d['inputs']['count']} {d['inputs']['origin']} inputs)" if d.get("inputs", {}).get("count") else ""))
+    m = d.get("metrics") or {}
+    if any(v is not None for v in m.values()):
+        lines.append("metrics: " + "  ".join(
+            f"{k}={_fmt(v) if k != 'cosine_min' or v is None else f'{v:.6f}'}" for k, v in m.items()))
+    tol = d.get("tolerance")
+    if tol:
+        t = f"tolerance: atol={_fmt(tol.get('atol'))} rtol={_fmt(tol.get('rtol'))}"
+        if tol.get("atol_effective", tol.get("atol")) != tol.get("atol"):
+            t += f" (atol widened to {_fmt(tol['atol_effective'])} by measured noise)"
+        lines.append(t)
+    shown = [f for f in d["findings"] if verbose or f["severity"] != "info"]
+    hidden = len(d["findings"]) - len(shown)
+    for f in shown:
+        sev = f["severity"]
+        col = {"error": "31", "warning": "33", "info": "36"}[sev]
+        where = f" [{f['layer']}]" if f.get("layer") else ""
+        lines.append(f"  {c(col, MARK[sev])} {f['rule']} {f['stage']}{where}: {f['message']}")
+        rep = f.get("repair")
+        if rep:
+            state = "verified" if rep.get("verified") else "not verified"
+            lines.append(f"      repair ({rep['kind']}, {state}): {rep['description']}"
+                         + (f" -> {rep['output']}" if rep.get("output") else ""))
+    if hidden:
+        lines.append(f"  ({hidden} info finding{'s' if hidden > 1 else ''} hidden; --verbose shows them)")
+    if verbose and d.get("runs"):
+        for role, info in d["runs"].items():
+            lines.append(f"  {role}: TVM route: {info.get('tvm_route') or info.get('tvm_error') or 'not run'}")
+    return "\n".join(lines)

@@ -1,0 +1,76 @@
+"""The rule registry: every finding convlint can emit, declared as data.
+
+A rule has a stable code, a short name, a default severity, the stage it belongs to and a
+one-line summary. ``docs/rules.md`` documents each code (why it matters, an example, the fix);
+a test keeps the registry and the docs in step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DOCS_URL = "https://github.com/convlint/convlint/blob/main/docs/rules.md"
+
+
+@dataclass(frozen=True)
+class Rule:
+    code: str
+    name: str
+    severity: str
+    stage: str
+    summary: str
+
+    @property
+    def docs(self) -> str:
+        return f"{DOCS_URL}#{self.code.lower()}-{self.name}"
+
+
+RULES: dict[str, Rule] = {}
+
+
+def rule(code: str, name: str, severity: str, stage: str, summary: str) -> Rule:
+    """Declare a rule; codes are unique and never reused."""
+    if code in RULES:
+        raise ValueError(f"rule {code} declared twice")
+    r = Rule(code, name, severity, stage, summary)
+    RULES[code] = r
+    return r
+
+
+def get(code: str) -> Rule:
+    return RULES[code]
+
+
+# --- input and analysis errors (exit 2) ------------------------------------------------------
+BAD_ARGUMENTS = rule("CL001", "bad-arguments", "error", "input",
+                     "convlint could not analyse: the arguments or an input file are invalid")
+UNREADABLE_MODEL = rule("CL002", "unreadable-model", "error", "input",
+                        "a model file is empty, truncated, corrupt or of an unsupported format")
+INTERNAL_ERROR = rule("CL009", "internal-error", "error", "runtime",
+                      "convlint itself failed; please report it with the evidence")
+
+# --- runtime: crashes and the TVM cross-check ------------------------------------------------
+MODEL_CRASH = rule("CL003", "model-crash", "error", "runtime",
+                   "a model fails to load, compile or run in its native runtime")
+TVM_MISMATCH = rule("CL010", "tvm-native-mismatch", "warning", "runtime",
+                    "TVM and the native runtime disagree on the same model: a frontend or kernel "
+                    "fault, not the converter's")
+TVM_UNAVAILABLE = rule("CL011", "tvm-unavailable", "info", "runtime",
+                       "TVM could not import or compile a model; the TVM cross-check was skipped")
+NOISE_TOLERANCE = rule("CL012", "noise-adapted-tolerance", "info", "runtime",
+                       "tolerances were widened to the numeric noise measured between runtimes")
+TVM_PATH = rule("CL013", "tvm-import-path", "info", "runtime",
+                "a model reached TVM through an intermediate conversion, which is recorded")
+
+# --- inputs ----------------------------------------------------------------------------------
+LAYOUT_TRANSPOSED = rule("CL020", "layout-transposed", "info", "input",
+                         "source and target inputs differ in layout (NHWC/NCHW); inputs were "
+                         "transposed for the target")
+IO_MISMATCH = rule("CL021", "io-mismatch", "error", "input",
+                   "source and target inputs cannot be matched (count, rank or size differ)")
+
+# --- graph: output-level divergence ----------------------------------------------------------
+OUTPUTS_DIVERGE = rule("CL100", "outputs-diverge", "error", "graph",
+                       "the converted model's outputs differ from the source's beyond tolerance")
+OUTPUT_SHAPE = rule("CL101", "output-shape-mismatch", "error", "graph",
+                    "an output of the converted model has a different shape or count")

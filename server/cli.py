@@ -1,0 +1,227 @@
+"""The ``convlint`` command line: thin, one function per subcommand.
+
+Each subcommand builds library objects from its arguments and calls the same
+``convlint.analyzers`` entry points the language server calls. Exit codes follow the contract:
+0 analysed and no error finding, 1 at least one error finding, 2 could not analyse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+
+from convlint import __version__
+
+FORMATS = ("text", "json")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse would print usage and exit 2 with no JSON
+        from convlint.analyzers.errors import ConvlintError
+
+        raise ConvlintError(f"{self.prog}: {message}", hint=f"see '{self.prog} --help'")
+
+
+def _floats(text: str) -> list:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return v
+
+
+def _tolerance(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 0, got {text!r}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="convlint", description="A linter for deep-learning model conversions and "
+                "training: finds, localizes and repairs silent faults.")
+    p.add_argument("--version", action="version", version=f"convlint {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    d = sub.add_parser("diff", help="check that a converted model computes what its source does",
+                       description="Run SOURCE and TARGET on the same inputs, natively and through "
+                       "Apache TVM, and compare their outputs.")
+    d.add_argument("source", help="the original model (.keras .h5 .onnx .tflite .pt2 .pt, or a SavedModel directory)")
+    d.add_argument("target", help="the converted model")
+    d.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
+    d.add_argument("--num-inputs", type=_positive_int, default=32, metavar="N",
+                   help="number of seeded random inputs (default: 32)")
+    d.add_argument("--inputs", metavar="PATH",
+                   help="inputs from a .npy (one input), a .npz (arrays named by input) or a folder of images")
+    d.add_argument("--scale", type=float, default=1.0, help="image preprocessing: multiply pixels by this (default 1)")
+    d.add_argument("--mean", type=_floats, help="image preprocessing: subtract this, per channel (e.g. 0.485,0.456,0.406)")
+    d.add_argument("--std", type=_floats, help="image preprocessing: then divide by this, per channel")
+    d.add_argument("--input-shape", metavar="SHAPES",
+                   help="fix input shapes, e.g. 'input:1x3x224x224' (needed for TorchScript sources)")
+    d.add_argument("--atol", type=_tolerance, default=1e-4,
+                   help="absolute tolerance (default 1e-4); an element fails when beyond both atol and rtol")
+    d.add_argument("--rtol", type=_tolerance, default=1e-4, help="relative tolerance (default 1e-4)")
+    d.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    d.add_argument("--no-tvm", action="store_true", help="skip the TVM cross-check (faster, less certain)")
+    d.add_argument("--unsafe-load", action="store_true",
+                   help="allow Keras models that carry Python code (Lambda layers); only for trusted files")
+    d.add_argument("--verbose", "-v", action="store_true", help="show info findings, TVM routes and progress")
+    d.add_argument("--output-file", metavar="PATH", help="write the report here instead of stdout")
+    d.set_defaults(func=cmd_diff)
+    return p
+
+
+def cmd_diff(args) -> tuple:
+    from convlint.analyzers.differential.check import DiffOptions, diff_paths
+    from convlint.analyzers.differential.inputs import parse_shape_arg
+
+    opts = DiffOptions(num_inputs=args.num_inputs, seed=args.seed, atol=args.atol, rtol=args.rtol,
+                       inputs_path=args.inputs, scale=args.scale, mean=args.mean, std=args.std,
+                       input_shapes=parse_shape_arg(args.input_shape) if args.input_shape else {},
+                       use_tvm=not args.no_tvm)
+    progress = _progress_printer(args.verbose)
+    report = diff_paths(args.source, args.target, opts, unsafe_load=args.unsafe_load,
+                        progress=progress)
+    return report, {"source": args.source, "target": args.target}
+
+
+def _progress_printer(verbose: bool):
+    if not (verbose or sys.stderr.isatty()):
+        return None
+
+    def show(msg: str) -> None:
+        print(f"convlint: {msg}", file=sys.stderr, flush=True)
+
+    return show
+
+
+def error_report(message: str, rule: str, source=None, target=None):
+    from convlint.analyzers import rules as R
+    from convlint.analyzers.report.findings import ConversionReport, Finding, ModelRef
+
+    r = R.get(rule) if rule in R.RULES else R.BAD_ARGUMENTS
+    f = Finding(rule=r.code, severity="error", stage=r.stage, message=message)
+
+    def ref(path):
+        if not path:
+            return None
+        try:
+            from convlint.analyzers.models.detect import detect_format
+
+            return ModelRef(path, detect_format(path))
+        except Exception:
+            return ModelRef(path, "unknown")
+
+    return ConversionReport(ref(source), ref(target), {"count": 0, "origin": "none"}, "error",
+                            {"max_abs": None, "mean_abs": None, "cosine_min": None,
+                             "top1_agreement": None}, (f,))
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Frameworks print to file descriptor 1; keep stdout for the report alone."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield os.fdopen(os.dup(saved), "w")
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _quiet_frameworks() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    import warnings
+
+    warnings.filterwarnings("ignore")
+
+
+def main(argv: list | None = None) -> int:
+    from convlint.analyzers.errors import ConvlintError
+    from convlint.analyzers.report.render import to_json, to_text
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    fmt = "json" if _wants_json(argv) else "text"
+    parser = build_parser()
+    paths: dict = {}
+    try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "command", None):
+            parser.print_help()
+            return 2
+        fmt = getattr(args, "format", fmt)
+        paths = {"source": getattr(args, "source", None), "target": getattr(args, "target", None)}
+        _quiet_frameworks()
+        with _stdout_to_stderr() as out:
+            report, paths = args.func(args)
+            text = to_json(report) if fmt == "json" else to_text(
+                report, verbose=getattr(args, "verbose", False),
+                color=out.isatty() and not os.environ.get("NO_COLOR"))
+            _emit(text, getattr(args, "output_file", None), out)
+            out.close()
+        return report.exit_code
+    except ConvlintError as e:
+        msg = e.message + (f". {e.hint[0].upper()}{e.hint[1:]}" if e.hint else "")
+        report = error_report(msg, e.rule, paths.get("source"), paths.get("target"))
+        _emit_error(report, fmt, msg)
+        return 2
+    except KeyboardInterrupt:
+        print("convlint: interrupted", file=sys.stderr)
+        return 2
+    except Exception as e:  # a convlint bug: say so, never a raw framework traceback
+        if os.environ.get("CONVLINT_DEBUG"):
+            raise
+        msg = (f"internal error: {type(e).__name__}: {' '.join(str(e).split())[:500]}. "
+               "This is a convlint bug; rerun with CONVLINT_DEBUG=1 for the traceback and report it")
+        report = error_report(msg, "CL009", paths.get("source"), paths.get("target"))
+        _emit_error(report, fmt, msg)
+        return 2
+
+
+def _emit(text: str, output_file: str | None, out) -> None:
+    if output_file:
+        from convlint.analyzers.report.io import write_new_file
+
+        write_new_file(output_file, text + "\n")
+        print(f"convlint: report written to {output_file}", file=sys.stderr)
+    else:
+        out.write(text + "\n")
+        out.flush()
+
+
+def _emit_error(report, fmt: str, msg: str) -> None:
+    from convlint.analyzers.report.render import to_json
+
+    if fmt == "json":
+        sys.stdout.write(to_json(report) + "\n")
+        sys.stdout.flush()
+    else:
+        print(f"convlint: error: {msg}", file=sys.stderr)
+
+
+def _wants_json(argv: list) -> bool:
+    for i, a in enumerate(argv):
+        if a == "--format=json" or (a == "--format" and i + 1 < len(argv) and argv[i + 1] == "json"):
+            return True
+    return False
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""Shared test set-up: a private TVM cache per run, quiet frameworks, fixture paths."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("CONVLINT_CACHE_DIR", tempfile.mkdtemp(prefix="convlint-test-cache-"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "fixtures" / "models"
+
+
+def manifest_pairs() -> list[dict]:
+    return json.loads((MODELS / "manifest.json").read_text())["pairs"]
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run ``python -m convlint ARGS`` as a user would, from the repository root."""
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "convlint", *args], cwd=ROOT, env=e,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def models() -> Path:
+    return MODELS

@@ -1,0 +1,83 @@
+"""Bad input ends in a clear message and exit 2, never a traceback."""
+
+import json
+
+import pytest
+
+from conftest import run_cli
+
+
+def diff_json(*args):
+    p = run_cli("diff", *args, "--format", "json", "--no-tvm", "--num-inputs", "2")
+    assert "Traceback" not in p.stderr and "Traceback" not in p.stdout
+    return p, json.loads(p.stdout)
+
+
+@pytest.fixture
+def bad_files(tmp_path, models):
+    src = (models / "mobilenet.torch.onnx").read_bytes()
+    files = {
+        "empty.onnx": b"",
+        "truncated.onnx": src[: len(src) // 3],
+        "garbage.tflite": b"\x00\x01not a flatbuffer at all" * 50,
+        "truncated.tflite": (models / "mobilenet.tflite").read_bytes()[:200],
+        "garbage.keras": b"PK\x03\x04 this is not really a zip",
+        "model.txt": b"hello",
+        "onnx_named.tflite": src,
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    import pickle
+
+    (tmp_path / "pickled.pt").write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    return tmp_path
+
+
+@pytest.mark.parametrize("name,expect", [
+    ("empty.onnx", "empty"),
+    ("truncated.onnx", "cannot be read as a onnx model"),
+    ("garbage.tflite", "TFL3"),
+    ("truncated.tflite", "cannot be read as a tflite model"),
+    ("garbage.keras", "cannot be read as a keras model"),
+    ("model.txt", "unsupported model format"),
+    ("missing.onnx", "no such file"),
+    ("pickled.pt", "never unpickles"),
+])
+def test_unreadable_model_exit_2(bad_files, models, name, expect):
+    p, d = diff_json(str(models / "mobilenet.torch.onnx"), str(bad_files / name))
+    assert p.returncode == 2
+    assert d["verdict"] == "error" and len(d["findings"]) == 1
+    f = d["findings"][0]
+    assert f["severity"] == "error" and f["rule"] in ("CL001", "CL002")
+    assert expect in f["message"]
+
+
+def test_content_and_extension_disagree(bad_files, models):
+    p, d = diff_json(str(models / "mobilenet.torch.onnx"), str(bad_files / "onnx_named.tflite"))
+    assert p.returncode == 2 and "TFL3" in d["findings"][0]["message"]
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["diff", "a.onnx"], "required"),
+    (["diff", "a", "b", "--num-inputs", "0"], "at least 1"),
+    (["diff", "a", "b", "--atol", "-1"], "at least 0"),
+    (["diff", "a", "b", "--bogus"], "unrecognized"),
+])
+def test_bad_arguments_exit_2_with_json(args, expect):
+    p = run_cli(*args, "--format", "json")
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    d = json.loads(p.stdout)
+    assert d["verdict"] == "error" and d["findings"][0]["rule"] == "CL001"
+    assert expect in d["findings"][0]["message"]
+
+
+def test_bad_arguments_in_text_mode_say_what_to_do():
+    p = run_cli("diff", "only-one.onnx")
+    assert p.returncode == 2 and "convlint: error:" in p.stderr and "--help" in p.stderr
+    assert p.stdout == ""
+
+
+def test_mismatched_models_are_an_io_finding(models):
+    p, d = diff_json(str(models / "gelu_exact.keras"), str(models / "mobilenet.torch.onnx"))
+    assert p.returncode == 1 and d["verdict"] == "divergent"
+    assert d["findings"][0]["rule"] == "CL021"

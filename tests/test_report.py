@@ -1,0 +1,70 @@
+"""The JSON report follows ../shared/contract.md, and reads back."""
+
+import json
+
+import pytest
+
+from convlint.analyzers.report.findings import (
+    ConversionReport,
+    Finding,
+    Location,
+    ModelRef,
+    Repair,
+)
+from convlint.analyzers.report.render import to_json, to_text
+
+CONTRACT_KEYS = {"tool", "kind", "source", "target", "inputs", "verdict", "metrics", "findings"}
+FINDING_KEYS = {"rule", "severity", "stage", "message", "layer", "location", "hyperparameter",
+                "evidence", "repair"}
+
+
+def sample():
+    f = Finding("CL201", "error", "parameters", "conv2d_3 weights differ", layer="conv2d_3",
+                location=Location(file="convert.py", line=12, column=4, source_node="a", target_node="b"),
+                evidence={"max_abs": 0.012},
+                repair=Repair("patch-weights", "copy", "m.repaired.tflite", True, {"max_abs": 0.0}))
+    return ConversionReport(ModelRef("m.keras", "keras"), ModelRef("m.tflite", "tflite"),
+                            {"count": 32, "origin": "random"}, "divergent",
+                            {"max_abs": 0.5, "mean_abs": 0.1, "cosine_min": 0.9, "top1_agreement": None},
+                            (f,), {"tolerance": {"atol": 1e-4}})
+
+
+def test_json_has_every_contract_field_and_reads_back():
+    d = json.loads(to_json(sample()))
+    assert CONTRACT_KEYS <= set(d)
+    assert d["tool"]["name"] == "convlint" and d["kind"] == "conversion"
+    assert set(d["metrics"]) == {"max_abs", "mean_abs", "cosine_min", "top1_agreement"}
+    assert set(d["findings"][0]) == FINDING_KEYS
+    assert d["findings"][0]["location"]["line"] == 12
+    back = ConversionReport.from_dict(d)
+    assert back == sample()
+
+
+def test_exit_codes():
+    assert sample().exit_code == 1
+    eq = ConversionReport(None, None, {}, "equivalent", {}, ())
+    assert eq.exit_code == 0
+    assert ConversionReport(None, None, {}, "error", {}, ()).exit_code == 2
+
+
+def test_findings_are_immutable_and_validated():
+    f = sample().findings[0]
+    with pytest.raises(AttributeError):
+        f.rule = "X"
+    assert f.with_(severity="warning").severity == "warning"
+    with pytest.raises(ValueError):
+        Finding("CL1", "fatal", "graph", "m")
+
+
+def test_non_finite_numbers_still_give_valid_json():
+    r = ConversionReport(None, None, {}, "divergent",
+                         {"max_abs": float("inf"), "mean_abs": float("nan"), "cosine_min": 1.0,
+                          "top1_agreement": None}, ())
+    d = json.loads(to_json(r))
+    assert d["metrics"]["mean_abs"] is None and d["metrics"]["max_abs"] > 1e300
+
+
+def test_text_summary_is_short_and_names_the_verdict():
+    t = to_text(sample())
+    assert "DIVERGENT" in t and "CL201" in t and "repair (patch-weights, verified)" in t
+    assert len(t.splitlines()) < 10
