@@ -22,14 +22,18 @@ $(STAMP): $(BIN)/python pyproject.toml
 	@touch $(STAMP)
 
 demo: install
+	@rm -rf .demo && mkdir -p .demo
 	@echo "== a clean conversion: Keras -> TFLite (float)"
 	-$(BIN)/convlint diff fixtures/models/mobilenet.keras fixtures/models/mobilenet.tflite
 	@echo
-	@echo "== a faulty twin: Keras -> TFLite with Optimize.DEFAULT (weights silently int8)"
-	-$(BIN)/convlint diff fixtures/models/mobilenet.keras fixtures/models/mobilenet.dynint8.tflite
+	@echo "== a faulty twin: Keras -> TFLite with Optimize.DEFAULT (weights silently int8): found, localized, repaired"
+	-$(BIN)/convlint diff fixtures/models/mobilenet.keras fixtures/models/mobilenet.dynint8.tflite --repair --output .demo/mobilenet.repaired.tflite
 	@echo
-	@echo "== a faulty twin: torch -> ONNX with one tampered weight tensor"
-	-$(BIN)/convlint diff fixtures/models/resnet.pt2 fixtures/models/resnet.torch.tampered.onnx
+	@echo "== a faulty twin: torch -> ONNX with one tampered weight tensor: found, localized, repaired"
+	-$(BIN)/convlint diff fixtures/models/resnet.pt2 fixtures/models/resnet.torch.tampered.onnx --repair --output .demo/resnet.repaired.onnx
+	@echo
+	@echo "== the repaired model, checked again"
+	-$(BIN)/convlint diff fixtures/models/resnet.pt2 .demo/resnet.repaired.onnx
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -44,4 +48,4 @@ fixtures: install
 	$(BIN)/python fixtures/generate.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info .demo

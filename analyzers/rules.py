@@ -74,3 +74,22 @@ OUTPUTS_DIVERGE = rule("CL100", "outputs-diverge", "error", "graph",
                        "the converted model's outputs differ from the source's beyond tolerance")
 OUTPUT_SHAPE = rule("CL101", "output-shape-mismatch", "error", "graph",
                     "an output of the converted model has a different shape or count")
+
+# --- graph: localization ---------------------------------------------------------------------
+FIRST_DIVERGENT = rule("CL110", "first-divergent-layer", "error", "graph",
+                       "the first source layer whose output the target no longer reproduces")
+
+# --- parameters (stage 2) --------------------------------------------------------------------
+WEIGHTS_QUANTIZED = rule("CL201", "weights-quantized", "error", "parameters",
+                         "a layer's weights were quantized (int8 storage or a fake-quant grid)")
+WEIGHTS_FP16 = rule("CL202", "weights-float16", "error", "parameters",
+                    "a layer's weights lost precision to float16")
+KERNEL_TRANSPOSED = rule("CL203", "kernel-transposed", "error", "parameters",
+                         "a convolution kernel's height and width were swapped")
+WEIGHTS_CORRUPTED = rule("CL204", "weights-corrupted", "error", "parameters",
+                         "a layer's weights or bias differ from the source's with no benign cause")
+
+# --- conversion tool (stage 1) ---------------------------------------------------------------
+CONVERTER_QUANTIZED = rule("CL401", "converter-quantized-weights", "error", "conversion-tool",
+                           "the converter's settings quantized the weights; re-converting "
+                           "without them removes the fault")

@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--rtol", type=_tolerance, default=1e-4, help="relative tolerance (default 1e-4)")
     d.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
     d.add_argument("--no-tvm", action="store_true", help="skip the TVM cross-check (faster, less certain)")
+    d.add_argument("--no-localize", action="store_true",
+                   help="on divergence, skip the staged localization (layer, weights, converter settings)")
+    d.add_argument("--repair", action="store_true",
+                   help="repair what localization found into a new file and verify it by checking again")
+    d.add_argument("--output", metavar="PATH",
+                   help="where --repair writes the repaired model (default: <target stem>.repaired.<ext>)")
     d.add_argument("--unsafe-load", action="store_true",
                    help="allow Keras models that carry Python code (Lambda layers); only for trusted files")
     d.add_argument("--verbose", "-v", action="store_true", help="show info findings, TVM routes and progress")
@@ -86,16 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_diff(args) -> tuple:
-    from convlint.analyzers.differential.check import DiffOptions, diff_paths
+    from convlint.analyzers.differential.check import DiffOptions
     from convlint.analyzers.differential.inputs import parse_shape_arg
+    from convlint.analyzers.pipeline import PipelineOptions, check_paths
 
     opts = DiffOptions(num_inputs=args.num_inputs, seed=args.seed, atol=args.atol, rtol=args.rtol,
                        inputs_path=args.inputs, scale=args.scale, mean=args.mean, std=args.std,
                        input_shapes=parse_shape_arg(args.input_shape) if args.input_shape else {},
                        use_tvm=not args.no_tvm)
     progress = _progress_printer(args.verbose)
-    report = diff_paths(args.source, args.target, opts, unsafe_load=args.unsafe_load,
-                        progress=progress)
+    popts = PipelineOptions(opts, localize=not args.no_localize, repair=args.repair,
+                            output=args.output, unsafe_load=args.unsafe_load)
+    report = check_paths(args.source, args.target, popts, progress=progress)
     return report, {"source": args.source, "target": args.target}
 
 

@@ -16,6 +16,17 @@ def _shape(t) -> tuple:
     return tuple(None if d is None else int(d) for d in t.shape)
 
 
+def _producers(layer) -> list:
+    """Names of the layers whose outputs feed ``layer`` (its first call in the model)."""
+    names = []
+    for node in getattr(layer, "_inbound_nodes", [])[:1]:
+        for t in getattr(node, "input_tensors", []) or []:
+            hist = getattr(t, "_keras_history", None)
+            if hist is not None and getattr(hist, "operation", None) is not None:
+                names.append(hist.operation.name)
+    return names
+
+
 class KerasRunner(Runner):
     format = "keras"
     backend = "tf"
@@ -75,7 +86,8 @@ class KerasRunner(Runner):
             except Exception:
                 cfg = {}
             attrs = {k: v for k, v in cfg.items() if isinstance(v, (int, float, str, bool, list, tuple, type(None)))}
-            out.append(LayerInfo(layer.name, type(layer).__name__, weights, attrs))
+            out.append(LayerInfo(layer.name, type(layer).__name__, weights, attrs,
+                                 _producers(layer), [layer.name]))
         return out
 
     def _intermediates_impl(self, inputs):
@@ -93,7 +105,7 @@ class KerasRunner(Runner):
                     outs.append(t)
             self._probe = (names, keras.Model(self.model.inputs, outs))
         names, probe = self._probe
-        vals = probe(self._ordered(inputs), training=False)
+        vals = probe(list(self._ordered(inputs).values()), training=False)
         vals = vals if isinstance(vals, (list, tuple)) else [vals]
         return {n: np.asarray(v) for n, v in zip(names, vals, strict=True)}
 

@@ -73,10 +73,15 @@ class TFLiteRunner(Runner):
         produced = {o for op in it._get_ops_details() for o in op["outputs"]}
         graph_inputs = {d["index"] for d in it.get_input_details()}
         opts = _builtin_options(self.buf)
+        ops = [op for op in it._get_ops_details() if op["op_name"] != "DELEGATE"]
+        # weights stored as float16 reach their op through a DEQUANTIZE of a constant
+        dequant = {op["outputs"][0]: op["inputs"][0] for op in ops
+                   if op["op_name"] == "DEQUANTIZE" and op["inputs"][0] not in produced}
         layers = []
-        for op in it._get_ops_details():
+        for op in ops:
             weights, qparams = {}, {}
             for t in op["inputs"]:
+                t = dequant.get(t, t)
                 if t < 0 or t in produced or t in graph_inputs:
                     continue
                 info = tensors[t]
@@ -87,6 +92,7 @@ class TFLiteRunner(Runner):
                 q = info.get("quantization_parameters") or {}
                 if len(q.get("scales", [])):
                     qparams[info["name"]] = {"scales": q["scales"], "zero_points": q["zero_points"],
+                                             "axis": int(q.get("quantized_dimension", 0)),
                                              "dtype": str(np.dtype(info["dtype"]))}
             attrs = dict(opts.get(op["index"], {}))
             if qparams:
@@ -105,6 +111,8 @@ class TFLiteRunner(Runner):
         tensors = self._tensor_names(it)
         out = {}
         for op in it._get_ops_details():
+            if op["op_name"] == "DELEGATE":
+                continue
             for o in op["outputs"]:
                 if o >= 0:
                     out[tensors[o]["name"]] = _dequantize(np.array(it.get_tensor(o)), tensors[o])

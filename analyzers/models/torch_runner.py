@@ -89,14 +89,20 @@ class ExportedProgramRunner(Runner):
         state = dict(self.ep.state_dict)
         state.update(getattr(self.ep, "constants", {}) or {})
         layers: dict = {}
+        owner: dict = {}
         for node in self.ep.graph.nodes:
             stack = node.meta.get("nn_module_stack")
             if node.op != "call_function" or not stack:
                 continue
             path, cls = list(stack.values())[-1]
             name = _qualname(path)
+            owner[node.name] = name
             cls_name = cls.rsplit(".", 1)[-1] if isinstance(cls, str) else getattr(cls, "__name__", str(cls))
             info = layers.setdefault(name, LayerInfo(name, cls_name))
+            for a in node.args:  # producers: modules whose nodes feed this one
+                src = owner.get(getattr(a, "name", None))
+                if src and src != name and src not in info.inputs:
+                    info.inputs.append(src)
             target = str(node.target).split(".")[-2] if "." in str(node.target) else str(node.target)
             attrs = [a for a in node.args[1:] if isinstance(a, (int, float, bool, list, tuple))]
             info.attributes.setdefault("ops", []).append({"op": target, "args": attrs})
@@ -105,7 +111,7 @@ class ExportedProgramRunner(Runner):
             owner = key.rsplit(".", 1)[0] if "." in key else ""
             if owner in layers:
                 layers[owner].weights[key] = _np(val)
-        return list(layers.values())
+        return [layer for layer in layers.values() if layer.name]  # '' is the root's own ops
 
     def _intermediates_impl(self, inputs):
         import torch
@@ -122,7 +128,7 @@ class ExportedProgramRunner(Runner):
         class Capture(Interpreter):
             def run_node(self, n):
                 r = super().run_node(n)
-                if n.name in owner and isinstance(r, torch.Tensor):
+                if owner.get(n.name) and isinstance(r, torch.Tensor):
                     captured[owner[n.name]] = _np(r)  # the last op of a module is its output
                 return r
 

@@ -59,6 +59,17 @@ def to_text(report: ConversionReport, *, verbose: bool = False, color: bool = Fa
                          + (f" -> {rep['output']}" if rep.get("output") else ""))
     if hidden:
         lines.append(f"  ({hidden} info finding{'s' if hidden > 1 else ''} hidden; --verbose shows them)")
+    loc = d.get("localization")
+    if verbose and loc:
+        al = loc.get("alignment", {})
+        lines.append("  alignment (weights):")
+        for k in al.get("kernels", []):
+            bn = f" + {k['bn_folded_from']}" if k.get("bn_folded_from") else ""
+            lines.append(f"    {k['source']}{bn} -> {k['target']}  ({k['method']}, score {k['score']:.3f})")
+        lines.append("  per-layer relative error (activations):")
+        for row in loc.get("layers", []):
+            err = row.get("rel_err")
+            lines.append(f"    {row['layer']:<32} {_fmt(err):>10}  {row.get('target') or '(no tensor)'}")
     if verbose and d.get("runs"):
         for role, info in d["runs"].items():
             lines.append(f"  {role}: TVM route: {info.get('tvm_route') or info.get('tvm_error') or 'not run'}")

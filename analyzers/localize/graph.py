@@ -1,0 +1,132 @@
+"""Stage 4: graph. Compare per-layer activations over the aligned pairs and name the first
+source layer, in forward order, whose output the target no longer reproduces.
+
+A source layer that was fused away in the target (a convolution whose BatchNorm and activation
+were folded in) has no tensor of its own; it is not divergent when a layer further along its
+single-input chain matches again. Structural differences (op counts by type) go to evidence.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from convlint.analyzers import rules as R
+from convlint.analyzers.localize.align import match_activations
+from convlint.analyzers.report.findings import Finding, Location
+
+LAYER_RTOL = 1e-4  # relative L2 error of a layer output above which it diverges
+CHAIN = 4          # how far along a single-input chain a fused layer may find its match
+
+
+def source_keys(layers: list, intermediates: dict) -> list:
+    """``[(layer name, intermediates key)]`` in forward order."""
+    out = []
+    for layer in layers:
+        key = layer.name if layer.name in intermediates else next(
+            (o for o in layer.outputs if o in intermediates), None)
+        if key is not None:
+            out.append((layer.name, key))
+    return out
+
+
+def _successors(layers: list) -> dict:
+    """Single-input consumers of each layer; without connectivity, the next layer."""
+    succ: dict = {}
+    have_links = any(layer.inputs for layer in layers)
+    for i, layer in enumerate(layers):
+        if have_links:
+            if len(layer.inputs) == 1:
+                succ.setdefault(layer.inputs[0], []).append(layer.name)
+        elif i:
+            succ.setdefault(layers[i - 1].name, []).append(layer.name)
+    return succ
+
+
+def first_divergent(layers: list, errors: dict, rtol: float = LAYER_RTOL,
+                    kernel_layers: frozenset = frozenset()) -> tuple:
+    """``(layer, group)``: the first divergent layer and the fused chain that ends in it."""
+    succ = _successors(layers)
+    pred = {s: p for p, ss in succ.items() for s in ss}
+
+    def bad(name):
+        return name in errors and errors[name] > rtol
+
+    def fused(name) -> bool:  # a later layer of its chain matches again
+        frontier, steps = [name], 0
+        while frontier and steps < CHAIN:
+            nxt = []
+            for n in frontier:
+                for s in succ.get(n, []):
+                    if s in errors and errors[s] <= rtol:
+                        return True
+                    nxt.append(s)
+            frontier, steps = nxt, steps + 1
+        return False
+
+    for layer in layers:
+        name = layer.name
+        if bad(name) and not fused(name):
+            group = [name]
+            p = pred.get(name)
+            while p is not None and (p not in errors or (bad(p) and fused(p))):
+                group.insert(0, p)
+                p = pred.get(p)
+            # forward: the chain members the target may have fused with it, up to the next
+            # weight-bearing layer or merge
+            n, steps = name, 0
+            while len(succ.get(n, [])) == 1 and steps < CHAIN:
+                n, steps = succ[n][0], steps + 1
+                if not bad(n) or n in kernel_layers or len(pred_all(layers, n)) > 1:
+                    break
+                group.append(n)
+            return name, group
+    return None, []
+
+
+def pred_all(layers: list, name: str) -> list:
+    layer = next((x for x in layers if x.name == name), None)
+    return list(layer.inputs) if layer is not None else []
+
+
+def op_counts(layers: list) -> dict:
+    return dict(Counter(layer.op_type for layer in layers))
+
+
+def stage(src_layers, tgt_layers, src_runs, tgt_runs, param_findings, rtol=LAYER_RTOL,
+          kernel_layers: frozenset = frozenset()) -> tuple:
+    """Findings (the first divergent layer) and evidence (per-layer errors, op counts)."""
+    keys = source_keys(src_layers, src_runs[0])
+    key_of = dict(keys)
+    renamed = [{key_of[n]: r[key_of[n]] for n in key_of} for r in src_runs]
+    acts = match_activations([k for _, k in keys], renamed, tgt_runs)
+    name_of = {k: n for n, k in keys}
+    errors = {name_of[a.source]: a.rel_err for a in acts}
+    target_of = {name_of[a.source]: a.target for a in acts}
+    layer, group = first_divergent(src_layers, errors, rtol, kernel_layers)
+    evidence = {
+        "layer_errors": [{"layer": name_of[a.source], "target": a.target,
+                          "rel_err": a.rel_err if a.rel_err != float("inf") else None}
+                         for a in acts],
+        "op_counts": {"source": op_counts(src_layers), "target": op_counts(tgt_layers)},
+    }
+    if layer is None:
+        return [], evidence, acts
+    # name the layer that explains the divergence: a layer of the group with a weight finding
+    flagged = {f.layer for f in param_findings}
+    blamed = next((g for g in group if g in flagged), layer)
+    # the group's comparable tensor: the earliest member within 2x of the best-reproduced one
+    best = min(errors[g] for g in group if g in errors)
+    shown = next(g for g in group if g in errors and errors[g] <= 2 * best)
+    before = [errors[n] for n in errors
+              if n not in group and errors[n] <= rtol and _before(src_layers, n, group[0])]
+    msg = (f"first divergent layer: {blamed} (relative error {errors[shown]:.3g} at {shown}"
+           + (f"; the {len(before)} layers before it match within {max(before):.1g})" if before else ")"))
+    f = Finding(R.FIRST_DIVERGENT.code, "error", "graph", msg, layer=blamed,
+                location=Location(source_node=shown, target_node=target_of.get(shown)),
+                evidence={"rel_err": errors[shown], "fused_group": group, "threshold": rtol})
+    return [f], evidence, acts
+
+
+def _before(layers, name, first) -> bool:
+    order = {layer.name: i for i, layer in enumerate(layers)}
+    return order.get(name, 1 << 30) < order.get(first, -1)

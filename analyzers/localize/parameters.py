@@ -1,0 +1,115 @@
+"""Stage 2: parameters. Compare each aligned layer's weights after layout normalization and
+BatchNorm folding, and say what happened to them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from convlint.analyzers import rules as R
+from convlint.analyzers.localize.align import KernelMatch, channel_score
+from convlint.analyzers.report.findings import Finding, Location
+
+WEIGHT_RTOL = 1e-5  # relative L2 error below which weights are taken as equal
+
+
+def _rel(a, b) -> float:
+    n = np.linalg.norm(a)
+    return float(np.linalg.norm(a - b) / n) if n > 0 else float(np.linalg.norm(b))
+
+
+def reference_weights(m: KernelMatch) -> tuple:
+    """The source's weights as the target should hold them: BN folded in when the target's
+    kernel is closer to the folded one. Returns ``(weight, bias, folded)``."""
+    s, t = m.source, m.target
+    w_plain, b_plain = s.weight, s.bias  # a swapped kernel is compared unswapped: the swap is the fault
+    if s.bn:
+        w_f, b_f = s.folded()
+        if _rel(w_f, t.weight) < _rel(w_plain, t.weight):
+            return w_f, b_f, True
+    return w_plain, b_plain, False
+
+
+def compare(m: KernelMatch) -> dict:
+    """Per-layer weight comparison: relative errors and a diagnosis."""
+    t = m.target
+    w, b, folded = reference_weights(m)
+    rel_w = _rel(w, t.weight) if w.shape == t.weight.shape else float("inf")
+    rel_b = None
+    if b is not None and t.bias is not None and b.shape == t.bias.shape:
+        rel_b = _rel(b, t.bias)
+    elif b is not None and t.bias is None and np.any(b != 0):
+        rel_b = 1.0
+    res = {"rel_err_weight": rel_w, "rel_err_bias": rel_b, "bn_folded": folded,
+           "stored_dtype": t.stored_dtype, "score": m.score, "diagnosis": None}
+    worst = max(rel_w, rel_b or 0.0)
+    if m.method == "weights-hw-swapped":
+        ws = np.swapaxes(w, 2, 3)
+        if ws.shape == t.weight.shape and _rel(ws, t.weight) < 0.5 * rel_w:
+            res["diagnosis"] = "transposed"
+            res["rel_err_after_swap"] = _rel(ws, t.weight)
+            return res
+    if worst <= WEIGHT_RTOL:
+        return res
+    if t.quant is not None or t.stored_dtype in ("int8", "uint8", "int16", "int4"):
+        res["diagnosis"] = "quantized"
+        res["scales"] = int(np.size((t.quant or {}).get("scales", [])))
+    elif t.stored_dtype == "float16" or _rel(w.astype(np.float16).astype(np.float64), t.weight) < 0.1 * rel_w:
+        res["diagnosis"] = "float16"
+    elif _on_grid(t.weight):
+        res["diagnosis"] = "quantized"
+        res["fake_quantized"] = True
+    else:
+        res["diagnosis"] = "corrupted"
+        changed = np.abs(w - t.weight) > 1e-6 * (np.abs(w).max() + 1e-12) if rel_w > WEIGHT_RTOL else None
+        res["changed_fraction"] = float(changed.mean()) if changed is not None else 0.0
+        res["which"] = "weight" if rel_w > WEIGHT_RTOL else "bias"
+    return res
+
+
+def _on_grid(w: np.ndarray) -> bool:
+    """Float weights that take at most 256 distinct values per output channel (fake-quantized)."""
+    rows = w.reshape(w.shape[0], -1)
+    return rows.shape[1] > 256 and all(len(np.unique(r)) <= 256 for r in rows[:8])
+
+
+def stage(matches: list) -> tuple:
+    """Findings for the aligned layers whose weights differ, and the per-layer table."""
+    findings, table = [], []
+    for m in matches:
+        c = compare(m)
+        row = {"layer": m.source.layer, "target": m.target.layer, **{
+            k: v for k, v in c.items() if k != "score"}}
+        table.append(row)
+        d = c["diagnosis"]
+        if d is None:
+            continue
+        loc = Location(source_node=m.source.layer, target_node=m.target.layer)
+        ev = {k: v for k, v in c.items() if v is not None}
+        layer = m.source.layer
+        if d == "quantized":
+            how = "fake-quantized to a 256-level grid" if c.get("fake_quantized") else \
+                f"stored as {c['stored_dtype']} ({'per-channel' if c.get('scales', 0) > 1 else 'per-tensor'} scale)"
+            f = Finding(R.WEIGHTS_QUANTIZED.code, "error", "parameters",
+                        f"{layer} weights are {how} in the target: relative error {c['rel_err_weight']:.3g}",
+                        layer=layer, location=loc, evidence=ev)
+        elif d == "float16":
+            f = Finding(R.WEIGHTS_FP16.code, "error", "parameters",
+                        f"{layer} weights lost precision to float16 in the target: relative error "
+                        f"{c['rel_err_weight']:.3g}", layer=layer, location=loc, evidence=ev)
+        elif d == "transposed":
+            f = Finding(R.KERNEL_TRANSPOSED.code, "error", "parameters",
+                        f"{layer} kernel has its height and width swapped in the target "
+                        f"(matches the source after a swap: relative error {c['rel_err_after_swap']:.3g})",
+                        layer=layer, location=loc, evidence=ev)
+        else:
+            what = c.get("which", "weight")
+            err = c["rel_err_weight"] if what == "weight" else c["rel_err_bias"]
+            f = Finding(R.WEIGHTS_CORRUPTED.code, "error", "parameters",
+                        f"{layer} {what}s differ from the source's in the target: relative error "
+                        f"{err:.3g}, {c.get('changed_fraction', 0):.0%} of elements changed",
+                        layer=layer, location=loc, evidence=ev)
+        findings.append(f)
+    return findings, table
+
+
+__all__ = ["channel_score", "compare", "reference_weights", "stage"]

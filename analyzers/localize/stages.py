@@ -1,0 +1,56 @@
+"""Run the stages over one captured artifact. Pure: no runner is called here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from convlint.analyzers.localize import graph, parameters
+from convlint.analyzers.localize.align import Alignment, match_kernels
+from convlint.analyzers.localize.canonical import kernels
+from convlint.analyzers.localize.tool import identify
+
+
+@dataclass
+class Capture:
+    """What localization reads: both layer tables, per-sample intermediates, metadata."""
+
+    source_format: str
+    target_format: str
+    source_layers: list
+    target_layers: list
+    source_runs: list          # per sample {layer or tensor: array}
+    target_runs: list
+    target_meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class Localization:
+    findings: list
+    alignment: Alignment
+    matches: list              # KernelMatch
+    weights_table: list
+    graph_evidence: dict
+    tool: dict
+
+    def evidence(self) -> dict:
+        return {"alignment": self.alignment.to_dict(), "weights": self.weights_table,
+                "layers": self.graph_evidence.get("layer_errors", []),
+                "op_counts": self.graph_evidence.get("op_counts", {}),
+                "conversion_tool": self.tool}
+
+
+def run(c: Capture, layer_rtol: float = graph.LAYER_RTOL) -> Localization:
+    src_k = kernels(c.source_layers, c.source_format)
+    tgt_k = kernels(c.target_layers, c.target_format)
+    matches, un_s, un_t = match_kernels(src_k, tgt_k)
+    p_findings, table = parameters.stage(matches)
+    findings = list(p_findings)
+    g_findings, g_ev, acts = ([], {}, [])
+    if c.source_runs and c.target_runs:
+        g_findings, g_ev, acts = graph.stage(c.source_layers, c.target_layers, c.source_runs,
+                                             c.target_runs, p_findings, layer_rtol,
+                                             frozenset(k.layer for k in src_k))
+    findings = g_findings + findings
+    alignment = Alignment(matches, acts, un_s, un_t)
+    return Localization(findings, alignment, matches, table, g_ev,
+                        identify(c.target_format, c.target_meta))

@@ -1,0 +1,178 @@
+"""The conversion check end to end: differential check, then (when divergent) staged
+localization, then (when asked) repair, each repair verified by checking again.
+
+This is the one place that drives runners for localization: it captures an artifact once and
+hands it to the pure stages in ``convlint.analyzers.localize``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from convlint.analyzers import rules as R
+from convlint.analyzers.differential.check import DiffOptions, check_pair
+from convlint.analyzers.differential.inputs import plan_inputs, random_inputs
+from convlint.analyzers.errors import StepFailed
+from convlint.analyzers.localize import stages
+from convlint.analyzers.localize.canonical import to_native
+from convlint.analyzers.localize.parameters import reference_weights
+from convlint.analyzers.report.findings import ConversionReport, Finding, Location, Repair
+
+LOCALIZE_SAMPLES = 2
+
+
+@dataclass
+class PipelineOptions:
+    diff: DiffOptions
+    localize: bool = True
+    repair: bool = False
+    output: str | None = None
+    unsafe_load: bool = False
+
+
+def capture(source, target, opts: DiffOptions, n: int = LOCALIZE_SAMPLES) -> stages.Capture:
+    """Record both layer tables and per-layer outputs on ``n`` shared inputs."""
+    plan = plan_inputs(source.input_specs(), target.input_specs(), opts.input_shapes)
+    xs = random_inputs(plan, n, opts.seed)
+    try:
+        src_runs = [source.intermediates(x) for x in xs]
+        tgt_runs = [target.intermediates(plan.for_target(x)) for x in xs]
+    except StepFailed:
+        src_runs, tgt_runs = [], []
+    return stages.Capture(source.format, target.format, source.layers(), target.layers(),
+                          src_runs, tgt_runs, target.metadata())
+
+
+def check(source, target, popts: PipelineOptions, progress: Callable | None = None) -> ConversionReport:
+    progress = progress or (lambda m: None)
+    report = check_pair(source, target, popts.diff, progress)
+    if report.verdict != "divergent" or not popts.localize or \
+            not any(f.rule == R.OUTPUTS_DIVERGE.code for f in report.findings):
+        return report
+    progress("localizing: aligning the graphs and comparing layers")
+    # the per-layer threshold follows the user's rtol (1e-6 at the tightest: float noise)
+    loc = stages.run(capture(source, target, popts.diff), layer_rtol=max(popts.diff.rtol, 1e-6))
+    findings = list(report.findings) + loc.findings
+    findings += _stage1(source, target, loc, popts, progress)
+    if popts.repair:
+        findings = _repair_weights(source, target, loc, findings, popts, progress)
+    extra = dict(report.extra, localization=loc.evidence())
+    return replace(report, findings=tuple(findings), extra=extra)
+
+
+def _verify(source, path: str, popts: PipelineOptions) -> ConversionReport:
+    from convlint.analyzers.models import open_model
+
+    with open_model(path, unsafe_load=popts.unsafe_load) as repaired:
+        return check_pair(source, repaired, popts.diff)
+
+
+def _after(r: ConversionReport) -> dict:
+    return {"max_abs": r.metrics.get("max_abs"), "top1_agreement": r.metrics.get("top1_agreement"),
+            "verdict": r.verdict}
+
+
+def _stage1(source, target, loc, popts: PipelineOptions, progress) -> list:
+    """Re-convert the source with other settings; report the setting that removes the fault."""
+    quantized = [f for f in loc.findings if f.rule in (R.WEIGHTS_QUANTIZED.code, R.WEIGHTS_FP16.code)]
+    if not quantized or target.format != "tflite" or source.format not in ("keras", "savedmodel"):
+        return []
+    import tempfile
+    from pathlib import Path
+
+    from convlint.analyzers.models import convert
+    from convlint.analyzers.repair.weights import repaired_path
+    from convlint.analyzers.report.io import write_new_file
+
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="convlint-reconvert-") as d:
+        for name, kw in convert.TFLITE_SETTINGS.items():
+            progress(f"stage 1: re-converting with {name}")
+            try:
+                data = convert.tflite_from(source, **kw)
+            except Exception as e:  # a converter that fails is evidence too
+                results[name] = {"error": str(e)[:300]}
+                continue
+            path = str(Path(d) / f"{name.replace(' ', '_').replace('+', 'and')}.tflite")
+            Path(path).write_bytes(data)
+            r = _verify(source, path, popts)
+            results[name] = {"verdict": r.verdict, "max_abs": r.metrics.get("max_abs"), "path": path,
+                             "data": data, "report": r}
+        clean = [n for n, v in results.items() if v.get("verdict") == "equivalent"]
+        faulty = [n for n, v in results.items() if v.get("verdict") == "divergent"]
+        cause = next((n for n in faulty if n != "float"), None)
+        if not clean or not cause:
+            return []
+        layers = ", ".join(f.layer for f in quantized)
+        repair = Repair("rewrite-call", f"convert without the setting: {convert.TFLITE_CALLS[clean[0]]}",
+                        None, False, None)
+        if popts.repair:
+            out = repaired_path(target.path, popts.output)
+            write_new_file(out, results[clean[0]]["data"], protect=(target.path, source.path))
+            r = _verify(source, out, popts)
+            repair = replace(repair, output=out, verified=r.verdict == "equivalent",
+                             metrics_after=_after(r))
+    evidence = {"converter": loc.tool, "reconversions": {
+        n: {k: v for k, v in res.items() if k in ("verdict", "max_abs", "error")} for n, res in results.items()}}
+    msg = (f"TFLiteConverter with {cause} quantized the weights of {layers}; re-converting with "
+           f"{clean[0]} gives an equivalent model")
+    if cause == "Optimize.DEFAULT":
+        msg += (" (Optimize.DEFAULT without a representative_dataset stores weight tensors of more "
+                "than 1024 elements as int8)")
+    return [Finding(R.CONVERTER_QUANTIZED.code, "error", "conversion-tool", msg,
+                    layer=quantized[0].layer, location=Location(target_node=quantized[0].location.target_node),
+                    evidence=evidence, repair=repair)]
+
+
+def _repair_weights(source, target, loc, findings, popts: PipelineOptions, progress) -> list:
+    """patch-weights for every aligned layer whose weights a stage-2 finding names."""
+    from convlint.analyzers.repair.weights import Patch, patch_onnx, patch_tflite, repaired_path
+
+    fixable = {R.WEIGHTS_CORRUPTED.code, R.WEIGHTS_FP16.code, R.KERNEL_TRANSPOSED.code,
+               R.WEIGHTS_QUANTIZED.code}
+    by_layer = {m.source.layer: m for m in loc.matches}
+    todo = [f for f in findings if f.rule in fixable and f.layer in by_layer and f.repair is None]
+    if not todo or target.format not in ("onnx", "tflite"):
+        return findings
+    if any(f.rule == R.CONVERTER_QUANTIZED.code and f.repair and f.repair.verified for f in findings):
+        return findings  # re-conversion already repaired the model
+    patches = []
+    for f in todo:
+        m = by_layer[f.layer]
+        w, b, _ = reference_weights(m)
+        layout = m.target.layout
+        patches.append(Patch(m.target.weight_name, to_native(w, layout)))
+        if m.target.bias_name and b is not None:
+            patches.append(Patch(m.target.bias_name, b))
+    out = repaired_path(target.path, popts.output)
+    progress(f"repair: patching {len(patches)} tensors into {out}")
+    patch = patch_onnx if target.format == "onnx" else patch_tflite
+    done = set(patch(target.path, patches, out))
+    r = _verify(source, out, popts)
+    ok = r.verdict == "equivalent"
+    result = []
+    for f in findings:
+        if f in todo:
+            m = by_layer[f.layer]
+            if m.target.weight_name in done:
+                f = f.with_(repair=Repair(
+                    "patch-weights", f"copy {f.layer}'s source weights into {m.target.layer}"
+                    + (" (BatchNorm folded in)" if reference_weights(m)[2] else ""),
+                    out, ok, _after(r)))
+            else:
+                f = f.with_(repair=Repair("none", "this tensor's storage cannot take float weights "
+                                          "in place; re-convert instead", None, False, None))
+        result.append(f)
+    return result
+
+
+def check_paths(source_path: str, target_path: str, popts: PipelineOptions,
+                progress: Callable | None = None) -> ConversionReport:
+    """The entry point the CLI and the server call."""
+    from convlint.analyzers.models import open_model
+
+    src = open_model(source_path, unsafe_load=popts.unsafe_load, input_shapes=popts.diff.input_shapes)
+    tgt = open_model(target_path, unsafe_load=popts.unsafe_load, input_shapes=popts.diff.input_shapes)
+    with src, tgt:
+        return check(src, tgt, popts, progress)

@@ -1,0 +1,89 @@
+"""patch-weights: copy aligned source weights into a copy of the target.
+
+ONNX initializers and float TFLite flatbuffer buffers are supported. Weights are written in the
+target's own layout and dtype (BatchNorm folded in where the target folded it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from convlint.analyzers.report.io import write_new_file
+
+
+@dataclass
+class Patch:
+    tensor: str            # the target's tensor / initializer name
+    value: np.ndarray      # in the target's native layout
+
+
+def repaired_path(target: str, output: str | None = None) -> str:
+    """``<stem>.repaired.<ext>`` beside the target, never an existing file, unless given."""
+    if output:
+        return output
+    p = Path(target)
+    stem, ext = (p.name.rsplit(".", 1) + [""])[:2] if p.is_file() else (p.name, "")
+    for i in range(1, 1000):
+        tag = "repaired" if i == 1 else f"repaired-{i}"
+        cand = p.with_name(f"{stem}.{tag}.{ext}" if ext else f"{stem}.{tag}")
+        if not cand.exists():
+            return str(cand)
+    raise RuntimeError("no free name for the repaired file")
+
+
+def patch_onnx(target: str, patches: list, out: str) -> list:
+    """Write ``out``: ``target`` with initializers replaced. Returns the names patched."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(target)
+    inits = {i.name: i for i in m.graph.initializer}
+    done = []
+    for p in patches:
+        init = inits.get(p.tensor)
+        if init is None:
+            continue
+        dt = numpy_helper.to_array(init).dtype
+        new = numpy_helper.from_array(np.asarray(p.value).astype(dt).reshape(tuple(init.dims)), init.name)
+        init.CopyFrom(new)
+        done.append(p.tensor)
+    write_new_file(out, m.SerializeToString(), protect=(target,))
+    return done
+
+
+def patch_tflite(target: str, patches: list, out: str) -> list:
+    """Write ``out``: ``target`` with float constant buffers overwritten in place (same size)."""
+    import tflite
+
+    buf = bytearray(Path(target).read_bytes())
+    model = tflite.Model.GetRootAsModel(buf, 0)
+    base = np.frombuffer(buf, np.uint8).ctypes.data
+    names = {}
+    for s in range(model.SubgraphsLength()):
+        sg = model.Subgraphs(s)
+        for i in range(sg.TensorsLength()):
+            t = sg.Tensors(i)
+            names[t.Name().decode()] = t
+    done = []
+    for p in patches:
+        t = names.get(p.tensor)
+        if t is None:
+            continue
+        b = model.Buffers(t.Buffer())
+        if b.DataLength() == 0:
+            continue
+        data = b.DataAsNumpy()
+        dtype = {0: np.float32, 1: np.float16}.get(t.Type())
+        if dtype is None:
+            continue  # quantized storage cannot take float weights in place
+        value = np.ascontiguousarray(np.asarray(p.value).astype(dtype)).tobytes()
+        if len(value) != data.nbytes:
+            continue
+        off = data.ctypes.data - base
+        buf[off:off + len(value)] = value
+        done.append(p.tensor)
+    write_new_file(out, bytes(buf), protect=(target,))
+    return done
