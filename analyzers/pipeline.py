@@ -35,9 +35,9 @@ def capture(source, target, opts: DiffOptions, n: int = LOCALIZE_SAMPLES) -> sta
     """Record both layer tables and per-layer outputs on ``n`` shared inputs."""
     plan = plan_inputs(source.input_specs(), target.input_specs(), opts.input_shapes)
     xs = random_inputs(plan, n, opts.seed)
-    try:
-        src_runs = [source.intermediates(x) for x in xs]
-        tgt_runs = [target.intermediates(plan.for_target(x)) for x in xs]
+    try:  # the inputs go in too: stage 3 reads input sizes off them
+        src_runs = [{**x, **source.intermediates(x)} for x in xs]
+        tgt_runs = [{**plan.for_target(x), **target.intermediates(plan.for_target(x))} for x in xs]
     except StepFailed:
         src_runs, tgt_runs = [], []
     return stages.Capture(source.format, target.format, source.layers(), target.layers(),

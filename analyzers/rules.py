@@ -93,3 +93,9 @@ WEIGHTS_CORRUPTED = rule("CL204", "weights-corrupted", "error", "parameters",
 CONVERTER_QUANTIZED = rule("CL401", "converter-quantized-weights", "error", "conversion-tool",
                            "the converter's settings quantized the weights; re-converting "
                            "without them removes the fault")
+
+# --- hyperparameters (stage 3) ---------------------------------------------------------------
+CONV_GEOMETRY = rule("CL301", "conv-geometry-changed", "error", "hyperparameters",
+                     "a convolution's strides, dilations or padding differ from the source's")
+ACTIVATION_BOUNDS = rule("CL302", "activation-bounds-changed", "error", "hyperparameters",
+                         "an activation clips to other bounds than the source's (ReLU6, clip)")

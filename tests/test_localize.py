@@ -114,7 +114,7 @@ def test_tampered_tensor_localized_and_patched(tmp_path, source, target, layer):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fault", sorted(faults.FAULTS))
+@pytest.mark.parametrize("fault", sorted(set(faults.FAULTS) - set(faults.HYPER)))
 @pytest.mark.parametrize("source,clean", [("resnet.keras", "resnet.tf2onnx.onnx"),
                                           ("inception.pt2", "inception.torch.onnx")])
 def test_injected_weight_faults(tmp_path, fault, source, clean):
@@ -150,3 +150,22 @@ def test_clean_twins_stay_silent_at_the_fp16_tolerance(tmp_path, source, target)
     r = run(source, MODELS / target, tmp_path, opts=DiffOptions(num_inputs=6, atol=1e-6, rtol=1e-6))
     assert r.verdict == "equivalent", [f.message for f in r.findings]
     assert not [f for f in r.findings if f.severity != "info"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", faults.HYPER)
+@pytest.mark.parametrize("source,clean", [("mobilenet.pt2", "mobilenet.torch.onnx"),
+                                          ("mobilenet.keras", "mobilenet.tf2onnx.onnx")])
+def test_injected_hyperparameter_faults(tmp_path, fault, source, clean):
+    out = tmp_path / f"{fault}.onnx"
+    info = faults.inject(str(MODELS / clean), fault, str(out))
+    r = run(source, out, tmp_path, repair=False)
+    assert r.verdict == "divergent", r.metrics
+    f = by_rule(r)
+    hits = [h for h in f.get(info["expect_rule"], []) if h.location.target_node == info["node"]]
+    if "attribute" in info:  # a dilation fault changes the padding too: both are reported
+        hits = [h for h in hits if h.evidence["attribute"] == info["attribute"]]
+    assert len(hits) == 1, [x.message for x in r.findings]
+    hit = hits[0]
+    assert hit.stage == "hyperparameters"
+    assert f["CL110"][0].layer == hit.layer

@@ -118,7 +118,7 @@ def _kernel_of(layer, fmt: str) -> Kernel | None:
         if op not in table:
             return None
         kind, layout = table[op]
-        attrs = {}
+        attrs = {"ops": a.get("ops", [])}
     else:
         return None
     wname, w = items[0]

@@ -92,25 +92,31 @@ def op_counts(layers: list) -> dict:
     return dict(Counter(layer.op_type for layer in layers))
 
 
-def stage(src_layers, tgt_layers, src_runs, tgt_runs, param_findings, rtol=LAYER_RTOL,
+def align_activations(src_layers, src_runs, tgt_runs) -> list:
+    """Activation matches keyed by source *layer* names, in forward order."""
+    keys = source_keys(src_layers, src_runs[0])
+    acts = match_activations([k for _, k in keys], src_runs, tgt_runs)
+    name_of = {k: n for n, k in keys}
+    for a in acts:
+        a.source = name_of[a.source]
+    return acts
+
+
+def stage(src_layers, tgt_layers, acts, flagged_findings, rtol=LAYER_RTOL,
           kernel_layers: frozenset = frozenset()) -> tuple:
     """Findings (the first divergent layer) and evidence (per-layer errors, op counts)."""
-    keys = source_keys(src_layers, src_runs[0])
-    key_of = dict(keys)
-    renamed = [{key_of[n]: r[key_of[n]] for n in key_of} for r in src_runs]
-    acts = match_activations([k for _, k in keys], renamed, tgt_runs)
-    name_of = {k: n for n, k in keys}
-    errors = {name_of[a.source]: a.rel_err for a in acts}
-    target_of = {name_of[a.source]: a.target for a in acts}
+    errors = {a.source: a.rel_err for a in acts}
+    target_of = {a.source: a.target for a in acts}
+    param_findings = flagged_findings
     layer, group = first_divergent(src_layers, errors, rtol, kernel_layers)
     evidence = {
-        "layer_errors": [{"layer": name_of[a.source], "target": a.target,
+        "layer_errors": [{"layer": a.source, "target": a.target,
                           "rel_err": a.rel_err if a.rel_err != float("inf") else None}
                          for a in acts],
         "op_counts": {"source": op_counts(src_layers), "target": op_counts(tgt_layers)},
     }
     if layer is None:
-        return [], evidence, acts
+        return [], evidence
     # name the layer that explains the divergence: a layer of the group with a weight finding
     flagged = {f.layer for f in param_findings}
     blamed = next((g for g in group if g in flagged), layer)
@@ -124,7 +130,7 @@ def stage(src_layers, tgt_layers, src_runs, tgt_runs, param_findings, rtol=LAYER
     f = Finding(R.FIRST_DIVERGENT.code, "error", "graph", msg, layer=blamed,
                 location=Location(source_node=shown, target_node=target_of.get(shown)),
                 evidence={"rel_err": errors[shown], "fused_group": group, "threshold": rtol})
-    return [f], evidence, acts
+    return [f], evidence
 
 
 def _before(layers, name, first) -> bool:

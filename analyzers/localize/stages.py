@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from convlint.analyzers.localize import graph, parameters
+from convlint.analyzers.localize import graph, hyperparameters, parameters
 from convlint.analyzers.localize.align import Alignment, match_kernels
 from convlint.analyzers.localize.canonical import kernels
 from convlint.analyzers.localize.tool import identify
@@ -44,13 +44,18 @@ def run(c: Capture, layer_rtol: float = graph.LAYER_RTOL) -> Localization:
     tgt_k = kernels(c.target_layers, c.target_format)
     matches, un_s, un_t = match_kernels(src_k, tgt_k)
     p_findings, table = parameters.stage(matches)
-    findings = list(p_findings)
-    g_findings, g_ev, acts = ([], {}, [])
+    acts, h_findings, g_findings, g_ev = [], [], [], {}
     if c.source_runs and c.target_runs:
-        g_findings, g_ev, acts = graph.stage(c.source_layers, c.target_layers, c.source_runs,
-                                             c.target_runs, p_findings, layer_rtol,
-                                             frozenset(k.layer for k in src_k))
-    findings = g_findings + findings
+        acts = graph.align_activations(c.source_layers, c.source_runs, c.target_runs)
+        h_findings = hyperparameters.conv_stage(matches, c.source_layers, c.target_layers,
+                                                c.source_format, c.target_format,
+                                                c.source_runs[0], c.target_runs[0])
+        h_findings += hyperparameters.activation_stage(acts, c.source_layers, c.target_layers,
+                                                       c.source_format, c.target_format)
+        g_findings, g_ev = graph.stage(c.source_layers, c.target_layers, acts,
+                                       p_findings + h_findings, layer_rtol,
+                                       frozenset(k.layer for k in src_k))
+    findings = g_findings + h_findings + list(p_findings)
     alignment = Alignment(matches, acts, un_s, un_t)
     return Localization(findings, alignment, matches, table, g_ev,
                         identify(c.target_format, c.target_meta))
