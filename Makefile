@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.convlint-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint fixtures bench clean
+.PHONY: install demo test test-fast lint fixtures bench-faults clean
 
 install: $(STAMP)
 
@@ -46,6 +46,10 @@ lint: install
 
 fixtures: install
 	$(BIN)/python fixtures/generate.py
+
+# benchmarks are never part of `make test`; each writes its numbers to bench/RESULTS.md
+bench-faults: install
+	$(BIN)/python bench/faults/run.py --mobilenetv2
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info .demo

@@ -7,6 +7,7 @@ hands it to the pure stages in ``convlint.analyzers.localize``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -50,14 +51,17 @@ def check(source, target, popts: PipelineOptions, progress: Callable | None = No
     if report.verdict != "divergent" or not popts.localize or \
             not any(f.rule == R.OUTPUTS_DIVERGE.code for f in report.findings):
         return report
+    t0 = time.perf_counter()
     progress("localizing: aligning the graphs and comparing layers")
     # the per-layer threshold follows the user's rtol (1e-6 at the tightest: float noise)
     loc = stages.run(capture(source, target, popts.diff), layer_rtol=max(popts.diff.rtol, 1e-6))
     findings = list(report.findings) + loc.findings
+    t1 = time.perf_counter()
     findings += _stage1(source, target, loc, popts, progress)
     if popts.repair:
         findings = _repair_weights(source, target, loc, findings, popts, progress)
-    extra = dict(report.extra, localization=loc.evidence())
+    timing = {"localize": round(t1 - t0, 3), "stage1_and_repair": round(time.perf_counter() - t1, 3)}
+    extra = dict(report.extra, localization=dict(loc.evidence(), seconds=timing))
     return replace(report, findings=tuple(findings), extra=extra)
 
 
@@ -126,43 +130,55 @@ def _stage1(source, target, loc, popts: PipelineOptions, progress) -> list:
 
 
 def _repair_weights(source, target, loc, findings, popts: PipelineOptions, progress) -> list:
-    """patch-weights for every aligned layer whose weights a stage-2 finding names."""
+    """patch-weights for every aligned layer a stage-2 finding names, and (ONNX targets)
+    patch-attributes for every stage-3 finding, all in one new file, verified once."""
+    from convlint.analyzers.repair.attributes import AttrEdit
     from convlint.analyzers.repair.weights import Patch, patch_onnx, patch_tflite, repaired_path
 
-    fixable = {R.WEIGHTS_CORRUPTED.code, R.WEIGHTS_FP16.code, R.KERNEL_TRANSPOSED.code,
+    weights = {R.WEIGHTS_CORRUPTED.code, R.WEIGHTS_FP16.code, R.KERNEL_TRANSPOSED.code,
                R.WEIGHTS_QUANTIZED.code}
+    attrs = {R.CONV_GEOMETRY.code, R.ACTIVATION_BOUNDS.code}
     by_layer = {m.source.layer: m for m in loc.matches}
-    todo = [f for f in findings if f.rule in fixable and f.layer in by_layer and f.repair is None]
-    if not todo or target.format not in ("onnx", "tflite"):
+    if target.format not in ("onnx", "tflite"):
         return findings
     if any(f.rule == R.CONVERTER_QUANTIZED.code and f.repair and f.repair.verified for f in findings):
         return findings  # re-conversion already repaired the model
-    patches = []
-    for f in todo:
-        m = by_layer[f.layer]
-        w, b, _ = reference_weights(m)
-        layout = m.target.layout
-        patches.append(Patch(m.target.weight_name, to_native(w, layout)))
-        if m.target.bias_name and b is not None:
-            patches.append(Patch(m.target.bias_name, b))
+    patches, edits, planned = [], [], {}
+    for f in findings:
+        if f.repair is not None:
+            continue
+        if f.rule in weights and f.layer in by_layer:
+            m = by_layer[f.layer]
+            w, b, folded = reference_weights(m)
+            patches.append(Patch(m.target.weight_name, to_native(w, m.target.layout)))
+            if m.target.bias_name and b is not None:
+                patches.append(Patch(m.target.bias_name, b))
+            planned[id(f)] = ("patch-weights", m.target.weight_name,
+                              f"copy {f.layer}'s source weights into {m.target.layer}"
+                              + (" (BatchNorm folded in)" if folded else ""))
+        elif f.rule in attrs and target.format == "onnx" and f.location.target_node:
+            ev = f.evidence
+            attr = "clip" if f.rule == R.ACTIVATION_BOUNDS.code else ev["attribute"]
+            edits.append(AttrEdit(f.location.target_node, attr, list(ev["source"])))
+            planned[id(f)] = ("patch-attributes", f.location.target_node,
+                              f"set {f.location.target_node}'s {attr} to the source's {list(ev['source'])}")
+    if not planned:
+        return findings
     out = repaired_path(target.path, popts.output)
-    progress(f"repair: patching {len(patches)} tensors into {out}")
-    patch = patch_onnx if target.format == "onnx" else patch_tflite
-    done = set(patch(target.path, patches, out))
+    progress(f"repair: patching {len(patches)} tensors and {len(edits)} attributes into {out}")
+    if target.format == "onnx":
+        done = set(patch_onnx(target.path, patches, out, edits))
+    else:
+        done = set(patch_tflite(target.path, patches, out))
     r = _verify(source, out, popts)
     ok = r.verdict == "equivalent"
     result = []
     for f in findings:
-        if f in todo:
-            m = by_layer[f.layer]
-            if m.target.weight_name in done:
-                f = f.with_(repair=Repair(
-                    "patch-weights", f"copy {f.layer}'s source weights into {m.target.layer}"
-                    + (" (BatchNorm folded in)" if reference_weights(m)[2] else ""),
-                    out, ok, _after(r)))
-            else:
-                f = f.with_(repair=Repair("none", "this tensor's storage cannot take float weights "
-                                          "in place; re-convert instead", None, False, None))
+        if id(f) in planned:
+            kind, key, text = planned[id(f)]
+            f = f.with_(repair=Repair(kind, text, out, ok, _after(r)) if key in done else Repair(
+                "none", "this tensor's storage cannot take float weights in place; re-convert instead",
+                None, False, None))
         result.append(f)
     return result
 

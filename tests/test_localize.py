@@ -159,7 +159,7 @@ def test_clean_twins_stay_silent_at_the_fp16_tolerance(tmp_path, source, target)
 def test_injected_hyperparameter_faults(tmp_path, fault, source, clean):
     out = tmp_path / f"{fault}.onnx"
     info = faults.inject(str(MODELS / clean), fault, str(out))
-    r = run(source, out, tmp_path, repair=False)
+    r = run(source, out, tmp_path)
     assert r.verdict == "divergent", r.metrics
     f = by_rule(r)
     hits = [h for h in f.get(info["expect_rule"], []) if h.location.target_node == info["node"]]
@@ -169,3 +169,4 @@ def test_injected_hyperparameter_faults(tmp_path, fault, source, clean):
     hit = hits[0]
     assert hit.stage == "hyperparameters"
     assert f["CL110"][0].layer == hit.layer
+    assert hit.repair.kind == "patch-attributes" and hit.repair.verified, hit.repair

@@ -143,8 +143,11 @@ def _bn_params(layer, fmt: str) -> dict | None:
     if op is None or not layer.op_type.startswith(op) or len(w) < 4:
         return None
     g, b, m, v = (x.astype(np.float64) for x in w[:4])
-    return {"gamma": g, "beta": b, "mean": m, "var": v,
-            "eps": float(layer.attributes.get(eps_key, eps_default))}
+    eps = layer.attributes.get(eps_key, eps_default)
+    for o in layer.attributes.get("ops", []):  # torch.export: batch_norm(training, momentum, eps)
+        if o.get("op") == "batch_norm" and len(o.get("args", [])) >= 3:
+            eps = o["args"][2]
+    return {"gamma": g, "beta": b, "mean": m, "var": v, "eps": float(eps)}
 
 
 def kernels(layers: list, fmt: str) -> list[Kernel]:

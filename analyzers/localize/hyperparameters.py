@@ -34,12 +34,15 @@ def geometry(k, fmt: str, in_hw: tuple | None) -> dict:
     """``{"strides", "dilations", "pads"}`` of a kernel, pads as (top, left, bottom, right)."""
     a = k.attrs
     if fmt in ("torch-exported",):
+        # aten.conv2d(x, w, b, stride=1, padding=0, dilation=1, groups=1): export drops
+        # trailing defaults, so missing args take them
         args = next((o["args"] for o in a.get("ops", []) if o.get("op") == "conv2d"), None)
-        if args and len(args) >= 3:
-            p = _pair(args[1])
-            return {"strides": _pair(args[0]), "dilations": _pair(args[2]),
-                    "pads": (p[0], p[1], p[0], p[1]) if p else None}
-        return {}
+        if args is None:
+            return {}
+        args = list(args) + [None] * 3
+        p = (0, 0) if args[1] is None else (None if isinstance(args[1], str) else _pair(args[1]))
+        return {"strides": _pair(args[0]) or (1, 1), "dilations": _pair(args[2]) or (1, 1),
+                "pads": (p[0], p[1], p[0], p[1]) if p else None}
     strides, dil = _pair(a.get("strides")) or (1, 1), _pair(a.get("dilations")) or (1, 1)
     pads = None
     if a.get("pads") is not None:
@@ -126,6 +129,10 @@ def target_bounds(node, fmt: str) -> tuple | None:
     return None
 
 
+def _source_or_target_bounds(layer, fmt):
+    return target_bounds(layer, fmt) if fmt in ("onnx", "tflite") else source_bounds(layer, fmt)
+
+
 def activation_stage(acts, src_layers, tgt_layers, src_fmt, tgt_fmt) -> list:
     """Compare the bounds of each source activation with the target op producing its tensor."""
     producer = {}
@@ -138,7 +145,7 @@ def activation_stage(acts, src_layers, tgt_layers, src_fmt, tgt_fmt) -> list:
         layer = src_by.get(a.source)
         if layer is None or a.target is None or a.target not in producer:
             continue
-        sb = source_bounds(layer, src_fmt)
+        sb = _source_or_target_bounds(layer, src_fmt)
         tb = target_bounds(producer[a.target], tgt_fmt)
         if sb is None or tb is None or np.allclose(sb, tb, rtol=1e-6, atol=1e-6):
             continue

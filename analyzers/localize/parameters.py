@@ -21,10 +21,12 @@ def reference_weights(m: KernelMatch) -> tuple:
     """The source's weights as the target should hold them: BN folded in when the target's
     kernel is closer to the folded one. Returns ``(weight, bias, folded)``."""
     s, t = m.source, m.target
-    w_plain, b_plain = s.weight, s.bias  # a swapped kernel is compared unswapped: the swap is the fault
+    w_plain, b_plain = s.weight, s.bias
+    # whether the target folded BN is decided on the kernel read the right way round
+    tw = np.swapaxes(t.weight, 2, 3) if m.method == "weights-hw-swapped" else t.weight
     if s.bn:
         w_f, b_f = s.folded()
-        if _rel(w_f, t.weight) < _rel(w_plain, t.weight):
+        if w_f.shape == tw.shape and _rel(w_f, tw) < _rel(w_plain, tw):
             return w_f, b_f, True
     return w_plain, b_plain, False
 

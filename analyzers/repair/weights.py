@@ -34,10 +34,13 @@ def repaired_path(target: str, output: str | None = None) -> str:
     raise RuntimeError("no free name for the repaired file")
 
 
-def patch_onnx(target: str, patches: list, out: str) -> list:
-    """Write ``out``: ``target`` with initializers replaced. Returns the names patched."""
+def patch_onnx(target: str, patches: list, out: str, edits: list = ()) -> list:
+    """Write ``out``: ``target`` with initializers replaced and attribute ``edits`` applied
+    (see ``attributes``). Returns the tensor and node names patched."""
     import onnx
     from onnx import numpy_helper
+
+    from convlint.analyzers.repair.attributes import apply_onnx
 
     m = onnx.load(target)
     inits = {i.name: i for i in m.graph.initializer}
@@ -50,6 +53,7 @@ def patch_onnx(target: str, patches: list, out: str) -> list:
         new = numpy_helper.from_array(np.asarray(p.value).astype(dt).reshape(tuple(init.dims)), init.name)
         init.CopyFrom(new)
         done.append(p.tensor)
+    done += apply_onnx(m, list(edits))
     write_new_file(out, m.SerializeToString(), protect=(target,))
     return done
 
