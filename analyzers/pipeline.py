@@ -41,8 +41,10 @@ def capture(source, target, opts: DiffOptions, n: int = LOCALIZE_SAMPLES) -> sta
         tgt_runs = [{**plan.for_target(x), **target.intermediates(plan.for_target(x))} for x in xs]
     except StepFailed:
         src_runs, tgt_runs = [], []
+    perms = [perm for _, perm in plan.pairs.values() if perm is not None]
     return stages.Capture(source.format, target.format, source.layers(), target.layers(),
-                          src_runs, tgt_runs, target.metadata())
+                          src_runs, tgt_runs, target.metadata(), list(plan.source_shapes),
+                          perms[0] if perms else None)
 
 
 def check(source, target, popts: PipelineOptions, progress: Callable | None = None) -> ConversionReport:
@@ -133,22 +135,23 @@ def _repair_weights(source, target, loc, findings, popts: PipelineOptions, progr
     """patch-weights for every aligned layer a stage-2 finding names, and (ONNX targets)
     patch-attributes for every stage-3 finding, all in one new file, verified once."""
     from convlint.analyzers.repair.attributes import AttrEdit
+    from convlint.analyzers.repair.graph import GraphEdit
     from convlint.analyzers.repair.weights import Patch, patch_onnx, patch_tflite, repaired_path
 
     weights = {R.WEIGHTS_CORRUPTED.code, R.WEIGHTS_FP16.code, R.KERNEL_TRANSPOSED.code,
-               R.WEIGHTS_QUANTIZED.code}
+               R.WEIGHTS_QUANTIZED.code, R.BN_EPSILON.code}
     attrs = {R.CONV_GEOMETRY.code, R.ACTIVATION_BOUNDS.code}
     by_layer = {m.source.layer: m for m in loc.matches}
     if target.format not in ("onnx", "tflite"):
         return findings
     if any(f.rule == R.CONVERTER_QUANTIZED.code and f.repair and f.repair.verified for f in findings):
         return findings  # re-conversion already repaired the model
-    patches, edits, planned = [], [], {}
+    patches, edits, graph_edits, planned = [], [], [], {}
     for f in findings:
         if f.repair is not None:
             continue
-        if f.rule in weights and f.layer in by_layer:
-            m = by_layer[f.layer]
+        m = by_layer.get(f.layer) or next((x for x in loc.matches if (x.source.bn or {}).get("layer") == f.layer), None)
+        if f.rule in weights and m is not None:
             w, b, folded = reference_weights(m)
             patches.append(Patch(m.target.weight_name, to_native(w, m.target.layout)))
             if m.target.bias_name and b is not None:
@@ -162,12 +165,36 @@ def _repair_weights(source, target, loc, findings, popts: PipelineOptions, progr
             edits.append(AttrEdit(f.location.target_node, attr, list(ev["source"])))
             planned[id(f)] = ("patch-attributes", f.location.target_node,
                               f"set {f.location.target_node}'s {attr} to the source's {list(ev['source'])}")
+        elif f.rule == R.EXTRA_OP.code and target.format == "onnx" and f.evidence.get("nodes"):
+            graph_edits.append(GraphEdit("remove", list(f.evidence["nodes"])))
+            planned[id(f)] = ("patch-graph", f.evidence["nodes"][0],
+                              f"remove {', '.join(f.evidence['nodes'])} from the target")
+        elif f.rule == R.INPUT_LAYOUT.code and target.format == "onnx" and f.evidence.get("inverse"):
+            e = GraphEdit("insert-transpose", [], f.evidence["tensor"], perm=f.evidence["inverse"])
+            graph_edits.append(e)
+            planned[id(f)] = ("patch-graph", f"{e.tensor}_convlint_transpose",
+                              f"transpose {e.tensor} back with {e.perm} before {f.location.target_node}")
+        elif f.rule == R.INPUT_SCALING.code and target.format == "onnx":
+            a, b = f.evidence["scale"], f.evidence["shift"]
+            e = GraphEdit("insert-affine", [], f.evidence["tensor"], affine=(1 / a, -b / a))
+            graph_edits.append(e)
+            planned[id(f)] = ("patch-graph", f"{e.tensor}_convlint_affine",
+                              f"undo the scaling of {e.tensor} ((x - {b:.6g}) / {a:.6g}) before "
+                              f"{f.location.target_node}")
+        elif f.rule == R.MISSING_OP.code and target.format == "onnx" and f.evidence.get("after_tensor"):
+            b = f.evidence.get("bounds")
+            e = GraphEdit("insert-activation", [], f.evidence["after_tensor"], tuple(b) if b else None)
+            graph_edits.append(e)
+            planned[id(f)] = ("patch-graph", f"{e.tensor}_convlint_" + (
+                "relu" if not b or (b[0] == 0 and b[1] == float("inf")) else "clip"),
+                f"insert the missing {f.evidence['kind']} after {e.tensor}"
+                + (f" (bounds {b})" if b else ""))
     if not planned:
         return findings
     out = repaired_path(target.path, popts.output)
     progress(f"repair: patching {len(patches)} tensors and {len(edits)} attributes into {out}")
     if target.format == "onnx":
-        done = set(patch_onnx(target.path, patches, out, edits))
+        done = set(patch_onnx(target.path, patches, out, edits, graph_edits))
     else:
         done = set(patch_tflite(target.path, patches, out))
     r = _verify(source, out, popts)
@@ -177,7 +204,7 @@ def _repair_weights(source, target, loc, findings, popts: PipelineOptions, progr
         if id(f) in planned:
             kind, key, text = planned[id(f)]
             f = f.with_(repair=Repair(kind, text, out, ok, _after(r)) if key in done else Repair(
-                "none", "this tensor's storage cannot take float weights in place; re-convert instead",
+                "none", "this target cannot be patched in place (storage or format); re-convert instead",
                 None, False, None))
         result.append(f)
     return result

@@ -99,3 +99,21 @@ CONV_GEOMETRY = rule("CL301", "conv-geometry-changed", "error", "hyperparameters
                      "a convolution's strides, dilations or padding differ from the source's")
 ACTIVATION_BOUNDS = rule("CL302", "activation-bounds-changed", "error", "hyperparameters",
                          "an activation clips to other bounds than the source's (ReLU6, clip)")
+
+# --- graph: structure ------------------------------------------------------------------------
+EXTRA_OP = rule("CL120", "extra-op", "error", "graph",
+                "the target has an op (Transpose, Pad, Slice, Cast, Q/DQ, activation) the source "
+                "does not, where the divergence starts")
+MISSING_OP = rule("CL121", "missing-op", "error", "graph",
+                  "the target lacks an op of the source (an activation), where the divergence starts")
+
+# --- inputs (localization) -------------------------------------------------------------------
+INPUT_LAYOUT = rule("CL022", "input-layout-changed", "error", "input",
+                    "the target's first layer reads the input with its axes permuted")
+INPUT_SCALING = rule("CL023", "input-scaling-changed", "error", "input",
+                     "the target's first layer reads the input scaled or shifted")
+BN_EPSILON = rule("CL303", "bn-epsilon-changed", "error", "hyperparameters",
+                  "a BatchNorm was folded or ported with another epsilon than the source's")
+GELU_APPROXIMATION = rule("CL304", "gelu-approximation-changed", "error", "hyperparameters",
+                          "a GELU is computed exactly on one side and with the tanh approximation "
+                          "on the other")

@@ -114,7 +114,7 @@ def test_tampered_tensor_localized_and_patched(tmp_path, source, target, layer):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fault", sorted(set(faults.FAULTS) - set(faults.HYPER)))
+@pytest.mark.parametrize("fault", faults.WEIGHTS)
 @pytest.mark.parametrize("source,clean", [("resnet.keras", "resnet.tf2onnx.onnx"),
                                           ("inception.pt2", "inception.torch.onnx")])
 def test_injected_weight_faults(tmp_path, fault, source, clean):
@@ -170,3 +170,71 @@ def test_injected_hyperparameter_faults(tmp_path, fault, source, clean):
     assert hit.stage == "hyperparameters"
     assert f["CL110"][0].layer == hit.layer
     assert hit.repair.kind == "patch-attributes" and hit.repair.verified, hit.repair
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", faults.GRAPH)
+@pytest.mark.parametrize("source,clean", [("mobilenet.pt2", "mobilenet.torch.onnx"),
+                                          ("resnet.keras", "resnet.tf2onnx.onnx"),
+                                          ("inception.keras", "inception.tf2onnx.onnx")])
+def test_injected_graph_faults(tmp_path, fault, source, clean):
+    out = tmp_path / f"{fault}.onnx"
+    info = faults.inject(str(MODELS / clean), fault, str(out))
+    r = run(source, out, tmp_path, opts=DiffOptions(num_inputs=4, atol=1e-6, rtol=1e-6))
+    assert r.verdict == "divergent", r.metrics
+    f = by_rule(r)
+    hits = f.get(info["expect_rule"], [])
+    assert hits, [x.message for x in r.findings]
+    named = [h for h in hits if info["node"] in h.evidence["nodes"] or "removed" in info]
+    assert named and all(h.stage == "graph" for h in hits)
+    assert all(h.repair and h.repair.kind == "patch-graph" and h.repair.verified for h in hits)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", faults.INPUT)
+@pytest.mark.parametrize("source,clean", [("mobilenet.pt2", "mobilenet.torch.onnx"),
+                                          ("resnet.keras", "resnet.tf2onnx.onnx"),
+                                          ("inception.tflite", "inception.tflite2onnx.onnx")])
+def test_injected_input_faults(tmp_path, fault, source, clean):
+    out = tmp_path / f"{fault}.onnx"
+    info = faults.inject(str(MODELS / clean), fault, str(out))
+    r = run(source, out, tmp_path)
+    assert r.verdict == "divergent", r.metrics
+    (hit,) = by_rule(r)[info["expect_rule"]]
+    assert hit.stage == "input" and hit.layer == by_rule(r)["CL110"][0].layer
+    assert hit.repair.kind == "patch-graph" and hit.repair.verified, hit.repair
+    if fault == "input-scaling":
+        assert hit.evidence["scale"] == pytest.approx(0.5) and hit.evidence["shift"] == pytest.approx(0.5)
+
+
+@pytest.mark.slow
+def test_bn_epsilon_of_a_port_is_estimated_and_repaired(tmp_path):
+    sys.path.insert(0, str(ROOT / "bench" / "faults"))
+    import cases
+
+    shutil.copy(MODELS / "resnet.keras", tmp_path / "resnet.keras")
+    case = cases._epsilon_case(tmp_path, "resnet")
+    r = run("resnet.keras", tmp_path / case["target"], tmp_path,
+            opts=DiffOptions(num_inputs=4, atol=1e-6, rtol=1e-6))
+    (hit,) = by_rule(r)["CL303"]
+    assert hit.layer == "stem_bn" and hit.stage == "hyperparameters"
+    assert hit.evidence["epsilon_target"] == pytest.approx(1e-5, rel=1e-2)
+    assert hit.evidence["epsilon_source"] == pytest.approx(1e-3)
+    assert hit.repair.verified
+    assert "CL204" not in by_rule(r)
+
+
+@pytest.mark.slow
+def test_gelu_approximation_and_its_clean_twin(tmp_path):
+    sys.path.insert(0, str(ROOT / "bench" / "faults"))
+    import cases
+
+    cases.transformer(tmp_path)
+    opts = DiffOptions(num_inputs=4, atol=1e-6, rtol=1e-6)
+    src = str(tmp_path / "transformer.pt2")
+    r = check_paths(src, str(tmp_path / "transformer.gelu-exact.onnx"), PipelineOptions(opts))
+    (hit,) = by_rule(r)["CL304"]
+    assert hit.layer == "act" and hit.evidence == {"source": "tanh", "target": "none"}
+    assert {f.rule for f in r.findings if f.severity == "error"} == {"CL100", "CL110", "CL304"}
+    clean = check_paths(src, str(tmp_path / "transformer.torch.onnx"), PipelineOptions(opts))
+    assert clean.verdict == "equivalent" and not [f for f in clean.findings if f.severity != "info"]

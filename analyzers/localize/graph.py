@@ -103,7 +103,7 @@ def align_activations(src_layers, src_runs, tgt_runs) -> list:
 
 
 def stage(src_layers, tgt_layers, acts, flagged_findings, rtol=LAYER_RTOL,
-          kernel_layers: frozenset = frozenset()) -> tuple:
+          kernel_layers: frozenset = frozenset(), matches=(), formats=("onnx", "onnx")) -> tuple:
     """Findings (the first divergent layer) and evidence (per-layer errors, op counts)."""
     errors = {a.source: a.rel_err for a in acts}
     target_of = {a.source: a.target for a in acts}
@@ -115,10 +115,15 @@ def stage(src_layers, tgt_layers, acts, flagged_findings, rtol=LAYER_RTOL,
                          for a in acts],
         "op_counts": {"source": op_counts(src_layers), "target": op_counts(tgt_layers)},
     }
+    from convlint.analyzers.localize import structure
+
+    flagged_names = {f.layer for f in param_findings}
+    struct = structure.stage(layer, group, src_layers, tgt_layers, acts, flagged_names, matches,
+                             formats)
     if layer is None:
-        return [], evidence
+        return struct, evidence
     # name the layer that explains the divergence: a layer of the group with a weight finding
-    flagged = {f.layer for f in param_findings}
+    flagged = flagged_names | {f.layer for f in struct}
     blamed = next((g for g in group if g in flagged), layer)
     # the group's comparable tensor: the earliest member within 2x of the best-reproduced one
     best = min(errors[g] for g in group if g in errors)
@@ -130,7 +135,7 @@ def stage(src_layers, tgt_layers, acts, flagged_findings, rtol=LAYER_RTOL,
     f = Finding(R.FIRST_DIVERGENT.code, "error", "graph", msg, layer=blamed,
                 location=Location(source_node=shown, target_node=target_of.get(shown)),
                 evidence={"rel_err": errors[shown], "fused_group": group, "threshold": rtol})
-    return [f], evidence
+    return [f, *struct], evidence
 
 
 def _before(layers, name, first) -> bool:

@@ -98,7 +98,7 @@ def source_bounds(layer, fmt: str) -> tuple | None:
             return None
         mx = a.get("max_value")
         return (0.0, INF if mx is None else float(mx))
-    if fmt == "keras" and layer.op_type == "Activation":
+    if fmt == "keras" and (layer.op_type == "Activation" or a.get("activation") not in (None, "linear")):
         return {"relu": (0.0, INF), "relu6": (0.0, 6.0)}.get(a.get("activation"))
     if fmt in ("torch-exported",):
         for o in a.get("ops", []):
@@ -133,6 +133,42 @@ def _source_or_target_bounds(layer, fmt):
     return target_bounds(layer, fmt) if fmt in ("onnx", "tflite") else source_bounds(layer, fmt)
 
 
+def source_gelu(layer, fmt: str) -> str | None:
+    """'tanh' or 'none' for a GELU layer of the source, else None."""
+    a = layer.attributes
+    for o in a.get("ops", []):
+        if o.get("op") == "gelu":
+            args = [str(x) for x in o.get("args", [])]
+            return "tanh" if any("tanh" in x for x in args) else "none"
+    if layer.op_type == "GELU" and fmt == "torchscript":
+        return "tanh" if "tanh" in str(a.get("approximate", "")) else "none"
+    if fmt == "keras" and (a.get("activation") == "gelu" or layer.op_type == "Activation" and a.get("activation") == "gelu"):
+        return "none"
+    if fmt == "tflite" and layer.op_type == "GELU":
+        return "tanh" if a.get("Approximate") else "none"
+    return None
+
+
+def target_gelu(node, producer: dict, depth: int = 10) -> str | None:
+    """'tanh' or 'none' from the ops that compute ``node``'s output (Erf, Tanh, Gelu)."""
+    seen, stack = set(), [node]
+    while stack and len(seen) < depth:
+        n = stack.pop()
+        if n.name in seen:
+            continue
+        seen.add(n.name)
+        if n.op_type == "Gelu":
+            return "tanh" if n.attributes.get("approximate") == "tanh" else "none"
+        if n.op_type == "GELU":
+            return "tanh" if n.attributes.get("Approximate") else "none"
+        if n.op_type in ("Erf", "Erfc"):
+            return "none"
+        if n.op_type in ("Tanh", "TANH"):
+            return "tanh"
+        stack.extend(producer[i] for i in n.inputs if i in producer)
+    return None
+
+
 def activation_stage(acts, src_layers, tgt_layers, src_fmt, tgt_fmt) -> list:
     """Compare the bounds of each source activation with the target op producing its tensor."""
     producer = {}
@@ -144,6 +180,17 @@ def activation_stage(acts, src_layers, tgt_layers, src_fmt, tgt_fmt) -> list:
     for a in acts:
         layer = src_by.get(a.source)
         if layer is None or a.target is None or a.target not in producer:
+            continue
+        g = source_gelu(layer, src_fmt)
+        if g is not None:
+            tg = target_gelu(producer[a.target], producer)
+            if tg is not None and tg != g:
+                findings.append(Finding(
+                    R.GELU_APPROXIMATION.code, "error", "hyperparameters",
+                    f"{layer.name} is GELU with approximate='{g}' in the source but the target "
+                    f"computes approximate='{tg}'", layer=layer.name,
+                    location=Location(source_node=layer.name, target_node=producer[a.target].name),
+                    evidence={"source": g, "target": tg}))
             continue
         sb = _source_or_target_bounds(layer, src_fmt)
         tb = target_bounds(producer[a.target], tgt_fmt)

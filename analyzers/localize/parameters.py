@@ -37,10 +37,9 @@ def compare(m: KernelMatch) -> dict:
     w, b, folded = reference_weights(m)
     rel_w = _rel(w, t.weight) if w.shape == t.weight.shape else float("inf")
     rel_b = None
+    # a target kernel without a bias slot keeps it in a following Add: nothing to compare here
     if b is not None and t.bias is not None and b.shape == t.bias.shape:
         rel_b = _rel(b, t.bias)
-    elif b is not None and t.bias is None and np.any(b != 0):
-        rel_b = 1.0
     res = {"rel_err_weight": rel_w, "rel_err_bias": rel_b, "bn_folded": folded,
            "stored_dtype": t.stored_dtype, "score": m.score, "diagnosis": None}
     worst = max(rel_w, rel_b or 0.0)
@@ -60,12 +59,35 @@ def compare(m: KernelMatch) -> dict:
     elif _on_grid(t.weight):
         res["diagnosis"] = "quantized"
         res["fake_quantized"] = True
+    elif folded and (eps := _epsilon_from_scale(m, t.weight)) is not None:
+        res["diagnosis"] = "bn-epsilon"
+        res["epsilon_source"] = m.source.bn["eps"]
+        res["epsilon_target"] = eps
     else:
         res["diagnosis"] = "corrupted"
         changed = np.abs(w - t.weight) > 1e-6 * (np.abs(w).max() + 1e-12) if rel_w > WEIGHT_RTOL else None
         res["changed_fraction"] = float(changed.mean()) if changed is not None else 0.0
         res["which"] = "weight" if rel_w > WEIGHT_RTOL else "bias"
     return res
+
+
+def _epsilon_from_scale(m: KernelMatch, tw: np.ndarray) -> float | None:
+    """The BatchNorm epsilon the target's folded kernel was made with, when it differs from the
+    source's folded kernel by exactly the per-channel scale sqrt(var + eps) / sqrt(var + eps')."""
+    bn = m.source.bn
+    w_f, _ = m.source.folded()
+    rows_s, rows_t = w_f.reshape(len(w_f), -1), tw.reshape(len(tw), -1)
+    den = (rows_s * rows_s).sum(1)
+    if np.any(den == 0):
+        return None
+    r = (rows_s * rows_t).sum(1) / den               # per-channel scale, target over source
+    if _rel(rows_s * r[:, None], rows_t) > 1e-5 or np.any(r <= 0):
+        return None                                  # not a pure per-channel rescaling
+    eps = (bn["var"] + bn["eps"]) / r ** 2 - bn["var"]
+    est = float(np.median(eps))
+    if est < 0 or np.std(eps) > 0.05 * abs(est) + 1e-7 or abs(est - bn["eps"]) < 1e-9:
+        return None
+    return est
 
 
 def _on_grid(w: np.ndarray) -> bool:
@@ -98,6 +120,12 @@ def stage(matches: list) -> tuple:
             f = Finding(R.WEIGHTS_FP16.code, "error", "parameters",
                         f"{layer} weights lost precision to float16 in the target: relative error "
                         f"{c['rel_err_weight']:.3g}", layer=layer, location=loc, evidence=ev)
+        elif d == "bn-epsilon":
+            f = Finding(R.BN_EPSILON.code, "error", "hyperparameters",
+                        f"{layer}'s BatchNorm ({m.source.bn.get('layer')}) was folded with epsilon "
+                        f"{c['epsilon_target']:.3g} in the target; the source uses {c['epsilon_source']:.3g}",
+                        layer=m.source.bn.get("layer") or layer, location=loc, evidence=ev,
+                        hyperparameter=None)
         elif d == "transposed":
             f = Finding(R.KERNEL_TRANSPOSED.code, "error", "parameters",
                         f"{layer} kernel has its height and width swapped in the target "
@@ -106,8 +134,9 @@ def stage(matches: list) -> tuple:
         else:
             what = c.get("which", "weight")
             err = c["rel_err_weight"] if what == "weight" else c["rel_err_bias"]
+            noun = "weights differ" if what == "weight" else "bias differs"
             f = Finding(R.WEIGHTS_CORRUPTED.code, "error", "parameters",
-                        f"{layer} {what}s differ from the source's in the target: relative error "
+                        f"{layer} {noun} from the source's in the target: relative error "
                         f"{err:.3g}, {c.get('changed_fraction', 0):.0%} of elements changed",
                         layer=layer, location=loc, evidence=ev)
         findings.append(f)

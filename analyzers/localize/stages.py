@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from convlint.analyzers.localize import graph, hyperparameters, parameters
+from convlint.analyzers.localize import graph, hyperparameters, inputs, parameters
 from convlint.analyzers.localize.align import Alignment, match_kernels
 from convlint.analyzers.localize.canonical import kernels
 from convlint.analyzers.localize.tool import identify
@@ -21,6 +21,8 @@ class Capture:
     source_runs: list          # per sample {layer or tensor: array}
     target_runs: list
     target_meta: dict = field(default_factory=dict)
+    source_inputs: list = field(default_factory=list)  # input names in source_runs
+    layout_perm: tuple | None = None                    # the NHWC/NCHW transpose the check applied
 
 
 @dataclass
@@ -52,9 +54,12 @@ def run(c: Capture, layer_rtol: float = graph.LAYER_RTOL) -> Localization:
                                                 c.source_runs[0], c.target_runs[0])
         h_findings += hyperparameters.activation_stage(acts, c.source_layers, c.target_layers,
                                                        c.source_format, c.target_format)
+        h_findings += inputs.stage(matches, c.source_layers, c.target_layers, c.source_runs,
+                                   c.target_runs, c.source_inputs, c.layout_perm)
         g_findings, g_ev = graph.stage(c.source_layers, c.target_layers, acts,
                                        p_findings + h_findings, layer_rtol,
-                                       frozenset(k.layer for k in src_k))
+                                       frozenset(k.layer for k in src_k), matches,
+                                       (c.source_format, c.target_format))
     findings = g_findings + h_findings + list(p_findings)
     alignment = Alignment(matches, acts, un_s, un_t)
     return Localization(findings, alignment, matches, table, g_ev,

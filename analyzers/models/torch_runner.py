@@ -104,7 +104,8 @@ class ExportedProgramRunner(Runner):
                 if src and src != name and src not in info.inputs:
                     info.inputs.append(src)
             target = str(node.target).split(".")[-2] if "." in str(node.target) else str(node.target)
-            attrs = [a for a in node.args[1:] if isinstance(a, (int, float, bool, list, tuple))]
+            attrs = [a for a in node.args[1:] if isinstance(a, (int, float, bool, str, list, tuple))]
+            attrs += [f"{k}={v}" for k, v in node.kwargs.items() if isinstance(v, (str, int, float, bool))]
             info.attributes.setdefault("ops", []).append({"op": target, "args": attrs})
             info.outputs = [node.name]
         for key, val in state.items():

@@ -34,12 +34,13 @@ def repaired_path(target: str, output: str | None = None) -> str:
     raise RuntimeError("no free name for the repaired file")
 
 
-def patch_onnx(target: str, patches: list, out: str, edits: list = ()) -> list:
-    """Write ``out``: ``target`` with initializers replaced and attribute ``edits`` applied
-    (see ``attributes``). Returns the tensor and node names patched."""
+def patch_onnx(target: str, patches: list, out: str, edits: list = (), graph_edits: list = ()) -> list:
+    """Write ``out``: ``target`` with initializers replaced, attribute ``edits`` and
+    ``graph_edits`` applied (see ``attributes`` and ``graph``). Returns the names patched."""
     import onnx
     from onnx import numpy_helper
 
+    from convlint.analyzers.repair import graph
     from convlint.analyzers.repair.attributes import apply_onnx
 
     m = onnx.load(target)
@@ -54,6 +55,7 @@ def patch_onnx(target: str, patches: list, out: str, edits: list = ()) -> list:
         init.CopyFrom(new)
         done.append(p.tensor)
     done += apply_onnx(m, list(edits))
+    done += graph.apply_onnx(m, list(graph_edits))
     write_new_file(out, m.SerializeToString(), protect=(target,))
     return done
 

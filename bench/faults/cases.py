@@ -21,8 +21,19 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "fixtures"))
 MODELS = ROOT / "fixtures" / "models"
 
-# ground truth: (architecture, which layer a fault hits) -> (Keras name, torch name)
+# ground truth: (architecture, which layer a fault hits) -> the source layers (Keras and torch
+# names) a correct report may name; an op inserted between a layer and its consumers may be
+# reported at either
 LAYERS = {
+    ("mobilenet", "after-first-activation"): ("expand_conv", "expand.0"),
+    ("resnet", "after-first-activation"): ("res_conv1", "conv1"),
+    ("inception", "after-first-activation"): ("b1_conv", "b2_conv", "b3_pool", "b1.0", "b2.0", "b3.0"),
+    ("mobilenet", "first-activation"): ("stem_relu6", "stem.2"),
+    ("resnet", "first-activation"): ("stem_relu", "stem.2"),
+    ("inception", "first-activation"): ("stem_conv", "stem.1"),
+    ("mobilenet", "after-unactivated-kernel"): ("project_conv", "project_bn", "gap", "project.0", "project.1", "pool"),
+    ("resnet", "after-unactivated-kernel"): ("res_conv2", "res_bn2", "res_add", "conv2", "bn2"),
+    ("inception", "after-unactivated-kernel"): ("logits", "fc", "StatefulPartitionedCall_1:0"),
     ("mobilenet", "first-kernel"): ("stem_conv", "stem.0"),
     ("resnet", "first-kernel"): ("stem_conv", "stem.0"),
     ("inception", "first-kernel"): ("stem_conv", "stem.0"),
@@ -43,6 +54,12 @@ INJECTED = {
     "padding-shifted": ("hyperparameters", "last-3x3", "hyperparameters"),
     "dilation-changed": ("hyperparameters", "last-3x3", "hyperparameters"),
     "clip-bound-changed": ("hyperparameters", "first-clip", "hyperparameters"),
+    "extra-transpose": ("graph", "after-first-activation", "graph"),
+    "extra-pad": ("graph", "after-first-activation", "graph"),
+    "missing-activation": ("graph", "first-activation", "graph"),
+    "extra-activation": ("graph", "after-unactivated-kernel", "graph"),
+    "input-layout": ("input", "first-kernel", "input"),
+    "input-scaling": ("input", "first-kernel", "input"),
 }
 # ONNX paths: (source file, clean target) per architecture
 ONNX_PATHS = {
@@ -79,6 +96,29 @@ def transformer(out: Path) -> None:
     torch.export.save(torch.export.export(m, (x,)), out / "transformer.pt2")
     torch.onnx.export(m, (x,), out / "transformer.torch.onnx", dynamo=False, opset_version=17,
                       input_names=["tokens"], output_names=["logits"])
+    # the GELU-approximation fault: the same weights exported with exact GELU
+    m.act.approximate = "none"
+    torch.onnx.export(m, (x,), out / "transformer.gelu-exact.onnx", dynamo=False, opset_version=17,
+                      input_names=["tokens"], output_names=["logits"])
+
+
+def _epsilon_case(out: Path, arch: str) -> dict:
+    """Keras -> ONNX where the first BatchNorm was converted with epsilon 1e-5 (PyTorch's
+    default) instead of the model's 1e-3, as a hand-written port does."""
+    import keras
+    import tensorflow as tf
+    import tf2onnx
+
+    m = keras.saving.load_model(out / f"{arch}.keras")
+    bn = next(x for x in m.layers if isinstance(x, keras.layers.BatchNormalization))
+    bn.epsilon = 1e-5
+    tgt = f"{arch}.tf2onnx.bn-epsilon.onnx"
+    tf2onnx.convert.from_keras(m, input_signature=(tf.TensorSpec((None, 32, 32, 3), tf.float32, name="image"),),
+                               opset=17, output_path=str(out / tgt))
+    return {"id": f"{arch}/keras->onnx/bn-epsilon", "arch": arch, "path": "keras->onnx",
+            "source": f"{arch}.keras", "target": tgt, "fault": "bn-epsilon",
+            "category": "hyperparameters", "stage": "hyperparameters", "rule": "CL303",
+            "layers": [bn.name], "target_node": None}
 
 
 def generate(out: Path) -> list[dict]:
@@ -102,22 +142,28 @@ def generate(out: Path) -> list[dict]:
             tgt = f"{Path(clean).stem}.{fault}.onnx"
             try:
                 info = faults.inject(str(out / clean), fault, str(out / tgt))
-            except (IndexError, ValueError):
+            except (IndexError, ValueError, StopIteration):
                 continue  # the architecture has no such layer
-            keras_name, torch_name = LAYERS[(arch, where)]
             cases.append({"id": f"{arch}/{path}/{fault}", "arch": arch, "path": path,
                           "source": src, "target": tgt, "fault": fault, "category": cat,
                           "stage": stage, "rule": info["expect_rule"],
-                          "layer": {"keras": keras_name, "torch": torch_name},
+                          "layers": [n for n in LAYERS[(arch, where)] if n],
                           "target_node": info["node"]})
+    cases.append({"id": "transformer/torch->onnx/gelu-approximation", "arch": "transformer",
+                  "path": "torch->onnx", "source": "transformer.pt2",
+                  "target": "transformer.gelu-exact.onnx", "fault": "gelu-approximation",
+                  "category": "hyperparameters", "stage": "hyperparameters", "rule": "CL304",
+                  "layers": ["act"], "target_node": None})
+    for arch in ("mobilenet", "resnet"):  # a weight port that ignores the BN epsilon
+        cases.append(_epsilon_case(out, arch))
     for arch in ARCHS:  # the converter's own weight fault, repaired by re-conversion
-        keras_name, _ = LAYERS[(arch, "first-over-1024")]
+        names = [n for n in LAYERS[(arch, "first-over-1024")] if n]
         cases.append({"id": f"{arch}/keras->tflite/clean", "arch": arch, "path": "keras->tflite",
                       "source": f"{arch}.keras", "target": f"{arch}.tflite", "fault": None})
         cases.append({"id": f"{arch}/keras->tflite/dynamic-range-int8", "arch": arch,
                       "path": "keras->tflite", "source": f"{arch}.keras",
                       "target": f"{arch}.dynint8.tflite", "fault": "dynamic-range-int8",
                       "category": "weights", "stage": "parameters", "rule": "CL201",
-                      "layer": {"keras": keras_name, "torch": None}, "target_node": None})
+                      "layers": names, "target_node": None})
     (out / "cases.json").write_text(json.dumps(cases, indent=1))
     return cases

@@ -1,0 +1,96 @@
+"""patch-graph: remove a spurious op or restore a missing activation, in an ONNX model held in
+memory (the caller writes the file)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class GraphEdit:
+    action: str          # "remove", "insert-activation", "insert-transpose", "insert-affine"
+    nodes: list          # node names to remove
+    tensor: str | None = None
+    bounds: tuple | None = None  # (lo, hi) of the activation to insert
+    perm: list | None = None     # insert-transpose
+    affine: tuple | None = None  # insert-affine: (scale, shift) to apply
+
+
+def _rewire(model, old: str, new: str, skip=None) -> None:
+    for n in model.graph.node:
+        if n is skip:
+            continue
+        for i, x in enumerate(n.input):
+            if x == old:
+                n.input[i] = new
+    for o in model.graph.output:
+        if o.name == old:  # keep the graph's output name: rename the producer's output instead
+            for n in model.graph.node:
+                for i, x in enumerate(n.output):
+                    if x == new:
+                        n.output[i] = old
+            for n in model.graph.node:
+                for i, x in enumerate(n.input):
+                    if x == new and n is not skip:
+                        n.input[i] = old
+
+
+def apply_onnx(model, edits: list) -> list:
+    """Apply ``edits`` to an onnx ModelProto in place; returns the node names touched."""
+    import onnx
+    from onnx import numpy_helper
+
+    done = []
+    for e in edits:
+        if e.action == "remove":
+            for name in e.nodes:
+                node = next((n for n in model.graph.node if n.name == name), None)
+                if node is None or not node.input or not node.output:
+                    continue
+                src, out = node.input[0], node.output[0]
+                model.graph.node.remove(node)
+                _rewire(model, out, src)
+                done.append(name)
+        elif e.action == "insert-activation" and e.tensor:
+            lo, hi = e.bounds or (0.0, float("inf"))
+            out = f"{e.tensor}_convlint_act"
+            if lo == 0.0 and hi == float("inf"):
+                act = onnx.helper.make_node("Relu", [e.tensor], [out], name=f"{e.tensor}_convlint_relu")
+            else:
+                names = [f"{e.tensor}_convlint_min", f"{e.tensor}_convlint_max"]
+                for nm, v in zip(names, (lo, hi), strict=True):
+                    model.graph.initializer.append(numpy_helper.from_array(
+                        np.array(np.clip(v, -3.4e38, 3.4e38), np.float32), nm))
+                act = onnx.helper.make_node("Clip", [e.tensor, *names], [out], name=f"{e.tensor}_convlint_clip")
+            _insert(model, e.tensor, out, [act])
+            done.append(act.name)
+        elif e.action == "insert-transpose" and e.tensor and e.perm:
+            out = f"{e.tensor}_convlint_layout"
+            t = onnx.helper.make_node("Transpose", [e.tensor], [out], perm=[int(p) for p in e.perm],
+                                      name=f"{e.tensor}_convlint_transpose")
+            _insert(model, e.tensor, out, [t])
+            done.append(t.name)
+        elif e.action == "insert-affine" and e.tensor and e.affine:
+            a, b = e.affine
+            names = [f"{e.tensor}_convlint_scale", f"{e.tensor}_convlint_shift"]
+            for nm, v in zip(names, (a, b), strict=True):
+                model.graph.initializer.append(numpy_helper.from_array(np.array(v, np.float32), nm))
+            mid, out = f"{e.tensor}_convlint_mul", f"{e.tensor}_convlint_affine"
+            nodes = [onnx.helper.make_node("Mul", [e.tensor, names[0]], [mid], name=mid),
+                     onnx.helper.make_node("Add", [mid, names[1]], [out], name=out)]
+            _insert(model, e.tensor, out, nodes)
+            done.append(out)
+    return done
+
+
+def _insert(model, tensor: str, out: str, nodes: list) -> None:
+    """Put ``nodes`` (reading ``tensor``, writing ``out``) between ``tensor`` and its readers."""
+    producer = next((i for i, n in enumerate(model.graph.node) if tensor in n.output), -1)
+    _rewire(model, tensor, out)
+    for k, n in enumerate(nodes):  # the new nodes themselves read the original tensor
+        for i, x in enumerate(n.input):
+            if x == out and k == 0:
+                n.input[i] = tensor
+        model.graph.node.insert(producer + 1 + k, n)
