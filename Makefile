@@ -49,7 +49,8 @@ fixtures: install
 
 # benchmarks are never part of `make test`; each writes its numbers to bench/RESULTS.md
 bench-faults: install
-	$(BIN)/python bench/faults/run.py --mobilenetv2
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python bench/faults/run.py --mobilenetv2 --polygraphy
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info .demo

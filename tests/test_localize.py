@@ -176,7 +176,11 @@ def test_injected_hyperparameter_faults(tmp_path, fault, source, clean):
 @pytest.mark.parametrize("fault", faults.GRAPH)
 @pytest.mark.parametrize("source,clean", [("mobilenet.pt2", "mobilenet.torch.onnx"),
                                           ("resnet.keras", "resnet.tf2onnx.onnx"),
-                                          ("inception.keras", "inception.tf2onnx.onnx")])
+                                          ("inception.keras", "inception.tf2onnx.onnx"),
+                                          # torch's residual add and ReLU are functional calls
+                                          ("resnet.pt2", "resnet.torch.onnx"),
+                                          # a TFLite source: activations fused into its ops
+                                          ("mobilenet.tflite", "mobilenet.tflite2onnx.onnx")])
 def test_injected_graph_faults(tmp_path, fault, source, clean):
     out = tmp_path / f"{fault}.onnx"
     info = faults.inject(str(MODELS / clean), fault, str(out))

@@ -99,3 +99,15 @@ def test_tvm_compile_is_cached_on_disk(models, tmp_path, monkeypatch):
     monkeypatch.setattr(tvm_runner, "_MEMO", {})
     rebuilt = open_model(models / "inception.torch.onnx").to_tvm({"input": (1, 3, 32, 32)})
     assert rebuilt.run({"input": np.zeros((1, 3, 32, 32), np.float32)})[0].shape == (1, 10)
+
+
+@pytest.mark.slow
+def test_torchscript_temporary_exports_are_removed(models):
+    import tempfile
+    from pathlib import Path
+
+    before = set(Path(tempfile.gettempdir()).glob("convlint-ts-*"))
+    with open_model(models / "mobilenet.ts.pt", input_shapes={"x": (1, 3, 32, 32)}) as r:
+        r.intermediates({"x": np.zeros((1, 3, 32, 32), np.float32)})
+        assert set(Path(tempfile.gettempdir()).glob("convlint-ts-*")) - before
+    assert set(Path(tempfile.gettempdir()).glob("convlint-ts-*")) == before

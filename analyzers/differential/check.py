@@ -282,13 +282,11 @@ def _report(src_ref, tgt_ref, samples, origin, verdict, metrics, findings, S, T,
 
 def diff_paths(source_path: str, target_path: str, opts: DiffOptions, *,
                unsafe_load: bool = False, progress: Callable | None = None) -> ConversionReport:
-    """The entry point the CLI and the server call: open both files and check the pair."""
-    from convlint.analyzers.models import open_model
+    """The plain differential check of two files, without localization."""
+    from convlint.analyzers.pipeline import PipelineOptions, check_paths
 
-    src = open_model(source_path, unsafe_load=unsafe_load, input_shapes=opts.input_shapes)
-    tgt = open_model(target_path, unsafe_load=unsafe_load, input_shapes=opts.input_shapes)
-    with src, tgt:
-        return check_pair(src, tgt, opts, progress)
+    return check_paths(source_path, target_path,
+                       PipelineOptions(opts, localize=False, unsafe_load=unsafe_load), progress)
 
 
 __all__ = ["DiffOptions", "InputPlan", "check_pair", "diff_paths"]

@@ -92,9 +92,11 @@ def op_counts(layers: list) -> dict:
     return dict(Counter(layer.op_type for layer in layers))
 
 
-def align_activations(src_layers, src_runs, tgt_runs) -> list:
-    """Activation matches keyed by source *layer* names, in forward order."""
-    keys = source_keys(src_layers, src_runs[0])
+def align_activations(src_layers, src_runs, tgt_runs, inputs: list = ()) -> list:
+    """Activation matches keyed by source *layer* names (and model input names), in forward
+    order."""
+    keys = [(n, n) for n in inputs if n in src_runs[0] and n not in {x.name for x in src_layers}]
+    keys += source_keys(src_layers, src_runs[0])
     acts = match_activations([k for _, k in keys], src_runs, tgt_runs)
     name_of = {k: n for n, k in keys}
     for a in acts:
@@ -121,6 +123,13 @@ def stage(src_layers, tgt_layers, acts, flagged_findings, rtol=LAYER_RTOL,
     struct = structure.stage(layer, group, src_layers, tgt_layers, acts, flagged_names, matches,
                              formats)
     if layer is None:
+        if struct:  # every layer is reproduced; the target adds ops after the last one
+            tail = struct[0]
+            struct = [Finding(R.FIRST_DIVERGENT.code, "error", "graph",
+                              f"first divergent layer: {tail.layer} (every layer is reproduced, "
+                              f"but the target changes the output after it)", layer=tail.layer,
+                              location=tail.location, evidence={"rel_err": 0.0, "fused_group": [],
+                                                                "threshold": rtol}), *struct]
         return struct, evidence
     # name the layer that explains the divergence: a layer of the group with a weight finding
     flagged = flagged_names | {f.layer for f in struct}

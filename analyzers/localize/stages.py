@@ -48,7 +48,7 @@ def run(c: Capture, layer_rtol: float = graph.LAYER_RTOL) -> Localization:
     p_findings, table = parameters.stage(matches)
     acts, h_findings, g_findings, g_ev = [], [], [], {}
     if c.source_runs and c.target_runs:
-        acts = graph.align_activations(c.source_layers, c.source_runs, c.target_runs)
+        acts = graph.align_activations(c.source_layers, c.source_runs, c.target_runs, c.source_inputs)
         h_findings = hyperparameters.conv_stage(matches, c.source_layers, c.target_layers,
                                                 c.source_format, c.target_format,
                                                 c.source_runs[0], c.target_runs[0])

@@ -19,10 +19,13 @@ CATEGORIES = {
                "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "Conv2d", "Linear"},
     "activation": {"Relu", "Clip", "Sigmoid", "Tanh", "LeakyRelu", "Elu", "Selu", "HardSigmoid",
                    "HardSwish", "Gelu", "PRelu", "ReLU", "ReLU6", "RELU", "RELU6", "LOGISTIC",
-                   "TANH", "LEAKY_RELU", "HARD_SWISH", "GELU", "Hardtanh", "SiLU"},
-    "transpose": {"Transpose", "TRANSPOSE"},
-    "pad": {"Pad", "PAD", "PADV2", "ZeroPadding2D", "ZeroPad2d"},
-    "slice": {"Slice", "SLICE", "STRIDED_SLICE", "Cropping2D"},
+                   "TANH", "LEAKY_RELU", "HARD_SWISH", "GELU", "Hardtanh", "SiLU",
+                   # torch.export functional ops (aten names)
+                   "relu", "relu_", "hardtanh", "hardtanh_", "gelu", "sigmoid", "tanh", "silu",
+                   "leaky_relu", "elu", "hardswish", "hardsigmoid"},
+    "transpose": {"Transpose", "TRANSPOSE", "permute", "transpose"},
+    "pad": {"Pad", "PAD", "PADV2", "ZeroPadding2D", "ZeroPad2d", "pad", "constant_pad_nd"},
+    "slice": {"Slice", "SLICE", "STRIDED_SLICE", "Cropping2D", "slice"},
     "cast": {"Cast", "CAST"},
     "quantize": {"QuantizeLinear", "DequantizeLinear", "QUANTIZE", "DEQUANTIZE"},
 }
@@ -138,9 +141,11 @@ def explain(src_region, tgt_region, anchors_src: set, anchors_tgt: set, layouts:
                 succ.setdefault(i, []).append(x)
         acts = [x for x in tgt_region if category(x.op_type) == "activation"]
 
-        def unexplained(node) -> bool:
+        def unexplained(node) -> bool:  # (an activation fused into a later Add does not count)
             src = next((reproduced[i] for i in node.inputs if i in reproduced), None)
-            return src is not None and not any(_has_activation(c) for c in succ.get(src, []))
+            return src is not None and not any(
+                category(c.op_type) == "activation" or c.op_type == "Activation"
+                for c in succ.get(src, []))
 
         found.append(("extra", "activation", [x for x in acts if unexplained(x)] or acts[s_act:] or acts))
     elif t_act < s_act:
@@ -184,12 +189,15 @@ def stage(first, group, src_layers, tgt_layers, acts, flagged: set, matches=(),
     preds = _preds(by_name, group[0], order)
     before = next((match[n] for n in reversed(order[:order.index(group[0])])
                    if n in preds and n in match and match[n].target), None)
+    if before is None:  # the group reads a model input: anchor there
+        before = next((match[n] for n in preds if n in match and n not in by_name and match[n].target), None)
     if before is None:
         return []
     own = set(group)
     k_src = {m.source.layer for m in matches if m.source.layer not in own}
     k_tgt = {m.target.layer for m in matches if m.source.layer not in own}
-    src_region = region(src_layers, [before.source, *by_name[before.source].outputs], k_src)
+    start = by_name[before.source].outputs if before.source in by_name else []
+    src_region = region(src_layers, [before.source, *start], k_src)
     tgt_region = region(tgt_layers, [before.target], k_tgt)
     src_fmt, tgt_fmt = formats
     layout_before = _layout(src_fmt)

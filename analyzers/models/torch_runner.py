@@ -91,13 +91,10 @@ class ExportedProgramRunner(Runner):
         layers: dict = {}
         owner: dict = {}
         for node in self.ep.graph.nodes:
-            stack = node.meta.get("nn_module_stack")
-            if node.op != "call_function" or not stack:
+            if node.op != "call_function":
                 continue
-            path, cls = list(stack.values())[-1]
-            name = _qualname(path)
+            name, cls_name = _layer_of(node)
             owner[node.name] = name
-            cls_name = cls.rsplit(".", 1)[-1] if isinstance(cls, str) else getattr(cls, "__name__", str(cls))
             info = layers.setdefault(name, LayerInfo(name, cls_name))
             for a in node.args:  # producers: modules whose nodes feed this one
                 src = owner.get(getattr(a, "name", None))
@@ -112,18 +109,14 @@ class ExportedProgramRunner(Runner):
             owner = key.rsplit(".", 1)[0] if "." in key else ""
             if owner in layers:
                 layers[owner].weights[key] = _np(val)
-        return [layer for layer in layers.values() if layer.name]  # '' is the root's own ops
+        return list(layers.values())
 
     def _intermediates_impl(self, inputs):
         import torch
         from torch.fx import Interpreter
 
         gm = self.module
-        owner = {}
-        for node in gm.graph.nodes:
-            stack = node.meta.get("nn_module_stack")
-            if stack and node.op == "call_function":
-                owner[node.name] = _qualname(list(stack.values())[-1][0])
+        owner = {node.name: _layer_of(node)[0] for node in gm.graph.nodes if node.op == "call_function"}
         captured: dict = {}
 
         class Capture(Interpreter):
@@ -157,6 +150,19 @@ class ExportedProgramRunner(Runner):
         return build
 
 
+def _layer_of(node) -> tuple:
+    """(layer name, type) of an FX node: its innermost module, or, for a functional op called in
+    a ``forward`` (``torch.relu(y + s)``), the op itself as ``forward.<node name>``."""
+    stack = node.meta.get("nn_module_stack") or {}
+    if stack:
+        path, cls = list(stack.values())[-1]
+        name = _qualname(path)
+        if name:
+            return name, cls.rsplit(".", 1)[-1] if isinstance(cls, str) else getattr(cls, "__name__", str(cls))
+    op = str(node.target).split(".")
+    return f"forward.{node.name}", (op[-2] if len(op) > 1 else op[0])
+
+
 def _qualname(path: str) -> str:
     """``L['self'].features[0]`` or ``features.0`` -> ``features.0`` (named_modules style)."""
     import re
@@ -176,6 +182,16 @@ class TorchScriptRunner(Runner):
         super().__init__(path)
         self.given_shapes = input_shapes or {}
         self._onnx = {}
+
+    def close(self) -> None:
+        """Remove the temporary ONNX exports made for intermediates and TVM."""
+        import shutil
+        from pathlib import Path
+
+        for r in self._onnx.values():
+            shutil.rmtree(Path(r.path).parent, ignore_errors=True)
+        self._onnx = {}
+        super().close()
 
     def _load_impl(self) -> None:
         import zipfile

@@ -32,7 +32,8 @@ LAYERS = {
     ("resnet", "first-activation"): ("stem_relu", "stem.2"),
     ("inception", "first-activation"): ("stem_conv", "stem.1"),
     ("mobilenet", "after-unactivated-kernel"): ("project_conv", "project_bn", "gap", "project.0", "project.1", "pool"),
-    ("resnet", "after-unactivated-kernel"): ("res_conv2", "res_bn2", "res_add", "conv2", "bn2"),
+    # torch's residual add is a functional call in forward(): convlint names it forward.add
+    ("resnet", "after-unactivated-kernel"): ("res_conv2", "res_bn2", "res_add", "conv2", "bn2", "forward.add"),
     ("inception", "after-unactivated-kernel"): ("logits", "fc", "StatefulPartitionedCall_1:0"),
     ("mobilenet", "first-kernel"): ("stem_conv", "stem.0"),
     ("resnet", "first-kernel"): ("stem_conv", "stem.0"),

@@ -51,7 +51,7 @@ def score_case(case: dict, report, out_dir: Path) -> dict:
     }
 
 
-def run(cases_dir: Path, num_inputs: int, tol: float) -> list:
+def run(cases_dir: Path, num_inputs: int, tol: float, polygraphy: bool = False) -> list:
     from convlint.analyzers.differential.check import DiffOptions
     from convlint.analyzers.pipeline import PipelineOptions, check_paths
 
@@ -69,6 +69,16 @@ def run(cases_dir: Path, num_inputs: int, tol: float) -> list:
                    "diff_seconds": r.extra.get("seconds"),
                    "localize_seconds": (r.extra.get("localization") or {}).get("seconds", {}).get("localize"),
                    **score_case(c, r, Path(d))}
+            if polygraphy and c["target"].endswith(".onnx"):
+                import polygraphy_peer
+
+                try:
+                    pg = polygraphy_peer.run(str(cases_dir / c["source"]), str(cases_dir / c["target"]), tol)
+                except Exception as e:  # record the peer's failure, do not stop the benchmark
+                    pg = {"detected": None, "error": str(e)[:200]}
+                if c["fault"]:
+                    pg["layer"] = layer_ok(pg.get("paired_source"), c["layers"])
+                row["polygraphy"] = pg
             rows.append(row)
             mark = "FP " if row.get("fp") else ("ok " if c["fault"] is None or (row["detected"] and row["layer"]) else "MISS")
             print(f"{mark} {c['id']:<45} {r.verdict:<11} layer={row.get('reported_layer')} "
@@ -89,7 +99,21 @@ def summarize(rows: list) -> dict:
     table["overall"] = {k: rate(faulty, k) for k in ("detected", "layer", "stage", "repaired")}
     ratios = [r["localize_seconds"] / r["diff_seconds"] for r in faulty
               if r.get("localize_seconds") and r.get("diff_seconds")]
-    return {"table": table, "false_positives": rate(clean, "fp"),
+    pg_f = [r["polygraphy"] for r in faulty if "polygraphy" in r]
+    pg_c = [r["polygraphy"] for r in clean if "polygraphy" in r]
+    pg = None
+    if pg_f:
+        cl = [r for r in faulty if "polygraphy" in r]
+        pg = {"cases": len(pg_f),
+              "detected": (sum(bool(p.get("detected")) for p in pg_f), len(pg_f)),
+              "layer": (sum(bool(p.get("layer")) for p in pg_f), len(pg_f)),
+              "convlint_detected": (sum(bool(r["detected"]) for r in cl), len(cl)),
+              "convlint_layer": (sum(bool(r["layer"]) for r in cl), len(cl)),
+              "false_positives": (sum(bool(p.get("detected")) for p in pg_c), len(pg_c)),
+              "examples": [(r["case"]["id"], r["polygraphy"].get("first_failed"),
+                            r["polygraphy"].get("paired_source"), r.get("reported_layer"))
+                           for r in faulty if "polygraphy" in r][:6]}
+    return {"table": table, "false_positives": rate(clean, "fp"), "polygraphy": pg,
             "localize_over_diff": (min(ratios), sorted(ratios)[len(ratios) // 2], max(ratios)) if ratios else None}
 
 
@@ -158,6 +182,24 @@ def write_results(summary: dict, mnv2: dict | None, command: str) -> str:
                      "large ratios are on fixture blocks whose differential check takes well under "
                      "a second once TVM's compiled module is cached; the MobileNetV2-size pair below "
                      "is the timing the target is about.")
+    pg = summary.get("polygraphy")
+    if pg:
+        d, ly, fp = pg["detected"], pg["layer"], pg["false_positives"]
+        cd, cl = pg["convlint_detected"], pg["convlint_layer"]
+        lines += ["", "### Polygraphy side by side (ONNX-target cases)", "",
+                  "`polygraphy run TARGET.onnx --onnxrt --onnx-outputs mark all --load-inputs ... "
+                  "--load-outputs SOURCE.json` with the same inputs and tolerance; the source's "
+                  "per-layer and final outputs saved as Polygraphy RunResults "
+                  "(bench/faults/polygraphy_peer.py).", "",
+                  "| tool | detected | names the faulty source layer | false positives on clean twins |",
+                  "|---|---|---|---|",
+                  f"| Polygraphy 0.53.6 | {d[0]}/{d[1]} | {ly[0]}/{ly[1]} | {fp[0]}/{fp[1]} |",
+                  f"| convlint | {cd[0]}/{cd[1]} | {cl[0]}/{cl[1]} | {summary['false_positives'][0]}/{summary['false_positives'][1]} (all cases) |",
+                  "", "Polygraphy pairs tensors by name and, when names differ, assumes a "
+                  "correspondence; its first failing tensor is often a pre-BatchNorm source output "
+                  "paired with a BN-folded target tensor. Examples (case, first tensor Polygraphy "
+                  "fails, the source tensor it paired, the layer convlint names):", ""]
+        lines += [f"- `{c}`: `{ft}` ~ `{ps}`; convlint: `{cv}`" for c, ft, ps, cv in pg["examples"]]
     if mnv2 and mnv2["localize_seconds"] is None:
         lines.append(f"MobileNetV2 (Keras `MobileNetV2(weights=None)`) -> TFLite `Optimize.DEFAULT`: "
                      f"verdict {mnv2['verdict']} at this tolerance; differential check "
@@ -170,7 +212,7 @@ def write_results(summary: dict, mnv2: dict | None, command: str) -> str:
             f"re-conversions {mnv2['stage1_seconds']:.1f} s; first divergent layer "
             f"`{mnv2['first_divergent']}`, {mnv2['int8_layers']} layers flagged int8.")
     lines += ["", "Not covered yet (taxonomy entries with no injector or stage): resize mode, "
-              "op-order swap; the Polygraphy side-by-side run.", "<!-- faults:end -->"]
+              "op-order swap.", "<!-- faults:end -->"]
     block = "\n".join(lines)
     path = HERE.parent / "RESULTS.md"
     text = path.read_text() if path.exists() else "# Benchmark results\n\nEvery number below comes from the command printed with it.\n\n"
@@ -189,6 +231,7 @@ def main() -> None:
     ap.add_argument("--tol", type=float, default=1e-6, help="atol and rtol for every case")
     ap.add_argument("--mobilenetv2", action="store_true", help="also time a MobileNetV2-size pair")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--polygraphy", action="store_true", help="run Polygraphy side by side on ONNX targets")
     ap.add_argument("--cases", default=str(HERE / ".cases"))
     a = ap.parse_args()
     import cases as gen
@@ -196,7 +239,7 @@ def main() -> None:
     d = Path(a.cases)
     if not (d / "cases.json").exists():
         gen.generate(d)
-    rows = run(d, a.num_inputs, a.tol)
+    rows = run(d, a.num_inputs, a.tol, a.polygraphy)
     summary = summarize(rows)
     mnv2 = mobilenetv2(d, a.num_inputs, a.tol) if a.mobilenetv2 else None
     print(json.dumps({"summary": summary, "mobilenetv2": mnv2}, indent=1, default=str))
