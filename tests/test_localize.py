@@ -27,6 +27,16 @@ def run(source, target, tmp_path, repair=True, opts=OPTS):
     return check_paths(str(MODELS / source), str(tgt), PipelineOptions(opts, repair=repair))
 
 
+def inject_and_run(tmp_path, source, clean, fault, opts=OPTS):
+    """Inject ``fault`` into a copy of the clean target, check it with repair; the fault info
+    and the report."""
+    out = tmp_path / f"{fault}.onnx"
+    info = faults.inject(str(MODELS / clean), fault, str(out))
+    r = run(source, out, tmp_path, opts=opts)
+    assert r.verdict == "divergent", r.metrics
+    return info, r
+
+
 def by_rule(report):
     out = {}
     for f in report.findings:
@@ -118,12 +128,9 @@ def test_tampered_tensor_localized_and_patched(tmp_path, source, target, layer):
 @pytest.mark.parametrize("source,clean", [("resnet.keras", "resnet.tf2onnx.onnx"),
                                           ("inception.pt2", "inception.torch.onnx")])
 def test_injected_weight_faults(tmp_path, fault, source, clean):
-    out = tmp_path / f"{fault}.onnx"
-    info = faults.inject(str(MODELS / clean), fault, str(out))
     # float16 rounding stays within the default 1e-4 on these small models: check it tightly
     opts = DiffOptions(num_inputs=6, atol=1e-6, rtol=1e-6) if fault == "fp16-weights" else OPTS
-    r = run(source, out, tmp_path, opts=opts)
-    assert r.verdict == "divergent", r.metrics
+    info, r = inject_and_run(tmp_path, source, clean, fault, opts)
     f = by_rule(r)
     hits = f[info["expect_rule"]]
     (hit,) = [h for h in hits if h.location.target_node == info["node"]]
@@ -157,10 +164,7 @@ def test_clean_twins_stay_silent_at_the_fp16_tolerance(tmp_path, source, target)
 @pytest.mark.parametrize("source,clean", [("mobilenet.pt2", "mobilenet.torch.onnx"),
                                           ("mobilenet.keras", "mobilenet.tf2onnx.onnx")])
 def test_injected_hyperparameter_faults(tmp_path, fault, source, clean):
-    out = tmp_path / f"{fault}.onnx"
-    info = faults.inject(str(MODELS / clean), fault, str(out))
-    r = run(source, out, tmp_path)
-    assert r.verdict == "divergent", r.metrics
+    info, r = inject_and_run(tmp_path, source, clean, fault)
     f = by_rule(r)
     hits = [h for h in f.get(info["expect_rule"], []) if h.location.target_node == info["node"]]
     if "attribute" in info:  # a dilation fault changes the padding too: both are reported
@@ -182,10 +186,8 @@ def test_injected_hyperparameter_faults(tmp_path, fault, source, clean):
                                           # a TFLite source: activations fused into its ops
                                           ("mobilenet.tflite", "mobilenet.tflite2onnx.onnx")])
 def test_injected_graph_faults(tmp_path, fault, source, clean):
-    out = tmp_path / f"{fault}.onnx"
-    info = faults.inject(str(MODELS / clean), fault, str(out))
-    r = run(source, out, tmp_path, opts=DiffOptions(num_inputs=4, atol=1e-6, rtol=1e-6))
-    assert r.verdict == "divergent", r.metrics
+    info, r = inject_and_run(tmp_path, source, clean, fault,
+                             DiffOptions(num_inputs=4, atol=1e-6, rtol=1e-6))
     f = by_rule(r)
     hits = f.get(info["expect_rule"], [])
     assert hits, [x.message for x in r.findings]
@@ -200,10 +202,7 @@ def test_injected_graph_faults(tmp_path, fault, source, clean):
                                           ("resnet.keras", "resnet.tf2onnx.onnx"),
                                           ("inception.tflite", "inception.tflite2onnx.onnx")])
 def test_injected_input_faults(tmp_path, fault, source, clean):
-    out = tmp_path / f"{fault}.onnx"
-    info = faults.inject(str(MODELS / clean), fault, str(out))
-    r = run(source, out, tmp_path)
-    assert r.verdict == "divergent", r.metrics
+    info, r = inject_and_run(tmp_path, source, clean, fault)
     (hit,) = by_rule(r)[info["expect_rule"]]
     assert hit.stage == "input" and hit.layer == by_rule(r)["CL110"][0].layer
     assert hit.repair.kind == "patch-graph" and hit.repair.verified, hit.repair

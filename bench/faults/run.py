@@ -200,6 +200,7 @@ def write_results(summary: dict, mnv2: dict | None, command: str) -> str:
                   "paired with a BN-folded target tensor. Examples (case, first tensor Polygraphy "
                   "fails, the source tensor it paired, the layer convlint names):", ""]
         lines += [f"- `{c}`: `{ft}` ~ `{ps}`; convlint: `{cv}`" for c, ft, ps, cv in pg["examples"]]
+        lines.append("")
     if mnv2 and mnv2["localize_seconds"] is None:
         lines.append(f"MobileNetV2 (Keras `MobileNetV2(weights=None)`) -> TFLite `Optimize.DEFAULT`: "
                      f"verdict {mnv2['verdict']} at this tolerance; differential check "
