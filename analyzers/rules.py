@@ -46,6 +46,9 @@ BAD_ARGUMENTS = rule("CL001", "bad-arguments", "error", "input",
                      "convlint could not analyse: the arguments or an input file are invalid")
 UNREADABLE_MODEL = rule("CL002", "unreadable-model", "error", "input",
                         "a model file is empty, truncated, corrupt or of an unsupported format")
+UNSAFE_MODEL = rule("CL004", "unsafe-model-refused", "error", "input",
+                    "a model file would run Python code when loaded (a Keras Lambda layer, a "
+                    "pickle); convlint refused to load it")
 INTERNAL_ERROR = rule("CL009", "internal-error", "error", "runtime",
                       "convlint itself failed; please report it with the evidence")
 

@@ -41,14 +41,13 @@ def bad_files(tmp_path, models):
     ("garbage.keras", "cannot be read as a keras model"),
     ("model.txt", "unsupported model format"),
     ("missing.onnx", "no such file"),
-    ("pickled.pt", "never unpickles"),
 ])
 def test_unreadable_model_exit_2(bad_files, models, name, expect):
     p, d = diff_json(str(models / "mobilenet.torch.onnx"), str(bad_files / name))
     assert p.returncode == 2
     assert d["verdict"] == "error" and len(d["findings"]) == 1
     f = d["findings"][0]
-    assert f["severity"] == "error" and f["rule"] in ("CL001", "CL002")
+    assert f["severity"] == "error" and f["rule"] in ("CL001", "CL002", "CL004")
     assert expect in f["message"]
 
 
@@ -81,3 +80,46 @@ def test_mismatched_models_are_an_io_finding(models):
     p, d = diff_json(str(models / "gelu_exact.keras"), str(models / "mobilenet.torch.onnx"))
     assert p.returncode == 1 and d["verdict"] == "divergent"
     assert d["findings"][0]["rule"] == "CL021"
+
+
+MARKER_CODE = "import pathlib; pathlib.Path({!r}).write_text('pwned')"
+
+
+def test_pickle_payload_is_refused_and_never_runs(tmp_path, models):
+    import pickle
+
+    marker = tmp_path / "marker"
+
+    class Payload:
+        def __reduce__(self):
+            return (exec, (MARKER_CODE.format(str(marker)),))
+
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps(Payload()))
+    p, d = diff_json(str(models / "mobilenet.torch.onnx"), str(tmp_path / "evil.pt"))
+    assert p.returncode == 2 and d["findings"][0]["rule"] == "CL004"
+    assert "never unpickles" in d["findings"][0]["message"]
+    assert not marker.exists()
+
+
+def test_keras_lambda_is_refused_explained_and_never_runs(tmp_path):
+    import subprocess
+    import sys
+
+    marker = tmp_path / "marker"
+    model = tmp_path / "lambda.keras"
+    build = (
+        "import keras\n"
+        "def f(x):\n"
+        f"    {MARKER_CODE.format(str(marker))}\n"
+        "    return x\n"
+        "i = keras.Input((4,), name='x')\n"
+        "keras.Model(i, keras.layers.Lambda(f, name='evil')(keras.layers.Dense(2)(i))).save("
+        f"{str(model)!r})\n")
+    subprocess.run([sys.executable, "-c", build], check=True, capture_output=True)
+    marker.unlink(missing_ok=True)  # building the model may call f once
+    p, d = diff_json(str(model), str(model))
+    assert p.returncode == 2
+    f = d["findings"][0]
+    assert f["rule"] == "CL004" and "Lambda" in f["message"] and "evil" in f["message"]
+    assert "--unsafe-load" in f["message"]
+    assert not marker.exists()

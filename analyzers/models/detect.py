@@ -74,9 +74,9 @@ def detect_format(path: str) -> str:
     by_bytes = sniff(path)
     if by_bytes == "torch-pickle":
         raise ModelLoadError(
-            f"{path}: a pickled PyTorch object (torch.save of a module or state_dict). convlint "
-            "never unpickles model files, because unpickling can run arbitrary code",
-            path=path,
+            f"{path}: refused: a pickled PyTorch object (torch.save of a module or state_dict). "
+            "convlint never unpickles model files, because unpickling can run arbitrary code",
+            path=path, rule="CL004",
             hint="save the model with torch.export.save(...) as .pt2, or torch.jit.save(...) as TorchScript")
     if by_ext is None and by_bytes is None:
         raise ModelLoadError(

@@ -16,6 +16,39 @@ def _shape(t) -> tuple:
     return tuple(None if d is None else int(d) for d in t.shape)
 
 
+def _lambda_layers(path: str) -> list:
+    """Names of Lambda layers in a saved Keras model's config, read without deserializing it."""
+    import json
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                config = json.loads(z.read("config.json"))
+        else:
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                raw = f.attrs.get("model_config")
+                config = json.loads(raw if isinstance(raw, str) else raw.decode()) if raw is not None else {}
+    except Exception:
+        return []  # the loader itself will say what is wrong with the file
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "Lambda":
+                found.append((node.get("config") or {}).get("name", "?"))
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(config)
+    return found
+
+
 def _producers(layer) -> list:
     """Names of the layers whose outputs feed ``layer`` (its first call in the model)."""
     names = []
@@ -45,6 +78,16 @@ class KerasRunner(Runner):
             raise ValueError("a .keras file is a zip archive, and this one is not")
         if self.path.endswith(".h5") and head != b"\x89HDF\r\n\x1a\n":
             raise ValueError("an .h5 file is an HDF5 file, and this one is not")
+        if not self.unsafe_load:
+            lambdas = _lambda_layers(self.path)
+            if lambdas:
+                from convlint.analyzers.errors import ModelLoadError
+
+                raise ModelLoadError(
+                    f"{self.path}: refused: the model has Lambda layer(s) {', '.join(lambdas)}, whose "
+                    "Python code Keras would run on load; convlint loads Keras models in safe mode",
+                    rule="CL004", path=self.path,
+                    hint="if you trust this file, pass --unsafe-load (never for files from the internet)")
         self.model = keras.saving.load_model(self.path, compile=False, safe_mode=not self.unsafe_load)
         if not getattr(self.model, "inputs", None):
             raise ValueError("the model has no defined inputs (a subclassed or unbuilt model); "
