@@ -241,3 +241,35 @@ def test_gelu_approximation_and_its_clean_twin(tmp_path):
     assert {f.rule for f in r.findings if f.severity == "error"} == {"CL100", "CL110", "CL304"}
     clean = check_paths(src, str(tmp_path / "transformer.torch.onnx"), PipelineOptions(opts))
     assert clean.verdict == "equivalent" and not [f for f in clean.findings if f.severity != "info"]
+
+
+@pytest.mark.slow
+def test_onnx_qdq_weights_are_aligned_through_dequantize_linear(tmp_path):
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.data = iter([{"input": np.random.default_rng(i).uniform(-1, 1, (1, 3, 32, 32))
+                               .astype(np.float32)} for i in range(4)])
+
+        def get_next(self):
+            return next(self.data, None)
+
+    qdq = tmp_path / "resnet.qdq.onnx"
+    quantize_static(str(MODELS / "resnet.torch.onnx"), str(qdq), Reader(), quant_format=QuantFormat.QDQ,
+                    weight_type=QuantType.QInt8, activation_type=QuantType.QInt8, per_channel=True)
+    r = run("resnet.pt2", qdq, tmp_path)
+    kernels = r.extra["localization"]["alignment"]["kernels"]
+    assert {k["source"] for k in kernels} == {"stem.0", "conv1", "conv2", "fc"}
+    assert all(k["score"] > 0.999 for k in kernels)
+    f = by_rule(r)
+    assert {x.layer for x in f["CL201"]} == {"stem.0", "conv1", "conv2", "fc"}
+    assert f["CL110"][0].layer == "stem.0"
+    # the weights are patched (DequantizeLinear bypassed) but activations stay quantized, so the
+    # repair is honestly not verified
+    assert all(x.repair.kind == "patch-weights" and not x.repair.verified for x in f["CL201"])

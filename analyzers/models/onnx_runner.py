@@ -76,19 +76,39 @@ class OnnxRunner(Runner):
                     consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
                 except Exception:
                     pass
+        # Q/DQ weights: an integer initializer read through DequantizeLinear is the consumer's
+        # weight, stored quantized (its scales and zero points go to attributes["quantization"])
+        def const(node, k):
+            ok = len(node.input) > k and node.input[k] in inits
+            return numpy_helper.to_array(inits[node.input[k]]) if ok else None
+
+        dq = {}
+        for n in self.model.graph.node:
+            if n.op_type == "DequantizeLinear" and n.input and n.input[0] in inits:
+                axis = next((a.i for a in n.attribute if a.name == "axis"), 1)
+                zp = const(n, 2)
+                dq[n.output[0]] = (n.input[0], {"scales": const(n, 1).reshape(-1), "axis": int(axis),
+                                                "zero_points": (zp if zp is not None else np.zeros(1)).reshape(-1),
+                                                "dtype": str(numpy_helper.to_array(inits[n.input[0]]).dtype)})
         layers = []
         for i, n in enumerate(self.model.graph.node):
-            weights = {}
+            weights, qparams = {}, {}
             for name in n.input:
                 if name in inits:
                     weights[name] = numpy_helper.to_array(inits[name])
                 elif name in consts:
                     weights[name] = consts[name]
+                elif name in dq and n.op_type != "DequantizeLinear":
+                    init_name, q = dq[name]
+                    weights[init_name] = numpy_helper.to_array(inits[init_name])
+                    qparams[init_name] = q
             attrs = {}
             for a in n.attribute:
                 v = onnx.helper.get_attribute_value(a)
                 attrs[a.name] = v.decode() if isinstance(v, bytes) else (
                     v if not hasattr(v, "ByteSize") else "<proto>")
+            if qparams:
+                attrs["quantization"] = qparams
             layers.append(LayerInfo(n.name or f"{n.op_type}_{i}", n.op_type, weights, attrs,
                                     list(n.input), list(n.output)))
         return layers

@@ -51,6 +51,10 @@ def patch_onnx(target: str, patches: list, out: str, edits: list = (), graph_edi
         if init is None:
             continue
         dt = numpy_helper.to_array(init).dtype
+        if np.issubdtype(dt, np.integer):  # Q/DQ storage: bypass the DequantizeLinear
+            if _bypass_dequantize(m, init, np.asarray(p.value, np.float32)):
+                done.append(p.tensor)
+            continue
         new = numpy_helper.from_array(np.asarray(p.value).astype(dt).reshape(tuple(init.dims)), init.name)
         init.CopyFrom(new)
         done.append(p.tensor)
@@ -58,6 +62,24 @@ def patch_onnx(target: str, patches: list, out: str, edits: list = (), graph_edi
     done += graph.apply_onnx(m, list(graph_edits))
     write_new_file(out, m.SerializeToString(), protect=(target,))
     return done
+
+
+def _bypass_dequantize(m, init, value: np.ndarray) -> bool:
+    """Feed the readers of ``DequantizeLinear(init)`` a new float initializer instead."""
+    from onnx import numpy_helper
+
+    dqs = [n for n in m.graph.node if n.op_type == "DequantizeLinear" and n.input and n.input[0] == init.name]
+    if not dqs:
+        return False
+    name = f"{init.name}_convlint_float"
+    m.graph.initializer.append(numpy_helper.from_array(value.reshape(tuple(init.dims)), name))
+    for dq in dqs:
+        for n in m.graph.node:
+            for i, x in enumerate(n.input):
+                if x == dq.output[0]:
+                    n.input[i] = name
+        m.graph.node.remove(dq)
+    return True
 
 
 def patch_tflite(target: str, patches: list, out: str) -> list:
