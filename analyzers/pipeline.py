@@ -36,9 +36,10 @@ def capture(source, target, opts: DiffOptions, n: int = LOCALIZE_SAMPLES) -> sta
     """Record both layer tables and per-layer outputs on ``n`` shared inputs."""
     plan = plan_inputs(source.input_specs(), target.input_specs(), opts.input_shapes)
     xs = random_inputs(plan, n, opts.seed)
+    txs = [plan.for_target(x) for x in xs]
     try:  # the inputs go in too: stage 3 reads input sizes off them
         src_runs = [{**x, **source.intermediates(x)} for x in xs]
-        tgt_runs = [{**plan.for_target(x), **target.intermediates(plan.for_target(x))} for x in xs]
+        tgt_runs = [{**tx, **target.intermediates(tx)} for tx in txs]
     except StepFailed:
         src_runs, tgt_runs = [], []
     perms = [perm for _, perm in plan.pairs.values() if perm is not None]
@@ -61,7 +62,7 @@ def check(source, target, popts: PipelineOptions, progress: Callable | None = No
     t1 = time.perf_counter()
     findings += _stage1(source, target, loc, popts, progress)
     if popts.repair:
-        findings = _repair_weights(source, target, loc, findings, popts, progress)
+        findings = _repair(source, target, loc, findings, popts, progress)
     timing = {"localize": round(t1 - t0, 3), "stage1_and_repair": round(time.perf_counter() - t1, 3)}
     extra = dict(report.extra, localization=dict(loc.evidence(), seconds=timing))
     return replace(report, findings=tuple(findings), extra=extra)
@@ -103,8 +104,7 @@ def _stage1(source, target, loc, popts: PipelineOptions, progress) -> list:
             path = str(Path(d) / f"{name.replace(' ', '_').replace('+', 'and')}.tflite")
             Path(path).write_bytes(data)
             r = _verify(source, path, popts)
-            results[name] = {"verdict": r.verdict, "max_abs": r.metrics.get("max_abs"), "path": path,
-                             "data": data, "report": r}
+            results[name] = {"verdict": r.verdict, "max_abs": r.metrics.get("max_abs"), "data": data}
         clean = [n for n, v in results.items() if v.get("verdict") == "equivalent"]
         faulty = [n for n, v in results.items() if v.get("verdict") == "divergent"]
         cause = next((n for n in faulty if n != "float"), None)
@@ -131,9 +131,10 @@ def _stage1(source, target, loc, popts: PipelineOptions, progress) -> list:
                     evidence=evidence, repair=repair)]
 
 
-def _repair_weights(source, target, loc, findings, popts: PipelineOptions, progress) -> list:
-    """patch-weights for every aligned layer a stage-2 finding names, and (ONNX targets)
-    patch-attributes for every stage-3 finding, all in one new file, verified once."""
+def _repair(source, target, loc, findings, popts: PipelineOptions, progress) -> list:
+    """patch-weights for every aligned layer a weight finding names and, on ONNX targets,
+    patch-attributes and patch-graph for the attribute, structure and input findings, all in
+    one new file, verified once."""
     from convlint.analyzers.repair.attributes import AttrEdit
     from convlint.analyzers.repair.graph import GraphEdit
     from convlint.analyzers.repair.weights import Patch, patch_onnx, patch_tflite, repaired_path
@@ -166,29 +167,28 @@ def _repair_weights(source, target, loc, findings, popts: PipelineOptions, progr
             planned[id(f)] = ("patch-attributes", f.location.target_node,
                               f"set {f.location.target_node}'s {attr} to the source's {list(ev['source'])}")
         elif f.rule == R.EXTRA_OP.code and target.format == "onnx" and f.evidence.get("nodes"):
-            graph_edits.append(GraphEdit("remove", list(f.evidence["nodes"])))
-            planned[id(f)] = ("patch-graph", f.evidence["nodes"][0],
-                              f"remove {', '.join(f.evidence['nodes'])} from the target")
+            e = GraphEdit("remove", list(f.evidence["nodes"]))
+            graph_edits.append(e)
+            planned[id(f)] = ("patch-graph", e.key, f"remove {', '.join(e.nodes)} from the target")
         elif f.rule == R.INPUT_LAYOUT.code and target.format == "onnx" and f.evidence.get("inverse"):
             e = GraphEdit("insert-transpose", [], f.evidence["tensor"], perm=f.evidence["inverse"])
             graph_edits.append(e)
-            planned[id(f)] = ("patch-graph", f"{e.tensor}_convlint_transpose",
+            planned[id(f)] = ("patch-graph", e.key,
                               f"transpose {e.tensor} back with {e.perm} before {f.location.target_node}")
         elif f.rule == R.INPUT_SCALING.code and target.format == "onnx":
             a, b = f.evidence["scale"], f.evidence["shift"]
             e = GraphEdit("insert-affine", [], f.evidence["tensor"], affine=(1 / a, -b / a))
             graph_edits.append(e)
-            planned[id(f)] = ("patch-graph", f"{e.tensor}_convlint_affine",
+            planned[id(f)] = ("patch-graph", e.key,
                               f"undo the scaling of {e.tensor} ((x - {b:.6g}) / {a:.6g}) before "
                               f"{f.location.target_node}")
         elif f.rule == R.MISSING_OP.code and target.format == "onnx" and f.evidence.get("after_tensor"):
             b = f.evidence.get("bounds")
             e = GraphEdit("insert-activation", [], f.evidence["after_tensor"], tuple(b) if b else None)
             graph_edits.append(e)
-            planned[id(f)] = ("patch-graph", f"{e.tensor}_convlint_" + (
-                "relu" if not b or (b[0] == 0 and b[1] == float("inf")) else "clip"),
-                f"insert the missing {f.evidence['kind']} after {e.tensor}"
-                + (f" (bounds {b})" if b else ""))
+            planned[id(f)] = ("patch-graph", e.key,
+                              f"insert the missing {f.evidence['kind']} after {e.tensor}"
+                              + (f" (bounds {b})" if b else ""))
     if not planned:
         return findings
     out = repaired_path(target.path, popts.output)

@@ -59,9 +59,6 @@ class Alignment:
     unmatched_source: list = field(default_factory=list)
     unmatched_target: list = field(default_factory=list)
 
-    def by_source(self) -> dict:
-        return {m.source.layer: m for m in self.kernels}
-
     def to_dict(self) -> dict:
         return {"kernels": [m.to_dict() for m in self.kernels],
                 "activations": [a.to_dict() for a in self.activations],
@@ -139,7 +136,8 @@ def _stats(x: np.ndarray) -> np.ndarray:
     return np.array([x.mean(), x.std(), np.abs(x).mean(), x.max(), x.min()])
 
 
-def _rel(a: np.ndarray, b: np.ndarray) -> float:
+def rel_err(a: np.ndarray, b: np.ndarray) -> float:
+    """||a - b|| / ||a|| (||a - b|| when a is zero); inf when either holds a non-finite value."""
     na = np.linalg.norm(a)
     d = np.linalg.norm(a - b)
     if not np.isfinite(d):
@@ -194,7 +192,7 @@ def match_activations(source_order: list, src_runs: list, tgt_runs: list, top: i
                         errs = None
                         break
                     view, perm = views[k]
-                    errs.append(_rel(sv.astype(np.float64), view.astype(np.float64)))
+                    errs.append(rel_err(sv.astype(np.float64), view.astype(np.float64)))
                 if errs and np.mean(errs) < best.rel_err:
                     best = ActivationMatch(name, n, float(np.mean(errs)), perm)
         out.append(best)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 
 from convlint.analyzers import rules as R
+from convlint.analyzers.localize import structure
 from convlint.analyzers.localize.align import match_activations
 from convlint.analyzers.report.findings import Finding, Location
 
@@ -47,6 +48,7 @@ def first_divergent(layers: list, errors: dict, rtol: float = LAYER_RTOL,
     """``(layer, group)``: the first divergent layer and the fused chain that ends in it."""
     succ = _successors(layers)
     pred = {s: p for p, ss in succ.items() for s in ss}
+    n_inputs = {x.name: len(x.inputs) for x in layers}
 
     def bad(name):
         return name in errors and errors[name] > rtol
@@ -76,16 +78,11 @@ def first_divergent(layers: list, errors: dict, rtol: float = LAYER_RTOL,
             n, steps = name, 0
             while len(succ.get(n, [])) == 1 and steps < CHAIN:
                 n, steps = succ[n][0], steps + 1
-                if not bad(n) or n in kernel_layers or len(pred_all(layers, n)) > 1:
+                if not bad(n) or n in kernel_layers or n_inputs.get(n, 0) > 1:
                     break
                 group.append(n)
             return name, group
     return None, []
-
-
-def pred_all(layers: list, name: str) -> list:
-    layer = next((x for x in layers if x.name == name), None)
-    return list(layer.inputs) if layer is not None else []
 
 
 def op_counts(layers: list) -> dict:
@@ -109,7 +106,6 @@ def stage(src_layers, tgt_layers, acts, flagged_findings, rtol=LAYER_RTOL,
     """Findings (the first divergent layer) and evidence (per-layer errors, op counts)."""
     errors = {a.source: a.rel_err for a in acts}
     target_of = {a.source: a.target for a in acts}
-    param_findings = flagged_findings
     layer, group = first_divergent(src_layers, errors, rtol, kernel_layers)
     evidence = {
         "layer_errors": [{"layer": a.source, "target": a.target,
@@ -117,9 +113,7 @@ def stage(src_layers, tgt_layers, acts, flagged_findings, rtol=LAYER_RTOL,
                          for a in acts],
         "op_counts": {"source": op_counts(src_layers), "target": op_counts(tgt_layers)},
     }
-    from convlint.analyzers.localize import structure
-
-    flagged_names = {f.layer for f in param_findings}
+    flagged_names = {f.layer for f in flagged_findings}
     struct = structure.stage(layer, group, src_layers, tgt_layers, acts, flagged_names, matches,
                              formats)
     if layer is None:
@@ -137,16 +131,13 @@ def stage(src_layers, tgt_layers, acts, flagged_findings, rtol=LAYER_RTOL,
     # the group's comparable tensor: the earliest member within 2x of the best-reproduced one
     best = min(errors[g] for g in group if g in errors)
     shown = next(g for g in group if g in errors and errors[g] <= 2 * best)
-    before = [errors[n] for n in errors
-              if n not in group and errors[n] <= rtol and _before(src_layers, n, group[0])]
+    order = {x.name: i for i, x in enumerate(src_layers)}
+    first = order.get(group[0], -1)
+    before = [e for n, e in errors.items()
+              if n not in group and e <= rtol and order.get(n, 1 << 30) < first]
     msg = (f"first divergent layer: {blamed} (relative error {errors[shown]:.3g} at {shown}"
            + (f"; the {len(before)} layers before it match within {max(before):.1g})" if before else ")"))
     f = Finding(R.FIRST_DIVERGENT.code, "error", "graph", msg, layer=blamed,
                 location=Location(source_node=shown, target_node=target_of.get(shown)),
                 evidence={"rel_err": errors[shown], "fused_group": group, "threshold": rtol})
     return [f, *struct], evidence
-
-
-def _before(layers, name, first) -> bool:
-    order = {layer.name: i for i, layer in enumerate(layers)}
-    return order.get(name, 1 << 30) < order.get(first, -1)

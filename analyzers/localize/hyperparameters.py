@@ -129,7 +129,8 @@ def target_bounds(node, fmt: str) -> tuple | None:
     return None
 
 
-def _source_or_target_bounds(layer, fmt):
+def layer_bounds(layer, fmt: str) -> tuple | None:
+    """The (lo, hi) clip of an activation layer or op of a model in format ``fmt``."""
     return target_bounds(layer, fmt) if fmt in ("onnx", "tflite") else source_bounds(layer, fmt)
 
 
@@ -142,7 +143,7 @@ def source_gelu(layer, fmt: str) -> str | None:
             return "tanh" if any("tanh" in x for x in args) else "none"
     if layer.op_type == "GELU" and fmt == "torchscript":
         return "tanh" if "tanh" in str(a.get("approximate", "")) else "none"
-    if fmt == "keras" and (a.get("activation") == "gelu" or layer.op_type == "Activation" and a.get("activation") == "gelu"):
+    if fmt == "keras" and a.get("activation") == "gelu":
         return "none"
     if fmt == "tflite" and layer.op_type == "GELU":
         return "tanh" if a.get("Approximate") else "none"
@@ -192,7 +193,7 @@ def activation_stage(acts, src_layers, tgt_layers, src_fmt, tgt_fmt) -> list:
                     location=Location(source_node=layer.name, target_node=producer[a.target].name),
                     evidence={"source": g, "target": tg}))
             continue
-        sb = _source_or_target_bounds(layer, src_fmt)
+        sb = layer_bounds(layer, src_fmt)
         tb = target_bounds(producer[a.target], tgt_fmt)
         if sb is None or tb is None or np.allclose(sb, tb, rtol=1e-6, atol=1e-6):
             continue

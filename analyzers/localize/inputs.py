@@ -13,14 +13,10 @@ import itertools
 import numpy as np
 
 from convlint.analyzers import rules as R
+from convlint.analyzers.localize.align import rel_err as _rel
 from convlint.analyzers.report.findings import Finding, Location
 
 TOL = 1e-5
-
-
-def _rel(a, b) -> float:
-    n = np.linalg.norm(a)
-    return float(np.linalg.norm(a - b) / n) if n > 0 else float(np.linalg.norm(b))
 
 
 def _views(x: np.ndarray, shape: tuple):

@@ -7,14 +7,10 @@ import numpy as np
 
 from convlint.analyzers import rules as R
 from convlint.analyzers.localize.align import KernelMatch, channel_score
+from convlint.analyzers.localize.align import rel_err as _rel
 from convlint.analyzers.report.findings import Finding, Location
 
 WEIGHT_RTOL = 1e-5  # relative L2 error below which weights are taken as equal
-
-
-def _rel(a, b) -> float:
-    n = np.linalg.norm(a)
-    return float(np.linalg.norm(a - b) / n) if n > 0 else float(np.linalg.norm(b))
 
 
 def reference_weights(m: KernelMatch) -> tuple:

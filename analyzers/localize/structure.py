@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from convlint.analyzers import rules as R
+from convlint.analyzers.localize.hyperparameters import layer_bounds
 from convlint.analyzers.report.findings import Finding, Location
 
 CATEGORIES = {
@@ -218,9 +219,7 @@ def stage(first, group, src_layers, tgt_layers, acts, flagged: set, matches=(),
         ev = {"kind": kind, "nodes": names, "group": group,
               "after_layer": before.source, "after_tensor": before.target}
         if how == "missing" and nodes:
-            from convlint.analyzers.localize.hyperparameters import _source_or_target_bounds
-
-            b = _source_or_target_bounds(nodes[0], src_fmt)
+            b = layer_bounds(nodes[0], src_fmt)
             ev["bounds"] = list(b) if b else None
             # an activation fused into a source kernel goes back after that kernel's target node
             fused_in = next((m.target.layer for m in matches if m.source.layer == nodes[0].name), None)

@@ -17,6 +17,20 @@ class GraphEdit:
     perm: list | None = None     # insert-transpose
     affine: tuple | None = None  # insert-affine: (scale, shift) to apply
 
+    @property
+    def relu(self) -> bool:
+        lo, hi = self.bounds or (0.0, float("inf"))
+        return lo == 0.0 and hi == float("inf")
+
+    @property
+    def key(self) -> str:
+        """The node this edit removes (the first one) or creates; ``apply_onnx`` reports it."""
+        if self.action == "remove":
+            return self.nodes[0]
+        suffix = {"insert-activation": "relu" if self.relu else "clip",
+                  "insert-transpose": "transpose", "insert-affine": "affine"}[self.action]
+        return f"{self.tensor}_convlint_{suffix}"
+
 
 def _rewire(model, old: str, new: str, skip=None) -> None:
     for n in model.graph.node:
@@ -56,20 +70,20 @@ def apply_onnx(model, edits: list) -> list:
         elif e.action == "insert-activation" and e.tensor:
             lo, hi = e.bounds or (0.0, float("inf"))
             out = f"{e.tensor}_convlint_act"
-            if lo == 0.0 and hi == float("inf"):
-                act = onnx.helper.make_node("Relu", [e.tensor], [out], name=f"{e.tensor}_convlint_relu")
+            if e.relu:
+                act = onnx.helper.make_node("Relu", [e.tensor], [out], name=e.key)
             else:
                 names = [f"{e.tensor}_convlint_min", f"{e.tensor}_convlint_max"]
                 for nm, v in zip(names, (lo, hi), strict=True):
                     model.graph.initializer.append(numpy_helper.from_array(
                         np.array(np.clip(v, -3.4e38, 3.4e38), np.float32), nm))
-                act = onnx.helper.make_node("Clip", [e.tensor, *names], [out], name=f"{e.tensor}_convlint_clip")
+                act = onnx.helper.make_node("Clip", [e.tensor, *names], [out], name=e.key)
             _insert(model, e.tensor, out, [act])
             done.append(act.name)
         elif e.action == "insert-transpose" and e.tensor and e.perm:
             out = f"{e.tensor}_convlint_layout"
             t = onnx.helper.make_node("Transpose", [e.tensor], [out], perm=[int(p) for p in e.perm],
-                                      name=f"{e.tensor}_convlint_transpose")
+                                      name=e.key)
             _insert(model, e.tensor, out, [t])
             done.append(t.name)
         elif e.action == "insert-affine" and e.tensor and e.affine:
@@ -77,7 +91,7 @@ def apply_onnx(model, edits: list) -> list:
             names = [f"{e.tensor}_convlint_scale", f"{e.tensor}_convlint_shift"]
             for nm, v in zip(names, (a, b), strict=True):
                 model.graph.initializer.append(numpy_helper.from_array(np.array(v, np.float32), nm))
-            mid, out = f"{e.tensor}_convlint_mul", f"{e.tensor}_convlint_affine"
+            mid, out = f"{e.tensor}_convlint_mul", e.key
             nodes = [onnx.helper.make_node("Mul", [e.tensor, names[0]], [mid], name=mid),
                      onnx.helper.make_node("Add", [mid, names[1]], [out], name=out)]
             _insert(model, e.tensor, out, nodes)
