@@ -117,3 +117,17 @@ def test_native_run_failure_is_a_crash_naming_the_model():
     assert r.verdict == "crash" and r.exit_code == 1
     (f,) = r.findings
     assert f.rule == "CL003" and f.evidence["model"] == "target" and "kernel exploded" in f.message
+
+
+def test_an_output_of_another_shape_is_an_output_shape_finding():
+    class Wider(Fake):
+        def _output_specs_impl(self):
+            return [TensorSpec("y", (None, 5), "float32")]
+
+    w5 = np.random.default_rng(1).normal(size=(6, 5)).astype(np.float32)
+    r = check_pair(Fake("s", good), Wider("t", lambda x: x @ w5), OPTS)
+    assert r.verdict == "divergent" and r.exit_code == 1
+    (f,) = r.findings
+    assert f.rule == "CL101" and "(1, 4)" in f.message and "(1, 5)" in f.message
+    # its clean twin: the same shapes, the same function
+    assert check_pair(Fake("s", good), Fake("t", good), OPTS).findings == ()
