@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.convlint-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint fixtures bench-faults clean
+.PHONY: install demo test test-fast lint fixtures bench-faults bench-scripts clean
 
 install: $(STAMP)
 
@@ -48,6 +48,9 @@ fixtures: install
 	$(BIN)/python fixtures/generate.py
 
 # benchmarks are never part of `make test`; each writes its numbers to bench/RESULTS.md
+bench-scripts: install
+	$(BIN)/python bench/scripts/run.py
+
 bench-faults: install
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/faults/run.py --mobilenetv2 --polygraphy

@@ -120,3 +120,51 @@ BN_EPSILON = rule("CL303", "bn-epsilon-changed", "error", "hyperparameters",
 GELU_APPROXIMATION = rule("CL304", "gelu-approximation-changed", "error", "hyperparameters",
                           "a GELU is computed exactly on one side and with the tanh approximation "
                           "on the other")
+
+# --- conversion scripts: static rules (no execution) -----------------------------------------
+TFLITE_DYNAMIC_RANGE = rule("CL411", "tflite-weights-silently-int8", "error", "conversion-tool",
+                            "TFLiteConverter with Optimize.DEFAULT and no representative_dataset "
+                            "stores weights as int8")
+TFLITE_FLOAT16 = rule("CL412", "tflite-float16-weights", "warning", "conversion-tool",
+                      "TFLiteConverter with float16 target types stores weights as float16")
+TFLITE_INT_IO = rule("CL413", "tflite-integer-io", "warning", "conversion-tool",
+                     "the TFLite model's inputs or outputs are int8/uint8: float pipelines break")
+TFLITE_EXTRA_RUNTIME = rule("CL414", "tflite-needs-extra-ops", "warning", "conversion-tool",
+                            "custom or TF select ops: the model needs a runtime with those ops linked")
+TFLITE_LEGACY = rule("CL415", "tflite-legacy-converter", "warning", "conversion-tool",
+                     "experimental_new_converter=False selects the deprecated TOCO converter")
+OPSET_TOO_LOW = rule("CL420", "onnx-opset-too-low", "error", "conversion-tool",
+                     "the ONNX opset asked for cannot express an op the model uses")
+TF2ONNX_EXACT_GELU = rule("CL421", "tf2onnx-exact-gelu", "error", "conversion-tool",
+                          "tf2onnx turns exact GELU into an Erfc node, which ONNX runtimes reject")
+TORCH_EXPORT_TRAINING = rule("CL430", "torch-export-training-mode", "error", "conversion-tool",
+                             "torch.onnx.export in training mode: dropout and batch statistics "
+                             "are exported")
+TORCH_EXPORT_NOT_EVAL = rule("CL431", "torch-export-model-not-eval", "warning", "conversion-tool",
+                             "the exported model was never put in eval() mode")
+TORCH_EXPORT_NO_PARAMS = rule("CL432", "torch-export-without-params", "error", "conversion-tool",
+                              "export_params=False writes an ONNX model without its weights")
+LAYOUT_MISMATCH = rule("CL440", "script-layout-mismatch", "error", "input",
+                       "the script feeds the converted model data in another layout (NCHW/NHWC) "
+                       "than the model was converted with")
+PREPROCESSING_MISMATCH = rule("CL441", "script-preprocessing-mismatch", "warning", "input",
+                              "the script normalizes inputs differently for the source and the "
+                              "converted model")
+BN_EPSILON_PORT = rule("CL442", "bn-epsilon-port", "error", "hyperparameters",
+                       "a hand-written weight port between Keras and PyTorch BatchNorms keeps "
+                       "each framework's default epsilon (1e-3 against 1e-5)")
+SCRIPT_SYNTAX = rule("CL450", "script-syntax-error", "error", "input",
+                     "the script does not parse, so convlint could not analyse it")
+
+# --- conversion scripts: instrumented runs (convlint trace) ----------------------------------
+TRACE_SCRIPT_FAILED = rule("CL460", "trace-script-failed", "error", "runtime",
+                           "the traced script raised an exception")
+TRACE_TIMEOUT = rule("CL461", "trace-timeout", "error", "runtime",
+                     "the traced script did not finish within the timeout")
+TRACE_NO_CONVERSION = rule("CL462", "trace-no-conversion", "info", "conversion-tool",
+                           "the traced script made no converter call convlint captures")
+CONVERSION_FAILED = rule("CL463", "conversion-failed", "error", "conversion-tool",
+                         "a converter call raised an exception")
+CAPTURE_INCOMPLETE = rule("CL464", "capture-incomplete", "warning", "conversion-tool",
+                          "a conversion was seen, but its source or output could not be saved, "
+                          "so it was not checked")

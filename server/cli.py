@@ -63,6 +63,56 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("source", help="the original model (.keras .h5 .onnx .tflite .pt2 .pt, or a SavedModel directory)")
     d.add_argument("target", help="the converted model")
     d.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
+    _diff_options(d)
+    d.add_argument("--repair", action="store_true",
+                   help="repair what localization found into a new file and verify it by checking again")
+    d.add_argument("--output", metavar="PATH",
+                   help="where --repair writes the repaired model (default: <target stem>.repaired.<ext>)")
+    d.add_argument("--unsafe-load", action="store_true",
+                   help="allow Keras models that carry Python code (Lambda layers); only for trusted files")
+    d.add_argument("--verbose", "-v", action="store_true", help="show info findings, TVM routes and progress")
+    d.add_argument("--output-file", metavar="PATH", help="write the report here instead of stdout")
+    d.set_defaults(func=cmd_diff)
+
+    c = sub.add_parser("check", help="lint conversion scripts (static: nothing is executed)",
+                       description="Run the static script rules on Python conversion scripts, shell "
+                       "scripts and Makefiles (tf2onnx command lines). Directories are searched for "
+                       "scripts that call a converter.")
+    c.add_argument("paths", nargs="+", metavar="PATH", help="scripts or directories")
+    c.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
+    c.add_argument("--exit-zero", action="store_true", help="exit 0 even when errors are found")
+    c.add_argument("--verbose", "-v", action="store_true", help="show info findings")
+    c.add_argument("--output-file", metavar="PATH", help="write the report here instead of stdout")
+    c.set_defaults(func=cmd_check)
+
+    t = sub.add_parser("trace", help="run a conversion script with instruments and check what it converted",
+                       description="Run SCRIPT in a subprocess with the converters wrapped, capture each "
+                       "conversion (source model, flags, output, call site), check each pair, map the "
+                       "findings to the converter call, and verify the suggested rewrites by tracing the "
+                       "rewritten script (its writes redirected to a temporary folder).")
+    t.add_argument("script", help="the conversion script")
+    t.add_argument("script_args", nargs="*", metavar="ARG", help="arguments for the script (after --)")
+    t.add_argument("--allow-exec", action="store_true", help="consent to run the script (required)")
+    t.add_argument("--timeout", type=_tolerance, default=600.0, help="seconds the script may run (default 600)")
+    t.add_argument("--python", metavar="EXE", help="the interpreter that runs the script (default: convlint's)")
+    t.add_argument("--cwd", metavar="DIR", help="where the script runs (default: the current directory)")
+    t.add_argument("--no-verify-fix", action="store_true",
+                   help="do not trace the rewritten script to verify the suggested rewrites")
+    t.add_argument("--write-fixed", metavar="PATH", help="write the verified rewritten script here")
+    t.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
+    _diff_options(t)
+    t.add_argument("--unsafe-load", action="store_true",
+                   help="allow captured Keras models that carry Python code (Lambda layers)")
+    t.add_argument("--verbose", "-v", action="store_true", help="show info findings and progress")
+    t.add_argument("--output-file", metavar="PATH", help="write the report here instead of stdout")
+    t.set_defaults(func=cmd_trace)
+    return p
+
+
+
+
+def _diff_options(d) -> None:
+    """The conversion-check options shared by diff and trace."""
     d.add_argument("--num-inputs", type=_positive_int, default=32, metavar="N",
                    help="number of seeded random inputs (default: 32)")
     d.add_argument("--inputs", metavar="PATH",
@@ -79,27 +129,62 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-tvm", action="store_true", help="skip the TVM cross-check (faster, less certain)")
     d.add_argument("--no-localize", action="store_true",
                    help="on divergence, skip the staged localization (layer, weights, converter settings)")
-    d.add_argument("--repair", action="store_true",
-                   help="repair what localization found into a new file and verify it by checking again")
-    d.add_argument("--output", metavar="PATH",
-                   help="where --repair writes the repaired model (default: <target stem>.repaired.<ext>)")
-    d.add_argument("--unsafe-load", action="store_true",
-                   help="allow Keras models that carry Python code (Lambda layers); only for trusted files")
-    d.add_argument("--verbose", "-v", action="store_true", help="show info findings, TVM routes and progress")
-    d.add_argument("--output-file", metavar="PATH", help="write the report here instead of stdout")
-    d.set_defaults(func=cmd_diff)
-    return p
 
 
-def cmd_diff(args) -> tuple:
+def _diff_opts(args):
     from convlint.analyzers.differential.check import DiffOptions
     from convlint.analyzers.differential.inputs import parse_shape_arg
-    from convlint.analyzers.pipeline import PipelineOptions, check_paths
 
-    opts = DiffOptions(num_inputs=args.num_inputs, seed=args.seed, atol=args.atol, rtol=args.rtol,
+    return DiffOptions(num_inputs=args.num_inputs, seed=args.seed, atol=args.atol, rtol=args.rtol,
                        inputs_path=args.inputs, scale=args.scale, mean=args.mean, std=args.std,
                        input_shapes=parse_shape_arg(args.input_shape) if args.input_shape else {},
                        use_tvm=not args.no_tvm)
+
+
+def cmd_check(args) -> tuple:
+    from convlint.analyzers.report.findings import CheckReport
+    from convlint.analyzers.scripts.check import analyze_file
+    from convlint.analyzers.scripts.discover import discover
+
+    reports = []
+    for path in discover(args.paths):
+        reports.append(analyze_file(path))
+    report = CheckReport(tuple(reports))
+    if args.exit_zero:
+        report = _ExitZero(report)
+    return report, {}
+
+
+class _ExitZero:
+    """--exit-zero: the same report, exit code 0 unless convlint could not analyse."""
+
+    def __init__(self, report):
+        self._r = report
+
+    def __getattr__(self, name):
+        return getattr(self._r, name)
+
+    @property
+    def exit_code(self) -> int:
+        return 2 if self._r.exit_code == 2 else 0
+
+
+def cmd_trace(args) -> tuple:
+    from convlint.analyzers.pipeline import PipelineOptions
+    from convlint.analyzers.scripts.trace import TraceOptions, trace_script
+
+    popts = PipelineOptions(_diff_opts(args), localize=not args.no_localize, repair=False,
+                            unsafe_load=args.unsafe_load)
+    topts = TraceOptions(popts, allow_exec=args.allow_exec, timeout=args.timeout, python=args.python,
+                         cwd=args.cwd, args=list(args.script_args), verify_fixes=not args.no_verify_fix,
+                         write_fixed=args.write_fixed)
+    return trace_script(args.script, topts, progress=_progress_printer(args.verbose)), {}
+
+
+def cmd_diff(args) -> tuple:
+    from convlint.analyzers.pipeline import PipelineOptions, check_paths
+
+    opts = _diff_opts(args)
     progress = _progress_printer(args.verbose)
     popts = PipelineOptions(opts, localize=not args.no_localize, repair=args.repair,
                             output=args.output, unsafe_load=args.unsafe_load)
@@ -117,12 +202,14 @@ def _progress_printer(verbose: bool):
     return show
 
 
-def error_report(message: str, rule: str, source=None, target=None):
+def error_report(message: str, rule: str, source=None, target=None, script=None):
     from convlint.analyzers import rules as R
-    from convlint.analyzers.report.findings import ConversionReport, Finding, ModelRef
+    from convlint.analyzers.report.findings import ConversionReport, Finding, ModelRef, ScriptReport
 
     r = R.get(rule) if rule in R.RULES else R.BAD_ARGUMENTS
     f = Finding(rule=r.code, severity="error", stage=r.stage, message=message)
+    if script is not None:
+        return ScriptReport(script, "error", (f,))
 
     def ref(path):
         if not path:
@@ -175,7 +262,8 @@ def main(argv: list | None = None) -> int:
             parser.print_help()
             return 2
         fmt = getattr(args, "format", fmt)
-        paths = {"source": getattr(args, "source", None), "target": getattr(args, "target", None)}
+        paths = {"source": getattr(args, "source", None), "target": getattr(args, "target", None),
+                 "script": getattr(args, "script", None) or (getattr(args, "paths", None) or [None])[0]}
         _quiet_frameworks()
         with _stdout_to_stderr() as out:
             report, paths = args.func(args)
@@ -187,7 +275,7 @@ def main(argv: list | None = None) -> int:
         return report.exit_code
     except ConvlintError as e:
         msg = e.message + (f". {e.hint[0].upper()}{e.hint[1:]}" if e.hint else "")
-        report = error_report(msg, e.rule, paths.get("source"), paths.get("target"))
+        report = error_report(msg, e.rule, paths.get("source"), paths.get("target"), paths.get("script"))
         _emit_error(report, fmt, msg)
         return 2
     except KeyboardInterrupt:
@@ -198,7 +286,7 @@ def main(argv: list | None = None) -> int:
             raise
         msg = (f"internal error: {type(e).__name__}: {' '.join(str(e).split())[:500]}. "
                "This is a convlint bug; rerun with CONVLINT_DEBUG=1 for the traceback and report it")
-        report = error_report(msg, "CL009", paths.get("source"), paths.get("target"))
+        report = error_report(msg, "CL009", paths.get("source"), paths.get("target"), paths.get("script"))
         _emit_error(report, fmt, msg)
         return 2
 

@@ -33,20 +33,9 @@ def _lambda_layers(path: str) -> list:
                 config = json.loads(raw if isinstance(raw, str) else raw.decode()) if raw is not None else {}
     except Exception:
         return []  # the loader itself will say what is wrong with the file
-    found = []
+    from convlint.analyzers.scripts.peek import config_layers
 
-    def walk(node):
-        if isinstance(node, dict):
-            if node.get("class_name") == "Lambda":
-                found.append((node.get("config") or {}).get("name", "?"))
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(config)
-    return found
+    return [cfg.get("name", "?") for cls, cfg in config_layers(config) if cls == "Lambda"]
 
 
 def _producers(layer) -> list:

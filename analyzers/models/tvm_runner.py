@@ -14,15 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from convlint.analyzers.cache import cache_dir  # noqa: F401  (re-exported)
 from convlint.analyzers.errors import StepFailed
 
 _MEMO: dict = {}
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("CONVLINT_CACHE_DIR") or os.path.join(
-        os.path.expanduser("~"), ".cache", "convlint")
-    return Path(base)
 
 
 def compile_cached(key: str, builder, input_names: list) -> TVMRunner:

@@ -24,6 +24,8 @@ class Location:
     column: int | None = None
     source_node: str | None = None
     target_node: str | None = None
+    end_line: int | None = None  # added field: the end of the range (editors need it)
+    end_column: int | None = None
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -36,9 +38,12 @@ class Repair:
     output: str | None = None
     verified: bool = False
     metrics_after: dict | None = None
+    edits: tuple = ()  # added field: text edits of kind rewrite-call ({file, start, end, new_text})
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["edits"] = list(self.edits)
+        return d
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,7 @@ class Finding:
             rule=d["rule"], severity=d["severity"], stage=d["stage"], message=d["message"],
             layer=d.get("layer"), location=Location(**(d.get("location") or {})),
             hyperparameter=d.get("hyperparameter"), evidence=d.get("evidence") or {},
-            repair=Repair(**rep) if rep else None,
+            repair=Repair(**{**rep, "edits": tuple(rep.get("edits") or ())}) if rep else None,
         )
 
 
@@ -158,3 +163,79 @@ def _jsonable(obj: Any) -> Any:
             return None if math.isnan(obj) else (1e308 if obj > 0 else -1e308)
         return obj
     return obj
+
+
+SCRIPT_VERDICTS = ("clean", "issues", "faulty", "crash", "error")
+
+
+@dataclass(frozen=True)
+class ScriptReport:
+    """A report on one script: ``kind`` is ``script`` (static rules) or ``trace`` (an
+    instrumented run, whose ``conversions`` hold one conversion report per captured call)."""
+
+    script: str
+    verdict: str
+    findings: tuple[Finding, ...] = ()
+    kind: str = "script"
+    conversions: tuple = ()  # ConversionReports, for kind "trace"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        if self.verdict == "error":
+            return 2
+        fs = list(self.findings) + [f for c in self.conversions for f in c.findings]
+        return 1 if any(f.severity == "error" for f in fs) else 0
+
+    def to_dict(self) -> dict:
+        d = {"tool": {"name": "convlint", "version": __version__}, "kind": self.kind,
+             "script": self.script, "verdict": self.verdict,
+             "findings": [f.to_dict() for f in self.findings]}
+        if self.kind == "trace":
+            d["conversions"] = [c.to_dict() for c in self.conversions]
+        d.update(_jsonable(self.extra))
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ScriptReport:
+        known = {"tool", "kind", "script", "verdict", "findings", "conversions"}
+        return cls(d["script"], d["verdict"], tuple(Finding.from_dict(f) for f in d.get("findings", [])),
+                   d.get("kind", "script"),
+                   tuple(ConversionReport.from_dict(c) for c in d.get("conversions", [])),
+                   {k: v for k, v in d.items() if k not in known})
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """``convlint check``: one document holding a report per analysed path or pair."""
+
+    reports: tuple = ()
+    extra: dict = field(default_factory=dict)
+
+    kind = "check"
+
+    @property
+    def exit_code(self) -> int:
+        codes = [r.exit_code for r in self.reports]
+        return 2 if 2 in codes else 1 if 1 in codes else 0
+
+    @property
+    def verdict(self) -> str:
+        return {0: "clean", 1: "issues", 2: "error"}[self.exit_code]
+
+    def all_findings(self) -> list:
+        out = []
+        for r in self.reports:
+            out += list(r.findings)
+            for c in getattr(r, "conversions", ()):
+                out += list(c.findings)
+        return out
+
+    def to_dict(self) -> dict:
+        fs = self.all_findings()
+        d = {"tool": {"name": "convlint", "version": __version__}, "kind": "check", "verdict": self.verdict,
+             "reports": [r.to_dict() for r in self.reports],
+             "summary": {"reports": len(self.reports),
+                         **{s: sum(f.severity == s for f in fs) for s in SEVERITIES}}}
+        d.update(_jsonable(self.extra))
+        return d

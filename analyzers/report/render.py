@@ -21,7 +21,68 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def to_text(report: ConversionReport, *, verbose: bool = False, color: bool = False) -> str:
+def to_text(report, *, verbose: bool = False, color: bool = False) -> str:
+    """Dispatch on the report's kind."""
+    kind = getattr(report, "kind", "conversion")
+    if kind == "check":
+        parts = [to_text(r, verbose=verbose, color=color) for r in report.reports
+                 if verbose or r.verdict not in ("clean", "equivalent", "healthy")]
+        d = report.to_dict()["summary"]
+        parts.append(f"{d['reports']} report{'s' if d['reports'] != 1 else ''}: {d['error']} errors, "
+                     f"{d['warning']} warnings, {d['info']} infos")
+        return "\n\n".join(parts)
+    if kind in ("script", "trace"):
+        return _script_text(report, verbose=verbose, color=color)
+    return _conversion_text(report, verbose=verbose, color=color)
+
+
+def _paint(color: bool):
+    def c(code: str, s: str) -> str:
+        return f"\x1b[{code}m{s}\x1b[0m" if color else s
+    return c
+
+
+def _script_text(report, *, verbose: bool, color: bool) -> str:
+    """ruff-like lines: path:line:col: CODE message, then the fix and, for traces, each
+    captured conversion's own report."""
+    c = _paint(color)
+    d = report.to_dict()
+    vcol = {"clean": "32", "issues": "33", "faulty": "31", "crash": "31", "error": "33"}.get(d["verdict"], "0")
+    lines = [f"{d['script']}: {c(vcol, d['verdict'].upper())}" + (" (traced)" if d["kind"] == "trace" else "")]
+    shown = [f for f in d["findings"] if verbose or f["severity"] != "info"]
+    for f in shown:
+        loc = f.get("location") or {}
+        where = f"{loc.get('file', d['script'])}:{loc.get('line', 1)}:{(loc.get('column') or 0) + 1}"
+        col = {"error": "31", "warning": "33", "info": "36"}[f["severity"]]
+        lines.append(f"{where}: {c(col, f['rule'])} {f['message']}")
+        rep = f.get("repair")
+        if rep:
+            state = (" (verified by tracing the rewritten script)" if rep.get("verified") else "")
+            lines.append(f"    fix: {rep['description']}{state}" + (f" -> {rep['output']}" if rep.get("output") else ""))
+        for alt in (f.get("evidence") or {}).get("fixes", []):
+            lines.append(f"    or: {alt['description']}")
+    for conv in d.get("conversions", []):
+        site = conv.get("call_site") or {}
+        lines.append(f"  conversion at line {site.get('line')} ({conv.get('call')}, {conv.get('converter_version')}):")
+        lines.extend("    " + ln for ln in _conversion_text(
+            _Dict(conv), verbose=verbose, color=color).splitlines())
+    hidden = len(d["findings"]) - len(shown)
+    if hidden:
+        lines.append(f"  ({hidden} info finding{'s' if hidden > 1 else ''} hidden; --verbose shows them)")
+    return "\n".join(lines)
+
+
+class _Dict:
+    """A report already in dict form (a trace's conversions)."""
+
+    def __init__(self, d: dict):
+        self._d = d
+
+    def to_dict(self) -> dict:
+        return self._d
+
+
+def _conversion_text(report: ConversionReport, *, verbose: bool = False, color: bool = False) -> str:
     """A short summary: the verdict, the metrics, then one line per finding."""
     def c(code: str, s: str) -> str:
         return f"\x1b[{code}m{s}\x1b[0m" if color else s

@@ -1,0 +1,112 @@
+"""Static analysis of a conversion script, end to end: text in, ``ScriptReport`` out.
+
+Python scripts go through one AST walk (``facts``) and the rules in ``rules_static`` and
+``rules_data``; shell scripts and Makefiles through ``shell`` (tf2onnx command lines). Fast (no
+framework is imported, nothing is executed) so the language server can run it on every edit.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from convlint.analyzers import rules as R
+from convlint.analyzers.errors import ConvlintError
+from convlint.analyzers.report.findings import Finding, Location, Repair, ScriptReport
+from convlint.analyzers.scripts import rules_data  # noqa: F401  (registers its checks)
+from convlint.analyzers.scripts.edits import TextEdit
+from convlint.analyzers.scripts.facts import analyze_text
+from convlint.analyzers.scripts.rules_static import CHECKS, Ctx, _exact_gelu, _keras_min_opset
+
+SHELL_SUFFIXES = (".sh", ".bash", ".mk")
+
+
+def is_shell(path: str) -> bool:
+    name = os.path.basename(path)
+    return name.endswith(SHELL_SUFFIXES) or name in ("Makefile", "makefile", "GNUmakefile")
+
+
+def analyze_file(path: str) -> ScriptReport:
+    """Read a script and analyse it. A missing or binary file is a user error (exit 2)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConvlintError(f"{path}: no such script", rule=R.BAD_ARGUMENTS.code)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError) as e:
+        raise ConvlintError(f"{path}: cannot read it as a UTF-8 text script ({e.__class__.__name__})",
+                            rule=R.BAD_ARGUMENTS.code) from None
+    return analyze_source(text, path)
+
+
+def analyze_source(text: str, path: str) -> ScriptReport:
+    """Analyse a script's text (the editor's unsaved buffer, or a file's content)."""
+    findings = _shell(text, path) if is_shell(path) else None
+    if findings is None:
+        facts = analyze_text(text, path)
+        if facts.syntax_error is not None:
+            e = facts.syntax_error
+            f = Finding(R.SCRIPT_SYNTAX.code, "error", "input", f"the script does not parse: {e.msg}",
+                        location=Location(file=path, line=e.lineno or 1, column=max((e.offset or 1) - 1, 0)))
+            return ScriptReport(path, "error", (f,))
+        ctx = Ctx(facts)
+        findings = [f for chk in CHECKS for f in chk(ctx)]
+        extra = {"converter_calls": [_summary(c) for c in facts.conversions]}
+    else:
+        extra = {}
+    findings.sort(key=lambda f: (f.location.line or 0, f.location.column or 0, f.rule))
+    bad = any(f.severity in ("error", "warning") for f in findings)
+    return ScriptReport(path, "issues" if bad else "clean", tuple(findings), extra=extra)
+
+
+def _summary(c) -> dict:
+    flags = {k: _plain(a.value) for k, a in {**c.kwargs, **c.attrs}.items()}
+    return {"converter": c.converter, "call": c.call, "line": c.span.line, "column": c.span.col,
+            "output": c.output, "flags": flags, "lines": sorted(c.lines)}
+
+
+def _plain(v):
+    from convlint.analyzers.scripts.facts import UNKNOWN, Sym
+
+    if v is UNKNOWN:
+        return "<dynamic>"
+    if isinstance(v, Sym):
+        return v.name
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)
+
+
+def _shell(text: str, path: str) -> list:
+    from convlint.analyzers.scripts.peek import keras_layers
+    from convlint.analyzers.scripts.shell import find_tf2onnx_commands
+
+    out = []
+    base = os.path.dirname(os.path.abspath(path))
+    for cmd in find_tf2onnx_commands(text):
+        model = next((cmd.flags[k][0] for k in ("--keras", "--saved-model") if k in cmd.flags), None)
+        layers = keras_layers(model, base) if isinstance(model, str) else None
+        if not layers:
+            continue
+        layers = [(c, cfg, None) for c, cfg in layers]
+        loc = Location(file=path, line=cmd.line, column=cmd.col, end_line=cmd.line, end_column=cmd.end_col)
+        need = _keras_min_opset(layers)
+        opset = cmd.flags.get("--opset")
+        if need and opset and str(opset[0]).isdigit() and int(opset[0]) < need[0]:
+            v, line, a, b = opset
+            new = str(max(need[0], 13))
+            edit = TextEdit(line, a, line, b, new).to_dict(path)
+            out.append(Finding(
+                R.OPSET_TOO_LOW.code, "error", "conversion-tool",
+                f"--opset {v} is too low for {need[1]} in {model}: below opset {need[0]} tf2onnx "
+                "writes a Resize that ONNX runtimes reject", location=Location(
+                    file=path, line=line, column=a, end_line=line, end_column=b),
+                evidence={"opset": int(v), "needs": need[0], "op": need[1]},
+                repair=Repair("rewrite-call", f"convert with --opset {new}", edits=(edit,))))
+        gelu = _exact_gelu(layers)
+        if gelu:
+            out.append(Finding(
+                R.TF2ONNX_EXACT_GELU.code, "error", "conversion-tool",
+                f"{model} uses exact GELU ({gelu[0]}); tf2onnx converts it to an Erfc node, which "
+                "onnxruntime rejects (INVALID_GRAPH)", location=loc, evidence={"op": gelu[0]}))
+    return out

@@ -1,0 +1,42 @@
+"""Read what a model file holds without loading a framework: a ``.keras`` archive's
+``config.json`` gives its layers (class and config). Fast (a zip member read) and safe (no code
+is deserialized). Other formats return None: the static rules then stay silent."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+
+def keras_layers(path: str | None, base: str | None = None) -> list[tuple[str, dict]] | None:
+    """[(class_name, config)] for every layer in a .keras file, nested models included."""
+    if not path or not path.endswith(".keras"):
+        return None
+    p = Path(path)
+    if not p.is_absolute() and base:
+        p = Path(base) / p
+    try:
+        with zipfile.ZipFile(p) as z:
+            cfg = json.loads(z.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    return config_layers(cfg)
+
+
+def config_layers(cfg) -> list[tuple[str, dict]]:
+    """Every ``{"class_name", "config"}`` node of a Keras model config, depth first."""
+    out: list[tuple[str, dict]] = []
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            if "class_name" in node and isinstance(node.get("config"), dict):
+                out.append((str(node["class_name"]), node["config"]))
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(cfg)
+    return out

@@ -1,0 +1,257 @@
+"""``convlint trace``: run a conversion script with instruments, check every conversion it made,
+map the findings to the converter call's line, and verify the static rules' rewrites by tracing
+the rewritten script again.
+
+In: a script path and ``TraceOptions`` (consent to execute is required). Out: a ``ScriptReport``
+of kind ``trace`` whose ``conversions`` hold one conversion report per captured call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from convlint.analyzers import rules as R
+from convlint.analyzers.errors import ConvlintError
+from convlint.analyzers.report.findings import (
+    ConversionReport,
+    Finding,
+    Location,
+    ModelRef,
+    ScriptReport,
+)
+from convlint.analyzers.scripts.check import analyze_source
+from convlint.analyzers.scripts.edits import TextEdit, apply
+
+BOOT = str(Path(__file__).with_name("tracer_boot.py"))
+
+
+@dataclass
+class TraceOptions:
+    pipeline: object  # PipelineOptions for the conversion checks
+    allow_exec: bool = False
+    timeout: float = 600.0
+    python: str | None = None  # the interpreter that runs the script (default: convlint's)
+    cwd: str | None = None  # where the script runs (default: the current directory)
+    args: list = field(default_factory=list)
+    verify_fixes: bool = True
+    write_fixed: str | None = None  # write the verified rewritten script here
+
+
+@dataclass
+class Run:
+    records: list
+    status: int | None  # the script's exit status; None on timeout
+    error: dict | None
+    stderr: str
+    seconds: float
+
+
+def run_script(script: str, opts: TraceOptions, out_dir: str, code: str | None = None,
+               redirect: str | None = None, progress: Callable | None = None) -> Run:
+    """Run the script under the tracer in a subprocess, with a timeout."""
+    cmd = [opts.python or sys.executable, BOOT, "--out", out_dir]
+    os.makedirs(out_dir, exist_ok=True)
+    if code is not None:
+        code_file = os.path.join(out_dir, "rewritten.py")
+        Path(code_file).write_text(code, encoding="utf-8")
+        cmd += ["--code", code_file]
+    if redirect:
+        cmd += ["--redirect", redirect]
+    cmd += ["--", os.path.abspath(script), *opts.args]
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    t0 = time.perf_counter()
+    try:
+        p = subprocess.run(cmd, cwd=opts.cwd or os.getcwd(), env=env, capture_output=True, text=True,
+                           timeout=opts.timeout, stdin=subprocess.DEVNULL)
+        status, stderr = p.returncode, p.stderr
+    except subprocess.TimeoutExpired as e:
+        status, stderr = None, (e.stderr or b"").decode("utf-8", "replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
+    except OSError as e:
+        raise ConvlintError(f"cannot run {cmd[0]}: {e.strerror}", hint="check --python") from None
+    data, st = {}, {}
+    cap = Path(out_dir) / "captures.json"
+    if cap.exists():
+        data = json.loads(cap.read_text())
+    if (Path(out_dir) / "status.json").exists():
+        st = json.loads((Path(out_dir) / "status.json").read_text())
+    return Run(data.get("records", []), status, st.get("error"), stderr[-4000:], time.perf_counter() - t0)
+
+
+def _loc(script: str, rec: dict) -> Location:
+    site = rec.get("call_site") or {}
+    return Location(file=script if os.path.abspath(site.get("file") or script) == os.path.abspath(script)
+                    else site.get("file"), line=site.get("line"), column=0)
+
+
+def _check(rec: dict, popts, progress) -> ConversionReport:
+    from convlint.analyzers.pipeline import check_paths
+
+    src, tgt = rec["source"]["path"], rec["target"]["path"]
+    try:
+        return check_paths(src, tgt, popts, progress=progress)
+    except ConvlintError as e:
+        f = Finding(e.rule if e.rule in R.RULES else R.UNREADABLE_MODEL.code, "error", "input", e.message)
+        return ConversionReport(ModelRef(src, rec["source"].get("format", "unknown")), ModelRef(tgt, "unknown"),
+                                {"count": 0, "origin": "none"}, "error", {}, (f,))
+
+
+def trace_script(script: str, opts: TraceOptions, progress: Callable | None = None) -> ScriptReport:
+    progress = progress or (lambda m: None)
+    if not opts.allow_exec:
+        raise ConvlintError(f"convlint trace runs {script}, which executes its code; refusing without consent",
+                            rule=R.BAD_ARGUMENTS.code, hint="pass --allow-exec if you trust this script")
+    if not Path(script).is_file():
+        raise ConvlintError(f"{script}: no such script", rule=R.BAD_ARGUMENTS.code)
+    text = Path(script).read_text(encoding="utf-8")
+    static = analyze_source(text, script)
+    if static.verdict == "error":
+        return replace(static, kind="trace")
+    tmp = _capture_dir(script, text, opts)
+    progress(f"trace: running {script} (timeout {opts.timeout:g} s)")
+    run = run_script(script, opts, os.path.join(tmp, "run"), progress=progress)
+    findings = list(static.findings) + _run_findings(script, run, opts)
+    conversions = []
+    for rec in run.records:
+        progress(f"trace: checking conversion {rec['index'] + 1}/{len(run.records)} "
+                 f"({rec['call']} at line {(rec.get('call_site') or {}).get('line')})")
+        conversions.append(_conversion_report(script, rec, opts, progress))
+    findings += [f for rep, rec in conversions if rep is None for f in [_record_finding(script, rec)] if f]
+    reports = [rep for rep, _ in conversions if rep is not None]
+    if opts.verify_fixes:
+        findings = _verify_rewrites(script, text, static, run.records, reports, findings, opts, tmp, progress)
+    crashed = run.status is None or run.error is not None
+    errors = any(f.severity == "error" for f in findings) or any(r.exit_code == 1 for r in reports)
+    verdict = "crash" if crashed else "faulty" if errors else "clean"
+    extra = {"run": {"status": run.status, "seconds": round(run.seconds, 2),
+                     "conversions": [_rec_summary(r) for r in run.records]}}
+    return ScriptReport(script, verdict, tuple(findings), "trace", tuple(reports), extra)
+
+
+def _capture_dir(script: str, text: str, opts: TraceOptions) -> str:
+    """The cache folder for this script's captures (replaced on each trace of the same text)."""
+    import hashlib
+    import shutil
+
+    from convlint.analyzers.cache import cache_dir
+
+    key = hashlib.sha256("\0".join([os.path.abspath(script), text, *opts.args]).encode()).hexdigest()[:12]
+    d = cache_dir() / "trace" / f"{Path(script).stem}-{key}"
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    return str(d)
+
+
+def _rec_summary(rec: dict) -> dict:
+    return {k: rec.get(k) for k in ("index", "converter", "call", "version", "flags", "call_site",
+                                    "output", "error", "notes")}
+
+
+def _run_findings(script: str, run: Run, opts: TraceOptions) -> list:
+    out = []
+    if run.status is None:
+        out.append(Finding(R.TRACE_TIMEOUT.code, "error", "runtime",
+                           f"the script did not finish within {opts.timeout:g} s; it was stopped "
+                           f"({len(run.records)} conversions captured before)",
+                           location=Location(file=script, line=1, column=0)))
+    elif run.error:
+        e = run.error
+        out.append(Finding(R.TRACE_SCRIPT_FAILED.code, "error", "runtime",
+                           f"the script raised {e['type']}: {e['message'][:500]}",
+                           location=Location(file=script, line=e.get("line") or 1, column=0),
+                           evidence={"traceback": e.get("traceback", "")[-2000:]}))
+    elif run.status not in (0, None):
+        out.append(Finding(R.TRACE_SCRIPT_FAILED.code, "error", "runtime",
+                           f"the script exited with status {run.status}: {run.stderr.strip()[-300:]}",
+                           location=Location(file=script, line=1, column=0)))
+    if not run.records:
+        out.append(Finding(R.TRACE_NO_CONVERSION.code, "info", "conversion-tool",
+                           "the script made no converter call convlint captures (TFLiteConverter, "
+                           "tf2onnx, torch.onnx.export, keras Model.export)",
+                           location=Location(file=script, line=1, column=0)))
+    return out
+
+
+def _record_finding(script: str, rec: dict) -> Finding | None:
+    loc = _loc(script, rec)
+    if rec.get("error"):
+        return Finding(R.CONVERSION_FAILED.code, "error", "conversion-tool",
+                       f"{rec['call']} raised {rec['error'][:600]}", location=loc,
+                       evidence={"flags": rec.get("flags")})
+    return Finding(R.CAPTURE_INCOMPLETE.code, "warning", "conversion-tool",
+                   f"{rec['call']} was captured, but its " +
+                   ("source model" if not rec.get("source") else "output") +
+                   " could not be saved, so it was not checked" +
+                   (f" ({'; '.join(rec['notes'])[:400]})" if rec.get("notes") else ""), location=loc)
+
+
+def _conversion_report(script: str, rec: dict, opts: TraceOptions, progress):
+    if rec.get("error") or not rec.get("source") or not rec.get("target"):
+        return None, rec
+    rep = _check(rec, opts.pipeline, progress)
+    loc = _loc(script, rec)
+    fs = tuple(f.with_(location=replace(f.location, file=loc.file, line=loc.line, column=loc.column))
+               for f in rep.findings)
+    extra = dict(rep.extra, call_site=rec.get("call_site"), converter=rec["converter"], call=rec["call"],
+                 converter_version=rec.get("version"), flags=rec.get("flags"), output=rec.get("output"))
+    return replace(rep, findings=fs, extra=extra), rec
+
+
+def _static_conversion(static: ScriptReport, rec: dict) -> dict | None:
+    line = (rec.get("call_site") or {}).get("line")
+    for c in static.extra.get("converter_calls", []):
+        if line in c["lines"] or line == c["line"]:
+            return c
+    return None
+
+
+def _verify_rewrites(script, text, static, records, reports, findings, opts, tmp, progress) -> list:
+    """For each faulty conversion, apply the static fixes located on its call, trace the
+    rewritten script (writes redirected), and check the same conversion again."""
+    by_index = {r.extra.get("call_site", {}).get("line"): r for r in reports}
+    out = list(findings)
+    for rec in records:
+        site = (rec.get("call_site") or {}).get("line")
+        rep = by_index.get(site)
+        failed = rec.get("error") or (rep is not None and rep.exit_code == 1)
+        conv = _static_conversion(static, rec)
+        if not failed or conv is None:
+            continue
+        fixable = [f for f in out if f.repair and f.repair.edits and f.evidence.get("conversion_line") == conv["line"]
+                   and f.severity == "error"]
+        if not fixable:
+            continue
+        edits = [TextEdit.from_dict(e) for f in fixable for e in f.repair.edits]
+        try:
+            new_text = apply(text, edits)
+        except ValueError:
+            continue
+        progress(f"trace: verifying the rewrite of line {conv['line']} by tracing the rewritten script")
+        d = os.path.join(tmp, f"verify-{rec['index']}")
+        run = run_script(script, opts, d, code=new_text, redirect=os.path.join(d, "writes"))
+        again = next((r for r in run.records if r["index"] == rec["index"]), None)
+        after, ok = None, False
+        if again is not None and not again.get("error") and again.get("source") and again.get("target"):
+            r2 = _check(again, opts.pipeline, progress)
+            after = {"max_abs": r2.metrics.get("max_abs"), "top1_agreement": r2.metrics.get("top1_agreement"),
+                     "verdict": r2.verdict}
+            ok = r2.verdict == "equivalent" and run.error is None
+        elif again is not None and again.get("error"):
+            after = {"verdict": "crash", "error": again["error"][:300]}
+        written = None
+        if ok and opts.write_fixed:
+            from convlint.analyzers.report.io import write_new_file
+
+            write_new_file(opts.write_fixed, new_text, protect=(script,))
+            written = opts.write_fixed
+        out = [f.with_(repair=replace(f.repair, verified=ok, metrics_after=after, output=written))
+               if f in fixable else f for f in out]
+    return out

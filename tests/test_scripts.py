@@ -1,0 +1,173 @@
+"""Static script rules: every faulty fixture script raises its rule on the right line, its clean
+twin raises nothing, and each offered fix, applied, parses and clears the finding."""
+
+from __future__ import annotations
+
+import json
+import time
+import zipfile
+
+import pytest
+
+from conftest import ROOT, run_cli
+from convlint.analyzers.scripts import analyze_file, analyze_source
+from convlint.analyzers.scripts.edits import TextEdit, apply
+
+SCRIPTS = ROOT / "fixtures" / "scripts"
+
+# faulty script -> the (rule, line) findings it must raise, and nothing else
+EXPECTED = {
+    "tflite_optimize.py": [("CL411", 15)],
+    "tflite_float16.py": [("CL412", 7)],
+    "tflite_flags.py": [("CL413", 16), ("CL414", 17), ("CL414", 18), ("CL415", 19)],
+    "tf2onnx_opset.py": [("CL420", 14)],
+    "tf2onnx_gelu.py": [("CL421", 10)],
+    "torch_training.py": [("CL430", 17)],
+    "torch_not_eval.py": [("CL431", 19), ("CL432", 19)],
+    "torch_opset.py": [("CL420", 7)],
+    "layout.py": [("CL440", 12)],
+    "preprocessing.py": [("CL441", 12)],
+    "bn_port.py": [("CL442", 8)],
+    "convert_gelu.sh": [("CL421", 4)],
+}
+
+
+def _twin(name: str) -> str:
+    stem, ext = name.rsplit(".", 1)
+    return f"{stem}.clean.{ext}"
+
+
+def test_every_fixture_script_is_covered():
+    faulty = {p.name for p in SCRIPTS.iterdir() if ".clean." not in p.name}
+    assert faulty == set(EXPECTED)
+    assert all((SCRIPTS / _twin(n)).is_file() for n in EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_faulty_script_raises_its_rules_on_the_right_lines(name):
+    r = analyze_file(str(SCRIPTS / name))
+    got = sorted((f.rule, f.location.line) for f in r.findings)
+    assert got == sorted(EXPECTED[name]), [f.message for f in r.findings]
+    assert r.verdict == "issues"
+    for f in r.findings:
+        assert f.location.file.endswith(name) and f.location.column is not None
+        assert f.location.end_line >= f.location.line
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_clean_twin_raises_nothing(name):
+    r = analyze_file(str(SCRIPTS / _twin(name)))
+    assert r.findings == () and r.verdict == "clean"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_fixes_apply_and_clear_their_finding(name):
+    path = SCRIPTS / name
+    text = path.read_text()
+    r = analyze_source(text, str(path))
+    for f in r.findings:
+        fixes = ([f.repair] if f.repair else []) + f.evidence.get("fixes", [])
+        for fix in fixes:
+            edits = fix.edits if hasattr(fix, "edits") else fix["edits"]
+            new = apply(text, [TextEdit.from_dict(e) for e in edits])
+            after = analyze_source(new, str(path))
+            assert (f.rule, f.location.line) not in {(g.rule, g.location.line) for g in after.findings}
+            assert f.rule not in {g.rule for g in after.findings if g.location.line == f.location.line}
+
+
+def test_fix_texts_are_the_expected_rewrites():
+    text = (SCRIPTS / "tflite_optimize.py").read_text()
+    r = analyze_source(text, "tflite_optimize.py")
+    new = apply(text, [TextEdit.from_dict(e) for e in r.findings[0].repair.to_dict()["edits"]])
+    assert "optimizations" not in new and new.count("\n") == text.count("\n") - 1
+    alt = r.findings[0].evidence["fixes"][0]
+    new = apply(text, [TextEdit.from_dict(e) for e in alt["edits"]])
+    assert "converter.target_spec.supported_types = [tf.float16]\n" in new
+    text = (SCRIPTS / "tf2onnx_opset.py").read_text()
+    f = analyze_source(text, "x.py").findings[0]
+    assert "opset=13" in apply(text, [TextEdit.from_dict(e) for e in f.repair.edits])
+    text = (SCRIPTS / "torch_training.py").read_text()
+    f = analyze_source(text, "x.py").findings[0]
+    new = apply(text, [TextEdit.from_dict(e) for e in f.repair.edits])
+    assert 'torch.onnx.export(model, (dummy,), "model.onnx", dynamo=False)' in new
+
+
+def test_edits_refuse_to_break_a_script():
+    with pytest.raises(ValueError):
+        apply("if x:\n    y = 1\n", [TextEdit(2, 0, 3, 0, "")])
+
+
+def test_shell_opset_from_a_keras_archive(tmp_path):
+    cfg = {"class_name": "Functional", "config": {"layers": [
+        {"class_name": "UpSampling2D", "config": {"interpolation": "bilinear", "size": [2, 2]}}]}}
+    with zipfile.ZipFile(tmp_path / "up.keras", "w") as z:
+        z.writestr("config.json", json.dumps(cfg))
+    sh = tmp_path / "convert.sh"
+    sh.write_text("python3 -m tf2onnx.convert --keras up.keras --opset=9 --output up.onnx\n")
+    r = analyze_file(str(sh))
+    assert [(f.rule, f.location.line) for f in r.findings] == [("CL420", 1)]
+    e = r.findings[0].repair.edits[0]
+    assert sh.read_text()[e["start"]["column"]:e["end"]["column"]] == "9"
+    sh.write_text("python3 -m tf2onnx.convert --keras up.keras --opset 13 --output up.onnx\n")
+    assert analyze_file(str(sh)).findings == ()
+
+
+def test_syntax_error_is_a_finding_not_a_traceback(tmp_path):
+    p = tmp_path / "bad.py"
+    p.write_text("import tensorflow as tf\nconverter = (\n")
+    r = analyze_file(str(p))
+    assert r.verdict == "error" and r.findings[0].rule == "CL450" and r.exit_code == 2
+
+
+def test_unicode_columns_are_characters():
+    text = 'import tensorflow as tf\nc = tf.lite.TFLiteConverter.from_keras_model(m)\n' \
+           's = "é"; c.optimizations = [tf.lite.Optimize.DEFAULT]\nb = c.convert()\n'
+    f = analyze_source(text, "u.py").findings[0]
+    assert f.rule == "CL411" and f.location.column == 9  # 10 in UTF-8 bytes
+
+
+def test_static_analysis_imports_no_framework_and_is_fast():
+    code = ("import sys, time; from convlint.analyzers.scripts import analyze_file;"
+            f"analyze_file({str(SCRIPTS / 'torch_not_eval.py')!r});"
+            "t = time.perf_counter(); analyze_file(" + repr(str(SCRIPTS / 'layout.py')) + ");"
+            "print(time.perf_counter() - t);"
+            "print(sorted(m for m in ('tensorflow', 'torch', 'tvm', 'keras', 'onnxruntime') if m in sys.modules))")
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[1] == "[]"
+
+
+def test_cli_check_static_json_and_exit_codes():
+    p = run_cli("check", str(SCRIPTS / "tflite_optimize.py"), "--format", "json")
+    doc = json.loads(p.stdout)
+    assert p.returncode == 1, p.stderr
+    rep = doc["reports"][0]
+    assert rep["kind"] == "script" and rep["findings"][0]["rule"] == "CL411"
+    assert rep["findings"][0]["location"]["line"] == 15
+    assert rep["findings"][0]["repair"]["kind"] == "rewrite-call"
+    p = run_cli("check", str(SCRIPTS / "tflite_optimize.clean.py"), "--format", "json")
+    assert p.returncode == 0 and json.loads(p.stdout)["reports"][0]["verdict"] == "clean"
+    p = run_cli("check", str(SCRIPTS / "torch_not_eval.py"))
+    assert p.returncode == 1 and "torch_not_eval.py:19:" in p.stdout and "CL432" in p.stdout
+    p = run_cli("check", "no/such/script.py", "--format", "json")
+    assert p.returncode == 2 and json.loads(p.stdout)["verdict"] == "error"
+
+
+def test_timing_budget_of_a_500_line_script():
+    """Not a timed test (the benchmark is in bench/scripts); a guard against pathologies."""
+    text = _long_script(500)
+    t = time.perf_counter()
+    analyze_source(text, "long.py")
+    assert time.perf_counter() - t < 1.0
+
+
+def _long_script(n: int) -> str:
+    block = (SCRIPTS / "tflite_optimize.py").read_text() + "\n" + (SCRIPTS / "layout.py").read_text()
+    lines = []
+    while len(lines) < n:
+        lines += block.splitlines()
+    return "\n".join(lines[:n]) + "\n"
+
+
