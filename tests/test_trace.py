@@ -119,3 +119,19 @@ def test_converter_error_is_a_finding_on_the_call(tmp_path):
     assert p.returncode == 1
     rules = {(f["rule"], f["location"]["line"]) for f in doc["findings"]}
     assert ("CL463", 7) in rules and ("CL420", 7) in rules and ("CL460", 7) in rules
+
+
+def test_conversion_without_a_savable_source_is_reported_not_checked(tmp_path):
+    s = tmp_path / "concrete.py"
+    s.write_text(
+        "import tensorflow as tf\n\n"
+        "@tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32)])\n"
+        "def f(x):\n"
+        "    return tf.nn.relu(x) * 2.0\n\n"
+        "conv = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()])\n"
+        "open('f.tflite', 'wb').write(conv.convert())\n")
+    p, doc = _trace(s, tmp_path)
+    assert p.returncode == 0, doc
+    f = next(f for f in doc["findings"] if f["rule"] == "CL464")
+    assert f["severity"] == "warning" and f["location"]["line"] == 8 and "source model" in f["message"]
+    assert doc["conversions"] == [] and doc["run"]["conversions"][0]["output"].endswith("f.tflite")
