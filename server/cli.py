@@ -15,6 +15,7 @@ import sys
 from convlint import __version__
 
 FORMATS = ("text", "json")
+CHECK_FORMATS = ("text", "json", "sarif", "github", "junit")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,6 +40,10 @@ def _positive_int(text: str) -> int:
     if v < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
     return v
+
+
+def _codes(text: str) -> tuple:
+    return tuple(c.strip() for c in text.split(",") if c.strip())
 
 
 def _tolerance(text: str) -> float:
@@ -74,14 +79,23 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--output-file", metavar="PATH", help="write the report here instead of stdout")
     d.set_defaults(func=cmd_diff)
 
-    c = sub.add_parser("check", help="lint conversion scripts (static: nothing is executed)",
-                       description="Run the static script rules on Python conversion scripts, shell "
-                       "scripts and Makefiles (tf2onnx command lines). Directories are searched for "
-                       "scripts that call a converter.")
-    c.add_argument("paths", nargs="+", metavar="PATH", help="scripts or directories")
-    c.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
+    c = sub.add_parser("check", help="lint a project: conversion scripts and model pairs (CI mode)",
+                       description="Run the static script rules on the scripts under PATHS (Python, "
+                       "shell scripts and Makefiles with tf2onnx command lines; directories are searched) "
+                       "and the conversion check on the model pairs of the project configuration "
+                       "([tool.convlint] in pyproject.toml, or convlint.toml). Flags override the config.")
+    c.add_argument("paths", nargs="*", metavar="PATH", help="scripts or directories (default: the project)")
+    c.add_argument("--format", choices=CHECK_FORMATS, default="text", help="output format (default: text)")
+    c.add_argument("--config", metavar="FILE", help="the config file (default: the nearest convlint.toml, "
+                   "or pyproject.toml with [tool.convlint])")
+    c.add_argument("--select", type=_codes, metavar="CODES", help="only these rules or prefixes, e.g. CL4,CL100")
+    c.add_argument("--ignore", type=_codes, metavar="CODES", help="never these rules or prefixes")
+    c.add_argument("--jobs", "-j", type=_positive_int, default=1, metavar="N",
+                   help="check model pairs in N parallel worker processes (default 1)")
+    c.add_argument("--no-cache", action="store_true", help="re-check pairs even when nothing changed")
+    c.add_argument("--no-tvm", action="store_true", help="skip the TVM cross-check of pairs")
     c.add_argument("--exit-zero", action="store_true", help="exit 0 even when errors are found")
-    c.add_argument("--verbose", "-v", action="store_true", help="show info findings")
+    c.add_argument("--verbose", "-v", action="store_true", help="show info findings, clean reports and progress")
     c.add_argument("--output-file", metavar="PATH", help="write the report here instead of stdout")
     c.set_defaults(func=cmd_check)
 
@@ -142,14 +156,20 @@ def _diff_opts(args):
 
 
 def cmd_check(args) -> tuple:
-    from convlint.analyzers.report.findings import CheckReport
-    from convlint.analyzers.scripts.check import analyze_file
-    from convlint.analyzers.scripts.discover import discover
+    from dataclasses import replace
 
-    reports = []
-    for path in discover(args.paths):
-        reports.append(analyze_file(path))
-    report = CheckReport(tuple(reports))
+    from convlint.analyzers import config as C
+    from convlint.analyzers.project import CheckOptions, run_check
+
+    start = args.paths[0] if args.paths else "."
+    cfg = C.load(args.config or C.find_config(start))
+    for key in ("select", "ignore"):
+        v = getattr(args, key)
+        if v is not None:
+            cfg = replace(cfg, **{key: C.parse({key: list(v)}, "the command line").__dict__[key]})
+    paths = list(args.paths) or [os.path.relpath(os.path.dirname(cfg.path)) if cfg.path else "."]
+    opts = CheckOptions(paths, cfg, jobs=args.jobs, use_cache=not args.no_cache, use_tvm=not args.no_tvm)
+    report = run_check(opts, progress=_progress_printer(args.verbose))
     if args.exit_zero:
         report = _ExitZero(report)
     return report, {}
@@ -250,7 +270,6 @@ def _quiet_frameworks() -> None:
 
 def main(argv: list | None = None) -> int:
     from convlint.analyzers.errors import ConvlintError
-    from convlint.analyzers.report.render import to_json, to_text
 
     argv = list(sys.argv[1:] if argv is None else argv)
     fmt = "json" if _wants_json(argv) else "text"
@@ -263,20 +282,20 @@ def main(argv: list | None = None) -> int:
             return 2
         fmt = getattr(args, "format", fmt)
         paths = {"source": getattr(args, "source", None), "target": getattr(args, "target", None),
-                 "script": getattr(args, "script", None) or (getattr(args, "paths", None) or [None])[0]}
+                 "script": getattr(args, "script", None) or (getattr(args, "paths", None) or ["."])[0]
+                 if args.command in ("check", "trace") else None, "command": args.command}
         _quiet_frameworks()
         with _stdout_to_stderr() as out:
             report, paths = args.func(args)
-            text = to_json(report) if fmt == "json" else to_text(
-                report, verbose=getattr(args, "verbose", False),
-                color=out.isatty() and not os.environ.get("NO_COLOR"))
+            text = _render(report, fmt, getattr(args, "verbose", False),
+                           out.isatty() and not os.environ.get("NO_COLOR"))
             _emit(text, getattr(args, "output_file", None), out)
             out.close()
         return report.exit_code
     except ConvlintError as e:
         msg = e.message + (f". {e.hint[0].upper()}{e.hint[1:]}" if e.hint else "")
         report = error_report(msg, e.rule, paths.get("source"), paths.get("target"), paths.get("script"))
-        _emit_error(report, fmt, msg)
+        _emit_error(report, fmt, msg, paths.get("command"))
         return 2
     except KeyboardInterrupt:
         print("convlint: interrupted", file=sys.stderr)
@@ -287,8 +306,17 @@ def main(argv: list | None = None) -> int:
         msg = (f"internal error: {type(e).__name__}: {' '.join(str(e).split())[:500]}. "
                "This is a convlint bug; rerun with CONVLINT_DEBUG=1 for the traceback and report it")
         report = error_report(msg, "CL009", paths.get("source"), paths.get("target"), paths.get("script"))
-        _emit_error(report, fmt, msg)
+        _emit_error(report, fmt, msg, paths.get("command"))
         return 2
+
+
+def _render(report, fmt: str, verbose: bool, color: bool) -> str:
+    from convlint.analyzers.report import ci
+    from convlint.analyzers.report.render import to_json, to_text
+
+    if fmt in ("sarif", "github", "junit"):
+        return {"sarif": ci.to_sarif, "github": ci.to_github, "junit": ci.to_junit}[fmt](report)
+    return to_json(report) if fmt == "json" else to_text(report, verbose=verbose, color=color)
 
 
 def _emit(text: str, output_file: str | None, out) -> None:
@@ -302,8 +330,13 @@ def _emit(text: str, output_file: str | None, out) -> None:
         out.flush()
 
 
-def _emit_error(report, fmt: str, msg: str) -> None:
+def _emit_error(report, fmt: str, msg: str, command: str | None = None) -> None:
     from convlint.analyzers.report.render import to_json
+
+    if command == "check":  # the check document holds a list of reports, even for one error
+        from convlint.analyzers.report.findings import CheckReport
+
+        report = CheckReport((report,))
 
     if fmt == "json":
         sys.stdout.write(to_json(report) + "\n")

@@ -34,7 +34,7 @@ def discover(paths: list[str], exclude: tuple = ()) -> list[str]:
                     if any(Path(f).match(x) for x in exclude):
                         continue
                     if (name.endswith(".py") or is_shell(name)) and _mentions_converter(f):
-                        out.append(f)
+                        out.append(os.path.normpath(f))
         else:
             raise ConvlintError(f"{p}: no such file or directory", rule=R.BAD_ARGUMENTS.code)
     return out

@@ -1,0 +1,162 @@
+"""Project configuration: ``[tool.convlint]`` in pyproject.toml, or a ``convlint.toml``.
+
+In: a starting directory (or an explicit file). Out: a validated ``Config``. Any error names
+the file and the key (``ConvlintError``, exit 2). Command-line flags override what is read here.
+
+    [tool.convlint]                      # in convlint.toml: the same keys at top level
+    pairs = [{source = "m.keras", target = "m.tflite", inputs = "x.npz", atol = 1e-4, rtol = 1e-4}]
+    select = ["CL4", "CL1"]              # rule codes or prefixes (default: all)
+    ignore = ["CL431"]
+    exclude = ["legacy/**"]
+    cache-dir = ".convlint-cache"
+    allow-exec = false
+    [tool.convlint.severity]
+    CL412 = "error"
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from convlint.analyzers import rules as R
+from convlint.analyzers.errors import ConvlintError
+
+KEYS = {"pairs", "select", "ignore", "exclude", "cache-dir", "allow-exec", "severity"}
+PAIR_KEYS = {"source", "target", "inputs", "atol", "rtol", "name"}
+
+
+@dataclass(frozen=True)
+class Pair:
+    source: str
+    target: str
+    inputs: str | None = None
+    atol: float | None = None
+    rtol: float | None = None
+    name: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.source} -> {self.target}"
+
+
+@dataclass
+class Config:
+    path: str | None = None  # the file read, if any
+    pairs: list = field(default_factory=list)
+    select: tuple = ()
+    ignore: tuple = ()
+    exclude: tuple = ()
+    severity: dict = field(default_factory=dict)
+    cache_dir: str | None = None
+    allow_exec: bool = False
+
+
+def find_config(start: str) -> Path | None:
+    """The nearest convlint.toml, or pyproject.toml with a [tool.convlint] table, upwards."""
+    p = Path(start).resolve()
+    for d in [p, *p.parents] if p.is_dir() else [p.parent, *p.parent.parents]:
+        if (d / "convlint.toml").is_file():
+            return d / "convlint.toml"
+        pp = d / "pyproject.toml"
+        if pp.is_file() and "[tool.convlint" in pp.read_text(encoding="utf-8", errors="ignore"):
+            return pp
+    return None
+
+
+def load(path: str | Path | None) -> Config:
+    if path is None:
+        return Config()
+    import tomllib
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConvlintError(f"{path}: no such config file", rule=R.BAD_ARGUMENTS.code)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConvlintError(f"{path}: not valid TOML: {e}", rule=R.BAD_ARGUMENTS.code) from None
+    table = doc.get("tool", {}).get("convlint", {}) if path.name == "pyproject.toml" else doc
+    where = "[tool.convlint]" if path.name == "pyproject.toml" else "the top level"
+    return parse(table, str(path), where)
+
+
+def _err(file: str, key: str, msg: str) -> ConvlintError:
+    return ConvlintError(f"{file}: {key}: {msg}", rule=R.BAD_ARGUMENTS.code,
+                         hint="see the configuration section of the README")
+
+
+def _strings(file: str, key: str, v) -> tuple:
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise _err(file, key, f"expected a list of strings, got {v!r}")
+    return tuple(v)
+
+
+def _codes(file: str, key: str, v) -> tuple:
+    out = _strings(file, key, v)
+    for c in out:
+        if not c.startswith("CL") or not any(code.startswith(c) for code in R.RULES):
+            raise _err(file, key, f"{c!r} matches no rule (codes look like CL411, prefixes like CL4)")
+    return out
+
+
+def parse(table: dict, file: str = "<config>", where: str = "the top level") -> Config:
+    if not isinstance(table, dict):
+        raise _err(file, "tool.convlint", "expected a table")
+    unknown = set(table) - KEYS
+    if unknown:
+        raise _err(file, sorted(unknown)[0], f"unknown key in {where}; known keys: {', '.join(sorted(KEYS))}")
+    base = Path(file).parent if file != "<config>" else Path(".")
+    cfg = Config(path=file)
+    for i, p in enumerate(table.get("pairs", [])):
+        key = f"pairs[{i}]"
+        if not isinstance(p, dict):
+            raise _err(file, key, "expected a table like {source = ..., target = ...}")
+        bad = set(p) - PAIR_KEYS
+        if bad:
+            raise _err(file, f"{key}.{sorted(bad)[0]}", f"unknown key; known: {', '.join(sorted(PAIR_KEYS))}")
+        for k in ("source", "target"):
+            if not isinstance(p.get(k), str):
+                raise _err(file, f"{key}.{k}", "required, a path")
+        for k in ("atol", "rtol"):
+            if k in p and (not isinstance(p[k], (int, float)) or isinstance(p[k], bool) or p[k] < 0):
+                raise _err(file, f"{key}.{k}", f"expected a number of at least 0, got {p[k]!r}")
+        if "inputs" in p and not isinstance(p["inputs"], str):
+            raise _err(file, f"{key}.inputs", "expected a path")
+
+        def rel(x):
+            return x if x is None or Path(x).is_absolute() else str(base / x)
+
+        cfg.pairs.append(Pair(rel(p["source"]), rel(p["target"]), rel(p.get("inputs")),
+                              p.get("atol"), p.get("rtol"), p.get("name")))
+    if "select" in table:
+        cfg.select = _codes(file, "select", table["select"])
+    if "ignore" in table:
+        cfg.ignore = _codes(file, "ignore", table["ignore"])
+    if "exclude" in table:
+        cfg.exclude = _strings(file, "exclude", table["exclude"])
+    sev = table.get("severity", {})
+    if not isinstance(sev, dict):
+        raise _err(file, "severity", "expected a table of CODE = \"error\"|\"warning\"|\"info\"")
+    for code, level in sev.items():
+        if code not in R.RULES:
+            raise _err(file, f"severity.{code}", "no such rule")
+        if level not in ("error", "warning", "info"):
+            raise _err(file, f"severity.{code}", f"expected error, warning or info, got {level!r}")
+    cfg.severity = dict(sev)
+    if "cache-dir" in table:
+        if not isinstance(table["cache-dir"], str):
+            raise _err(file, "cache-dir", "expected a path")
+        cfg.cache_dir = str(base / table["cache-dir"])
+    if "allow-exec" in table:
+        if not isinstance(table["allow-exec"], bool):
+            raise _err(file, "allow-exec", "expected true or false")
+        cfg.allow_exec = table["allow-exec"]
+    return cfg
+
+
+def selected(code: str, select: tuple, ignore: tuple) -> bool:
+    """flake8's rule: the longest matching prefix wins; with no select, everything is selected."""
+    s = max((len(p) for p in select if code.startswith(p)), default=0 if select else 1)
+    i = max((len(p) for p in ignore if code.startswith(p)), default=-1)
+    return s > 0 and s > i

@@ -1,0 +1,135 @@
+"""``convlint check``: everything a project asks to be checked, as one ``CheckReport``.
+
+In: paths, a ``Config`` and options. Scripts found under the paths get the static rules; the
+config's model pairs get the conversion check, in parallel worker processes (``jobs``) and
+cached on disk by the content hash of both models and the options, so an unchanged rerun only
+reads the cache. Out: a ``CheckReport`` with the policy (select, ignore, severity) applied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from convlint import __version__
+from convlint.analyzers.config import Config, Pair
+from convlint.analyzers.report import policy
+from convlint.analyzers.report.findings import CheckReport, ConversionReport
+
+
+@dataclass
+class CheckOptions:
+    paths: list
+    config: Config
+    jobs: int = 1
+    use_cache: bool = True
+    atol: float = 1e-4
+    rtol: float = 1e-4
+    num_inputs: int = 32
+    seed: int = 0
+    use_tvm: bool = True
+
+
+def run_check(opts: CheckOptions, progress: Callable | None = None) -> CheckReport:
+    from convlint.analyzers.scripts.check import analyze_file
+    from convlint.analyzers.scripts.discover import discover
+
+    progress = progress or (lambda m: None)
+    reports = []
+    scripts = discover(opts.paths, opts.config.exclude) if opts.paths else []
+    for s in scripts:
+        reports.append(analyze_file(s))
+    if opts.config.pairs:
+        reports += _pairs(opts, progress)
+    return CheckReport(tuple(policy.apply(r, opts.config) for r in reports),
+                       {"config": opts.config.path})
+
+
+def _pair_task(pair: Pair, opts: CheckOptions) -> dict:
+    """Run in a worker process: check one pair, return its report as a dict."""
+    from convlint.analyzers.differential.check import DiffOptions
+    from convlint.analyzers.errors import ConvlintError
+    from convlint.analyzers.pipeline import PipelineOptions, check_paths
+
+    d = DiffOptions(num_inputs=opts.num_inputs, seed=opts.seed,
+                    atol=pair.atol if pair.atol is not None else opts.atol,
+                    rtol=pair.rtol if pair.rtol is not None else opts.rtol,
+                    inputs_path=pair.inputs, use_tvm=opts.use_tvm)
+    try:
+        return check_paths(pair.source, pair.target, PipelineOptions(d)).to_dict()
+    except ConvlintError as e:
+        from convlint.analyzers.report.findings import Finding, ModelRef
+
+        f = Finding(e.rule, "error", "input", e.message + (f". {e.hint}" if e.hint else ""))
+        return ConversionReport(ModelRef(pair.source, "unknown"), ModelRef(pair.target, "unknown"),
+                                {"count": 0, "origin": "none"}, "error", {}, (f,)).to_dict()
+
+
+def _digest(path: str) -> str:
+    h = hashlib.sha256()
+    p = Path(path)
+    files = sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else [p]
+    for f in files:
+        h.update(str(f.relative_to(p) if p.is_dir() else f.name).encode())
+        try:
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        except OSError:
+            h.update(b"<missing>")
+    return h.hexdigest()
+
+
+def cache_key(pair: Pair, opts: CheckOptions) -> str:
+    parts = {"v": __version__, "pair": asdict(pair), "source": _digest(pair.source), "target": _digest(pair.target),
+             "inputs": _digest(pair.inputs) if pair.inputs else None,
+             "opts": [opts.atol, opts.rtol, opts.num_inputs, opts.seed, opts.use_tvm]}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _pairs(opts: CheckOptions, progress) -> list:
+    from convlint.analyzers.cache import cache_dir
+
+    root = Path(opts.config.cache_dir) if opts.config.cache_dir else cache_dir()
+    cdir = root / "check"
+    results: dict = {}
+    todo = []
+    for i, pair in enumerate(opts.config.pairs):
+        key = cache_key(pair, opts) if opts.use_cache else None
+        hit = cdir / f"{key}.json" if key else None
+        if hit is not None and hit.is_file():
+            try:
+                results[i] = json.loads(hit.read_text())
+                progress(f"pair {pair.label}: unchanged (cached)")
+                continue
+            except ValueError:
+                pass
+        todo.append((i, pair, key))
+    if todo:
+        progress(f"checking {len(todo)} pair(s) with {min(opts.jobs, len(todo))} worker(s)")
+    if opts.jobs > 1 and len(todo) > 1:
+        import multiprocessing as mp
+
+        with ProcessPoolExecutor(max_workers=opts.jobs, mp_context=mp.get_context("spawn")) as ex:
+            futs = {ex.submit(_pair_task, pair, opts): (i, pair, key) for i, pair, key in todo}
+            for fut, (i, pair, key) in futs.items():
+                results[i] = _done(fut.result(), key, cdir, pair, progress)
+    else:
+        for i, pair, key in todo:
+            results[i] = _done(_pair_task(pair, opts), key, cdir, pair, progress)
+    return [ConversionReport.from_dict(results[i]) for i in sorted(results)]
+
+
+def _done(d: dict, key, cdir: Path, pair: Pair, progress) -> dict:
+    progress(f"pair {pair.label}: {d['verdict']}")
+    if key and d["verdict"] != "error":
+        cdir.mkdir(parents=True, exist_ok=True)
+        tmp = cdir / f".{key}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(d))
+        os.replace(tmp, cdir / f"{key}.json")
+    return d

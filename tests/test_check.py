@@ -1,0 +1,115 @@
+"""``convlint check`` in CI: configuration (and its errors), select/ignore/severity, model pairs
+with the content-hash cache and worker processes, exit codes, and the CI output formats."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from xml.etree import ElementTree as ET
+
+import pytest
+
+from conftest import MODELS, ROOT
+
+SCRIPTS = ROOT / "fixtures" / "scripts"
+
+
+def _check(cwd, *args):
+    return subprocess.run([sys.executable, "-m", "convlint", "check", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.fixture
+def project(tmp_path):
+    shutil.copy(SCRIPTS / "tflite_optimize.py", tmp_path)
+    shutil.copy(SCRIPTS / "torch_not_eval.py", tmp_path)
+    shutil.copy(SCRIPTS / "layout.clean.py", tmp_path)
+    return tmp_path
+
+
+def test_exit_codes(project, tmp_path):
+    assert _check(project).returncode == 1
+    assert _check(project, "--exit-zero").returncode == 0
+    assert _check(project, "layout.clean.py").returncode == 0
+    assert _check(project, "missing.py").returncode == 2
+    (project / "convlint.toml").write_text("ignore = [\"CL411\", \"CL432\"]\n")
+    assert _check(project).returncode == 0  # only the CL431 warning is left
+
+
+def test_select_ignore_and_severity_from_config_and_flags(project):
+    (project / "pyproject.toml").write_text("[project]\nname='x'\n\n[tool.convlint]\nselect = [\"CL43\"]\n"
+                                            "[tool.convlint.severity]\nCL431 = \"error\"\n")
+    doc = json.loads(_check(project, "--format", "json").stdout)
+    rules = sorted((f["rule"], f["severity"]) for r in doc["reports"] for f in r["findings"])
+    assert rules == [("CL431", "error"), ("CL432", "error")]
+    doc = json.loads(_check(project, "--format", "json", "--select", "CL41").stdout)  # the flag wins
+    assert [f["rule"] for r in doc["reports"] for f in r["findings"]] == ["CL411"]
+
+
+@pytest.mark.parametrize("text, key", [
+    ("pairs = [{source = 'a.onnx'}]\n", "pairs[0].target"),
+    ("selec = ['CL4']\n", "selec"),
+    ("ignore = ['XX1']\n", "ignore"),
+    ("[severity]\nCL411 = 'fatal'\n", "severity.CL411"),
+    ("pairs = [{source = 'a', target = 'b', atol = -1}]\n", "pairs[0].atol"),
+    ("allow-exec = 'yes'\n", "allow-exec"),
+    ("this is = not toml\n", "not valid TOML"),
+])
+def test_config_errors_name_the_key_and_the_file(project, text, key):
+    (project / "convlint.toml").write_text(text)
+    p = _check(project, "--format", "json")
+    assert p.returncode == 2
+    doc = json.loads(p.stdout)
+    assert doc["kind"] == "check" and doc["verdict"] == "error"
+    msg = doc["reports"][0]["findings"][0]["message"]
+    assert key in msg and "convlint.toml" in msg
+
+
+@pytest.mark.slow
+def test_pairs_run_in_workers_and_an_unchanged_rerun_reads_the_cache(project):
+    (project / "convlint.toml").write_text(
+        f"pairs = [{{source = '{MODELS / 'mobilenet.keras'}', target = '{MODELS / 'mobilenet.tflite'}'}},\n"
+        f"         {{source = '{MODELS / 'resnet.pt2'}', target = '{MODELS / 'resnet.torch.tampered.onnx'}'}}]\n"
+        "cache-dir = '.cache'\n")
+    first = _check(project, "--format", "json", "--jobs", "2", "--no-tvm", "-v")
+    assert first.returncode == 1, first.stderr[-2000:]
+    d1 = json.loads(first.stdout)
+    convs = [r for r in d1["reports"] if r["kind"] == "conversion"]
+    assert [r["verdict"] for r in convs] == ["equivalent", "divergent"]
+    assert any(f["rule"] == "CL204" for f in convs[1]["findings"])
+    second = _check(project, "--format", "json", "--jobs", "2", "--no-tvm", "-v")
+    assert "unchanged (cached)" in second.stderr
+    d2 = json.loads(second.stdout)
+    assert [r["verdict"] for r in d2["reports"]] == [r["verdict"] for r in d1["reports"]]
+    assert (project / ".cache" / "check").is_dir()
+
+
+def test_github_annotations(project):
+    out = _check(project, "--format", "github").stdout.splitlines()
+    assert any(line.startswith("::error file=tflite_optimize.py,line=15,col=1") and "title=CL411" in line
+               for line in out), out
+    assert any(line.startswith("::warning ") and "CL431" in line for line in out)
+
+
+def test_junit_parses(project):
+    root = ET.fromstring(_check(project, "--format", "junit").stdout.split("?>", 1)[1])
+    suite = root.find("testsuite")
+    cases = suite.findall("testcase")
+    assert len(cases) == 3 and suite.get("failures") == "2"
+    assert {c.get("name") for c in cases if c.find("failure") is not None} == {"tflite_optimize.py", "torch_not_eval.py"}
+
+
+def test_sarif_structure(project):
+    doc = json.loads(_check(project, "--format", "sarif").stdout)
+    assert doc["version"] == "2.1.0"
+    run = doc["runs"][0]
+    ids = [r["id"] for r in run["tool"]["driver"]["rules"]]
+    for res in run["results"]:
+        assert ids[res["ruleIndex"]] == res["ruleId"] and res["level"] in ("error", "warning", "note")
+        region = res["locations"][0]["physicalLocation"]["region"]
+        assert region["startLine"] >= 1 and region["startColumn"] >= 1
+    fix = next(r for r in run["results"] if r["ruleId"] == "CL411")["fixes"][0]
+    rep = fix["artifactChanges"][0]["replacements"][0]
+    assert rep["deletedRegion"]["startLine"] == 15 and rep["insertedContent"]["text"] == ""
