@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.convlint-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint fixtures bench-faults bench-scripts clean
+.PHONY: install demo test test-fast lint fixtures bench-faults bench-scripts bench-check clean
 
 install: $(STAMP)
 
@@ -48,6 +48,9 @@ fixtures: install
 	$(BIN)/python fixtures/generate.py
 
 # benchmarks are never part of `make test`; each writes its numbers to bench/RESULTS.md
+bench-check: install
+	$(BIN)/python bench/check/run.py
+
 bench-scripts: install
 	$(BIN)/python bench/scripts/run.py
 
