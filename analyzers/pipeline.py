@@ -219,3 +219,20 @@ def check_paths(source_path: str, target_path: str, popts: PipelineOptions,
     tgt = open_model(target_path, unsafe_load=popts.unsafe_load, input_shapes=popts.diff.input_shapes)
     with src, tgt:
         return check(src, tgt, popts, progress)
+
+
+def check_paths_or_error(source_path: str, target_path: str, popts: PipelineOptions,
+                         progress: Callable | None = None) -> ConversionReport:
+    """``check_paths``, but a pair that cannot be analysed (unreadable, unsupported, refused)
+    becomes an ``error`` report with the one finding that says why, instead of an exception:
+    what batch callers (``convlint check``, ``convlint trace``) need to go on with the rest."""
+    from convlint.analyzers.errors import ConvlintError
+    from convlint.analyzers.report.findings import ModelRef
+
+    try:
+        return check_paths(source_path, target_path, popts, progress)
+    except ConvlintError as e:
+        rule = e.rule if e.rule in R.RULES else R.UNREADABLE_MODEL.code
+        f = Finding(rule, "error", "input", e.message + (f". {e.hint}" if e.hint else ""))
+        return ConversionReport(ModelRef(source_path, "unknown"), ModelRef(target_path, "unknown"),
+                                {"count": 0, "origin": "none"}, "error", {}, (f,))

@@ -53,21 +53,13 @@ def run_check(opts: CheckOptions, progress: Callable | None = None) -> CheckRepo
 def _pair_task(pair: Pair, opts: CheckOptions) -> dict:
     """Run in a worker process: check one pair, return its report as a dict."""
     from convlint.analyzers.differential.check import DiffOptions
-    from convlint.analyzers.errors import ConvlintError
-    from convlint.analyzers.pipeline import PipelineOptions, check_paths
+    from convlint.analyzers.pipeline import PipelineOptions, check_paths_or_error
 
     d = DiffOptions(num_inputs=opts.num_inputs, seed=opts.seed,
                     atol=pair.atol if pair.atol is not None else opts.atol,
                     rtol=pair.rtol if pair.rtol is not None else opts.rtol,
                     inputs_path=pair.inputs, use_tvm=opts.use_tvm)
-    try:
-        return check_paths(pair.source, pair.target, PipelineOptions(d)).to_dict()
-    except ConvlintError as e:
-        from convlint.analyzers.report.findings import Finding, ModelRef
-
-        f = Finding(e.rule, "error", "input", e.message + (f". {e.hint}" if e.hint else ""))
-        return ConversionReport(ModelRef(pair.source, "unknown"), ModelRef(pair.target, "unknown"),
-                                {"count": 0, "origin": "none"}, "error", {}, (f,)).to_dict()
+    return check_paths_or_error(pair.source, pair.target, PipelineOptions(d)).to_dict()
 
 
 def _digest(path: str) -> str:

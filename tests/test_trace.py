@@ -135,3 +135,11 @@ def test_conversion_without_a_savable_source_is_reported_not_checked(tmp_path):
     f = next(f for f in doc["findings"] if f["rule"] == "CL464")
     assert f["severity"] == "warning" and f["location"]["line"] == 8 and "source model" in f["message"]
     assert doc["conversions"] == [] and doc["run"]["conversions"][0]["output"].endswith("f.tflite")
+
+
+def test_a_binary_script_is_a_clear_error(tmp_path):
+    s = tmp_path / "model.py"
+    s.write_bytes(b"\x80\x81\xfe\xff" * 16)
+    p = run_cli("trace", str(s), "--allow-exec", "--format", "json")
+    doc = json.loads(p.stdout)
+    assert p.returncode == 2 and doc["findings"][0]["rule"] == "CL001" and "UTF-8" in doc["findings"][0]["message"]

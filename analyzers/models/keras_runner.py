@@ -33,7 +33,7 @@ def _lambda_layers(path: str) -> list:
                 config = json.loads(raw if isinstance(raw, str) else raw.decode()) if raw is not None else {}
     except Exception:
         return []  # the loader itself will say what is wrong with the file
-    from convlint.analyzers.scripts.peek import config_layers
+    from convlint.analyzers.models.keras_config import config_layers
 
     return [cfg.get("name", "?") for cls, cfg in config_layers(config) if cls == "Lambda"]
 

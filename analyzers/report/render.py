@@ -65,29 +65,18 @@ def _script_text(report, *, verbose: bool, color: bool) -> str:
         site = conv.get("call_site") or {}
         lines.append(f"  conversion at line {site.get('line')} ({conv.get('call')}, {conv.get('converter_version')}):")
         lines.extend("    " + ln for ln in _conversion_text(
-            _Dict(conv), verbose=verbose, color=color).splitlines())
+            conv, verbose=verbose, color=color).splitlines())
     hidden = len(d["findings"]) - len(shown)
     if hidden:
         lines.append(f"  ({hidden} info finding{'s' if hidden > 1 else ''} hidden; --verbose shows them)")
     return "\n".join(lines)
 
 
-class _Dict:
-    """A report already in dict form (a trace's conversions)."""
-
-    def __init__(self, d: dict):
-        self._d = d
-
-    def to_dict(self) -> dict:
-        return self._d
-
-
-def _conversion_text(report: ConversionReport, *, verbose: bool = False, color: bool = False) -> str:
-    """A short summary: the verdict, the metrics, then one line per finding."""
-    def c(code: str, s: str) -> str:
-        return f"\x1b[{code}m{s}\x1b[0m" if color else s
-
-    d = report.to_dict()
+def _conversion_text(report: ConversionReport | dict, *, verbose: bool = False, color: bool = False) -> str:
+    """A short summary: the verdict, the metrics, then one line per finding. Takes a report or
+    its dict (a trace's conversions are already dicts)."""
+    c = _paint(color)
+    d = report if isinstance(report, dict) else report.to_dict()
     lines = []
     verdict = d["verdict"]
     vcol = {"equivalent": "32", "divergent": "31", "crash": "31", "error": "33"}.get(verdict, "0")

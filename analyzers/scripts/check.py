@@ -16,7 +16,14 @@ from convlint.analyzers.report.findings import Finding, Location, Repair, Script
 from convlint.analyzers.scripts import rules_data  # noqa: F401  (registers its checks)
 from convlint.analyzers.scripts.edits import TextEdit
 from convlint.analyzers.scripts.facts import analyze_text
-from convlint.analyzers.scripts.rules_static import CHECKS, Ctx, _exact_gelu, _keras_min_opset
+from convlint.analyzers.scripts.rules_static import (
+    CHECKS,
+    Ctx,
+    _exact_gelu,
+    gelu_message,
+    opset_message,
+    tf2onnx_opset_fault,
+)
 
 SHELL_SUFFIXES = (".sh", ".bash", ".mk")
 
@@ -26,17 +33,21 @@ def is_shell(path: str) -> bool:
     return name.endswith(SHELL_SUFFIXES) or name in ("Makefile", "makefile", "GNUmakefile")
 
 
-def analyze_file(path: str) -> ScriptReport:
-    """Read a script and analyse it. A missing or binary file is a user error (exit 2)."""
+def read_script(path: str) -> str:
+    """A script's text. A missing or binary file is a user error (exit 2)."""
     p = Path(path)
     if not p.is_file():
         raise ConvlintError(f"{path}: no such script", rule=R.BAD_ARGUMENTS.code)
     try:
-        text = p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8")
     except (UnicodeDecodeError, OSError) as e:
         raise ConvlintError(f"{path}: cannot read it as a UTF-8 text script ({e.__class__.__name__})",
                             rule=R.BAD_ARGUMENTS.code) from None
-    return analyze_source(text, path)
+
+
+def analyze_file(path: str) -> ScriptReport:
+    """Read a script and analyse it."""
+    return analyze_source(read_script(path), path)
 
 
 def analyze_source(text: str, path: str) -> ScriptReport:
@@ -46,8 +57,8 @@ def analyze_source(text: str, path: str) -> ScriptReport:
         facts = analyze_text(text, path)
         if facts.syntax_error is not None:
             e = facts.syntax_error
-            f = Finding(R.SCRIPT_SYNTAX.code, "error", "input", f"the script does not parse: {e.msg}",
-                        location=Location(file=path, line=e.lineno or 1, column=max((e.offset or 1) - 1, 0)))
+            f = _finding(R.SCRIPT_SYNTAX, Location(file=path, line=e.lineno or 1, column=max((e.offset or 1) - 1, 0)),
+                         f"the script does not parse: {e.msg}")
             return ScriptReport(path, "error", (f,))
         ctx = Ctx(facts)
         findings = [f for chk in CHECKS for f in chk(ctx)]
@@ -77,8 +88,12 @@ def _plain(v):
     return v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)
 
 
+def _finding(rule: R.Rule, loc: Location, message: str, **kw) -> Finding:
+    return Finding(rule.code, rule.severity, rule.stage, message, location=loc, **kw)
+
+
 def _shell(text: str, path: str) -> list:
-    from convlint.analyzers.scripts.peek import keras_layers
+    from convlint.analyzers.models.keras_config import keras_layers
     from convlint.analyzers.scripts.shell import find_tf2onnx_commands
 
     out = []
@@ -89,24 +104,19 @@ def _shell(text: str, path: str) -> list:
         if not layers:
             continue
         layers = [(c, cfg, None) for c, cfg in layers]
-        loc = Location(file=path, line=cmd.line, column=cmd.col, end_line=cmd.line, end_column=cmd.end_col)
-        need = _keras_min_opset(layers)
         opset = cmd.flags.get("--opset")
-        if need and opset and str(opset[0]).isdigit() and int(opset[0]) < need[0]:
+        fault = tf2onnx_opset_fault(layers, int(opset[0]) if opset and str(opset[0]).isdigit() else None)
+        if fault:
+            needs, op, new = fault
             v, line, a, b = opset
-            new = str(max(need[0], 13))
-            edit = TextEdit(line, a, line, b, new).to_dict(path)
-            out.append(Finding(
-                R.OPSET_TOO_LOW.code, "error", "conversion-tool",
-                f"--opset {v} is too low for {need[1]} in {model}: below opset {need[0]} tf2onnx "
-                "writes a Resize that ONNX runtimes reject", location=Location(
-                    file=path, line=line, column=a, end_line=line, end_column=b),
-                evidence={"opset": int(v), "needs": need[0], "op": need[1]},
-                repair=Repair("rewrite-call", f"convert with --opset {new}", edits=(edit,))))
+            out.append(_finding(
+                R.OPSET_TOO_LOW, Location(file=path, line=line, column=a, end_line=line, end_column=b),
+                opset_message(f"--opset {v} ({model})", needs, op),
+                evidence={"opset": int(v), "needs": needs, "op": op},
+                repair=Repair("rewrite-call", f"convert with --opset {new}",
+                              edits=(TextEdit(line, a, line, b, str(new)).to_dict(path),))))
         gelu = _exact_gelu(layers)
         if gelu:
-            out.append(Finding(
-                R.TF2ONNX_EXACT_GELU.code, "error", "conversion-tool",
-                f"{model} uses exact GELU ({gelu[0]}); tf2onnx converts it to an Erfc node, which "
-                "onnxruntime rejects (INVALID_GRAPH)", location=loc, evidence={"op": gelu[0]}))
+            loc = Location(file=path, line=cmd.line, column=cmd.col, end_line=cmd.line, end_column=cmd.end_col)
+            out.append(_finding(R.TF2ONNX_EXACT_GELU, loc, gelu_message(model, gelu[0]), evidence={"op": gelu[0]}))
     return out

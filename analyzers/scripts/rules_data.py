@@ -132,11 +132,9 @@ def _converted_layout(ctx: Ctx, c: Conversion) -> tuple[str, str] | None:
     if c.converter == "tf2onnx":
         if c.kw("inputs_as_nchw") not in (None, UNKNOWN, []):
             return "NCHW", "inputs_as_nchw"
-        sig = c.kw("input_signature")
         shapes = [_sig_shape(ctx, n) for n in ast.walk(c.kwargs["input_signature"].node)] \
             if "input_signature" in c.kwargs else []
         lay = next((layout_of(s) for s in shapes if layout_of(s)), None)
-        del sig
         return (lay, "the input_signature") if lay else None
     if c.converter == "onnx2tf":
         keep = c.kw("keep_ncw_or_nchw_or_ncdhw_input_names")
@@ -267,14 +265,13 @@ def preprocessing(ctx: Ctx):
     if not srcs or not tgts:
         return
     seen = set()
+    src_affines = [(s, affine_of(ctx, s.data, s.span.line)) for s in srcs]
     for t in tgts:
         at = affine_of(ctx, t.data, t.span.line)
-        for s in srcs:
-            a_s = affine_of(ctx, s.data, s.span.line)
+        for s, a_s in src_affines:
             if at is None or a_s is None or at[0] != a_s[0]:
                 continue
-            same = np.allclose(np.broadcast_to(a_s[1], np.shape(at[1])) if np.ndim(at[1]) >= np.ndim(a_s[1])
-                               else a_s[1], at[1], rtol=1e-4) and np.allclose(a_s[2], at[2], rtol=1e-4, atol=1e-6)
+            same = np.allclose(a_s[1], at[1], rtol=1e-4) and np.allclose(a_s[2], at[2], rtol=1e-4, atol=1e-6)
             if same or (t.span.line in seen):
                 continue
             seen.add(t.span.line)
@@ -315,7 +312,7 @@ def bn_epsilon_port(ctx: Ctx):
         lb.kwargs["epsilon"].value, (int, float)) else KERAS_BN_EPS for lb in keras_bns}
     for m in f.models.values():  # a loaded .keras file's BatchNorms
         if m.framework == "keras" and m.origin == "load":
-            from convlint.analyzers.scripts.peek import keras_layers
+            from convlint.analyzers.models.keras_config import keras_layers
 
             for cls, cfg in keras_layers(m.path, ctx.base) or []:
                 if cls == "BatchNormalization":

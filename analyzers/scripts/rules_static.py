@@ -11,10 +11,10 @@ import ast
 import os
 
 from convlint.analyzers import rules as R
+from convlint.analyzers.models.keras_config import keras_layers
 from convlint.analyzers.report.findings import Finding, Location, Repair
 from convlint.analyzers.scripts import edits as E
-from convlint.analyzers.scripts.facts import Conversion, ScriptFacts, Sym
-from convlint.analyzers.scripts.peek import keras_layers
+from convlint.analyzers.scripts.facts import Conversion, ScriptFacts, Span, Sym
 
 CHECKS = []
 
@@ -43,14 +43,10 @@ class Ctx:
 
     def finding(self, rule: R.Rule, node_or_span, message: str, *, edits=(), fix: str | None = None,
                 alternatives=(), evidence=None, layer=None, hyperparameter=None) -> Finding:
-        n = node_or_span
+        n = Span.of(node_or_span) if isinstance(node_or_span, ast.AST) else node_or_span
         lines = self.ed.lines
-        loc = Location(file=self.f.path, line=n.lineno if hasattr(n, "lineno") else n.line,
-                       column=E.char_col(lines, *(
-                           (n.lineno, n.col_offset) if hasattr(n, "lineno") else (n.line, n.col))),
-                       end_line=n.end_lineno if hasattr(n, "lineno") else n.end_line,
-                       end_column=E.char_col(lines, *(
-                           (n.end_lineno, n.end_col_offset) if hasattr(n, "lineno") else (n.end_line, n.end_col))))
+        loc = Location(file=self.f.path, line=n.line, column=E.char_col(lines, n.line, n.col),
+                       end_line=n.end_line, end_column=E.char_col(lines, n.end_line, n.end_col))
         ev = dict(evidence or {})
         # edits are safe by construction (see edits.Editor); apply() re-checks when they are used
         repair = Repair("rewrite-call", fix, None, False, None,
@@ -197,26 +193,39 @@ def tf2onnx_model_ops(ctx: Ctx):
         layers = ctx.layers_of(c, "keras")
         key = "opset" if c.converter == "tf2onnx" else "opset_version"
         opset = c.kw(key)
-        need = _keras_min_opset(layers)
-        call = c.arg_node(key).node if key in c.kwargs else None
-        if need and isinstance(opset, int) and opset < need[0]:
-            node = c.node
+        fault = tf2onnx_opset_fault(layers, opset)
+        if fault:
+            needs, op, new = fault
             yield ctx.finding(
-                R.OPSET_TOO_LOW, call or c.span,
-                f"{key}={opset} is too low for {need[1]}: below opset {need[0]} tf2onnx writes a "
-                "Resize that ONNX runtimes reject as an invalid graph",
-                edits=[ctx.ed.set_keyword(node, key, str(max(need[0], 13)))] if node is not None else (),
-                fix=f"convert with {key}={max(need[0], 13)}",
-                evidence={"opset": opset, "needs": need[0], "op": need[1], "conversion_line": c.span.line})
+                R.OPSET_TOO_LOW, c.arg_node(key).node if key in c.kwargs else c.span,
+                opset_message(f"{key}={opset}", needs, op),
+                edits=[ctx.ed.set_keyword(c.node, key, str(new))] if c.node is not None else (),
+                fix=f"convert with {key}={new}",
+                evidence={"opset": opset, "needs": needs, "op": op, "conversion_line": c.span.line})
         gelu = _exact_gelu(layers) if c.converter == "tf2onnx" else None
         if gelu:
-            yield ctx.finding(
-                R.TF2ONNX_EXACT_GELU, c.span,
-                f"the model uses exact GELU ({gelu[0]}); tf2onnx converts it to an Erfc node, "
-                "which is not an ONNX op, so onnxruntime rejects the model (INVALID_GRAPH). Build "
-                "the model with gelu(approximate=True), or convert through TFLite "
-                "(tf2onnx.convert.from_tflite)",
-                evidence={"op": gelu[0], "conversion_line": c.span.line})
+            yield ctx.finding(R.TF2ONNX_EXACT_GELU, c.span, gelu_message("the model", gelu[0]),
+                              evidence={"op": gelu[0], "conversion_line": c.span.line})
+
+
+def tf2onnx_opset_fault(layers, opset) -> tuple[int, str, int] | None:
+    """(the opset the layers need, the op that needs it, the opset to rewrite to) when ``opset``
+    is too low for tf2onnx; shared by the Python rule and the command-line rule."""
+    need = _keras_min_opset(layers)
+    if need and isinstance(opset, int) and not isinstance(opset, bool) and opset < need[0]:
+        return need[0], need[1], max(need[0], 13)
+    return None
+
+
+def opset_message(asked: str, needs: int, op: str) -> str:
+    return (f"{asked} is too low for {op}: below opset {needs} tf2onnx writes a Resize that ONNX "
+            "runtimes reject as an invalid graph")
+
+
+def gelu_message(what: str, op: str) -> str:
+    return (f"{what} uses exact GELU ({op}); tf2onnx converts it to an Erfc node, which is not an "
+            "ONNX op, so onnxruntime rejects the model (INVALID_GRAPH). Build the model with "
+            "gelu(approximate=True), or convert through TFLite (tf2onnx.convert.from_tflite)")
 
 
 # --- torch.onnx.export ------------------------------------------------------------------------

@@ -23,10 +23,9 @@ from convlint.analyzers.report.findings import (
     ConversionReport,
     Finding,
     Location,
-    ModelRef,
     ScriptReport,
 )
-from convlint.analyzers.scripts.check import analyze_source
+from convlint.analyzers.scripts.check import analyze_source, read_script
 from convlint.analyzers.scripts.edits import TextEdit, apply
 
 BOOT = str(Path(__file__).with_name("tracer_boot.py"))
@@ -54,7 +53,7 @@ class Run:
 
 
 def run_script(script: str, opts: TraceOptions, out_dir: str, code: str | None = None,
-               redirect: str | None = None, progress: Callable | None = None) -> Run:
+               redirect: str | None = None) -> Run:
     """Run the script under the tracer in a subprocess, with a timeout."""
     cmd = [opts.python or sys.executable, BOOT, "--out", out_dir]
     os.makedirs(out_dir, exist_ok=True)
@@ -93,15 +92,9 @@ def _loc(script: str, rec: dict) -> Location:
 
 
 def _check(rec: dict, popts, progress) -> ConversionReport:
-    from convlint.analyzers.pipeline import check_paths
+    from convlint.analyzers.pipeline import check_paths_or_error
 
-    src, tgt = rec["source"]["path"], rec["target"]["path"]
-    try:
-        return check_paths(src, tgt, popts, progress=progress)
-    except ConvlintError as e:
-        f = Finding(e.rule if e.rule in R.RULES else R.UNREADABLE_MODEL.code, "error", "input", e.message)
-        return ConversionReport(ModelRef(src, rec["source"].get("format", "unknown")), ModelRef(tgt, "unknown"),
-                                {"count": 0, "origin": "none"}, "error", {}, (f,))
+    return check_paths_or_error(rec["source"]["path"], rec["target"]["path"], popts, progress)
 
 
 def trace_script(script: str, opts: TraceOptions, progress: Callable | None = None) -> ScriptReport:
@@ -109,25 +102,25 @@ def trace_script(script: str, opts: TraceOptions, progress: Callable | None = No
     if not opts.allow_exec:
         raise ConvlintError(f"convlint trace runs {script}, which executes its code; refusing without consent",
                             rule=R.BAD_ARGUMENTS.code, hint="pass --allow-exec if you trust this script")
-    if not Path(script).is_file():
-        raise ConvlintError(f"{script}: no such script", rule=R.BAD_ARGUMENTS.code)
-    text = Path(script).read_text(encoding="utf-8")
+    text = read_script(script)
     static = analyze_source(text, script)
     if static.verdict == "error":
         return replace(static, kind="trace")
     tmp = _capture_dir(script, text, opts)
     progress(f"trace: running {script} (timeout {opts.timeout:g} s)")
-    run = run_script(script, opts, os.path.join(tmp, "run"), progress=progress)
+    run = run_script(script, opts, os.path.join(tmp, "run"))
     findings = list(static.findings) + _run_findings(script, run, opts)
-    conversions = []
+    checked = []  # (record, its conversion report, or None when it could not be checked)
     for rec in run.records:
         progress(f"trace: checking conversion {rec['index'] + 1}/{len(run.records)} "
                  f"({rec['call']} at line {(rec.get('call_site') or {}).get('line')})")
-        conversions.append(_conversion_report(script, rec, opts, progress))
-    findings += [f for rep, rec in conversions if rep is None for f in [_record_finding(script, rec)] if f]
-    reports = [rep for rep, _ in conversions if rep is not None]
+        rep = _conversion_report(script, rec, opts, progress)
+        checked.append((rec, rep))
+        if rep is None:
+            findings.append(_record_finding(script, rec))
+    reports = [rep for _, rep in checked if rep is not None]
     if opts.verify_fixes:
-        findings = _verify_rewrites(script, text, static, run.records, reports, findings, opts, tmp, progress)
+        findings = _verify_rewrites(script, text, static, checked, findings, opts, tmp, progress)
     crashed = run.status is None or run.error is not None
     errors = any(f.severity == "error" for f in findings) or any(r.exit_code == 1 for r in reports)
     verdict = "crash" if crashed else "faulty" if errors else "clean"
@@ -180,7 +173,7 @@ def _run_findings(script: str, run: Run, opts: TraceOptions) -> list:
     return out
 
 
-def _record_finding(script: str, rec: dict) -> Finding | None:
+def _record_finding(script: str, rec: dict) -> Finding:
     loc = _loc(script, rec)
     if rec.get("error"):
         return Finding(R.CONVERSION_FAILED.code, "error", "conversion-tool",
@@ -193,16 +186,16 @@ def _record_finding(script: str, rec: dict) -> Finding | None:
                    (f" ({'; '.join(rec['notes'])[:400]})" if rec.get("notes") else ""), location=loc)
 
 
-def _conversion_report(script: str, rec: dict, opts: TraceOptions, progress):
+def _conversion_report(script: str, rec: dict, opts: TraceOptions, progress) -> ConversionReport | None:
     if rec.get("error") or not rec.get("source") or not rec.get("target"):
-        return None, rec
+        return None
     rep = _check(rec, opts.pipeline, progress)
     loc = _loc(script, rec)
     fs = tuple(f.with_(location=replace(f.location, file=loc.file, line=loc.line, column=loc.column))
                for f in rep.findings)
     extra = dict(rep.extra, call_site=rec.get("call_site"), converter=rec["converter"], call=rec["call"],
                  converter_version=rec.get("version"), flags=rec.get("flags"), output=rec.get("output"))
-    return replace(rep, findings=fs, extra=extra), rec
+    return replace(rep, findings=fs, extra=extra)
 
 
 def _static_conversion(static: ScriptReport, rec: dict) -> dict | None:
@@ -213,14 +206,11 @@ def _static_conversion(static: ScriptReport, rec: dict) -> dict | None:
     return None
 
 
-def _verify_rewrites(script, text, static, records, reports, findings, opts, tmp, progress) -> list:
+def _verify_rewrites(script, text, static, checked, findings, opts, tmp, progress) -> list:
     """For each faulty conversion, apply the static fixes located on its call, trace the
     rewritten script (writes redirected), and check the same conversion again."""
-    by_index = {r.extra.get("call_site", {}).get("line"): r for r in reports}
     out = list(findings)
-    for rec in records:
-        site = (rec.get("call_site") or {}).get("line")
-        rep = by_index.get(site)
+    for rec, rep in checked:
         failed = rec.get("error") or (rep is not None and rep.exit_code == 1)
         conv = _static_conversion(static, rec)
         if not failed or conv is None:

@@ -1,4 +1,4 @@
-"""Read what a model file holds without loading a framework: a ``.keras`` archive's
+"""A Keras model config read without loading a framework: a ``.keras`` archive's
 ``config.json`` gives its layers (class and config). Fast (a zip member read) and safe (no code
 is deserialized). Other formats return None: the static rules then stay silent."""
 
