@@ -206,14 +206,14 @@ def _progress_printer(verbose: bool):
     return show
 
 
-def error_report(message: str, rule: str, source=None, target=None, script=None):
+def error_report(message: str, rule: str, source=None, target=None, script=None, command=None):
     from convlint.analyzers import rules as R
     from convlint.analyzers.report.findings import ConversionReport, Finding, ModelRef, ScriptReport
 
     r = R.get(rule) if rule in R.RULES else R.BAD_ARGUMENTS
     f = Finding(rule=r.code, severity="error", stage=r.stage, message=message)
     if script is not None:
-        return ScriptReport(script, "error", (f,))
+        return ScriptReport(script, "error", (f,), kind="trace" if command == "trace" else "script")
 
     def ref(path):
         if not path:
@@ -258,7 +258,9 @@ def main(argv: list | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     fmt = "json" if _wants_json(argv) else "text"
     parser = build_parser()
-    paths: dict = {}
+    command = next((a for a in argv if not a.startswith("-")), None)
+    # known before parsing, so an argument error is reported in the command's own document shape
+    paths: dict = {"command": command, "script": "." if command in ("check", "trace") else None}
     try:
         args = parser.parse_args(argv)
         if not getattr(args, "command", None):
@@ -270,17 +272,20 @@ def main(argv: list | None = None) -> int:
                  if args.command in ("check", "trace") else None, "command": args.command}
         _quiet_frameworks()
         with _stdout_to_stderr() as out:
-            report, paths = args.func(args)
+            report, _ = args.func(args)
             text = _render(report, fmt, getattr(args, "verbose", False),
                            out.isatty() and not os.environ.get("NO_COLOR"))
-            _emit(text, getattr(args, "output_file", None), out)
+            inputs = (paths.get("source"), paths.get("target"), paths.get("script"),
+                      *(getattr(args, "paths", None) or ()))
+            _emit(text, getattr(args, "output_file", None), out, inputs)
             out.close()
         if getattr(args, "exit_zero", False) and report.exit_code == 1:
             return 0  # --exit-zero: findings never fail the run; "could not analyse" still does
         return report.exit_code
     except ConvlintError as e:
         msg = e.message + (f". {e.hint[0].upper()}{e.hint[1:]}" if e.hint else "")
-        report = error_report(msg, e.rule, paths.get("source"), paths.get("target"), paths.get("script"))
+        report = error_report(msg, e.rule, paths.get("source"), paths.get("target"), paths.get("script"),
+                              paths.get("command"))
         _emit_error(report, fmt, msg, paths.get("command"))
         return 2
     except KeyboardInterrupt:
@@ -291,7 +296,8 @@ def main(argv: list | None = None) -> int:
             raise
         msg = (f"internal error: {type(e).__name__}: {' '.join(str(e).split())[:500]}. "
                "This is a convlint bug; rerun with CONVLINT_DEBUG=1 for the traceback and report it")
-        report = error_report(msg, "CL009", paths.get("source"), paths.get("target"), paths.get("script"))
+        report = error_report(msg, "CL009", paths.get("source"), paths.get("target"), paths.get("script"),
+                              paths.get("command"))
         _emit_error(report, fmt, msg, paths.get("command"))
         return 2
 
@@ -305,11 +311,11 @@ def _render(report, fmt: str, verbose: bool, color: bool) -> str:
     return to_json(report) if fmt == "json" else to_text(report, verbose=verbose, color=color)
 
 
-def _emit(text: str, output_file: str | None, out) -> None:
+def _emit(text: str, output_file: str | None, out, inputs: tuple = ()) -> None:
     if output_file:
         from convlint.analyzers.report.io import write_new_file
 
-        write_new_file(output_file, text + "\n")
+        write_new_file(output_file, text + "\n", protect=tuple(p for p in inputs if p))
         print(f"convlint: report written to {output_file}", file=sys.stderr)
     else:
         out.write(text + "\n")

@@ -113,3 +113,18 @@ def test_sarif_structure(project):
     fix = next(r for r in run["results"] if r["ruleId"] == "CL411")["fixes"][0]
     rep = fix["artifactChanges"][0]["replacements"][0]
     assert rep["deletedRegion"]["startLine"] == 15 and rep["insertedContent"]["text"] == ""
+
+
+def test_argument_errors_keep_each_command_s_document_shape(tmp_path):
+    doc = json.loads(_check(tmp_path, "--jobs", "0", "--format", "json").stdout)
+    assert doc["kind"] == "check" and doc["verdict"] == "error" and doc["reports"][0]["findings"][0]["rule"] == "CL001"
+    p = subprocess.run([sys.executable, "-m", "convlint", "trace", "x.py", "--timeout", "-1", "--format", "json"],
+                       cwd=tmp_path, capture_output=True, text=True)
+    doc = json.loads(p.stdout)
+    assert p.returncode == 2 and doc["kind"] == "trace" and doc["verdict"] == "error"
+
+
+def test_report_never_overwrites_an_input(project):
+    before = (project / "tflite_optimize.py").read_text()
+    p = _check(project, "tflite_optimize.py", "--output-file", "tflite_optimize.py")
+    assert p.returncode == 2 and (project / "tflite_optimize.py").read_text() == before
