@@ -85,22 +85,16 @@ def cache_key(pair: Pair, opts: CheckOptions) -> str:
 
 
 def _pairs(opts: CheckOptions, progress) -> list:
-    from convlint.analyzers.cache import cache_dir
-
-    root = Path(opts.config.cache_dir) if opts.config.cache_dir else cache_dir()
-    cdir = root / "check"
+    cdir = check_cache_dir(opts.config)
     results: dict = {}
     todo = []
     for i, pair in enumerate(opts.config.pairs):
         key = cache_key(pair, opts) if opts.use_cache else None
-        hit = cdir / f"{key}.json" if key else None
-        if hit is not None and hit.is_file():
-            try:
-                results[i] = json.loads(hit.read_text())
-                progress(f"pair {pair.label}: unchanged (cached)")
-                continue
-            except ValueError:
-                pass
+        hit = cache_read(cdir, key) if key else None
+        if hit is not None:
+            results[i] = hit
+            progress(f"pair {pair.label}: unchanged (cached)")
+            continue
         todo.append((i, pair, key))
     if todo:
         progress(f"checking {len(todo)} pair(s) with {min(opts.jobs, len(todo))} worker(s)")
@@ -119,9 +113,41 @@ def _pairs(opts: CheckOptions, progress) -> list:
 
 def _done(d: dict, key, cdir: Path, pair: Pair, progress) -> dict:
     progress(f"pair {pair.label}: {d['verdict']}")
-    if key and d["verdict"] != "error":
+    if key:
+        cache_write(cdir, key, d)
+    return d
+
+
+def check_cache_dir(config: Config | None = None) -> Path:
+    """Where conversion-check results are cached: shared by ``convlint check`` and the server."""
+    from convlint.analyzers.cache import cache_dir
+
+    root = Path(config.cache_dir) if config is not None and config.cache_dir else cache_dir()
+    return root / "check"
+
+
+def cache_read(cdir: Path, key: str) -> dict | None:
+    """A cached conversion report, or None. An unreadable or corrupt entry is a miss (and is
+    overwritten by the next write), never an error."""
+    f = cdir / f"{key}.json"
+    try:
+        d = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(d, dict) or d.get("kind") != "conversion" or "verdict" not in d:
+        return None
+    return d
+
+
+def cache_write(cdir: Path, key: str, d: dict) -> None:
+    """Store a report atomically (a reader never sees half a file). Reports that could not be
+    analysed are not cached: they are retried."""
+    if d.get("verdict") == "error":
+        return
+    try:
         cdir.mkdir(parents=True, exist_ok=True)
         tmp = cdir / f".{key}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(d))
+        tmp.write_text(json.dumps(d), encoding="utf-8")
         os.replace(tmp, cdir / f"{key}.json")
-    return d
+    except OSError:
+        pass  # a read-only cache only costs speed

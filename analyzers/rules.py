@@ -62,6 +62,9 @@ TVM_UNAVAILABLE = rule("CL011", "tvm-unavailable", "info", "runtime",
                        "TVM could not import or compile a model; the TVM cross-check was skipped")
 NOISE_TOLERANCE = rule("CL012", "noise-adapted-tolerance", "info", "runtime",
                        "tolerances were widened to the numeric noise measured between runtimes")
+WORKER_CRASHED = rule("CL014", "worker-crashed", "error", "runtime",
+                      "the background worker running a check crashed or hung; the check was "
+                      "abandoned and the worker replaced")
 TVM_PATH = rule("CL013", "tvm-import-path", "info", "runtime",
                 "a model reached TVM through an intermediate conversion, which is recorded")
 

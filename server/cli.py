@@ -120,7 +120,22 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--verbose", "-v", action="store_true", help="show info findings and progress")
     t.add_argument("--output-file", metavar="PATH", help="write the report here instead of stdout")
     t.set_defaults(func=cmd_trace)
+
+    s = sub.add_parser("serve", help="run the language server (LSP over stdio, or TCP for debugging)",
+                       description="Speak the Language Server Protocol over stdio (the default) or on a "
+                       "TCP port. Editors start it; see docs/server.md for settings and commands.")
+    s.add_argument("--stdio", action="store_true", help="use stdin/stdout (the default)")
+    s.add_argument("--tcp", metavar="[HOST:]PORT", help="listen on a TCP port instead, for debugging")
     return p
+
+
+def serve_main(argv: list) -> int:
+    """``convlint serve``: stdout belongs to the protocol, so nothing else may print there."""
+    args = build_parser().parse_args(["serve", *argv])
+    from convlint.server.lsp.server import serve
+
+    tcp = args.tcp if args.tcp is None or ":" in args.tcp else f"127.0.0.1:{args.tcp}"
+    return serve(tcp)
 
 
 
@@ -256,6 +271,12 @@ def main(argv: list | None = None) -> int:
     from convlint.analyzers.errors import ConvlintError
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        try:
+            return serve_main(argv[1:])
+        except ConvlintError as e:
+            print(f"convlint: error: {e.message}", file=sys.stderr)
+            return 2
     fmt = "json" if _wants_json(argv) else "text"
     parser = build_parser()
     command = next((a for a in argv if not a.startswith("-")), None)

@@ -62,7 +62,7 @@ def analyze_source(text: str, path: str) -> ScriptReport:
             return ScriptReport(path, "error", (f,))
         ctx = Ctx(facts)
         findings = [f for chk in CHECKS for f in chk(ctx)]
-        extra = {"converter_calls": [_summary(c) for c in facts.conversions]}
+        extra = {"converter_calls": [_summary(c, facts) for c in facts.conversions]}
     else:
         extra = {}
     findings.sort(key=lambda f: (f.location.line or 0, f.location.column or 0, f.rule))
@@ -70,10 +70,29 @@ def analyze_source(text: str, path: str) -> ScriptReport:
     return ScriptReport(path, "issues" if bad else "clean", tuple(findings), extra=extra)
 
 
-def _summary(c) -> dict:
+def _summary(c, facts) -> dict:
     flags = {k: _plain(a.value) for k, a in {**c.kwargs, **c.attrs}.items()}
     return {"converter": c.converter, "call": c.call, "line": c.span.line, "column": c.span.col,
-            "output": c.output, "flags": flags, "lines": sorted(c.lines)}
+            "end_line": c.span.end_line, "end_column": c.span.end_col,
+            "source": _source_of(c, facts), "output": c.output, "flags": flags, "lines": sorted(c.lines)}
+
+
+def _source_of(c, facts) -> str | None:
+    """The path of the model a converter call converts, where the script makes it known: a
+    path argument (from_saved_model, from_tflite), or a model variable loaded from a file."""
+    import ast
+
+    if c.converter == "keras.export":
+        m = facts.models.get(c.var)
+        return m.path if m is not None and m.origin == "load" else None
+    a = c.args[0] if c.args else None
+    if a is None:
+        return None
+    if isinstance(a.value, str):
+        return a.value
+    if isinstance(a.node, ast.Name) and (m := facts.models.get(a.node.id)) is not None and m.origin == "load":
+        return m.path
+    return None
 
 
 def _plain(v):

@@ -1,0 +1,128 @@
+"""Findings to LSP, in one place: diagnostics, ranges, related information and quick fixes.
+
+In: ``Finding`` values (from the static script rules, a conversion check, a trace) and the
+document's lines. Out: lsprotocol ``Diagnostic`` and ``CodeAction`` values. Finding columns
+are 0-based characters (code points); the position codec turns them into the client's units.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lsprotocol import types as T
+
+from convlint.analyzers import rules as R
+from convlint.analyzers.report.findings import Finding
+
+SOURCE = "convlint"
+_SEV = {"error": T.DiagnosticSeverity.Error, "warning": T.DiagnosticSeverity.Warning,
+        "info": T.DiagnosticSeverity.Information}
+
+
+def uri_of(path: str) -> str:
+    return Path(path).resolve().as_uri()
+
+
+def _clamp(lines, line: int, col: int) -> tuple[int, int]:
+    """A 0-based (line, character) inside the document."""
+    if not lines:
+        return 0, 0
+    line = min(max(line, 0), len(lines) - 1)
+    text = lines[line].rstrip("\r\n")
+    return line, min(max(col, 0), len(text))
+
+
+def line_range(lines, line: int, col: int | None = None, end_line: int | None = None,
+               end_col: int | None = None) -> tuple[int, int, int, int]:
+    """A 0-based range from a finding's 1-based line and 0-based columns. Without an end, the
+    range runs to the end of the line's text (without trailing blanks), so it is never empty."""
+    l0, c0 = _clamp(lines, line - 1, col or 0)
+    if col is None and lines:  # start at the first non-blank character
+        text = lines[l0]
+        c0 = len(text) - len(text.lstrip())
+    if end_line is not None and end_col is not None:
+        l1, c1 = _clamp(lines, end_line - 1, end_col)
+    else:
+        l1 = l0
+        c1 = len(lines[l0].rstrip()) if lines else 0
+    if (l1, c1) <= (l0, c0):
+        l1, c1 = l0, max(c0 + 1, len(lines[l0].rstrip()) if lines else 0)
+    return l0, c0, l1, c1
+
+
+def to_range(codec, lines, r: tuple[int, int, int, int]) -> T.Range:
+    rng = T.Range(T.Position(r[0], r[1]), T.Position(r[2], r[3]))
+    return codec.range_to_client_units(lines, rng) if codec is not None else rng
+
+
+def diagnostic(f: Finding, rng: T.Range, message: str | None = None, related=None, origin: str = "static") -> T.Diagnostic:
+    rule = R.RULES.get(f.rule)
+    return T.Diagnostic(
+        range=rng, message=message or f.message, severity=_SEV.get(f.severity, T.DiagnosticSeverity.Warning),
+        code=f.rule, code_description=T.CodeDescription(href=rule.docs) if rule else None,
+        source=SOURCE, related_information=related or None,
+        data={"rule": f.rule, "origin": origin, "layer": f.layer})
+
+
+def finding_diagnostic(f: Finding, lines, codec, origin: str = "static") -> T.Diagnostic:
+    loc = f.location
+    r = line_range(lines, loc.line or 1, loc.column, loc.end_line, loc.end_column)
+    return diagnostic(f, to_range(codec, lines, r), origin=origin)
+
+
+def conversion_message(f: Finding, report: dict) -> str:
+    tgt = (report.get("target") or {}).get("path") or "the converted model"
+    head = f"{Path(tgt).name}: {f.message}"
+    if f.layer and f.layer not in f.message:
+        head += f" (layer {f.layer})"
+    m = report.get("metrics") or {}
+    if f.rule == R.OUTPUTS_DIVERGE.code and m.get("max_abs") is not None:
+        head += f" [max_abs {m['max_abs']:.3g}" + (
+            f", top-1 agreement {m['top1_agreement']:.0%}]" if m.get("top1_agreement") is not None else "]")
+    if f.repair and f.repair.kind != "none":
+        head += f". Repair: {f.repair.description}"
+        if f.repair.output:
+            head += f" -> {f.repair.output}" + (" (verified)" if f.repair.verified else "")
+    return head
+
+
+def related(f: Finding, report: dict) -> list:
+    """Where a conversion finding points in the models: the source layer and the target node."""
+    out = []
+    for side, node in (("source", f.location.source_node or f.layer), ("target", f.location.target_node)):
+        path = (report.get(side) or {}).get("path")
+        if not path:
+            continue
+        what = f"{side} model {Path(path).name}" + (f", {'layer' if side == 'source' else 'node'} {node}" if node else "")
+        out.append(T.DiagnosticRelatedInformation(
+            T.Location(uri_of(path), T.Range(T.Position(0, 0), T.Position(0, 0))), what))
+    return out
+
+
+def conversion_diagnostics(report: dict, call_range: T.Range, min_severity: str = "warning") -> list:
+    """A conversion report's findings as diagnostics on the converter call (or the config
+    entry) that produced the target. Info findings (noise, import routes) stay in the report."""
+    from convlint.analyzers.report.findings import ConversionReport
+
+    keep = ("error", "warning") if min_severity == "warning" else ("error", "warning", "info")
+    rep = ConversionReport.from_dict(report)
+    return [(diagnostic(f, call_range, conversion_message(f, report), related(f, report), "conversion"), f)
+            for f in rep.findings if f.severity in keep]
+
+
+def quick_fix(f: Finding, diag: T.Diagnostic, uri: str, version: int | None, lines, codec) -> T.CodeAction | None:
+    """A rule's text edits as a WorkspaceEdit on the document's version."""
+    if f.repair is None or not f.repair.edits:
+        return None
+    edits = []
+    for e in f.repair.edits:
+        r = (e["start"]["line"] - 1, e["start"]["column"], e["end"]["line"] - 1, e["end"]["column"])
+        edits.append(T.TextEdit(to_range(codec, lines, r), e["new_text"]))
+    change = T.TextDocumentEdit(T.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version), edits)
+    return T.CodeAction(title=f"convlint: {f.repair.description}", kind=T.CodeActionKind.QuickFix,
+                        diagnostics=[diag], is_preferred=True, edit=T.WorkspaceEdit(document_changes=[change]))
+
+
+def overlaps(a: T.Range, b: T.Range) -> bool:
+    return (a.start.line, a.start.character) <= (b.end.line, b.end.character) and \
+        (b.start.line, b.start.character) <= (a.end.line, a.end.character)

@@ -1,0 +1,485 @@
+"""``convlint serve``: the language server (pygls 2). It only translates and schedules.
+
+- Static script rules run in this process on open and on change (fast: no framework import),
+  with burst coalescing; a result whose document changed meanwhile is discarded.
+- Heavy checks (the conversion check of a script's pairs, the instrumented trace, repairs) run
+  in the worker process (``jobs.JobRunner``), only when enabled and the workspace is trusted,
+  cached on disk by the models' content hash, with work-done progress per stage.
+- Findings become diagnostics and code actions in ``adapter``.
+The routing table is at the bottom of this module (``build``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+
+from lsprotocol import types as T
+from pygls.exceptions import JsonRpcException
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
+from pygls.uris import to_fs_path
+
+from convlint import __version__
+from convlint.server.lsp import adapter, commands
+from convlint.server.lsp import settings as S
+from convlint.server.lsp.jobs import JobFailed, JobRunner, WorkerCrashed
+from convlint.server.lsp.session import (
+    CONFIG_NAMES,
+    MODEL_GLOB,
+    MODEL_SUFFIXES,
+    DocState,
+    config_pairs,
+    line_of,
+    script_pairs,
+    text_hash,
+)
+
+log = logging.getLogger("convlint.server")
+
+
+class _Ignored:
+    jsonrpc = "ignored"  # handle_message drops messages of another JSON-RPC version
+
+
+class ConvlintProtocol(LanguageServerProtocol):
+    """Two gaps of pygls 2 closed here.
+    - A request whose params do not deserialize gets no answer; the client would wait forever.
+      Answer it with InvalidParams.
+    - ``$/cancelRequest`` for ``workspace/executeCommand`` only answers "cancelled": the
+      command's own task runs on. Cancel the task too (commands register it, ``track``)."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.request_tasks: dict = {}
+
+    def track(self) -> None:
+        """Called from an async request handler: cancelling the request cancels this task."""
+        msg_id = self._ctx_msg_id.get(None)
+        task = asyncio.current_task()
+        if msg_id is not None and task is not None:
+            self.request_tasks[msg_id] = task
+            task.add_done_callback(lambda _t, m=msg_id: self.request_tasks.pop(m, None))
+
+    def _handle_cancel_notification(self, msg_id):
+        task = self.request_tasks.pop(msg_id, None)
+        super()._handle_cancel_notification(msg_id)
+        if task is not None:
+            task.cancel()
+
+    def structure_message(self, data):
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as e:
+            if isinstance(data, dict) and "id" in data and "method" in data:
+                self._send_response(data["id"], error=e.to_response_error())
+                return _Ignored()
+            raise
+
+
+class ConvlintServer(LanguageServer):
+    def __init__(self):
+        super().__init__("convlint", __version__, protocol_cls=ConvlintProtocol, max_workers=2)
+        self.settings = S.Settings()
+        self.jobs = JobRunner()
+        self.docs: dict[str, DocState] = {}
+        self.config = None  # the project's Config
+        self.config_error: str | None = None
+        self.results: dict[tuple, dict] = {}  # (source, target) -> conversion report
+        self.progress_tasks: dict[str, asyncio.Task] = {}
+        self.tasks: set[asyncio.Task] = set()
+
+    # -- helpers ---------------------------------------------------------------------------------
+    @property
+    def root(self) -> str | None:
+        try:
+            return self.workspace.root_path
+        except Exception:
+            return None
+
+    def spawn(self, coro) -> asyncio.Task:
+        t = asyncio.ensure_future(coro)
+        self.tasks.add(t)
+        t.add_done_callback(self.tasks.discard)
+        return t
+
+    def log(self, msg: str, kind=T.MessageType.Log) -> None:
+        self.window_log_message(T.LogMessageParams(kind, msg))
+
+    def load_config(self) -> None:
+        from convlint.analyzers import config as C
+        from convlint.analyzers.errors import ConvlintError
+
+        self.config_error = None
+        path = C.find_config(self.root) if self.root else None
+        try:
+            self.config = C.load(path)
+        except ConvlintError as e:
+            self.config, self.config_error = C.Config(path=str(path)), e.message
+            self.window_show_message(T.ShowMessageParams(T.MessageType.Error, f"convlint: {e.message}"))
+
+    def effective_config(self):
+        from convlint.analyzers.config import Config
+
+        return S.effective_config(self.config or Config(), self.settings)
+
+    def excluded(self, path: str) -> bool:
+        pats = (self.config.exclude if self.config else ()) or ()
+        return any(Path(path).match(x) for x in pats)
+
+    # -- static rules ----------------------------------------------------------------------------
+    def doc_state(self, uri: str) -> DocState:
+        st = self.docs.get(uri)
+        if st is None:
+            st = self.docs[uri] = DocState(uri, to_fs_path(uri) or uri)
+        return st
+
+    def schedule_static(self, uri: str) -> None:
+        st = self.doc_state(uri)
+        if st.running:
+            st.rerun = True  # coalesce: one more run on the newest text when this one ends
+            return
+        st.running = True
+        self.spawn(self._static_loop(st))
+
+    async def _static_loop(self, st: DocState) -> None:
+        try:
+            if self.settings.debounce_ms:
+                await asyncio.sleep(self.settings.debounce_ms / 1000)
+            while True:
+                st.rerun = False
+                self._static_once(st)
+                if not st.rerun:
+                    break
+                await asyncio.sleep(0)
+        finally:
+            st.running = False
+
+    def _static_once(self, st: DocState) -> None:
+        from convlint.analyzers.report import policy
+        from convlint.analyzers.scripts.check import analyze_source
+
+        doc = self.workspace.get_text_document(st.uri)
+        if doc is None:
+            return
+        version, text = doc.version, doc.source
+        if not self.settings.enable or self.excluded(st.path):
+            st.report, st.calls = None, []
+        else:
+            report = analyze_source(text, st.path)
+            current = self.workspace.get_text_document(st.uri)
+            if current is None or current.version != version:
+                return  # a newer version replaced this one: its own run publishes
+            st.report = policy.apply(report, self.effective_config())
+            st.calls = report.extra.get("converter_calls", [])
+        st.version, st.lines = version, list(doc.lines)
+        h = text_hash(text)
+        if st.trace is not None and st.trace_hash != h:
+            st.trace = None  # trace findings belong to the text that was traced
+        st.text_hash = h
+        self.publish(st)
+
+    # -- publishing -------------------------------------------------------------------------------
+    def publish(self, st: DocState) -> None:
+        from convlint.analyzers.report.findings import ScriptReport
+
+        doc = self.workspace.get_text_document(st.uri)
+        codec = doc.position_codec if doc is not None else None
+        lines = st.lines
+        out = []
+        if st.report is not None and self.settings.enable:
+            out += [(adapter.finding_diagnostic(f, lines, codec), f, "static") for f in st.report.findings]
+            for pair in script_pairs(st, self.root):
+                rep = self.results.get((pair.source, pair.target))
+                if rep is None:
+                    continue
+                c = st.calls[pair.index]
+                rng = adapter.to_range(codec, lines, adapter.line_range(
+                    lines, c["line"], c["column"], c.get("end_line"), c.get("end_column")))
+                out += [(d, f, "conversion") for d, f in adapter.conversion_diagnostics(
+                    self._policy(rep), rng)]
+            if st.trace is not None:
+                tr = ScriptReport.from_dict(st.trace)
+                seen = {(d.code, d.range.start.line) for d, _, _ in out}
+                for f in list(tr.findings) + [f for c in tr.conversions for f in c.findings if f.location.line]:
+                    if f.severity == "info" or not f.location.line:
+                        continue
+                    d = adapter.finding_diagnostic(f, lines, codec, origin="trace")
+                    if (d.code, d.range.start.line) not in seen:
+                        out.append((d, f, "trace"))
+        st.diags = out
+        self.text_document_publish_diagnostics(T.PublishDiagnosticsParams(
+            st.uri, [d for d, _, _ in out], version=st.version))
+
+    def _policy(self, report: dict) -> dict:
+        from convlint.analyzers.report import policy
+        from convlint.analyzers.report.findings import ConversionReport
+
+        return policy.apply(ConversionReport.from_dict(report), self.effective_config()).to_dict()
+
+    def publish_config(self) -> None:
+        """Config errors and the config pairs' findings, on the config file."""
+        cfg = self.config
+        if cfg is None or not cfg.path:
+            return
+        uri = adapter.uri_of(cfg.path)
+        try:
+            text = Path(cfg.path).read_text(encoding="utf-8")
+        except OSError:
+            return
+        lines = text.splitlines(True) or [""]
+        out = []
+        if self.config_error:
+            from convlint.analyzers import rules as R
+            from convlint.analyzers.report.findings import Finding
+
+            f = Finding(R.BAD_ARGUMENTS.code, "error", "input", self.config_error)
+            out.append(adapter.diagnostic(f, adapter.to_range(None, lines, adapter.line_range(lines, 1))))
+        for pair, s, t in config_pairs(cfg, self.root):
+            rep = self.results.get((s, t))
+            if rep is not None:
+                rel = os.path.relpath(t, Path(cfg.path).parent)
+                ln = next((line_of(text, n) for n in (pair.target, rel, Path(t).name) if n in text), 1)
+                rng = adapter.to_range(None, lines, adapter.line_range(lines, ln))
+                out += [d for d, _ in adapter.conversion_diagnostics(self._policy(rep), rng)]
+        self.text_document_publish_diagnostics(T.PublishDiagnosticsParams(uri, out))
+
+    # -- heavy checks ----------------------------------------------------------------------------
+    async def progress_begin(self, title: str) -> str | None:
+        caps = self.client_capabilities.window
+        if not (caps and caps.work_done_progress):
+            return None
+        token = f"convlint-{uuid.uuid4().hex[:12]}"
+        try:
+            await asyncio.wait_for(self.work_done_progress.create_async(token), 10)
+        except Exception:
+            return None
+        self.work_done_progress.begin(token, T.WorkDoneProgressBegin(title=title, cancellable=True,
+                                                                    message="queued"))
+        return token
+
+    def progress_report(self, token: str | None, message: str) -> None:
+        if token:
+            self.work_done_progress.report(token, T.WorkDoneProgressReport(message=message[:200]))
+
+    def progress_end(self, token: str | None, message: str) -> None:
+        if token:
+            self.progress_tasks.pop(token, None)
+            self.work_done_progress.end(token, T.WorkDoneProgressEnd(message=message[:200]))
+
+    async def run_job(self, kind: str, params: dict, title: str, key: str | None = None) -> dict:
+        """Run one job in the worker with progress; a crash or failure becomes a report."""
+        token = await self.progress_begin(title)
+        if token:
+            self.progress_tasks[token] = asyncio.current_task()
+        end = "cancelled"
+        try:
+            rep = await self.jobs.submit(kind, params, key, lambda m: self.progress_report(token, m))
+            end = rep.get("verdict", "done") if isinstance(rep, dict) else "done"
+            return rep
+        except WorkerCrashed as e:
+            end = "worker crashed"
+            self.window_show_message(T.ShowMessageParams(
+                T.MessageType.Warning, f"convlint: {e} during '{title}'; the worker was replaced"))
+            return commands.crash_report(kind, params, e)
+        except JobFailed as e:
+            end = "failed"
+            return commands.failed_report(kind, params, str(e))
+        finally:
+            self.progress_end(token, end)
+
+    async def check_pair(self, source: str, target: str, *, force: bool = False, pair=None) -> dict:
+        """``pair``: the config's Pair, whose own tolerances and inputs win when given."""
+        from dataclasses import replace as _replace
+
+        from convlint.analyzers import project
+        from convlint.analyzers.config import Pair
+
+        s = self.settings
+        opts = project.CheckOptions(paths=[], config=self.effective_config(), atol=s.atol, rtol=s.rtol,
+                                    use_tvm=s.tvm)
+        pair = _replace(pair, source=source, target=target) if pair is not None else Pair(source, target)
+        atol = pair.atol if pair.atol is not None else s.atol
+        rtol = pair.rtol if pair.rtol is not None else s.rtol
+        key = await asyncio.to_thread(project.cache_key, pair, opts)
+        cdir = project.check_cache_dir(self.config)
+        hit = None if force else project.cache_read(cdir, key)
+        if hit is not None:
+            rep = hit
+        else:
+            params = {"source": source, "target": target, "atol": atol, "rtol": rtol, "use_tvm": s.tvm,
+                      "inputs": pair.inputs}
+            rep = await self.run_job("check-pair", params,
+                                     f"convlint: {Path(source).name} -> {Path(target).name}", key)
+            if not commands.is_worker_crash(rep):
+                project.cache_write(cdir, key, rep)
+        self.results[(source, target)] = rep
+        self.republish_pair(source, target)
+        return rep
+
+    def republish_pair(self, source: str, target: str) -> None:
+        for st in self.docs.values():
+            if any((p.source, p.target) == (source, target) for p in script_pairs(st, self.root)):
+                self.publish(st)
+        if any((s, t) == (source, target) for _, s, t in config_pairs(self.config, self.root)):
+            self.publish_config()
+
+    async def check_document(self, uri: str) -> list:
+        st = self.doc_state(uri)
+        reports = []
+        for p in script_pairs(st, self.root):
+            reports.append(await self.check_pair(p.source, p.target))
+        return reports
+
+    async def trace_document(self, uri: str) -> dict:
+        st = self.doc_state(uri)
+        h = st.text_hash
+        params = {"script": st.path, "cwd": self.root or str(Path(st.path).parent),
+                  "atol": self.settings.atol, "rtol": self.settings.rtol, "use_tvm": self.settings.tvm,
+                  "python": self.settings.python, "timeout": min(self.settings.timeout, 3600)}
+        rep = await self.run_job("trace", params, f"convlint: tracing {Path(st.path).name}",
+                                 key=f"trace:{st.path}:{h}")
+        if st.text_hash == h:
+            st.trace, st.trace_hash = rep, h
+            self.publish(st)
+        return rep
+
+    def on_models_changed(self, paths: set[str]) -> None:
+        """Re-check every pair one of the changed model files belongs to."""
+        if not self.settings.heavy_allowed:
+            return
+        for s, t, cp in self.all_pairs():
+            if s in paths or t in paths or any(s.startswith(x + os.sep) for x in paths):
+                self.spawn(self.check_pair(s, t, pair=cp))
+
+    def all_pairs(self) -> list:
+        """(source, target, config Pair or None) for the open scripts and the project config."""
+        out = {(s, t): cp for cp, s, t in config_pairs(self.config, self.root)}
+        for st in self.docs.values():
+            for p in script_pairs(st, self.root):
+                out.setdefault((p.source, p.target), None)
+        return [(s, t, cp) for (s, t), cp in sorted(out.items())]
+
+    def status(self) -> dict:
+        return {"version": __version__, "worker_pid": self.jobs.pid, "busy": self.jobs.busy(),
+                "worker_crashes": self.jobs.crashes, "settings": asdict(self.settings),
+                "config": self.config.path if self.config else None, "documents": len(self.docs),
+                "time": time.time()}
+
+
+def build() -> ConvlintServer:
+    """The server with its routing table: one handler per LSP method."""
+    ls = ConvlintServer()
+
+    @ls.feature(T.INITIALIZE)
+    def initialize(ls: ConvlintServer, params: T.InitializeParams):
+        ls.settings, problems = S.parse(params.initialization_options)
+        ls.jobs.timeout = ls.settings.timeout
+        for p in problems:
+            log.warning(p)
+
+    @ls.feature(T.INITIALIZED)
+    async def initialized(ls: ConvlintServer, params: T.InitializedParams):
+        ls.load_config()
+        ls.publish_config()
+        caps = ls.client_capabilities.workspace
+        dyn = caps and caps.did_change_watched_files and caps.did_change_watched_files.dynamic_registration
+        if dyn:
+            watchers = [T.FileSystemWatcher(glob_pattern=MODEL_GLOB),
+                        *[T.FileSystemWatcher(glob_pattern=f"**/{n}") for n in CONFIG_NAMES]]
+            try:
+                await ls.client_register_capability_async(T.RegistrationParams([T.Registration(
+                    "convlint-watch", T.WORKSPACE_DID_CHANGE_WATCHED_FILES,
+                    T.DidChangeWatchedFilesRegistrationOptions(watchers))]))
+            except Exception as e:  # a client that cannot watch files: model changes go unseen
+                log.warning("file watcher registration failed: %s", e)
+
+    @ls.feature(T.SHUTDOWN)
+    async def shutdown(ls: ConvlintServer, params):
+        await ls.jobs.shutdown()
+
+    @ls.feature(T.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(ls: ConvlintServer, params: T.DidOpenTextDocumentParams):
+        ls.schedule_static(params.text_document.uri)
+
+    @ls.feature(T.TEXT_DOCUMENT_DID_CHANGE)
+    def did_change(ls: ConvlintServer, params: T.DidChangeTextDocumentParams):
+        if ls.settings.run == "onType":
+            ls.schedule_static(params.text_document.uri)
+
+    @ls.feature(T.TEXT_DOCUMENT_DID_SAVE, T.SaveOptions(include_text=False))
+    async def did_save(ls: ConvlintServer, params: T.DidSaveTextDocumentParams):
+        uri = params.text_document.uri
+        st = ls.doc_state(uri)
+        ls._static_once(st)
+        if ls.settings.heavy_allowed and st.report is not None:
+            await ls.check_document(uri)
+            if ls.settings.trace_on_save and st.calls:
+                await ls.trace_document(uri)
+
+    @ls.feature(T.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(ls: ConvlintServer, params: T.DidCloseTextDocumentParams):
+        uri = params.text_document.uri
+        ls.docs.pop(uri, None)
+        ls.text_document_publish_diagnostics(T.PublishDiagnosticsParams(uri, []))
+
+    @ls.feature(T.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    def did_change_configuration(ls: ConvlintServer, params: T.DidChangeConfigurationParams):
+        ls.settings, problems = S.parse(params.settings, ls.settings)
+        ls.jobs.timeout = ls.settings.timeout
+        for p in problems:
+            ls.log(f"convlint: {p}", T.MessageType.Warning)
+        for uri in list(ls.docs):
+            ls.schedule_static(uri)
+        ls.publish_config()
+
+    @ls.feature(T.WORKSPACE_DID_CHANGE_WATCHED_FILES)
+    def did_change_watched_files(ls: ConvlintServer, params: T.DidChangeWatchedFilesParams):
+        paths = {str(Path(to_fs_path(c.uri) or c.uri).resolve()) for c in params.changes}
+        if any(Path(p).name in CONFIG_NAMES for p in paths):
+            ls.load_config()
+            for uri in list(ls.docs):
+                ls.schedule_static(uri)
+            ls.publish_config()
+        models = {p for p in paths if p.endswith(MODEL_SUFFIXES) or Path(p).is_dir()}
+        for p in models:
+            ls.results = {k: v for k, v in ls.results.items() if p not in k}
+        if models:
+            ls.on_models_changed(models)
+
+    @ls.feature(T.WINDOW_WORK_DONE_PROGRESS_CANCEL)
+    def progress_cancel(ls: ConvlintServer, params: T.WorkDoneProgressCancelParams):
+        task = ls.progress_tasks.pop(str(params.token), None)
+        if task is None:
+            return
+        # a request's task: cancel the request, so that the client gets its one response
+        msg_id = next((m for m, t in ls.protocol.request_tasks.items() if t is task), None)
+        if msg_id is not None:
+            ls.protocol._handle_cancel_notification(msg_id)
+        else:
+            task.cancel()
+
+    @ls.feature(T.TEXT_DOCUMENT_CODE_ACTION, T.CodeActionOptions(
+        code_action_kinds=[T.CodeActionKind.QuickFix, T.CodeActionKind.Source]))
+    def code_action(ls: ConvlintServer, params: T.CodeActionParams):
+        return commands.code_actions(ls, params)
+
+    commands.register(ls)
+    return ls
+
+
+def serve(tcp: str | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("CONVLINT_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    ls = build()
+    if tcp:
+        host, _, port = tcp.rpartition(":")
+        ls.start_tcp(host or "127.0.0.1", int(port))
+    else:
+        ls.start_io()
+    return 0
+

@@ -1,0 +1,87 @@
+"""The language server's session state: documents, the project config, pairs and results.
+
+Only the server's event loop mutates it. A document's static report belongs to one version of
+its text; conversion results belong to a pair of model files (by absolute path) and are
+re-anchored on the converter call of the current text each time diagnostics are published.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MODEL_SUFFIXES = (".onnx", ".tflite", ".keras", ".h5", ".pt2", ".pt")
+MODEL_GLOB = "**/*.{onnx,tflite,keras,h5,pt2,pt}"
+CONFIG_NAMES = ("pyproject.toml", "convlint.toml")
+
+
+@dataclass
+class DocState:
+    uri: str
+    path: str
+    version: int | None = None
+    report: object | None = None  # the ScriptReport of the last static run (policy applied)
+    calls: list = field(default_factory=list)  # converter_calls of that run
+    lines: list = field(default_factory=list)  # the text the static run saw
+    text_hash: str = ""
+    running: bool = False
+    rerun: bool = False
+    trace: dict | None = None  # the last trace report, valid while text_hash is unchanged
+    trace_hash: str = ""
+    diags: list = field(default_factory=list)  # (Diagnostic, Finding, origin) as published
+
+
+@dataclass(frozen=True)
+class ScriptPair:
+    """A conversion a script makes, with both model files on disk."""
+    index: int  # the converter call's position among the script's calls
+    converter: str
+    source: str
+    target: str
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def resolve(p: str | None, script: str, root: str | None) -> str | None:
+    """A path a script names, as the script would see it run from the workspace root or from
+    its own folder; None when it names no file that exists."""
+    if not p or "<" in p:
+        return None
+    cands = [Path(p)] if os.path.isabs(p) else [
+        *([Path(root) / p] if root else []), Path(script).parent / p]
+    for c in cands:
+        if c.exists():
+            return str(c.resolve())
+    return None
+
+
+def script_pairs(doc: DocState, root: str | None) -> list[ScriptPair]:
+    out = []
+    for i, c in enumerate(doc.calls):
+        s, t = resolve(c.get("source"), doc.path, root), resolve(c.get("output"), doc.path, root)
+        if s and t:
+            out.append(ScriptPair(i, c.get("converter") or "", s, t))
+    return out
+
+
+def config_pairs(cfg, root: str | None) -> list:
+    """The config's pairs with absolute paths (relative ones are relative to the config file)."""
+    if cfg is None or not cfg.pairs:
+        return []
+    base = Path(cfg.path).parent if cfg.path else Path(root or ".")
+    out = []
+    for p in cfg.pairs:
+        s = Path(p.source) if os.path.isabs(p.source) else base / p.source
+        t = Path(p.target) if os.path.isabs(p.target) else base / p.target
+        out.append((p, str(s.resolve()), str(t.resolve())))
+    return out
+
+
+def line_of(text: str, needle: str) -> int:
+    """The 1-based line where ``needle`` first appears (1 when it does not)."""
+    i = text.find(needle)
+    return text.count("\n", 0, i) + 1 if i >= 0 else 1

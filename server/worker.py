@@ -1,0 +1,107 @@
+"""The background worker: a separate process that runs the language server's heavy checks.
+
+The server never imports TensorFlow, torch or TVM; this process does, and it may crash natively
+(a segfault, an abort) or hang on a hostile model. The server then kills it and starts another.
+
+Protocol, one JSON document per line.
+In (stdin):  ``{"id": str, "kind": str, "params": {...}}``, one job at a time.
+Out (the original stdout, kept private: anything the frameworks print goes to stderr):
+``{"id", "event": "progress", "message"}``, then exactly one of
+``{"id", "event": "result", "report": {...}}`` or ``{"id", "event": "failed", "message"}``.
+The first line the worker writes is ``{"event": "ready", "pid": N}``.
+
+Job kinds: ``check-pair`` (the conversion check of one pair, optionally with repair), ``trace``
+(``convlint trace`` of a script). With ``CONVLINT_WORKER_TEST_HOOKS=1`` two more exist for
+tests of crash isolation: ``abort`` (``os.abort()`` after a progress event) and ``sleep``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+
+
+def _check_pair(p: dict, progress) -> dict:
+    from convlint.analyzers.differential.check import DiffOptions
+    from convlint.analyzers.pipeline import PipelineOptions, check_paths_or_error
+
+    d = DiffOptions(num_inputs=int(p.get("num_inputs", 32)), seed=int(p.get("seed", 0)),
+                    atol=float(p.get("atol", 1e-4)), rtol=float(p.get("rtol", 1e-4)),
+                    inputs_path=p.get("inputs"), use_tvm=bool(p.get("use_tvm", True)))
+    popts = PipelineOptions(d, repair=bool(p.get("repair")), output=p.get("output"))
+    progress(f"checking {os.path.basename(p['source'])} -> {os.path.basename(p['target'])}")
+    return check_paths_or_error(p["source"], p["target"], popts, progress).to_dict()
+
+
+def _trace(p: dict, progress) -> dict:
+    from convlint.analyzers.differential.check import DiffOptions
+    from convlint.analyzers.pipeline import PipelineOptions
+    from convlint.analyzers.scripts.trace import TraceOptions, trace_script
+
+    d = DiffOptions(atol=float(p.get("atol", 1e-4)), rtol=float(p.get("rtol", 1e-4)),
+                    use_tvm=bool(p.get("use_tvm", True)))
+    opts = TraceOptions(PipelineOptions(d), allow_exec=True, timeout=float(p.get("timeout", 600)),
+                        python=p.get("python"), cwd=p.get("cwd"), verify_fixes=bool(p.get("verify_fixes", True)))
+    return trace_script(p["script"], opts, progress).to_dict()
+
+
+def _abort(p: dict, progress) -> dict:
+    progress("about to abort (test hook)")
+    time.sleep(float(p.get("delay", 0.2)))
+    os.abort()
+
+
+def _sleep(p: dict, progress) -> dict:
+    for i in range(int(p.get("seconds", 10) * 10)):
+        if i % 10 == 0:
+            progress(f"sleeping: {i // 10} s")
+        time.sleep(0.1)
+    return {"slept": p.get("seconds", 10)}
+
+
+JOBS = {"check-pair": _check_pair, "trace": _trace}
+TEST_JOBS = {"abort": _abort, "sleep": _sleep}
+
+
+def main() -> int:
+    out = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    os.dup2(2, 1)  # frameworks that print to stdout must not corrupt the protocol
+    sys.stdout = sys.stderr
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    jobs = dict(JOBS, **(TEST_JOBS if os.environ.get("CONVLINT_WORKER_TEST_HOOKS") == "1" else {}))
+
+    def send(msg: dict) -> None:
+        out.write(json.dumps(msg) + "\n")
+        out.flush()
+
+    send({"event": "ready", "pid": os.getpid()})
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            job = json.loads(line)
+            jid, kind, params = job["id"], job["kind"], job.get("params") or {}
+        except (ValueError, KeyError, TypeError) as e:
+            send({"id": None, "event": "failed", "message": f"bad job: {e}"})
+            continue
+        fn = jobs.get(kind)
+        if fn is None:
+            send({"id": jid, "event": "failed", "message": f"unknown job kind {kind!r}"})
+            continue
+        try:
+            report = fn(params, lambda m, jid=jid: send({"id": jid, "event": "progress", "message": str(m)}))
+            send({"id": jid, "event": "result", "report": report})
+        except Exception as e:  # a job's failure is reported; the worker goes on
+            from convlint.analyzers.errors import ConvlintError
+
+            msg = e.message if isinstance(e, ConvlintError) else (
+                f"internal error: {e.__class__.__name__}: {e}\n{traceback.format_exc(limit=8)}")
+            send({"id": jid, "event": "failed", "message": msg})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

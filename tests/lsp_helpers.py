@@ -1,0 +1,113 @@
+"""Helpers for the language server's end-to-end tests: a workspace built from the shipped
+fixtures, a real server subprocess driven by pytest-lsp's client, and waiting on what it sends."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from lsprotocol import types as T
+from pytest_lsp import ClientServerConfig, client_capabilities
+
+from conftest import ROOT
+
+MODELS = ROOT / "fixtures" / "models"
+
+FAULTY = '''"""Keras -> TFLite with Optimize.DEFAULT (weights silently int8)."""
+import keras
+import tensorflow as tf
+
+model = keras.models.load_model("models/mobilenet.keras")
+converter = tf.lite.TFLiteConverter.from_keras_model(model)
+converter.optimizations = [tf.lite.Optimize.DEFAULT]
+tflite_model = converter.convert()
+with open("models/mobilenet.dynint8.tflite", "wb") as f:
+    f.write(tflite_model)
+'''
+
+CLEAN = FAULTY.replace("converter.optimizations = [tf.lite.Optimize.DEFAULT]\n", "").replace(
+    "mobilenet.dynint8.tflite", "mobilenet.tflite").replace("with Optimize.DEFAULT (weights silently int8)", "float")
+
+
+def workspace(tmp: Path) -> Path:
+    ws = tmp / "ws"
+    (ws / "models").mkdir(parents=True)
+    for name in ("mobilenet.keras", "mobilenet.dynint8.tflite", "mobilenet.tflite"):
+        shutil.copy(MODELS / name, ws / "models" / name)
+    (ws / "convert.py").write_text(FAULTY)
+    (ws / "convert_clean.py").write_text(CLEAN)
+    return ws
+
+
+async def start(tmp: Path, ws: Path, **options):
+    env = dict(os.environ, CONVLINT_CACHE_DIR=str(tmp / "cache"), CONVLINT_WORKER_TEST_HOOKS="1",
+               TF_CPP_MIN_LOG_LEVEL="3")
+    cfg = ClientServerConfig([sys.executable, "-m", "convlint.server"], server_env=env)
+    client = await cfg.start()
+    await client.initialize_session(T.InitializeParams(
+        capabilities=client_capabilities("visual-studio-code"), root_uri=ws.as_uri(),
+        workspace_folders=[T.WorkspaceFolder(ws.as_uri(), "ws")], initialization_options=options))
+    return client
+
+
+async def stop(client) -> None:
+    try:
+        await asyncio.wait_for(client.shutdown_session(), 20)
+    finally:
+        await client.stop()
+
+
+def open_doc(client, path: Path, text: str | None = None, version: int = 1) -> str:
+    uri = path.as_uri()
+    client.text_document_did_open(T.DidOpenTextDocumentParams(T.TextDocumentItem(
+        uri, "python", version, path.read_text() if text is None else text)))
+    return uri
+
+
+async def wait_for(pred, timeout: float = 30.0, what: str = "condition"):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        v = pred()
+        if v:
+            return v
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+async def diagnostics(client, uri: str, pred=lambda ds: True, timeout: float = 30.0) -> list:
+    """The document's diagnostics, once ``pred`` holds for them."""
+    box = []
+
+    def ok():
+        if uri in client.diagnostics and pred(list(client.diagnostics[uri])):
+            box.append(list(client.diagnostics[uri]))
+            return True
+        return False
+
+    await wait_for(ok, timeout, f"diagnostics on {uri}")
+    return box[-1]
+
+
+def codes(ds) -> set:
+    return {d.code for d in ds}
+
+
+async def command(client, name: str, *args, timeout: float = 300.0):
+    return await asyncio.wait_for(client.workspace_execute_command_async(
+        T.ExecuteCommandParams(name, list(args))), timeout)
+
+
+async def raw_request(client, method: str, params, msg_id: str, timeout: float = 10.0):
+    """Send a request as raw JSON, as a broken client would (no client-side validation)."""
+    fut = asyncio.get_running_loop().create_future()
+    client.protocol._request_futures[msg_id] = fut
+    client.protocol._send_data({"jsonrpc": "2.0", "id": msg_id, "method": method, "params": params})
+    return await asyncio.wait_for(fut, timeout)
+
+
+def raw_notify(client, method: str, params) -> None:
+    client.protocol._send_data({"jsonrpc": "2.0", "method": method, "params": params})
