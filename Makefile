@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.convlint-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint fixtures bench-faults bench-scripts bench-check clean
+.PHONY: install demo test test-fast lint fixtures bench-faults bench-scripts bench-check bench-server clean
 
 install: $(STAMP)
 
@@ -53,6 +53,9 @@ bench-check: install
 
 bench-scripts: install
 	$(BIN)/python bench/scripts/run.py
+
+bench-server: install
+	$(BIN)/python bench/server/run.py
 
 bench-faults: install
 	$(BIN)/pip install --quiet -e '.[dev,bench]'

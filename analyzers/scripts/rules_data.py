@@ -12,9 +12,8 @@ from __future__ import annotations
 import ast
 import os
 
-import numpy as np
-
 from convlint.analyzers import rules as R
+from convlint.analyzers.lazy import numpy as np
 from convlint.analyzers.scripts.facts import UNKNOWN, Conversion, Sym
 from convlint.analyzers.scripts.rules_static import KERAS_BN_EPS, TORCH_BN_EPS, Ctx, check
 

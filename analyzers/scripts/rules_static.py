@@ -11,7 +11,6 @@ import ast
 import os
 
 from convlint.analyzers import rules as R
-from convlint.analyzers.models.keras_config import keras_layers
 from convlint.analyzers.report.findings import Finding, Location, Repair
 from convlint.analyzers.scripts import edits as E
 from convlint.analyzers.scripts.facts import Conversion, ScriptFacts, Span, Sym
@@ -66,6 +65,8 @@ class Ctx:
         name = src.id if isinstance(src, ast.Name) else None
         m = self.f.models.get(name) if name else None
         if m is not None and m.origin == "load":
+            from convlint.analyzers.models.keras_config import keras_layers  # reads a zip: lazily
+
             peeked = keras_layers(m.path, self.base)
             return [(c, cfg, m.span) for c, cfg in peeked] if peeked is not None else []
         return self.built(framework)
