@@ -298,3 +298,46 @@ async def test_config_pairs_are_checked_and_land_on_the_config_line(tmp_path):
         assert {d.range.start.line for d in ds} == {_line(toml, "mobilenet.dynint8.tflite")}
     finally:
         await stop(client)
+
+
+@pytest.mark.slow
+async def test_trace_command_runs_the_script_in_the_worker_and_lands_on_the_call(tmp_path):
+    from conftest import ROOT
+
+    ws = workspace(tmp_path)
+    script = ws / "export.py"
+    text = (ROOT / "fixtures" / "scripts" / "torch_training.py").read_text()
+    script.write_text(text)
+    client = await start(tmp_path, ws, **TRUSTED)
+    try:
+        uri = open_doc(client, script)
+        await diagnostics(client, uri, lambda ds: "CL430" in codes(ds))
+        rep = await command(client, "convlint.trace", uri)
+        assert rep["kind"] == "trace" and [c["verdict"] for c in rep["conversions"]] == ["divergent"]
+        ds = await diagnostics(client, uri, lambda ds: any(d.data and d.data.get("origin") == "trace" for d in ds))
+        call = _line(text, "torch.onnx.export")
+        assert {d.range.start.line for d in ds if d.data.get("origin") == "trace"} == {call}
+        assert (ws / "model.onnx").is_file()  # the script ran in the workspace
+    finally:
+        await stop(client)
+
+
+@pytest.mark.slow
+async def test_repair_command_writes_a_new_verified_file_and_says_where(tmp_path):
+    ws = workspace(tmp_path)
+    models = ws / "models"
+    before = {p.name: p.read_bytes() for p in models.iterdir()}
+    client = await start(tmp_path, ws, **TRUSTED)
+    try:
+        uri = open_doc(client, ws / "convert.py")
+        await diagnostics(client, uri, lambda ds: bool(ds))
+        res = await command(client, "convlint.repair", uri)
+        outs = [f["repair"] for f in res["reports"][0]["findings"] if f.get("repair") and f["repair"].get("output")]
+        assert outs and outs[0]["verified"] is True
+        out = outs[0]["output"]
+        assert os.path.isfile(out) and os.path.basename(out) not in before
+        assert {p.name: p.read_bytes() for p in models.iterdir() if p.name in before} == before  # inputs untouched
+        await wait_for(lambda: any(out in m.message and "verified" in m.message for m in client.messages), 10,
+                       "the message naming the repaired file")
+    finally:
+        await stop(client)
