@@ -341,3 +341,67 @@ async def test_repair_command_writes_a_new_verified_file_and_says_where(tmp_path
                        "the message naming the repaired file")
     finally:
         await stop(client)
+
+
+async def test_a_hung_worker_is_replaced_and_reported(tmp_path):
+    ws = workspace(tmp_path)
+    client = await start(tmp_path, ws, **TRUSTED, timeout=1.5)
+    try:
+        rep = await command(client, "convlint.testJob", {"kind": "sleep", "params": {"seconds": 30}}, timeout=30)
+        assert rep["verdict"] == "crash" and rep["findings"][0]["rule"] == "CL014"
+        assert "hung" in rep["findings"][0]["message"] and "sleeping" in rep["findings"][0]["message"]
+        rep = await command(client, "convlint.testJob", {"kind": "sleep", "params": {"seconds": 0.2}}, timeout=30)
+        assert rep == {"slept": 0.2}  # a fresh worker took the next job
+    finally:
+        await stop(client)
+
+
+@pytest.mark.slow
+async def test_identical_checks_asked_together_run_once(tmp_path):
+    ws = workspace(tmp_path)
+    client = await start(tmp_path, ws, **TRUSTED)
+    try:
+        pair = {"source": str(ws / "models" / "mobilenet.keras"), "target": str(ws / "models" / "mobilenet.dynint8.tflite")}
+        a, b = await asyncio.gather(command(client, "convlint.checkPair", pair), command(client, "convlint.checkPair", pair))
+        assert a == b and a["verdict"] == "divergent"
+        assert (await command(client, "convlint.status"))["jobs_started"] == 1
+    finally:
+        await stop(client)
+
+
+def test_serve_over_tcp_answers_initialize(tmp_path):
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = subprocess.Popen([sys.executable, "-m", "convlint", "serve", "--tcp", f"127.0.0.1:{port}"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for _ in range(100):
+            try:
+                conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("the server never listened")
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                           "params": {"processId": None, "rootUri": None, "capabilities": {}}}).encode()
+        conn.sendall(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        data = b""
+        while b"serverInfo" not in data or not data.rstrip().endswith(b"}"):
+            chunk = conn.recv(65536)
+            assert chunk, data
+            data += chunk
+        reply = json.loads(data.split(b"\r\n\r\n", 1)[1])
+        assert reply["id"] == 1 and reply["result"]["serverInfo"]["name"] == "convlint"
+        assert "executeCommandProvider" in reply["result"]["capabilities"]
+        conn.close()
+    finally:
+        p.kill()
+        p.wait()

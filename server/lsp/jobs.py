@@ -85,6 +85,7 @@ class JobRunner:
         self.active: dict[str, Job] = {}  # key -> job, for de-duplication
         self.current: Job | None = None
         self.crashes = 0
+        self.started = 0  # jobs sent to a worker (de-duplicated jobs count once)
         self._ids = itertools.count(1)
         self._loop_task: asyncio.Task | None = None
 
@@ -205,6 +206,7 @@ class JobRunner:
             self._finish(job, exc=WorkerCrashed(f"the worker could not start: {e}", None))
             return
         job.state = "running"
+        self.started += 1
         worker.proc.stdin.write((json.dumps({"id": job.id, "kind": job.kind, "params": job.params}) + "\n").encode())
         try:
             await worker.proc.stdin.drain()

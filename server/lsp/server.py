@@ -367,7 +367,7 @@ class ConvlintServer(LanguageServer):
 
     def status(self) -> dict:
         return {"version": __version__, "worker_pid": self.jobs.pid, "busy": self.jobs.busy(),
-                "worker_crashes": self.jobs.crashes, "settings": asdict(self.settings),
+                "worker_crashes": self.jobs.crashes, "jobs_started": self.jobs.started, "settings": asdict(self.settings),
                 "config": self.config.path if self.config else None, "documents": len(self.docs),
                 "time": time.time()}
 
