@@ -128,3 +128,16 @@ def test_report_never_overwrites_an_input(project):
     before = (project / "tflite_optimize.py").read_text()
     p = _check(project, "tflite_optimize.py", "--output-file", "tflite_optimize.py")
     assert p.returncode == 2 and (project / "tflite_optimize.py").read_text() == before
+
+
+def test_a_corrupt_cache_entry_is_a_miss_and_is_rebuilt(tmp_path):
+    from convlint.analyzers.project import cache_read, cache_write
+
+    good = {"kind": "conversion", "verdict": "equivalent", "findings": []}
+    for bad in (b"", b"{not json", b"\xff\xfe", b'["a list"]', b'{"kind": "conversion"}'):
+        (tmp_path / "k.json").write_bytes(bad)
+        assert cache_read(tmp_path, "k") is None
+        cache_write(tmp_path, "k", good)
+        assert cache_read(tmp_path, "k") == good
+    cache_write(tmp_path, "e", {"kind": "conversion", "verdict": "error"})  # never cached: retried
+    assert cache_read(tmp_path, "e") is None and not list(tmp_path.glob(".*.tmp"))
