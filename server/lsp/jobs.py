@@ -205,6 +205,8 @@ class JobRunner:
         except (TimeoutError, OSError, WorkerCrashed) as e:
             self._finish(job, exc=WorkerCrashed(f"the worker could not start: {e}", None))
             return
+        if job.future.done():  # cancelled while the worker was starting
+            return
         job.state = "running"
         self.started += 1
         worker.proc.stdin.write((json.dumps({"id": job.id, "kind": job.kind, "params": job.params}) + "\n").encode())
