@@ -96,6 +96,17 @@ def _guard(rec: dict, what: str, fn, *a):
         return None
 
 
+def _convert(rec: dict, fn, *a, **k):
+    """Call the real converter; a converter that raises is recorded (with the flags already in
+    ``rec``) before the exception goes on to the user's script."""
+    try:
+        return fn(*a, **k)
+    except Exception as e:
+        rec["error"] = f"{type(e).__name__}: {str(e)[:2000]}"
+        _dump()
+        raise
+
+
 def _version(mod: str) -> str:
     v = getattr(sys.modules.get(mod), "__version__", None)
     if v:
@@ -225,12 +236,7 @@ def _tflite_convert_outer(orig_convert, self, a, k):
     rec = _new_record("tflite", f"tf.lite.TFLiteConverter.{info.get('factory')}", _version("tensorflow"), flags)
     if info.get("site"):
         rec["factory_site"] = info["site"]
-    try:
-        data = orig_convert(self, *a, **k)
-    except Exception as e:
-        rec["error"] = f"{type(e).__name__}: {str(e)[:2000]}"
-        _dump()
-        raise
+    data = _convert(rec, orig_convert, self, *a, **k)
     fac, args = info.get("factory"), info.get("args", ())
     if fac == "from_keras_model" and args:
         _guard(rec, "saving the source", _save_keras, rec, args[0])
@@ -272,12 +278,7 @@ def _patch_tf2onnx(mod) -> None:
                 rec = _new_record("tf2onnx", f"tf2onnx.convert.{name}", _version("tf2onnx"), flags)
                 if "output_path" in k and k["output_path"]:
                     k = dict(k, output_path=_redirect(k["output_path"]))
-                try:
-                    out = orig(*a, **k)
-                except Exception as e:
-                    rec["error"] = f"{type(e).__name__}: {str(e)[:2000]}"
-                    _dump()
-                    raise
+                out = _convert(rec, orig, *a, **k)
                 proto = out[0] if isinstance(out, tuple) else out
                 tgt = os.path.join(_dir(rec), "target.onnx")
                 with _open(tgt, "wb") as fh:
@@ -317,12 +318,7 @@ def _patch_torch_onnx(mod) -> None:
                 k = dict(k, f=_redirect(f))
             elif len(a) > 2:
                 a = (*a[:2], _redirect(f), *a[3:])
-        try:
-            out = orig(*a, **k)
-        except Exception as e:
-            rec["error"] = f"{type(e).__name__}: {str(e)[:2000]}"
-            _dump()
-            raise
+        out = _convert(rec, orig, *a, **k)
         if isinstance(f, (str, os.PathLike)):
             rec["output"] = os.fspath(f)
             _guard(rec, "copying the output", _copy_target, rec, os.fspath(f), ".onnx")
@@ -351,12 +347,7 @@ def _patch_keras_model(mod) -> None:
         fmt = k.get("format", a[0] if a else "tf_saved_model")
         rec = _new_record("keras.export", "keras.Model.export", _version("keras"),
                           {"format": fmt, **{key: v for key, v in k.items() if key != "format"}})
-        try:
-            out = orig(self, _redirect(filepath), *a, **k)
-        except Exception as e:
-            rec["error"] = f"{type(e).__name__}: {str(e)[:2000]}"
-            _dump()
-            raise
+        out = _convert(rec, orig, self, _redirect(filepath), *a, **k)
         rec["output"] = os.fspath(filepath)
         ext = ".onnx" if fmt == "onnx" else ""
         _guard(rec, "copying the output", _copy_target, rec, os.fspath(filepath), ext)
