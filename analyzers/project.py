@@ -50,16 +50,26 @@ def run_check(opts: CheckOptions, progress: Callable | None = None) -> CheckRepo
                        {"config": opts.config.path})
 
 
-def _pair_task(pair: Pair, opts: CheckOptions) -> dict:
-    """Run in a worker process: check one pair, return its report as a dict."""
+def check_pair_report(source: str, target: str, *, atol: float, rtol: float, num_inputs: int = 32,
+                      seed: int = 0, inputs: str | None = None, use_tvm: bool = True, repair: bool = False,
+                      output: str | None = None, progress: Callable | None = None) -> dict:
+    """One pair's conversion check as its report dict (an ``error`` report when it cannot be
+    analysed): what ``convlint check``'s worker processes and the language server's worker run."""
     from convlint.analyzers.differential.check import DiffOptions
     from convlint.analyzers.pipeline import PipelineOptions, check_paths_or_error
 
-    d = DiffOptions(num_inputs=opts.num_inputs, seed=opts.seed,
-                    atol=pair.atol if pair.atol is not None else opts.atol,
-                    rtol=pair.rtol if pair.rtol is not None else opts.rtol,
-                    inputs_path=pair.inputs, use_tvm=opts.use_tvm)
-    return check_paths_or_error(pair.source, pair.target, PipelineOptions(d)).to_dict()
+    d = DiffOptions(num_inputs=num_inputs, seed=seed, atol=atol, rtol=rtol, inputs_path=inputs,
+                    use_tvm=use_tvm)
+    popts = PipelineOptions(d, repair=repair, output=output)
+    return check_paths_or_error(source, target, popts, progress).to_dict()
+
+
+def _pair_task(pair: Pair, opts: CheckOptions) -> dict:
+    """Run in a worker process: check one pair, return its report as a dict."""
+    return check_pair_report(pair.source, pair.target, num_inputs=opts.num_inputs, seed=opts.seed,
+                             atol=pair.atol if pair.atol is not None else opts.atol,
+                             rtol=pair.rtol if pair.rtol is not None else opts.rtol,
+                             inputs=pair.inputs, use_tvm=opts.use_tvm)
 
 
 def _digest(path: str) -> str:

@@ -25,15 +25,14 @@ import traceback
 
 
 def _check_pair(p: dict, progress) -> dict:
-    from convlint.analyzers.differential.check import DiffOptions
-    from convlint.analyzers.pipeline import PipelineOptions, check_paths_or_error
+    from convlint.analyzers.project import check_pair_report
 
-    d = DiffOptions(num_inputs=int(p.get("num_inputs", 32)), seed=int(p.get("seed", 0)),
-                    atol=float(p.get("atol", 1e-4)), rtol=float(p.get("rtol", 1e-4)),
-                    inputs_path=p.get("inputs"), use_tvm=bool(p.get("use_tvm", True)))
-    popts = PipelineOptions(d, repair=bool(p.get("repair")), output=p.get("output"))
     progress(f"checking {os.path.basename(p['source'])} -> {os.path.basename(p['target'])}")
-    return check_paths_or_error(p["source"], p["target"], popts, progress).to_dict()
+    return check_pair_report(
+        p["source"], p["target"], atol=float(p.get("atol", 1e-4)), rtol=float(p.get("rtol", 1e-4)),
+        num_inputs=int(p.get("num_inputs", 32)), seed=int(p.get("seed", 0)), inputs=p.get("inputs"),
+        use_tvm=bool(p.get("use_tvm", True)), repair=bool(p.get("repair")), output=p.get("output"),
+        progress=progress)
 
 
 def _trace(p: dict, progress) -> dict:
