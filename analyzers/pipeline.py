@@ -227,12 +227,10 @@ def check_paths_or_error(source_path: str, target_path: str, popts: PipelineOpti
     becomes an ``error`` report with the one finding that says why, instead of an exception:
     what batch callers (``convlint check``, ``convlint trace``) need to go on with the rest."""
     from convlint.analyzers.errors import ConvlintError
-    from convlint.analyzers.report.findings import ModelRef
 
     try:
         return check_paths(source_path, target_path, popts, progress)
     except ConvlintError as e:
         rule = e.rule if e.rule in R.RULES else R.UNREADABLE_MODEL.code
         f = Finding(rule, "error", "input", e.message + (f". {e.hint}" if e.hint else ""))
-        return ConversionReport(ModelRef(source_path, "unknown"), ModelRef(target_path, "unknown"),
-                                {"count": 0, "origin": "none"}, "error", {}, (f,))
+        return ConversionReport.unanalysed(source_path, target_path, "error", f)

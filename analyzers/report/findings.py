@@ -137,6 +137,13 @@ class ConversionReport:
         return d
 
     @classmethod
+    def unanalysed(cls, source: str, target: str, verdict: str, finding: Finding) -> ConversionReport:
+        """A pair that could not be analysed (``error``) or whose check crashed (``crash``):
+        the one finding says why."""
+        return cls(ModelRef(source, "unknown"), ModelRef(target, "unknown"), {"count": 0, "origin": "none"},
+                   verdict, {}, (finding,))
+
+    @classmethod
     def from_dict(cls, d: dict) -> ConversionReport:
         known = {"tool", "kind", "source", "target", "inputs", "verdict", "metrics", "findings"}
         return cls(

@@ -55,29 +55,31 @@ def is_worker_crash(rep: dict) -> bool:
     return any(f.get("rule") == R.WORKER_CRASHED.code for f in rep.get("findings") or [])
 
 
+def _job_report(kind: str, params: dict, verdict: str, f) -> dict:
+    """The report of a job that did not finish: a trace report for a trace, else a pair's."""
+    from convlint.analyzers.report.findings import ConversionReport, ScriptReport
+
+    if kind == "trace":
+        return ScriptReport(params.get("script", ""), verdict, (f,), "trace").to_dict()
+    return ConversionReport.unanalysed(params.get("source", ""), params.get("target", ""), verdict, f).to_dict()
+
+
 def crash_report(kind: str, params: dict, e) -> dict:
     """A worker that died or hung, as the report of the job it was running (CL014)."""
-    from convlint.analyzers.report.findings import ConversionReport, Finding, ModelRef, ScriptReport
+    from convlint.analyzers.report.findings import Finding
 
     what = (f"checking {params.get('source')} -> {params.get('target')}" if kind == "check-pair"
             else f"tracing {params.get('script')}" if kind == "trace" else f"running a {kind} job")
     msg = f"{e} while {what}" + (f" (last step: {e.step})" if e.step else "") + "; the worker was replaced"
-    f = Finding(R.WORKER_CRASHED.code, "error", "runtime", msg, evidence={"step": e.step})
-    if kind == "trace":
-        return ScriptReport(params.get("script", ""), "crash", (f,), "trace").to_dict()
-    return ConversionReport(ModelRef(params.get("source", ""), "unknown"), ModelRef(params.get("target", ""), "unknown"),
-                            {"count": 0, "origin": "none"}, "crash", {}, (f,)).to_dict()
+    return _job_report(kind, params, "crash", Finding(R.WORKER_CRASHED.code, "error", "runtime", msg,
+                                                       evidence={"step": e.step}))
 
 
 def failed_report(kind: str, params: dict, message: str) -> dict:
-    from convlint.analyzers.report.findings import ConversionReport, Finding, ModelRef, ScriptReport
+    from convlint.analyzers.report.findings import Finding
 
     rule = R.INTERNAL_ERROR if message.startswith("internal error") else R.BAD_ARGUMENTS
-    f = Finding(rule.code, "error", rule.stage, message)
-    if kind == "trace":
-        return ScriptReport(params.get("script", ""), "error", (f,), "trace").to_dict()
-    return ConversionReport(ModelRef(params.get("source", ""), "unknown"), ModelRef(params.get("target", ""), "unknown"),
-                            {"count": 0, "origin": "none"}, "error", {}, (f,)).to_dict()
+    return _job_report(kind, params, "error", Finding(rule.code, "error", rule.stage, message))
 
 
 def _need_trust(ls) -> None:
