@@ -155,6 +155,11 @@ def parse(table: dict, file: str = "<config>", where: str = "the top level") -> 
     return cfg
 
 
+def excluded(path: str, patterns: tuple) -> bool:
+    """Whether ``exclude`` (glob patterns, matched as pathlib does, from the right) covers a path."""
+    return any(Path(path).match(x) for x in patterns or ())
+
+
 def selected(code: str, select: tuple, ignore: tuple) -> bool:
     """flake8's rule: the longest matching prefix wins; with no select, everything is selected."""
     s = max((len(p) for p in select if code.startswith(p)), default=0 if select else 1)

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from convlint.analyzers import rules as R
+from convlint.analyzers.config import excluded
 from convlint.analyzers.errors import ConvlintError
 from convlint.analyzers.scripts.check import is_shell
 
@@ -31,7 +32,7 @@ def discover(paths: list[str], exclude: tuple = ()) -> list[str]:
                 dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIP_DIRS)
                 for name in sorted(files):
                     f = os.path.join(root, name)
-                    if any(Path(f).match(x) for x in exclude):
+                    if excluded(f, exclude):
                         continue
                     if (name.endswith(".py") or is_shell(name)) and _mentions_converter(f):
                         out.append(os.path.normpath(f))

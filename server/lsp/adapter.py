@@ -70,12 +70,12 @@ def finding_diagnostic(f: Finding, lines, codec, origin: str = "static") -> T.Di
     return diagnostic(f, to_range(codec, lines, r), origin=origin)
 
 
-def conversion_message(f: Finding, report: dict) -> str:
-    tgt = (report.get("target") or {}).get("path") or "the converted model"
+def conversion_message(f: Finding, report) -> str:
+    tgt = report.target.path if report.target else "the converted model"
     head = f"{Path(tgt).name}: {f.message}"
     if f.layer and f.layer not in f.message:
         head += f" (layer {f.layer})"
-    m = report.get("metrics") or {}
+    m = report.metrics or {}
     if f.rule == R.OUTPUTS_DIVERGE.code and m.get("max_abs") is not None:
         head += f" [max_abs {m['max_abs']:.3g}" + (
             f", top-1 agreement {m['top1_agreement']:.0%}]" if m.get("top1_agreement") is not None else "]")
@@ -86,11 +86,12 @@ def conversion_message(f: Finding, report: dict) -> str:
     return head
 
 
-def related(f: Finding, report: dict) -> list:
+def related(f: Finding, report) -> list:
     """Where a conversion finding points in the models: the source layer and the target node."""
     out = []
     for side, node in (("source", f.location.source_node or f.layer), ("target", f.location.target_node)):
-        path = (report.get(side) or {}).get("path")
+        ref = getattr(report, side)
+        path = ref.path if ref else None
         if not path:
             continue
         what = f"{side} model {Path(path).name}" + (f", {'layer' if side == 'source' else 'node'} {node}" if node else "")
@@ -99,15 +100,12 @@ def related(f: Finding, report: dict) -> list:
     return out
 
 
-def conversion_diagnostics(report: dict, call_range: T.Range, min_severity: str = "warning") -> list:
-    """A conversion report's findings as diagnostics on the converter call (or the config
+def conversion_diagnostics(report, call_range: T.Range, min_severity: str = "warning") -> list:
+    """A ``ConversionReport``'s findings as diagnostics on the converter call (or the config
     entry) that produced the target. Info findings (noise, import routes) stay in the report."""
-    from convlint.analyzers.report.findings import ConversionReport
-
     keep = ("error", "warning") if min_severity == "warning" else ("error", "warning", "info")
-    rep = ConversionReport.from_dict(report)
     return [(diagnostic(f, call_range, conversion_message(f, report), related(f, report), "conversion"), f)
-            for f in rep.findings if f.severity in keep]
+            for f in report.findings if f.severity in keep]
 
 
 def quick_fix(f: Finding, diag: T.Diagnostic, uri: str, version: int | None, lines, codec) -> T.CodeAction | None:

@@ -13,7 +13,6 @@ Commands take one argument: a document URI (string) or an object. Each returns a
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -88,10 +87,21 @@ def _need_trust(ls) -> None:
         raise JsonRpcInvalidParams.of(PermissionError(NOT_TRUSTED))
 
 
-def document_report(ls, uri: str) -> dict:
+def _script_command(ls, args):
+    """The prologue of a heavy command on a script: cancellable, trusted, analysed."""
+    ls.protocol.track()
+    uri = _arg(args)
+    _need_trust(ls)
+    st = ls.doc_state(uri)
+    if st.report is None:
+        ls._static_once(st)
+    return st
+
+
+def document_report(ls, uri: str):
     """Everything known about a document: its static report, its pairs' conversion reports
-    and the last trace, as one ``check`` document of the contract."""
-    from convlint.analyzers.report.findings import CheckReport, ConversionReport, ScriptReport
+    and the last trace, as one ``CheckReport`` (a ``check`` document of the contract)."""
+    from convlint.analyzers.report.findings import CheckReport
 
     st = ls.docs.get(uri)
     if st is None or st.report is None:
@@ -99,10 +109,10 @@ def document_report(ls, uri: str) -> dict:
     reports = [st.report]
     for p in script_pairs(st, ls.root):
         if (p.source, p.target) in ls.results:
-            reports.append(ConversionReport.from_dict(ls.results[(p.source, p.target)]))
+            reports.append(ls.results[(p.source, p.target)])
     if st.trace is not None:
-        reports.append(ScriptReport.from_dict(st.trace))
-    return CheckReport(tuple(reports), {"document": uri}).to_dict()
+        reports.append(st.trace)
+    return CheckReport(tuple(reports), {"document": uri})
 
 
 def register(ls) -> None:
@@ -120,12 +130,7 @@ def register(ls) -> None:
 
     @ls.command("convlint.runCheck")
     async def run_check(ls, *args):
-        ls.protocol.track()
-        uri = _arg(args)
-        _need_trust(ls)
-        st = ls.doc_state(uri)
-        if st.report is None:
-            ls._static_once(st)
+        st = _script_command(ls, args)
         pairs = script_pairs(st, ls.root)
         if not pairs:
             return {"reports": [], "message": "the script names no conversion whose source and target "
@@ -144,13 +149,7 @@ def register(ls) -> None:
 
     @ls.command("convlint.trace")
     async def trace(ls, *args):
-        ls.protocol.track()
-        uri = _arg(args)
-        _need_trust(ls)
-        st = ls.doc_state(uri)
-        if st.report is None:
-            ls._static_once(st)
-        return await ls.trace_document(uri)
+        return await ls.trace_document(_script_command(ls, args).uri)
 
     @ls.command("convlint.checkPair")
     async def check_pair(ls, *args):
@@ -186,25 +185,21 @@ def register(ls) -> None:
     @ls.command("convlint.showReport")
     async def show_report(ls, *args):
         from convlint.analyzers.cache import cache_dir
-        from convlint.analyzers.report.findings import CheckReport
-        from convlint.analyzers.report.render import to_text
+        from convlint.analyzers.report.render import to_json, to_text
 
         uri = _arg(args)
         rep = document_report(ls, uri)
         d = cache_dir() / "reports"
         d.mkdir(parents=True, exist_ok=True)
         stem = f"{Path(ls.docs[uri].path).stem}.{time.strftime('%Y%m%d-%H%M%S')}"
-        (d / f"{stem}.json").write_text(json.dumps(rep, indent=2), encoding="utf-8")
-        from convlint.analyzers.report.findings import ConversionReport, ScriptReport
-        parts = [ScriptReport.from_dict(r) if r["kind"] in ("script", "trace") else ConversionReport.from_dict(r)
-                 for r in rep["reports"]]
+        (d / f"{stem}.json").write_text(to_json(rep), encoding="utf-8")
         txt = d / f"{stem}.txt"
-        txt.write_text(to_text(CheckReport(tuple(parts)), verbose=True) + "\n", encoding="utf-8")
+        txt.write_text(to_text(rep, verbose=True) + "\n", encoding="utf-8")
         try:
             await ls.window_show_document_async(T.ShowDocumentParams(txt.as_uri(), take_focus=True))
         except Exception:
             pass
-        return {"path": str(txt), "json": str(d / f"{stem}.json"), "report": rep}
+        return {"path": str(txt), "json": str(d / f"{stem}.json"), "report": rep.to_dict()}
 
 
 def code_actions(ls, params: T.CodeActionParams) -> list:

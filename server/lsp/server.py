@@ -1,7 +1,8 @@
 """``convlint serve``: the language server (pygls 2). It only translates and schedules.
 
-- Static script rules run in this process on open and on change (fast: no framework import),
-  with burst coalescing; a result whose document changed meanwhile is discarded.
+- Static script rules run in this process on open and on change (fast: no framework import).
+  A run is scheduled once per burst of changes and reads the newest text when it starts; it
+  runs synchronously in the event loop, so no change can land while it runs.
 - Heavy checks (the conversion check of a script's pairs, the instrumented trace, repairs) run
   in the worker process (``jobs.JobRunner``), only when enabled and the workspace is trusted,
   cached on disk by the models' content hash, with work-done progress per stage.
@@ -90,7 +91,7 @@ class ConvlintServer(LanguageServer):
         self.docs: dict[str, DocState] = {}
         self.config = None  # the project's Config
         self.config_error: str | None = None
-        self.results: dict[tuple, dict] = {}  # (source, target) -> conversion report
+        self.results: dict[tuple, object] = {}  # (source, target) -> ConversionReport
         self.progress_tasks: dict[str, asyncio.Task] = {}
         self.tasks: set[asyncio.Task] = set()
 
@@ -129,8 +130,9 @@ class ConvlintServer(LanguageServer):
         return S.effective_config(self.config or Config(), self.settings)
 
     def excluded(self, path: str) -> bool:
-        pats = (self.config.exclude if self.config else ()) or ()
-        return any(Path(path).match(x) for x in pats)
+        from convlint.analyzers.config import excluded
+
+        return excluded(path, self.config.exclude if self.config else ())
 
     # -- static rules ----------------------------------------------------------------------------
     def doc_state(self, uri: str) -> DocState:
@@ -142,21 +144,15 @@ class ConvlintServer(LanguageServer):
     def schedule_static(self, uri: str) -> None:
         st = self.doc_state(uri)
         if st.running:
-            st.rerun = True  # coalesce: one more run on the newest text when this one ends
-            return
+            return  # the scheduled run has not started yet: it will read this newer text
         st.running = True
-        self.spawn(self._static_loop(st))
+        self.spawn(self._static_run(st))
 
-    async def _static_loop(self, st: DocState) -> None:
+    async def _static_run(self, st: DocState) -> None:
         try:
             if self.settings.debounce_ms:
                 await asyncio.sleep(self.settings.debounce_ms / 1000)
-            while True:
-                st.rerun = False
-                self._static_once(st)
-                if not st.rerun:
-                    break
-                await asyncio.sleep(0)
+            self._static_once(st)
         finally:
             st.running = False
 
@@ -172,9 +168,6 @@ class ConvlintServer(LanguageServer):
             st.report, st.calls = None, []
         else:
             report = analyze_source(text, st.path)
-            current = self.workspace.get_text_document(st.uri)
-            if current is None or current.version != version:
-                return  # a newer version replaced this one: its own run publishes
             st.report = policy.apply(report, self.effective_config())
             st.calls = report.extra.get("converter_calls", [])
         st.version, st.lines = version, list(doc.lines)
@@ -186,8 +179,6 @@ class ConvlintServer(LanguageServer):
 
     # -- publishing -------------------------------------------------------------------------------
     def publish(self, st: DocState) -> None:
-        from convlint.analyzers.report.findings import ScriptReport
-
         doc = self.workspace.get_text_document(st.uri)
         codec = doc.position_codec if doc is not None else None
         lines = st.lines
@@ -204,7 +195,7 @@ class ConvlintServer(LanguageServer):
                 out += [(d, f, "conversion") for d, f in adapter.conversion_diagnostics(
                     self._policy(rep), rng)]
             if st.trace is not None:
-                tr = ScriptReport.from_dict(st.trace)
+                tr = st.trace
                 seen = {(d.code, d.range.start.line) for d, _, _ in out}
                 for f in list(tr.findings) + [f for c in tr.conversions for f in c.findings if f.location.line]:
                     if f.severity == "info" or not f.location.line:
@@ -216,11 +207,10 @@ class ConvlintServer(LanguageServer):
         self.text_document_publish_diagnostics(T.PublishDiagnosticsParams(
             st.uri, [d for d, _, _ in out], version=st.version))
 
-    def _policy(self, report: dict) -> dict:
+    def _policy(self, report):
         from convlint.analyzers.report import policy
-        from convlint.analyzers.report.findings import ConversionReport
 
-        return policy.apply(ConversionReport.from_dict(report), self.effective_config()).to_dict()
+        return policy.apply(report, self.effective_config())
 
     def publish_config(self) -> None:
         """Config errors and the config pairs' findings, on the config file."""
@@ -318,7 +308,9 @@ class ConvlintServer(LanguageServer):
                                      f"convlint: {Path(source).name} -> {Path(target).name}", key)
             if not commands.is_worker_crash(rep):
                 project.cache_write(cdir, key, rep)
-        self.results[(source, target)] = rep
+        from convlint.analyzers.report.findings import ConversionReport
+
+        self.results[(source, target)] = ConversionReport.from_dict(rep)
         self.republish_pair(source, target)
         return rep
 
@@ -337,6 +329,8 @@ class ConvlintServer(LanguageServer):
         return reports
 
     async def trace_document(self, uri: str) -> dict:
+        from convlint.analyzers.report.findings import ScriptReport
+
         st = self.doc_state(uri)
         h = st.text_hash
         params = {"script": st.path, "cwd": self.root or str(Path(st.path).parent),
@@ -345,7 +339,7 @@ class ConvlintServer(LanguageServer):
         rep = await self.run_job("trace", params, f"convlint: tracing {Path(st.path).name}",
                                  key=f"trace:{st.path}:{h}")
         if st.text_hash == h:
-            st.trace, st.trace_hash = rep, h
+            st.trace, st.trace_hash = ScriptReport.from_dict(rep), h
             self.publish(st)
         return rep
 

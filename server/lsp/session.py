@@ -26,9 +26,8 @@ class DocState:
     calls: list = field(default_factory=list)  # converter_calls of that run
     lines: list = field(default_factory=list)  # the text the static run saw
     text_hash: str = ""
-    running: bool = False
-    rerun: bool = False
-    trace: dict | None = None  # the last trace report, valid while text_hash is unchanged
+    running: bool = False  # a static run is scheduled and has not finished
+    trace: object | None = None  # the last trace ScriptReport, valid while text_hash is unchanged
     trace_hash: str = ""
     diags: list = field(default_factory=list)  # (Diagnostic, Finding, origin) as published
 
