@@ -57,3 +57,11 @@ def test_help_loads_no_framework_and_is_fast():
 def test_version():
     p = run_cli("--version")
     assert p.returncode == 0 and p.stdout.startswith("convlint 0.")
+
+
+def test_language_server_start_and_static_rules_load_no_framework():
+    scripts = ROOT / "fixtures" / "scripts"
+    assert _loaded_after("from convlint.server.lsp.server import build\nbuild()\n"
+                         "from pathlib import Path\n"
+                         "from convlint.analyzers.scripts.check import analyze_file\n"
+                         f"[analyze_file(str(p)) for p in sorted(Path({str(scripts)!r}).iterdir())]") == set()
