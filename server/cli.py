@@ -42,6 +42,14 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _address(text: str) -> str:
+    """``PORT`` or ``HOST:PORT`` -> ``HOST:PORT`` (host 127.0.0.1 by default)."""
+    host, _, port = text.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected PORT or HOST:PORT with a port from 1 to 65535, got {text!r}")
+    return f"{host or '127.0.0.1'}:{int(port)}"
+
+
 def _codes(text: str) -> tuple:
     return tuple(c.strip() for c in text.split(",") if c.strip())
 
@@ -125,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Speak the Language Server Protocol over stdio (the default) or on a "
                        "TCP port. Editors start it; see docs/server.md for settings and commands.")
     s.add_argument("--stdio", action="store_true", help="use stdin/stdout (the default)")
-    s.add_argument("--tcp", metavar="[HOST:]PORT", help="listen on a TCP port instead, for debugging")
+    s.add_argument("--tcp", type=_address, metavar="[HOST:]PORT",
+                   help="listen on a TCP port instead, for debugging")
     return p
 
 
@@ -134,8 +143,7 @@ def serve_main(argv: list) -> int:
     args = build_parser().parse_args(["serve", *argv])
     from convlint.server.lsp.server import serve
 
-    tcp = args.tcp if args.tcp is None or ":" in args.tcp else f"127.0.0.1:{args.tcp}"
-    return serve(tcp)
+    return serve(args.tcp)
 
 
 
@@ -275,7 +283,7 @@ def main(argv: list | None = None) -> int:
         try:
             return serve_main(argv[1:])
         except ConvlintError as e:
-            print(f"convlint: error: {e.message}", file=sys.stderr)
+            print(f"convlint: error: {e}", file=sys.stderr)
             return 2
     fmt = "json" if _wants_json(argv) else "text"
     parser = build_parser()

@@ -416,3 +416,20 @@ def test_serve_over_tcp_answers_initialize(tmp_path):
     finally:
         p.kill()
         p.wait()
+
+
+def test_serve_with_a_bad_or_busy_port_is_a_clear_error(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    for bad in ("notaport", "0", "host:99999"):
+        p = subprocess.run([sys.executable, "-m", "convlint", "serve", "--tcp", bad],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 2 and "Traceback" not in p.stderr and "PORT" in p.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        p = subprocess.run([sys.executable, "-m", "convlint", "serve", "--tcp", str(s.getsockname()[1])],
+                           capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "Traceback" not in p.stderr and "cannot listen" in p.stderr

@@ -471,8 +471,14 @@ def serve(tcp: str | None = None) -> int:
     logging.basicConfig(level=os.environ.get("CONVLINT_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
     ls = build()
     if tcp:
-        host, _, port = tcp.rpartition(":")
-        ls.start_tcp(host or "127.0.0.1", int(port))
+        from convlint.analyzers.errors import ConvlintError
+
+        host, _, port = tcp.rpartition(":")  # validated by the CLI: HOST:PORT
+        try:
+            ls.start_tcp(host, int(port))
+        except OSError as e:
+            raise ConvlintError(f"cannot listen on {tcp}: {e.strerror or e}",
+                                hint="choose another port, or stop what listens there") from None
     else:
         ls.start_io()
     return 0
