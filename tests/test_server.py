@@ -175,6 +175,8 @@ async def test_save_runs_the_pair_check_with_progress_and_lands_on_the_converter
         shown = await command(client, "convlint.showReport", uri)
         assert os.path.isfile(shown["path"]) and client.shown_documents
         assert [r["kind"] for r in shown["report"]["reports"]] == ["script", "conversion"]
+        again = await command(client, "convlint.showReport", uri)  # a second report never replaces the first
+        assert again["path"] != shown["path"] and os.path.isfile(shown["path"])
     finally:
         await stop(client)
 

@@ -185,16 +185,19 @@ def register(ls) -> None:
     @ls.command("convlint.showReport")
     async def show_report(ls, *args):
         from convlint.analyzers.cache import cache_dir
+        from convlint.analyzers.report.io import write_new_file
         from convlint.analyzers.report.render import to_json, to_text
 
         uri = _arg(args)
         rep = document_report(ls, uri)
         d = cache_dir() / "reports"
-        d.mkdir(parents=True, exist_ok=True)
-        stem = f"{Path(ls.docs[uri].path).stem}.{time.strftime('%Y%m%d-%H%M%S')}"
-        (d / f"{stem}.json").write_text(to_json(rep), encoding="utf-8")
+        base = f"{Path(ls.docs[uri].path).stem}.{time.strftime('%Y%m%d-%H%M%S')}"
+        stem, i = base, 1
+        while (d / f"{stem}.json").exists():  # never over an earlier report
+            stem, i = f"{base}-{i}", i + 1
+        write_new_file(str(d / f"{stem}.json"), to_json(rep))
         txt = d / f"{stem}.txt"
-        txt.write_text(to_text(rep, verbose=True) + "\n", encoding="utf-8")
+        write_new_file(str(txt), to_text(rep, verbose=True) + "\n")
         try:
             await ls.window_show_document_async(T.ShowDocumentParams(txt.as_uri(), take_focus=True))
         except Exception:
