@@ -220,6 +220,12 @@ async def test_cancel_a_running_check_request_and_by_progress(tmp_path):
         await wait_for(lambda: any(getattr(v, "kind", "") == "end" for v in client.progress_reports[token]), 30,
                        "the cancelled progress to end")
         await wait_for(lambda: not _alive(pid), 10, "the cancelled worker to stop")
+        # work-done progress cancellation of a command request: the request gets its one answer
+        client.progress_reports.clear()
+        fut = await _start_check_and_wait_for_progress(client, uri, "cancel-by-progress")
+        client.protocol.notify("window/workDoneProgress/cancel", T.WorkDoneProgressCancelParams(_running_token(client)))
+        with pytest.raises(JsonRpcException):
+            await asyncio.wait_for(fut, 30)
         # the server still works, with a new worker
         res = await command(client, "convlint.runCheck", uri)
         assert res["reports"][0]["verdict"] == "divergent"

@@ -140,6 +140,8 @@ class JobRunner:
     # -- internals ------------------------------------------------------------------------------
     def _cancel(self, job: Job) -> None:
         job.cancelled = True
+        if job.key and self.active.get(job.key) is job:
+            del self.active[job.key]  # a new request for the same work must not join a dying job
         if job.state == "queued":
             try:
                 self.queue.remove(job)
