@@ -48,6 +48,12 @@ async def start(tmp: Path, ws: Path, **options):
                TF_CPP_MIN_LOG_LEVEL="3")
     cfg = ClientServerConfig([sys.executable, "-m", "convlint.server"], server_env=env)
     client = await cfg.start()
+    client.statuses = []
+
+    @client.feature("convlint/status")
+    def _status(params):  # the server's job status notifications, for a client's status item
+        client.statuses.append(params)
+
     await client.initialize_session(T.InitializeParams(
         capabilities=client_capabilities("visual-studio-code"), root_uri=ws.as_uri(),
         workspace_folders=[T.WorkspaceFolder(ws.as_uri(), "ws")], initialization_options=options))

@@ -165,6 +165,9 @@ async def test_save_runs_the_pair_check_with_progress_and_lands_on_the_converter
         kinds = [getattr(v, "kind", None) for vs in client.progress_reports.values() for v in vs]
         assert kinds[0] == "begin" and "report" in kinds and kinds[-1] == "end"
         assert any(m and "localizing" in m for m in _progress_messages(client))
+        states = [(st.state, getattr(st, "stage", None), getattr(st, "result", None)) for st in client.statuses]
+        assert states[0][0] == "checking" and any(s == "checking" and g and "localizing" in g for s, g, _ in states)
+        assert [r for s, _, r in states if s == "idle"] == ["divergent"]
         # the clean twin: the same check, no finding
         clean = open_doc(client, ws / "convert_clean.py")
         res = await command(client, "convlint.runCheck", clean)

@@ -262,15 +262,32 @@ class ConvlintServer(LanguageServer):
             self.progress_tasks.pop(token, None)
             self.work_done_progress.end(token, T.WorkDoneProgressEnd(message=message[:200]))
 
+    def notify_status(self, state: str, title: str, **extra) -> None:
+        """``convlint/status``: what the background jobs are doing, for a client's status item
+        (``{state: checking|idle, title, stage}`` while a job runs, ``{state: idle, title,
+        result, findings}`` when it ends). Clients that do not know it ignore it."""
+        try:
+            self.protocol.notify("convlint/status", {"state": state, "title": title,
+                                                     "running": self.jobs.busy(), **extra})
+        except Exception:  # a closed transport: nothing to tell
+            pass
+
     async def run_job(self, kind: str, params: dict, title: str, key: str | None = None) -> dict:
         """Run one job in the worker with progress; a crash or failure becomes a report."""
         token = await self.progress_begin(title)
         if token:
             self.progress_tasks[token] = asyncio.current_task()
-        end = "cancelled"
+        end, nfind = "cancelled", None
+        self.notify_status("checking", title, stage="queued")
+
+        def report(m: str) -> None:
+            self.progress_report(token, m)
+            self.notify_status("checking", title, stage=m[:200])
+
         try:
-            rep = await self.jobs.submit(kind, params, key, lambda m: self.progress_report(token, m))
+            rep = await self.jobs.submit(kind, params, key, report)
             end = rep.get("verdict", "done") if isinstance(rep, dict) else "done"
+            nfind = len(rep.get("findings", [])) if isinstance(rep, dict) else None
             return rep
         except WorkerCrashed as e:
             end = "worker crashed"
@@ -282,6 +299,7 @@ class ConvlintServer(LanguageServer):
             return commands.failed_report(kind, params, str(e))
         finally:
             self.progress_end(token, end)
+            self.notify_status("idle", title, result=end, findings=nfind)
 
     async def check_pair(self, source: str, target: str, *, force: bool = False, pair=None) -> dict:
         """``pair``: the config's Pair, whose own tolerances and inputs win when given."""
