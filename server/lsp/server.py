@@ -401,7 +401,7 @@ def build() -> ConvlintServer:
         ls.publish_config()
         caps = ls.client_capabilities.workspace
         dyn = caps and caps.did_change_watched_files and caps.did_change_watched_files.dynamic_registration
-        if dyn:
+        if dyn and ls.settings.watch_files:
             watchers = [T.FileSystemWatcher(glob_pattern=MODEL_GLOB),
                         *[T.FileSystemWatcher(glob_pattern=f"**/{n}") for n in CONFIG_NAMES]]
             try:

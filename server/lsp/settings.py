@@ -30,6 +30,7 @@ class Settings:
     timeout: float = 900.0  # seconds before a background job counts as hung
     debounce_ms: int = 0  # extra delay before static rules run after a change
     python: str | None = None  # the interpreter that runs traced scripts
+    watch_files: bool = True  # register file watchers; false when the client forwards its own
 
     @property
     def heavy_allowed(self) -> bool:
@@ -40,7 +41,7 @@ KEYS = {"enable": ("enable", bool), "run": ("run", str), "heavyChecks": ("heavy_
         "trustedExecution": ("trusted", bool), "traceOnSave": ("trace_on_save", bool),
         "severity": ("severity", dict), "atol": ("atol", float), "rtol": ("rtol", float),
         "tvm": ("tvm", bool), "timeout": ("timeout", float), "debounce": ("debounce_ms", int),
-        "interpreter": ("python", str)}
+        "interpreter": ("python", str), "watchFiles": ("watch_files", bool)}
 
 
 def parse(options, base: Settings | None = None) -> tuple[Settings, list[str]]:
