@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.convlint-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint fixtures bench-faults bench-scripts bench-check bench-server clean
+.PHONY: install demo test test-python test-extension test-fast lint fixtures bench-faults bench-scripts bench-check bench-server clean
 
 install: $(STAMP)
 
@@ -35,8 +35,20 @@ demo: install
 	@echo "== the repaired model, checked again"
 	-$(BIN)/convlint diff fixtures/models/resnet.pt2 .demo/resnet.repaired.onnx
 
-test: install
+test: test-python test-extension
+
+test-python: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# the VS Code extension (Node 20 + npm): type-check, bundle, unit tests against a mocked vscode,
+# the end-to-end test against the real server in .venv, then the .vsix and a check of its contents
+EXT := vscode-extension
+$(EXT)/node_modules/.package-lock.json: $(EXT)/package-lock.json $(EXT)/package.json
+	cd $(EXT) && npm ci --no-audit --no-fund
+
+test-extension: install $(EXT)/node_modules/.package-lock.json
+	cd $(EXT) && CONVLINT_PYTHON=$(CURDIR)/$(BIN)/python npm test
+	cd $(EXT) && npm run package
 
 test-fast: install
 	$(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS)
@@ -62,4 +74,4 @@ bench-faults: install
 	$(BIN)/python bench/faults/run.py --mobilenetv2 --polygraphy
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info .demo
+	rm -rf $(VENV) .pytest_cache build *.egg-info .demo $(EXT)/node_modules $(EXT)/dist $(EXT)/out $(EXT)/convlint.vsix
