@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.convlint-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-python test-extension test-fast lint fixtures bench-faults bench-scripts bench-check bench-server clean
+.PHONY: install demo test test-python test-extension test-fast lint fixtures bench-faults bench-scripts bench-check bench-server bench-training clean
 
 install: $(STAMP)
 
@@ -68,6 +68,9 @@ bench-scripts: install
 
 bench-server: install
 	$(BIN)/python bench/server/run.py
+
+bench-training: install
+	$(BIN)/python bench/training/run.py --jobs 2
 
 bench-faults: install
 	$(BIN)/pip install --quiet -e '.[dev,bench]'

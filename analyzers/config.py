@@ -10,6 +10,8 @@ the file and the key (``ConvlintError``, exit 2). Command-line flags override wh
     exclude = ["legacy/**"]
     cache-dir = ".convlint-cache"
     allow-exec = false
+    [tool.convlint.training]             # thresholds of the training rules (docs/rules.md)
+    dead = 0.8
     [tool.convlint.severity]
     CL412 = "error"
 """
@@ -22,7 +24,7 @@ from pathlib import Path
 from convlint.analyzers import rules as R
 from convlint.analyzers.errors import ConvlintError
 
-KEYS = {"pairs", "select", "ignore", "exclude", "cache-dir", "allow-exec", "severity"}
+KEYS = {"pairs", "select", "ignore", "exclude", "cache-dir", "allow-exec", "severity", "training"}
 PAIR_KEYS = {"source", "target", "inputs", "atol", "rtol", "name"}
 
 
@@ -50,6 +52,7 @@ class Config:
     severity: dict = field(default_factory=dict)
     cache_dir: str | None = None
     allow_exec: bool = False
+    training: object = None  # training.rules.Thresholds, from [tool.convlint.training]
 
 
 def find_config(start: str) -> Path | None:
@@ -152,6 +155,19 @@ def parse(table: dict, file: str = "<config>", where: str = "the top level") -> 
         if not isinstance(table["allow-exec"], bool):
             raise _err(file, "allow-exec", "expected true or false")
         cfg.allow_exec = table["allow-exec"]
+    if "training" in table:
+        from convlint.analyzers.training.rules import Thresholds
+
+        t = table["training"]
+        if not isinstance(t, dict):
+            raise _err(file, "training", "expected a table of thresholds, e.g. dead = 0.8")
+        for k, v in t.items():
+            if not isinstance(v, (int, float, list)) or isinstance(v, bool):
+                raise _err(file, f"training.{k}", f"expected a number, got {v!r}")
+        try:
+            cfg.training = Thresholds.from_dict(t)
+        except (ValueError, TypeError) as e:
+            raise _err(file, "training", str(e)) from None
     return cfg
 
 

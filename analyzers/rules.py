@@ -171,3 +171,57 @@ CONVERSION_FAILED = rule("CL463", "conversion-failed", "error", "conversion-tool
 CAPTURE_INCOMPLETE = rule("CL464", "capture-incomplete", "warning", "conversion-tool",
                           "a conversion was seen, but its source or output could not be saved, "
                           "so it was not checked")
+
+# --- training: probes over a training run (convlint train-check; docs/rules.md "Training") ---
+TRAIN_INVALID_LOSS = rule("CL501", "invalid-loss", "error", "loss",
+                          "the training loss became NaN or infinite")
+TRAIN_NONFINITE_FORWARD = rule("CL502", "nonfinite-activation", "error", "forward",
+                               "a layer's output became NaN or infinite, before or after its activation")
+TRAIN_NONFINITE_WEIGHTS = rule("CL503", "nonfinite-weights", "error", "backward",
+                               "a layer's weights, their update or their gradient became NaN or infinite")
+TRAIN_INVALID_ACCURACY = rule("CL504", "invalid-accuracy", "error", "metric",
+                              "the accuracy is NaN or outside [0, 1]")
+TRAIN_NOT_LEARNING = rule("CL505", "model-not-learning", "error", "trend",
+                          "neither the loss nor the accuracy improves over training")
+TRAIN_EXPLODING_TENSOR = rule("CL510", "exploding-tensor", "error", "forward",
+                              "a layer's outputs or weights grow to huge magnitudes")
+TRAIN_UNCHANGED_WEIGHTS = rule("CL511", "unchanged-weights", "error", "backward",
+                               "a trainable layer's weights do not change")
+TRAIN_SATURATED = rule("CL512", "saturated-activation", "warning", "forward",
+                       "a hidden sigmoid or tanh layer is saturated for most inputs")
+TRAIN_DEAD_RELU = rule("CL513", "dead-relu", "warning", "forward",
+                       "most units of a ReLU layer output zero for every input")
+TRAIN_OUTPUT_RANGE = rule("CL514", "output-range-mismatch", "error", "loss",
+                          "the model's output range cannot fit the labels")
+TRAIN_LOSS_FLAT = rule("CL515", "loss-not-decreasing", "warning", "trend",
+                       "the training loss does not decrease")
+TRAIN_ACC_FLAT = rule("CL516", "accuracy-not-increasing", "warning", "metric",
+                      "the training accuracy does not increase")
+TRAIN_VANISHING = rule("CL517", "vanishing-gradient", "error", "backward",
+                       "the gradients of the first layers are orders of magnitude below the last layer's")
+TRAIN_EXPLODING_GRAD = rule("CL520", "exploding-gradient", "error", "backward",
+                            "the gradients grow by orders of magnitude during training")
+TRAIN_OSCILLATING = rule("CL521", "oscillating-loss", "warning", "trend",
+                         "the loss swings up and down without converging")
+TRAIN_SLOW = rule("CL522", "slow-convergence", "warning", "trend",
+                  "the weights move so little per step that the loss barely falls")
+TRAIN_SOFTMAX_BCE = rule("CL530", "softmax-with-binary-crossentropy", "error", "loss",
+                         "a softmax output trained with binary cross-entropy")
+TRAIN_OUTPUT_NOT_PROB = rule("CL531", "classification-output-not-probabilities", "error", "loss",
+                             "a ReLU or linear output trained with a probability loss "
+                             "(cross-entropy without from_logits)")
+TRAIN_SIGMOID_MULTICLASS = rule("CL532", "sigmoid-multiclass-categorical", "error", "loss",
+                                "a sigmoid output over several classes trained with categorical "
+                                "cross-entropy")
+TRAIN_FROM_LOGITS = rule("CL533", "from-logits-mismatch", "error", "loss",
+                         "from_logits=True on an output that is already a probability "
+                         "(softmax or sigmoid)")
+TRAIN_UNNORMALIZED = rule("CL534", "unnormalized-inputs", "warning", "data",
+                          "the inputs lie far outside [-1, 1]")
+TRAIN_SCRIPT_FAILED = rule("CL540", "training-script-failed", "error", "trend",
+                           "the training script raised an exception")
+TRAIN_TIMEOUT = rule("CL541", "training-timeout", "warning", "trend",
+                     "the training script did not finish within the timeout; what was recorded "
+                     "was analysed")
+TRAIN_NOTHING = rule("CL542", "no-training-observed", "error", "trend",
+                     "the script ran, but no Keras fit and no PyTorch optimizer step was seen")

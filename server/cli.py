@@ -129,6 +129,33 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--output-file", metavar="PATH", help="write the report here instead of stdout")
     t.set_defaults(func=cmd_trace)
 
+    tc = sub.add_parser("train-check", help="run a training script with probes and find training faults",
+                        description="Run SCRIPT in a subprocess with probes attached (Keras Model.fit gets a "
+                        "callback; PyTorch models get forward and gradient hooks and optimizer-step hooks), record "
+                        "per-layer statistics while it trains, and report numerical errors, bad trends and set-up "
+                        "faults, each localized to a layer, the line that built it and the hyperparameter to change. "
+                        "Training stops early once a fault is certain. See docs/training.md.")
+    tc.add_argument("script", help="the training script (.py)")
+    tc.add_argument("script_args", nargs="*", metavar="ARG", help="arguments for the script (after --)")
+    tc.add_argument("--allow-exec", action="store_true", help="consent to run the script (required)")
+    tc.add_argument("--max-epochs", type=_positive_int, default=20, metavar="N",
+                    help="cap every Keras fit at N epochs (default 20)")
+    tc.add_argument("--max-steps", type=_positive_int, default=400, metavar="N",
+                    help="stop the script after N optimizer steps (default 400)")
+    tc.add_argument("--every", type=_positive_int, default=None, metavar="K",
+                    help="record every K-th step (default: Keras records about 120 steps of the run, "
+                    "PyTorch every step)")
+    tc.add_argument("--timeout", type=_tolerance, default=600.0, help="seconds the script may run (default 600)")
+    tc.add_argument("--memory-limit", type=_positive_int, metavar="MB",
+                    help="address-space limit of the script's process (default: none)")
+    tc.add_argument("--python", metavar="EXE", help="the interpreter that runs the script (default: convlint's; "
+                    "it must have convlint installed)")
+    tc.add_argument("--cwd", metavar="DIR", help="where the script runs (default: the current directory)")
+    tc.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
+    tc.add_argument("--verbose", "-v", action="store_true", help="show info findings and progress")
+    tc.add_argument("--output-file", metavar="PATH", help="write the report here instead of stdout")
+    tc.set_defaults(func=cmd_train_check)
+
     s = sub.add_parser("serve", help="run the language server (LSP over stdio, or TCP for debugging)",
                        description="Speak the Language Server Protocol over stdio (the default) or on a "
                        "TCP port. Editors start it; see docs/server.md for settings and commands.")
@@ -208,6 +235,22 @@ def cmd_trace(args) -> tuple:
     return trace_script(args.script, topts, progress=_progress_printer(args.verbose)), {}
 
 
+def cmd_train_check(args) -> tuple:
+    from convlint.analyzers import config as C
+    from convlint.analyzers.report.policy import apply as apply_policy
+    from convlint.analyzers.training.check import TrainOptions, train_check
+
+    cfg = C.load(C.find_config(os.getcwd()))
+    th = cfg.training
+    topts = TrainOptions(allow_exec=args.allow_exec, max_epochs=args.max_epochs, max_steps=args.max_steps,
+                         timeout=args.timeout, every=args.every, python=args.python, cwd=args.cwd,
+                         args=list(args.script_args), memory_mb=args.memory_limit)
+    if th is not None:
+        topts.thresholds = th
+    rep = train_check(args.script, topts, progress=_progress_printer(args.verbose))
+    return apply_policy(rep, cfg), {}
+
+
 def cmd_diff(args) -> tuple:
     from convlint.analyzers.pipeline import PipelineOptions, check_paths
 
@@ -236,7 +279,8 @@ def error_report(message: str, rule: str, source=None, target=None, script=None,
     r = R.get(rule) if rule in R.RULES else R.BAD_ARGUMENTS
     f = Finding(rule=r.code, severity="error", stage=r.stage, message=message)
     if script is not None:
-        return ScriptReport(script, "error", (f,), kind="trace" if command == "trace" else "script")
+        kind = {"trace": "trace", "train-check": "training"}.get(command, "script")
+        return ScriptReport(script, "error", (f,), kind=kind)
 
     def ref(path):
         if not path:
@@ -289,7 +333,7 @@ def main(argv: list | None = None) -> int:
     parser = build_parser()
     command = next((a for a in argv if not a.startswith("-")), None)
     # known before parsing, so an argument error is reported in the command's own document shape
-    paths: dict = {"command": command, "script": "." if command in ("check", "trace") else None}
+    paths: dict = {"command": command, "script": "." if command in ("check", "trace", "train-check") else None}
     try:
         args = parser.parse_args(argv)
         if not getattr(args, "command", None):
@@ -298,7 +342,7 @@ def main(argv: list | None = None) -> int:
         fmt = getattr(args, "format", fmt)
         paths = {"source": getattr(args, "source", None), "target": getattr(args, "target", None),
                  "script": getattr(args, "script", None) or (getattr(args, "paths", None) or ["."])[0]
-                 if args.command in ("check", "trace") else None, "command": args.command}
+                 if args.command in ("check", "trace", "train-check") else None, "command": args.command}
         _quiet_frameworks()
         with _stdout_to_stderr() as out:
             report, _ = args.func(args)

@@ -32,4 +32,6 @@ def apply(report, cfg: Config):
     if getattr(r, "kind", "") == "script" and r.verdict in ("clean", "issues"):
         bad = any(f.severity in ("error", "warning") for f in r.findings)
         r = replace(r, verdict="issues" if bad else "clean")
+    if getattr(r, "kind", "") == "training" and r.verdict in ("healthy", "faulty"):
+        r = replace(r, verdict="faulty" if any(f.severity == "error" for f in r.findings) else "healthy")
     return r

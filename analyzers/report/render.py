@@ -31,7 +31,7 @@ def to_text(report, *, verbose: bool = False, color: bool = False) -> str:
         parts.append(f"{d['reports']} report{'s' if d['reports'] != 1 else ''}: {d['error']} errors, "
                      f"{d['warning']} warnings, {d['info']} infos")
         return "\n\n".join(parts)
-    if kind in ("script", "trace"):
+    if kind in ("script", "trace", "training"):
         return _script_text(report, verbose=verbose, color=color)
     return _conversion_text(report, verbose=verbose, color=color)
 
@@ -47,14 +47,22 @@ def _script_text(report, *, verbose: bool, color: bool) -> str:
     captured conversion's own report."""
     c = _paint(color)
     d = report.to_dict()
-    vcol = {"clean": "32", "issues": "33", "faulty": "31", "crash": "31", "error": "33"}.get(d["verdict"], "0")
-    lines = [f"{d['script']}: {c(vcol, d['verdict'].upper())}" + (" (traced)" if d["kind"] == "trace" else "")]
+    vcol = {"clean": "32", "healthy": "32", "issues": "33", "faulty": "31", "crash": "31", "error": "33"}.get(
+        d["verdict"], "0")
+    head = {"trace": " (traced)", "training": " (training)"}.get(d["kind"], "")
+    tr = d.get("training") or {}
+    if tr.get("steps_recorded") is not None:
+        head += f": {tr['steps_recorded']} steps recorded ({tr.get('framework')})" + (
+            f", stopped early: {tr['stopped']}" if tr.get("stopped") else "")
+    lines = [f"{d['script']}: {c(vcol, d['verdict'].upper())}{head}"]
     shown = [f for f in d["findings"] if verbose or f["severity"] != "info"]
     for f in shown:
         loc = f.get("location") or {}
-        where = f"{loc.get('file', d['script'])}:{loc.get('line', 1)}:{(loc.get('column') or 0) + 1}"
+        where = f"{loc.get('file', d['script'])}" + (
+            f":{loc['line']}:{(loc.get('column') or 0) + 1}" if loc.get("line") else "")
         col = {"error": "31", "warning": "33", "info": "36"}[f["severity"]]
-        lines.append(f"{where}: {c(col, f['rule'])} {f['message']}")
+        layer = f" [{f['layer']}]" if d["kind"] == "training" and f.get("layer") else ""
+        lines.append(f"{where}: {c(col, f['rule'])}{layer} {f['message']}")
         rep = f.get("repair")
         if rep:
             state = (" (verified by tracing the rewritten script)" if rep.get("verified") else "")

@@ -362,11 +362,15 @@ PATCHES = {"tensorflow.lite.python.lite": _patch_tflite, "tf2onnx.convert": _pat
            "torch.onnx": _patch_torch_onnx, "keras.src.models.model": _patch_keras_model}
 
 
-class _Finder:
-    """A meta-path finder that patches a module right after it executes."""
+class PostImportHook:
+    """A meta-path finder that calls ``on_loaded(name, module)`` right after one of ``names``
+    finishes executing (the training boot uses it too)."""
+
+    def __init__(self, names, on_loaded):
+        self.names, self.on_loaded = names, on_loaded
 
     def find_spec(self, name, path, target=None):
-        if name not in PATCHES:
+        if name not in self.names:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -377,14 +381,18 @@ class _Finder:
 
                 def exec_module(module, orig=orig, name=name):
                     orig(module)
-                    try:
-                        PATCHES[name](module)
-                    except Exception as e:  # a converter version we do not know: run unpatched
-                        print(f"convlint trace: could not instrument {name}: {e}", file=sys.stderr)
+                    self.on_loaded(name, module)
 
                 spec.loader.exec_module = exec_module
                 return spec
         return None
+
+
+def _instrument(name: str, module) -> None:
+    try:
+        PATCHES[name](module)
+    except Exception as e:  # a converter version we do not know: run unpatched
+        print(f"convlint trace: could not instrument {name}: {e}", file=sys.stderr)
 
 
 def main(argv: list) -> int:
@@ -406,7 +414,7 @@ def main(argv: list) -> int:
     for name, patch in PATCHES.items():
         if name in sys.modules:
             patch(sys.modules[name])
-    sys.meta_path.insert(0, _Finder())
+    sys.meta_path.insert(0, PostImportHook(PATCHES, _instrument))
     builtins.open = _open_hook
     io.open = _open_hook
     with _open(code_file or SCRIPT, encoding="utf-8") as fh:

@@ -1,0 +1,30 @@
+"""Training checks: probes that record layer statistics while a model trains (Keras callback,
+PyTorch hooks), rules over those traces, and ``convlint train-check``.
+
+Public API::
+
+    from convlint.analyzers.training import ConvlintCallback, convlint_probe
+
+Neither import pulls a framework in until it is used.
+"""
+
+from __future__ import annotations
+
+
+def __getattr__(name: str):
+    if name == "ConvlintCallback":
+        from .probe_keras import callback_class
+
+        return callback_class()
+    if name == "convlint_probe":
+        from .probe_torch import convlint_probe
+
+        return convlint_probe
+    if name in ("analyze", "Thresholds"):
+        from . import rules
+
+        return getattr(rules, name)
+    raise AttributeError(name)
+
+
+__all__ = ["ConvlintCallback", "convlint_probe", "analyze", "Thresholds"]

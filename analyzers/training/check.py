@@ -1,0 +1,141 @@
+"""``convlint train-check``: run a training script with the probes attached, in a subprocess,
+and turn its trace into the training report.
+
+The script runs only with consent (``allow_exec``), in its own process with a wall-clock
+timeout, an optional memory limit (``resource.setrlimit``), no core dumps, and its output sent
+to files of which only the tail is read. The trace and every temporary file live in a folder
+that is removed afterwards, whatever happens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import rules as R
+from ..errors import ConvlintError
+from ..report.findings import Finding, Location, ScriptReport
+from .record import read_trace
+from .rules import Thresholds, analyze
+
+
+@dataclass
+class TrainOptions:
+    allow_exec: bool = False
+    max_epochs: int | None = 20
+    max_steps: int | None = 400
+    timeout: float = 600.0
+    every: int | None = None  # record every k-th step; None: Keras picks about 120 steps, PyTorch all
+    python: str | None = None
+    cwd: str | None = None
+    args: list = field(default_factory=list)
+    memory_mb: int | None = None
+    output_limit: int = 64 * 1024  # bytes of the script's output kept (the tail)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+
+def _limits(memory_mb: int | None):
+    def apply():
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if memory_mb:
+            b = int(memory_mb) * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_AS, (b, b))
+    return apply
+
+
+def _tail(path: Path, limit: int) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            n = fh.tell()
+            fh.seek(max(0, n - limit))
+            return fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def train_check(script: str, opts: TrainOptions, progress: Callable | None = None) -> ScriptReport:
+    progress = progress or (lambda m: None)
+    if not opts.allow_exec:
+        raise ConvlintError(f"convlint train-check runs {script}, which executes its code; refusing without consent",
+                            rule=R.BAD_ARGUMENTS.code, hint="pass --allow-exec if you trust this script")
+    p = Path(script)
+    if not p.is_file():
+        raise ConvlintError(f"{script}: no such file", rule=R.BAD_ARGUMENTS.code)
+    if p.suffix != ".py":
+        raise ConvlintError(f"{script}: train-check runs Python scripts (.py)", rule=R.BAD_ARGUMENTS.code)
+    with tempfile.TemporaryDirectory(prefix="convlint-train-") as tmp:
+        trace_file, status_file = Path(tmp) / "trace.jsonl", Path(tmp) / "status.json"
+        out_file, err_file = Path(tmp) / "stdout", Path(tmp) / "stderr"
+        cmd = [opts.python or sys.executable, "-m", "convlint.analyzers.training.boot", "--trace", str(trace_file),
+               "--status", str(status_file)]
+        if opts.every:
+            cmd += ["--every", str(opts.every)]
+        if opts.max_steps:
+            cmd += ["--max-steps", str(opts.max_steps)]
+        if opts.max_epochs:
+            cmd += ["--max-epochs", str(opts.max_epochs)]
+        cmd += ["--", str(p.resolve()), *opts.args]
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"), PYTHONUNBUFFERED="1")
+        progress(f"train-check: running {script} (timeout {opts.timeout:g} s, at most {opts.max_steps} steps)")
+        t0 = time.perf_counter()
+        timed_out = False
+        with open(out_file, "wb") as fo, open(err_file, "wb") as fe:
+            try:
+                proc = subprocess.Popen(cmd, cwd=opts.cwd or os.getcwd(), env=env, stdout=fo, stderr=fe,
+                                        stdin=subprocess.DEVNULL, preexec_fn=_limits(opts.memory_mb) if os.name == "posix" else None)
+            except OSError as e:
+                raise ConvlintError(f"cannot run {cmd[0]}: {e.strerror}", rule=R.BAD_ARGUMENTS.code,
+                                    hint="check --python") from None
+            try:
+                rc = proc.wait(timeout=opts.timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                proc.kill()
+                rc = proc.wait()
+        seconds = time.perf_counter() - t0
+        trace = read_trace(str(trace_file))
+        status = {}
+        if status_file.exists():
+            try:
+                status = json.loads(status_file.read_text())
+            except ValueError:
+                status = {}
+        stderr = _tail(err_file, opts.output_limit)
+    progress(f"train-check: {len(trace['steps'])} steps recorded in {seconds:.1f} s; analysing")
+    crash = None
+    err = status.get("error")
+    script_abs = str(p.resolve())
+    if timed_out:
+        crash = Finding(R.TRAIN_TIMEOUT.code, R.TRAIN_TIMEOUT.severity, R.TRAIN_TIMEOUT.stage,
+                        f"{script} did not finish within {opts.timeout:g} s; the {len(trace['steps'])} recorded steps were "
+                        "analysed", evidence={"timeout": opts.timeout})
+    elif err:
+        crash = Finding(R.TRAIN_SCRIPT_FAILED.code, "error", R.TRAIN_SCRIPT_FAILED.stage,
+                        f"{err['type']}: {err['message'][:300]}",
+                        location=Location(file=script, line=err.get("line")) if err.get("line") else Location(file=script),
+                        evidence={"traceback": err.get("traceback", "")[-2000:]})
+    elif not status and rc != 0:
+        crash = Finding(R.TRAIN_SCRIPT_FAILED.code, "error", R.TRAIN_SCRIPT_FAILED.stage,
+                        f"the training process died (exit status {rc})" + (" — out of memory?" if rc in (-9, 137) else ""),
+                        evidence={"status": rc, "stderr": stderr[-2000:]})
+    extra = {"seconds": round(seconds, 2), "timed_out": timed_out, "exit_status": rc}
+    if not trace["steps"] and not trace["layers"] and crash is None:
+        f = Finding(R.TRAIN_NOTHING.code, "error", R.TRAIN_NOTHING.stage,
+                    f"{script} ran, but no Keras Model.fit and no torch optimizer step was seen, so there was "
+                    "nothing to check", location=Location(file=script))
+        return ScriptReport(script, "error", (f,), kind="training", extra={"training": extra})
+    rep = analyze(trace, script, opts.thresholds, extra, crash)
+    # findings at the script's own lines carry the script's path as the user gave it
+    fs = tuple(f.with_(location=f.location.__class__(**{**f.location.__dict__, "file": script}))
+               if f.location.file and os.path.abspath(f.location.file) == script_abs else f for f in rep.findings)
+    return ScriptReport(rep.script, rep.verdict, fs, kind="training", extra=rep.extra)

@@ -1,0 +1,426 @@
+"""PyTorch probe: forward hooks, output-gradient hooks and a wrapper around ``optimizer.step``.
+
+Public API (the user adds it)::
+
+    from convlint.analyzers.training import convlint_probe
+    probe = convlint_probe(model, optimizer)      # then train as usual
+    report = probe.report()                       # findings over what was recorded
+
+``convlint train-check`` attaches the same probe to every model and optimizer of a script
+(``install``). Statistics are computed with torch where the tensors live; only summaries are
+kept. The gradient of each layer's output is taken with a tensor hook on the output (what a
+full backward hook's ``grad_output`` holds), which, unlike module backward hooks, tolerates the
+in-place activations (``ReLU(inplace=True)``) common in real models.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+from .record import Recorder, StopTraining, creation_site
+
+ACTIVATIONS = {"ReLU": "relu", "ReLU6": "relu", "LeakyReLU": "leaky_relu", "ELU": "elu", "GELU": "gelu",
+               "SiLU": "silu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Softmax": "softmax",
+               "LogSoftmax": "log_softmax", "Hardtanh": "tanh", "Softplus": "softplus", "Mish": "mish"}
+
+
+def tstats(t, act: str | None = None, channel_axis: int = 1) -> dict | None:
+    """Summary statistics of a tensor, computed by torch (no copy to numpy)."""
+    import torch
+
+    if not isinstance(t, torch.Tensor) or t.numel() == 0 or not (t.is_floating_point() or t.is_complex()):
+        return None
+    with torch.no_grad():
+        f = t.detach().float()
+        n = f.numel()
+        fin = torch.isfinite(f)
+        nbad = int(n - fin.sum())
+        g = f[fin] if nbad else f
+        if g.numel() == 0:
+            return {"n": n, "frac_nonfinite": 1.0}
+        d = {"n": n, "mean": float(g.mean()), "std": float(g.std()) if g.numel() > 1 else 0.0,
+             "min": float(g.min()), "max": float(g.max()), "absmax": float(g.abs().max()),
+             "norm": float(g.norm()), "frac_zero": float((g == 0).float().mean()),
+             "frac_nonfinite": nbad / n}
+        if act == "sigmoid":
+            d["frac_sat"] = float(((g < 0.01) | (g > 0.99)).float().mean())
+        elif act == "tanh":
+            d["frac_sat"] = float((g.abs() > 0.99).float().mean())
+        elif act in ("relu", "leaky_relu") and f.dim() >= 2:
+            # a unit is dead when it is zero (or negative) for every sample of the batch
+            alive = (torch.nan_to_num(f) > 0).movedim(channel_axis, 0).reshape(f.shape[channel_axis], -1).any(dim=1)
+            d["frac_dead"] = float(1.0 - alive.float().mean())
+        return d
+
+
+class TorchProbe:
+    """Records one model's training; also the engine behind ``install`` (all models)."""
+
+    def __init__(self, recorder: Recorder, script: str | None = None):
+        self.rec = recorder
+        self.script = script
+        self.roots: list = []  # weakrefs to the models (root modules) being trained
+        self.names: dict[int, str] = {}  # id(module) -> qualified name in its root
+        self.param_owner: dict[int, tuple] = {}  # id(param) -> (layer name, param name)
+        self.order: list[str] = []  # layers in forward order (first step)
+        self.pending: dict[str, dict] = {}  # layer -> {pre, post, gout} of the last forward
+        self.last_param_layer: str | None = None
+        self.snap: dict = {}  # id(param) -> tensor copy before step
+        self.loss = None
+        self.loss_info: dict | None = None
+        self.metrics: dict = {}
+        self.handles: list = []
+        self.recording = True
+        self._act_depth = 0
+
+    # -- model bookkeeping -------------------------------------------------------------------------
+    def add_model(self, model) -> None:
+        if any(r() is model for r in self.roots):
+            return
+        self.roots.append(weakref.ref(model))
+        for qn, m in model.named_modules():
+            self.names.setdefault(id(m), qn or type(m).__name__)
+
+    def _adopt(self, optimizer) -> None:
+        """Find the models whose parameters the optimizer trains (modules built in the script)."""
+        import torch
+
+        ids = {id(p) for g in optimizer.param_groups for p in g["params"]}
+        if ids <= set(self.param_owner):
+            return
+        for m in list(_TRACKED):
+            if m is None or any(r() is m for r in self.roots):
+                continue
+            if any(id(p) in ids for p in m.parameters()) and not any(
+                    c is not m and any(m is x for x in c.modules()) for c in _TRACKED if c is not None
+                    and isinstance(c, torch.nn.Module)):
+                self.add_model(m)
+        for r in self.roots:
+            m = r()
+            if m is None:
+                continue
+            for qn, mod in m.named_modules():
+                for pn, p in mod.named_parameters(recurse=False):
+                    self.param_owner.setdefault(id(p), (qn or type(mod).__name__, pn))
+
+    def _layer_name(self, module) -> str | None:
+        n = self.names.get(id(module))
+        if n is None:
+            for r in self.roots:
+                m = r()
+                if m is not None:
+                    for qn, mod in m.named_modules():
+                        self.names.setdefault(id(mod), qn or type(mod).__name__)
+            n = self.names.get(id(module))
+        return n
+
+    # -- hooks -------------------------------------------------------------------------------------
+    def forward_pre(self, module, args) -> None:
+        if type(module).__name__ in ACTIVATIONS:
+            self._act_depth += 1
+
+    def forward(self, module, args, output) -> None:
+        import torch
+
+        kind = type(module).__name__
+        if kind in ACTIVATIONS:
+            self._act_depth = max(0, self._act_depth - 1)
+        if not module.training or not self.recording or not self.rec.wants():
+            return
+        is_root = any(r() is module for r in self.roots)
+        if is_root and "input_std" not in self.rec.meta and args and isinstance(args[0], torch.Tensor) \
+                and args[0].is_floating_point():
+            st = tstats(args[0])
+            if st and "mean" in st:
+                self.rec.set_meta(input_min=st["min"], input_max=st["max"], input_mean=st["mean"], input_std=st["std"])
+        if any(True for _ in module.children()):
+            if is_root and isinstance(output, torch.Tensor):
+                st = tstats(output)
+                if st and "min" in st:
+                    self.rec.set_meta(output_min=st["min"], output_max=st["max"])
+            return
+        name = self._layer_name(module)
+        if name is None or not isinstance(output, torch.Tensor):
+            return
+        has_params = any(True for _ in module.parameters(recurse=False))
+        if has_params:
+            self._see(name, module, kind, None)
+            self.pending.setdefault(name, {})["pre"] = tstats(output)
+            self.last_param_layer = name
+            self._grad_hook(name, output)
+        elif kind in ACTIVATIONS and self.last_param_layer:
+            self._post(ACTIVATIONS[kind], output, via=name)
+
+    def _post(self, act: str, output, via: str | None = None) -> None:
+        target = self.last_param_layer
+        if target is None:
+            return
+        self.rec.layer(target, activation=act, activation_module=via)
+        self.pending.setdefault(target, {})["post"] = tstats(output, act)
+
+    def functional(self, act: str, output) -> None:
+        """A functional activation (``torch.relu(x)``, ``F.sigmoid``) outside an activation module."""
+        if self._act_depth == 0 and self.recording and self.rec.wants():
+            self._post(act, output)
+
+    def _see(self, name: str, module, kind: str, act: str | None) -> None:
+        if name not in self.rec.layers:
+            site = getattr(module, "_convlint_site", None)
+            nparams = sum(p.numel() for p in module.parameters(recurse=False))
+            w = getattr(module, "weight", None)
+            fan_in = int(w[0].numel()) if w is not None and getattr(w, "dim", lambda: 0)() >= 2 else None
+            self.rec.layer(name, type=kind, activation=act, file=(site or {}).get("file"),
+                           line=(site or {}).get("line"), params=int(nparams), fan_in=fan_in)
+
+    def _grad_hook(self, name: str, output) -> None:
+        if output.requires_grad:
+            def hook(g, name=name):
+                self.pending.setdefault(name, {})["gout"] = tstats(g)
+            output.register_hook(hook)
+
+    def loss_seen(self, value, info: dict | None = None) -> None:
+        self.loss = value
+        if info:
+            self.loss_info = info
+
+    def step_pre(self, optimizer, args, kwargs) -> None:
+        import torch
+
+        self._adopt(optimizer)
+        if not self.rec.wants():
+            return
+        self.rec.begin_step()
+        lr = optimizer.param_groups[0].get("lr")
+        self.rec.set_meta(framework="torch", optimizer=type(optimizer).__name__,
+                          learning_rate=float(lr) if lr is not None else None,
+                          optimizer_config={k: _plain(v) for k, v in optimizer.defaults.items()})
+        with torch.no_grad():
+            for g in optimizer.param_groups:
+                for p in g["params"]:
+                    own = self.param_owner.get(id(p))
+                    if own is None:
+                        continue
+                    self.snap[id(p)] = p.detach().clone()
+                    if self.rec.step == 0 and own[1] == "weight":  # the initial weights, before any update
+                        self.rec.put(own[0], "winit", tstats(p))
+                    if p.grad is not None and own[1] == "weight":
+                        self.rec.put(own[0], "gw", tstats(p.grad))
+
+    def step_post(self, optimizer, args, kwargs) -> None:
+        import torch
+
+        if self.rec.current is None:  # not a recorded step
+            self._reset()
+            reason = self.rec.count_step()
+            if reason:
+                raise StopTraining(reason)
+            return
+        with torch.no_grad():
+            for g in optimizer.param_groups:
+                for p in g["params"]:
+                    own = self.param_owner.get(id(p))
+                    if own is None or own[1] != "weight":
+                        continue
+                    self.rec.put(own[0], "w", tstats(p))
+                    before = self.snap.get(id(p))
+                    if before is not None:
+                        self.rec.put(own[0], "dw", tstats(p.detach() - before))
+        for name, d in self.pending.items():
+            for k, v in d.items():
+                self.rec.put(name, k, v)
+        if self.loss_info:
+            self.rec.set_meta(**{k: v for k, v in self.loss_info.items() if k != "metrics"})
+        loss = float(self.loss.detach()) if self.loss is not None else None
+        metrics = dict((self.loss_info or {}).get("metrics") or {})
+        self._reset()
+        reason = self.rec.end_step(loss, metrics)
+        if reason:
+            raise StopTraining(reason)
+
+    def _reset(self) -> None:
+        self.pending = {}
+        self.snap = {}
+        self.last_param_layer = None
+        self.loss = None
+
+
+# every nn.Module built while creation tracking is on (weak: nothing is kept alive)
+_TRACKED: weakref.WeakSet = weakref.WeakSet()
+
+
+def _plain(v):
+    if isinstance(v, (int, float, str, bool)) or v is None:
+        return v
+    if isinstance(v, (tuple, list)):
+        return [_plain(x) for x in v]
+    return repr(v)
+
+
+def _loss_info(kind: str, inp, target, from_logits: bool | None = None) -> dict:
+    """What a loss call tells: the loss, the labels' kind, the output's range, the accuracy."""
+    import torch
+
+    info: dict = {"loss": kind, "from_logits": from_logits}
+    try:
+        with torch.no_grad():
+            x, y = inp.detach().float(), target.detach()
+            info["output_min"], info["output_max"] = float(torch.nan_to_num(x).min()), float(torch.nan_to_num(x).max())
+            if x.dim() == 2 and not y.is_floating_point() and y.dim() == 1:
+                info["labels"], info["num_classes"] = "index", int(x.shape[1])
+                info["metrics"] = {"accuracy": float((x.argmax(1) == y).float().mean())}
+            elif x.dim() == 2 and y.shape == x.shape and x.shape[1] > 1:
+                yf = y.float()
+                onehot = bool(((yf == 0) | (yf == 1)).all() and (yf.sum(1) == 1).all())
+                info["labels"] = "onehot" if onehot else "real"
+                info["num_classes"] = int(x.shape[1])
+                if onehot:
+                    info["metrics"] = {"accuracy": float((x.argmax(1) == yf.argmax(1)).float().mean())}
+            else:
+                yf = y.float().reshape(-1)
+                xf = x.reshape(-1)
+                binary = bool(((yf == 0) | (yf == 1)).all())
+                info["labels"] = "binary" if binary else "real"
+                info["label_min"], info["label_max"] = float(yf.min()), float(yf.max())
+                if binary and xf.shape == yf.shape:
+                    thr = 0.0 if from_logits else 0.5
+                    info["metrics"] = {"accuracy": float(((xf > thr).float() == yf).float().mean())}
+    except Exception:  # a loss called with shapes we do not read: the loss value is still kept
+        pass
+    return info
+
+
+_LOSSES = {"cross_entropy": True, "nll_loss": False, "binary_cross_entropy": False,
+           "binary_cross_entropy_with_logits": True, "mse_loss": None, "l1_loss": None,
+           "smooth_l1_loss": None, "huber_loss": None, "kl_div": None}
+_ACT_FUNCS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "softmax": "softmax",
+              "leaky_relu": "leaky_relu", "gelu": "gelu", "elu": "elu", "log_softmax": "log_softmax"}
+
+
+def install(rec: Recorder, script: str | None) -> TorchProbe:
+    """Attach a probe to every model and optimizer of the process (``train-check``): creation
+    sites of modules, global forward hooks, optimizer step hooks, loss and functional
+    activation wrappers. Returns the probe."""
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+    from torch.nn.modules import module as M  # noqa: N812
+    from torch.optim import optimizer as O  # noqa: N812
+
+    probe = TorchProbe(rec, script)
+    orig_init = torch.nn.Module.__init__
+
+    def init(self, *a, **k):
+        site = creation_site(script)
+        orig_init(self, *a, **k)
+        object.__setattr__(self, "_convlint_site", site)
+        _TRACKED.add(self)
+
+    torch.nn.Module.__init__ = init
+    M.register_module_forward_pre_hook(probe.forward_pre)
+    M.register_module_forward_hook(probe.forward)
+    O.register_optimizer_step_pre_hook(probe.step_pre)
+    O.register_optimizer_step_post_hook(probe.step_post)
+    _wrap_losses(probe, F)
+    _wrap_activations(probe, torch, F)
+    orig_backward = torch.Tensor.backward
+
+    def backward(self, *a, **k):
+        if self.numel() == 1 and probe.loss is None:
+            probe.loss_seen(self)
+            if "backward_site" not in rec.meta:
+                rec.set_meta(backward_site=creation_site(script))
+        return orig_backward(self, *a, **k)
+
+    torch.Tensor.backward = backward
+    return probe
+
+
+def _wrap_losses(probe: TorchProbe, F) -> None:  # noqa: N803
+    for name, logits in _LOSSES.items():
+        orig = getattr(F, name, None)
+        if orig is None:
+            continue
+
+        def make(orig=orig, name=name, logits=logits):
+            def loss_fn(input, target, *a, **k):
+                info = None
+                try:  # read before the call: a loss that raises (BCE on values outside [0, 1]) still tells
+                    if probe.rec.wants() or not probe.rec.meta.get("loss"):
+                        info = _loss_info(name, input, target, logits)
+                        probe.rec.set_meta(**{k2: v for k2, v in info.items() if k2 != "metrics"})
+                except Exception:
+                    pass
+                out = orig(input, target, *a, **k)
+                if info is not None:
+                    probe.loss_seen(out, info)
+                return out
+            return loss_fn
+
+        setattr(F, name, make())
+
+
+def _wrap_activations(probe: TorchProbe, torch, F) -> None:  # noqa: N803
+    for mod in (torch, F):
+        for name, act in _ACT_FUNCS.items():
+            orig = getattr(mod, name, None)
+            if orig is None or getattr(orig, "_convlint", False):
+                continue
+
+            def make(orig=orig, act=act):
+                def fn(*a, **k):
+                    out = orig(*a, **k)
+                    try:
+                        probe.functional(act, out)
+                    except Exception:
+                        pass
+                    return out
+                fn._convlint = True
+                return fn
+
+            setattr(mod, name, make())
+
+
+class ProbeHandle:
+    """What ``convlint_probe`` returns: the recorder, the probe and ``report()``."""
+
+    def __init__(self, rec: Recorder, probe: TorchProbe, handles: list):
+        self.recorder, self.probe, self.handles = rec, probe, handles
+
+    def trace(self) -> dict:
+        return self.recorder.trace()
+
+    def log(self, loss=None, **metrics) -> None:
+        """Tell the probe this step's loss (and metrics such as ``accuracy``); call it before
+        ``optimizer.step()``. ``convlint train-check`` finds the loss by itself."""
+        if loss is not None:
+            self.probe.loss = loss
+        if metrics:
+            self.probe.loss_info = {**(self.probe.loss_info or {}), "metrics": metrics}
+
+    def report(self, script: str = "<training>"):
+        from .rules import analyze
+
+        return analyze(self.trace(), script)
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+
+def convlint_probe(model, optimizer, *, every: int = 1, path: str | None = None,
+                   stop_on_fault: bool = False) -> ProbeHandle:
+    """Probe one model and its optimizer (hooks on this model and optimizer only). Layer lines
+    are known for modules built while ``install`` tracked creation; otherwise they are null."""
+    rec = Recorder(path, every=every, stop_on_fault=stop_on_fault)
+    probe = TorchProbe(rec)
+    probe.add_model(model)
+    for qn, mod in model.named_modules():
+        for pn, p in mod.named_parameters(recurse=False):
+            probe.param_owner.setdefault(id(p), (qn or type(mod).__name__, pn))
+    handles = []
+    for m in model.modules():
+        handles.append(m.register_forward_pre_hook(probe.forward_pre))
+        handles.append(m.register_forward_hook(probe.forward))
+    handles.append(optimizer.register_step_pre_hook(probe.step_pre))
+    handles.append(optimizer.register_step_post_hook(probe.step_post))
+    return ProbeHandle(rec, probe, handles)
