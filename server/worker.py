@@ -11,7 +11,7 @@ Out (the original stdout, kept private: anything the frameworks print goes to st
 The first line the worker writes is ``{"event": "ready", "pid": N}``.
 
 Job kinds: ``check-pair`` (the conversion check of one pair, optionally with repair), ``trace``
-(``convlint trace`` of a script). With ``CONVLINT_WORKER_TEST_HOOKS=1`` two more exist for
+(``convlint trace`` of a script), ``train-check`` (``convlint train-check`` of a script). With ``CONVLINT_WORKER_TEST_HOOKS=1`` two more exist for
 tests of crash isolation: ``abort`` (``os.abort()`` after a progress event) and ``sleep``.
 """
 
@@ -47,6 +47,14 @@ def _trace(p: dict, progress) -> dict:
     return trace_script(p["script"], opts, progress).to_dict()
 
 
+def _train_check(p: dict, progress) -> dict:
+    from convlint.analyzers.training.check import TrainOptions, train_check
+
+    opts = TrainOptions(allow_exec=True, timeout=float(p.get("timeout", 600)), python=p.get("python"),
+                        cwd=p.get("cwd"), max_steps=p.get("max_steps", 400), max_epochs=p.get("max_epochs", 20))
+    return train_check(p["script"], opts, progress).to_dict()
+
+
 def _abort(p: dict, progress) -> dict:
     progress("about to abort (test hook)")
     time.sleep(float(p.get("delay", 0.2)))
@@ -61,7 +69,7 @@ def _sleep(p: dict, progress) -> dict:
     return {"slept": p.get("seconds", 10)}
 
 
-JOBS = {"check-pair": _check_pair, "trace": _trace}
+JOBS = {"check-pair": _check_pair, "trace": _trace, "train-check": _train_check}
 TEST_JOBS = {"abort": _abort, "sleep": _sleep}
 
 

@@ -444,3 +444,36 @@ def test_serve_with_a_bad_or_busy_port_is_a_clear_error(tmp_path):
         p = subprocess.run([sys.executable, "-m", "convlint", "serve", "--tcp", str(s.getsockname()[1])],
                            capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "Traceback" not in p.stderr and "cannot listen" in p.stderr
+
+
+@pytest.mark.slow
+async def test_train_check_command_lands_training_findings_on_the_lines_that_set_them(tmp_path):
+    import sys
+
+    from conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "bench" / "training"))
+    import programs
+
+    ws = workspace(tmp_path)
+    case = next(c for c in programs.cases() if c.name == "t09_deep_sigmoid")
+    bad, _ = programs.sources(case)
+    script = ws / "train.py"
+    script.write_text(bad)
+    client = await start(tmp_path, ws, **FAST)
+    try:
+        uri = open_doc(client, script)
+        await diagnostics(client, uri, lambda ds: True)
+        with pytest.raises(JsonRpcException):  # untrusted: nothing runs
+            await command(client, "convlint.trainCheck", uri)
+        client.workspace_did_change_configuration(T.DidChangeConfigurationParams(TRUSTED))
+        rep = await command(client, "convlint.trainCheck", uri)
+        assert rep["kind"] == "training" and rep["verdict"] == "faulty"
+        ds = await diagnostics(client, uri, lambda ds: any(d.data and d.data.get("origin") == "training" for d in ds))
+        tr = [d for d in ds if d.data.get("origin") == "training"]
+        vanish = next(d for d in tr if d.code == "CL517")
+        assert vanish.range.start.line == _line(bad, "('hidden1', nn.Linear")  # the line that built the layer
+        assert "relu" in vanish.message and vanish.data["layer"] == "hidden1"
+        assert any(s.state == "idle" and s.result == "faulty" for s in client.statuses)
+    finally:
+        await stop(client)

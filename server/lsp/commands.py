@@ -112,6 +112,8 @@ def document_report(ls, uri: str):
             reports.append(ls.results[(p.source, p.target)])
     if st.trace is not None:
         reports.append(st.trace)
+    if st.training is not None:
+        reports.append(st.training)
     return CheckReport(tuple(reports), {"document": uri})
 
 
@@ -150,6 +152,11 @@ def register(ls) -> None:
     @ls.command("convlint.trace")
     async def trace(ls, *args):
         return await ls.trace_document(_script_command(ls, args).uri)
+
+    @ls.command("convlint.trainCheck")
+    async def train_check(ls, *args):
+        """Run the script's training with probes (it executes the script; needs trust)."""
+        return await ls.train_document(_script_command(ls, args).uri)
 
     @ls.command("convlint.checkPair")
     async def check_pair(ls, *args):

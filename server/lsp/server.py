@@ -17,7 +17,7 @@ import logging
 import os
 import time
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from lsprotocol import types as T
@@ -174,6 +174,8 @@ class ConvlintServer(LanguageServer):
         h = text_hash(text)
         if st.trace is not None and st.trace_hash != h:
             st.trace = None  # trace findings belong to the text that was traced
+        if st.training is not None and st.training_hash != h:
+            st.training = None
         st.text_hash = h
         self.publish(st)
 
@@ -203,6 +205,13 @@ class ConvlintServer(LanguageServer):
                     d = adapter.finding_diagnostic(f, lines, codec, origin="trace")
                     if (d.code, d.range.start.line) not in seen:
                         out.append((d, f, "trace"))
+            if st.training is not None:
+                for f in st.training.findings:
+                    if f.severity == "info" or (f.location.file and os.path.abspath(f.location.file) != st.path):
+                        continue
+                    # a run-level finding with no line of its own (no site known) goes on the first line
+                    g = f if f.location.line else f.with_(location=replace(f.location, file=st.path, line=1))
+                    out.append((adapter.finding_diagnostic(g, lines, codec, origin="training"), f, "training"))
         st.diags = out
         self.text_document_publish_diagnostics(T.PublishDiagnosticsParams(
             st.uri, [d for d, _, _ in out], version=st.version))
@@ -358,6 +367,22 @@ class ConvlintServer(LanguageServer):
                                  key=f"trace:{st.path}:{h}")
         if st.text_hash == h:
             st.trace, st.trace_hash = ScriptReport.from_dict(rep), h
+            self.publish(st)
+        return rep
+
+    async def train_document(self, uri: str) -> dict:
+        """``convlint train-check`` of a script in the worker; its findings land on the lines that
+        built the layers (and set the optimizer, the loss, the fit call)."""
+        from convlint.analyzers.report.findings import ScriptReport
+
+        st = self.doc_state(uri)
+        h = st.text_hash
+        params = {"script": st.path, "cwd": self.root or str(Path(st.path).parent), "python": self.settings.python,
+                  "timeout": min(self.settings.timeout, 3600)}
+        rep = await self.run_job("train-check", params, f"convlint: checking training of {Path(st.path).name}",
+                                 key=f"train:{st.path}:{h}")
+        if st.text_hash == h and rep.get("kind") == "training":
+            st.training, st.training_hash = ScriptReport.from_dict(rep), h
             self.publish(st)
         return rep
 

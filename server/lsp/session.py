@@ -29,6 +29,8 @@ class DocState:
     running: bool = False  # a static run is scheduled and has not finished
     trace: object | None = None  # the last trace ScriptReport, valid while text_hash is unchanged
     trace_hash: str = ""
+    training: object | None = None  # the last train-check ScriptReport, valid while text_hash is unchanged
+    training_hash: str = ""
     diags: list = field(default_factory=list)  # (Diagnostic, Finding, origin) as published
 
 
