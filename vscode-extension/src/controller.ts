@@ -270,7 +270,7 @@ export class Controller implements vscode.Disposable {
       return;
     }
     const n = typeof p.findings === "number" ? `, ${p.findings} finding${p.findings === 1 ? "" : "s"}` : "";
-    const bad = p.result && !["equivalent", "clean", "ok", "done"].includes(p.result);
+    const bad = p.result && !["equivalent", "clean", "healthy", "ok", "done"].includes(p.result);
     this.setStatus(`convlint: ${p.result ?? "idle"}${n}`, `last: ${title}`,
       bad ? vscode.LanguageStatusSeverity.Warning : vscode.LanguageStatusSeverity.Information, false);
   }
@@ -424,7 +424,7 @@ export class Controller implements vscode.Disposable {
     for (const r of reports) {
       const name = r.target ? `${base(r.source ?? "")} → ${base(r.target)}` : base(r.script ?? what);
       const n = r.findings?.length ?? 0;
-      if (r.verdict !== "equivalent" && r.verdict !== "clean") {
+      if (!["equivalent", "clean", "healthy"].includes(String(r.verdict))) {
         bad += 1;
       }
       this.log(`${name}: ${r.verdict} (${n} finding${n === 1 ? "" : "s"})`);
