@@ -267,3 +267,31 @@ def test_train_check_needs_consent_and_training(tmp_path):
     assert d["findings"][0]["rule"] == "CL541" and d["training"]["timed_out"] is True
     rc, d = _train_check(tmp_path / "missing.py")
     assert rc == 2 and "no such file" in d["findings"][0]["message"]
+
+
+def test_oscillating_loss_slow_convergence_unchanged_weights_and_bad_accuracy():
+    t = healthy(batch_size=1)
+    for i, s in enumerate(t["steps"]):
+        s["loss"] = 2.0 + (1.5 if (i // 3) % 2 else -1.5)  # swings, never converges
+        s["metrics"]["accuracy"] = 0.5
+    f = next(f for f in analyze(t, "train.py").findings if f.rule == "CL521")
+    assert f.stage == "trend" and f.hyperparameter in ("batch_size", "learning_rate")
+    t = healthy(learning_rate=1e-6)
+    for i, s in enumerate(t["steps"]):
+        s["loss"] = 2.3 - 0.001 * i  # falls, but barely
+        s["metrics"]["accuracy"] = 0.1 + 0.3 * i / len(t["steps"])
+        for la in LAYERS:
+            s["layers"][la["name"]]["dw"] = st(norm=1e-5)
+    f = next(f for f in analyze(t, "train.py").findings if f.rule == "CL522")
+    assert f.hyperparameter == "learning_rate" and "→ 0.01" in f.repair.description
+    t = healthy()
+    for s in t["steps"]:
+        s["layers"]["dense1"]["dw"] = st(norm=0.0)
+    assert next(f for f in analyze(t, "train.py").findings if f.rule == "CL511").layer == "dense1"
+    t = healthy()
+    t["steps"][7]["metrics"]["accuracy"] = 1.7
+    assert "CL504" in rules_of(analyze(t, "train.py"))
+    t = healthy()
+    for s in t["steps"][4:]:
+        s["layers"]["dense0"]["post"] = st(absmax=5e7)
+    assert next(f for f in analyze(t, "train.py").findings if f.rule == "CL510").layer == "dense0"
