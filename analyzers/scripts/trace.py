@@ -68,14 +68,24 @@ def run_script(script: str, opts: TraceOptions, out_dir: str, code: str | None =
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     env.setdefault("PYTHONUNBUFFERED", "1")
     t0 = time.perf_counter()
-    try:
-        p = subprocess.run(cmd, cwd=opts.cwd or os.getcwd(), env=env, capture_output=True, text=True,
-                           timeout=opts.timeout, stdin=subprocess.DEVNULL)
-        status, stderr = p.returncode, p.stderr
-    except subprocess.TimeoutExpired as e:
-        status, stderr = None, (e.stderr or b"").decode("utf-8", "replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
-    except OSError as e:
-        raise ConvlintError(f"cannot run {cmd[0]}: {e.strerror}", hint="check --python") from None
+    # the script's output goes to files (only their tail is read back: a chatty script cannot
+    # fill convlint's memory); no core dumps
+    from convlint.analyzers.subproc import limits, tail
+
+    out_path, err_path = Path(out_dir) / "stdout", Path(out_dir) / "stderr"
+    with open(out_path, "wb") as fo, open(err_path, "wb") as fe:
+        try:
+            proc = subprocess.Popen(cmd, cwd=opts.cwd or os.getcwd(), env=env, stdout=fo, stderr=fe,
+                                    stdin=subprocess.DEVNULL, preexec_fn=limits() if os.name == "posix" else None)
+        except OSError as e:
+            raise ConvlintError(f"cannot run {cmd[0]}: {e.strerror}", hint="check --python") from None
+        try:
+            status = proc.wait(timeout=opts.timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            status = None
+    stderr = tail(err_path)
     data, st = {}, {}
     cap = Path(out_dir) / "captures.json"
     if cap.exists():

@@ -22,6 +22,7 @@ from pathlib import Path
 from .. import rules as R
 from ..errors import ConvlintError
 from ..report.findings import Finding, Location, ScriptReport
+from ..subproc import limits, tail
 from .record import read_trace
 from .rules import Thresholds, analyze
 
@@ -39,28 +40,6 @@ class TrainOptions:
     memory_mb: int | None = None
     output_limit: int = 64 * 1024  # bytes of the script's output kept (the tail)
     thresholds: Thresholds = field(default_factory=Thresholds)
-
-
-def _limits(memory_mb: int | None):
-    def apply():
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if memory_mb:
-            b = int(memory_mb) * 1024 * 1024
-            resource.setrlimit(resource.RLIMIT_AS, (b, b))
-    return apply
-
-
-def _tail(path: Path, limit: int) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, 2)
-            n = fh.tell()
-            fh.seek(max(0, n - limit))
-            return fh.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
 
 
 def train_check(script: str, opts: TrainOptions, progress: Callable | None = None) -> ScriptReport:
@@ -92,7 +71,7 @@ def train_check(script: str, opts: TrainOptions, progress: Callable | None = Non
         with open(out_file, "wb") as fo, open(err_file, "wb") as fe:
             try:
                 proc = subprocess.Popen(cmd, cwd=opts.cwd or os.getcwd(), env=env, stdout=fo, stderr=fe,
-                                        stdin=subprocess.DEVNULL, preexec_fn=_limits(opts.memory_mb) if os.name == "posix" else None)
+                                        stdin=subprocess.DEVNULL, preexec_fn=limits(opts.memory_mb) if os.name == "posix" else None)
             except OSError as e:
                 raise ConvlintError(f"cannot run {cmd[0]}: {e.strerror}", rule=R.BAD_ARGUMENTS.code,
                                     hint="check --python") from None
@@ -110,7 +89,7 @@ def train_check(script: str, opts: TrainOptions, progress: Callable | None = Non
                 status = json.loads(status_file.read_text())
             except ValueError:
                 status = {}
-        stderr = _tail(err_file, opts.output_limit)
+        stderr = tail(err_file, opts.output_limit)
     progress(f"train-check: {len(trace['steps'])} steps recorded in {seconds:.1f} s; analysing")
     crash = None
     err = status.get("error")
