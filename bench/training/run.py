@@ -194,7 +194,7 @@ def main() -> int:
 
 def render(rows, over, elapsed, args) -> str:
     n = len(rows)
-    lines = ["## training", "",
+    lines = ["## Training checks (`make bench-training`)", "",
              f"Command: `make bench-training` (`python bench/training/run.py --jobs {args.jobs}`), "
              f"{time.strftime('%Y-%m-%d')}, {elapsed / 60:.1f} min on this machine.", "",
              f"{n} buggy training programs ({sum(c.framework == 'keras' for c, _ in rows)} Keras 3, "
@@ -241,7 +241,7 @@ def render(rows, over, elapsed, args) -> str:
 def write_results(md: str) -> None:
     p = ROOT / "bench" / "RESULTS.md"
     text = p.read_text() if p.exists() else "# Benchmark results\n"
-    start = text.find("## training\n")
+    start = text.find("## Training checks (")
     if start >= 0:
         end = text.find("\n## ", start + 1)
         text = text[:start] + md + (text[end + 1:] if end >= 0 else "")
