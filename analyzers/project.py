@@ -66,6 +66,9 @@ def check_pair_report(source: str, target: str, *, atol: float, rtol: float, num
 
 def _pair_task(pair: Pair, opts: CheckOptions) -> dict:
     """Run in a worker process: check one pair, return its report as a dict."""
+    hook = os.environ.get("CONVLINT_TEST_ABORT_ON")  # tests only: a native crash in the worker
+    if hook and os.environ.get("CONVLINT_WORKER_TEST_HOOKS") == "1" and hook in pair.source:
+        os.abort()
     return check_pair_report(pair.source, pair.target, num_inputs=opts.num_inputs, seed=opts.seed,
                              atol=pair.atol if pair.atol is not None else opts.atol,
                              rtol=pair.rtol if pair.rtol is not None else opts.rtol,
@@ -108,17 +111,48 @@ def _pairs(opts: CheckOptions, progress) -> list:
         todo.append((i, pair, key))
     if todo:
         progress(f"checking {len(todo)} pair(s) with {min(opts.jobs, len(todo))} worker(s)")
-    if opts.jobs > 1 and len(todo) > 1:
-        import multiprocessing as mp
-
-        with ProcessPoolExecutor(max_workers=opts.jobs, mp_context=mp.get_context("spawn")) as ex:
-            futs = {ex.submit(_pair_task, pair, opts): (i, pair, key) for i, pair, key in todo}
-            for fut, (i, pair, key) in futs.items():
-                results[i] = _done(fut.result(), key, cdir, pair, progress)
-    else:
-        for i, pair, key in todo:
-            results[i] = _done(_pair_task(pair, opts), key, cdir, pair, progress)
+    if todo:
+        results.update(_isolated(todo, opts, cdir, progress))
     return [ConversionReport.from_dict(results[i]) for i in sorted(results)]
+
+
+def _isolated(todo: list, opts: CheckOptions, cdir: Path, progress) -> dict:
+    """Check pairs in worker processes (``opts.jobs`` of them), so a native crash (a segfault or
+    abort in TVM, TensorFlow or onnxruntime) takes down a worker, never ``convlint check``. A
+    pool breaks as a whole when one worker dies; the pairs it was running are then run again
+    one per fresh worker, and the pair that kills its own worker gets a CL014 ``crash`` report
+    (never cached)."""
+    import multiprocessing as mp
+    from concurrent.futures.process import BrokenProcessPool
+
+    ctx = mp.get_context("spawn")
+    out: dict = {}
+    again = []
+    with ProcessPoolExecutor(max_workers=max(1, min(opts.jobs, len(todo))), mp_context=ctx) as ex:
+        futs = [(ex.submit(_pair_task, pair, opts), (i, pair, key)) for i, pair, key in todo]
+        for fut, (i, pair, key) in futs:
+            try:
+                out[i] = _done(fut.result(), key, cdir, pair, progress)
+            except BrokenProcessPool:
+                again.append((i, pair, key))
+    for i, pair, key in again:
+        with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as ex:
+            try:
+                out[i] = _done(ex.submit(_pair_task, pair, opts).result(), key, cdir, pair, progress)
+            except BrokenProcessPool:
+                out[i] = _crashed(pair, progress)
+    return out
+
+
+def _crashed(pair: Pair, progress) -> dict:
+    from convlint.analyzers import rules as R
+    from convlint.analyzers.report.findings import Finding
+
+    progress(f"pair {pair.label}: the worker process died")
+    f = Finding(R.WORKER_CRASHED.code, "error", "runtime",
+                f"the worker process checking {pair.source} -> {pair.target} died (a native crash in a "
+                "framework or runtime, or the out-of-memory killer); the other pairs were checked")
+    return ConversionReport.unanalysed(pair.source, pair.target, "crash", f).to_dict()
 
 
 def _done(d: dict, key, cdir: Path, pair: Pair, progress) -> dict:

@@ -4,6 +4,7 @@ with the content-hash cache and worker processes, exit codes, and the CI output 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -16,9 +17,9 @@ from conftest import MODELS, ROOT
 SCRIPTS = ROOT / "fixtures" / "scripts"
 
 
-def _check(cwd, *args):
+def _check(cwd, *args, env=None):
     return subprocess.run([sys.executable, "-m", "convlint", "check", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=600, env=dict(os.environ, **(env or {})))
 
 
 @pytest.fixture
@@ -141,3 +142,26 @@ def test_a_corrupt_cache_entry_is_a_miss_and_is_rebuilt(tmp_path):
         assert cache_read(tmp_path, "k") == good
     cache_write(tmp_path, "e", {"kind": "conversion", "verdict": "error"})  # never cached: retried
     assert cache_read(tmp_path, "e") is None and not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_a_native_crash_checking_one_pair_is_a_finding_and_the_other_pairs_are_checked(project, tmp_path):
+    import shutil
+
+    crash_dir = tmp_path / "abort_here"
+    crash_dir.mkdir()
+    shutil.copy(MODELS / "mobilenet.keras", crash_dir / "mobilenet.keras")
+    (project / "convlint.toml").write_text(
+        f"pairs = [{{source = '{crash_dir / 'mobilenet.keras'}', target = '{MODELS / 'mobilenet.tflite'}'}},\n"
+        f"         {{source = '{MODELS / 'mobilenet.keras'}', target = '{MODELS / 'mobilenet.tflite'}'}}]\n"
+        "cache-dir = '.cache'\n")
+    env = {"CONVLINT_WORKER_TEST_HOOKS": "1", "CONVLINT_TEST_ABORT_ON": "abort_here"}
+    p = _check(project, "--format", "json", "--no-tvm", env=env)
+    assert p.returncode == 1, p.stderr[-2000:]
+    convs = [r for r in json.loads(p.stdout)["reports"] if r["kind"] == "conversion"]
+    assert [r["verdict"] for r in convs] == ["crash", "equivalent"]
+    f = convs[0]["findings"][0]
+    assert f["rule"] == "CL014" and "died" in f["message"] and "abort_here" in f["message"]
+    again = _check(project, "--format", "json", "--no-tvm", "-v", env=env)  # a crash is never cached
+    assert "pair " in again.stderr and [r["verdict"] for r in json.loads(again.stdout)["reports"]
+                                         if r["kind"] == "conversion"] == ["crash", "equivalent"]
