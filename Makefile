@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.convlint-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-python test-extension test-fast lint fixtures bench-faults bench-scripts bench-check bench-server bench-training clean
+.PHONY: install demo test test-python test-extension test-fast lint fixtures bench-faults bench-scripts bench-check bench-server bench-training bench-fuzz clean
 
 install: $(STAMP)
 
@@ -71,6 +71,9 @@ bench-server: install
 
 bench-training: install
 	$(BIN)/python bench/training/run.py --jobs 2
+
+bench-fuzz: install
+	$(BIN)/python bench/fuzz/run.py --n 10000
 
 bench-faults: install
 	$(BIN)/pip install --quiet -e '.[dev,bench]'

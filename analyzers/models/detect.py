@@ -42,7 +42,7 @@ def sniff(path: str) -> str | None:
         try:
             with zipfile.ZipFile(p) as z:
                 names = z.namelist()
-        except zipfile.BadZipFile:
+        except Exception:  # a corrupt archive (bad directory, undecodable names, ...): nothing certain
             return None
         if any(n.endswith("config.json") for n in names) and any(n.endswith(".weights.h5") for n in names):
             return "keras"

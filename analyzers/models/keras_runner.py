@@ -67,6 +67,10 @@ class KerasRunner(Runner):
             raise ValueError("a .keras file is a zip archive, and this one is not")
         if self.path.endswith(".h5") and head != b"\x89HDF\r\n\x1a\n":
             raise ValueError("an .h5 file is an HDF5 file, and this one is not")
+        if head == b"\x89HDF\r\n\x1a\n":  # a corrupt HDF5 file can hang the native reader
+            from convlint.analyzers.models.hdf5_check import preflight
+
+            preflight(self.path)
         if not self.unsafe_load:
             lambdas = _lambda_layers(self.path)
             if lambdas:
