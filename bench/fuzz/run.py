@@ -17,7 +17,24 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
+sys.path.insert(0, str(HERE.parent))
+from results import write_section  # noqa: E402
+
 FORMATS = ["onnx", "tflite", "keras", "h5", "pt2", "torchscript"]
+
+
+def render(rows: list, a) -> str:
+    lines = ["## Loader fuzzing (`make bench-fuzz`)", "",
+             f"Command: `python bench/fuzz/run.py --n {a.n} --seed {a.seed} --formats {a.formats}`, "
+             f"{time.strftime('%Y-%m-%d')}. Mutations (bit flips, truncation, overwritten, inserted and zeroed bytes) "
+             "of a real fixture model per format; a case passes when the file loads or is refused with convlint's "
+             "own error.", "",
+             "| format | base file | cases | loaded | refused | uncaught / crash / hang | s |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for d in rows:
+        lines.append(f"| {d['format']} | {d.get('base', '')} | {d.get('cases')} | {d.get('loaded')} | {d.get('refused')} | "
+                     f"{len(d['failures'])} | {d['wall']:.0f} |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> int:
@@ -41,26 +58,8 @@ def main() -> int:
             d["wall"] = time.perf_counter() - t0
             rows.append(d)
             print(f"{fmt}: {d.get('cases')} cases, {len(d['failures'])} failures, {d['wall']:.0f} s", file=sys.stderr)
-    lines = ["## Loader fuzzing (`make bench-fuzz`)", "",
-             f"Command: `python bench/fuzz/run.py --n {a.n} --seed {a.seed}`, {time.strftime('%Y-%m-%d')}. Mutations "
-             "(bit flips, truncation, overwritten, inserted and zeroed bytes) of a real fixture model per format; a "
-             "case passes when the file loads or is refused with convlint's own error.", "",
-             "| format | base file | cases | loaded | refused | uncaught / crash / hang | s |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for d in rows:
-        lines.append(f"| {d['format']} | {d.get('base', '')} | {d.get('cases')} | {d.get('loaded')} | {d.get('refused')} | "
-                     f"{len(d['failures'])} | {d['wall']:.0f} |")
-    md = "\n".join(lines) + "\n"
-    print(md)
-    p = ROOT / "bench" / "RESULTS.md"
-    text = p.read_text()
-    start = text.find("## Loader fuzzing (")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + md + (text[end + 1:] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + md
-    p.write_text(text)
+            write_section("fuzz", render(rows, a))  # after each format: a long run keeps what it measured
+    print(render(rows, a))
     return 1 if any(d["failures"] for d in rows) else 0
 
 

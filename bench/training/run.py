@@ -28,6 +28,9 @@ ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 from programs import Case, write  # noqa: E402
 
+sys.path.insert(0, str(HERE.parent))
+from results import write_section  # noqa: E402
+
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1",
            TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")
 
@@ -188,7 +191,7 @@ def main() -> int:
     md = render(rows, over, elapsed, args)
     print(md)
     if not args.no_write and not args.only:
-        write_results(md)
+        write_section("training", md)
     return 0
 
 
@@ -236,18 +239,6 @@ def render(rows, over, elapsed, args) -> str:
             lines.append(f"| {r['framework']} | {r['every']} step(s) | {r['unprobed_s']:.2f} | {r['probed_s']:.2f} | "
                          f"{r['ratio']:.2f}x |")
     return "\n".join(lines) + "\n"
-
-
-def write_results(md: str) -> None:
-    p = ROOT / "bench" / "RESULTS.md"
-    text = p.read_text() if p.exists() else "# Benchmark results\n"
-    start = text.find("## Training checks (")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + md + (text[end + 1:] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + md
-    p.write_text(text)
 
 
 if __name__ == "__main__":
