@@ -13,6 +13,48 @@ from convlint.analyzers.models.base import LayerInfo, Runner, TensorSpec, layout
 FLATBUFFER_IDS = (b"TFL3",)
 
 
+def verify_flatbuffer(buf: bytes) -> str | None:
+    """Why a TFLite model cannot be handed to the interpreter safely, or None.
+
+    The C++ interpreter trusts the flatbuffer's offsets and indices, so a damaged file can crash
+    the process (found by the loader fuzzer). The whole model is unpacked in Python first (an
+    out-of-range offset raises there), then every index is checked: tensor -> buffer, operator ->
+    operator code, operator and subgraph inputs/outputs -> tensors, shapes non-negative."""
+    from tensorflow.lite.python import schema_py_generated as S  # noqa: N812
+
+    try:
+        m = S.ModelT.InitFromPackedBuf(bytearray(buf), 0)
+    except Exception as e:  # noqa: BLE001 - any failure to unpack means a damaged file
+        return f"the flatbuffer does not unpack ({type(e).__name__})"
+    if not m.subgraphs:
+        return "no subgraph"
+    ncodes, nbufs = len(m.operatorCodes or []), len(m.buffers or [])
+    for si, sg in enumerate(m.subgraphs):
+        tensors = sg.tensors if sg.tensors is not None else []
+        nt = len(tensors)
+        for ti, t in enumerate(tensors):
+            if t.buffer and not 0 <= t.buffer < nbufs:
+                return f"subgraph {si} tensor {ti} names buffer {t.buffer} of {nbufs}"
+            shape = list(t.shape) if t.shape is not None else []
+            if any(int(d) < -1 for d in shape):
+                return f"subgraph {si} tensor {ti} has a negative dimension {shape}"
+            n = 1
+            for d in shape:
+                n *= max(int(d), 1)
+            if n > 2**31:
+                return f"subgraph {si} tensor {ti} has {n} elements"
+        for oi, op in enumerate(sg.operators if sg.operators is not None else []):
+            if not 0 <= op.opcodeIndex < ncodes:
+                return f"subgraph {si} operator {oi} names operator code {op.opcodeIndex} of {ncodes}"
+            for i in [*(op.inputs if op.inputs is not None else []), *(op.outputs if op.outputs is not None else [])]:
+                if not -1 <= int(i) < nt:
+                    return f"subgraph {si} operator {oi} names tensor {int(i)} of {nt}"
+        for i in [*(sg.inputs if sg.inputs is not None else []), *(sg.outputs if sg.outputs is not None else [])]:
+            if not 0 <= int(i) < nt:
+                return f"subgraph {si} input/output names tensor {int(i)} of {nt}"
+    return None
+
+
 class TFLiteRunner(Runner):
     format = "tflite"
     backend = "tflite"
@@ -22,6 +64,9 @@ class TFLiteRunner(Runner):
             self.buf = fh.read()
         if len(self.buf) < 8 or self.buf[4:8] not in FLATBUFFER_IDS:
             raise ValueError("not a TFLite flatbuffer (no TFL3 identifier)")
+        reason = verify_flatbuffer(self.buf)
+        if reason:  # the TFLite interpreter trusts the file's indices: a bad one is a segfault
+            raise ValueError(f"a corrupt TFLite flatbuffer: {reason}")
         self.interp = self._interpreter(preserve=False)
         self._interp_all = None
 
