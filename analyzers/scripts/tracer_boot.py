@@ -395,6 +395,28 @@ def _instrument(name: str, module) -> None:
         print(f"convlint trace: could not instrument {name}: {e}", file=sys.stderr)
 
 
+def run_as_main(script: str, src: str, args: list, stop: tuple = ()) -> tuple:
+    """Run ``src`` as ``script``'s ``__main__`` (argv, sys.path and globals as Python would set
+    them). Returns ``(status, error, stopped)``: the exit status, the uncaught exception as a dict
+    (type, message, the script's line, traceback) or None, and the exception of one of the
+    ``stop`` types that ended the script on purpose, or None."""
+    sys.argv = [script, *args]
+    sys.path[0] = os.path.dirname(script)  # not the boot's folder: its modules must not shadow the user's
+    g = {"__name__": "__main__", "__file__": script, "__builtins__": builtins}
+    try:
+        exec(compile(src, script, "exec"), g)
+    except stop as e:
+        return 0, None, e
+    except SystemExit as e:
+        return (e.code if isinstance(e.code, int) else (0 if e.code is None else 1)), None, None
+    except BaseException as e:
+        tb = traceback.extract_tb(e.__traceback__)
+        line = next((fr.lineno for fr in reversed(tb) if os.path.abspath(fr.filename) == script), None)
+        return 3, {"type": type(e).__name__, "message": str(e)[:2000], "line": line,
+                   "traceback": "".join(traceback.format_exception(e))[-4000:]}, None
+    return 0, None, None
+
+
 def main(argv: list) -> int:
     global OUT, SCRIPT, REDIRECT
     code_file = None
@@ -419,21 +441,8 @@ def main(argv: list) -> int:
     io.open = _open_hook
     with _open(code_file or SCRIPT, encoding="utf-8") as fh:
         src = fh.read()
-    sys.argv = [SCRIPT, *argv[1:]]
-    sys.path[0] = os.path.dirname(SCRIPT)  # not this file's folder: its modules must not shadow the user's
-    g = {"__name__": "__main__", "__file__": SCRIPT, "__builtins__": builtins}
-    status = 0
-    error = None
     try:
-        exec(compile(src, SCRIPT, "exec"), g)
-    except SystemExit as e:
-        status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    except BaseException as e:
-        tb = traceback.extract_tb(e.__traceback__)
-        line = next((fr.lineno for fr in reversed(tb) if os.path.abspath(fr.filename) == SCRIPT), None)
-        error = {"type": type(e).__name__, "message": str(e)[:2000], "line": line,
-                 "traceback": "".join(traceback.format_exception(e))[-4000:]}
-        status = 3
+        status, error, _ = run_as_main(SCRIPT, src, argv[1:])
     finally:
         builtins.open = _open
         io.open = _open

@@ -11,14 +11,12 @@ trace streams to FILE as JSON lines; FILE.status gets the exit status and any ex
 
 from __future__ import annotations
 
-import builtins
 import json
 import os
 import sys
-import traceback
 
-from ..scripts.tracer_boot import PostImportHook
-from .record import Recorder, StopTraining, creation_site
+from ..scripts.tracer_boot import PostImportHook, run_as_main
+from .record import Recorder, StopTraining
 
 REC: Recorder | None = None
 SCRIPT = ""
@@ -29,61 +27,12 @@ def _patch_torch(torch) -> None:
     from . import probe_torch
 
     probe_torch.install(REC, SCRIPT)
-    orig = torch.optim.Optimizer.__init__
-
-    def init(self, *a, **k):
-        REC.set_meta(optimizer_site=creation_site(SCRIPT))
-        orig(self, *a, **k)
-
-    torch.optim.Optimizer.__init__ = init
-    for name in probe_torch._LOSSES:  # where the loss is computed: the line that calls it
-        F = torch.nn.functional  # noqa: N806
-        fn = getattr(F, name, None)
-        if fn is None:
-            continue
-
-        def make(fn=fn):
-            def loss(*a, **k):
-                if "loss_site" not in REC.meta:
-                    REC.set_meta(loss_site=creation_site(SCRIPT))
-                return fn(*a, **k)
-            return loss
-
-        setattr(F, name, make())
 
 
 def _patch_keras(keras) -> None:
     from . import probe_keras
 
     probe_keras.install(REC, SCRIPT, MAX_EPOCHS)
-    fit = keras.Model.fit
-
-    def fit_wrapper(self, *a, **k):
-        REC.set_meta(fit_site=creation_site(SCRIPT))
-        out = fit(self, *a, **k)
-        if REC.stopped:  # a certain fault or the step limit: the rest of the script adds nothing
-            raise StopTraining(REC.stopped)
-        return out
-
-    keras.Model.fit = fit_wrapper
-    compile_ = keras.Model.compile
-
-    def compile_wrapper(self, *a, **k):
-        REC.set_meta(loss_site=creation_site(SCRIPT))
-        return compile_(self, *a, **k)
-
-    keras.Model.compile = compile_wrapper
-    try:
-        from keras.src.optimizers.base_optimizer import BaseOptimizer
-    except ImportError:  # another Keras layout: no optimizer line, the rest works
-        return
-    oinit = BaseOptimizer.__init__
-
-    def opt_init(self, *a, **k):
-        REC.set_meta(optimizer_site=creation_site(SCRIPT))
-        oinit(self, *a, **k)
-
-    BaseOptimizer.__init__ = opt_init
 
 
 PATCHES = {"torch": _patch_torch, "keras": _patch_keras}
@@ -127,22 +76,8 @@ def main(argv: list) -> int:
     sys.meta_path.insert(0, PostImportHook(PATCHES, _apply))
     with open(SCRIPT, encoding="utf-8") as fh:
         src = fh.read()
-    sys.argv = [SCRIPT, *argv[1:]]
-    sys.path[0] = os.path.dirname(SCRIPT)
-    g = {"__name__": "__main__", "__file__": SCRIPT, "__builtins__": builtins}
-    status, error, stopped = 0, None, None
-    try:
-        exec(compile(src, SCRIPT, "exec"), g)
-    except StopTraining as e:
-        stopped = e.reason
-    except SystemExit as e:
-        status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    except BaseException as e:
-        tb = traceback.extract_tb(e.__traceback__)
-        line = next((fr.lineno for fr in reversed(tb) if os.path.abspath(fr.filename) == SCRIPT), None)
-        error = {"type": type(e).__name__, "message": str(e)[:2000], "line": line,
-                 "traceback": "".join(traceback.format_exception(e))[-4000:]}
-        status = 3
+    status, error, stop = run_as_main(SCRIPT, src, argv[1:], stop=(StopTraining,))
+    stopped = stop.reason if stop is not None else None
     REC.close(stopped=stopped or REC.stopped)
     if status_file:
         with open(status_file, "w", encoding="utf-8") as fh:

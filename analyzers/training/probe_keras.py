@@ -347,7 +347,7 @@ def callback_class():
     return _CLASS
 
 
-def _probe_batch(x, y, batch_size: int | None, n: int = 64):
+def _probe_batch(x, y, n: int = 64):
     """A fixed probe batch from fit's data: arrays, or the first batch of a dataset."""
     if y is None and x is not None and hasattr(x, "__iter__") and not hasattr(x, "shape"):
         try:
@@ -364,7 +364,9 @@ def _probe_batch(x, y, batch_size: int | None, n: int = 64):
 
 
 def install(rec: Recorder, script: str | None, max_epochs: int | None = None) -> None:
-    """Creation sites of layers, and ``Model.fit`` with the probe callback (``train-check``)."""
+    """For ``train-check``: creation sites of layers, ``Model.fit`` with the probe callback (its
+    epochs capped, the script stopped after it once training was stopped), and the lines of the
+    fit call, the compile call (the loss) and the optimizer (the learning rate)."""
     import keras
 
     orig_init = keras.layers.Layer.__init__
@@ -381,6 +383,7 @@ def install(rec: Recorder, script: str | None, max_epochs: int | None = None) ->
     orig_fit = keras.Model.fit
 
     def fit(self, x=None, y=None, *a, **k):
+        rec.set_meta(fit_site=creation_site(script))
         k = dict(k)
         names = ["batch_size", "epochs"]
         for i, v in enumerate(a[:2]):
@@ -388,12 +391,33 @@ def install(rec: Recorder, script: str | None, max_epochs: int | None = None) ->
         a = ()
         if max_epochs is not None and (k.get("epochs") or 1) > max_epochs:
             k["epochs"] = max_epochs
-        cb = callback_class()(_probe_batch(x, y, k.get("batch_size")), recorder=rec,
+        cb = callback_class()(_probe_batch(x, y), recorder=rec,
                               batch_size=k.get("batch_size") or (32 if y is not None else None))
         k["callbacks"] = [*(k.get("callbacks") or []), cb]
-        return orig_fit(self, x, y, *a, **k)
+        out = orig_fit(self, x, y, *a, **k)
+        if rec.stopped:  # a certain fault or the step limit: the rest of the script adds nothing
+            raise StopTraining(rec.stopped)
+        return out
 
     keras.Model.fit = fit
+    orig_compile = keras.Model.compile
+
+    def compile_(self, *a, **k):  # where the loss is chosen
+        rec.set_meta(loss_site=creation_site(script))
+        return orig_compile(self, *a, **k)
+
+    keras.Model.compile = compile_
+    try:
+        from keras.src.optimizers.base_optimizer import BaseOptimizer
+    except ImportError:  # another Keras layout: no optimizer line, the rest works
+        return
+    orig_opt_init = BaseOptimizer.__init__
+
+    def opt_init(self, *a, **k):  # where the learning rate is set
+        rec.set_meta(optimizer_site=creation_site(script))
+        orig_opt_init(self, *a, **k)
+
+    BaseOptimizer.__init__ = opt_init
 
 
 __all__ = ["StopTraining", "callback_class", "install", "nstats"]
