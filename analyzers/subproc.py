@@ -7,6 +7,9 @@ or hostile script cannot fill convlint's memory.
 
 from __future__ import annotations
 
+import os
+import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 OUTPUT_TAIL = 64 * 1024  # bytes of a script's output kept
@@ -34,3 +37,33 @@ def tail(path: str | Path, limit: int = OUTPUT_TAIL) -> str:
             return fh.read().decode("utf-8", "replace")
     except OSError:
         return ""
+
+
+@dataclass
+class Finished:
+    returncode: int  # negative: killed by that signal
+    timed_out: bool
+    stderr: str  # the tail of the child's stderr
+
+
+def run_script_process(cmd: list, *, cwd: str, env: dict, folder: str | Path, timeout: float,
+                       memory_mb: int | None = None, output_limit: int = OUTPUT_TAIL) -> Finished:
+    """Run ``cmd`` with the limits above, its stdout and stderr in files under ``folder``; kill
+    it after ``timeout`` seconds. A command that cannot start raises ConvlintError."""
+    from convlint.analyzers.errors import ConvlintError
+
+    err_path = Path(folder) / "stderr"
+    with open(Path(folder) / "stdout", "wb") as fo, open(err_path, "wb") as fe:
+        try:
+            proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=fo, stderr=fe, stdin=subprocess.DEVNULL,
+                                    preexec_fn=limits(memory_mb) if os.name == "posix" else None)
+        except OSError as e:
+            raise ConvlintError(f"cannot run {cmd[0]}: {e.strerror}", hint="check --python") from None
+        timed_out = False
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            proc.kill()
+            rc = proc.wait()
+    return Finished(rc, timed_out, tail(err_path, output_limit))

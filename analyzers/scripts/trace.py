@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -70,22 +69,11 @@ def run_script(script: str, opts: TraceOptions, out_dir: str, code: str | None =
     t0 = time.perf_counter()
     # the script's output goes to files (only their tail is read back: a chatty script cannot
     # fill convlint's memory); no core dumps
-    from convlint.analyzers.subproc import limits, tail
+    from convlint.analyzers.subproc import run_script_process
 
-    out_path, err_path = Path(out_dir) / "stdout", Path(out_dir) / "stderr"
-    with open(out_path, "wb") as fo, open(err_path, "wb") as fe:
-        try:
-            proc = subprocess.Popen(cmd, cwd=opts.cwd or os.getcwd(), env=env, stdout=fo, stderr=fe,
-                                    stdin=subprocess.DEVNULL, preexec_fn=limits() if os.name == "posix" else None)
-        except OSError as e:
-            raise ConvlintError(f"cannot run {cmd[0]}: {e.strerror}", hint="check --python") from None
-        try:
-            status = proc.wait(timeout=opts.timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            status = None
-    stderr = tail(err_path)
+    run = run_script_process(cmd, cwd=opts.cwd or os.getcwd(), env=env, folder=out_dir, timeout=opts.timeout)
+    status = None if run.timed_out else run.returncode
+    stderr = run.stderr
     data, st = {}, {}
     cap = Path(out_dir) / "captures.json"
     if cap.exists():

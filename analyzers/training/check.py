@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .. import rules as R
 from ..errors import ConvlintError
 from ..report.findings import Finding, Location, ScriptReport
-from ..subproc import limits, tail
+from ..subproc import run_script_process
 from .record import read_trace
 from .rules import Thresholds, analyze
 
@@ -54,7 +53,6 @@ def train_check(script: str, opts: TrainOptions, progress: Callable | None = Non
         raise ConvlintError(f"{script}: train-check runs Python scripts (.py)", rule=R.BAD_ARGUMENTS.code)
     with tempfile.TemporaryDirectory(prefix="convlint-train-") as tmp:
         trace_file, status_file = Path(tmp) / "trace.jsonl", Path(tmp) / "status.json"
-        out_file, err_file = Path(tmp) / "stdout", Path(tmp) / "stderr"
         cmd = [opts.python or sys.executable, "-m", "convlint.analyzers.training.boot", "--trace", str(trace_file),
                "--status", str(status_file)]
         if opts.every:
@@ -67,20 +65,9 @@ def train_check(script: str, opts: TrainOptions, progress: Callable | None = Non
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"), PYTHONUNBUFFERED="1")
         progress(f"train-check: running {script} (timeout {opts.timeout:g} s, at most {opts.max_steps} steps)")
         t0 = time.perf_counter()
-        timed_out = False
-        with open(out_file, "wb") as fo, open(err_file, "wb") as fe:
-            try:
-                proc = subprocess.Popen(cmd, cwd=opts.cwd or os.getcwd(), env=env, stdout=fo, stderr=fe,
-                                        stdin=subprocess.DEVNULL, preexec_fn=limits(opts.memory_mb) if os.name == "posix" else None)
-            except OSError as e:
-                raise ConvlintError(f"cannot run {cmd[0]}: {e.strerror}", rule=R.BAD_ARGUMENTS.code,
-                                    hint="check --python") from None
-            try:
-                rc = proc.wait(timeout=opts.timeout)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                proc.kill()
-                rc = proc.wait()
+        run = run_script_process(cmd, cwd=opts.cwd or os.getcwd(), env=env, folder=tmp, timeout=opts.timeout,
+                                 memory_mb=opts.memory_mb, output_limit=opts.output_limit)
+        rc, timed_out = run.returncode, run.timed_out
         seconds = time.perf_counter() - t0
         trace = read_trace(str(trace_file))
         status = {}
@@ -89,7 +76,7 @@ def train_check(script: str, opts: TrainOptions, progress: Callable | None = Non
                 status = json.loads(status_file.read_text())
             except ValueError:
                 status = {}
-        stderr = tail(err_file, opts.output_limit)
+        stderr = run.stderr
     progress(f"train-check: {len(trace['steps'])} steps recorded in {seconds:.1f} s; analysing")
     crash = None
     err = status.get("error")
@@ -115,6 +102,6 @@ def train_check(script: str, opts: TrainOptions, progress: Callable | None = Non
         return ScriptReport(script, "error", (f,), kind="training", extra={"training": extra})
     rep = analyze(trace, script, opts.thresholds, extra, crash)
     # findings at the script's own lines carry the script's path as the user gave it
-    fs = tuple(f.with_(location=f.location.__class__(**{**f.location.__dict__, "file": script}))
+    fs = tuple(f.with_(location=replace(f.location, file=script))
                if f.location.file and os.path.abspath(f.location.file) == script_abs else f for f in rep.findings)
     return ScriptReport(rep.script, rep.verdict, fs, kind="training", extra=rep.extra)
