@@ -61,6 +61,7 @@ class TorchProbe:
         self.script = script
         self.roots: list = []  # weakrefs to the models (root modules) being trained
         self.names: dict[int, str] = {}  # id(module) -> qualified name in its root
+        self.unnamed: set[int] = set()  # modules looked up once and found in no trained model
         self.param_owner: dict[int, tuple] = {}  # id(param) -> (layer name, param name)
         self.order: list[str] = []  # layers in forward order (first step)
         self.pending: dict[str, dict] = {}  # layer -> {pre, post, gout} of the last forward
@@ -74,10 +75,26 @@ class TorchProbe:
         self._act_depth = 0
 
     # -- model bookkeeping -------------------------------------------------------------------------
+    def _layer_name(self, module) -> str | None:
+        """The module's qualified name in a trained model; a module seen for the first time
+        (attached after the model was adopted) makes the names be read again, once per module,
+        so modules outside the models (a loss module) cost one lookup per call."""
+        n = self.names.get(id(module))
+        if n is None and id(module) not in self.unnamed:
+            self.unnamed.add(id(module))
+            for r in self.roots:
+                m = r()
+                if m is not None:
+                    for qn, mod in m.named_modules():
+                        self.names.setdefault(id(mod), qn or type(mod).__name__)
+            n = self.names.get(id(module))
+        return n
+
     def add_model(self, model) -> None:
         if any(r() is model for r in self.roots):
             return
         self.roots.append(weakref.ref(model))
+        self.unnamed.clear()
         for qn, m in model.named_modules():
             self.names.setdefault(id(m), qn or type(m).__name__)
 
@@ -86,14 +103,12 @@ class TorchProbe:
         import torch
 
         ids = {id(p) for g in optimizer.param_groups for p in g["params"]}
-        if ids <= set(self.param_owner):
+        if ids <= self.param_owner.keys():
             return
-        for m in list(_TRACKED):
-            if m is None or any(r() is m for r in self.roots):
-                continue
-            if any(id(p) in ids for p in m.parameters()) and not any(
-                    c is not m and any(m is x for x in c.modules()) for c in _TRACKED if c is not None
-                    and isinstance(c, torch.nn.Module)):
+        tracked = [m for m in list(_TRACKED) if isinstance(m, torch.nn.Module)]
+        inner = {id(x) for c in tracked for x in c.modules() if x is not c}  # modules inside another
+        for m in tracked:
+            if id(m) not in inner and any(id(p) in ids for p in m.parameters()):
                 self.add_model(m)
         for r in self.roots:
             m = r()
@@ -102,17 +117,6 @@ class TorchProbe:
             for qn, mod in m.named_modules():
                 for pn, p in mod.named_parameters(recurse=False):
                     self.param_owner.setdefault(id(p), (qn or type(mod).__name__, pn))
-
-    def _layer_name(self, module) -> str | None:
-        n = self.names.get(id(module))
-        if n is None:
-            for r in self.roots:
-                m = r()
-                if m is not None:
-                    for qn, mod in m.named_modules():
-                        self.names.setdefault(id(mod), qn or type(mod).__name__)
-            n = self.names.get(id(module))
-        return n
 
     # -- hooks -------------------------------------------------------------------------------------
     def forward_pre(self, module, args) -> None:
@@ -315,6 +319,13 @@ def install(rec: Recorder, script: str | None) -> TorchProbe:
         _TRACKED.add(self)
 
     torch.nn.Module.__init__ = init
+    orig_opt_init = torch.optim.Optimizer.__init__
+
+    def opt_init(self, *a, **k):  # where the learning rate is set
+        rec.set_meta(optimizer_site=creation_site(script))
+        orig_opt_init(self, *a, **k)
+
+    torch.optim.Optimizer.__init__ = opt_init
     M.register_module_forward_pre_hook(probe.forward_pre)
     M.register_module_forward_hook(probe.forward)
     O.register_optimizer_step_pre_hook(probe.step_pre)
@@ -342,6 +353,8 @@ def _wrap_losses(probe: TorchProbe, F) -> None:  # noqa: N803
 
         def make(orig=orig, name=name, logits=logits):
             def loss_fn(input, target, *a, **k):
+                if "loss_site" not in probe.rec.meta:  # the line that computes the loss
+                    probe.rec.set_meta(loss_site=creation_site(probe.script))
                 info = None
                 try:  # read before the call: a loss that raises (BCE on values outside [0, 1]) still tells
                     if probe.rec.wants() or not probe.rec.meta.get("loss"):

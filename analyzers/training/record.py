@@ -209,9 +209,7 @@ def _num(v):
     return f
 
 
-def _default(o):
-    if isinstance(o, float) and not math.isfinite(o):
-        return str(o)
+def _default(o):  # values json cannot write itself (numpy scalars, tensors): as floats, else repr
     try:
         return float(o)
     except (TypeError, ValueError):

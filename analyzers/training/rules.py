@@ -22,9 +22,6 @@ PROB_LOSSES = ("binary_crossentropy", "categorical_crossentropy", "sparse_catego
                "binary_cross_entropy", "nll_loss", "kl_div")
 BINARY_LOSSES = ("binary_crossentropy", "binarycrossentropy", "binary_cross_entropy",
                  "binary_cross_entropy_with_logits", "binary_focal_crossentropy")
-CATEGORICAL_LOSSES = ("categorical_crossentropy", "sparse_categorical_crossentropy",
-                      "categoricalcrossentropy", "sparsecategoricalcrossentropy", "cross_entropy")
-
 
 @dataclass(frozen=True)
 class Thresholds:
