@@ -1,7 +1,7 @@
 """Running a user's script in a child process: resource limits and bounded output.
 
-Used by ``trace`` and ``train-check``. The child gets no core dumps and, when asked, an
-address-space limit; its output goes to files of which only the tail is read back, so a chatty
+Used by ``trace`` and ``train-check``. The child gets no core dumps and an address-space limit
+(``--memory-limit``, by default the machine's memory); its output goes to files of which only the tail is read back, so a chatty
 or hostile script cannot fill convlint's memory.
 """
 
@@ -15,15 +15,33 @@ from pathlib import Path
 OUTPUT_TAIL = 64 * 1024  # bytes of a script's output kept
 
 
+def default_memory_mb() -> int:
+    """The address-space limit a script gets unless told otherwise: the machine's physical
+    memory, at least 8 GiB (TensorFlow and torch reserve 2 GiB of address space just by being
+    imported). A runaway script then fails with MemoryError instead of swapping the machine to a
+    halt or waking the out-of-memory killer."""
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
+    except (ValueError, OSError, AttributeError):
+        ram = 0
+    return max(int(ram), 8192)
+
+
 def limits(memory_mb: int | None = None):
-    """A ``preexec_fn`` for ``subprocess.Popen`` (POSIX): no core dumps, optional RLIMIT_AS."""
+    """A ``preexec_fn`` for ``subprocess.Popen`` (POSIX): no core dumps and an address-space
+    limit (RLIMIT_AS) of ``memory_mb`` MiB (None: ``default_memory_mb()``; 0: none)."""
+    mb = default_memory_mb() if memory_mb is None else int(memory_mb)
+
     def apply():
         import resource
 
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if memory_mb:
-            b = int(memory_mb) * 1024 * 1024
-            resource.setrlimit(resource.RLIMIT_AS, (b, b))
+        if mb > 0:
+            b = mb * 1024 * 1024
+            soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+            if hard != resource.RLIM_INFINITY:
+                b = min(b, hard)
+            resource.setrlimit(resource.RLIMIT_AS, (b, hard if hard != resource.RLIM_INFINITY else b))
     return apply
 
 
@@ -66,4 +84,25 @@ def run_script_process(cmd: list, *, cwd: str, env: dict, folder: str | Path, ti
             timed_out = True
             proc.kill()
             rc = proc.wait()
+        except BaseException:  # interrupted or terminated (a cancel): the script goes too, now
+            proc.kill()
+            proc.wait()
+            raise
     return Finished(rc, timed_out, tail(err_path, output_limit))
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so ``finally`` blocks and context managers clean
+    up (temporary folders, half-written files, child processes) as they do on Ctrl-C."""
+
+
+def raise_on_sigterm() -> None:
+    """Turn SIGTERM into ``Terminated`` in this process (the main thread). Python's default is
+    to die at once, leaving temporary files and child processes behind."""
+    import signal
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, handler)

@@ -13,6 +13,10 @@ The first line the worker writes is ``{"event": "ready", "pid": N}``.
 Job kinds: ``check-pair`` (the conversion check of one pair, optionally with repair), ``trace``
 (``convlint trace`` of a script), ``train-check`` (``convlint train-check`` of a script). With ``CONVLINT_WORKER_TEST_HOOKS=1`` two more exist for
 tests of crash isolation: ``abort`` (``os.abort()`` after a progress event) and ``sleep``.
+
+Cancel: the server sends SIGTERM to the worker's process group; the worker turns it into an
+exception, so temporary folders and half-written files are removed and a script it runs is
+killed, then exits. Whatever is still alive a few seconds later gets SIGKILL.
 """
 
 from __future__ import annotations
@@ -74,6 +78,16 @@ TEST_JOBS = {"abort": _abort, "sleep": _sleep}
 
 
 def main() -> int:
+    from convlint.analyzers.subproc import raise_on_sigterm
+
+    raise_on_sigterm()  # the server cancels a job with SIGTERM first: temporary files are removed
+    try:
+        return _serve()
+    except KeyboardInterrupt:
+        return 143
+
+
+def _serve() -> int:
     out = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     os.dup2(2, 1)  # frameworks that print to stdout must not corrupt the protocol
     sys.stdout = sys.stderr

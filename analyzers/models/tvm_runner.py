@@ -64,9 +64,11 @@ def compile_cached(key: str, builder, input_names: list) -> TVMRunner:
             ex.export_library(tmp)
             os.replace(tmp, lib_path)
             route_path.write_text(route)
-        except Exception:  # the cache is an optimisation; never fail the check for it
+        except BaseException as e:  # the cache is an optimisation; never fail the check for it
             if tmp:
                 Path(tmp).unlink(missing_ok=True)
+            if not isinstance(e, Exception):
+                raise  # interrupted: cleaned up, now stop
     vm = relax.VirtualMachine(lib, tvm.cpu())
     runner = TVMRunner(vm, input_names, route)
     _MEMO[full] = runner

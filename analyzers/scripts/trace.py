@@ -40,6 +40,7 @@ class TraceOptions:
     args: list = field(default_factory=list)
     verify_fixes: bool = True
     write_fixed: str | None = None  # write the verified rewritten script here
+    memory_mb: int | None = None  # the script's address-space limit (None: the machine's memory; 0: none)
 
 
 @dataclass
@@ -71,7 +72,8 @@ def run_script(script: str, opts: TraceOptions, out_dir: str, code: str | None =
     # fill convlint's memory); no core dumps
     from convlint.analyzers.subproc import run_script_process
 
-    run = run_script_process(cmd, cwd=opts.cwd or os.getcwd(), env=env, folder=out_dir, timeout=opts.timeout)
+    run = run_script_process(cmd, cwd=opts.cwd or os.getcwd(), env=env, folder=out_dir, timeout=opts.timeout,
+                             memory_mb=opts.memory_mb)
     status = None if run.timed_out else run.returncode
     stderr = run.stderr
     data, st = {}, {}

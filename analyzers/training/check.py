@@ -21,7 +21,7 @@ from pathlib import Path
 from .. import rules as R
 from ..errors import ConvlintError
 from ..report.findings import Finding, Location, ScriptReport
-from ..subproc import run_script_process
+from ..subproc import default_memory_mb, run_script_process
 from .record import read_trace
 from .rules import Thresholds, analyze
 
@@ -36,7 +36,7 @@ class TrainOptions:
     python: str | None = None
     cwd: str | None = None
     args: list = field(default_factory=list)
-    memory_mb: int | None = None
+    memory_mb: int | None = None  # address-space limit (None: the machine's memory; 0: none)
     output_limit: int = 64 * 1024  # bytes of the script's output kept (the tail)
     thresholds: Thresholds = field(default_factory=Thresholds)
 
@@ -87,7 +87,9 @@ def train_check(script: str, opts: TrainOptions, progress: Callable | None = Non
                         "analysed", evidence={"timeout": opts.timeout})
     elif err:
         crash = Finding(R.TRAIN_SCRIPT_FAILED.code, "error", R.TRAIN_SCRIPT_FAILED.stage,
-                        f"{err['type']}: {err['message'][:300]}",
+                        f"{err['type']}: {err['message'][:300]}" + (
+                            f" (the script may use {opts.memory_mb or default_memory_mb()} MB of address space: "
+                            "--memory-limit MB changes that, 0 lifts it)" if err["type"] == "MemoryError" else ""),
                         location=Location(file=script, line=err.get("line")) if err.get("line") else Location(file=script),
                         evidence={"traceback": err.get("traceback", "")[-2000:]})
     elif not status and rc != 0:

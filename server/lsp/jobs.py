@@ -5,7 +5,9 @@ In: ``submit(kind, params, key, on_progress)`` from the server's event loop. Out
 report (a dict), or ``WorkerCrashed`` when the worker died or hung while running it (the
 worker is then replaced on the next job), or ``JobFailed`` when the job itself failed, or
 ``asyncio.CancelledError`` when every caller waiting for it was cancelled (a running job is
-stopped by killing the worker: native code cannot be interrupted any other way).
+stopped by stopping the worker: native code cannot be interrupted any other way. SIGTERM first,
+so it removes its temporary files and the scripts it runs; SIGKILL to its process group after a
+grace period).
 
 Jobs with the same ``key`` share one run. The worker is ``python -m convlint.server.worker``
 (see its docstring for the line protocol).
@@ -68,11 +70,26 @@ class Worker:
         return self.proc.returncode is None
 
     def kill(self) -> None:
-        if self.alive:
-            try:
-                self.proc.kill()
-            except ProcessLookupError:
-                pass
+        """SIGKILL the worker and everything it started (its process group: it leads a session)."""
+        self._signal_group(signal.SIGKILL)
+
+    def stop(self, grace: float = 3.0) -> None:
+        """A cancel: SIGTERM to the group, so the worker removes its temporary and half-written
+        files and the script it runs ends; SIGKILL after ``grace`` seconds for what is left."""
+        if not self.alive:
+            return
+        self._signal_group(signal.SIGTERM)
+        asyncio.get_running_loop().call_later(grace, self._signal_group, signal.SIGKILL)
+
+    def _signal_group(self, sig) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            if self.alive:
+                try:
+                    self.proc.send_signal(sig)
+                except ProcessLookupError:
+                    pass
 
 
 class JobRunner:
@@ -131,11 +148,15 @@ class JobRunner:
         if self.current is not None:
             self._cancel(self.current)
         if self.worker is not None:
-            self.worker.kill()
+            self.worker.stop()  # a running job cleans up first (SIGTERM), then SIGKILL
             try:
-                await asyncio.wait_for(self.worker.proc.wait(), 5)
+                await asyncio.wait_for(self.worker.proc.wait(), 3)
             except (TimeoutError, ProcessLookupError):
-                pass
+                self.worker.kill()
+                try:
+                    await asyncio.wait_for(self.worker.proc.wait(), 5)
+                except (TimeoutError, ProcessLookupError):
+                    pass
 
     # -- internals ------------------------------------------------------------------------------
     def _cancel(self, job: Job) -> None:
@@ -150,7 +171,7 @@ class JobRunner:
             self._finish(job, cancelled=True)
         elif job.state == "running" and self.worker is not None:
             log.info("cancelling job %s (%s): stopping the worker", job.id, job.kind)
-            self.worker.kill()  # _run sees the pipe close and finishes the job as cancelled
+            self.worker.stop()  # _run sees the pipe close and finishes the job as cancelled
 
     def _finish(self, job: Job, result=None, exc: BaseException | None = None, cancelled=False):
         job.state = "done"
