@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.convlint-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-python test-extension test-fast lint fixtures bench-faults bench-scripts bench-check bench-server bench-training bench-fuzz clean
+.PHONY: install demo test test-python test-extension test-fast lint fixtures bench-faults bench-scripts bench-check bench-server bench-training bench-fuzz docs-screenshot clean
 
 install: $(STAMP)
 
@@ -74,6 +74,10 @@ bench-training: install
 
 bench-fuzz: install
 	$(BIN)/python bench/fuzz/run.py --n 10000
+
+# the screenshot in docs/ci.md (needs chromium)
+docs-screenshot: install
+	$(BIN)/python docs/img/screenshot.py
 
 bench-faults: install
 	$(BIN)/pip install --quiet -e '.[dev,bench]'

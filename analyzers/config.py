@@ -9,7 +9,9 @@ the file and the key (``ConvlintError``, exit 2). Command-line flags override wh
     ignore = ["CL431"]
     exclude = ["legacy/**"]
     cache-dir = ".convlint-cache"
-    allow-exec = false
+    allow-exec = false                   # may `check` run scripts (training checks)?
+    train = false                        # `check` also runs the training checks (opt-in; needs allow-exec)
+    train-scripts = ["train.py"]         # which scripts train (default: found by what they call)
     [tool.convlint.training]             # thresholds of the training rules (docs/rules.md)
     dead = 0.8
     [tool.convlint.severity]
@@ -24,7 +26,8 @@ from pathlib import Path
 from convlint.analyzers import rules as R
 from convlint.analyzers.errors import ConvlintError
 
-KEYS = {"pairs", "select", "ignore", "exclude", "cache-dir", "allow-exec", "severity", "training"}
+KEYS = {"pairs", "select", "ignore", "exclude", "cache-dir", "allow-exec", "severity", "training", "train",
+        "train-scripts"}
 PAIR_KEYS = {"source", "target", "inputs", "atol", "rtol", "name"}
 
 
@@ -52,6 +55,8 @@ class Config:
     severity: dict = field(default_factory=dict)
     cache_dir: str | None = None
     allow_exec: bool = False
+    train: bool = False
+    train_scripts: tuple = ()  # paths or globs, resolved against the config file's folder
     training: object = None  # training.rules.Thresholds, from [tool.convlint.training]
 
 
@@ -151,10 +156,14 @@ def parse(table: dict, file: str = "<config>", where: str = "the top level") -> 
         if not isinstance(table["cache-dir"], str):
             raise _err(file, "cache-dir", "expected a path")
         cfg.cache_dir = str(base / table["cache-dir"])
-    if "allow-exec" in table:
-        if not isinstance(table["allow-exec"], bool):
-            raise _err(file, "allow-exec", "expected true or false")
-        cfg.allow_exec = table["allow-exec"]
+    for key, attr in (("allow-exec", "allow_exec"), ("train", "train")):
+        if key in table:
+            if not isinstance(table[key], bool):
+                raise _err(file, key, "expected true or false")
+            setattr(cfg, attr, table[key])
+    if "train-scripts" in table:
+        cfg.train_scripts = tuple(x if Path(x).is_absolute() else str(base / x)
+                                  for x in _strings(file, "train-scripts", table["train-scripts"]))
     if "training" in table:
         from convlint.analyzers.training.rules import Thresholds
 

@@ -3,7 +3,9 @@
 In: paths, a ``Config`` and options. Scripts found under the paths get the static rules; the
 config's model pairs get the conversion check, in parallel worker processes (``jobs``) and
 cached on disk by the content hash of both models and the options, so an unchanged rerun only
-reads the cache. Out: a ``CheckReport`` with the policy (select, ignore, severity) applied.
+reads the cache. Training scripts (opt-in: ``train``, with consent to execute) get train-check,
+cached by the content of the script and the Python files beside it. Out: a ``CheckReport`` with
+the policy (select, ignore, severity) applied.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from convlint import __version__
 from convlint.analyzers.config import Config, Pair
 from convlint.analyzers.report import policy
-from convlint.analyzers.report.findings import CheckReport, ConversionReport
+from convlint.analyzers.report.findings import CheckReport, ConversionReport, ScriptReport
 
 
 @dataclass
@@ -33,21 +35,51 @@ class CheckOptions:
     num_inputs: int = 32
     seed: int = 0
     use_tvm: bool = True
+    train: bool = False       # run the training checks too (opt-in)
+    allow_exec: bool = False  # consent to run scripts (the config's allow-exec, or --allow-exec)
+    train_timeout: float = 600.0
 
 
 def run_check(opts: CheckOptions, progress: Callable | None = None) -> CheckReport:
     from convlint.analyzers.scripts.check import analyze_file
-    from convlint.analyzers.scripts.discover import discover
+    from convlint.analyzers.scripts.discover import discover, discover_training
 
     progress = progress or (lambda m: None)
+    cfg = opts.config
     reports = []
-    scripts = discover(opts.paths, opts.config.exclude) if opts.paths else []
-    for s in scripts:
+    scripts = discover(opts.paths, cfg.exclude) if opts.paths else []
+    training = []
+    if opts.train:
+        if not opts.allow_exec:
+            from convlint.analyzers import rules as R
+            from convlint.analyzers.errors import ConvlintError
+
+            raise ConvlintError("the training checks run the training scripts, which executes their code; "
+                                "refusing without consent", rule=R.BAD_ARGUMENTS.code,
+                                hint="pass --allow-exec, or set allow-exec = true in the config, if you trust them")
+        training = discover_training(opts.paths, cfg.exclude, cfg.train_scripts)
+    total = len(scripts) + len(cfg.pairs) + len(training)
+    for i, s in enumerate(scripts):
         reports.append(analyze_file(s))
-    if opts.config.pairs:
-        reports += _pairs(opts, progress)
-    return CheckReport(tuple(policy.apply(r, opts.config) for r in reports),
-                       {"config": opts.config.path})
+        progress(Step(f"script {s}: analysed", i + 1, total))
+    if cfg.pairs:
+        reports += _pairs(opts, progress, len(scripts), total)
+    if training:
+        reports += _training(training, opts, progress, len(scripts) + len(cfg.pairs), total)
+    return CheckReport(tuple(policy.apply(r, cfg) for r in reports), {"config": cfg.path})
+
+
+class Step(str):
+    """A progress message that also says how much of the work is done (``done`` of ``total``);
+    a consumer that only prints messages treats it as the string it is."""
+
+    done: int | None
+    total: int | None
+
+    def __new__(cls, text: str, done: int | None = None, total: int | None = None):
+        s = super().__new__(cls, text)
+        s.done, s.total = done, total
+        return s
 
 
 def check_pair_report(source: str, target: str, *, atol: float, rtol: float, num_inputs: int = 32,
@@ -97,23 +129,94 @@ def cache_key(pair: Pair, opts: CheckOptions) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def _pairs(opts: CheckOptions, progress) -> list:
+def _pairs(opts: CheckOptions, progress, before: int = 0, total: int = 0) -> list:
     cdir = check_cache_dir(opts.config)
     results: dict = {}
     todo = []
+    count = _counter(progress, before, total)
     for i, pair in enumerate(opts.config.pairs):
         key = cache_key(pair, opts) if opts.use_cache else None
         hit = cache_read(cdir, key) if key else None
         if hit is not None:
             results[i] = hit
-            progress(f"pair {pair.label}: unchanged (cached)")
+            count(f"pair {pair.label}: unchanged (cached)")
             continue
         todo.append((i, pair, key))
     if todo:
-        progress(f"checking {len(todo)} pair(s) with {min(opts.jobs, len(todo))} worker(s)")
-    if todo:
-        results.update(_isolated(todo, opts, cdir, progress))
+        progress(Step(f"checking {len(todo)} pair(s) with {min(opts.jobs, len(todo))} worker(s)", None, total))
+        results.update(_isolated(todo, opts, cdir, count))
     return [ConversionReport.from_dict(results[i]) for i in sorted(results)]
+
+
+def _counter(progress, before: int, total: int):
+    """A progress function that counts the items it reports as done."""
+    n = [before]
+
+    def done(msg: str) -> None:
+        n[0] += 1
+        progress(Step(msg, n[0], total or None))
+
+    return done
+
+
+def _training(scripts: list, opts: CheckOptions, progress, before: int, total: int) -> list:
+    """train-check each training script (each runs in its own subprocess; ``jobs`` at a time),
+    cached by content like the pairs. A script that cannot be run gets its own error report."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cdir = check_cache_dir(opts.config)
+    count = _counter(progress, before, total)
+    out: dict = {}
+    todo = []
+    for i, s in enumerate(scripts):
+        key = training_cache_key(s, opts) if opts.use_cache else None
+        hit = cache_read(cdir, key, kind="training") if key else None
+        if hit is not None:
+            out[i] = ScriptReport.from_dict(hit)
+            count(f"training {s}: unchanged (cached)")
+        else:
+            todo.append((i, s, key))
+
+    def one(item):
+        i, s, key = item
+        rep = _train_one(s, opts)
+        if key and rep.verdict in ("healthy", "faulty"):
+            cache_write(cdir, key, rep.to_dict())
+        count(f"training {s}: {rep.verdict}")
+        return i, rep
+
+    if todo:
+        progress(Step(f"running {len(todo)} training script(s)", None, total))
+        with ThreadPoolExecutor(max_workers=max(1, min(opts.jobs, len(todo)))) as ex:
+            out.update(dict(ex.map(one, todo)))
+    return [out[i] for i in sorted(out)]
+
+
+def _train_one(script: str, opts: CheckOptions):
+    from convlint.analyzers import rules as R
+    from convlint.analyzers.errors import ConvlintError
+    from convlint.analyzers.report.findings import Finding
+    from convlint.analyzers.training.check import TrainOptions, train_check
+
+    topts = TrainOptions(allow_exec=True, timeout=opts.train_timeout)
+    if opts.config.training is not None:
+        topts.thresholds = opts.config.training
+    try:
+        return train_check(script, topts)
+    except ConvlintError as e:
+        rule = e.rule if e.rule in R.RULES else R.BAD_ARGUMENTS.code
+        f = Finding(rule, "error", "input", e.message + (f". {e.hint}" if e.hint else ""))
+        return ScriptReport(script, "error", (f,), kind="training")
+
+
+def training_cache_key(script: str, opts: CheckOptions) -> str:
+    """The script, every Python file beside it (what it most likely imports), the thresholds."""
+    here = Path(script).resolve().parent
+    files = sorted({Path(script).resolve(), *here.glob("*.py")})
+    th = opts.config.training
+    parts = {"v": __version__, "script": str(Path(script).resolve()), "files": [[f.name, _digest(str(f))] for f in files],
+             "thresholds": asdict(th) if th is not None else None, "timeout": opts.train_timeout}
+    return "train-" + hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _isolated(todo: list, opts: CheckOptions, cdir: Path, progress) -> dict:
@@ -125,23 +228,38 @@ def _isolated(todo: list, opts: CheckOptions, cdir: Path, progress) -> dict:
     import multiprocessing as mp
     from concurrent.futures.process import BrokenProcessPool
 
+    from convlint.analyzers.subproc import raise_on_sigterm
+
     ctx = mp.get_context("spawn")
     out: dict = {}
     again = []
-    with ProcessPoolExecutor(max_workers=max(1, min(opts.jobs, len(todo))), mp_context=ctx) as ex:
+    with ProcessPoolExecutor(max_workers=max(1, min(opts.jobs, len(todo))), mp_context=ctx,
+                             initializer=raise_on_sigterm) as ex:
         futs = [(ex.submit(_pair_task, pair, opts), (i, pair, key)) for i, pair, key in todo]
         for fut, (i, pair, key) in futs:
             try:
-                out[i] = _done(fut.result(), key, cdir, pair, progress)
+                out[i] = _done(_result(ex, fut), key, cdir, pair, progress)
             except BrokenProcessPool:
                 again.append((i, pair, key))
     for i, pair, key in again:
-        with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as ex:
+        with ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=raise_on_sigterm) as ex:
             try:
-                out[i] = _done(ex.submit(_pair_task, pair, opts).result(), key, cdir, pair, progress)
+                out[i] = _done(_result(ex, ex.submit(_pair_task, pair, opts)), key, cdir, pair, progress)
             except BrokenProcessPool:
                 out[i] = _crashed(pair, progress)
     return out
+
+
+def _result(ex, fut):
+    """The future's result; interrupted (Ctrl-C, SIGTERM), the workers are stopped at once
+    rather than waited for (their temporary files go with their own SIGTERM handling)."""
+    try:
+        return fut.result()
+    except KeyboardInterrupt:
+        for proc in list((getattr(ex, "_processes", None) or {}).values()):
+            proc.terminate()
+        ex.shutdown(wait=False, cancel_futures=True)
+        raise
 
 
 def _crashed(pair: Pair, progress) -> dict:
@@ -170,7 +288,7 @@ def check_cache_dir(config: Config | None = None) -> Path:
     return root / "check"
 
 
-def cache_read(cdir: Path, key: str) -> dict | None:
+def cache_read(cdir: Path, key: str, kind: str = "conversion") -> dict | None:
     """A cached conversion report, or None. An unreadable or corrupt entry is a miss (and is
     overwritten by the next write), never an error."""
     f = cdir / f"{key}.json"
@@ -178,7 +296,7 @@ def cache_read(cdir: Path, key: str) -> dict | None:
         d = json.loads(f.read_text(encoding="utf-8"))
     except (OSError, ValueError, UnicodeDecodeError):
         return None
-    if not isinstance(d, dict) or d.get("kind") != "conversion" or "verdict" not in d:
+    if not isinstance(d, dict) or d.get("kind") != kind or "verdict" not in d:
         return None
     return d
 

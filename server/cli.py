@@ -42,6 +42,16 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = -1
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 0, got {text!r}")
+    return v
+
+
 def _address(text: str) -> str:
     """``PORT`` or ``HOST:PORT`` -> ``HOST:PORT`` (host 127.0.0.1 by default)."""
     host, _, port = text.rpartition(":")
@@ -62,6 +72,14 @@ def _tolerance(text: str) -> float:
     if not v >= 0:
         raise argparse.ArgumentTypeError(f"expected a number of at least 0, got {text!r}")
     return v
+
+
+def _report_options(p, overlay: bool = True) -> None:
+    p.add_argument("--html", metavar="PATH", help="also write a self-contained HTML report here (plots, "
+                   "alignment table, findings with their repairs); never over an existing input")
+    if overlay:
+        p.add_argument("--model-explorer", metavar="PATH", help="also write the per-node divergence of the "
+                       "converted model as Google Model Explorer custom node data (JSON) here")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,13 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="allow Keras models that carry Python code (Lambda layers); only for trusted files")
     d.add_argument("--verbose", "-v", action="store_true", help="show info findings, TVM routes and progress")
     d.add_argument("--output-file", metavar="PATH", help="write the report here instead of stdout")
+    _report_options(d)
     d.set_defaults(func=cmd_diff)
 
     c = sub.add_parser("check", help="lint a project: conversion scripts and model pairs (CI mode)",
                        description="Run the static script rules on the scripts under PATHS (Python, "
                        "shell scripts and Makefiles with tf2onnx command lines; directories are searched) "
                        "and the conversion check on the model pairs of the project configuration "
-                       "([tool.convlint] in pyproject.toml, or convlint.toml). Flags override the config.")
+                       "([tool.convlint] in pyproject.toml, or convlint.toml); with --train, also the training "
+                       "check of the training scripts. Flags override the config.")
     c.add_argument("paths", nargs="*", metavar="PATH", help="scripts or directories (default: the project)")
     c.add_argument("--format", choices=CHECK_FORMATS, default="text", help="output format (default: text)")
     c.add_argument("--config", metavar="FILE", help="the config file (default: the nearest convlint.toml, "
@@ -102,9 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check model pairs in N parallel worker processes (default 1)")
     c.add_argument("--no-cache", action="store_true", help="re-check pairs even when nothing changed")
     c.add_argument("--no-tvm", action="store_true", help="skip the TVM cross-check of pairs")
+    c.add_argument("--train", action="store_true", default=None,
+                   help="also run the training check on the training scripts (the config's train-scripts, "
+                   "else the scripts under PATHS that train a model); needs --allow-exec (config: train = true)")
+    c.add_argument("--allow-exec", action="store_true", default=None,
+                   help="consent to run the training scripts (config: allow-exec = true)")
     c.add_argument("--exit-zero", action="store_true", help="exit 0 even when errors are found")
     c.add_argument("--verbose", "-v", action="store_true", help="show info findings, clean reports and progress")
     c.add_argument("--output-file", metavar="PATH", help="write the report here instead of stdout")
+    _report_options(c)
     c.set_defaults(func=cmd_check)
 
     t = sub.add_parser("trace", help="run a conversion script with instruments and check what it converted",
@@ -118,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--timeout", type=_tolerance, default=600.0, help="seconds the script may run (default 600)")
     t.add_argument("--python", metavar="EXE", help="the interpreter that runs the script (default: convlint's)")
     t.add_argument("--cwd", metavar="DIR", help="where the script runs (default: the current directory)")
+    t.add_argument("--memory-limit", type=_non_negative_int, metavar="MB", default=None,
+                   help="the script's address-space limit in MB (default: the machine's memory, at least "
+                   "8192; 0: none)")
     t.add_argument("--no-verify-fix", action="store_true",
                    help="do not trace the rewritten script to verify the suggested rewrites")
     t.add_argument("--write-fixed", metavar="PATH", help="write the verified rewritten script here")
@@ -127,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="allow captured Keras models that carry Python code (Lambda layers)")
     t.add_argument("--verbose", "-v", action="store_true", help="show info findings and progress")
     t.add_argument("--output-file", metavar="PATH", help="write the report here instead of stdout")
+    _report_options(t)
     t.set_defaults(func=cmd_trace)
 
     tc = sub.add_parser("train-check", help="run a training script with probes and find training faults",
@@ -146,14 +176,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="record every K-th step (default: Keras records about 120 steps of the run, "
                     "PyTorch every step)")
     tc.add_argument("--timeout", type=_tolerance, default=600.0, help="seconds the script may run (default 600)")
-    tc.add_argument("--memory-limit", type=_positive_int, metavar="MB",
-                    help="address-space limit of the script's process (default: none)")
+    tc.add_argument("--memory-limit", type=_non_negative_int, metavar="MB",
+                    help="the script's address-space limit in MB (default: the machine's memory, at least "
+                    "8192; 0: none)")
     tc.add_argument("--python", metavar="EXE", help="the interpreter that runs the script (default: convlint's; "
                     "it must have convlint installed)")
     tc.add_argument("--cwd", metavar="DIR", help="where the script runs (default: the current directory)")
     tc.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
     tc.add_argument("--verbose", "-v", action="store_true", help="show info findings and progress")
     tc.add_argument("--output-file", metavar="PATH", help="write the report here instead of stdout")
+    _report_options(tc, overlay=False)
     tc.set_defaults(func=cmd_train_check)
 
     s = sub.add_parser("serve", help="run the language server (LSP over stdio, or TCP for debugging)",
@@ -218,8 +250,10 @@ def cmd_check(args) -> tuple:
         if v is not None:
             cfg = replace(cfg, **{key: getattr(C.parse({key: list(v)}, "the command line"), key)})
     paths = list(args.paths) or [os.path.relpath(os.path.dirname(cfg.path)) if cfg.path else "."]
-    opts = CheckOptions(paths, cfg, jobs=args.jobs, use_cache=not args.no_cache, use_tvm=not args.no_tvm)
-    report = run_check(opts, progress=_progress_printer(args.verbose))
+    opts = CheckOptions(paths, cfg, jobs=args.jobs, use_cache=not args.no_cache, use_tvm=not args.no_tvm,
+                        train=args.train if args.train is not None else cfg.train,
+                        allow_exec=args.allow_exec if args.allow_exec is not None else cfg.allow_exec)
+    report = run_check(opts, progress=args.progress)
     return report, {}
 
 
@@ -231,8 +265,8 @@ def cmd_trace(args) -> tuple:
                             unsafe_load=args.unsafe_load)
     topts = TraceOptions(popts, allow_exec=args.allow_exec, timeout=args.timeout, python=args.python,
                          cwd=args.cwd, args=list(args.script_args), verify_fixes=not args.no_verify_fix,
-                         write_fixed=args.write_fixed)
-    return trace_script(args.script, topts, progress=_progress_printer(args.verbose)), {}
+                         write_fixed=args.write_fixed, memory_mb=args.memory_limit)
+    return trace_script(args.script, topts, progress=args.progress), {}
 
 
 def cmd_train_check(args) -> tuple:
@@ -247,7 +281,7 @@ def cmd_train_check(args) -> tuple:
                          args=list(args.script_args), memory_mb=args.memory_limit)
     if th is not None:
         topts.thresholds = th
-    rep = train_check(args.script, topts, progress=_progress_printer(args.verbose))
+    rep = train_check(args.script, topts, progress=args.progress)
     return apply_policy(rep, cfg), {}
 
 
@@ -255,21 +289,50 @@ def cmd_diff(args) -> tuple:
     from convlint.analyzers.pipeline import PipelineOptions, check_paths
 
     opts = _diff_opts(args)
-    progress = _progress_printer(args.verbose)
+    progress = args.progress
     popts = PipelineOptions(opts, localize=not args.no_localize, repair=args.repair,
                             output=args.output, unsafe_load=args.unsafe_load)
     report = check_paths(args.source, args.target, popts, progress=progress)
     return report, {"source": args.source, "target": args.target}
 
 
-def _progress_printer(verbose: bool):
-    if not (verbose or sys.stderr.isatty()):
-        return None
+@contextlib.contextmanager
+def _progress(verbose: bool, tty: bool):
+    """Progress on stderr: a rich progress bar on a terminal (a bar once the amount of work is
+    known, a spinner before; gone when the work is), one line per step with --verbose elsewhere,
+    nothing otherwise (CI logs stay quiet)."""
+    if tty and not os.environ.get("CONVLINT_NO_PROGRESS_BAR"):
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
-    def show(msg: str) -> None:
-        print(f"convlint: {msg}", file=sys.stderr, flush=True)
+        console = Console(file=sys.stderr, stderr=True)
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console, transient=True) as bar:
+            task = bar.add_task("starting", total=None)
 
-    return show
+            def show(msg: str) -> None:
+                total, done = getattr(msg, "total", None), getattr(msg, "done", None)
+                bar.update(task, description=_fit(str(msg), 60), **({"total": total} if total else {}),
+                           **({"completed": done} if done is not None else {}))
+                if verbose:
+                    bar.console.print(f"convlint: {msg}", markup=False, highlight=False)
+
+            yield show
+    elif verbose:
+        yield lambda msg: print(f"convlint: {msg}", file=sys.stderr, flush=True)
+    else:
+        yield None
+
+
+def _fit(s: str, n: int) -> str:
+    return s if len(s) <= n else s[: n - 1] + "\u2026"
 
 
 def error_report(message: str, rule: str, source=None, target=None, script=None, command=None):
@@ -323,6 +386,10 @@ def main(argv: list | None = None) -> int:
     from convlint.analyzers.errors import ConvlintError
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if _is_main_process():
+        from convlint.analyzers.subproc import raise_on_sigterm
+
+        raise_on_sigterm()  # a CI cancel (SIGTERM) cleans up like Ctrl-C: no partial files, no stray scripts
     if argv[:1] == ["serve"]:
         try:
             return serve_main(argv[1:])
@@ -344,13 +411,16 @@ def main(argv: list | None = None) -> int:
                  "script": getattr(args, "script", None) or (getattr(args, "paths", None) or ["."])[0]
                  if args.command in ("check", "trace", "train-check") else None, "command": args.command}
         _quiet_frameworks()
+        _check_outputs(args)
         with _stdout_to_stderr() as out:
-            report, _ = args.func(args)
+            with _progress(getattr(args, "verbose", False), sys.stderr.isatty()) as args.progress:
+                report, _ = args.func(args)
             text = _render(report, fmt, getattr(args, "verbose", False),
                            out.isatty() and not os.environ.get("NO_COLOR"))
             inputs = (paths.get("source"), paths.get("target"), paths.get("script"),
                       *(getattr(args, "paths", None) or ()))
             _emit(text, getattr(args, "output_file", None), out, inputs)
+            _write_extras(args, report, inputs)
             out.close()
         if getattr(args, "exit_zero", False) and report.exit_code == 1:
             return 0  # --exit-zero: findings never fail the run; "could not analyse" still does
@@ -375,6 +445,12 @@ def main(argv: list | None = None) -> int:
         return 2
 
 
+def _is_main_process() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
 def _render(report, fmt: str, verbose: bool, color: bool) -> str:
     from convlint.analyzers.report import ci
     from convlint.analyzers.report.render import to_json, to_text
@@ -388,11 +464,55 @@ def _emit(text: str, output_file: str | None, out, inputs: tuple = ()) -> None:
     if output_file:
         from convlint.analyzers.report.io import write_new_file
 
-        write_new_file(output_file, text + "\n", protect=tuple(p for p in inputs if p))
+        write_new_file(output_file, text + "\n", protect=tuple(p for p in inputs if p), report=True)
         print(f"convlint: report written to {output_file}", file=sys.stderr)
     else:
         out.write(text + "\n")
         out.flush()
+
+
+def _inputs(args) -> tuple:
+    return tuple(p for p in (getattr(args, "source", None), getattr(args, "target", None),
+                             getattr(args, "script", None), *(getattr(args, "paths", None) or ())) if p)
+
+
+def _check_outputs(args) -> None:
+    """Refuse a bad report path before the work, not after it."""
+    from convlint.analyzers.report.io import check_output_path
+
+    for key in ("output_file", "html", "model_explorer"):
+        if getattr(args, key, None):
+            check_output_path(getattr(args, key), protect=_inputs(args), report=True)
+
+
+def _write_extras(args, report, inputs: tuple) -> None:
+    """--html and --model-explorer: written like the report (atomically, never over an input)."""
+    from convlint.analyzers.report.io import write_new_file
+
+    protect = tuple(p for p in inputs if p)
+    if getattr(args, "html", None):
+        from convlint.analyzers.report.html import to_html
+
+        write_new_file(args.html, to_html(report), protect=protect, report=True)
+        print(f"convlint: HTML report written to {args.html}", file=sys.stderr)
+    if getattr(args, "model_explorer", None):
+        import json
+
+        from convlint.analyzers.report.overlay import overlays
+
+        found = overlays(report)
+        if not found:
+            print("convlint: no per-layer errors to overlay (every pair agrees, or localization did not run); "
+                  f"{args.model_explorer} not written", file=sys.stderr)
+        for conv, data in found:
+            path = args.model_explorer
+            if len(found) > 1:  # one file per converted model: name.<target stem>.json
+                stem, ext = os.path.splitext(path)
+                path = f"{stem}.{os.path.splitext(os.path.basename(conv['target']['path']))[0]}{ext or '.json'}"
+            write_new_file(path, json.dumps(data, indent=1) + "\n", protect=protect, report=True)
+            print(f"convlint: Model Explorer node data for {conv['target']['path']} written to {path} "
+                  "(open the converted model in Model Explorer, then load this file as custom node data)",
+                  file=sys.stderr)
 
 
 def _emit_error(report, fmt: str, msg: str, command: str | None = None) -> None:

@@ -165,3 +165,78 @@ def test_a_native_crash_checking_one_pair_is_a_finding_and_the_other_pairs_are_c
     again = _check(project, "--format", "json", "--no-tvm", "-v", env=env)  # a crash is never cached
     assert "pair " in again.stderr and [r["verdict"] for r in json.loads(again.stdout)["reports"]
                                          if r["kind"] == "conversion"] == ["crash", "equivalent"]
+
+
+# -- training scripts (opt-in) -------------------------------------------------------------------
+def _training_project(tmp_path):
+    sys.path.insert(0, str(ROOT / "bench" / "training"))
+    import programs
+
+    case = next(c for c in programs.cases() if c.name == "t04_lr_too_high")
+    bad, good = programs.sources(case)
+    (tmp_path / "train_bad.py").write_text(bad)
+    (tmp_path / "train_good.py").write_text(good)
+    (tmp_path / "notes.py").write_text("import torch\nprint(torch.ones(1))\n")  # uses torch, trains nothing
+    return case
+
+
+def test_training_checks_are_opt_in_and_need_consent(tmp_path):
+    _training_project(tmp_path)
+    p = _check(tmp_path, "--format", "json")
+    assert p.returncode == 0 and all(r["kind"] != "training" for r in json.loads(p.stdout)["reports"])
+    p = _check(tmp_path, "--train", "--format", "json")
+    assert p.returncode == 2
+    msg = json.loads(p.stdout)["reports"][0]["findings"][0]["message"]
+    assert "consent" in msg and "--allow-exec" in msg
+    (tmp_path / "convlint.toml").write_text("train = true\n")  # opting in from the config needs consent too
+    assert _check(tmp_path).returncode == 2
+    (tmp_path / "convlint.toml").write_text("train = 'yes'\n")
+    assert "train: expected true or false" in _check(tmp_path).stderr
+    (tmp_path / "convlint.toml").write_text("train-scripts = ['missing.py']\n")
+    p = _check(tmp_path, "--train", "--allow-exec")
+    assert p.returncode == 2 and "missing.py" in p.stderr
+
+
+@pytest.mark.slow
+def test_check_runs_the_training_scripts_finds_the_fault_passes_the_twin_and_caches(tmp_path):
+    case = _training_project(tmp_path)
+    (tmp_path / "convlint.toml").write_text("cache-dir = '.cache'\n")
+    p = _check(tmp_path, "--train", "--allow-exec", "--format", "json", "-j", "2")
+    assert p.returncode == 1, p.stderr[-2000:]
+    reps = {r["script"]: r for r in json.loads(p.stdout)["reports"] if r["kind"] == "training"}
+    assert set(reps) == {"train_bad.py", "train_good.py"}  # found by what they call; notes.py trains nothing
+    assert reps["train_bad.py"]["verdict"] == "faulty"
+    assert any(f["rule"] in case.rules for f in reps["train_bad.py"]["findings"])
+    assert (reps["train_good.py"]["verdict"], reps["train_good.py"]["findings"]) == ("healthy", [])
+    junit = _check(tmp_path, "--train", "--allow-exec", "--format", "junit", "-v")
+    assert "training train_bad.py: unchanged (cached)" in junit.stderr  # the unchanged rerun reads the cache
+    cases = ET.fromstring(junit.stdout.split("?>", 1)[1]).find("testsuite").findall("testcase")
+    assert {c.get("name") for c in cases if c.find("failure") is not None} == {"train_bad.py"}
+    # the config names the training scripts (and opts in, with consent)
+    (tmp_path / "convlint.toml").write_text("cache-dir = '.cache'\ntrain = true\nallow-exec = true\n"
+                                            "train-scripts = ['train_good.py']\n")
+    p = _check(tmp_path, "--format", "json")
+    assert p.returncode == 0 and [r["script"] for r in json.loads(p.stdout)["reports"]] == ["train_good.py"]
+
+
+def test_progress_is_a_bar_on_a_terminal_and_quiet_otherwise(project):
+    import pty
+
+    assert _check(project, "--exit-zero").stderr == ""  # not a terminal: nothing but the report
+    master, slave = pty.openpty()
+    p = subprocess.run([sys.executable, "-m", "convlint", "check", "--exit-zero"], cwd=project, stdout=subprocess.PIPE,
+                       stderr=slave, timeout=300, env=dict(os.environ, COLUMNS="120", TERM="xterm"))
+    os.close(slave)
+    err = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        err += chunk
+    os.close(master)
+    text = err.decode("utf-8", "replace")
+    assert p.returncode == 0 and "3/3" in text and "\u2501" in text, text[-1000:]  # the bar, complete
+    assert "CL411" in p.stdout.decode()  # the report itself still goes to stdout

@@ -6,18 +6,16 @@ import os
 import tempfile
 from pathlib import Path
 
+# files a report must never replace, whoever names them: models, scripts, configs
+PRECIOUS = (".onnx", ".tflite", ".keras", ".h5", ".hdf5", ".pt2", ".pt", ".pth", ".pb", ".py", ".sh", ".toml")
 
-def write_new_file(path: str, data: str | bytes, *, protect: tuple = ()) -> None:
+
+def write_new_file(path: str, data: str | bytes, *, protect: tuple = (), report: bool = False) -> None:
     """Write ``data`` to ``path`` atomically (temp file, then rename).
 
-    ``protect`` lists input paths that must never be overwritten."""
-    from convlint.analyzers.errors import ConvlintError
-
-    target = Path(path).resolve()
-    for p in protect:
-        if p and Path(p).exists() and Path(p).resolve() == target:
-            raise ConvlintError(f"refusing to overwrite the input {p}",
-                                hint="choose another output path")
+    ``protect`` lists input paths that must never be overwritten. A ``report`` (text, HTML,
+    node data) also never replaces an existing model, script or config file."""
+    target = check_output_path(path, protect=protect, report=report)
     target.parent.mkdir(parents=True, exist_ok=True)
     mode = "wb" if isinstance(data, bytes) else "w"
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
@@ -28,3 +26,19 @@ def write_new_file(path: str, data: str | bytes, *, protect: tuple = ()) -> None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_output_path(path: str, *, protect: tuple = (), report: bool = False) -> Path:
+    """Raise ConvlintError when ``write_new_file`` would refuse ``path``; callers check their
+    output paths before the work, so a bad one costs nothing. Returns the resolved path."""
+    from convlint.analyzers.errors import ConvlintError
+
+    target = Path(path).resolve()
+    for p in protect:
+        if p and Path(p).exists() and Path(p).resolve() == target:
+            raise ConvlintError(f"refusing to overwrite the input {p}",
+                                hint="choose another output path")
+    if report and target.exists() and (target.suffix.lower() in PRECIOUS or target.is_dir()):
+        raise ConvlintError(f"refusing to overwrite {path} with a report: it is a model, script or config file",
+                            hint="choose another output path")
+    return target

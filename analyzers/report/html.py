@@ -1,0 +1,327 @@
+"""``--html``: a self-contained HTML report of a check, diff or trace.
+
+One file with no external resource (styles, script and plots are inline; plots are PNGs drawn by
+matplotlib and embedded as data URIs), so it can be attached to a CI run or mailed. Per
+conversion: the verdict and metrics, the per-layer error along the aligned graph with the layer
+where the error first jumps marked, the alignment table, and the findings with their repairs and
+before/after metrics. Every string from a model or a script is escaped: a layer name is data,
+never markup.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+
+from convlint import __version__
+from convlint.analyzers import rules as R
+
+FLOOR = 1e-9  # an exact match (error 0) is drawn here on the log axis
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
+header{background:#1d2330;color:#fff;padding:18px 28px}header h1{margin:0;font-size:20px}
+header .sub{opacity:.75;font-size:13px}main{padding:18px 28px;max-width:1200px}
+section.report{background:#fff;border:1px solid #dde1e7;border-radius:8px;margin:0 0 22px;padding:16px 20px}
+h2{font-size:16px;margin:0 0 8px;word-break:break-all}h3{font-size:14px;margin:18px 0 6px}
+.badge{display:inline-block;border-radius:10px;padding:1px 10px;font-size:12px;font-weight:600;color:#fff}
+.v-clean,.v-equivalent,.v-healthy{background:#1a7f37}.v-issues,.v-divergent,.v-faulty{background:#c62828}
+.v-crash,.v-error{background:#6e40c9}.s-error{color:#c62828}.s-warning{color:#9a6700}.s-info{color:#0969da}
+table{border-collapse:collapse;width:100%;font-size:13px;margin:4px 0}
+th,td{border-bottom:1px solid #eaecef;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f3f4f6;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.mono,span.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;overflow-wrap:anywhere}
+tr.first td{background:#fff1f0;font-weight:600}td.where{min-width:9em}tr.bad td.num{color:#c62828}
+.metrics{display:flex;flex-wrap:wrap;gap:10px;margin:8px 0}
+.metric{border:1px solid #dde1e7;border-radius:6px;padding:6px 12px;min-width:120px}
+.metric b{display:block;font-size:16px}.metric span{font-size:12px;color:#57606a}
+img.plot{max-width:100%;border:1px solid #eaecef;border-radius:6px}
+.repair{font-size:12px;color:#1a7f37}.repair.unverified{color:#9a6700}.note{color:#57606a;font-size:13px}
+details summary{cursor:pointer;color:#0969da}
+"""
+
+# Marks the document once every embedded plot has decoded (what the headless-browser test reads);
+# nothing else runs and nothing is fetched.
+SCRIPT = """
+window.addEventListener('load',function(){var imgs=[].slice.call(document.querySelectorAll('img.plot'));
+var ok=imgs.filter(function(i){return i.complete&&i.naturalWidth>0}).length;
+document.documentElement.setAttribute('data-plots',imgs.length);
+document.documentElement.setAttribute('data-plots-rendered',ok);});
+"""
+
+
+def to_html(report) -> str:
+    """The report (a CheckReport, ConversionReport or ScriptReport) as one HTML document."""
+    d = report.to_dict()
+    subs = d["reports"] if d.get("kind") == "check" else [d]
+    verdict = d.get("verdict", "")
+    body = []
+    for r in subs:
+        if r.get("kind") == "conversion":
+            body.append(_conversion(r))
+        else:
+            body.append(_script(r))
+    summary = d.get("summary") or {}
+    counts = ", ".join(f"{summary[s]} {s}" for s in ("error", "warning", "info") if summary.get(s))
+    sub = f"{len(subs)} report{'s' if len(subs) != 1 else ''}" + (f" &middot; {_e(counts)}" if counts else "")
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
+            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
+            "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
+            f"<title>convlint report: {_e(verdict)}</title><style>{CSS}</style></head><body>"
+            f"<header><h1>convlint report {_badge(verdict)}</h1>"
+            f"<div class=\"sub\">convlint {_e(__version__)} &middot; {sub}</div></header>"
+            f"<main>{''.join(body) or '<p class=note>Nothing was checked.</p>'}</main>"
+            f"<script>{SCRIPT}</script></body></html>\n")
+
+
+# --- one conversion ---------------------------------------------------------------------------
+def _conversion(r: dict) -> str:
+    src, tgt = r.get("source") or {}, r.get("target") or {}
+    out = [f"<section class=\"report\"><h2>{_e(src.get('path'))} &rarr; {_e(tgt.get('path'))} "
+           f"{_badge(r.get('verdict'))}</h2>",
+           f"<div class=note>{_e(src.get('format'))} &rarr; {_e(tgt.get('format'))}"
+           + _inputs_note(r) + "</div>", _metrics(r.get("metrics") or {}, r.get("metrics_tvm"))]
+    loc = r.get("localization") or {}
+    groups = layer_groups(loc.get("layers") or [])
+    first = first_jump(r, groups)
+    threshold = threshold_of(r)
+    if groups:
+        out.append("<h3>Per-layer error along the aligned graph</h3>")
+        out.append(_plot(groups, first, threshold))
+    elif r.get("verdict") == "equivalent":
+        out.append("<p class=note>The outputs agree within tolerance, so no per-layer comparison was needed.</p>")
+    elif r.get("verdict") == "divergent":
+        out.append("<p class=note>No per-layer comparison (localization was skipped or found no aligned "
+                   "layers).</p>")
+    out.append(_findings(r.get("findings") or [], r.get("metrics") or {}))
+    if groups or (loc.get("alignment") or {}).get("kernels"):
+        out.append(_alignment(loc, groups, first, threshold))
+    out.append("</section>")
+    return "".join(out)
+
+
+def layer_groups(rows: list) -> list:
+    """Per-layer rows, one per target tensor. A converter fuses chains (conv, batch norm,
+    activation) into one op, so several source layers are compared with the same target tensor;
+    only the layer whose output that tensor *is* (the best match: the earliest within 2x of the
+    smallest error) is meaningful, the others are listed under it as ``fused``. In forward order.
+    Out: [{layer, target, rel_err, fused}]."""
+    by_target: dict = {}
+    for i, row in enumerate(rows):
+        key = row.get("target") if row.get("target") is not None else ("<none>", i)
+        by_target.setdefault(key, []).append((i, row))
+    owners = {}
+    for members in by_target.values():
+        best = min(_err(r) for _, r in members)
+        i, shown = next((i, r) for i, r in members if _err(r) <= 2 * best or _err(r) == best)
+        owners[i] = {"layer": shown["layer"], "target": shown.get("target"), "rel_err": shown.get("rel_err"),
+                     "fused": [r["layer"] for _, r in members if r is not shown]}
+    return [owners[i] for i in sorted(owners)]
+
+
+def _err(row: dict) -> float:
+    e = row.get("rel_err")
+    return math.inf if e is None else float(e)
+
+
+def first_jump(r: dict, groups: list) -> int | None:
+    """Index (in ``groups``) of the layer where the error first jumps: the one the first-divergent
+    finding names (with its fused group), else the first above the threshold."""
+    f = next((f for f in r.get("findings") or [] if f["rule"] == R.FIRST_DIVERGENT.code), None)
+    if f is not None:
+        names = {f.get("layer"), *((f.get("evidence") or {}).get("fused_group") or [])}
+        for i, g in enumerate(groups):
+            if g["layer"] in names or names & set(g["fused"]):
+                return i
+    th = threshold_of(r)
+    return next((i for i, g in enumerate(groups) if _err(g) > th), None) if th is not None else None
+
+
+def threshold_of(r: dict) -> float | None:
+    f = next((f for f in r.get("findings") or [] if f["rule"] == R.FIRST_DIVERGENT.code), None)
+    if f is not None and (f.get("evidence") or {}).get("threshold") is not None:
+        return float(f["evidence"]["threshold"])
+    tol = r.get("tolerance") or {}
+    return float(tol["rtol"]) if tol.get("rtol") is not None else None
+
+
+def _plot(groups: list, first: int | None, threshold: float | None) -> str:
+    png = plot_png(groups, first, threshold)
+    where = (f"; the error first jumps at {groups[first]['layer']}" if first is not None else "")
+    if first is not None and groups[first]["fused"]:
+        where += f" (with {', '.join(groups[first]['fused'])} fused into it)"
+    alt = f"relative error per layer, {len(groups)} layers{where}"
+    return (f"<img class=\"plot\" alt=\"{_e(alt)}\" src=\"data:image/png;base64,{base64.b64encode(png).decode()}\">"
+            f"<div class=note>{_e(alt[0].upper() + alt[1:])}. Each point is one layer's output against the "
+            "converted model's matching tensor; layers a converter fused away are shown by the fused op's output.</div>")
+
+
+def plot_png(groups: list, first: int | None, threshold: float | None) -> bytes:
+    """The per-layer error plot as PNG bytes (matplotlib, Agg: no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from matplotlib.figure import Figure
+
+    n = len(groups)
+    xs = list(range(n))
+    finite = [_err(g) for g in groups]
+    top = max([e for e in finite if e != math.inf] + [threshold or FLOOR, FLOOR]) * 10
+    ys = [top if e == math.inf else max(e, FLOOR) for e in finite]
+    fig = Figure(figsize=(max(7.0, min(14.0, 0.35 * n + 4)), 3.6), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.set_yscale("log")
+    ax.set_ylim(FLOOR / 3, max(ys) * 40)  # room above the highest point for the label
+    ax.plot(xs, ys, color="#8c959f", linewidth=1, zorder=1)
+    bad = [threshold is not None and y > threshold for y in ys]
+    for above, color, label in ((False, "#1a7f37", "within threshold"), (True, "#c62828", "above threshold")):
+        pts = [(x, y) for x, y, b in zip(xs, ys, bad, strict=True) if b == above]
+        ax.scatter([x for x, _ in pts], [y for _, y in pts], color=color, s=22, zorder=2, label=label)
+    if threshold is not None:
+        ax.axhline(threshold, color="#9a6700", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
+    if first is not None:
+        ax.axvline(first, color="#c62828", linewidth=1.2, alpha=0.6)
+        fused = groups[first]["fused"]
+        label = _short(groups[first]["layer"], 28) + (f" (+{_short(', '.join(fused), 28)})" if fused else "")
+        ax.annotate(f"first jump: {label}", xy=(first, ys[first]),
+                    xytext=(8, 8), textcoords="offset points", color="#c62828", fontsize=9)
+    if n <= 40:
+        ax.set_xticks(xs)
+        ax.set_xticklabels([_short(g["layer"], 18) for g in groups], rotation=60, ha="right", fontsize=7)
+    else:
+        ax.set_xlabel("layer (forward order)")
+    ax.set_ylabel("relative error")
+    ax.grid(True, which="major", axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _alignment(loc: dict, groups: list, first: int | None, threshold: float | None) -> str:
+    out = ["<h3>Alignment</h3>"]
+    if groups:
+        out.append("<table><tr><th>#</th><th>source layer</th><th>target tensor</th>"
+                   "<th class=num>relative error</th><th>also compared here (fused layers)</th></tr>")
+        for i, g in enumerate(groups):
+            e = _err(g)
+            cls = "first" if i == first else ("bad" if threshold is not None and e > threshold else "")
+            out.append(f"<tr class=\"{cls}\"><td class=num>{i}</td><td class=mono>{_e(g['layer'])}</td>"
+                       f"<td class=mono>{_e(g['target'] or '(no tensor)')}</td><td class=num>{_num(g.get('rel_err'))}</td>"
+                       f"<td class=mono>{_e(', '.join(g['fused']))}</td></tr>")
+        out.append("</table>")
+    kernels = (loc.get("alignment") or {}).get("kernels") or []
+    if kernels:
+        out.append(f"<details><summary>Weights: {len(kernels)} matched kernels</summary><table><tr>"
+                   "<th>source layer</th><th>target op</th><th>matched by</th><th class=num>score</th></tr>")
+        for k in kernels:
+            bn = f" + {k['bn_folded_from']}" if k.get("bn_folded_from") else ""
+            out.append(f"<tr><td class=mono>{_e(str(k.get('source')) + bn)}</td><td class=mono>{_e(k.get('target'))}</td>"
+                       f"<td>{_e(k.get('method'))}</td><td class=num>{_num(k.get('score'))}</td></tr>")
+        out.append("</table></details>")
+    al = loc.get("alignment") or {}
+    for key, label in (("unmatched_source", "source layers with no match"),
+                       ("unmatched_target", "target ops with no match")):
+        if al.get(key):
+            out.append(f"<div class=note>{_e(label)}: <span class=mono>{_e(', '.join(map(str, al[key])))}</span></div>")
+    return "".join(out)
+
+
+# --- findings ---------------------------------------------------------------------------------
+def _findings(findings: list, before: dict) -> str:
+    if not findings:
+        return "<p class=note>No findings.</p>"
+    out = ["<h3>Findings</h3><table><tr><th>severity</th><th>rule</th><th>stage</th><th>layer / line</th>"
+           "<th>message and repair</th></tr>"]
+    for f in findings:
+        code = f["rule"]
+        name = R.RULES[code].name if code in R.RULES else ""
+        href = R.RULES[code].docs if code in R.RULES else None
+        rule = f"<a href=\"{_e(href)}\">{_e(code)}</a>" if href else _e(code)
+        loc = f.get("location") or {}
+        where = f.get("layer") or ""
+        if loc.get("file") and loc.get("line"):
+            where = (where + " " if where else "") + f"{loc['file']}:{loc['line']}"
+        msg = f"{_e(f['message'])}{_repair(f.get('repair'), before)}"
+        out.append(f"<tr><td class=\"s-{_e(f['severity'])}\">{_e(f['severity'])}</td><td>{rule}<br>"
+                   f"<span class=note>{_e(name)}</span></td><td>{_e(f['stage'])}</td><td class=\"mono where\">{_e(where)}</td>"
+                   f"<td>{msg}</td></tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
+def _repair(rep: dict | None, before: dict) -> str:
+    if not rep:
+        return ""
+    state = "verified" if rep.get("verified") else "not verified"
+    s = (f"<div class=\"repair{'' if rep.get('verified') else ' unverified'}\">repair ({_e(rep['kind'])}, {state}): "
+         f"{_e(rep['description'])}" + (f" &rarr; <span class=mono>{_e(rep['output'])}</span>" if rep.get("output") else ""))
+    after = rep.get("metrics_after") or {}
+    if after:
+        s += ("<table><tr><th></th><th class=num>max_abs</th><th class=num>top-1 agreement</th><th>verdict</th></tr>"
+              f"<tr><td>before</td><td class=num>{_num(before.get('max_abs'))}</td>"
+              f"<td class=num>{_num(before.get('top1_agreement'))}</td><td></td></tr>"
+              f"<tr><td>after</td><td class=num>{_num(after.get('max_abs'))}</td>"
+              f"<td class=num>{_num(after.get('top1_agreement'))}</td><td>{_e(after.get('verdict', ''))}</td></tr></table>")
+    return s + "</div>"
+
+
+# --- scripts, traces, training ----------------------------------------------------------------
+def _script(r: dict) -> str:
+    kind = r.get("kind", "script")
+    out = [f"<section class=\"report\"><h2>{_e(r.get('script'))} {_badge(r.get('verdict'))}</h2>",
+           f"<div class=note>{_e({'script': 'static rules', 'trace': 'instrumented run', 'training': 'training check'}.get(kind, kind))}</div>",
+           _findings(r.get("findings") or [], {})]
+    out.append("</section>")
+    for c in r.get("conversions") or []:
+        out.append(_conversion(c))
+    return "".join(out)
+
+
+# --- helpers ----------------------------------------------------------------------------------
+def _metrics(m: dict, tvm: dict | None) -> str:
+    labels = (("max_abs", "max |difference|"), ("mean_abs", "mean |difference|"), ("cosine_min", "min cosine"),
+              ("top1_agreement", "top-1 agreement"))
+    cells = [f"<div class=metric><b>{_num(m.get(k))}</b><span>{_e(label)}</span></div>"
+             for k, label in labels if k in m]
+    return f"<div class=metrics>{''.join(cells)}</div>" if cells else ""
+
+
+def _inputs_note(r: dict) -> str:
+    i = r.get("inputs") or {}
+    tol = r.get("tolerance") or {}
+    s = f" &middot; {i.get('count')} inputs ({_e(i.get('origin'))})" if i.get("count") else ""
+    if tol:
+        s += f" &middot; atol {_num(tol.get('atol'))}, rtol {_num(tol.get('rtol'))}"
+    return s
+
+
+def _badge(v) -> str:
+    return f"<span class=\"badge v-{_e(v)}\">{_e(v)}</span>" if v else ""
+
+
+def _num(v) -> str:
+    if v is None:
+        return "&ndash;"
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, (int, float)):
+        if v == 0:
+            return "0"
+        if abs(v) >= 1e300:
+            return "&infin;"
+        return f"{v:.4g}"
+    return _e(v)
+
+
+def _short(s, n: int) -> str:
+    s = str(s)
+    return s if len(s) <= n else s[: n - 1] + "\u2026"
+
+
+def _e(s) -> str:
+    return html.escape("" if s is None else str(s), quote=True)

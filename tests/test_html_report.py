@@ -1,0 +1,214 @@
+"""Reports people look at: ``--html`` (rendered in headless Chromium), ``--model-explorer`` node
+data, and SARIF validated against the official 2.1.0 schema (tests/schemas)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import MODELS, ROOT
+from convlint.analyzers.report.findings import CheckReport, ConversionReport
+
+SCHEMA = ROOT / "tests" / "schemas" / "sarif-2.1.0-rtm.5.json"
+
+
+def _diff(tmp, target, *extra):
+    p = subprocess.run([sys.executable, "-m", "convlint", "diff", str(MODELS / "resnet.pt2"), str(MODELS / target),
+                        "--no-tvm", "--format", "json", "--html", str(tmp / "report.html"),
+                        "--model-explorer", str(tmp / "overlay.json"), *extra],
+                       capture_output=True, text=True, timeout=600, cwd=tmp)
+    return p, json.loads(p.stdout)
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory):
+    """A pair with one tampered weight tensor, repaired: every part of the report is present."""
+    tmp = tmp_path_factory.mktemp("faulty")
+    p, doc = _diff(tmp, "resnet.torch.tampered.onnx", "--repair", "--output", str(tmp / "repaired.onnx"))
+    assert p.returncode == 1, p.stderr[-2000:]
+    return tmp, doc, p.stderr
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("clean")
+    p, doc = _diff(tmp, "resnet.torch.onnx")
+    assert p.returncode == 0, p.stderr[-2000:]
+    return tmp, doc, p.stderr
+
+
+def _chromium():
+    exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("headless Chromium is required in CI (.ci/run installs Debian's chromium)")
+        pytest.skip("no chromium on this machine (apt install chromium)")
+    return exe
+
+
+def _render(html_path, tmp, screenshot=None):
+    """The DOM after load (scripts run), as headless Chromium sees the file."""
+    flags = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+             "--disable-background-networking", "--no-first-run", "--disable-extensions",
+             f"--user-data-dir={tmp / 'chromium-profile'}", "--virtual-time-budget=5000"]
+    dom = subprocess.run([*flags, "--dump-dom", html_path.as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    if screenshot:
+        shot = subprocess.run([*flags, "--window-size=1280,2000", f"--screenshot={screenshot}", html_path.as_uri()],
+                              capture_output=True, text=True, timeout=120)
+        assert shot.returncode == 0 and screenshot.exists(), shot.stderr[-2000:]
+    return dom.stdout
+
+
+@pytest.mark.slow
+def test_html_report_renders_in_headless_chromium_with_the_plot(faulty):
+    tmp, doc, _ = faulty
+    html = (tmp / "report.html").read_text()
+    assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html.split("<main>")[0]
+    dom = _render(tmp / "report.html", tmp, screenshot=tmp / "shot.png")
+    # the page's own script counts the plots that decoded: the per-layer plot is there and drawn
+    assert re.search(r'data-plots="1"', dom) and re.search(r'data-plots-rendered="1"', dom), dom[:500]
+    # the plot marks where the error first jumps: the first-divergent finding's layer (its fused group)
+    first = next(f for f in doc["findings"] if f["rule"] == "CL110")
+    group = {first["layer"], *first["evidence"]["fused_group"]}
+    alt = re.search(r'<img class="plot" alt="([^"]+)"', dom).group(1)
+    jump = alt.split("first jumps at ")[1].split(" (with ")[0]
+    assert jump in group, (alt, group)
+    # the alignment table highlights the same layer; the findings carry the verified repair with before/after
+    row = re.search(r'<tr class="first">(.*?)</tr>', dom, re.S).group(1)
+    assert jump in row
+    assert "CL204" in dom and "verified" in dom and "before" in dom and "after" in dom
+    assert "repaired.onnx" in dom
+    from PIL import Image
+
+    img = Image.open(tmp / "shot.png").convert("RGB")
+    assert img.size == (1280, 2000) and len(set(img.getdata())) > 50  # a rendered page, not a blank one
+
+
+@pytest.mark.slow
+def test_clean_twin_html_says_so_and_writes_no_overlay(clean):
+    tmp, doc, err = clean
+    assert doc["verdict"] == "equivalent" and not [f for f in doc["findings"] if f["severity"] == "error"]
+    html = (tmp / "report.html").read_text()
+    assert "v-equivalent" in html and "no per-layer comparison was needed" in html
+    assert 'class="plot"' not in html
+    assert not (tmp / "overlay.json").exists() and "no per-layer errors to overlay" in err
+    dom = _render(tmp / "report.html", tmp)
+    assert 'data-plots="0"' in dom
+
+
+@pytest.mark.slow
+def test_model_explorer_overlay_is_keyed_by_the_target_s_tensors(faulty):
+    import onnx
+
+    tmp, doc, _ = faulty
+    data = json.loads((tmp / "overlay.json").read_text())
+    assert set(data) == {"results", "thresholds"}
+    model = onnx.load(str(MODELS / "resnet.torch.tampered.onnx"))
+    tensors = {o for n in model.graph.node for o in n.output} | {i.name for i in model.graph.input}
+    assert data["results"] and set(data["results"]) <= tensors
+    assert all(isinstance(v["value"], float) and v["value"] >= 0 for v in data["results"].values())
+    marked = [k for k, v in data["results"].items() if "bgColor" in v]
+    assert len(marked) == 1  # the node where the error first jumps
+    first = next(f for f in doc["findings"] if f["rule"] == "CL110")
+    producer = next(n for n in model.graph.node if marked[0] in n.output)
+    assert producer.op_type in ("Conv", "BatchNormalization", "Relu") and data["results"][marked[0]]["value"] > \
+        first["evidence"]["threshold"]
+    th = [t["value"] for t in data["thresholds"]]
+    assert th == sorted(th) and th[0] == first["evidence"]["threshold"]
+
+
+def _validator():
+    import jsonschema
+
+    schema = json.loads(SCHEMA.read_text())
+    return jsonschema.Draft4Validator(schema, format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER)
+
+
+def test_the_shipped_schema_is_the_official_one_and_rejects_bad_documents():
+    v = _validator()
+    assert "2.1.0" in v.schema["title"] and "sarifLog" not in v.schema.get("required", [])
+    assert list(v.iter_errors({"version": "2.1.0", "runs": [{"tool": {}}]}))  # driver missing
+    assert list(v.iter_errors({"version": "9", "runs": []}))
+
+
+def test_sarif_of_scripts_validates_against_the_official_schema(tmp_path):
+    for name in ("tflite_optimize.py", "torch_not_eval.py", "layout.clean.py"):
+        shutil.copy(ROOT / "fixtures" / "scripts" / name, tmp_path)
+    p = subprocess.run([sys.executable, "-m", "convlint", "check", "--format", "sarif"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)
+    doc = json.loads(p.stdout)
+    errors = list(_validator().iter_errors(doc))
+    assert not errors, [e.message for e in errors[:5]]
+    assert any(r.get("fixes") for r in doc["runs"][0]["results"])
+
+
+@pytest.mark.slow
+def test_sarif_of_a_conversion_with_a_repair_validates(faulty):
+    from convlint.analyzers.report.ci import to_sarif
+
+    _, doc, _ = faulty
+    sarif = json.loads(to_sarif(CheckReport((ConversionReport.from_dict(doc),))))
+    errors = list(_validator().iter_errors(sarif))
+    assert not errors, [e.message for e in errors[:5]]
+    assert {r["ruleId"] for r in sarif["runs"][0]["results"]} >= {"CL100", "CL110", "CL204"}
+
+
+# -- fast: the HTML and overlay builders on a synthetic report ---------------------------------
+def _synthetic(layer="conv<script>alert(1)</script>"):
+    layers = [{"layer": "input", "target": "input", "rel_err": 0.0},
+              {"layer": "a", "target": "t_a", "rel_err": 1e-7},
+              {"layer": layer, "target": "t_fused", "rel_err": 2.0},   # fused away: compared with the chain's output
+              {"layer": "bn", "target": "t_fused", "rel_err": 0.3},
+              {"layer": "out", "target": "t_out", "rel_err": None}]   # non-finite in the target
+    return {"tool": {"name": "convlint", "version": "0"}, "kind": "conversion",
+            "source": {"path": "m.keras", "format": "keras"}, "target": {"path": "m.tflite", "format": "tflite"},
+            "inputs": {"count": 4, "origin": "random"}, "verdict": "divergent",
+            "metrics": {"max_abs": 1.0, "mean_abs": 0.1, "cosine_min": 0.5, "top1_agreement": 0.5},
+            "findings": [{"rule": "CL110", "severity": "error", "stage": "graph", "message": f"first divergent layer: {layer}",
+                          "layer": layer, "location": {}, "hyperparameter": None,
+                          "evidence": {"rel_err": 0.3, "fused_group": [layer, "bn"], "threshold": 1e-4}, "repair": None}],
+            "localization": {"layers": layers, "alignment": {"kernels": [{"source": layer, "target": "t_fused",
+                                                                          "method": "weights", "score": 1.0}]}}}
+
+
+def test_html_escapes_model_strings_and_groups_fused_layers():
+    from convlint.analyzers.report.html import first_jump, layer_groups, to_html
+
+    d = _synthetic()
+    html = to_html(ConversionReport.from_dict(d))
+    assert "<script>alert(1)</script>" not in html and "conv&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert html.count("<script>") == 1  # only the page's own
+    groups = layer_groups(d["localization"]["layers"])
+    assert [g["layer"] for g in groups] == ["input", "a", "bn", "out"]
+    assert groups[2]["fused"] == [d["findings"][0]["layer"]]
+    assert first_jump(d, groups) == 2
+    assert 'class="plot"' in html and "data:image/png;base64," in html
+
+
+def test_overlay_marks_the_first_jump_and_keeps_non_finite_errors_as_numbers():
+    from convlint.analyzers.report.overlay import node_data
+
+    data = node_data(_synthetic())
+    assert set(data["results"]) == {"input", "t_a", "t_fused", "t_out"}
+    assert data["results"]["t_fused"]["bgColor"] and "bgColor" not in data["results"]["t_a"]
+    assert data["results"]["t_out"]["value"] >= 1e30
+    json.dumps(data, allow_nan=False)
+
+
+def test_reports_never_overwrite_an_input_or_a_model(tmp_path):
+    q = tmp_path / "s.py"
+    q.write_text("x = 1\n")
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"not really a model")
+    for flag, path in (("--html", q), ("--html", model), ("--output-file", model)):
+        p = subprocess.run([sys.executable, "-m", "convlint", "check", str(q), flag, str(path)], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == 2 and "refusing to overwrite" in p.stderr, (flag, path, p.stderr)
+    assert q.read_text() == "x = 1\n" and model.read_bytes() == b"not really a model"
