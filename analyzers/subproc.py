@@ -1,8 +1,9 @@
 """Running a user's script in a child process: resource limits and bounded output.
 
 Used by ``trace`` and ``train-check``. The child gets no core dumps and an address-space limit
-(``--memory-limit``, by default the machine's memory); its output goes to files of which only the tail is read back, so a chatty
-or hostile script cannot fill convlint's memory.
+(``--memory-limit``, by default the machine's memory); its output is read through a pipe of
+which only the tail is kept, so a chatty or hostile script fills neither convlint's memory nor
+the disk.
 """
 
 from __future__ import annotations
@@ -45,50 +46,72 @@ def limits(memory_mb: int | None = None):
     return apply
 
 
-def tail(path: str | Path, limit: int = OUTPUT_TAIL) -> str:
-    """The last ``limit`` bytes of a file, decoded; empty when it cannot be read."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, 2)
-            n = fh.tell()
-            fh.seek(max(0, n - limit))
-            return fh.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
+class _Tail:
+    """Drain a pipe in a thread, keeping only its last ``limit`` bytes (and the total count):
+    a script that prints without end costs neither memory nor disk."""
+
+    def __init__(self, pipe, limit: int):
+        import threading
+
+        self.limit, self.total, self.chunks = limit, 0, []
+        self.thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
+        self.thread.start()
+
+    def _read(self, pipe) -> None:
+        kept = 0
+        try:
+            for chunk in iter(lambda: pipe.read1(1 << 16), b""):
+                self.total += len(chunk)
+                self.chunks.append(chunk)
+                kept += len(chunk)
+                while self.chunks and kept - len(self.chunks[0]) >= self.limit:
+                    kept -= len(self.chunks.pop(0))
+        except (OSError, ValueError):
+            pass
+        finally:
+            pipe.close()
+
+    def text(self) -> str:
+        self.thread.join(timeout=5)
+        data = b"".join(self.chunks)[-self.limit:]
+        cut = self.total - len(data)
+        return (f"[{cut} earlier bytes of output not kept]\n" if cut > 0 else "") + data.decode("utf-8", "replace")
 
 
 @dataclass
 class Finished:
     returncode: int  # negative: killed by that signal
     timed_out: bool
-    stderr: str  # the tail of the child's stderr
+    stderr: str  # the tail of the child's stderr (stdout and stderr, interleaved as read)
 
 
 def run_script_process(cmd: list, *, cwd: str, env: dict, folder: str | Path, timeout: float,
                        memory_mb: int | None = None, output_limit: int = OUTPUT_TAIL) -> Finished:
-    """Run ``cmd`` with the limits above, its stdout and stderr in files under ``folder``; kill
-    it after ``timeout`` seconds. A command that cannot start raises ConvlintError."""
+    """Run ``cmd`` with the limits above; kill it after ``timeout`` seconds. Its output (stdout
+    and stderr together) is read through a pipe of which only the last ``output_limit`` bytes
+    are kept. A command that cannot start raises ConvlintError. (``folder`` is the run's
+    temporary folder, kept in the signature for the callers' files.)"""
     from convlint.analyzers.errors import ConvlintError
 
-    err_path = Path(folder) / "stderr"
-    with open(Path(folder) / "stdout", "wb") as fo, open(err_path, "wb") as fe:
-        try:
-            proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=fo, stderr=fe, stdin=subprocess.DEVNULL,
-                                    preexec_fn=limits(memory_mb) if os.name == "posix" else None)
-        except OSError as e:
-            raise ConvlintError(f"cannot run {cmd[0]}: {e.strerror}", hint="check --python") from None
-        timed_out = False
-        try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            proc.kill()
-            rc = proc.wait()
-        except BaseException:  # interrupted or terminated (a cancel): the script goes too, now
-            proc.kill()
-            proc.wait()
-            raise
-    return Finished(rc, timed_out, tail(err_path, output_limit))
+    try:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL,
+                                preexec_fn=limits(memory_mb) if os.name == "posix" else None)
+    except OSError as e:
+        raise ConvlintError(f"cannot run {cmd[0]}: {e.strerror}", hint="check --python") from None
+    out = _Tail(proc.stdout, output_limit)
+    timed_out = False
+    try:
+        rc = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        proc.kill()
+        rc = proc.wait()
+    except BaseException:  # interrupted or terminated (a cancel): the script goes too, now
+        proc.kill()
+        proc.wait()
+        raise
+    return Finished(rc, timed_out, out.text())
 
 
 class Terminated(KeyboardInterrupt):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -136,3 +137,18 @@ def test_scripts_run_under_a_memory_limit(tmp_path, command):
     assert p.returncode in (1, 2) and "MemoryError" in text, text[:2000]
     if command == "train-check":
         assert "--memory-limit" in text
+
+
+@pytest.mark.slow
+def test_a_script_that_prints_without_end_fills_neither_memory_nor_disk(tmp_path):
+    from convlint.analyzers.subproc import run_script_process
+
+    script = "import sys\nline = 'x' * 1023 + '\\n'\nfor _ in range(300_000):\n    sys.stdout.write(line)\n" \
+             "sys.stderr.write('the end\\n')\n"
+    before = shutil.disk_usage(tmp_path).used
+    run = run_script_process([sys.executable, "-c", script], cwd=str(tmp_path), env=dict(os.environ),
+                             folder=tmp_path, timeout=120, output_limit=4096)
+    assert run.returncode == 0 and not run.timed_out
+    assert run.stderr.endswith("the end\n") and len(run.stderr) < 4096 + 100
+    assert "earlier bytes of output not kept" in run.stderr
+    assert list(tmp_path.iterdir()) == [] and shutil.disk_usage(tmp_path).used - before < 50 * 1024 * 1024

@@ -68,8 +68,7 @@ def run_script(script: str, opts: TraceOptions, out_dir: str, code: str | None =
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     env.setdefault("PYTHONUNBUFFERED", "1")
     t0 = time.perf_counter()
-    # the script's output goes to files (only their tail is read back: a chatty script cannot
-    # fill convlint's memory); no core dumps
+    # limits, no core dumps, and only the tail of the script's output kept (see subproc)
     from convlint.analyzers.subproc import run_script_process
 
     run = run_script_process(cmd, cwd=opts.cwd or os.getcwd(), env=env, folder=out_dir, timeout=opts.timeout,

@@ -2,8 +2,8 @@
 and turn its trace into the training report.
 
 The script runs only with consent (``allow_exec``), in its own process with a wall-clock
-timeout, an optional memory limit (``resource.setrlimit``), no core dumps, and its output sent
-to files of which only the tail is read. The trace and every temporary file live in a folder
+timeout, a memory limit (``resource.setrlimit``), no core dumps, and its output read through a
+pipe of which only the tail is kept. The trace and every temporary file live in a folder
 that is removed afterwards, whatever happens.
 """
 
