@@ -27,7 +27,8 @@ demo: install
 	-$(BIN)/convlint diff fixtures/models/mobilenet.keras fixtures/models/mobilenet.tflite
 	@echo
 	@echo "== a faulty twin: Keras -> TFLite with Optimize.DEFAULT (weights silently int8): found, localized, repaired"
-	-$(BIN)/convlint diff fixtures/models/mobilenet.keras fixtures/models/mobilenet.dynint8.tflite --repair --output .demo/mobilenet.repaired.tflite
+	-$(BIN)/convlint diff fixtures/models/mobilenet.keras fixtures/models/mobilenet.dynint8.tflite --repair --output .demo/mobilenet.repaired.tflite \
+	    --html .demo/mobilenet.report.html --model-explorer .demo/mobilenet.overlay.json
 	@echo
 	@echo "== a faulty twin: torch -> ONNX with one tampered weight tensor: found, localized, repaired"
 	-$(BIN)/convlint diff fixtures/models/resnet.pt2 fixtures/models/resnet.torch.tampered.onnx --repair --output .demo/resnet.repaired.onnx
