@@ -417,8 +417,7 @@ def main(argv: list | None = None) -> int:
                 report, _ = args.func(args)
             text = _render(report, fmt, getattr(args, "verbose", False),
                            out.isatty() and not os.environ.get("NO_COLOR"))
-            inputs = (paths.get("source"), paths.get("target"), paths.get("script"),
-                      *(getattr(args, "paths", None) or ()))
+            inputs = _inputs(args)
             _emit(text, getattr(args, "output_file", None), out, inputs)
             _write_extras(args, report, inputs)
             out.close()

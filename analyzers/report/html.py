@@ -83,7 +83,7 @@ def _conversion(r: dict) -> str:
     out = [f"<section class=\"report\"><h2>{_e(src.get('path'))} &rarr; {_e(tgt.get('path'))} "
            f"{_badge(r.get('verdict'))}</h2>",
            f"<div class=note>{_e(src.get('format'))} &rarr; {_e(tgt.get('format'))}"
-           + _inputs_note(r) + "</div>", _metrics(r.get("metrics") or {}, r.get("metrics_tvm"))]
+           + _inputs_note(r) + "</div>", _metrics(r.get("metrics") or {})]
     loc = r.get("localization") or {}
     groups = layer_groups(loc.get("layers") or [])
     first = first_jump(r, groups)
@@ -283,7 +283,7 @@ def _script(r: dict) -> str:
 
 
 # --- helpers ----------------------------------------------------------------------------------
-def _metrics(m: dict, tvm: dict | None) -> str:
+def _metrics(m: dict) -> str:
     labels = (("max_abs", "max |difference|"), ("mean_abs", "mean |difference|"), ("cosine_min", "min cosine"),
               ("top1_agreement", "top-1 agreement"))
     cells = [f"<div class=metric><b>{_num(m.get(k))}</b><span>{_e(label)}</span></div>"
