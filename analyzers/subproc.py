@@ -125,7 +125,18 @@ def raise_on_sigterm() -> None:
     import signal
 
     def handler(signum, frame):
+        global _TERMINATED
+        _TERMINATED = True
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
         raise Terminated()
 
     signal.signal(signal.SIGTERM, handler)
+
+
+_TERMINATED = False
+
+
+def terminated() -> bool:
+    """Whether SIGTERM arrived (after ``raise_on_sigterm``), even if the exception it raised was
+    swallowed somewhere."""
+    return _TERMINATED

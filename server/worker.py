@@ -66,10 +66,15 @@ def _abort(p: dict, progress) -> dict:
 
 
 def _sleep(p: dict, progress) -> dict:
-    for i in range(int(p.get("seconds", 10) * 10)):
-        if i % 10 == 0:
-            progress(f"sleeping: {i // 10} s")
-        time.sleep(0.1)
+    try:
+        for i in range(int(p.get("seconds", 10) * 10)):
+            if i % 10 == 0:
+                progress(f"sleeping: {i // 10} s")
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        if p.get("swallow"):  # as a C extension does when an import is interrupted
+            raise ImportError("interrupted import (test hook)") from None
+        raise
     return {"slept": p.get("seconds", 10)}
 
 
@@ -85,6 +90,15 @@ def main() -> int:
         return _serve()
     except KeyboardInterrupt:
         return 143
+
+
+def _stopping() -> bool:
+    """SIGTERM arrived. Native code can swallow the exception it raises (an import interrupted
+    inside a C extension surfaces as ImportError and leaves that module broken), so the worker
+    checks after every job and exits rather than serve another."""
+    from convlint.analyzers.subproc import terminated
+
+    return terminated()
 
 
 def _serve() -> int:
@@ -121,6 +135,8 @@ def _serve() -> int:
             msg = e.message if isinstance(e, ConvlintError) else (
                 f"internal error: {e.__class__.__name__}: {e}\n{traceback.format_exc(limit=8)}")
             send({"id": jid, "event": "failed", "message": msg})
+        if _stopping():
+            return 143
     return 0
 
 

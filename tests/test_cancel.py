@@ -152,3 +152,21 @@ def test_a_script_that_prints_without_end_fills_neither_memory_nor_disk(tmp_path
     assert run.stderr.endswith("the end\n") and len(run.stderr) < 4096 + 100
     assert "earlier bytes of output not kept" in run.stderr
     assert list(tmp_path.iterdir()) == [] and shutil.disk_usage(tmp_path).used - before < 50 * 1024 * 1024
+
+
+def test_a_worker_whose_sigterm_was_swallowed_still_exits_after_the_job(tmp_path):
+    """Native code can turn the exception SIGTERM raises into another one (numpy's C import does:
+    ImportError, leaving numpy broken); the worker must exit rather than serve the next job."""
+    import json
+
+    env = dict(os.environ, CONVLINT_WORKER_TEST_HOOKS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "convlint.server.worker"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    assert json.loads(proc.stdout.readline())["event"] == "ready"
+    proc.stdin.write(json.dumps({"id": "1", "kind": "sleep", "params": {"seconds": 30, "swallow": True}}) + "\n")
+    proc.stdin.flush()
+    assert json.loads(proc.stdout.readline())["event"] == "progress"
+    proc.send_signal(signal.SIGTERM)
+    msg = json.loads(proc.stdout.readline())
+    assert msg["event"] == "failed" and "interrupted import" in msg["message"]
+    assert proc.wait(timeout=10) == 143  # gone, with no further job accepted

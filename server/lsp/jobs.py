@@ -271,12 +271,23 @@ class JobRunner:
                         fn(job.last_step)
                     except Exception:
                         log.exception("progress listener failed")
-            elif ev == "result":
-                self._finish(job, result=msg.get("report"))
+            elif ev in ("result", "failed"):
+                if job.cancelled:  # being stopped: never reuse it; wait for it to go
+                    await self._retire(worker)
+                    self._finish(job, cancelled=True)
+                elif ev == "result":
+                    self._finish(job, result=msg.get("report"))
+                else:
+                    self._finish(job, exc=JobFailed(msg.get("message") or "the job failed"))
                 return
-            elif ev == "failed":
-                self._finish(job, exc=JobFailed(msg.get("message") or "the job failed"))
-                return
+
+    async def _retire(self, worker: Worker, grace: float = 5.0) -> None:
+        """Wait for a stopped worker to exit (SIGKILL when it does not), so no job goes to it."""
+        try:
+            await asyncio.wait_for(worker.proc.wait(), grace)
+        except TimeoutError:
+            worker.kill()
+            await worker.proc.wait()
 
 
 def _status(rc: int | None) -> str:
