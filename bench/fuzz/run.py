@@ -40,6 +40,9 @@ def render(rows: dict) -> str:
             continue
         lines.append(f"| {d['format']} | {d.get('base', '')} | {d.get('cases')} | {d.get('loaded')} | {d.get('refused')} | "
                      f"{len(d['failures'])} | {d['wall']:.0f} | {d.get('date', '')} | `{d.get('command', '')}` |")
+    if "h5" in rows:
+        lines += ["", "The .h5 row takes longest because every .h5 file is first read completely by a child process with "
+                  "a timeout (analyzers/models/hdf5_check.py, the guard against the HDF5 hang this fuzzer found)."]
     missing = [f for f in FORMATS if f not in rows]
     if missing:
         lines += ["", f"Not run yet: {', '.join(missing)}."]
