@@ -50,13 +50,10 @@ def run_check(opts: CheckOptions, progress: Callable | None = None) -> CheckRepo
     scripts = discover(opts.paths, cfg.exclude) if opts.paths else []
     training = []
     if opts.train:
-        if not opts.allow_exec:
-            from convlint.analyzers import rules as R
-            from convlint.analyzers.errors import ConvlintError
+        from convlint.analyzers.subproc import require_consent
 
-            raise ConvlintError("the training checks run the training scripts, which executes their code; "
-                                "refusing without consent", rule=R.BAD_ARGUMENTS.code,
-                                hint="pass --allow-exec, or set allow-exec = true in the config, if you trust them")
+        require_consent(opts.allow_exec, "the training checks run the training scripts, which executes their code",
+                        hint="pass --allow-exec, or set allow-exec = true in the config, if you trust them")
         training = discover_training(opts.paths, cfg.exclude, cfg.train_scripts)
     total = len(scripts) + len(cfg.pairs) + len(training)
     for i, s in enumerate(scripts):
@@ -289,8 +286,8 @@ def check_cache_dir(config: Config | None = None) -> Path:
 
 
 def cache_read(cdir: Path, key: str, kind: str = "conversion") -> dict | None:
-    """A cached conversion report, or None. An unreadable or corrupt entry is a miss (and is
-    overwritten by the next write), never an error."""
+    """A cached report of ``kind`` (conversion, training), or None. An unreadable or corrupt entry
+    is a miss (and is overwritten by the next write), never an error."""
     f = cdir / f"{key}.json"
     try:
         d = json.loads(f.read_text(encoding="utf-8"))

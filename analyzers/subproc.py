@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 
 OUTPUT_TAIL = 64 * 1024  # bytes of a script's output kept
 
@@ -39,11 +38,21 @@ def limits(memory_mb: int | None = None):
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         if mb > 0:
             b = mb * 1024 * 1024
-            soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+            _, hard = resource.getrlimit(resource.RLIMIT_AS)
             if hard != resource.RLIM_INFINITY:
                 b = min(b, hard)
             resource.setrlimit(resource.RLIMIT_AS, (b, hard if hard != resource.RLIM_INFINITY else b))
     return apply
+
+
+def require_consent(allowed: bool, what: str, hint: str = "pass --allow-exec if you trust this script") -> None:
+    """Refuse to run user code without consent: ``what`` says what would run (\"convlint trace
+    runs x.py, which executes its code\"); exit 2 with ``hint`` saying how to consent."""
+    if not allowed:
+        from convlint.analyzers import rules as R
+        from convlint.analyzers.errors import ConvlintError
+
+        raise ConvlintError(f"{what}; refusing without consent", rule=R.BAD_ARGUMENTS.code, hint=hint)
 
 
 class _Tail:
@@ -51,9 +60,10 @@ class _Tail:
     a script that prints without end costs neither memory nor disk."""
 
     def __init__(self, pipe, limit: int):
+        import collections
         import threading
 
-        self.limit, self.total, self.chunks = limit, 0, []
+        self.limit, self.total, self.chunks = limit, 0, collections.deque()
         self.thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
         self.thread.start()
 
@@ -65,7 +75,7 @@ class _Tail:
                 self.chunks.append(chunk)
                 kept += len(chunk)
                 while self.chunks and kept - len(self.chunks[0]) >= self.limit:
-                    kept -= len(self.chunks.pop(0))
+                    kept -= len(self.chunks.popleft())
         except (OSError, ValueError):
             pass
         finally:
@@ -82,15 +92,14 @@ class _Tail:
 class Finished:
     returncode: int  # negative: killed by that signal
     timed_out: bool
-    stderr: str  # the tail of the child's stderr (stdout and stderr, interleaved as read)
+    output: str  # the tail of the child's stdout and stderr, interleaved as written
 
 
-def run_script_process(cmd: list, *, cwd: str, env: dict, folder: str | Path, timeout: float,
-                       memory_mb: int | None = None, output_limit: int = OUTPUT_TAIL) -> Finished:
+def run_script_process(cmd: list, *, cwd: str, env: dict, timeout: float, memory_mb: int | None = None,
+                       output_limit: int = OUTPUT_TAIL) -> Finished:
     """Run ``cmd`` with the limits above; kill it after ``timeout`` seconds. Its output (stdout
     and stderr together) is read through a pipe of which only the last ``output_limit`` bytes
-    are kept. A command that cannot start raises ConvlintError. (``folder`` is the run's
-    temporary folder, kept in the signature for the callers' files.)"""
+    are kept. A command that cannot start raises ConvlintError."""
     from convlint.analyzers.errors import ConvlintError
 
     try:

@@ -74,6 +74,19 @@ def _tolerance(text: str) -> float:
     return v
 
 
+def _script_options(p, script_help: str, python_help: str) -> None:
+    """What trace and train-check share: the script, consent, and how it runs."""
+    p.add_argument("script", help=script_help)
+    p.add_argument("script_args", nargs="*", metavar="ARG", help="arguments for the script (after --)")
+    p.add_argument("--allow-exec", action="store_true", help="consent to run the script (required)")
+    p.add_argument("--timeout", type=_tolerance, default=600.0, help="seconds the script may run (default 600)")
+    p.add_argument("--memory-limit", type=_non_negative_int, metavar="MB", default=None,
+                   help="the script's address-space limit in MB (default: the machine's memory, at least "
+                   "8192; 0: none)")
+    p.add_argument("--python", metavar="EXE", help=python_help)
+    p.add_argument("--cwd", metavar="DIR", help="where the script runs (default: the current directory)")
+
+
 def _report_options(p, overlay: bool = True) -> None:
     p.add_argument("--html", metavar="PATH", help="also write a self-contained HTML report here (plots, "
                    "alignment table, findings with their repairs); never over an existing input")
@@ -138,15 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "conversion (source model, flags, output, call site), check each pair, map the "
                        "findings to the converter call, and verify the suggested rewrites by tracing the "
                        "rewritten script (its writes redirected to a temporary folder).")
-    t.add_argument("script", help="the conversion script")
-    t.add_argument("script_args", nargs="*", metavar="ARG", help="arguments for the script (after --)")
-    t.add_argument("--allow-exec", action="store_true", help="consent to run the script (required)")
-    t.add_argument("--timeout", type=_tolerance, default=600.0, help="seconds the script may run (default 600)")
-    t.add_argument("--python", metavar="EXE", help="the interpreter that runs the script (default: convlint's)")
-    t.add_argument("--cwd", metavar="DIR", help="where the script runs (default: the current directory)")
-    t.add_argument("--memory-limit", type=_non_negative_int, metavar="MB", default=None,
-                   help="the script's address-space limit in MB (default: the machine's memory, at least "
-                   "8192; 0: none)")
+    _script_options(t, "the conversion script", "the interpreter that runs the script (default: convlint's)")
     t.add_argument("--no-verify-fix", action="store_true",
                    help="do not trace the rewritten script to verify the suggested rewrites")
     t.add_argument("--write-fixed", metavar="PATH", help="write the verified rewritten script here")
@@ -165,9 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "per-layer statistics while it trains, and report numerical errors, bad trends and set-up "
                         "faults, each localized to a layer, the line that built it and the hyperparameter to change. "
                         "Training stops early once a fault is certain. See docs/training.md.")
-    tc.add_argument("script", help="the training script (.py)")
-    tc.add_argument("script_args", nargs="*", metavar="ARG", help="arguments for the script (after --)")
-    tc.add_argument("--allow-exec", action="store_true", help="consent to run the script (required)")
+    _script_options(tc, "the training script (.py)",
+                    "the interpreter that runs the script (default: convlint's; it must have convlint installed)")
     tc.add_argument("--max-epochs", type=_positive_int, default=20, metavar="N",
                     help="cap every Keras fit at N epochs (default 20)")
     tc.add_argument("--max-steps", type=_positive_int, default=400, metavar="N",
@@ -175,13 +179,6 @@ def build_parser() -> argparse.ArgumentParser:
     tc.add_argument("--every", type=_positive_int, default=None, metavar="K",
                     help="record every K-th step (default: Keras records about 120 steps of the run, "
                     "PyTorch every step)")
-    tc.add_argument("--timeout", type=_tolerance, default=600.0, help="seconds the script may run (default 600)")
-    tc.add_argument("--memory-limit", type=_non_negative_int, metavar="MB",
-                    help="the script's address-space limit in MB (default: the machine's memory, at least "
-                    "8192; 0: none)")
-    tc.add_argument("--python", metavar="EXE", help="the interpreter that runs the script (default: convlint's; "
-                    "it must have convlint installed)")
-    tc.add_argument("--cwd", metavar="DIR", help="where the script runs (default: the current directory)")
     tc.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
     tc.add_argument("--verbose", "-v", action="store_true", help="show info findings and progress")
     tc.add_argument("--output-file", metavar="PATH", help="write the report here instead of stdout")

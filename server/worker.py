@@ -27,6 +27,8 @@ import sys
 import time
 import traceback
 
+from convlint.analyzers.subproc import raise_on_sigterm, terminated
+
 
 def _check_pair(p: dict, progress) -> dict:
     from convlint.analyzers.project import check_pair_report
@@ -83,22 +85,12 @@ TEST_JOBS = {"abort": _abort, "sleep": _sleep}
 
 
 def main() -> int:
-    from convlint.analyzers.subproc import raise_on_sigterm
-
     raise_on_sigterm()  # the server cancels a job with SIGTERM first: temporary files are removed
     try:
         return _serve()
     except KeyboardInterrupt:
         return 143
 
-
-def _stopping() -> bool:
-    """SIGTERM arrived. Native code can swallow the exception it raises (an import interrupted
-    inside a C extension surfaces as ImportError and leaves that module broken), so the worker
-    checks after every job and exits rather than serve another."""
-    from convlint.analyzers.subproc import terminated
-
-    return terminated()
 
 
 def _serve() -> int:
@@ -135,7 +127,10 @@ def _serve() -> int:
             msg = e.message if isinstance(e, ConvlintError) else (
                 f"internal error: {e.__class__.__name__}: {e}\n{traceback.format_exc(limit=8)}")
             send({"id": jid, "event": "failed", "message": msg})
-        if _stopping():
+        # SIGTERM arrived: native code can swallow the exception it raises (an import interrupted
+        # inside a C extension surfaces as ImportError and leaves that module broken), so exit
+        # rather than serve another job
+        if terminated():
             return 143
     return 0
 

@@ -147,10 +147,10 @@ def test_a_script_that_prints_without_end_fills_neither_memory_nor_disk(tmp_path
              "sys.stderr.write('the end\\n')\n"
     before = shutil.disk_usage(tmp_path).used
     run = run_script_process([sys.executable, "-c", script], cwd=str(tmp_path), env=dict(os.environ),
-                             folder=tmp_path, timeout=120, output_limit=4096)
+                             timeout=120, output_limit=4096)
     assert run.returncode == 0 and not run.timed_out
-    assert run.stderr.endswith("the end\n") and len(run.stderr) < 4096 + 100
-    assert "earlier bytes of output not kept" in run.stderr
+    assert run.output.endswith("the end\n") and len(run.output) < 4096 + 100
+    assert "earlier bytes of output not kept" in run.output
     assert list(tmp_path.iterdir()) == [] and shutil.disk_usage(tmp_path).used - before < 50 * 1024 * 1024
 
 

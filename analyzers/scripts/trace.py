@@ -17,7 +17,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from convlint.analyzers import rules as R
-from convlint.analyzers.errors import ConvlintError
 from convlint.analyzers.report.findings import (
     ConversionReport,
     Finding,
@@ -26,6 +25,7 @@ from convlint.analyzers.report.findings import (
 )
 from convlint.analyzers.scripts.check import analyze_source, read_script
 from convlint.analyzers.scripts.edits import TextEdit, apply
+from convlint.analyzers.subproc import require_consent, run_script_process
 
 BOOT = str(Path(__file__).with_name("tracer_boot.py"))
 
@@ -69,12 +69,10 @@ def run_script(script: str, opts: TraceOptions, out_dir: str, code: str | None =
     env.setdefault("PYTHONUNBUFFERED", "1")
     t0 = time.perf_counter()
     # limits, no core dumps, and only the tail of the script's output kept (see subproc)
-    from convlint.analyzers.subproc import run_script_process
-
-    run = run_script_process(cmd, cwd=opts.cwd or os.getcwd(), env=env, folder=out_dir, timeout=opts.timeout,
+    run = run_script_process(cmd, cwd=opts.cwd or os.getcwd(), env=env, timeout=opts.timeout,
                              memory_mb=opts.memory_mb)
     status = None if run.timed_out else run.returncode
-    stderr = run.stderr
+    stderr = run.output
     data, st = {}, {}
     cap = Path(out_dir) / "captures.json"
     if cap.exists():
@@ -98,9 +96,7 @@ def _check(rec: dict, popts, progress) -> ConversionReport:
 
 def trace_script(script: str, opts: TraceOptions, progress: Callable | None = None) -> ScriptReport:
     progress = progress or (lambda m: None)
-    if not opts.allow_exec:
-        raise ConvlintError(f"convlint trace runs {script}, which executes its code; refusing without consent",
-                            rule=R.BAD_ARGUMENTS.code, hint="pass --allow-exec if you trust this script")
+    require_consent(opts.allow_exec, f"convlint trace runs {script}, which executes its code")
     text = read_script(script)
     static = analyze_source(text, script)
     if static.verdict == "error":

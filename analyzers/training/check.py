@@ -21,7 +21,7 @@ from pathlib import Path
 from .. import rules as R
 from ..errors import ConvlintError
 from ..report.findings import Finding, Location, ScriptReport
-from ..subproc import default_memory_mb, run_script_process
+from ..subproc import default_memory_mb, require_consent, run_script_process
 from .record import read_trace
 from .rules import Thresholds, analyze
 
@@ -43,9 +43,7 @@ class TrainOptions:
 
 def train_check(script: str, opts: TrainOptions, progress: Callable | None = None) -> ScriptReport:
     progress = progress or (lambda m: None)
-    if not opts.allow_exec:
-        raise ConvlintError(f"convlint train-check runs {script}, which executes its code; refusing without consent",
-                            rule=R.BAD_ARGUMENTS.code, hint="pass --allow-exec if you trust this script")
+    require_consent(opts.allow_exec, f"convlint train-check runs {script}, which executes its code")
     p = Path(script)
     if not p.is_file():
         raise ConvlintError(f"{script}: no such file", rule=R.BAD_ARGUMENTS.code)
@@ -65,7 +63,7 @@ def train_check(script: str, opts: TrainOptions, progress: Callable | None = Non
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"), PYTHONUNBUFFERED="1")
         progress(f"train-check: running {script} (timeout {opts.timeout:g} s, at most {opts.max_steps} steps)")
         t0 = time.perf_counter()
-        run = run_script_process(cmd, cwd=opts.cwd or os.getcwd(), env=env, folder=tmp, timeout=opts.timeout,
+        run = run_script_process(cmd, cwd=opts.cwd or os.getcwd(), env=env, timeout=opts.timeout,
                                  memory_mb=opts.memory_mb, output_limit=opts.output_limit)
         rc, timed_out = run.returncode, run.timed_out
         seconds = time.perf_counter() - t0
@@ -76,7 +74,7 @@ def train_check(script: str, opts: TrainOptions, progress: Callable | None = Non
                 status = json.loads(status_file.read_text())
             except ValueError:
                 status = {}
-        stderr = run.stderr
+        stderr = run.output
     progress(f"train-check: {len(trace['steps'])} steps recorded in {seconds:.1f} s; analysing")
     crash = None
     err = status.get("error")
