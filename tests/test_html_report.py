@@ -212,3 +212,7 @@ def test_reports_never_overwrite_an_input_or_a_model(tmp_path):
                            capture_output=True, text=True, timeout=300)
         assert p.returncode == 2 and "refusing to overwrite" in p.stderr, (flag, path, p.stderr)
     assert q.read_text() == "x = 1\n" and model.read_bytes() == b"not really a model"
+    for flag in ("--html", "--output-file", "--model-explorer"):  # an unwritable path: a clear error, not a bug
+        p = subprocess.run([sys.executable, "-m", "convlint", "check", str(q), flag, str(q / "r.html")], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == 2 and "cannot write" in p.stderr and "internal error" not in p.stderr, p.stderr
