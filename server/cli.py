@@ -197,6 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
 def serve_main(argv: list) -> int:
     """``convlint serve``: stdout belongs to the protocol, so nothing else may print there."""
     args = build_parser().parse_args(["serve", *argv])
+    if os.environ.get("CONVLINT_BYTECODE_CACHE", "1") != "0":
+        from convlint.analyzers.cache import cache_dir
+        from convlint.server.lsp import codecache
+
+        codecache.install(cache_dir())  # before lsprotocol is imported: see codecache
     from convlint.server.lsp.server import serve
 
     return serve(args.tcp)

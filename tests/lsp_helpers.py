@@ -43,8 +43,8 @@ def workspace(tmp: Path) -> Path:
     return ws
 
 
-async def start(tmp: Path, ws: Path, **options):
-    env = dict(os.environ, CONVLINT_CACHE_DIR=str(tmp / "cache"), CONVLINT_WORKER_TEST_HOOKS="1",
+async def start(tmp: Path, ws: Path, cache: Path | None = None, **options):
+    env = dict(os.environ, CONVLINT_CACHE_DIR=str(cache or tmp / "cache"), CONVLINT_WORKER_TEST_HOOKS="1",
                TF_CPP_MIN_LOG_LEVEL="3")
     cfg = ClientServerConfig([sys.executable, "-m", "convlint.server"], server_env=env)
     client = await cfg.start()

@@ -1,0 +1,151 @@
+"""A bytecode cache for the source that attrs and cattrs generate at run time.
+
+lsprotocol defines some 580 attrs classes; for each, attrs writes ``__init__``, ``__repr__``,
+``__eq__`` and friends as source text and compiles it when the module is imported, and cattrs
+does the same for each message type the first time one arrives. Compiling that generated text
+is about 40% of the language server's start-up. Python keeps the bytecode of modules in
+``__pycache__``; this keeps the bytecode of the generated text the same way, so a server start
+after the first one only unmarshals it.
+
+How: ``install`` puts a ``compile`` into the globals of the attrs and cattrs modules that call
+the builtin (a module global shadows the builtin for that module only; nothing else changes).
+It compiles as the builtin would, with the caller's ``__future__`` flags, and looks the result
+up first by a hash of (source, file name, mode, flags). Code objects are stored with ``marshal``
+in one file per Python bytecode version: ``$CONVLINT_CACHE_DIR/bytecode/<magic>.marshal``.
+A file that is missing, corrupt, for another Python, or not private to this user is ignored
+(and replaced at the next save); generated text that is not in it is compiled as before.
+``save`` writes it atomically when there is something new (the server calls it once the first
+requests are served, and at exit).
+"""
+
+from __future__ import annotations
+import __future__
+
+import builtins
+import hashlib
+import importlib.util
+import logging
+import marshal
+import os
+import sys
+from pathlib import Path
+
+log = logging.getLogger("convlint.server")
+
+# the compiler flags a __future__ import sets; a caller's code object carries them in co_flags
+FUTURE_FLAGS = 0
+for _name in __future__.all_feature_names:
+    FUTURE_FLAGS |= getattr(__future__, _name).compiler_flag
+
+MAX_ENTRIES = 8000  # beyond this, a save keeps only what this process used (old library versions go)
+_builtin_compile = builtins.compile
+
+
+def cache_path(folder: Path) -> Path:
+    return folder / "bytecode" / f"{importlib.util.MAGIC_NUMBER.hex()}.marshal"
+
+
+class CodeCache:
+    def __init__(self, path: Path):
+        self.path = path
+        self.codes: dict = {}
+        self.used: set = set()
+        self.new: dict = {}
+        self.hits = self.misses = 0
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                st = os.fstat(f.fileno())
+                # the bytecode in it runs in this process: trust it only as one trusts __pycache__
+                if hasattr(os, "getuid") and (st.st_uid != os.getuid() or st.st_mode & 0o022):
+                    log.warning("bytecode cache %s is not private to this user; not used", self.path)
+                    return
+                data = f.read()
+        except OSError:
+            return
+        magic = importlib.util.MAGIC_NUMBER
+        try:
+            codes = marshal.loads(data[len(magic):]) if data[:len(magic)] == magic else None
+        except (EOFError, ValueError, TypeError):
+            codes = None
+        if isinstance(codes, dict):
+            self.codes = codes
+        else:
+            log.warning("bytecode cache %s is unreadable; it will be rebuilt", self.path)
+
+    def compile(self, source, filename, mode, flags=0, dont_inherit=False, optimize=-1, **kw):
+        """The builtin ``compile``, cached for source text with the caller's ``__future__`` flags."""
+        if not dont_inherit:
+            flags |= sys._getframe(1).f_code.co_flags & FUTURE_FLAGS
+        if not isinstance(source, str) or kw or optimize != -1 or flags & ~FUTURE_FLAGS:
+            return _builtin_compile(source, filename, mode, flags, True, optimize, **kw)
+        h = hashlib.blake2b(digest_size=16)
+        h.update(f"{mode}\0{flags}\0{filename}\0".encode("utf-8", "surrogatepass"))
+        h.update(source.encode("utf-8", "surrogatepass"))
+        key = h.digest()
+        code = self.codes.get(key)
+        if code is None:
+            code = _builtin_compile(source, filename, mode, flags, True)
+            self.codes[key] = self.new[key] = code
+            self.misses += 1
+        else:
+            self.hits += 1
+        self.used.add(key)
+        return code
+
+    def save(self) -> bool:
+        """Write the file when this process compiled something it did not hold. True if written."""
+        if not self.new:
+            return False
+        codes = self.codes
+        if len(codes) > MAX_ENTRIES:
+            codes = {k: v for k, v in codes.items() if k in self.used}
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(importlib.util.MAGIC_NUMBER)
+                f.write(marshal.dumps(codes))
+            os.replace(tmp, self.path)
+        except (OSError, ValueError) as e:  # a read-only or full disk: the next start compiles again
+            log.warning("cannot write the bytecode cache %s: %s", self.path, e)
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            return False
+        self.codes = codes
+        self.new = {}
+        return True
+
+
+_active: CodeCache | None = None
+
+
+def install(folder: Path) -> CodeCache:
+    """Route the compile calls of attrs and cattrs through one cache. Call before lsprotocol is imported."""
+    global _active
+    if _active is None:
+        import attr._make
+
+        _active = CodeCache(cache_path(folder))
+        attr._make.compile = _active.compile  # first: importing cattrs defines attrs classes
+        import cattrs.gen
+        import cattrs.gen.typeddicts
+
+        cattrs.gen.compile = cattrs.gen.typeddicts.compile = _active.compile
+    return _active
+
+
+def save() -> bool:
+    return _active.save() if _active is not None else False
+
+
+def stats() -> dict | None:
+    """For the server's status: None when the cache is off (CONVLINT_BYTECODE_CACHE=0)."""
+    if _active is None:
+        return None
+    return {"path": str(_active.path), "hits": _active.hits, "misses": _active.misses, "entries": len(_active.codes)}

@@ -1,0 +1,157 @@
+"""The language server's bytecode cache for the code attrs and cattrs generate (server/lsp/codecache.py):
+the same code objects as the builtin compile, reused across starts, and never trusted blindly."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import marshal
+import os
+import subprocess
+import sys
+
+import pytest
+from lsp_helpers import command, diagnostics, open_doc, start, stop, workspace
+
+from convlint.server.lsp import codecache
+from convlint.server.lsp.codecache import CodeCache, cache_path
+
+SRC = "def f(x: int, y: 'Y' = 2) -> list:\n    return [x, y]\n"
+
+
+def _fresh(tmp_path) -> CodeCache:
+    return CodeCache(cache_path(tmp_path))
+
+
+def test_cached_code_is_the_code_the_builtin_makes_with_the_callers_future_flags(tmp_path):
+    c = _fresh(tmp_path)
+    ours = c.compile(SRC, "<generated f>", "exec")  # this module has `from __future__ import annotations`
+    builtin = compile(SRC, "<generated f>", "exec")
+    assert marshal.dumps(ours) == marshal.dumps(builtin)
+    ns: dict = {}
+    exec(ours, ns)
+    assert ns["f"].__annotations__ == {"x": "int", "y": "'Y'", "return": "list"}  # postponed, as the caller asked
+    plain = c.compile(SRC, "<generated f>", "exec", dont_inherit=True)
+    assert marshal.dumps(plain) == marshal.dumps(compile(SRC, "<generated f>", "exec", dont_inherit=True))
+    assert plain is not ours and (c.misses, c.hits) == (2, 0)
+    assert c.compile(SRC, "<generated f>", "exec") is ours and c.hits == 1
+    # what it does not cache goes to the builtin unchanged
+    assert c.compile(SRC.encode(), "<b>", "exec").co_filename == "<b>"
+    with pytest.raises(SyntaxError):
+        c.compile("def (", "<bad>", "exec")
+
+
+def test_saved_codes_load_in_the_next_process_and_nothing_new_is_not_written(tmp_path):
+    c = _fresh(tmp_path)
+    code = c.compile(SRC, "<generated f>", "exec")
+    assert c.save() and c.path.is_file()
+    assert oct(c.path.stat().st_mode & 0o777) == "0o600"
+    mtime = c.path.stat().st_mtime_ns
+    again = _fresh(tmp_path)
+    assert marshal.dumps(again.compile(SRC, "<generated f>", "exec")) == marshal.dumps(code)
+    assert (again.hits, again.misses) == (1, 0)
+    assert not again.save() and c.path.stat().st_mtime_ns == mtime
+    assert not list(c.path.parent.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "other python", "not a dict"])
+def test_a_damaged_file_is_ignored_and_rebuilt(tmp_path, damage, caplog):
+    c = _fresh(tmp_path)
+    c.compile(SRC, "<generated f>", "exec")
+    c.save()
+    data = c.path.read_bytes()
+    magic = importlib.util.MAGIC_NUMBER
+    c.path.write_bytes({"garbage": magic + b"\x00\xffnot marshal", "truncated": data[: len(data) // 2],
+                        "other python": b"\x00\x00\r\n" + data[len(magic):],
+                        "not a dict": magic + marshal.dumps([1, 2])}[damage])
+    bad = _fresh(tmp_path)
+    assert bad.codes == {}
+    bad.compile(SRC, "<generated f>", "exec")
+    assert bad.misses == 1 and bad.save()
+    assert _fresh(tmp_path).codes.keys() == bad.codes.keys()
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX permissions")
+def test_a_file_others_can_write_is_not_trusted(tmp_path, caplog):
+    c = _fresh(tmp_path)
+    c.compile(SRC, "<generated f>", "exec")
+    c.save()
+    os.chmod(c.path, 0o666)
+    assert _fresh(tmp_path).codes == {}
+    assert "not private" in caplog.text
+
+
+def test_a_place_it_cannot_write_costs_nothing_but_the_cache(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    c = CodeCache(cache_path(blocker))  # its folder would be inside a file
+    c.compile(SRC, "<generated f>", "exec")
+    assert c.save() is False
+
+
+def test_size_is_bounded_by_what_the_process_used(tmp_path, monkeypatch):
+    monkeypatch.setattr(codecache, "MAX_ENTRIES", 3)
+    c = _fresh(tmp_path)
+    for i in range(5):
+        c.compile(f"x = {i}\n", f"<g{i}>", "exec")
+    c.save()
+    nxt = _fresh(tmp_path)
+    nxt.compile("x = 0\n", "<g0>", "exec")
+    nxt.compile("y = 1\n", "<new>", "exec")
+    nxt.save()
+    assert len(_fresh(tmp_path).codes) == 2  # the one it used and the one it made
+
+
+PROBE = """
+import json, sys
+from convlint.server.lsp import codecache
+cache = codecache.install(__import__("pathlib").Path(sys.argv[1]))
+from lsprotocol import types as T
+import cattrs
+conv = __import__("pygls.protocol", fromlist=["x"]).default_converter()
+p = conv.structure({"textDocument": {"uri": "file:///a.py"}, "position": {"line": 1, "character": 2}},
+                   T.HoverParams)
+out = {"hits": cache.hits, "misses": cache.misses, "repr": repr(p), "eq": p == T.HoverParams(
+       T.TextDocumentIdentifier("file:///a.py"), T.Position(1, 2)),
+       "unstructured": conv.unstructure(p), "annotations": str(T.Position.__init__.__annotations__)}
+codecache.save()
+print(json.dumps(out))
+"""
+
+
+def _probe(folder) -> dict:
+    r = subprocess.run([sys.executable, "-c", PROBE, str(folder)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_lsprotocol_and_cattrs_from_the_cache_behave_as_compiled(tmp_path):
+    cold, warm = _probe(tmp_path), _probe(tmp_path)
+    assert cold["misses"] > 500  # lsprotocol's classes and the converter's hooks
+    # a frozen attrs class's __hash__ source holds a per-process string hash: that one cannot be reused
+    assert warm["misses"] <= 3 and warm["hits"] >= cold["misses"] - 3
+    for k in ("repr", "eq", "unstructured", "annotations"):
+        assert warm[k] == cold[k]
+    assert warm["eq"] is True
+
+
+async def test_a_second_server_start_compiles_nothing_the_first_compiled(tmp_path):
+    cache = tmp_path / "shared-cache"
+    seen = []
+    for i in range(2):
+        d = tmp_path / f"run{i}"
+        d.mkdir()
+        ws = workspace(d)
+        client = await start(d, ws, cache=cache, heavyChecks=False)
+        try:
+            uri = open_doc(client, ws / "convert.py")
+            ds = await diagnostics(client, uri, lambda ds: bool(ds))
+            status = await command(client, "convlint.status")
+            seen.append(([(x.code, x.range) for x in ds], status["bytecode_cache"]))
+        finally:
+            await stop(client)
+    (first, cold), (second, warm) = seen
+    assert first == second
+    assert cold["misses"] > 500
+    assert warm["misses"] <= 3 and warm["hits"] >= cold["misses"] - 3  # see above: frozen classes' hashes
+    assert warm["path"].startswith(str(cache))
