@@ -13,6 +13,8 @@ import functools
 import os
 from dataclasses import dataclass, field
 
+from convlint.analyzers.scripts import reparse
+
 UNKNOWN = object()  # a value that cannot be known without running the script
 
 # a few module paths users reach through other names
@@ -230,7 +232,7 @@ class ScriptFacts:
 def analyze_text(text: str, path: str = "<script>") -> ScriptFacts:
     facts = ScriptFacts(path=path, text=text)
     try:
-        tree = ast.parse(text, filename=path)
+        tree = reparse.parse(text, path)  # ast.parse, reusing what an edit left alone
     except SyntaxError as e:
         facts.syntax_error = e
         return facts
@@ -244,7 +246,20 @@ _METHODS = {"eval", "train", "convert", "write", "write_bytes", "save", "export"
 
 
 _BLOCKS = {"body", "orelse", "finalbody"}
-_LEAVES = (ast.expr_context, ast.Constant, ast.operator, ast.cmpop, ast.unaryop, ast.boolop)
+# nodes with nothing to visit below them (a Name holds a str and its context)
+_LEAVES = (ast.expr_context, ast.Constant, ast.Name, ast.operator, ast.cmpop, ast.unaryop, ast.boolop)
+# fields that hold a str, int or leaf in every node type that has them: never walked
+_NOT_NODES = {"id", "attr", "arg", "name", "asname", "module", "level", "type_comment", "kind", "ctx", "op",
+              "is_async", "conversion", "simple", "names"}
+_CHILD_FIELDS: dict = {}  # node type -> its fields that may hold nodes
+
+
+def _child_fields(t: type) -> tuple:
+    fields = _CHILD_FIELDS.get(t)
+    if fields is None:
+        fields = _CHILD_FIELDS[t] = tuple((f, f in _BLOCKS and t is not ast.Module)
+                                          for f in t._fields if f not in _NOT_NODES)
+    return fields
 
 
 class _Walker(ast.NodeVisitor):
@@ -300,16 +315,17 @@ class _Walker(ast.NodeVisitor):
         is_stmt = isinstance(node, ast.stmt)
         if is_stmt:
             outer, self.stmt = self.stmt, node
-        for name in node._fields:
+        visit = self.visit
+        for name, block in _child_fields(type(node)):
             v = getattr(node, name, None)
             if type(v) is list:
-                if len(v) == 1 and name in _BLOCKS and not isinstance(node, ast.Module):
+                if block and len(v) == 1:
                     self.f.alone.add(id(v[0]))
                 for x in v:
                     if isinstance(x, ast.AST) and not isinstance(x, _LEAVES):
-                        self.visit(x)
+                        visit(x)
             elif isinstance(v, ast.AST) and not isinstance(v, _LEAVES):
-                self.visit(v)
+                visit(v)
         if is_stmt:
             self.stmt = outer
 
