@@ -171,3 +171,19 @@ def _long_script(n: int) -> str:
     return "\n".join(lines[:n]) + "\n"
 
 
+
+
+def test_columns_are_characters_not_the_parsers_utf8_bytes():
+    """ast counts columns in UTF-8 bytes; findings and the converter calls the editor lands conversion
+    findings on count characters."""
+    src = (SCRIPTS / "tflite_optimize.py").read_text()
+    needle = "converter = tf.lite.TFLiteConverter"
+    assert needle in src
+    text = src.replace(needle, 'tag = "ünï 🙂"; ' + needle)
+    line_no = next(i for i, s in enumerate(text.splitlines(), 1) if "ünï" in s)
+    line = text.splitlines()[line_no - 1]
+    report = analyze_source(text, "convert.py")
+    (call,) = [c for c in report.extra["converter_calls"] if c["line"] == line_no]
+    assert call["column"] == line.index("tf.lite.TFLiteConverter") and call["end_column"] == len(line)
+    plain = analyze_source(src, "convert.py")
+    assert [(f.rule, f.location.line) for f in report.findings] == [(f.rule, f.location.line) for f in plain.findings]

@@ -53,6 +53,33 @@ async def test_open_script_gets_exact_diagnostics_and_clean_twin_none(tmp_path):
         await stop(client)
 
 
+async def test_positions_on_lines_with_non_ascii_text_are_utf16_code_units(tmp_path):
+    """The parser counts columns in UTF-8 bytes, Python strings in code points, VS Code in UTF-16
+    units: a diagnostic, its quick fix and the conversion call after an emoji land where they should."""
+    ws = workspace(tmp_path)
+    line = 'note = "ünï 🙂"; converter.optimizations = [tf.lite.Optimize.DEFAULT]'
+    text = FAULTY.replace("converter.optimizations = [tf.lite.Optimize.DEFAULT]", line)
+    client = await start(tmp_path, ws, **FAST)
+    try:
+        uri = open_doc(client, ws / "convert.py", text)
+        ds = await diagnostics(client, uri, lambda ds: "CL411" in codes(ds))
+        (d,) = [d for d in ds if d.code == "CL411"]
+        ln = _line(text, "converter.optimizations")
+        py_col = line.index("converter.optimizations")
+        utf16 = len(line[:py_col].encode("utf-16-le")) // 2
+        assert utf16 == py_col + 1  # the emoji is two UTF-16 units
+        assert d.range.start.line == ln and d.range.start.character == utf16
+        assert d.range.end.character == len(line.encode("utf-16-le")) // 2
+        actions = await client.text_document_code_action_async(T.CodeActionParams(
+            T.TextDocumentIdentifier(uri), d.range, T.CodeActionContext([d])))
+        fix = next(a for a in actions if isinstance(a, T.CodeAction) and a.kind == T.CodeActionKind.QuickFix)
+        (e,) = fix.edit.document_changes[0].edits  # the statement goes, the one before the semicolon stays
+        assert (e.range.start.line, e.range.start.character) == (ln, utf16)
+        assert (e.range.end.line, e.range.end.character) == (ln, len(line.encode("utf-16-le")) // 2)
+    finally:
+        await stop(client)
+
+
 async def test_quick_fix_is_a_versioned_edit_that_clears_the_diagnostic(tmp_path):
     ws = workspace(tmp_path)
     client = await start(tmp_path, ws, **FAST)

@@ -13,6 +13,7 @@ from pathlib import Path
 from convlint.analyzers import rules as R
 from convlint.analyzers.errors import ConvlintError
 from convlint.analyzers.report.findings import Finding, Location, Repair, ScriptReport
+from convlint.analyzers.scripts import edits as E
 from convlint.analyzers.scripts import rules_data  # noqa: F401  (registers its checks)
 from convlint.analyzers.scripts.edits import TextEdit
 from convlint.analyzers.scripts.facts import analyze_text
@@ -62,7 +63,7 @@ def analyze_source(text: str, path: str) -> ScriptReport:
             return ScriptReport(path, "error", (f,))
         ctx = Ctx(facts)
         findings = [f for chk in CHECKS for f in chk(ctx)]
-        extra = {"converter_calls": [_summary(c, facts) for c in facts.conversions]}
+        extra = {"converter_calls": [_summary(c, facts, ctx.ed.lines) for c in facts.conversions]}
     else:
         extra = {}
     findings.sort(key=lambda f: (f.location.line or 0, f.location.column or 0, f.rule))
@@ -70,10 +71,11 @@ def analyze_source(text: str, path: str) -> ScriptReport:
     return ScriptReport(path, "issues" if bad else "clean", tuple(findings), extra=extra)
 
 
-def _summary(c, facts) -> dict:
+def _summary(c, facts, lines: list) -> dict:
     flags = {k: _plain(a.value) for k, a in {**c.kwargs, **c.attrs}.items()}
-    return {"converter": c.converter, "call": c.call, "line": c.span.line, "column": c.span.col,
-            "end_line": c.span.end_line, "end_column": c.span.end_col,
+    s = c.span  # the parser counts columns in UTF-8 bytes; reports count characters
+    return {"converter": c.converter, "call": c.call, "line": s.line, "column": E.char_col(lines, s.line, s.col),
+            "end_line": s.end_line, "end_column": E.char_col(lines, s.end_line, s.end_col),
             "source": _source_of(c, facts), "output": c.output, "flags": flags, "lines": sorted(c.lines)}
 
 

@@ -52,7 +52,9 @@ def line_range(lines, line: int, col: int | None = None, end_line: int | None = 
 
 def to_range(codec, lines, r: tuple[int, int, int, int]) -> T.Range:
     rng = T.Range(T.Position(r[0], r[1]), T.Position(r[2], r[3]))
-    return codec.range_to_client_units(lines, rng) if codec is not None else rng
+    if codec is None or (r[2] < len(lines) and lines[r[0]].isascii() and lines[r[2]].isascii()):
+        return rng  # an ASCII character is one code unit in UTF-8, -16 and -32 alike
+    return codec.range_to_client_units(lines, rng)
 
 
 def diagnostic(f: Finding, rng: T.Range, message: str | None = None, related=None, origin: str = "static") -> T.Diagnostic:
