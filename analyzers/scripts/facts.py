@@ -251,14 +251,26 @@ _LEAVES = (ast.expr_context, ast.Constant, ast.Name, ast.operator, ast.cmpop, as
 # fields that hold a str, int or leaf in every node type that has them: never walked
 _NOT_NODES = {"id", "attr", "arg", "name", "asname", "module", "level", "type_comment", "kind", "ctx", "op",
               "is_async", "conversion", "simple", "names"}
-_CHILD_FIELDS: dict = {}  # node type -> its fields that may hold nodes
+
+
+def _subclasses(t: type) -> set:
+    out = {t}
+    for s in t.__subclasses__():
+        out |= _subclasses(s)
+    return out
+
+
+# what a walk steps over without a call: the leaves, and what else a node's list may hold (a
+# Global's names, a Dict's None keys)
+_SKIP = {type(None), str, int}.union(*(_subclasses(t) for t in _LEAVES))
+_CHILD_FIELDS: dict = {}  # node type -> (is a statement, its fields that may hold nodes)
 
 
 def _child_fields(t: type) -> tuple:
     fields = _CHILD_FIELDS.get(t)
     if fields is None:
-        fields = _CHILD_FIELDS[t] = tuple((f, f in _BLOCKS and t is not ast.Module)
-                                          for f in t._fields if f not in _NOT_NODES)
+        fields = _CHILD_FIELDS[t] = (issubclass(t, ast.stmt), tuple(
+            (f, f in _BLOCKS and t is not ast.Module) for f in t._fields if f not in _NOT_NODES))
     return fields
 
 
@@ -312,20 +324,21 @@ class _Walker(ast.NodeVisitor):
     def generic_visit(self, node):
         """A leaner traversal than ast.NodeVisitor's (this walk is the cost of the whole
         analysis): leaves are skipped, and blocks of one statement are noted for the editor."""
-        is_stmt = isinstance(node, ast.stmt)
+        is_stmt, fields = _child_fields(type(node))
         if is_stmt:
             outer, self.stmt = self.stmt, node
-        visit = self.visit
-        for name, block in _child_fields(type(node)):
+        dispatch, walk = self._dispatch, self.generic_visit
+        for name, block in fields:
             v = getattr(node, name, None)
             if type(v) is list:
                 if block and len(v) == 1:
                     self.f.alone.add(id(v[0]))
                 for x in v:
-                    if isinstance(x, ast.AST) and not isinstance(x, _LEAVES):
-                        visit(x)
-            elif isinstance(v, ast.AST) and not isinstance(v, _LEAVES):
-                visit(v)
+                    t = type(x)
+                    if t not in _SKIP:
+                        (dispatch.get(t) or walk)(x)
+            elif type(v) not in _SKIP:
+                (dispatch.get(type(v)) or walk)(v)
         if is_stmt:
             self.stmt = outer
 
