@@ -35,6 +35,10 @@ def test_cached_code_is_the_code_the_builtin_makes_with_the_callers_future_flags
     assert marshal.dumps(plain) == marshal.dumps(compile(SRC, "<generated f>", "exec", dont_inherit=True))
     assert plain is not ours and (c.misses, c.hits) == (2, 0)
     assert c.compile(SRC, "<generated f>", "exec") is ours and c.hits == 1
+    def nested():  # a nested caller's co_flags has CO_NESTED, which is not a flag compile() inherits
+        return c.compile(SRC, "<generated f>", "exec")
+
+    assert nested() is ours
     # what it does not cache goes to the builtin unchanged
     assert c.compile(SRC.encode(), "<b>", "exec").co_filename == "<b>"
     with pytest.raises(SyntaxError):

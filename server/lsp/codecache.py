@@ -33,9 +33,11 @@ from pathlib import Path
 log = logging.getLogger("convlint.server")
 
 # the compiler flags a __future__ import sets; a caller's code object carries them in co_flags
+# (nested_scopes' flag is CO_NESTED, which co_flags has for any nested function: not inherited)
 FUTURE_FLAGS = 0
 for _name in __future__.all_feature_names:
-    FUTURE_FLAGS |= getattr(__future__, _name).compiler_flag
+    if _name != "nested_scopes":
+        FUTURE_FLAGS |= getattr(__future__, _name).compiler_flag
 
 MAX_ENTRIES = 8000  # beyond this, a save keeps only what this process used (old library versions go)
 _builtin_compile = builtins.compile
