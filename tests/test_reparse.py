@@ -25,6 +25,19 @@ POOL = ["x = 1", "y = f(x)", "", "# a comment", "    z = 2", "        w = 3", "@
         "lambda: (yield)", "async def h():", "    await g()", "\f", "x = 1\r"]
 
 
+@pytest.fixture(autouse=True)
+def _kept():
+    reparse.keep(8)  # as the language server does; convlint check keeps none
+    yield
+    reparse.keep(0)
+
+
+def test_nothing_is_kept_by_default():
+    reparse.keep(0)
+    text = "x = 1\n"
+    assert reparse.parse(text, "/virtual/none.py") is not reparse.parse(text, "/virtual/none.py")
+
+
 def _dump(tree) -> str:
     return ast.dump(tree, include_attributes=True)
 

@@ -17,6 +17,8 @@ piece's start is parsed again (nodes are shared between versions and never chang
 not shifted in place).
 
 Nodes are shared with earlier results: nothing may modify a tree that ``parse`` returned.
+Nothing is kept unless a caller asks with ``keep`` (the language server does, for its open
+documents; ``forget`` on close).
 """
 
 from __future__ import annotations
@@ -25,9 +27,19 @@ import ast
 import threading
 from collections import OrderedDict
 
-MAX_DOCUMENTS = 32
+_max_documents = 0  # none kept until a caller that edits asks (the language server): see keep()
 _last: OrderedDict = OrderedDict()  # path -> (lines, tree, spans) of the last parse of that path
 _lock = threading.Lock()
+
+
+def keep(documents: int) -> None:
+    """Keep the last parse of up to ``documents`` paths for the next parse of each (0: keep none,
+    the default, right for a one-pass run such as ``convlint check``)."""
+    global _max_documents
+    with _lock:
+        _max_documents = documents
+        while len(_last) > documents:
+            _last.popitem(last=False)
 
 
 def _spans(tree: ast.Module) -> list:
@@ -44,6 +56,8 @@ def parse(text: str, path: str = "<script>") -> ast.Module:
     left statements alone. Raises SyntaxError as ``ast.parse`` does."""
     # lines as the tokenizer counts them; a lone carriage return (old Mac files) is a line end
     # too, which str.split cannot follow: such a text is always parsed whole
+    if not _max_documents:
+        return ast.parse(text, filename=path)
     lines = text.split("\n") if text.count("\r") == text.count("\r\n") else None
     with _lock:
         prev = _last.get(path)
@@ -58,7 +72,7 @@ def parse(text: str, path: str = "<script>") -> ast.Module:
         with _lock:
             _last[path] = (lines, tree, _spans(tree))
             _last.move_to_end(path)
-            while len(_last) > MAX_DOCUMENTS:
+            while len(_last) > _max_documents:
                 _last.popitem(last=False)
     return tree
 

@@ -160,7 +160,10 @@ class ConvlintServer(LanguageServer):
 
     def _static_once(self, st: DocState) -> None:
         from convlint.analyzers.report import policy
+        from convlint.analyzers.scripts import reparse
         from convlint.analyzers.scripts.check import analyze_source
+
+        reparse.keep(64)  # an edited script is parsed again only where the edit touched it (no-op once set)
 
         doc = self.workspace.get_text_document(st.uri)
         if doc is None:
@@ -482,7 +485,11 @@ def build() -> ConvlintServer:
     @ls.feature(T.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: ConvlintServer, params: T.DidCloseTextDocumentParams):
         uri = params.text_document.uri
-        ls.docs.pop(uri, None)
+        st = ls.docs.pop(uri, None)
+        if st is not None:
+            from convlint.analyzers.scripts import reparse
+
+            reparse.forget(st.path)
         ls.text_document_publish_diagnostics(T.PublishDiagnosticsParams(uri, []))
 
     @ls.feature(T.WORKSPACE_DID_CHANGE_CONFIGURATION)
