@@ -393,18 +393,15 @@ class _Walker(ast.NodeVisitor):
                 return
         if inner is not None:
             q = f.qual(inner.func)
-            path = f.const(inner.args[0]) if inner.args else UNKNOWN
-            path = path if isinstance(path, str) else None
-            span = Span.of(stmt)
-            if q in KERAS_LOADS:
-                f.models[name] = ModelVar(name, "keras", "load", path, span)
+            if q in KERAS_LOADS or q in TORCH_LOADS:
+                path = f.const(inner.args[0]) if inner.args else UNKNOWN
+                path = path if isinstance(path, str) else None
+                f.models[name] = ModelVar(name, "keras" if q in KERAS_LOADS else "torch", "load", path, Span.of(stmt))
             elif q in KERAS_BUILDS or (q or "").startswith("keras.applications."):
-                f.models[name] = ModelVar(name, "keras", "build", None, span)
-            elif q in TORCH_LOADS:
-                f.models[name] = ModelVar(name, "torch", "load", path, span)
+                f.models[name] = ModelVar(name, "keras", "build", None, Span.of(stmt))
             elif q == "torch.nn.Sequential" or (q or "").startswith("torchvision.models.") or (
                     isinstance(inner.func, ast.Name) and inner.func.id in f.torch_classes):
-                f.models[name] = ModelVar(name, "torch", "build", None, span)
+                f.models[name] = ModelVar(name, "torch", "build", None, Span.of(stmt))
             if inner is not call and name in f.models and call.func.attr == "eval":
                 f.eval_lines.setdefault(name, []).append(stmt.lineno)
             self._runtime(name, q, inner)
