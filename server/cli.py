@@ -465,7 +465,7 @@ def _emit(text: str, output_file: str | None, out, inputs: tuple = ()) -> None:
     if output_file:
         from convlint.analyzers.report.io import write_new_file
 
-        write_new_file(output_file, text + "\n", protect=tuple(p for p in inputs if p), report=True)
+        write_new_file(output_file, text + "\n", protect=inputs, report=True)
         print(f"convlint: report written to {output_file}", file=sys.stderr)
     else:
         out.write(text + "\n")
@@ -481,16 +481,17 @@ def _check_outputs(args) -> None:
     """Refuse a bad report path before the work, not after it."""
     from convlint.analyzers.report.io import check_output_path
 
+    inputs = _inputs(args)
     for key in ("output_file", "html", "model_explorer"):
         if getattr(args, key, None):
-            check_output_path(getattr(args, key), protect=_inputs(args), report=True)
+            check_output_path(getattr(args, key), protect=inputs, report=True)
 
 
-def _write_extras(args, report, inputs: tuple) -> None:
-    """--html and --model-explorer: written like the report (atomically, never over an input)."""
+def _write_extras(args, report, protect: tuple) -> None:
+    """--html and --model-explorer: written like the report (atomically, never over ``protect``,
+    the inputs)."""
     from convlint.analyzers.report.io import write_new_file
 
-    protect = tuple(p for p in inputs if p)
     if getattr(args, "html", None):
         from convlint.analyzers.report.html import to_html
 

@@ -92,7 +92,6 @@ def main() -> int:
         return 143
 
 
-
 def _serve() -> int:
     out = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     os.dup2(2, 1)  # frameworks that print to stdout must not corrupt the protocol

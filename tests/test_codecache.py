@@ -55,7 +55,7 @@ def test_saved_codes_load_in_the_next_process_and_nothing_new_is_not_written(tmp
     assert marshal.dumps(again.compile(SRC, "<generated f>", "exec")) == marshal.dumps(code)
     assert (again.hits, again.misses) == (1, 0)
     assert not again.save() and c.path.stat().st_mtime_ns == mtime
-    assert not list(c.path.parent.glob(".*.tmp"))
+    assert [p.name for p in c.path.parent.iterdir()] == [c.path.name]  # no temporary file left
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "other python", "not a dict"])

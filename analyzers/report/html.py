@@ -55,7 +55,7 @@ document.documentElement.setAttribute('data-plots-rendered',ok);});
 def to_html(report) -> str:
     """The report (a CheckReport, ConversionReport or ScriptReport) as one HTML document."""
     d = report.to_dict()
-    subs = d["reports"] if d.get("kind") == "check" else [d]
+    subs = sub_reports(d)
     verdict = d.get("verdict", "")
     body = []
     for r in subs:
@@ -75,6 +75,11 @@ def to_html(report) -> str:
             f"<div class=\"sub\">convlint {_e(__version__)} &middot; {sub}</div></header>"
             f"<main>{''.join(body) or '<p class=note>Nothing was checked.</p>'}</main>"
             f"<script>{SCRIPT}</script></body></html>\n")
+
+
+def sub_reports(d: dict) -> list:
+    """A report dict's own reports: a check's list, or the report itself."""
+    return d["reports"] if d.get("kind") == "check" else [d]
 
 
 # --- one conversion ---------------------------------------------------------------------------
@@ -116,7 +121,7 @@ def layer_groups(rows: list) -> list:
     owners = {}
     for members in by_target.values():
         best = min(_err(r) for _, r in members)
-        i, shown = next((i, r) for i, r in members if _err(r) <= 2 * best or _err(r) == best)
+        i, shown = next((i, r) for i, r in members if _err(r) <= 2 * best)
         owners[i] = {"layer": shown["layer"], "target": shown.get("target"), "rel_err": shown.get("rel_err"),
                      "fused": [r["layer"] for _, r in members if r is not shown]}
     return [owners[i] for i in sorted(owners)]
@@ -130,7 +135,7 @@ def _err(row: dict) -> float:
 def first_jump(r: dict, groups: list) -> int | None:
     """Index (in ``groups``) of the layer where the error first jumps: the one the first-divergent
     finding names (with its fused group), else the first above the threshold."""
-    f = next((f for f in r.get("findings") or [] if f["rule"] == R.FIRST_DIVERGENT.code), None)
+    f = _first_divergent(r)
     if f is not None:
         names = {f.get("layer"), *((f.get("evidence") or {}).get("fused_group") or [])}
         for i, g in enumerate(groups):
@@ -141,11 +146,15 @@ def first_jump(r: dict, groups: list) -> int | None:
 
 
 def threshold_of(r: dict) -> float | None:
-    f = next((f for f in r.get("findings") or [] if f["rule"] == R.FIRST_DIVERGENT.code), None)
+    f = _first_divergent(r)
     if f is not None and (f.get("evidence") or {}).get("threshold") is not None:
         return float(f["evidence"]["threshold"])
     tol = r.get("tolerance") or {}
     return float(tol["rtol"]) if tol.get("rtol") is not None else None
+
+
+def _first_divergent(r: dict) -> dict | None:
+    return next((f for f in r.get("findings") or [] if f["rule"] == R.FIRST_DIVERGENT.code), None)
 
 
 def _plot(groups: list, first: int | None, threshold: float | None) -> str:

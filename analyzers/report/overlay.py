@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import math
 
-from convlint.analyzers.report.html import first_jump, layer_groups, threshold_of
+from convlint.analyzers.report.html import first_jump, layer_groups, sub_reports, threshold_of
 
 BIG = 1e30  # a non-finite error (NaN or inf in the target) as a finite JSON number
 
 
 def overlays(report) -> list:
     """One (conversion report dict, node data dict) per conversion that has per-layer errors."""
-    d = report.to_dict()
-    subs = d["reports"] if d.get("kind") == "check" else [d]
     convs = []
-    for r in subs:
+    for r in sub_reports(report.to_dict()):
         convs += [r] if r.get("kind") == "conversion" else list(r.get("conversions") or [])
     out = []
     for r in convs:

@@ -38,8 +38,13 @@ def keep(documents: int) -> None:
     global _max_documents
     with _lock:
         _max_documents = documents
-        while len(_last) > documents:
-            _last.popitem(last=False)
+        _evict()
+
+
+def _evict() -> None:
+    """Drop the least recently parsed paths beyond the bound (the caller holds the lock)."""
+    while len(_last) > _max_documents:
+        _last.popitem(last=False)
 
 
 def _spans(tree: ast.Module) -> list:
@@ -54,10 +59,10 @@ def _spans(tree: ast.Module) -> list:
 def parse(text: str, path: str = "<script>") -> ast.Module:
     """``ast.parse(text, filename=path)``, reusing the previous parse of ``path`` where the edit
     left statements alone. Raises SyntaxError as ``ast.parse`` does."""
-    # lines as the tokenizer counts them; a lone carriage return (old Mac files) is a line end
-    # too, which str.split cannot follow: such a text is always parsed whole
     if not _max_documents:
         return ast.parse(text, filename=path)
+    # lines as the tokenizer counts them; a lone carriage return (old Mac files) is a line end
+    # too, which str.split cannot follow: such a text is always parsed whole
     lines = text.split("\n") if text.count("\r") == text.count("\r\n") else None
     with _lock:
         prev = _last.get(path)
@@ -72,8 +77,7 @@ def parse(text: str, path: str = "<script>") -> ast.Module:
         with _lock:
             _last[path] = (lines, tree, _spans(tree))
             _last.move_to_end(path)
-            while len(_last) > _max_documents:
-                _last.popitem(last=False)
+            _evict()
     return tree
 
 

@@ -14,7 +14,7 @@ up first by a hash of (source, file name, mode, flags). Code objects are stored 
 in one file per Python bytecode version: ``$CONVLINT_CACHE_DIR/bytecode/<magic>.marshal``.
 A file that is missing, corrupt, for another Python, or not private to this user is ignored
 (and replaced at the next save); generated text that is not in it is compiled as before.
-``save`` writes it atomically when there is something new (the server calls it once the first
+``save`` writes it atomically (``report.io.write_new_file``) when there is something new (the server calls it once the first
 requests are served, and at exit).
 """
 
@@ -104,20 +104,13 @@ class CodeCache:
         codes = self.codes
         if len(codes) > MAX_ENTRIES:
             codes = {k: v for k, v in codes.items() if k in self.used}
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(importlib.util.MAGIC_NUMBER)
-                f.write(marshal.dumps(codes))
-            os.replace(tmp, self.path)
-        except (OSError, ValueError) as e:  # a read-only or full disk: the next start compiles again
-            log.warning("cannot write the bytecode cache %s: %s", self.path, e)
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+        from convlint.analyzers.errors import ConvlintError
+        from convlint.analyzers.report.io import write_new_file
+
+        try:  # atomically, through a private (0600) temporary file
+            write_new_file(str(self.path), importlib.util.MAGIC_NUMBER + marshal.dumps(codes))
+        except ConvlintError as e:  # a read-only or full disk: the next start compiles again
+            log.warning("cannot write the bytecode cache %s: %s", self.path, e.message)
             return False
         self.codes = codes
         self.new = {}

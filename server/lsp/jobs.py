@@ -149,14 +149,7 @@ class JobRunner:
             self._cancel(self.current)
         if self.worker is not None:
             self.worker.stop()  # a running job cleans up first (SIGTERM), then SIGKILL
-            try:
-                await asyncio.wait_for(self.worker.proc.wait(), 3)
-            except (TimeoutError, ProcessLookupError):
-                self.worker.kill()
-                try:
-                    await asyncio.wait_for(self.worker.proc.wait(), 5)
-                except (TimeoutError, ProcessLookupError):
-                    pass
+            await self._retire(self.worker, grace=3.0)
 
     # -- internals ------------------------------------------------------------------------------
     def _cancel(self, job: Job) -> None:
