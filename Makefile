@@ -19,6 +19,8 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
+	@# the language server's start-up cache (docs/server.md, Start-up); without it only the first start is slower
+	-$(BIN)/convlint serve --prepare
 	@touch $(STAMP)
 
 demo: install

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import os
 import sys
+import time
 
 from convlint import __version__
 
@@ -191,12 +192,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--stdio", action="store_true", help="use stdin/stdout (the default)")
     s.add_argument("--tcp", type=_address, metavar="[HOST:]PORT",
                    help="listen on a TCP port instead, for debugging")
+    s.add_argument("--prepare", action="store_true",
+                   help="do not serve: run one editor-like session of the server in a scratch folder so that its "
+                   "start-up cache is filled, then exit (make install and the VS Code extension run it after "
+                   "installing; see docs/server.md)")
     return p
 
 
 def serve_main(argv: list) -> int:
     """``convlint serve``: stdout belongs to the protocol, so nothing else may print there."""
+    from convlint.analyzers.errors import ConvlintError
+
     args = build_parser().parse_args(["serve", *argv])
+    if args.prepare:
+        if args.tcp:
+            raise ConvlintError("--prepare does not serve; drop --tcp")
+        return _prepare()
     if os.environ.get("CONVLINT_BYTECODE_CACHE", "1") != "0":
         from convlint.analyzers.cache import cache_dir
         from convlint.server.lsp import codecache
@@ -205,6 +216,21 @@ def serve_main(argv: list) -> int:
     from convlint.server.lsp.server import serve
 
     return serve(args.tcp)
+
+
+def _prepare() -> int:
+    from convlint.analyzers.cache import cache_dir
+
+    if os.environ.get("CONVLINT_BYTECODE_CACHE", "1") == "0":
+        print("convlint: the start-up cache is off (CONVLINT_BYTECODE_CACHE=0); nothing to prepare", file=sys.stderr)
+        return 0
+    from convlint.server.lsp.prepare import prepare
+
+    t0 = time.monotonic()
+    info = prepare(cache_dir())
+    print(f"convlint: language server start-up cache ready: {info['path']} ({info['entries']} compiled pieces, "
+          f"{info['bytes'] / 1e6:.1f} MB; {time.monotonic() - t0:.1f} s)", file=sys.stderr)
+    return 0
 
 
 

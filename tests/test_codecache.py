@@ -159,3 +159,37 @@ async def test_a_second_server_start_compiles_nothing_the_first_compiled(tmp_pat
     assert cold["misses"] > 500
     assert warm["misses"] <= 3 and warm["hits"] >= cold["misses"] - 3  # see above: frozen classes' hashes
     assert warm["path"].startswith(str(cache))
+
+
+def _prepare(cache, **env):
+    return subprocess.run([sys.executable, "-m", "convlint", "serve", "--prepare"], capture_output=True, text=True,
+                          env=dict(os.environ, CONVLINT_CACHE_DIR=str(cache), **env), timeout=300)
+
+
+async def test_prepare_fills_the_cache_so_that_the_first_editor_start_compiles_nothing(tmp_path):
+    """`convlint serve --prepare` (make install and the extension run it): the first start a user
+    sees is a warm one."""
+    cache = tmp_path / "cache"
+    r = _prepare(cache)
+    assert r.returncode == 0, r.stderr
+    assert "start-up cache ready" in r.stderr and str(cache_path(cache)) in r.stderr and r.stdout == ""
+    assert len(CodeCache(cache_path(cache)).codes) > 500
+    ws = workspace(tmp_path)
+    client = await start(tmp_path, ws, cache=cache, heavyChecks=False)
+    try:
+        uri = open_doc(client, ws / "convert.py")
+        assert await diagnostics(client, uri, lambda ds: bool(ds))
+        status = await command(client, "convlint.status")
+    finally:
+        await stop(client)
+    assert status["bytecode_cache"]["misses"] <= 3 and status["bytecode_cache"]["hits"] > 500
+
+
+def test_prepare_says_why_it_could_not_and_when_the_cache_is_off(tmp_path):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    r = _prepare(not_a_folder)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "wrote no cache" in r.stderr and "CONVLINT_CACHE_DIR" in r.stderr
+    r = _prepare(tmp_path / "c", CONVLINT_BYTECODE_CACHE="0")
+    assert r.returncode == 0 and "off" in r.stderr and not (tmp_path / "c").exists()

@@ -234,18 +234,25 @@ async def startup(tmp: Path, starts: int) -> dict:
     machine). Cold: an empty cache folder each time, so nothing generated is cached yet (see
     server/lsp/codecache.py). The three kinds of start are interleaved, so a busy or throttled
     machine slows them alike."""
+    from convlint.server.lsp.prepare import prepare
+
     warm_cache = tmp / "warm-cache"
     await one_start(tmp / "warm-up", warm_cache)
-    warm, cold, inits, peer = [], [], [], []
+    warm, cold, prepared, prep_s, inits, peer = [], [], [], [], [], []
     for i in range(starts):
         init, first = await one_start(tmp / f"warm{i}", warm_cache)
         warm.append(first)
         inits.append(init)
         cold.append((await one_start(tmp / f"cold{i}", tmp / f"cold-cache{i}"))[1])
         t0 = time.perf_counter()
+        prepare(tmp / f"prepared-cache{i}")  # what make install / the extension run after installing
+        prep_s.append(time.perf_counter() - t0)
+        prepared.append((await one_start(tmp / f"prepared{i}", tmp / f"prepared-cache{i}"))[1])
+        t0 = time.perf_counter()
         subprocess.run([sys.executable, "-c", "import pygls.lsp.server"], check=True)
         peer.append(time.perf_counter() - t0)
     return {"first": statistics.median(warm), "init": statistics.median(inits), "cold": statistics.median(cold),
+            "prepared": statistics.median(prepared), "prepare": statistics.median(prep_s),
             "peer": statistics.median(peer), "all": warm}
 
 
@@ -314,7 +321,9 @@ async def main_async(a) -> None:
                         f"{s['raw_p50'] / s['peer']:.2f} | |")
         u = await startup(tmp / "b", a.starts)
         print(f"start-up to first diagnostic: median {u['first']:.3f} s (initialize answered at {u['init']:.3f} s), "
-              f"{u['cold']:.3f} s with an empty cache; bare 'import pygls.lsp.server' process {u['peer']:.3f} s", flush=True)
+              f"{u['cold']:.3f} s with an empty cache, {u['prepared']:.3f} s as the first start after "
+              f"'convlint serve --prepare' ({u['prepare']:.2f} s); bare 'import pygls.lsp.server' process {u['peer']:.3f} s",
+              flush=True)
         r = await recheck(tmp / "c", a.tvm)
         print(f"recheck after an edit, cache hit: p50 {r['p50'] * 1e3:.1f} ms, p95 {r['p95'] * 1e3:.1f} ms; "
               f"first uncached check {r['first']:.2f} s", flush=True)
@@ -323,7 +332,8 @@ async def main_async(a) -> None:
     cmd = f"python bench/server/run.py --edits {a.edits} --starts {a.starts}" + (" --tvm" if a.tvm else "")
     checks = {f"round trip, {n}": v < 0.010 for n, v in
               (("ordinary script", srs[0]["p50"]), ("dense script", srs[1]["p50"]))}
-    checks["start-up under 0.5 s (the bare pygls import alone is " + f"{u['peer']:.3f} s)"] = u["first"] < 0.5
+    checks["start-up under 0.5 s, every start and the first after installing (the bare pygls import alone is "
+           f"{u['peer']:.3f} s)"] = max(u["first"], u["prepared"]) < 0.5
     checks["cached recheck under 100 ms"] = r["p50"] < 0.1
     met = ", ".join(k for k, v in checks.items() if v) or "none"
     unmet = ", ".join(k for k, v in checks.items() if not v) or "none"
@@ -336,7 +346,8 @@ pytest-lsp's client, as an editor drives it).
 | --- | --- | --- | --- | --- |
 {chr(10).join(rows)}
 | server start -> first diagnostic (median of {a.starts}) | {u['first']:.3f} s | a bare `python -c "import pygls.lsp.server"` process: {u['peer']:.3f} s | {u['first'] / u['peer']:.2f} | < 0.5 s |
-| the same, first start on a machine (empty cache folder) | {u['cold']:.3f} s | the same bare import: {u['peer']:.3f} s | {u['cold'] / u['peer']:.2f} | |
+| the same, first start after installing (`make install` and the VS Code extension run `convlint serve --prepare`, median {u['prepare']:.2f} s, after pip) | {u['prepared']:.3f} s | the same bare import: {u['peer']:.3f} s | {u['prepared'] / u['peer']:.2f} | < 0.5 s |
+| the same, first start on a machine without that step (a bare `pip install`; empty cache folder) | {u['cold']:.3f} s | the same bare import: {u['peer']:.3f} s | {u['cold'] / u['peer']:.2f} | |
 | recheck after an edit that changes no model (didSave -> conversion diagnostics, cache hit; 20 saves) | p50 {r['p50'] * 1e3:.1f} ms, p95 {r['p95'] * 1e3:.1f} ms | the first, uncached check of the pair: {r['first']:.2f} s | {r['p50'] / r['first']:.4f} | < 100 ms |
 
 Round trip: {a.edits} successive edits of each script (`edit_sequence`: three in four type a
@@ -348,8 +359,10 @@ Start-up: the initialize response arrives at {u['init']:.3f} s; nearly all of it
 pygls and lsprotocol. lsprotocol's ~580 attrs classes have their methods generated as source
 and compiled at import; the server keeps that bytecode in its cache folder
 (server/lsp/codecache.py), so only the first start on a machine compiles it (the "empty cache
-folder" row). The peer is what every pygls 2 server pays without such a cache. Warm, cold and
-peer starts are interleaved.
+folder" row), unless `convlint serve --prepare` filled the cache at install time, as pip compiles
+modules' bytecode at install time (the "first start after installing" row: a fresh cache folder
+filled by that command alone). The peer is what every pygls 2 server pays without such a cache.
+Warm, prepared, cold and peer starts are interleaved.
 
 Targets met: {met}. Not met: {unmet}.
 """

@@ -92,6 +92,7 @@ class CodeCache:
             code = _builtin_compile(source, filename, mode, flags, True)
             self.codes[key] = self.new[key] = code
             self.misses += 1
+            log.debug("bytecode cache miss: %s", filename)
         else:
             self.hits += 1
         self.used.add(key)

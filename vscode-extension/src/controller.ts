@@ -7,7 +7,7 @@
 import * as vscode from "vscode";
 
 import {
-  ServerCommand, Interpreter, ProbeResult, PythonApiLike, installCommand, probe as realProbe,
+  ServerCommand, Interpreter, ProbeResult, PythonApiLike, installCommand, prepareCommand, probe as realProbe,
   resolveInterpreter, serverCommand,
 } from "./python";
 import { ConvlintSettings, initializationOptions, needsRestart, readSettings } from "./settings";
@@ -211,7 +211,21 @@ export class Controller implements vscode.Disposable {
     this.output.show(true);
     const code = await vscode.window.withProgress(
       { location: vscode.ProgressLocation.Notification, title: `convlint: installing into ${python}` },
-      () => run(command, args, (s) => this.output.append(s)));
+      async (progress) => {
+        const installed = await run(command, args, (s) => this.output.append(s));
+        if (installed === 0) {
+          // the server's start-up cache, so that its first start is as quick as later ones; a failure
+          // here costs only that (the server fills the cache itself), so it is logged and not shown
+          progress.report({ message: "preparing the language server" });
+          const prep = prepareCommand(python);
+          this.log(`running ${prep.command} ${prep.args.join(" ")}`);
+          const p = await run(prep.command, prep.args, (s) => this.output.append(s));
+          if (p !== 0) {
+            this.log(`preparing the server's start-up cache failed (exit ${p}); its first start compiles instead`);
+          }
+        }
+        return installed;
+      });
     if (code !== 0) {
       void vscode.window.showErrorMessage(`convlint: pip install failed (exit ${code}); see the output.`, "Show output")
         .then((a) => { if (a) { this.output.show(true); } });

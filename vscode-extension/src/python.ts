@@ -126,3 +126,9 @@ export function serverCommand(python: string, extraArgs: readonly string[], cwd:
 export function installCommand(python: string): { command: string; args: string[] } {
   return { command: python, args: ["-m", "pip", "install", "--upgrade", "convlint"] };
 }
+
+/** Run once after installing: fills the server's start-up cache (as pip compiles modules at
+ * install time), so that even the first server start is a warm one. See docs/server.md. */
+export function prepareCommand(python: string): { command: string; args: string[] } {
+  return { command: python, args: ["-m", "convlint", "serve", "--prepare"] };
+}

@@ -9,7 +9,7 @@ import * as path from "path";
 import { beforeEach, describe, it } from "node:test";
 
 import { ClientLike, ClientSpec, COMMANDS, Controller, NEEDS_TRUST } from "../../src/controller";
-import { PythonApiLike, ProbeResult, installCommand } from "../../src/python";
+import { PythonApiLike, ProbeResult, installCommand, prepareCommand } from "../../src/python";
 import { expandVariables, initializationOptions, readSettings } from "../../src/settings";
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -44,7 +44,8 @@ class FakeClient implements ClientLike {
 
 interface Harness { ctl: Controller; clients: FakeClient[]; probes: string[]; runs: string[][] }
 
-function harness(opts: { probe?: (py: string) => ProbeResult; python?: string | undefined; onRun?: () => void } = {}): Harness {
+function harness(opts: { probe?: (py: string) => ProbeResult; python?: string | undefined; onRun?: () => void;
+  exitCode?: (args: string[]) => number } = {}): Harness {
   const clients: FakeClient[] = [];
   const probes: string[] = [];
   const runs: string[][] = [];
@@ -59,7 +60,7 @@ function harness(opts: { probe?: (py: string) => ProbeResult; python?: string | 
     createClient: (spec) => { const c = new FakeClient(spec); clients.push(c); return c; },
     pythonApi: async () => api,
     probe: async (py) => { probes.push(py); return (opts.probe ?? (() => ({ convlint: "0.1.0", python: "3.11.7" })))(py); },
-    run: async (cmd, args) => { runs.push([cmd, ...args]); opts.onRun?.(); return 0; },
+    run: async (cmd, args) => { runs.push([cmd, ...args]); opts.onRun?.(); return opts.exitCode?.(args) ?? 0; },
   });
   return { ctl, clients, probes, runs };
 }
@@ -198,10 +199,36 @@ describe("convlint missing from the interpreter", () => {
     assert.equal(state.statusItems[0].severity, mock.LanguageStatusSeverity.Error);
     await tick();
     await tick();
-    assert.deepEqual(h.runs, [["/usr/bin/python3", ...installCommand("/usr/bin/python3").args]]);
+    // pip, then the server's start-up cache (so that its first start is a warm one)
+    assert.deepEqual(h.runs, [["/usr/bin/python3", ...installCommand("/usr/bin/python3").args],
+      ["/usr/bin/python3", ...prepareCommand("/usr/bin/python3").args]]);
     assert.deepEqual(installCommand("/usr/bin/python3").args, ["-m", "pip", "install", "--upgrade", "convlint"]);
+    assert.deepEqual(prepareCommand("/usr/bin/python3").args, ["-m", "convlint", "serve", "--prepare"]);
     await h.ctl.start();
     assert.equal(h.clients.length, 1, "the server starts once convlint is there");
+  });
+
+  it("a failed preparation is logged and the server still starts; a failed pip install prepares nothing", async () => {
+    let installed = false;
+    state.answers = { "convlint is not installed in": "Install convlint" };
+    const h = harness({ python: "/usr/bin/python3", probe: () => installed
+      ? { convlint: "0.1.0", python: "3.11.7" } : { convlint: null, python: "3.11.7", error: "ModuleNotFoundError" },
+      onRun: () => { installed = true; }, exitCode: (args) => args.includes("--prepare") ? 1 : 0 });
+    await h.ctl.activate();
+    await tick();
+    await tick();
+    assert.equal(h.runs.length, 2);
+    assert.ok(!state.messages.some((m) => m.level === "error" && /pip install failed/.test(m.text)));
+    assert.ok(state.outputs.some((o) => o.lines.some((l) => /start-up cache failed \(exit 1\)/.test(l))));
+    await h.ctl.start();
+    assert.equal(h.clients.length, 1);
+
+    state.messages = [];
+    const failing = harness({ python: "/usr/bin/python3", probe: () => ({ convlint: null, python: "3.11.7", error: "x" }),
+      exitCode: () => 1 });
+    assert.equal(await failing.ctl.install("/usr/bin/python3"), false);
+    assert.deepEqual(failing.runs, [["/usr/bin/python3", ...installCommand("/usr/bin/python3").args]]);
+    assert.ok(state.messages.some((m) => /pip install failed \(exit 1\)/.test(m.text)));
   });
 
   it("an interpreter that cannot run is named, with no install offer", async () => {
