@@ -195,7 +195,7 @@ def affine_of(ctx: Ctx, node, before: int, env: dict | None = None, depth: int =
                 return b, s, t - rc
             if op is ast.Mult:
                 return b, s * rc, t * rc
-            return (b, s / rc, t / rc) if np.all(rc != 0) else None
+            return (b, s / rc, t / rc) if (rc != 0 if type(rc) is float else np.all(rc != 0)) else None
         if lc is not None and rc is None and isinstance(node.op, (ast.Add, ast.Mult, ast.Sub)):
             inner = affine_of(ctx, node.right, before, env, depth + 1)
             if inner is None:
@@ -250,6 +250,8 @@ def _num(ctx: Ctx, node, before: int, env: dict):
     v = ctx.f.const(node, before)
     if isinstance(v, bool) or v is UNKNOWN or isinstance(v, (str, Sym)):
         return None
+    if type(v) in (int, float):  # the common case: a plain float (numpy only for per-channel lists)
+        return float(v)
     try:
         a = np.asarray(v, dtype=np.float64)
     except (TypeError, ValueError):
@@ -270,7 +272,7 @@ def preprocessing(ctx: Ctx):
         for s, a_s in src_affines:
             if at is None or a_s is None or at[0] != a_s[0]:
                 continue
-            same = np.allclose(a_s[1], at[1], rtol=1e-4) and np.allclose(a_s[2], at[2], rtol=1e-4, atol=1e-6)
+            same = _close(a_s[1], at[1], 1e-4, 1e-8) and _close(a_s[2], at[2], 1e-4, 1e-6)
             if same or (t.span.line in seen):
                 continue
             seen.add(t.span.line)
@@ -281,6 +283,13 @@ def preprocessing(ctx: Ctx):
                 "comparison between them measures the preprocessing, not the conversion",
                 evidence={"source_line": s.span.line, "source": [_lst(a_s[1]), _lst(a_s[2])],
                           "target": [_lst(at[1]), _lst(at[2])]}, hyperparameter="data")
+
+
+def _close(a, b, rtol: float, atol: float) -> bool:
+    """np.allclose(a, b, rtol, atol), without numpy for two plain floats."""
+    if type(a) is float and type(b) is float:
+        return abs(a - b) <= atol + rtol * abs(b)
+    return bool(np.allclose(a, b, rtol=rtol, atol=atol))
 
 
 def _lst(v):
