@@ -263,21 +263,59 @@ def _subclasses(t: type) -> set:
 # what a walk steps over without a call: the leaves, and what else a node's list may hold (a
 # Global's names, a Dict's None keys)
 _SKIP = {type(None), str, int}.union(*(_subclasses(t) for t in _LEAVES))
-_CHILD_FIELDS: dict = {}  # node type -> (is a statement, its fields that may hold nodes)
 
 
-def _child_fields(t: type) -> tuple:
-    fields = _CHILD_FIELDS.get(t)
-    if fields is None:
-        fields = _CHILD_FIELDS[t] = (issubclass(t, ast.stmt), tuple(
-            (f, f in _BLOCKS and t is not ast.Module) for f in t._fields if f not in _NOT_NODES))
-    return fields
+def _walker_source(t: type) -> str:
+    """The source of the function that walks the children of a node of type ``t``, its fields
+    unrolled (this walk is most of a script's analysis, and a loop over ``_fields`` with a getattr
+    each was a third of the walk). Leaves are skipped by exact type, a statement is ``w.stmt``
+    while its children are walked, and a block of one statement is noted for the editor
+    (``ScriptFacts.alone``)."""
+    is_stmt = issubclass(t, ast.stmt)
+    body = ["    outer = w.stmt", "    w.stmt = node"] if is_stmt else []
+    for f in t._fields:
+        if f in _NOT_NODES:
+            continue
+        body += [f"    v = node.{f}",
+                 "    if type(v) is list:"]
+        if f in _BLOCKS and t is not ast.Module:
+            body += ["        if len(v) == 1:",
+                     "            w.f.alone.add(id(v[0]))"]
+        body += ["        for x in v:",
+                 "            if type(x) not in SKIP:",
+                 "                D[type(x)](w, x)",
+                 "    elif type(v) not in SKIP:",
+                 "        D[type(v)](w, v)"]
+    if is_stmt:
+        body.append("    w.stmt = outer")
+    return "def walk(w, node):\n" + ("\n".join(body) or "    pass") + "\n"
+
+
+class _Walks(dict):
+    """node type -> the walk of its children (``_walker_source``), compiled the first time a node
+    of that type is met (a script meets some 35 of Python's ~75 node types)."""
+
+    def __missing__(self, t: type):
+        ns = {"D": _DISPATCH, "SKIP": _SKIP}
+        exec(compile(_walker_source(t), f"<convlint walk of ast.{t.__name__}>", "exec"), ns)
+        self[t] = ns["walk"]
+        return ns["walk"]
+
+
+class _Dispatch(dict):
+    """node type -> function(walker, node): the walker's visit_ method (set below the class), or
+    the walk of the node's children."""
+
+    def __missing__(self, t: type):
+        self[t] = _WALKS[t]
+        return self[t]
+
+
+_WALKS, _DISPATCH = _Walks(), _Dispatch()
 
 
 class _Walker(ast.NodeVisitor):
     def __init__(self, facts: ScriptFacts):
-        self._dispatch = {getattr(ast, n[6:]): getattr(self, n) for n in dir(self)
-                          if n.startswith("visit_") and hasattr(ast, n[6:])}
         self.f = facts
         self.by_call: dict[int, Conversion] = {}
         self.file_vars: dict[str, str] = {}  # with open(p, "wb") as fh -> fh: p
@@ -318,29 +356,11 @@ class _Walker(ast.NodeVisitor):
 
     # --- statements ------------------------------------------------------------------------
     def visit(self, node):
-        handler = self._dispatch.get(type(node))
-        return handler(node) if handler is not None else self.generic_visit(node)
+        _DISPATCH[type(node)](self, node)
 
     def generic_visit(self, node):
-        """A leaner traversal than ast.NodeVisitor's (this walk is the cost of the whole
-        analysis): leaves are skipped, and blocks of one statement are noted for the editor."""
-        is_stmt, fields = _child_fields(type(node))
-        if is_stmt:
-            outer, self.stmt = self.stmt, node
-        dispatch, walk = self._dispatch, self.generic_visit
-        for name, block in fields:
-            v = getattr(node, name, None)
-            if type(v) is list:
-                if block and len(v) == 1:
-                    self.f.alone.add(id(v[0]))
-                for x in v:
-                    t = type(x)
-                    if t not in _SKIP:
-                        (dispatch.get(t) or walk)(x)
-            elif type(v) not in _SKIP:
-                (dispatch.get(type(v)) or walk)(v)
-        if is_stmt:
-            self.stmt = outer
+        """Walk a node's children (the compiled walk of its type, see ``_walker_source``)."""
+        _WALKS[type(node)](self, node)
 
     def visit_With(self, node):
         for item in node.items:
@@ -553,3 +573,7 @@ class _Walker(ast.NodeVisitor):
         else:
             return None
         return v if isinstance(v, str) else None
+
+
+_DISPATCH.update({getattr(ast, n[6:]): getattr(_Walker, n) for n in dir(_Walker)
+                  if n.startswith("visit_") and hasattr(ast, n[6:])})
