@@ -45,6 +45,70 @@ def test_cached_code_is_the_code_the_builtin_makes_with_the_callers_future_flags
         c.compile("def (", "<bad>", "exec")
 
 
+def test_cached_exec_runs_what_the_builtin_exec_runs(tmp_path):
+    c = _fresh(tmp_path)
+    g: dict = {}
+    c.exec("def f(x: int) -> int:\n    return x + 1\ny = f(1)", g)
+    assert g["y"] == 2 and g["f"].__annotations__ == {"x": "int", "return": "int"}  # the caller's future flags
+    ref: dict = {}
+    exec("def f(x: int) -> int:\n    return x + 1\ny = f(1)", ref)
+    assert marshal.dumps(g["f"].__code__) == marshal.dumps(ref["f"].__code__)
+    ns: dict = {}
+    c.exec("z = w * 2", {"w": 21}, ns)  # separate locals, as dataclasses passes them
+    assert ns == {"z": 42} and c.misses == 2
+    c.exec("z = w * 2", {"w": 1}, ns)
+    assert ns == {"z": 2} and c.hits == 1
+    w = 5  # noqa: F841  (read by the exec'd text from this frame)
+    loc = locals()
+    c.exec("v = w + 1")  # no namespaces: the caller's, as the builtin
+    assert loc["v"] == 6
+    with pytest.raises(ZeroDivisionError):
+        c.exec("1 / 0", {})
+
+
+DATACLASSES = """
+import dataclasses, json, sys
+from convlint.server.lsp import codecache
+cache = codecache.install(__import__("pathlib").Path(sys.argv[1]))
+
+@dataclasses.dataclass(frozen=True, order=True)
+class P:
+    x: int
+    y: list = dataclasses.field(default_factory=list, compare=False)
+    z: str = "z"
+
+@dataclasses.dataclass(slots=True, kw_only=True)
+class Q:
+    a: int = 1
+
+p = P(2)
+try:
+    p.x = 3
+    frozen = False
+except dataclasses.FrozenInstanceError:
+    frozen = True
+out = {"repr": repr(p), "eq": p == P(2, [1]), "lt": P(1) < P(2), "hash": hash(p) == hash(P(2)), "frozen": frozen,
+       "q": repr(Q(a=3)), "slots": hasattr(Q, "__slots__"), "hits": cache.hits, "misses": cache.misses}
+codecache.save()
+print(json.dumps(out))
+"""
+
+
+def test_dataclasses_made_through_the_cache_behave_as_made_by_exec(tmp_path):
+    runs = []
+    for _ in range(2):
+        r = subprocess.run([sys.executable, "-c", DATACLASSES, str(tmp_path)], capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 0, r.stderr
+        runs.append(json.loads(r.stdout))
+    cold, warm = runs
+    assert cold["misses"] > warm["misses"]
+    for k in ("repr", "eq", "lt", "hash", "frozen", "q", "slots"):
+        assert warm[k] == cold[k]
+    assert warm["repr"] == "P(x=2, y=[], z='z')" and warm["eq"] and warm["lt"] and warm["hash"] and warm["frozen"]
+    assert warm["q"] == "Q(a=3)" and warm["slots"]
+
+
 def test_saved_codes_load_in_the_next_process_and_nothing_new_is_not_written(tmp_path):
     c = _fresh(tmp_path)
     code = c.compile(SRC, "<generated f>", "exec")

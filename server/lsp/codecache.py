@@ -1,22 +1,24 @@
-"""A bytecode cache for the source that attrs and cattrs (and convlint's script walker) generate at run time.
+"""A bytecode cache for the source text that libraries generate and compile at run time.
 
 lsprotocol defines some 580 attrs classes; for each, attrs writes ``__init__``, ``__repr__``,
 ``__eq__`` and friends as source text and compiles it when the module is imported, and cattrs
 does the same for each message type the first time one arrives. Compiling that generated text
-is about 40% of the language server's start-up (the script walker compiles a function per
-syntax node type it meets, ~10 ms more, at the first analysis). Python keeps the bytecode of modules in
-``__pycache__``; this keeps the bytecode of the generated text the same way, so a server start
-after the first one only unmarshals it.
+is about 40% of the language server's start-up. ``@dataclass`` does the same (with ``exec``) for
+the dataclasses of convlint and of the libraries it imports, and the script walker compiles a
+function per syntax node type it meets (``facts._walker_source``). Python keeps the bytecode of
+modules in ``__pycache__``; this keeps the bytecode of the generated text the same way, so a
+server start after the first one only unmarshals it.
 
-How: ``install`` puts a ``compile`` into the globals of the attrs and cattrs modules that call
-the builtin (a module global shadows the builtin for that module only; nothing else changes).
-It compiles as the builtin would, with the caller's ``__future__`` flags, and looks the result
-up first by a hash of (source, file name, mode, flags). Code objects are stored with ``marshal``
+How: ``install`` puts a ``compile`` (or ``exec``) into the globals of the modules that call the
+builtin (attrs, cattrs, dataclasses, the walker; a module global shadows the builtin for that
+module only; nothing else changes). It compiles as the builtin would, with the caller's
+``__future__`` flags, and looks the result up first by a hash of (source, file name, mode,
+flags). Code objects are stored with ``marshal``
 in one file per Python bytecode version: ``$CONVLINT_CACHE_DIR/bytecode/<magic>.marshal``.
 A file that is missing, corrupt, for another Python, or not private to this user is ignored
 (and replaced at the next save); generated text that is not in it is compiled as before.
-``save`` writes it atomically (``report.io.write_new_file``) when there is something new (the server calls it once the first
-requests are served, and at exit).
+``save`` writes it atomically (``report.io.write_new_file``) when there is something new (the
+server calls it once the first requests are served, and at exit).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ for _name in __future__.all_feature_names:
 
 MAX_ENTRIES = 8000  # beyond this, a save keeps only what this process used (old library versions go)
 _builtin_compile = builtins.compile
+_builtin_exec = builtins.exec
 
 
 def cache_path(folder: Path) -> Path:
@@ -84,6 +87,21 @@ class CodeCache:
             flags |= sys._getframe(1).f_code.co_flags & FUTURE_FLAGS
         if not isinstance(source, str) or kw or optimize != -1 or flags & ~FUTURE_FLAGS:
             return _builtin_compile(source, filename, mode, flags, True, optimize, **kw)
+        return self._code(source, filename, mode, flags)
+
+    def exec(self, source, globals=None, locals=None, /, **kw):
+        """The builtin ``exec``: source text is compiled through the cache (as exec compiles it: file
+        name ``<string>``, the caller's ``__future__`` flags), then run in the namespaces given, or
+        the caller's when none are."""
+        caller = sys._getframe(1)
+        if globals is None:
+            globals = caller.f_globals
+            locals = caller.f_locals if locals is None else locals
+        if isinstance(source, str):
+            source = self._code(source, "<string>", "exec", caller.f_code.co_flags & FUTURE_FLAGS)
+        return _builtin_exec(source, globals, globals if locals is None else locals, **kw)
+
+    def _code(self, source: str, filename, mode: str, flags: int):
         h = hashlib.blake2b(digest_size=16)
         h.update(f"{mode}\0{flags}\0{filename}\0".encode("utf-8", "surrogatepass"))
         h.update(source.encode("utf-8", "surrogatepass"))
@@ -130,6 +148,9 @@ def install(folder: Path) -> CodeCache:
         import attr._make
 
         _active = CodeCache(cache_path(folder))
+        import dataclasses
+
+        dataclasses.exec = _active.exec  # each @dataclass's __init__, __repr__, __eq__, ... (_create_fn)
         attr._make.compile = _active.compile  # first: importing cattrs defines attrs classes
         import cattrs.gen
         import cattrs.gen.typeddicts
