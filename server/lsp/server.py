@@ -540,6 +540,8 @@ def build() -> ConvlintServer:
 def serve(tcp: str | None = None) -> int:
     logging.basicConfig(level=os.environ.get("CONVLINT_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
     ls = build()
+    gc.freeze()  # what start-up made (lsprotocol's classes, the routing table) is out of the collector's way
+    gc.enable()  # (serve_main disabled it for the start-up)
     if tcp:
         from convlint.analyzers.errors import ConvlintError
 
