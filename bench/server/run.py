@@ -364,7 +364,10 @@ modules' bytecode at install time (the "first start after installing" row: a fre
 filled by that command alone). The peer is what every pygls 2 server pays without such a cache.
 Warm, prepared, cold and peer starts are interleaved.
 
-Targets met: {met}. Not met: {unmet}.
+Targets met: {met}. Not met: {unmet}. The targets are absolute times, and the speed of this VM
+type varies from run to run by as much as the margins (the peer's bare pygls import took 0.50 s
+in one recorded run and 0.80 s in another); the ratio column, against a peer in the same run, is
+the comparable figure.
 """
     write_section("server", body)
 
