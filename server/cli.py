@@ -214,9 +214,10 @@ def serve_main(argv: list) -> int:
     # live as long as the server, and the collections their allocation triggers walk them all again
     # and again (~15% of a start) for next to no garbage; serve() freezes them and turns it back on
     gc.disable()
-    if os.environ.get("CONVLINT_BYTECODE_CACHE", "1") != "0":
+    from convlint.server.lsp import codecache
+
+    if codecache.enabled():
         from convlint.analyzers.cache import cache_dir
-        from convlint.server.lsp import codecache
 
         codecache.install(cache_dir())  # before lsprotocol is imported: see codecache
     from convlint.server.lsp.server import serve
@@ -226,8 +227,9 @@ def serve_main(argv: list) -> int:
 
 def _prepare() -> int:
     from convlint.analyzers.cache import cache_dir
+    from convlint.server.lsp import codecache
 
-    if os.environ.get("CONVLINT_BYTECODE_CACHE", "1") == "0":
+    if not codecache.enabled():
         print("convlint: the start-up cache is off (CONVLINT_BYTECODE_CACHE=0); nothing to prepare", file=sys.stderr)
         return 0
     from convlint.server.lsp.prepare import prepare

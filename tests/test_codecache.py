@@ -64,6 +64,13 @@ def test_cached_exec_runs_what_the_builtin_exec_runs(tmp_path):
     assert loc["v"] == 6
     with pytest.raises(ZeroDivisionError):
         c.exec("1 / 0", {})
+    # text as bytes, from a caller without `from __future__ import annotations`: its flags, not the cache's
+    caller: dict = {}
+    exec(compile("def run(c, g):\n    c.exec(b'def h(x: int): pass', g)\n", "<caller>", "exec", dont_inherit=True),
+         caller)
+    gb: dict = {}
+    caller["run"](c, gb)
+    assert gb["h"].__annotations__ == {"x": int}
 
 
 DATACLASSES = """

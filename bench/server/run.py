@@ -127,53 +127,33 @@ def raw_round_trip(tmp: Path, versions: list, text: str) -> list:
     """The same edits through a minimal JSON-RPC client: JSON over the pipe and nothing else, as an
     editor's client reads it (pytest-lsp's client also builds attrs objects of every message it
     gets, which a 35-diagnostic publish makes cost a few ms in the client itself)."""
-    import json
     import os
+
+    from convlint.server.lsp.prepare import Client
 
     tmp.mkdir()
     ws = workspace(tmp)
     env = dict(os.environ, CONVLINT_CACHE_DIR=str(tmp / "cache"))
     p = subprocess.Popen([sys.executable, "-m", "convlint.server"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          env=env, cwd=ws)
-
-    def send(msg):
-        b = json.dumps(msg).encode()
-        p.stdin.write(b"Content-Length: %d\r\n\r\n" % len(b) + b)
-        p.stdin.flush()
-
-    def recv():
-        n = 0
-        while (line := p.stdout.readline()) not in (b"\r\n", b""):
-            if line.lower().startswith(b"content-length"):
-                n = int(line.split(b":")[1])
-        return json.loads(p.stdout.read(n))
-
-    def published():
-        while recv().get("method") != "textDocument/publishDiagnostics":
-            pass
-
+    c = Client(p)
     uri = (ws / "long.py").as_uri()
     try:
-        send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "processId": None, "rootUri": ws.as_uri(), "capabilities": {},
-            "initializationOptions": {"heavyChecks": False}}})
-        while recv().get("id") != 1:
-            pass
-        send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
-        send({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {
-            "uri": uri, "languageId": "python", "version": 1, "text": text}}})
-        published()
+        c.request("initialize", {"processId": None, "rootUri": ws.as_uri(), "capabilities": {},
+                                 "initializationOptions": {"heavyChecks": False}})
+        c.notify("initialized", {})
+        c.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "python", "version": 1,
+                                                           "text": text}})
+        c.published(uri)
         times = []
         for v, new in enumerate(versions, start=2):
             t0 = time.perf_counter()
-            send({"jsonrpc": "2.0", "method": "textDocument/didChange", "params": {
-                "textDocument": {"uri": uri, "version": v}, "contentChanges": [{"text": new}]}})
-            published()
+            c.notify("textDocument/didChange", {"textDocument": {"uri": uri, "version": v},
+                                                "contentChanges": [{"text": new}]})
+            c.published(uri)
             times.append(time.perf_counter() - t0)
-        send({"jsonrpc": "2.0", "id": 2, "method": "shutdown"})
-        while recv().get("id") != 2:
-            pass
-        send({"jsonrpc": "2.0", "method": "exit"})
+        c.request("shutdown", None)
+        c.notify("exit", None)
         p.wait(20)
     finally:
         if p.poll() is None:

@@ -47,6 +47,11 @@ _builtin_compile = builtins.compile
 _builtin_exec = builtins.exec
 
 
+def enabled() -> bool:
+    """Whether the server keeps this cache (``CONVLINT_BYTECODE_CACHE=0`` turns it off)."""
+    return os.environ.get("CONVLINT_BYTECODE_CACHE", "1") != "0"
+
+
 def cache_path(folder: Path) -> Path:
     return folder / "bytecode" / f"{importlib.util.MAGIC_NUMBER.hex()}.marshal"
 
@@ -97,8 +102,11 @@ class CodeCache:
         if globals is None:
             globals = caller.f_globals
             locals = caller.f_locals if locals is None else locals
+        flags = caller.f_code.co_flags & FUTURE_FLAGS
         if isinstance(source, str):
-            source = self._code(source, "<string>", "exec", caller.f_code.co_flags & FUTURE_FLAGS)
+            source = self._code(source, "<string>", "exec", flags)
+        elif isinstance(source, (bytes, bytearray)):  # compiled here, else it would get this module's flags
+            source = _builtin_compile(source, "<string>", "exec", flags, True)
         return _builtin_exec(source, globals, globals if locals is None else locals, **kw)
 
     def _code(self, source: str, filename, mode: str, flags: int):

@@ -90,8 +90,9 @@ def capabilities() -> dict:
     return _merge(get_converter().unstructure(_announced(T.ClientCapabilities)), EDITOR)
 
 
-class _Client:
-    """A minimal JSON-RPC client over the server's stdio; answers the server's own requests with null."""
+class Client:
+    """A minimal JSON-RPC client over the server's stdio (JSON only, as an editor's client; the
+    server benchmark drives the server with it too); answers the server's own requests with null."""
 
     def __init__(self, proc: subprocess.Popen):
         self.p = proc
@@ -133,7 +134,7 @@ class _Client:
                 return msg["params"]["diagnostics"]
 
 
-def _session(c: _Client, ws: Path) -> None:
+def _session(c: Client, ws: Path) -> None:
     c.request("initialize", {"processId": os.getpid(), "rootUri": ws.as_uri(), "capabilities": capabilities(),
                              "workspaceFolders": [{"uri": ws.as_uri(), "name": ws.name}],
                              "clientInfo": {"name": "convlint-prepare"},
@@ -166,7 +167,7 @@ def _session(c: _Client, ws: Path) -> None:
 def prepare(folder: Path, timeout: float = 120.0) -> dict:
     """Run one editor-like session of the server with its cache in ``folder``; the cache's
     entries and size afterwards. Raises ConvlintError when the server cannot be driven."""
-    from convlint.server.lsp.codecache import cache_path
+    from convlint.server.lsp.codecache import CodeCache, cache_path
 
     path = cache_path(folder)
     env = dict(os.environ, CONVLINT_CACHE_DIR=str(folder), CONVLINT_BYTECODE_CACHE="1")
@@ -181,7 +182,7 @@ def prepare(folder: Path, timeout: float = 120.0) -> dict:
             timer = threading.Timer(timeout, p.kill)
             timer.start()
             try:
-                _session(_Client(p), ws)
+                _session(Client(p), ws)
                 code = p.wait(timeout)
             except (EOFError, OSError, ValueError, subprocess.TimeoutExpired) as e:
                 timed_out = not timer.is_alive()
@@ -201,6 +202,4 @@ def prepare(folder: Path, timeout: float = 120.0) -> dict:
     if not path.is_file():
         raise ConvlintError(f"the language server ran but wrote no cache at {path}",
                             hint="is the cache folder writable? set CONVLINT_CACHE_DIR to one that is")
-    from convlint.server.lsp.codecache import CodeCache
-
     return {"path": str(path), "entries": len(CodeCache(path).codes), "bytes": path.stat().st_size}

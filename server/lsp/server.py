@@ -444,7 +444,6 @@ def build() -> ConvlintServer:
     @ls.feature(T.INITIALIZED)
     async def initialized(ls: ConvlintServer, params: T.InitializedParams):
         asyncio.get_running_loop().call_later(2.0, codecache.save)  # the start-up's generated code, for the next start
-        gc.freeze()  # what start-up made (lsprotocol's classes, the routing table) lives as long as the server
         ls.load_config()
         ls.publish_config()
         caps = ls.client_capabilities.workspace
