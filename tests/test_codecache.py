@@ -129,7 +129,8 @@ def test_saved_codes_load_in_the_next_process_and_nothing_new_is_not_written(tmp
     assert [p.name for p in c.path.parent.iterdir()] == [c.path.name]  # no temporary file left
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "other python", "not a dict"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "other python", "not a dict",
+                                    "a dict of codes alone", "codes not a dict"])
 def test_a_damaged_file_is_ignored_and_rebuilt(tmp_path, damage, caplog):
     c = _fresh(tmp_path)
     c.compile(SRC, "<generated f>", "exec")
@@ -138,7 +139,9 @@ def test_a_damaged_file_is_ignored_and_rebuilt(tmp_path, damage, caplog):
     magic = importlib.util.MAGIC_NUMBER
     c.path.write_bytes({"garbage": magic + b"\x00\xffnot marshal", "truncated": data[: len(data) // 2],
                         "other python": b"\x00\x00\r\n" + data[len(magic):],
-                        "not a dict": magic + marshal.dumps([1, 2])}[damage])
+                        "not a dict": magic + marshal.dumps([1, 2]),
+                        "a dict of codes alone": magic + marshal.dumps(marshal.loads(data[len(magic):])["codes"]),
+                        "codes not a dict": magic + marshal.dumps({"saves": 1, "last": {}, "codes": [1]})}[damage])
     bad = _fresh(tmp_path)
     assert bad.codes == {}
     bad.compile(SRC, "<generated f>", "exec")
@@ -164,17 +167,36 @@ def test_a_place_it_cannot_write_costs_nothing_but_the_cache(tmp_path):
     assert c.save() is False
 
 
-def test_size_is_bounded_by_what_the_process_used(tmp_path, monkeypatch):
-    monkeypatch.setattr(codecache, "MAX_ENTRIES", 3)
+def test_a_handful_of_new_pieces_does_not_rewrite_the_file(tmp_path):
+    """A frozen attrs class's __hash__ text differs in every process: a start that compiled only
+    such pieces leaves the file as it is (neither growing it nor rewriting it)."""
     c = _fresh(tmp_path)
-    for i in range(5):
-        c.compile(f"x = {i}\n", f"<g{i}>", "exec")
-    c.save()
+    c.compile(SRC, "<generated f>", "exec")
+    assert c.save()
+    mtime = c.path.stat().st_mtime_ns
     nxt = _fresh(tmp_path)
-    nxt.compile("x = 0\n", "<g0>", "exec")
-    nxt.compile("y = 1\n", "<new>", "exec")
-    nxt.save()
-    assert len(_fresh(tmp_path).codes) == 2  # the one it used and the one it made
+    for i in range(codecache.MIN_NEW - 1):
+        nxt.compile(f"x = {i}\n", f"<salted {i}>", "exec")
+    assert not nxt.save() and c.path.stat().st_mtime_ns == mtime
+    nxt.compile("x = 'one more'\n", "<salted>", "exec")
+    assert nxt.save() and len(_fresh(tmp_path).codes) == codecache.MIN_NEW + 1
+
+
+def test_pieces_no_process_used_for_keep_saves_saves_are_dropped(tmp_path, monkeypatch):
+    monkeypatch.setattr(codecache, "MIN_NEW", 1)
+    monkeypatch.setattr(codecache, "KEEP_SAVES", 3)
+    c = _fresh(tmp_path)
+    c.compile("old = 1\n", "<old library>", "exec")
+    c.compile(SRC, "<generated f>", "exec")
+    assert c.save()
+    for i in range(4):  # starts that use f, not old, and each compile something new
+        nxt = _fresh(tmp_path)
+        nxt.compile(SRC, "<generated f>", "exec")
+        nxt.compile(f"x = {i}\n", f"<new {i}>", "exec")
+        assert nxt.save()
+        names = {code.co_filename for code in _fresh(tmp_path).codes.values()}
+        assert ("<old library>" in names) == (i < 2) and "<generated f>" in names
+    assert names == {"<generated f>", "<new 1>", "<new 2>", "<new 3>"}
 
 
 PROBE = """

@@ -19,6 +19,13 @@ A file that is missing, corrupt, for another Python, or not private to this user
 (and replaced at the next save); generated text that is not in it is compiled as before.
 ``save`` writes it atomically (``report.io.write_new_file``) when there is something new (the
 server calls it once the first requests are served, and at exit).
+
+Some generated text never repeats: a frozen attrs class's ``__hash__`` holds a string hash, which
+differs in every process. So that the file neither grows by one such piece at every start nor is
+rewritten for it, a process that found the file and compiled fewer than ``MIN_NEW`` new pieces
+(well under a millisecond of compiling) does not rewrite it, and each save drops the pieces that no
+process used in the last ``KEEP_SAVES`` saves (such pieces, and those of a library version since
+upgraded). The file counts its saves and, per piece, the last save whose process used it.
 """
 
 from __future__ import annotations
@@ -42,7 +49,8 @@ for _name in __future__.all_feature_names:
     if _name != "nested_scopes":
         FUTURE_FLAGS |= getattr(__future__, _name).compiler_flag
 
-MAX_ENTRIES = 8000  # beyond this, a save keeps only what this process used (old library versions go)
+MIN_NEW = 8  # a process that found the file rewrites it only when it compiled at least this many new pieces
+KEEP_SAVES = 16  # a save drops the pieces no process used in this many saves (see the module's docstring)
 _builtin_compile = builtins.compile
 _builtin_exec = builtins.exec
 
@@ -60,6 +68,9 @@ class CodeCache:
     def __init__(self, path: Path):
         self.path = path
         self.codes: dict = {}
+        self.saves = 0  # how many times the file was written
+        self.last: dict = {}  # piece -> the save whose process last used it
+        self.found = False  # whether the file was there (and readable) at the start
         self.used: set = set()
         self.new: dict = {}
         self.hits = self.misses = 0
@@ -78,13 +89,15 @@ class CodeCache:
             return
         magic = importlib.util.MAGIC_NUMBER
         try:
-            codes = marshal.loads(data[len(magic):]) if data[:len(magic)] == magic else None
+            content = marshal.loads(data[len(magic):]) if data[:len(magic)] == magic else None
         except (EOFError, ValueError, TypeError):
-            codes = None
-        if isinstance(codes, dict):
-            self.codes = codes
-        else:
+            content = None
+        if not (isinstance(content, dict) and isinstance(content.get("codes"), dict)
+                and isinstance(content.get("last"), dict) and isinstance(content.get("saves"), int)):
             log.warning("bytecode cache %s is unreadable; it will be rebuilt", self.path)
+            return
+        self.codes, self.last, self.saves = content["codes"], content["last"], content["saves"]
+        self.found = True
 
     def compile(self, source, filename, mode, flags=0, dont_inherit=False, optimize=-1, **kw):
         """The builtin ``compile``, cached for source text with the caller's ``__future__`` flags."""
@@ -126,21 +139,25 @@ class CodeCache:
         return code
 
     def save(self) -> bool:
-        """Write the file when this process compiled something it did not hold. True if written."""
-        if not self.new:
+        """Write the file when this process compiled enough that it did not hold (everything new when
+        there was no file). True if written."""
+        if not self.new or (self.found and len(self.new) < MIN_NEW):
             return False
-        codes = self.codes
-        if len(codes) > MAX_ENTRIES:
-            codes = {k: v for k, v in codes.items() if k in self.used}
+        saves = self.saves + 1
+        last = {**self.last, **dict.fromkeys(self.used, saves)}
+        keep = {k for k in self.codes if last.get(k, saves) > saves - KEEP_SAVES}
+        codes = {k: v for k, v in self.codes.items() if k in keep}
+        last = {k: n for k, n in last.items() if k in keep}
         from convlint.analyzers.errors import ConvlintError
         from convlint.analyzers.report.io import write_new_file
 
         try:  # atomically, through a private (0600) temporary file
-            write_new_file(str(self.path), importlib.util.MAGIC_NUMBER + marshal.dumps(codes))
+            write_new_file(str(self.path), importlib.util.MAGIC_NUMBER + marshal.dumps(
+                {"saves": saves, "last": last, "codes": codes}))
         except ConvlintError as e:  # a read-only or full disk: the next start compiles again
             log.warning("cannot write the bytecode cache %s: %s", self.path, e.message)
             return False
-        self.codes = codes
+        self.codes, self.last, self.saves, self.found = codes, last, saves, True
         self.new = {}
         return True
 
