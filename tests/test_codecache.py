@@ -210,7 +210,8 @@ p = conv.structure({"textDocument": {"uri": "file:///a.py"}, "position": {"line"
                    T.HoverParams)
 out = {"hits": cache.hits, "misses": cache.misses, "repr": repr(p), "eq": p == T.HoverParams(
        T.TextDocumentIdentifier("file:///a.py"), T.Position(1, 2)),
-       "unstructured": conv.unstructure(p), "annotations": str(T.Position.__init__.__annotations__)}
+       "unstructured": conv.unstructure(p), "annotations": str(T.Position.__init__.__annotations__),
+       "hints": str(__import__("typing").get_type_hints(T.WorkspaceEdit))}  # string annotations: typing's ForwardRef
 codecache.save()
 print(json.dumps(out))
 """
@@ -227,7 +228,8 @@ def test_lsprotocol_and_cattrs_from_the_cache_behave_as_compiled(tmp_path):
     assert cold["misses"] > 500  # lsprotocol's classes and the converter's hooks
     # a frozen attrs class's __hash__ source holds a per-process string hash: that one cannot be reused
     assert warm["misses"] <= 3 and warm["hits"] >= cold["misses"] - 3
-    for k in ("repr", "eq", "unstructured", "annotations"):
+    assert "TextDocumentEdit" in warm["hints"]
+    for k in ("repr", "eq", "unstructured", "annotations", "hints"):
         assert warm[k] == cold[k]
     assert warm["eq"] is True
 

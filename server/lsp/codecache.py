@@ -10,15 +10,15 @@ modules in ``__pycache__``; this keeps the bytecode of the generated text the sa
 server start after the first one only unmarshals it.
 
 How: ``install`` puts a ``compile`` (or ``exec``) into the globals of the modules that call the
-builtin (attrs, cattrs, dataclasses, the walker; a module global shadows the builtin for that
-module only; nothing else changes). It compiles as the builtin would, with the caller's
-``__future__`` flags, and looks the result up first by a hash of (source, file name, mode,
-flags). Code objects are stored with ``marshal``
-in one file per Python bytecode version: ``$CONVLINT_CACHE_DIR/bytecode/<magic>.marshal``.
-A file that is missing, corrupt, for another Python, or not private to this user is ignored
-(and replaced at the next save); generated text that is not in it is compiled as before.
-``save`` writes it atomically (``report.io.write_new_file``) when there is something new (the
-server calls it once the first requests are served, and at exit).
+builtin (attrs, cattrs, dataclasses, typing for each string annotation it resolves, the walker; a
+module global shadows the builtin for that module only; nothing else changes). It compiles as the
+builtin would, with the caller's ``__future__`` flags, and looks the result up first by a hash of
+(source, file name, mode, flags). Code objects are stored with ``marshal`` in one file per Python
+bytecode version: ``$CONVLINT_CACHE_DIR/bytecode/<magic>.marshal``. A file that is missing,
+corrupt, for another Python, or not private to this user is ignored (and replaced at the next
+save); generated text that is not in it is compiled as before. ``save`` writes it atomically
+(``report.io.write_new_file``) when there is something new (the server calls it once the first
+requests are served, and at exit).
 
 Some generated text never repeats: a frozen attrs class's ``__hash__`` holds a string hash, which
 differs in every process. So that the file neither grows by one such piece at every start nor is
@@ -181,6 +181,9 @@ def install(folder: Path) -> CodeCache:
         import cattrs.gen.typeddicts
 
         cattrs.gen.compile = cattrs.gen.typeddicts.compile = _active.compile
+        import typing
+
+        typing.compile = _active.compile  # each typing.ForwardRef (resolving lsprotocol's string annotations)
         from convlint.analyzers.scripts import facts
 
         facts.compile = _active.compile  # the script walker's per-node-type functions (facts._walker_source)
