@@ -70,3 +70,43 @@ def test_inputs_from_npz_and_tolerances(models, tmp_path):
     loose = diff_paths(str(models / "mobilenet.keras"), str(models / "mobilenet.dynint8.tflite"),
                        DiffOptions(num_inputs=4, atol=0.1, rtol=0.1, use_tvm=False))
     assert loose.verdict == "equivalent"
+
+
+def _se_block_with_normalization(folder):
+    """A squeeze-and-excitation block behind a Normalization layer, as in EfficientNet and
+    MobileNetV3: TFLiteConverter writes its Reshape with a shape computed in the graph (the batch
+    is dynamic), and tf2onnx's from_function makes the Normalization's captured mean and variance
+    graph inputs. Both used to cost the TVM cross-check (CL011)."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    x = keras.Input((12, 12, 3), name="image")
+    n = keras.layers.Normalization(mean=[0.2, 0.4, 0.6], variance=[0.05, 0.1, 0.2], name="norm")(x)
+    c = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv")(n)
+    s = keras.layers.GlobalAveragePooling2D(name="squeeze")(c)
+    s = keras.layers.Reshape((1, 1, 8), name="se_reshape")(s)
+    s = keras.layers.Conv2D(8, 1, activation="sigmoid", name="excite")(s)
+    y = keras.layers.Multiply(name="scale")([c, s])
+    y = keras.layers.Dense(4, name="head")(keras.layers.GlobalAveragePooling2D(name="pool")(y))
+    m = keras.Model(x, y)
+    m.save(folder / "se.keras")
+    (folder / "se.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(m).convert())
+    assert np.isfinite(m(np.ones((1, 12, 12, 3), "float32"))).all()
+    return folder / "se.keras", folder / "se.tflite"
+
+
+@pytest.mark.slow
+def test_tvm_cross_checks_both_sides_of_a_keras_se_block_with_normalization(tmp_path):
+    source, target = _se_block_with_normalization(tmp_path)
+    r = diff_paths(str(source), str(target), DiffOptions(num_inputs=4))
+    runs = r.extra["runs"]
+    assert r.verdict == "equivalent" and r.exit_code == 0, [f.message for f in r.findings]
+    assert "CL011" not in {f.rule for f in r.findings}, [f.message for f in r.findings]
+    for role in ("source", "target"):
+        assert runs[role]["tvm_error"] is None, runs[role]
+        assert runs[role]["native_vs_tvm"]["max_abs"] < 1e-4, runs[role]
+    assert runs["source"]["tvm_route"].startswith("tf2onnx")
+    assert runs["target"]["tvm_route"] == "tflite -> relax.frontend.tflite"
+    assert r.extra["metrics_tvm"]["cosine_min"] > 0.99999

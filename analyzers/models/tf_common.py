@@ -47,9 +47,12 @@ def tf_function_to_tvm_builders(fn, specs, input_shapes: dict):
         proto, _ = tf2onnx.convert.from_function(func, input_signature=sig, opset=17)
         import onnx
 
+        _bake_captured_constants(proto, func.get_concrete_function())
         onnx.checker.check_model(proto)
         names = [i.name for i in proto.graph.input]
-        shapes = {n: list(input_shapes[s.name]) for n, s in zip(names, specs, strict=False)}
+        if len(names) != len(specs):
+            raise RuntimeError(f"the ONNX graph takes {len(names)} inputs, the model {len(specs)}: {names}")
+        shapes = {n: list(input_shapes[s.name]) for n, s in zip(names, specs, strict=True)}
         return from_onnx(proto, shape_dict=shapes)
 
     def via_tflite():
@@ -64,6 +67,30 @@ def tf_function_to_tvm_builders(fn, specs, input_shapes: dict):
 
     return [("tf2onnx(opset 17, float) -> relax.frontend.onnx", via_onnx),
             ("TFLiteConverter(float, no optimizations) -> relax.frontend.tflite", via_tflite)]
+
+
+def _bake_captured_constants(proto, concrete) -> None:
+    """tf2onnx's ``from_function`` makes every tensor the function captures that is not a variable
+    an input of the ONNX graph (tf2onnx 1.17 lists the function's non-resource inputs, captures
+    included): e.g. the mean and variance of a Keras 3 ``Normalization`` layer, captured as
+    constants (EfficientNet's stem), become ``.../Sub/y:0`` and ``.../Sqrt/x:0`` inputs that the
+    model itself does not have. Their values are known; they become initializers."""
+    from onnx import numpy_helper
+
+    values = {}
+    for external, internal in concrete.graph.captures:
+        if external.dtype.name == "resource":
+            continue
+        try:
+            values[internal.name] = external.numpy()
+        except Exception:  # noqa: BLE001 - a symbolic capture: left as it is
+            continue
+    keep = [i for i in proto.graph.input if i.name not in values]
+    for i in proto.graph.input:
+        if i.name in values:
+            proto.graph.initializer.append(numpy_helper.from_array(values[i.name], i.name))
+    del proto.graph.input[:]
+    proto.graph.input.extend(keep)
 
 
 def first_working(builders):

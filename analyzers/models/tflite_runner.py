@@ -6,6 +6,8 @@ quantized outputs are returned dequantized, so a float source can be compared di
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from convlint.analyzers.models.base import LayerInfo, Runner, TensorSpec, layout_hint
@@ -188,11 +190,42 @@ class TFLiteRunner(Runner):
             from tvm.relax.frontend.tflite import from_tflite
 
             dtypes = {s.name: s.dtype for s in self.input_specs()}
-            return "tflite -> relax.frontend.tflite", from_tflite(
-                tflite.Model.GetRootAsModel(self.buf, 0),
-                shape_dict={k: tuple(v) for k, v in input_shapes.items()}, dtype_dict=dtypes)
+            with _computed_reshape_targets():
+                return "tflite -> relax.frontend.tflite", from_tflite(
+                    tflite.Model.GetRootAsModel(self.buf, 0),
+                    shape_dict={k: tuple(v) for k, v in input_shapes.items()}, dtype_dict=dtypes)
 
         return build
+
+
+@contextlib.contextmanager
+def _computed_reshape_targets():
+    """relax.frontend.tflite (TVM 0.27) refuses a RESHAPE whose new shape is computed in the graph
+    ("Expected Array<ir.Expr> but got ir.Call"). TFLiteConverter writes one for every Keras
+    ``Reshape`` of a model with a dynamic batch (Shape -> StridedSlice -> Pack), e.g. in each
+    squeeze-and-excitation block of EfficientNet and MobileNetV3. The converter also recorded the
+    output's shape signature (``[-1, 1, 1, 32]``); with at most one unknown dimension it is itself
+    an exact reshape target (``-1`` takes the rest of the elements), so such a reshape is imported
+    with it. Any other reshape goes to the frontend's own conversion."""
+    from tvm import relax
+    from tvm.relax.frontend.tflite import tflite_frontend as F  # noqa: N812
+
+    own = F.OperatorConverter.convert_reshape
+
+    def convert_reshape(self, op):
+        ins = self.get_input_tensors(op)
+        if len(ins) == 2 and self.has_expr(ins[1].tensor_idx) and not ins[0].qnn_params:
+            out = self.get_output_tensors(op)[0].tensor
+            sig = [int(d) for d in (out.ShapeSignatureAsNumpy() if out.ShapeSignatureLength() else out.ShapeAsNumpy())]
+            if sig and sum(d < 0 for d in sig) <= 1:
+                return relax.op.reshape(self.get_expr(ins[0].tensor_idx), sig)
+        return own(self, op)
+
+    F.OperatorConverter.convert_reshape = convert_reshape
+    try:
+        yield
+    finally:
+        F.OperatorConverter.convert_reshape = own
 
 
 def _quantize(x: np.ndarray, d: dict) -> np.ndarray:
