@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from convlint import __version__
+from convlint.analyzers.cache import engine_fingerprint
 from convlint.analyzers.config import Config, Pair
 from convlint.analyzers.report import policy
 from convlint.analyzers.report.findings import CheckReport, ConversionReport, ScriptReport
@@ -120,7 +121,7 @@ def _digest(path: str) -> str:
 
 
 def cache_key(pair: Pair, opts: CheckOptions) -> str:
-    parts = {"v": __version__, "pair": asdict(pair), "source": _digest(pair.source), "target": _digest(pair.target),
+    parts = {"v": __version__, "engine": engine_fingerprint(), "pair": asdict(pair), "source": _digest(pair.source), "target": _digest(pair.target),
              "inputs": _digest(pair.inputs) if pair.inputs else None,
              "opts": [opts.atol, opts.rtol, opts.num_inputs, opts.seed, opts.use_tvm]}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
@@ -211,7 +212,7 @@ def training_cache_key(script: str, opts: CheckOptions) -> str:
     here = Path(script).resolve().parent
     files = sorted({Path(script).resolve(), *here.glob("*.py")})
     th = opts.config.training
-    parts = {"v": __version__, "script": str(Path(script).resolve()), "files": [[f.name, _digest(str(f))] for f in files],
+    parts = {"v": __version__, "engine": engine_fingerprint(), "script": str(Path(script).resolve()), "files": [[f.name, _digest(str(f))] for f in files],
              "thresholds": asdict(th) if th is not None else None, "timeout": opts.train_timeout}
     return "train-" + hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 

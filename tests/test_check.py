@@ -131,6 +131,28 @@ def test_report_never_overwrites_an_input(project):
     assert p.returncode == 2 and (project / "tflite_optimize.py").read_text() == before
 
 
+def test_cache_keys_change_with_the_engine_source(tmp_path, monkeypatch):
+    """A report or a compiled TVM module made by another convlint (same version number, other
+    engine source: e.g. a fixed TVM import route) is never reused."""
+    from convlint.analyzers import cache, project
+    from convlint.analyzers.config import Config, Pair
+    from convlint.analyzers.models import tvm_runner
+
+    (tmp_path / "a.onnx").write_bytes(b"a")
+    (tmp_path / "b.onnx").write_bytes(b"b")
+    pair = Pair(str(tmp_path / "a.onnx"), str(tmp_path / "b.onnx"))
+    opts = project.CheckOptions(paths=[], config=Config())
+    fp = cache.engine_fingerprint()
+    assert len(fp) == 16 and fp == cache.engine_fingerprint()
+    keys, names = {project.cache_key(pair, opts)}, set()
+    for fingerprint in (fp, "another engine"):
+        monkeypatch.setattr(project, "engine_fingerprint", lambda f=fingerprint: f)
+        monkeypatch.setattr(cache, "engine_fingerprint", lambda f=fingerprint: f)
+        keys.add(project.cache_key(pair, opts))
+        names.add(tvm_runner.cache_name("same model|same shapes|OnnxRunner"))
+    assert len(keys) == 2 and len(names) == 2
+
+
 def test_a_corrupt_cache_entry_is_a_miss_and_is_rebuilt(tmp_path):
     from convlint.analyzers.project import cache_read, cache_write
 

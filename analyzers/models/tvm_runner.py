@@ -2,7 +2,9 @@
 
 The compiled library is cached on disk (``$CONVLINT_CACHE_DIR/tvm``, default
 ``~/.cache/convlint/tvm``), keyed by the model's content hash, the fixed input shapes, the import
-route and the TVM version. A corrupt cache entry is detected at load and rebuilt.
+route, the TVM version and convlint's own source (``cache.engine_fingerprint``: an import route
+fixed in a newer convlint is not served from a module the older one compiled). A corrupt cache
+entry is detected at load and rebuilt.
 """
 
 from __future__ import annotations
@@ -20,6 +22,15 @@ from convlint.analyzers.errors import StepFailed
 _MEMO: dict = {}
 
 
+def cache_name(key: str) -> str:
+    """The file name (without suffix) of the compiled module for ``key``."""
+    import tvm
+
+    from convlint.analyzers import cache
+
+    return hashlib.sha256(f"{key}|tvm{tvm.__version__}|{cache.engine_fingerprint()}".encode()).hexdigest()
+
+
 def compile_cached(key: str, builder, input_names: list) -> TVMRunner:
     """Return a runner for the module ``builder()`` builds, compiling only on a cache miss.
 
@@ -28,7 +39,7 @@ def compile_cached(key: str, builder, input_names: list) -> TVMRunner:
     import tvm
     from tvm import relax
 
-    full = hashlib.sha256(f"{key}|tvm{tvm.__version__}".encode()).hexdigest()
+    full = cache_name(key)
     if full in _MEMO:
         return _MEMO[full]
     d = cache_dir() / "tvm"
