@@ -74,9 +74,10 @@ def test_inputs_from_npz_and_tolerances(models, tmp_path):
 
 def _se_block_with_normalization(folder):
     """A squeeze-and-excitation block behind a Normalization layer, as in EfficientNet and
-    MobileNetV3: TFLiteConverter writes its Reshape with a shape computed in the graph (the batch
-    is dynamic), and tf2onnx's from_function makes the Normalization's captured mean and variance
-    graph inputs. Both used to cost the TVM cross-check (CL011)."""
+    MobileNetV3, then a Dense on a 4-D tensor, as ConvNeXt's pointwise convolutions:
+    TFLiteConverter writes their Reshapes with shapes computed in the graph (the batch is dynamic),
+    and tf2onnx's from_function makes the Normalization's captured mean and variance graph inputs.
+    Each used to cost the TVM cross-check (CL011)."""
     import keras
     import numpy as np
     import tensorflow as tf
@@ -89,6 +90,7 @@ def _se_block_with_normalization(folder):
     s = keras.layers.Reshape((1, 1, 8), name="se_reshape")(s)
     s = keras.layers.Conv2D(8, 1, activation="sigmoid", name="excite")(s)
     y = keras.layers.Multiply(name="scale")([c, s])
+    y = keras.layers.Dense(8, name="pointwise")(y)  # a Dense on 4-D: Tensordot reshapes to [-1, 8] (ConvNeXt)
     y = keras.layers.Dense(4, name="head")(keras.layers.GlobalAveragePooling2D(name="pool")(y))
     m = keras.Model(x, y)
     m.save(folder / "se.keras")

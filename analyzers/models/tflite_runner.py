@@ -7,6 +7,7 @@ quantized outputs are returned dequantized, so a float source can be compared di
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import numpy as np
 
@@ -184,13 +185,26 @@ class TFLiteRunner(Runner):
                 "description": (m.Description() or b"").decode(errors="replace"),
                 "metadata": meta, "tensor_dtypes": dtypes}
 
+    def _shapes_at(self, input_shapes: dict) -> dict:
+        """Every tensor's shape (index -> list) in one run of the interpreter on zeros at these input shapes."""
+        it = self._interpreter(preserve=True)
+        self._invoke(it, {s.name: np.zeros(input_shapes.get(s.name, [d or 1 for d in s.shape]), s.dtype)
+                          for s in self.input_specs()})
+        shapes = {}
+        for t in it.get_tensor_details():
+            try:
+                shapes[t["index"]] = list(it.get_tensor(t["index"]).shape)
+            except ValueError:  # a tensor without data (an unused or optional one)
+                continue
+        return shapes
+
     def _tvm_import_impl(self, input_shapes):
         def build():
             import tflite
             from tvm.relax.frontend.tflite import from_tflite
 
             dtypes = {s.name: s.dtype for s in self.input_specs()}
-            with _computed_reshape_targets():
+            with _computed_reshape_targets(lambda: self._shapes_at(input_shapes)):
                 return "tflite -> relax.frontend.tflite", from_tflite(
                     tflite.Model.GetRootAsModel(self.buf, 0),
                     shape_dict={k: tuple(v) for k, v in input_shapes.items()}, dtype_dict=dtypes)
@@ -199,26 +213,33 @@ class TFLiteRunner(Runner):
 
 
 @contextlib.contextmanager
-def _computed_reshape_targets():
+def _computed_reshape_targets(concrete_shapes):
     """relax.frontend.tflite (TVM 0.27) refuses a RESHAPE whose new shape is computed in the graph
     ("Expected Array<ir.Expr> but got ir.Call"). TFLiteConverter writes one for every Keras
     ``Reshape`` of a model with a dynamic batch (Shape -> StridedSlice -> Pack), e.g. in each
-    squeeze-and-excitation block of EfficientNet and MobileNetV3. The converter also recorded the
-    output's shape signature (``[-1, 1, 1, 32]``); with at most one unknown dimension it is itself
-    an exact reshape target (``-1`` takes the rest of the elements), so such a reshape is imported
-    with it. Any other reshape goes to the frontend's own conversion."""
+    squeeze-and-excitation block of EfficientNet and MobileNetV3, and for every ``Dense`` applied
+    to a 4-D tensor (Tensordot's reshape to ``[-1, C]``: ConvNeXt's pointwise convolutions).
+    The module is compiled for fixed input shapes, so such a reshape is imported with a fixed
+    target: the converter's recorded shape signature when it has at most one unknown dimension
+    (``[-1, 1, 1, 32]``: ``-1`` takes the rest of the elements), else the output's shape in a run
+    of the TFLite interpreter at those input shapes (``concrete_shapes()``: tensor index -> shape).
+    Any other reshape goes to the frontend's own conversion."""
     from tvm import relax
     from tvm.relax.frontend.tflite import tflite_frontend as F  # noqa: N812
 
     own = F.OperatorConverter.convert_reshape
+    concrete = functools.cache(concrete_shapes)
 
     def convert_reshape(self, op):
         ins = self.get_input_tensors(op)
         if len(ins) == 2 and self.has_expr(ins[1].tensor_idx) and not ins[0].qnn_params:
-            out = self.get_output_tensors(op)[0].tensor
-            sig = [int(d) for d in (out.ShapeSignatureAsNumpy() if out.ShapeSignatureLength() else out.ShapeAsNumpy())]
-            if sig and sum(d < 0 for d in sig) <= 1:
-                return relax.op.reshape(self.get_expr(ins[0].tensor_idx), sig)
+            out = self.get_output_tensors(op)[0]
+            t = out.tensor
+            sig = [int(d) for d in (t.ShapeSignatureAsNumpy() if t.ShapeSignatureLength() else t.ShapeAsNumpy())]
+            if not sig or sum(d < 0 for d in sig) > 1:
+                sig = concrete().get(out.tensor_idx)
+            if sig:
+                return relax.op.reshape(self.get_expr(ins[0].tensor_idx), [int(d) for d in sig])
         return own(self, op)
 
     F.OperatorConverter.convert_reshape = convert_reshape
