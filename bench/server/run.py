@@ -209,6 +209,43 @@ async def one_start(d: Path, cache: Path) -> tuple[float, float]:
     return t1 - t0, first
 
 
+def raw_start(d: Path, cache: Path) -> float:
+    """The same start through a minimal JSON-RPC client (JSON only, as an editor's client): spawn,
+    initialize with VS Code's capabilities, open the script; the first diagnostic, s."""
+    import os
+
+    from lsprotocol.converters import get_converter
+    from pytest_lsp import client_capabilities
+
+    from convlint.server.lsp.prepare import Client
+
+    d.mkdir()
+    ws = workspace(d)
+    caps = get_converter().unstructure(client_capabilities("visual-studio-code"))
+    env = dict(os.environ, CONVLINT_CACHE_DIR=str(cache), TF_CPP_MIN_LOG_LEVEL="3")
+    uri = (ws / "convert.py").as_uri()
+    t0 = time.perf_counter()
+    p = subprocess.Popen([sys.executable, "-m", "convlint.server"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         env=env, cwd=ws)
+    try:
+        c = Client(p)
+        c.request("initialize", {"processId": os.getpid(), "rootUri": ws.as_uri(), "capabilities": caps,
+                                 "workspaceFolders": [{"uri": ws.as_uri(), "name": "ws"}],
+                                 "initializationOptions": {"heavyChecks": False}})
+        c.notify("initialized", {})
+        c.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "python", "version": 1,
+                                                           "text": (ws / "convert.py").read_text()}})
+        c.published(uri)
+        first = time.perf_counter() - t0
+        c.request("shutdown", None)
+        c.notify("exit", None)
+        p.wait(20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    return first
+
+
 async def startup(tmp: Path, starts: int) -> dict:
     """Warm: a cache folder the server has started with before (every start after the first on a
     machine). Cold: an empty cache folder each time, so nothing generated is cached yet (see
@@ -218,11 +255,12 @@ async def startup(tmp: Path, starts: int) -> dict:
 
     warm_cache = tmp / "warm-cache"
     await one_start(tmp / "warm-up", warm_cache)
-    warm, cold, prepared, prep_s, inits, peer = [], [], [], [], [], []
+    warm, cold, prepared, prep_s, inits, peer, raw = [], [], [], [], [], [], []
     for i in range(starts):
         init, first = await one_start(tmp / f"warm{i}", warm_cache)
         warm.append(first)
         inits.append(init)
+        raw.append(raw_start(tmp / f"raw{i}", warm_cache))
         cold.append((await one_start(tmp / f"cold{i}", tmp / f"cold-cache{i}"))[1])
         t0 = time.perf_counter()
         prepare(tmp / f"prepared-cache{i}")  # what make install / the extension run after installing
@@ -233,7 +271,7 @@ async def startup(tmp: Path, starts: int) -> dict:
         peer.append(time.perf_counter() - t0)
     return {"first": statistics.median(warm), "init": statistics.median(inits), "cold": statistics.median(cold),
             "prepared": statistics.median(prepared), "prepare": statistics.median(prep_s),
-            "peer": statistics.median(peer), "all": warm}
+            "peer": statistics.median(peer), "raw": statistics.median(raw), "all": warm}
 
 
 async def recheck(tmp: Path, tvm: bool) -> dict:
@@ -302,7 +340,8 @@ async def main_async(a) -> None:
         u = await startup(tmp / "b", a.starts)
         print(f"start-up to first diagnostic: median {u['first']:.3f} s (initialize answered at {u['init']:.3f} s), "
               f"{u['cold']:.3f} s with an empty cache, {u['prepared']:.3f} s as the first start after "
-              f"'convlint serve --prepare' ({u['prepare']:.2f} s); bare 'import pygls.lsp.server' process {u['peer']:.3f} s",
+              f"'convlint serve --prepare' ({u['prepare']:.2f} s), {u['raw']:.3f} s through a JSON-only client; "
+              f"bare 'import pygls.lsp.server' process {u['peer']:.3f} s",
               flush=True)
         r = await recheck(tmp / "c", a.tvm)
         print(f"recheck after an edit, cache hit: p50 {r['p50'] * 1e3:.1f} ms, p95 {r['p95'] * 1e3:.1f} ms; "
@@ -326,6 +365,7 @@ pytest-lsp's client, as an editor drives it).
 | --- | --- | --- | --- | --- |
 {chr(10).join(rows)}
 | server start -> first diagnostic (median of {a.starts}) | {u['first']:.3f} s | a bare `python -c "import pygls.lsp.server"` process: {u['peer']:.3f} s | {u['first'] / u['peer']:.2f} | < 0.5 s |
+| the same warm start through a minimal JSON-RPC client (JSON only, as an editor's client; pytest-lsp's client builds attrs objects of each message in the measuring process) | {u['raw']:.3f} s | the same bare import: {u['peer']:.3f} s | {u['raw'] / u['peer']:.2f} | |
 | the same, first start after installing (`make install` and the VS Code extension run `convlint serve --prepare`, median {u['prepare']:.2f} s, after pip) | {u['prepared']:.3f} s | the same bare import: {u['peer']:.3f} s | {u['prepared'] / u['peer']:.2f} | < 0.5 s |
 | the same, first start on a machine without that step (a bare `pip install`; empty cache folder) | {u['cold']:.3f} s | the same bare import: {u['peer']:.3f} s | {u['cold'] / u['peer']:.2f} | |
 | recheck after an edit that changes no model (didSave -> conversion diagnostics, cache hit; 20 saves) | p50 {r['p50'] * 1e3:.1f} ms, p95 {r['p95'] * 1e3:.1f} ms | the first, uncached check of the pair: {r['first']:.2f} s | {r['p50'] / r['first']:.4f} | < 100 ms |
