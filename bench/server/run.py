@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import statistics
 import subprocess
 import sys
@@ -123,28 +125,46 @@ def edit_sequence(text: str, n: int) -> list:
     return out
 
 
+@contextlib.contextmanager
+def raw_session(ws: Path, cache: Path, capabilities: dict):
+    """The server spawned in ``ws`` and initialized through a minimal JSON-RPC client (JSON only, as
+    an editor's client: ``prepare.Client``); shut down on leaving."""
+    from convlint.server.lsp.prepare import Client
+
+    env = dict(os.environ, CONVLINT_CACHE_DIR=str(cache), TF_CPP_MIN_LOG_LEVEL="3")
+    p = subprocess.Popen([sys.executable, "-m", "convlint.server"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         env=env, cwd=ws)
+    try:
+        c = Client(p)
+        c.request("initialize", {"processId": os.getpid(), "rootUri": ws.as_uri(), "capabilities": capabilities,
+                                 "workspaceFolders": [{"uri": ws.as_uri(), "name": ws.name}],
+                                 "initializationOptions": {"heavyChecks": False}})
+        c.notify("initialized", {})
+        yield c
+        c.request("shutdown", None)
+        c.notify("exit", None)
+        p.wait(20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+
+
+def raw_open(c, uri: str, text: str) -> list:
+    """didOpen, then the document's first diagnostics."""
+    c.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "python", "version": 1,
+                                                       "text": text}})
+    return c.published(uri)
+
+
 def raw_round_trip(tmp: Path, versions: list, text: str) -> list:
     """The same edits through a minimal JSON-RPC client: JSON over the pipe and nothing else, as an
     editor's client reads it (pytest-lsp's client also builds attrs objects of every message it
     gets, which a 35-diagnostic publish makes cost a few ms in the client itself)."""
-    import os
-
-    from convlint.server.lsp.prepare import Client
-
     tmp.mkdir()
     ws = workspace(tmp)
-    env = dict(os.environ, CONVLINT_CACHE_DIR=str(tmp / "cache"))
-    p = subprocess.Popen([sys.executable, "-m", "convlint.server"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         env=env, cwd=ws)
-    c = Client(p)
     uri = (ws / "long.py").as_uri()
-    try:
-        c.request("initialize", {"processId": None, "rootUri": ws.as_uri(), "capabilities": {},
-                                 "initializationOptions": {"heavyChecks": False}})
-        c.notify("initialized", {})
-        c.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "python", "version": 1,
-                                                           "text": text}})
-        c.published(uri)
+    with raw_session(ws, tmp / "cache", {}) as c:
+        raw_open(c, uri, text)
         times = []
         for v, new in enumerate(versions, start=2):
             t0 = time.perf_counter()
@@ -152,12 +172,6 @@ def raw_round_trip(tmp: Path, versions: list, text: str) -> list:
                                                 "contentChanges": [{"text": new}]})
             c.published(uri)
             times.append(time.perf_counter() - t0)
-        c.request("shutdown", None)
-        c.notify("exit", None)
-        p.wait(20)
-    finally:
-        if p.poll() is None:
-            p.kill()
     return times
 
 
@@ -212,37 +226,16 @@ async def one_start(d: Path, cache: Path) -> tuple[float, float]:
 def raw_start(d: Path, cache: Path) -> float:
     """The same start through a minimal JSON-RPC client (JSON only, as an editor's client): spawn,
     initialize with VS Code's capabilities, open the script; the first diagnostic, s."""
-    import os
-
     from lsprotocol.converters import get_converter
     from pytest_lsp import client_capabilities
-
-    from convlint.server.lsp.prepare import Client
 
     d.mkdir()
     ws = workspace(d)
     caps = get_converter().unstructure(client_capabilities("visual-studio-code"))
-    env = dict(os.environ, CONVLINT_CACHE_DIR=str(cache), TF_CPP_MIN_LOG_LEVEL="3")
-    uri = (ws / "convert.py").as_uri()
     t0 = time.perf_counter()
-    p = subprocess.Popen([sys.executable, "-m", "convlint.server"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         env=env, cwd=ws)
-    try:
-        c = Client(p)
-        c.request("initialize", {"processId": os.getpid(), "rootUri": ws.as_uri(), "capabilities": caps,
-                                 "workspaceFolders": [{"uri": ws.as_uri(), "name": "ws"}],
-                                 "initializationOptions": {"heavyChecks": False}})
-        c.notify("initialized", {})
-        c.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "python", "version": 1,
-                                                           "text": (ws / "convert.py").read_text()}})
-        c.published(uri)
+    with raw_session(ws, cache, caps) as c:
+        raw_open(c, (ws / "convert.py").as_uri(), (ws / "convert.py").read_text())
         first = time.perf_counter() - t0
-        c.request("shutdown", None)
-        c.notify("exit", None)
-        p.wait(20)
-    finally:
-        if p.poll() is None:
-            p.kill()
     return first
 
 
