@@ -48,24 +48,78 @@ def capture(source, target, opts: DiffOptions, n: int = LOCALIZE_SAMPLES) -> sta
                           perms[0] if perms else None)
 
 
+LOCALIZED = (R.OUTPUTS_DIVERGE.code, R.OUTPUT_SHAPE.code)
+
+
+def _needs_localization(report: ConversionReport) -> bool:
+    """A divergence (values or shapes), or a vote that blames a runtime: the replay of the
+    divergent layer must confirm a runtime's blame before it stands."""
+    return report.verdict == "divergent" and any(
+        f.rule in LOCALIZED or (f.rule == R.TVM_MISMATCH.code and f.severity == "error")
+        for f in report.findings)
+
+
 def check(source, target, popts: PipelineOptions, progress: Callable | None = None) -> ConversionReport:
     progress = progress or (lambda m: None)
     report = check_pair(source, target, popts.diff, progress)
-    if report.verdict != "divergent" or not popts.localize or \
-            not any(f.rule == R.OUTPUTS_DIVERGE.code for f in report.findings):
+    if report.verdict == "crash" and popts.localize:
+        from convlint.analyzers import crash
+
+        return crash.localize(source, target, report, popts, progress)
+    if not popts.localize or not _needs_localization(report):
         return report
     t0 = time.perf_counter()
     progress("localizing: aligning the graphs and comparing layers")
     # the per-layer threshold follows the user's rtol (1e-6 at the tightest: float noise)
-    loc = stages.run(capture(source, target, popts.diff), layer_rtol=max(popts.diff.rtol, 1e-6))
-    findings = list(report.findings) + loc.findings
+    layer_rtol = max(popts.diff.rtol, 1e-6)
+    cap = capture(source, target, popts.diff)
+    loc = stages.run(cap, layer_rtol=layer_rtol)
+    progress("localizing: replaying the first divergent layer alone")
+    from convlint.analyzers import oracle
+
+    orc = oracle.run(target, cap, loc, layer_rtol)
+    findings = _weigh_vote(list(report.findings), orc) + loc.findings + orc.findings
     t1 = time.perf_counter()
     findings += _stage1(source, target, loc, popts, progress)
     if popts.repair:
         findings = _repair(source, target, loc, findings, popts, progress)
+        if not any(f.repair and f.repair.verified for f in findings):
+            from convlint.analyzers.repair import reconvert
+
+            findings = reconvert.search(source, target, findings, popts, progress, _verify)
     timing = {"localize": round(t1 - t0, 3), "stage1_and_repair": round(time.perf_counter() - t1, 3)}
-    extra = dict(report.extra, localization=dict(loc.evidence(), seconds=timing))
+    evidence = dict(loc.evidence(), **orc.evidence, seconds=timing, culprit=culprit(findings))
+    extra = dict(report.extra, localization=evidence)
     return replace(report, findings=tuple(findings), extra=extra)
+
+
+def _weigh_vote(findings: list, orc) -> list:
+    """A vote that blamed the target runtime stands only if the replay does not show the
+    converted op computing something else; otherwise it becomes the conversion divergence."""
+    if orc.verdict != "conversion":
+        return findings
+    out = []
+    for f in findings:
+        if f.rule == R.TVM_MISMATCH.code and f.severity == "error":
+            f = Finding(R.OUTPUTS_DIVERGE.code, "error", "graph",
+                        "the converted model's outputs differ from the source's; TVM running the "
+                        "target file agreed with the source, but replaying the divergent layer "
+                        "alone shows the converted op computes something else than the source "
+                        f"layer ({f.message})", evidence=dict(f.evidence, vote_overruled=True))
+        out.append(f)
+    return out
+
+
+# the stage of a finding that says *why*, most specific first; graph-level symptoms come last
+_SYMPTOMS = (R.OUTPUTS_DIVERGE.code, R.OUTPUT_SHAPE.code, R.FIRST_DIVERGENT.code)
+
+
+def culprit(findings) -> dict | None:
+    """The finding that explains the divergence: ``{"rule", "stage", "layer"}``."""
+    errors = [f for f in findings if f.severity == "error"]
+    why = next((f for f in errors if f.rule not in _SYMPTOMS), None) or next(
+        (f for f in errors if f.rule == R.FIRST_DIVERGENT.code), None)
+    return None if why is None else {"rule": why.rule, "stage": why.stage, "layer": why.layer}
 
 
 def _verify(source, path: str, popts: PipelineOptions) -> ConversionReport:
@@ -141,7 +195,7 @@ def _repair(source, target, loc, findings, popts: PipelineOptions, progress) -> 
 
     weights = {R.WEIGHTS_CORRUPTED.code, R.WEIGHTS_FP16.code, R.KERNEL_TRANSPOSED.code,
                R.WEIGHTS_QUANTIZED.code, R.BN_EPSILON.code}
-    attrs = {R.CONV_GEOMETRY.code, R.ACTIVATION_BOUNDS.code}
+    attrs = {R.CONV_GEOMETRY.code, R.ACTIVATION_BOUNDS.code, R.OP_SEMANTICS.code}
     by_layer = {m.source.layer: m for m in loc.matches}
     if target.format not in ("onnx", "tflite"):
         return findings
@@ -162,6 +216,14 @@ def _repair(source, target, loc, findings, popts: PipelineOptions, progress) -> 
                               + (" (BatchNorm folded in)" if folded else ""))
         elif f.rule in attrs and target.format == "onnx" and f.location.target_node:
             ev = f.evidence
+            if f.rule == R.OP_SEMANTICS.code:
+                for a, v in ev["changes"]:
+                    edits.append(AttrEdit(f.location.target_node, a, v))
+                desc = ", ".join(f"{a} to {v:.6g}" if isinstance(v, float) else f"{a} to {v!r}"
+                                 for a, v in ev["changes"])
+                planned[id(f)] = ("patch-attributes", f.location.target_node,
+                                  f"set {f.location.target_node}'s {desc}")
+                continue
             attr = "clip" if f.rule == R.ACTIVATION_BOUNDS.code else ev["attribute"]
             edits.append(AttrEdit(f.location.target_node, attr, list(ev["source"])))
             planned[id(f)] = ("patch-attributes", f.location.target_node,

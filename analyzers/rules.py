@@ -81,6 +81,9 @@ OUTPUTS_DIVERGE = rule("CL100", "outputs-diverge", "error", "graph",
 OUTPUT_SHAPE = rule("CL101", "output-shape-mismatch", "error", "graph",
                     "an output of the converted model has a different shape or count")
 
+NOT_SAME_MODEL = rule("CL102", "not-the-same-model", "error", "graph",
+                      "source and target are not the same model (another architecture or other "
+                      "weights): no layer of the source is found in the target")
 # --- graph: localization ---------------------------------------------------------------------
 FIRST_DIVERGENT = rule("CL110", "first-divergent-layer", "error", "graph",
                        "the first source layer whose output the target no longer reproduces")
@@ -95,7 +98,13 @@ KERNEL_TRANSPOSED = rule("CL203", "kernel-transposed", "error", "parameters",
 WEIGHTS_CORRUPTED = rule("CL204", "weights-corrupted", "error", "parameters",
                          "a layer's weights or bias differ from the source's with no benign cause")
 
-# --- conversion tool (stage 1) ---------------------------------------------------------------
+# --- conversion tool (stage 1) ---
+TARGET_NODE_REJECTED = rule("CL402", "target-node-rejected", "error", "conversion-tool",
+                            "the converter wrote a node the target runtime cannot load or run; "
+                            "the source layer it came from is named")
+CONVERTER_SETTING = rule("CL403", "converter-setting", "error", "conversion-tool",
+                         "re-converting the source with other converter settings gives an "
+                         "equivalent model: the setting used is the culprit")
 CONVERTER_QUANTIZED = rule("CL401", "converter-quantized-weights", "error", "conversion-tool",
                            "the converter's settings quantized the weights; re-converting "
                            "without them removes the fault")
@@ -120,6 +129,10 @@ INPUT_SCALING = rule("CL023", "input-scaling-changed", "error", "input",
                      "the target's first layer reads the input scaled or shifted")
 BN_EPSILON = rule("CL303", "bn-epsilon-changed", "error", "hyperparameters",
                   "a BatchNorm was folded or ported with another epsilon than the source's")
+OP_SEMANTICS = rule("CL305", "op-semantics-changed", "error", "hyperparameters",
+                    "a converted op computes its layer with another attribute value than the "
+                    "source's semantics (found by replaying the layer alone and searching the op's "
+                    "attributes)")
 GELU_APPROXIMATION = rule("CL304", "gelu-approximation-changed", "error", "hyperparameters",
                           "a GELU is computed exactly on one side and with the tanh approximation "
                           "on the other")

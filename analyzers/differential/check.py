@@ -9,8 +9,13 @@ T' (target, TVM). The verdict compares S with T. TVM is a second opinion on each
   tolerance has a runtime fault (a TVM frontend or kernel bug, or a native kernel bug): a
   ``runtime`` finding, never blamed on the converter.
 * When S and T disagree, the odd one out is found by vote: if T' agrees with S (and S'), the
-  target *file* is faithful and the target's native runtime is what deviates; if S' agrees with
-  T, the source's native runtime deviates. Otherwise the conversion itself changed the model.
+  target *file* is faithful and the target's native runtime is what deviates (the pipeline
+  confirms it by replaying the divergent layer alone). The source in its own framework is the
+  reference: when S' agrees with T, that is recorded on the divergence, never turned into blame of
+  the source framework's kernels.
+* A TVM route that passes through the converter that made the target (a Keras source reaches
+  Relax only through tf2onnx or TFLiteConverter) is not independent: such a route is tried last,
+  and when it is the only one, S' is left out of the noise estimate and the vote.
 
 Runners are passed in; this module never imports a framework.
 """
@@ -23,6 +28,7 @@ from dataclasses import dataclass, field
 
 from convlint.analyzers import rules as R
 from convlint.analyzers.differential.compare import Comparison, Tolerance, compare_runs
+from convlint.analyzers.differential import routes
 from convlint.analyzers.differential.inputs import (
     InputPlan,
     load_inputs,
@@ -59,6 +65,7 @@ class ModelRuns:
     tvm: list | None = None
     tvm_route: str | None = None
     tvm_error: StepFailed | None = None
+    tvm_shared: tuple = ()  # converters the route shares with the other model's producer
     output_names: list = field(default_factory=list)
     seconds: dict = field(default_factory=dict)
 
@@ -121,6 +128,9 @@ def check_pair(source, target, opts: DiffOptions, progress: Callable | None = No
             model.load()
         except StepFailed as e:
             return crash(role, e)
+    producer = target_producer(target)
+    if producer:
+        source.tvm_avoid = frozenset({producer})
     try:
         plan = plan_inputs(source.input_specs(), target.input_specs(), opts.input_shapes)
     except ConvlintError as e:
@@ -152,6 +162,7 @@ def check_pair(source, target, opts: DiffOptions, progress: Callable | None = No
                 raise
             return crash(role, e)
     S, T = runs["source"], runs["target"]
+    S.tvm_shared = tuple(sorted(routes.shared(S.tvm_route, producer)))
     tol = Tolerance(opts.atol, opts.rtol)
     fault_tol = Tolerance(opts.atol * RUNTIME_FAULT_FACTOR, opts.rtol * RUNTIME_FAULT_FACTOR)
 
@@ -169,11 +180,18 @@ def check_pair(source, target, opts: DiffOptions, progress: Callable | None = No
         if r.tvm is None:
             continue
         if model.format in ("keras", "savedmodel", "torchscript"):
+            msg = f"the {r.role} ({model.format}) reached TVM through {r.tvm_route}"
+            if r.tvm_shared:
+                msg += (f"; {', '.join(r.tvm_shared)} also made the target, so this run is no "
+                        "independent evidence and was left out of the noise estimate and the vote")
             findings.append(_finding(
-                R.TVM_PATH, f"the {r.role} ({model.format}) reached TVM through {r.tvm_route}",
-                evidence={"model": r.role, "route": r.tvm_route}))
+                R.TVM_PATH, msg, evidence={"model": r.role, "route": r.tvm_route,
+                                           "chain": routes.chain(r.tvm_route),
+                                           "shared_with_target": list(r.tvm_shared)}))
         c = compare_runs(r.native, r.tvm, fault_tol, r.output_names)
         self_cmp[r.role] = c
+        if r.tvm_shared:
+            continue
         if isinstance(c, str) or not c.passed:
             tvm_ok[r.role] = False
             continue
@@ -194,7 +212,7 @@ def check_pair(source, target, opts: DiffOptions, progress: Callable | None = No
         return _report(src_ref, tgt_ref, samples, origin, "divergent", _null_metrics(), findings,
                        S, T, eff, tol, noise, self_cmp, None, t_start)
     tvm_cmp = None
-    if S.tvm is not None and T.tvm is not None:
+    if S.tvm is not None and T.tvm is not None and not S.tvm_shared:
         tvm_cmp = compare_runs(S.tvm, T.tvm, eff, S.output_names)
     odd = None
     if not main.passed:
@@ -212,8 +230,8 @@ def check_pair(source, target, opts: DiffOptions, progress: Callable | None = No
     verdict = "equivalent"
     if not main.passed:
         verdict = "divergent"
-        if odd is not None:
-            model = source if odd == "source" else target
+        if odd == "target":
+            model = target
             findings.append(_finding(
                 R.TVM_MISMATCH, severity="error",
                 message=(f"the {odd} model's native runtime ({model.backend}) disagrees with TVM "
@@ -230,13 +248,33 @@ def check_pair(source, target, opts: DiffOptions, progress: Callable | None = No
             ev = {"mismatched": main.mismatched, "total": main.total, "worst_output": main.worst_output}
             if isinstance(tvm_cmp, Comparison):
                 ev["confirmed_by_tvm"] = not tvm_cmp.passed
+            if odd == "source":
+                # the source in its own framework is the reference: TVM agreeing with the target
+                # is recorded, and only a replay of the divergent layer may say more
+                ev["vote"] = {"odd_one_out": "source", "source_tvm_route": S.tvm_route}
+                msg += ("; TVM running the source agrees with the target, which the replay of "
+                        "the divergent layer weighs")
             findings.append(_finding(R.OUTPUTS_DIVERGE, msg, evidence=ev))
     return _report(src_ref, tgt_ref, samples, origin, verdict, main.metrics(), findings, S, T,
                    eff, tol, noise, self_cmp, tvm_cmp, t_start)
 
 
+def target_producer(target) -> str | None:
+    """The converter that made the target, from its metadata (None when unknown)."""
+    from convlint.analyzers.localize.tool import identify
+
+    try:
+        return identify(target.format, target.metadata()).get("converter")
+    except Exception:  # noqa: BLE001 - metadata is a hint; a model without it has no producer
+        return None
+
+
 def _odd_one_out(S: ModelRuns, T: ModelRuns, tol: Tolerance) -> str | None:
-    """Which native runtime is the odd one out when S and T disagree, by vote with TVM."""
+    """Which native runtime is the odd one out when S and T disagree, by vote with TVM.
+    A source TVM run that shares the target's converter does not vote."""
+    if S.tvm_shared:
+        S = ModelRuns(S.role, S.native, None)
+
     def agree(a, b):
         if a is None or b is None:
             return None
@@ -264,7 +302,8 @@ def _report(src_ref, tgt_ref, samples, origin, verdict, metrics, findings, S, T,
             self_cmp, tvm_cmp, t_start) -> ConversionReport:
     def model_info(r: ModelRuns) -> dict:
         c = self_cmp.get(r.role)
-        return {"tvm_route": r.tvm_route,
+        return {"tvm_route": r.tvm_route, "tvm_chain": routes.chain(r.tvm_route),
+                "tvm_independent": not r.tvm_shared,
                 "tvm_error": r.tvm_error.message if r.tvm_error else None,
                 "native_vs_tvm": (c.metrics() if isinstance(c, Comparison) else c),
                 "seconds": {k: round(v, 3) for k, v in r.seconds.items()}}

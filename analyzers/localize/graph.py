@@ -34,10 +34,13 @@ def _successors(layers: list) -> dict:
     """Single-input consumers of each layer; without connectivity, the next layer."""
     succ: dict = {}
     have_links = any(layer.inputs for layer in layers)
+    # inputs name tensors (ONNX, TFLite) or layers (Keras): both resolve to the producing layer
+    producer = {o: layer.name for layer in layers for o in layer.outputs}
     for i, layer in enumerate(layers):
         if have_links:
-            if len(layer.inputs) == 1:
-                succ.setdefault(layer.inputs[0], []).append(layer.name)
+            ins = [x for x in layer.inputs if x and x not in layer.weights]
+            if len(ins) == 1:
+                succ.setdefault(producer.get(ins[0], ins[0]), []).append(layer.name)
         elif i:
             succ.setdefault(layers[i - 1].name, []).append(layer.name)
     return succ

@@ -41,6 +41,28 @@ class Localization:
                 "conversion_tool": self.tool}
 
 
+SAME_WEIGHTS = 0.5  # a kernel pair scoring below this holds unrelated weights
+
+
+def not_same_model(src_k: list, matches: list, acts: list, inputs: list, rtol: float):
+    """A CL102 finding when the target is not the source converted: at least two kernels, at
+    most a quarter of them found in the target by their weights, and no layer output reproduced."""
+    if len(src_k) < 2:
+        return None
+    strong = sum(1 for m in matches if m.method.startswith("weights") and m.score >= SAME_WEIGHTS)
+    reproduced = [a for a in acts if a.source not in inputs and a.rel_err <= rtol]
+    if strong > len(src_k) / 4 or reproduced:
+        return None
+    from convlint.analyzers import rules as R
+    from convlint.analyzers.report.findings import Finding
+
+    return Finding(R.NOT_SAME_MODEL.code, "error", "graph",
+                   f"the target is not this source converted: {strong} of {len(src_k)} weight-bearing "
+                   "layers of the source are found in the target by their weights, and no layer's "
+                   "output is reproduced (another architecture or another checkpoint?)",
+                   evidence={"kernels": len(src_k), "found_by_weights": strong})
+
+
 def run(c: Capture, layer_rtol: float = graph.LAYER_RTOL) -> Localization:
     src_k = kernels(c.source_layers, c.source_format)
     tgt_k = kernels(c.target_layers, c.target_format)
@@ -62,5 +84,8 @@ def run(c: Capture, layer_rtol: float = graph.LAYER_RTOL) -> Localization:
                                        (c.source_format, c.target_format))
     findings = g_findings + h_findings + list(p_findings)
     alignment = Alignment(matches, acts, un_s, un_t)
+    other = not_same_model(src_k, matches, acts, c.source_inputs, layer_rtol)
+    if other is not None:
+        findings = [other]
     return Localization(findings, alignment, matches, table, g_ev,
                         identify(c.target_format, c.target_meta))

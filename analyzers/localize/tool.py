@@ -12,7 +12,7 @@ def identify(target_format: str, meta: dict) -> dict:
         out["converter"] = {"tf2onnx": "tf2onnx", "pytorch": "torch.onnx.export",
                             "onnx2torch": "onnx2torch", "keras2onnx": "keras2onnx",
                             "skl2onnx": "skl2onnx"}.get(prod, meta.get("producer_name") or None)
-        out["version"] = (meta.get("producer_version") or "").split()[0] or None
+        out["version"] = next(iter((meta.get("producer_version") or "").split()), None)
         out["evidence"] = {"opset": meta.get("opset"), "ir_version": meta.get("ir_version")}
     elif target_format == "tflite":
         out["converter"] = "TFLiteConverter" if "mlir" in (meta.get("description") or "").lower() \

@@ -91,6 +91,9 @@ class Runner:
         self._loaded = False
         self._hash: str | None = None
         self.tvm_route: str | None = None  # how the model reached TVM, once to_tvm() ran
+        # converters the TVM route should not pass through when another route exists (the one
+        # that made the other model of the pair: its evidence would not be independent)
+        self.tvm_avoid: frozenset = frozenset()
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> Runner:
@@ -175,6 +178,8 @@ class Runner:
         self.load()
         builder = self._tvm_import_impl(input_shapes)
         key = f"{self.hash}|{sorted(input_shapes.items())}|{type(self).__name__}"
+        if self.tvm_avoid:
+            key += f"|avoid={sorted(self.tvm_avoid)}"
         runner = compile_cached(key, builder, self._input_names_for_tvm())
         self.tvm_route = runner.route
         return runner

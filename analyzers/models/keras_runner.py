@@ -152,4 +152,4 @@ class KerasRunner(Runner):
         def fn(*xs):
             return model(xs[0] if len(xs) == 1 else list(xs), training=False)
 
-        return first_working(tf_function_to_tvm_builders(fn, specs, input_shapes))
+        return first_working(tf_function_to_tvm_builders(fn, specs, input_shapes), self.tvm_avoid)

@@ -125,4 +125,4 @@ class SavedModelRunner(Runner):
             res = fn(**{s.name: x for s, x in zip(specs, xs, strict=True)})
             return [res[k] for k in out_keys] if len(out_keys) > 1 else res[out_keys[0]]
 
-        return first_working(tf_function_to_tvm_builders(call, specs, input_shapes))
+        return first_working(tf_function_to_tvm_builders(call, specs, input_shapes), self.tvm_avoid)

@@ -93,9 +93,13 @@ def _bake_captured_constants(proto, concrete) -> None:
     proto.graph.input.extend(keep)
 
 
-def first_working(builders):
+def first_working(builders, avoid: frozenset = frozenset()):
     """A builder that tries ``[(route, builder)]`` in order and returns ``(route, IRModule)``
-    from the first that succeeds."""
+    from the first that succeeds. Routes through a converter in ``avoid`` (the one that made the
+    other model of the pair) are tried last: their evidence would not be independent."""
+    from convlint.analyzers.differential.routes import converters
+
+    builders = sorted(builders, key=lambda rb: bool(converters(rb[0]) & set(avoid)))
 
     def build():
         errors = []

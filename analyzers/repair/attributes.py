@@ -11,8 +11,9 @@ import numpy as np
 @dataclass
 class AttrEdit:
     node: str
-    attribute: str           # "strides", "dilations", "pads" or "clip"
-    value: list              # ints for geometry, [min, max] for clip
+    attribute: str           # "strides", "dilations", "pads", "clip", any other attribute of
+                             # the op, or "input:K" (a scalar constant input)
+    value: object            # ints for geometry, [min, max] for clip, else the new value
 
 
 def apply_onnx(model, edits: list) -> list:
@@ -38,6 +39,10 @@ def apply_onnx(model, edits: list) -> list:
             while len(n.input) < 3:
                 n.input.append("")
             n.input[1], n.input[2] = names  # own constants: the old ones may be shared
+        elif e.attribute not in ("strides", "dilations", "pads"):
+            from convlint.analyzers.models.onnx_replay import set_attribute
+
+            set_attribute(model, e.node, e.attribute, e.value)
         else:
             for a in list(n.attribute):
                 if a.name in (e.attribute, "auto_pad"):

@@ -1,0 +1,165 @@
+"""Localization through a crash: the target cannot be loaded or run in its runtime.
+
+The node the runtime names is cut out of the target together with everything downstream of it;
+the part that does run is captured on the same inputs as the source and aligned with it (by
+values, not names), and the first source layer the runnable part no longer reproduces is the one
+the failing node came from. A source layer whose name is a scope of the failing node's name
+confirms it. Stage ``conversion-tool``: the converter wrote a node the runtime rejects.
+
+Repairs, each written to a new file and verified by checking the pair again: a node that is not
+an op of the format's standard replaced by its standard equivalent (``SUBSTITUTES``), then the
+re-conversion search (``repair.reconvert``).
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from convlint.analyzers import rules as R
+from convlint.analyzers.report.findings import Finding, Location, Repair
+
+
+def failing_nodes(model, op: str | None) -> list:
+    """The target nodes a runtime's message names (by node name, or by op type)."""
+    if not op:
+        return []
+    m = re.match(r"^(.*) \((\w+)\)$", op)
+    name, op_type = (m.group(1), m.group(2)) if m else (op, op)
+    nodes = [n for n in model.graph.node if n.name == name]
+    return nodes or [n for n in model.graph.node if n.op_type == op_type]
+
+
+def runnable_prefix(model, bad: list):
+    """A copy of ``model`` without ``bad`` nodes and their descendants, every remaining tensor
+    an output."""
+    import onnx
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    dead = {o for n in bad for o in n.output}
+    names = {n.name for n in bad}
+    keep = []
+    for n in m.graph.node:
+        if n.name in names or any(i in dead for i in n.input):
+            dead.update(n.output)
+            continue
+        keep.append(n)
+    del m.graph.node[:]
+    m.graph.node.extend(keep)
+    del m.graph.output[:]
+    for n in keep:
+        if n.op_type != "Constant":
+            for o in n.output:
+                if o:
+                    m.graph.output.append(onnx.helper.make_empty_tensor_value_info(o))
+    return m
+
+
+def scope_layer(node_name: str, layer_names: list) -> str | None:
+    """The source layer whose name is a scope of ``node_name`` (tf2onnx and torch.onnx keep
+    layer scopes: ``model/dense_1/Gelu/Erfc``, ``/block/act/Gelu``), the longest first."""
+    parts = [p for p in re.split(r"[/.:;]", node_name) if p]
+    hits = [n for n in layer_names if n in parts or n.replace(".", "/") in node_name]
+    return max(hits, key=len) if hits else None
+
+
+def localize(source, target, report, popts, progress):
+    """``report`` (verdict crash) with the failing node's source layer named, and a repair."""
+    crash = next((f for f in report.findings if f.rule == R.MODEL_CRASH.code), None)
+    if crash is None or crash.evidence.get("model") != "target" or target.format != "onnx" \
+            or getattr(target, "model", None) is None:
+        return report
+    bad = failing_nodes(target.model, crash.evidence.get("op"))
+    if not bad:
+        return report
+    progress(f"localizing the crash: running the target without {bad[0].name}")
+    from convlint.analyzers.localize import stages
+    from convlint.analyzers.models import open_model
+    from convlint.analyzers.pipeline import capture
+
+    layer, evidence = None, {}
+    with tempfile.TemporaryDirectory(prefix="convlint-crash-") as d:
+        path = str(Path(d) / "runnable_prefix.onnx")
+        import onnx
+
+        onnx.save(runnable_prefix(target.model, bad), path)
+        try:
+            with open_model(path) as prefix:
+                cap = capture(source, prefix, popts.diff)
+                loc = stages.run(cap, layer_rtol=max(popts.diff.rtol, 1e-6))
+            first = next((f for f in loc.findings if f.rule == R.FIRST_DIVERGENT.code), None)
+            layer = first.layer if first else None
+            evidence["aligned_until"] = layer
+        except Exception as e:  # noqa: BLE001 - the prefix may fail too: fall back on scopes
+            evidence["prefix_error"] = " ".join(str(e).split())[:300]
+        names = [x.name for x in source.layers()]
+    scoped = scope_layer(bad[0].name, names)
+    if scoped and (layer is None or layer != scoped):
+        evidence["scope"] = scoped
+        layer = scoped if layer is None or _downstream(names, layer, scoped) else layer
+    if layer is None:
+        return report
+    ops = sorted({n.op_type for n in bad})
+    f = Finding(R.TARGET_NODE_REJECTED.code, "error", "conversion-tool",
+                f"the converter wrote {bad[0].name} ({', '.join(ops)}), which {crash.evidence.get('backend')} "
+                f"cannot {crash.evidence.get('step')}; it computes source layer {layer}",
+                layer=layer, location=Location(source_node=layer, target_node=bad[0].name),
+                evidence={"nodes": [n.name for n in bad], "ops": ops,
+                          "runtime_message": crash.message, **evidence})
+    findings = [*report.findings, f]
+    if popts.repair:
+        findings[-1] = _substitute(source, target, f, bad, popts, progress)
+        if not findings[-1].repair or not findings[-1].repair.verified:
+            from convlint.analyzers.pipeline import _verify
+            from convlint.analyzers.repair import reconvert
+
+            findings = reconvert.search(source, target, findings, popts, progress, _verify)
+    return replace(report, findings=tuple(findings))
+
+
+def _downstream(names: list, a: str, b: str) -> bool:
+    """True when ``b`` comes at or after ``a`` in the source's forward order."""
+    return a in names and b in names and names.index(b) >= names.index(a)
+
+
+# ops some converters write that are no ONNX ops, and their standard equivalents
+SUBSTITUTES = {
+    "Erfc": "1 - Erf(x)",
+}
+
+
+def _substitute(source, target, f, bad, popts, progress) -> Finding:
+    ops = {n.op_type for n in bad}
+    if not ops <= set(SUBSTITUTES):
+        return f
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from convlint.analyzers.pipeline import _after, _verify
+    from convlint.analyzers.repair.weights import repaired_path
+    from convlint.analyzers.report.io import write_new_file
+
+    m = onnx.ModelProto()
+    m.CopyFrom(target.model)
+    nodes = list(m.graph.node)
+    del m.graph.node[:]
+    for n in nodes:
+        if n.op_type == "Erfc":
+            one = f"{n.name}_convlint_one"
+            m.graph.initializer.append(numpy_helper.from_array(
+                __import__("numpy").array(1.0, "float32"), one))
+            m.graph.node.extend([
+                helper.make_node("Erf", [n.input[0]], [f"{n.name}_convlint_erf"], name=f"{n.name}_erf"),
+                helper.make_node("Sub", [one, f"{n.name}_convlint_erf"], list(n.output), name=n.name)])
+        else:
+            m.graph.node.append(n)
+    out = repaired_path(target.path, popts.output)
+    progress(f"repair: replacing {', '.join(sorted(ops))} by its ONNX equivalent into {out}")
+    write_new_file(out, m.SerializeToString(), protect=(target.path, source.path))
+    r = _verify(source, out, popts)
+    desc = "; ".join(f"{op} -> {SUBSTITUTES[op]}" for op in sorted(ops))
+    return f.with_(repair=Repair("patch-graph", f"replace {desc} (standard ONNX ops)", out,
+                                 r.verdict == "equivalent", _after(r)))
