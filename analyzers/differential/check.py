@@ -27,8 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from convlint.analyzers import rules as R
-from convlint.analyzers.differential.compare import Comparison, Tolerance, compare_runs
 from convlint.analyzers.differential import routes
+from convlint.analyzers.differential.compare import Comparison, Tolerance, compare_runs
 from convlint.analyzers.differential.inputs import (
     InputPlan,
     load_inputs,
