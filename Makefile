@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.convlint-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-python test-extension test-fast lint fixtures bench-faults bench-scripts bench-check bench-server bench-training bench-fuzz docs-screenshot clean
+.PHONY: install demo test test-python test-extension test-fast lint fixtures bench-faults bench-realbugs bench-scripts bench-check bench-server bench-training bench-fuzz docs-screenshot clean
 
 install: $(STAMP)
 
@@ -85,6 +85,11 @@ docs-screenshot: install
 bench-faults: install
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/faults/run.py --mobilenetv2 --polygraphy
+
+# real converter bugs: cases build their models with the real converters (some in an environment
+# of their own, made on first use under bench/realbugs/.venv-*)
+bench-realbugs: install
+	$(BIN)/python bench/realbugs/run.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info .demo $(EXT)/node_modules $(EXT)/dist $(EXT)/out $(EXT)/convlint.vsix

@@ -22,17 +22,39 @@ from convlint.analyzers import rules as R
 from convlint.analyzers.report.findings import Finding, Location, Repair
 
 
-def failing_nodes(model, op: str | None) -> list:
-    """The target nodes a runtime's message names (by node name, or by op type)."""
+def failing_nodes(model, op: str | None, loads=None) -> list:
+    """The target nodes a runtime's message names (by node name, or by op type); when it names
+    none, the first node without which the graph loads, found by bisecting the node order with
+    ``loads(model) -> bool``."""
     if not op:
-        return []
+        return _bisect(model, loads) if loads else []
     m = re.match(r"^(.*) \((\w+)\)$", op)
     name, op_type = (m.group(1), m.group(2)) if m else (op, op)
     nodes = [n for n in model.graph.node if n.name == name]
     return nodes or [n for n in model.graph.node if n.op_type == op_type]
 
 
-def runnable_prefix(model, bad: list):
+def _bisect(model, loads) -> list:
+    """The first node (in the graph's topological order) whose prefix no longer loads."""
+    nodes = list(model.graph.node)
+    lo, hi = 0, len(nodes)  # the first lo nodes load; all hi do not (checked by the caller)
+    if loads(_first(model, hi)):
+        return []
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if loads(_first(model, mid)):
+            lo = mid
+        else:
+            hi = mid
+    return [nodes[hi - 1]]
+
+
+def _first(model, k: int):
+    """The model's first ``k`` nodes, every tensor they make an output."""
+    return runnable_prefix(model, list(model.graph.node)[k:], cut_descendants=False)
+
+
+def runnable_prefix(model, bad: list, cut_descendants: bool = True):
     """A copy of ``model`` without ``bad`` nodes and their descendants, every remaining tensor
     an output."""
     import onnx
@@ -40,10 +62,10 @@ def runnable_prefix(model, bad: list):
     m = onnx.ModelProto()
     m.CopyFrom(model)
     dead = {o for n in bad for o in n.output}
-    names = {n.name for n in bad}
+    gone = {i for i, n in enumerate(model.graph.node) if any(n is b for b in bad)}
     keep = []
-    for n in m.graph.node:
-        if n.name in names or any(i in dead for i in n.input):
+    for i, n in enumerate(m.graph.node):
+        if i in gone or (cut_descendants and any(x in dead for x in n.input)):
             dead.update(n.output)
             continue
         keep.append(n)
@@ -56,6 +78,17 @@ def runnable_prefix(model, bad: list):
                 if o:
                     m.graph.output.append(onnx.helper.make_empty_tensor_value_info(o))
     return m
+
+
+def _loads(target):
+    def loads(model) -> bool:
+        try:
+            target.session(model)
+            return True
+        except Exception:  # noqa: BLE001 - the runtime refused it: that is the answer
+            return False
+
+    return loads
 
 
 def scope_layer(node_name: str, layer_names: list) -> str | None:
@@ -72,7 +105,7 @@ def localize(source, target, report, popts, progress):
     if crash is None or crash.evidence.get("model") != "target" or target.format != "onnx" \
             or getattr(target, "model", None) is None:
         return report
-    bad = failing_nodes(target.model, crash.evidence.get("op"))
+    bad = failing_nodes(target.model, crash.evidence.get("op"), _loads(target))
     if not bad:
         return report
     progress(f"localizing the crash: running the target without {bad[0].name}")
@@ -96,7 +129,7 @@ def localize(source, target, report, popts, progress):
         except Exception as e:  # noqa: BLE001 - the prefix may fail too: fall back on scopes
             evidence["prefix_error"] = " ".join(str(e).split())[:300]
         names = [x.name for x in source.layers()]
-    scoped = scope_layer(bad[0].name, names)
+    scoped = scope_layer(bad[0].name or "", names)
     if scoped and (layer is None or layer != scoped):
         evidence["scope"] = scoped
         layer = scoped if layer is None or _downstream(names, layer, scoped) else layer
@@ -110,6 +143,11 @@ def localize(source, target, report, popts, progress):
                 evidence={"nodes": [n.name for n in bad], "ops": ops,
                           "runtime_message": crash.message, **evidence})
     findings = [*report.findings, f]
+    from convlint.analyzers.pipeline import culprit
+
+    extra = dict(report.extra, localization={"culprit": culprit(findings), "crash": {
+        "nodes": [n.name for n in bad], **evidence}})
+    report = replace(report, extra=extra)
     if popts.repair:
         findings[-1] = _substitute(source, target, f, bad, popts, progress)
         if not findings[-1].repair or not findings[-1].repair.verified:

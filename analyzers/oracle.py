@@ -30,10 +30,16 @@ class OracleResult:
     verdict: str | None = None   # replay verdict: conversion, runtime, inherited
 
 
-def run(target, cap, loc, layer_rtol: float) -> OracleResult:
-    """Replay the first divergent layer of ``loc`` (an ONNX ``target`` runner); findings to add."""
+def run(target, cap, loc, layer_rtol: float, source=None) -> OracleResult:
+    """Replay the first divergent layer of ``loc`` (an ONNX ``target`` runner); findings to add.
+    With an ONNX ``source`` and another target format, the source's op is replayed instead, to
+    find the attribute value with which it computes what the target computes."""
     first = next((f for f in loc.findings if f.rule == R.FIRST_DIVERGENT.code), None)
-    if first is None or target.format != "onnx" or not cap.source_runs:
+    if first is None or not cap.source_runs:
+        return OracleResult()
+    if target.format != "onnx":
+        if source is not None and source.format == "onnx":
+            return _as_if(source, target, cap, loc, first, layer_rtol)
         return OracleResult()
     from convlint.analyzers.models import onnx_replay as O
 
@@ -140,3 +146,101 @@ def _show(node, attr: str):
     from convlint.analyzers.models.onnx_replay import schema_attributes
 
     return node.attributes.get(attr, schema_attributes(node.op_type).get(attr, (None, None))[1])
+
+
+def _downstream_nodes(layers: list, start: int) -> list:
+    """``layers[start]`` and every later layer that reads, directly or not, what it makes."""
+    live = set(layers[start].outputs)
+    out = [layers[start]]
+    for x in layers[start + 1:]:
+        if any(i in live for i in x.inputs):
+            out.append(x)
+            live.update(x.outputs)
+    return out
+
+
+def _as_if(source, target, cap, loc, first, layer_rtol: float) -> OracleResult:
+    """ONNX source, other target: the attribute value with which the source's op, alone on its
+    own captured inputs, computes what the target computes there (the converter read it so)."""
+    from convlint.analyzers.models import onnx_replay as O
+
+    explained = {f.layer for f in loc.findings if f.rule != R.FIRST_DIVERGENT.code and f.severity == "error"}
+    group = list(first.evidence.get("fused_group") or [first.layer])
+    if explained & set(group):
+        return OracleResult()
+    by_act = {a.source: a for a in loc.alignment.activations}
+    by_src = {x.name: x for x in cap.source_layers}
+    close = max(10 * layer_rtol, 1e-4)
+    src0, tgt0 = cap.source_runs[0], cap.target_runs[0]
+    name = next((g for g in reversed(group) if g in by_src and by_act.get(g) and by_act[g].target
+                 and by_act[g].rel_err <= close * 100), None)
+    if name is not None:  # the target holds the layer's tensor: replay the op alone
+        node, act = by_src[name], by_act[name]
+        nodes, outs = [node], [node.outputs[0]] if node.outputs else []
+        y_t = np.asarray(tgt0[act.target])
+        y_t = np.transpose(y_t, act.permutation) if act.permutation is not None else y_t
+        where = act.target
+    else:  # no tensor of its own in the target: replay from the layer to the model's output
+        name = group[0]
+        if name not in by_src:
+            return OracleResult()
+        node = by_src[name]
+        order = [x.name for x in cap.source_layers]
+        nodes = _downstream_nodes(cap.source_layers, order.index(name))
+        outs = [o.name for o in source.model.graph.output]
+        try:
+            y_t = next(iter(target.run({s.name: tgt0[s.name] for s in target.input_specs()}).values()))
+        except Exception:  # noqa: BLE001 - no final output to compare with
+            return OracleResult()
+        where = "output"
+    produced = {o for x in nodes for o in x.outputs}
+    ins = list(dict.fromkeys(i for x in nodes for i in x.inputs
+                             if i and i not in x.weights and i not in produced))
+    if not outs or any(i not in src0 for i in ins):
+        return OracleResult()
+    feeds = {i: np.ascontiguousarray(src0[i]) for i in ins}
+    sub = O.subgraph(source.model, [x.name for x in nodes], feeds, outs[:1])
+    numbers = replay.source_numbers([x for x in cap.target_layers])
+    schema = O.schema_attributes(node.op_type, "")
+    cands = [[c] for c in replay.candidates(node, schema, numbers)] + \
+        [[c] for c in _axes_candidates(node, src0)]
+    best = None
+    for changes in cands[:MAX_CANDIDATES]:
+        m = sub
+        for a, v in changes:
+            m = O.with_attribute(m, node.name, a, v)
+        try:
+            y = O.run_runtime(m, feeds)[0]
+        except Exception:  # noqa: BLE001 - an invalid value for this op: not a candidate
+            continue
+        if y.shape == y_t.shape:
+            e = rel_err(y_t.astype(np.float64), y.astype(np.float64))
+            if e <= close and (best is None or e < best[1]):
+                best = (changes, e)
+    if best is None:
+        return OracleResult()
+    changes, err = best
+    desc = ", ".join(f"{a}={_fmt(v)}" for a, v in changes)
+    now = ", ".join(f"{a}={_fmt(_show(node, a))}" for a, _ in changes)
+    f = Finding(R.OP_SEMANTICS.code, "error", "hyperparameters",
+                f"{name}: the target computes the source's {node.op_type} as if {desc} (the source "
+                f"has {now}): replayed alone on the source's inputs with that value, the source op "
+                f"reproduces the target (relative error {err:.2g}); the converter misreads it",
+                layer=name, location=Location(source_node=name, target_node=where),
+                evidence={"node": name, "op": node.op_type, "changes": [[a, v] for a, v in changes],
+                          "source": [_show(node, a) for a, _ in changes], "direction": "as-if",
+                          "replay_error_after": err})
+    return OracleResult([f], {"replay": {"layer": name, "direction": "as-if", "changes": f.evidence["changes"]}},
+                        "conversion")
+
+
+def _axes_candidates(node, feeds) -> list:
+    """Other axes of the same count, for a reduction that names axes (attribute or input)."""
+    from itertools import combinations
+
+    axes = node.attributes.get("axes")
+    if not isinstance(axes, (list, tuple)) or not node.inputs or node.inputs[0] not in feeds:
+        return []
+    rank = np.ndim(feeds[node.inputs[0]])
+    cur = sorted(a % rank for a in axes)
+    return [("axes", list(c)) for c in combinations(range(rank), len(axes)) if list(c) != cur]

@@ -77,7 +77,7 @@ def check(source, target, popts: PipelineOptions, progress: Callable | None = No
     progress("localizing: replaying the first divergent layer alone")
     from convlint.analyzers import oracle
 
-    orc = oracle.run(target, cap, loc, layer_rtol)
+    orc = oracle.run(target, cap, loc, layer_rtol, source)
     findings = _weigh_vote(list(report.findings), orc) + loc.findings + orc.findings
     t1 = time.perf_counter()
     findings += _stage1(source, target, loc, popts, progress)
@@ -111,7 +111,8 @@ def _weigh_vote(findings: list, orc) -> list:
 
 
 # the stage of a finding that says *why*, most specific first; graph-level symptoms come last
-_SYMPTOMS = (R.OUTPUTS_DIVERGE.code, R.OUTPUT_SHAPE.code, R.FIRST_DIVERGENT.code)
+_SYMPTOMS = (R.OUTPUTS_DIVERGE.code, R.OUTPUT_SHAPE.code, R.FIRST_DIVERGENT.code,
+             R.MODEL_CRASH.code)
 
 
 def culprit(findings) -> dict | None:
