@@ -131,3 +131,58 @@ def test_an_output_of_another_shape_is_an_output_shape_finding():
     assert f.rule == "CL101" and "(1, 4)" in f.message and "(1, 5)" in f.message
     # its clean twin: the same shapes, the same function
     assert check_pair(Fake("s", good), Fake("t", good), OPTS).findings == ()
+
+
+def test_tvm_agreeing_with_the_target_never_blames_the_source_framework():
+    # S' agrees with T: the source in its own framework is still the reference
+    r = check_pair(Fake("s", good, tvm=off), Fake("t", off), OPTS)
+    assert r.verdict == "divergent"
+    assert not [f for f in r.findings if f.rule == "CL010" and f.severity == "error"]
+    (f,) = [f for f in r.findings if f.rule == "CL100"]
+    assert f.evidence["vote"]["odd_one_out"] == "source"
+
+
+class Tf2onnxTarget(Fake):
+    def _metadata_impl(self):
+        return {"producer_name": "tf2onnx", "producer_version": "1.17.0"}
+
+
+class SharedRoute:
+    route = "tf2onnx(opset 17, float) -> relax.frontend.onnx"
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def run(self, inputs):
+        return [self.fn(next(iter(inputs.values())))]
+
+
+class KerasLike(Fake):
+    format = "keras"
+
+    def to_tvm(self, shapes):
+        assert self.tvm_avoid == frozenset({"tf2onnx"})  # told which converter to avoid
+        return SharedRoute(self.tvm)
+
+
+def test_a_source_route_through_the_targets_converter_is_not_independent():
+    # the only route shares tf2onnx with the target and inherits its fault
+    r = check_pair(KerasLike("s", good, tvm=off), Tf2onnxTarget("t", off), OPTS)
+    assert r.verdict == "divergent"
+    assert [f.rule for f in r.findings if f.severity == "error"] == ["CL100"]
+    (path,) = [f for f in r.findings if f.rule == "CL013"]
+    assert path.evidence["shared_with_target"] == ["tf2onnx"]
+    assert r.extra["runs"]["source"]["tvm_independent"] is False
+    assert r.extra["runs"]["source"]["tvm_chain"] == ["tf2onnx(opset 17, float)", "relax.frontend.onnx"]
+    # its clean twin: nothing but the route note
+    clean = check_pair(KerasLike("s", good), Tf2onnxTarget("t", good), OPTS)
+    assert clean.verdict == "equivalent" and [f.rule for f in clean.findings] == ["CL013"]
+
+
+def test_routes_avoid_the_targets_converter_when_another_exists():
+    from convlint.analyzers.models.tf_common import first_working
+
+    built = first_working([("tf2onnx(opset 17) -> relax.frontend.onnx", lambda: "a"),
+                           ("TFLiteConverter(float) -> relax.frontend.tflite", lambda: "b")],
+                          avoid=frozenset({"tf2onnx"}))
+    assert built() == ("TFLiteConverter(float) -> relax.frontend.tflite", "b")

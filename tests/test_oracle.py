@@ -1,0 +1,117 @@
+"""The independent oracle (layer replay), the attribute search, crash localization through the
+runnable part of a target, and not-the-same-model. ONNX pairs built here with onnx.helper: the
+source and the target differ only where each test says; every fault has a clean twin."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper as h
+from onnx import numpy_helper as nh
+
+from convlint.analyzers.differential.check import DiffOptions
+from convlint.analyzers.pipeline import PipelineOptions, check_paths
+
+OPTS = DiffOptions(num_inputs=4, use_tvm=False)
+
+
+def conv_block(path, *, alpha=0.1, mode="linear", ctm="half_pixel", seed=0, erfc=False):
+    """conv1 -> act1 (LeakyRelu) -> up (Resize x2) -> conv2 [-> erfc]."""
+    rng = np.random.default_rng(seed)
+    inits = [nh.from_array(rng.normal(size=(8, 3, 3, 3)).astype(np.float32), "w1"),
+             nh.from_array(rng.normal(size=(4, 8, 3, 3)).astype(np.float32), "w2"),
+             nh.from_array(np.array([1, 1, 2, 2], np.float32), "sc")]
+    nodes = [h.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+             h.make_node("LeakyRelu", ["c1"], ["a1"], name="act1", alpha=alpha),
+             h.make_node("Resize", ["a1", "", "sc"], ["r1"], name="up", mode=mode,
+                         coordinate_transformation_mode=ctm),
+             h.make_node("Conv", ["r1", "w2"], ["c2"], name="conv2", pads=[1, 1, 1, 1])]
+    if erfc:  # what tf2onnx writes for exact GELU's erfc: no ONNX op
+        nodes.append(h.make_node("Erfc", ["c2"], ["y"], name="gelu/Erfc"))
+    else:  # its standard form, 1 - Erf(x)
+        inits.append(nh.from_array(np.array(1.0, np.float32), "one"))
+        nodes += [h.make_node("Erf", ["c2"], ["e"], name="gelu/Erf"),
+                  h.make_node("Sub", ["one", "e"], ["y"], name="gelu/Sub")]
+    g = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", 1, [1, 3, 8, 8])],
+                     [h.make_tensor_value_info("y", 1, [1, 4, 16, 16])], inits)
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+    m.producer_name = "test"
+    onnx.save(m, str(path))
+    return str(path)
+
+
+def run(tmp_path, **kw):
+    src = conv_block(tmp_path / "src.onnx")
+    tgt = conv_block(tmp_path / "tgt.onnx", **kw)
+    out = tmp_path / "repaired.onnx"
+    return check_paths(src, tgt, PipelineOptions(OPTS, repair=True, output=str(out))), out
+
+
+@pytest.mark.parametrize("change,attribute,value", [
+    ({"alpha": 0.01}, "alpha", 0.1),
+    ({"ctm": "asymmetric"}, "coordinate_transformation_mode", "half_pixel"),
+    ({"mode": "nearest"}, "mode", "linear"),
+])
+def test_changed_attribute_found_by_replay_and_repaired(tmp_path, change, attribute, value):
+    r, out = run(tmp_path, **change)
+    (f,) = [f for f in r.findings if f.rule == "CL305"]
+    layer = "act1" if attribute == "alpha" else "up"
+    assert f.layer == layer and f.stage == "hyperparameters"
+    (a, v), = f.evidence["changes"]
+    assert a == attribute and (v == value if isinstance(value, str) else abs(v - value) < 1e-6)
+    assert f.evidence["replay"]["verdict"] == "conversion"
+    assert f.repair.kind == "patch-attributes" and f.repair.verified and out.exists()
+    assert r.extra["localization"]["culprit"] == {"rule": "CL305", "stage": "hyperparameters",
+                                                  "layer": layer}
+
+
+def test_clean_twin_raises_nothing(tmp_path):
+    r, out = run(tmp_path)
+    assert r.verdict == "equivalent" and r.findings == () and not out.exists()
+
+
+def test_replay_blames_the_runtime_only_when_the_reference_reproduces_the_source():
+    from convlint.analyzers.localize.replay import judge
+
+    x = np.random.default_rng(0).normal(size=(2, 8))
+    assert judge(x, x, x + 1.0, 1e-3).verdict == "runtime"
+    assert judge(x, x + 1.0, x + 1.0, 1e-3).verdict == "conversion"
+    assert judge(x, x, x, 1e-3).verdict == "inherited"
+
+
+def test_crash_is_localized_to_the_source_layer_and_repaired(tmp_path):
+    src = conv_block(tmp_path / "src.onnx")
+    tgt = conv_block(tmp_path / "tgt.onnx", erfc=True)
+    out = tmp_path / "repaired.onnx"
+    r = check_paths(src, tgt, PipelineOptions(OPTS, repair=True, output=str(out)))
+    assert r.verdict == "crash"
+    (f,) = [f for f in r.findings if f.rule == "CL402"]
+    assert f.stage == "conversion-tool" and f.layer == "gelu/Erf"
+    assert f.location.target_node == "gelu/Erfc" and "Erfc" in f.evidence["runtime_message"]
+    assert f.repair.kind == "patch-graph" and f.repair.verified
+    assert r.extra["localization"]["culprit"]["rule"] == "CL402"
+    # the repaired file is the clean twin's equal
+    again = check_paths(src, str(out), PipelineOptions(OPTS))
+    assert again.verdict == "equivalent" and again.findings == ()
+
+
+def test_crash_without_a_named_node_is_found_by_bisection(tmp_path):
+    from convlint.analyzers.crash import failing_nodes
+
+    m = onnx.load(conv_block(tmp_path / "t.onnx", erfc=True))
+
+    def loads(model) -> bool:
+        return not any(n.op_type == "Erfc" for n in model.graph.node)
+
+    (n,) = failing_nodes(m, None, loads)
+    assert n.name == "gelu/Erfc"
+    assert failing_nodes(onnx.load(conv_block(tmp_path / "c.onnx")), None, lambda m: True) == []
+
+
+def test_another_checkpoint_is_not_the_same_model(tmp_path):
+    src = conv_block(tmp_path / "src.onnx")
+    other = conv_block(tmp_path / "other.onnx", seed=7)
+    r = check_paths(src, other, PipelineOptions(OPTS))
+    rules = [f.rule for f in r.findings]
+    assert "CL102" in rules and "CL110" not in rules and "CL204" not in rules
