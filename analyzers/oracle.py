@@ -28,6 +28,7 @@ class OracleResult:
     findings: list = field(default_factory=list)
     evidence: dict = field(default_factory=dict)
     verdict: str | None = None   # replay verdict: conversion, runtime, inherited
+    refuted: list = field(default_factory=list)  # findings the replay contradicts
 
 
 def run(target, cap, loc, layer_rtol: float, source=None) -> OracleResult:
@@ -47,7 +48,11 @@ def run(target, cap, loc, layer_rtol: float, source=None) -> OracleResult:
     src_keys = dict(graph.source_keys(cap.source_layers, cap.source_runs[0]))
     src_keys.update({n: n for n in cap.source_inputs})
     good = max(layer_rtol, 1e-6)
-    p = replay.plan(group, loc.alignment.activations, src_keys, cap.target_layers, good)
+    src0, tgt0 = cap.source_runs[0], cap.target_runs[0]
+    p = replay.plan(group, loc.alignment.activations, src_keys, cap.target_layers, good,
+                    cap.source_layers, loc.matches,
+                    {n: np.shape(src0[k]) for n, k in src_keys.items() if k in src0},
+                    {k: np.shape(v) for k, v in tgt0.items()})
     if p is None:
         return OracleResult(evidence={"replay": None, "why": "no aligned inputs to feed"})
     close = max(10 * layer_rtol, 1e-4)
@@ -75,11 +80,26 @@ def run(target, cap, loc, layer_rtol: float, source=None) -> OracleResult:
         return out
     if res.verdict != "conversion":
         return out
-    explained = {f.layer for f in loc.findings if f.rule != R.FIRST_DIVERGENT.code and f.severity == "error"}
+    # every structural diagnosis on this layer is a hypothesis: tried on the layer alone
+    for f in loc.findings:
+        if f.rule == R.EXTRA_OP.code and f.layer in group and f.evidence.get("nodes"):
+            from convlint.analyzers.repair.graph import GraphEdit
+
+            e = _edited_error(sub, p, feeds, expected, GraphEdit("remove", list(f.evidence["nodes"])))
+            if e is None or e > close:
+                out.refuted.append(f)
+    refuted = {id(f) for f in out.refuted}
+    explained = {f.layer for f in loc.findings if f.rule != R.FIRST_DIVERGENT.code
+                 and f.severity == "error" and id(f) not in refuted}
     if explained & set(group):
         return out
     src_layers = [x for x in cap.source_layers if x.name in group]
     hit = search(sub, p, feeds, expected, cap.target_layers, src_layers, close)
+    if hit is None:
+        edit = graph_search(sub, p, feeds, expected, cap.target_layers, close)
+        if edit is not None:
+            out.findings.append(_graph_finding(first, p, edit, res, ev))
+            return out
     if hit is not None:
         node, changes, err = hit
         op = next(x.op_type for x in cap.target_layers if x.name == node)
@@ -132,6 +152,72 @@ def search(sub, p, feeds, expected, tgt_layers, src_layers, close) -> tuple | No
             if best is not None:
                 return best
     return best
+
+
+# unary ops a converter may drop (a rounding, an activation, a sign) and may add by mistake
+INSERTABLE = ("Floor", "Ceil", "Round", "Relu", "Neg", "Abs", "Sigmoid", "Tanh", "Sign")
+
+
+def _edited_error(sub, p, feeds, expected, edit) -> float | None:
+    """The replay's relative error against the source after a graph ``edit``."""
+    import onnx
+
+    from convlint.analyzers.models import onnx_replay as O
+    from convlint.analyzers.repair.graph import apply_onnx
+
+    m = onnx.ModelProto()
+    m.CopyFrom(sub)
+    if not apply_onnx(m, [edit]):
+        return None
+    try:
+        y = p.in_source_layout(O.run_runtime(m, feeds)[0])
+    except Exception:  # noqa: BLE001 - an edit that breaks the graph: not a candidate
+        return None
+    if y.shape != expected.shape:
+        return None
+    return rel_err(expected.astype(np.float64), y.astype(np.float64))
+
+
+def graph_search(sub, p, feeds, expected, tgt_layers, close):
+    """The first graph edit (a unary op inserted after a node, or a single-input node removed)
+    with which the replayed layer reproduces the source: ``(GraphEdit, error)``."""
+    from convlint.analyzers.repair.graph import GraphEdit
+
+    by = {x.name: x for x in tgt_layers}
+    cands = []
+    for name in reversed(p.nodes):
+        n = by[name]
+        if n.outputs:
+            cands += [GraphEdit("insert-op", [], n.outputs[0], op=u) for u in INSERTABLE]
+        dynamic = [i for i in n.inputs if i and i not in n.weights]
+        if len(dynamic) == 1 and len(n.outputs) == 1:
+            cands.append(GraphEdit("remove", [name]))
+    for edit in cands[:MAX_CANDIDATES]:
+        e = _edited_error(sub, p, feeds, expected, edit)
+        if e is not None and e <= close:
+            return edit, e
+    return None
+
+
+def _graph_finding(first, p, hit, res, ev) -> Finding:
+    edit, err = hit
+    base = {"replay_error_after": err, **ev}
+    if edit.action == "insert-op":
+        return Finding(
+            R.MISSING_OP.code, "error", "graph",
+            f"{first.layer}: the target lacks a {edit.op} after {edit.tensor}: with it inserted "
+            f"the layer alone reproduces the source (relative error "
+            f"{res.reference_vs_source:.2g} -> {err:.2g})", layer=first.layer,
+            location=Location(source_node=p.source_key, target_node=edit.tensor),
+            evidence={"kind": edit.op, "op": edit.op, "after_tensor": edit.tensor, "nodes": [],
+                      **base})
+    return Finding(
+        R.EXTRA_OP.code, "error", "graph",
+        f"{first.layer}: the target's {edit.nodes[0]} has no counterpart in the source: without it "
+        f"the layer alone reproduces the source (relative error {res.reference_vs_source:.2g} -> "
+        f"{err:.2g})", layer=first.layer,
+        location=Location(source_node=p.source_key, target_node=edit.nodes[0]),
+        evidence={"kind": "op", "nodes": list(edit.nodes), **base})
 
 
 def _fmt(v) -> str:

@@ -78,7 +78,11 @@ def check(source, target, popts: PipelineOptions, progress: Callable | None = No
     from convlint.analyzers import oracle
 
     orc = oracle.run(target, cap, loc, layer_rtol, source)
-    findings = _weigh_vote(list(report.findings), orc) + loc.findings + orc.findings
+    refuted = {id(f) for f in orc.refuted}
+    findings = _weigh_vote(list(report.findings), orc) + [
+        f.with_(severity="info", message=f.message + " (refuted: the layer replayed without it "
+                "still differs from the source)") if id(f) in refuted else f
+        for f in loc.findings] + orc.findings
     t1 = time.perf_counter()
     findings += _stage1(source, target, loc, popts, progress)
     if popts.repair:
@@ -204,7 +208,7 @@ def _repair(source, target, loc, findings, popts: PipelineOptions, progress) -> 
         return findings  # re-conversion already repaired the model
     patches, edits, graph_edits, planned = [], [], [], {}
     for f in findings:
-        if f.repair is not None:
+        if f.repair is not None or f.severity != "error":
             continue
         m = by_layer.get(f.layer) or next((x for x in loc.matches if (x.source.bn or {}).get("layer") == f.layer), None)
         if f.rule in weights and m is not None:
@@ -245,6 +249,10 @@ def _repair(source, target, loc, findings, popts: PipelineOptions, progress) -> 
             planned[id(f)] = ("patch-graph", e.key,
                               f"undo the scaling of {e.tensor} ((x - {b:.6g}) / {a:.6g}) before "
                               f"{f.location.target_node}")
+        elif f.rule == R.MISSING_OP.code and target.format == "onnx" and f.evidence.get("op"):
+            e = GraphEdit("insert-op", [], f.evidence["after_tensor"], op=f.evidence["op"])
+            graph_edits.append(e)
+            planned[id(f)] = ("patch-graph", e.key, f"insert the missing {e.op} after {e.tensor}")
         elif f.rule == R.MISSING_OP.code and target.format == "onnx" and f.evidence.get("after_tensor"):
             b = f.evidence.get("bounds")
             e = GraphEdit("insert-activation", [], f.evidence["after_tensor"], tuple(b) if b else None)

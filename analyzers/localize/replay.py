@@ -58,19 +58,33 @@ class ReplayPlan:
                 "fed_from": {t: f"{side}:{key}" for t, (side, key, _) in self.feeds.items()}}
 
 
-def plan(group: list, acts: list, src_keys: dict, tgt_layers: list, good: float) -> ReplayPlan | None:
+def plan(group: list, acts: list, src_keys: dict, tgt_layers: list, good: float,
+         src_layers: list = (), kernels: list = (), shapes: dict | None = None,
+         tgt_shapes: dict | None = None) -> ReplayPlan | None:
     """The replay of a divergent source ``group`` (a fused chain, forward order).
 
     ``acts``: activation matches (source layer -> target tensor); ``src_keys``: source layer ->
     key of its output in the runs; ``good``: the relative error under which a tensor counts as
-    reproduced."""
+    reproduced; ``kernels``: the kernel matches (the next aligned kernel tells which target
+    tensor holds the group's output); ``shapes``/``tgt_shapes``: tensor shapes of each side."""
+    shapes, tgt_shapes = shapes or {}, tgt_shapes or {}
     by_src = {a.source: a for a in acts}
-    last = next((g for g in reversed(group) if by_src.get(g) and by_src[g].target), None)
-    if last is None:
-        return None
-    out = by_src[last].target
     producer = {o: n for n in tgt_layers for o in n.outputs}
-    if out not in producer:
+    last, out, perm = None, None, None
+    # the group's output as the next aligned kernel reads it: structural, where the value match
+    # of a divergent layer can only be a guess
+    fed = _read_by_next_kernel(group, src_layers, kernels, tgt_layers)
+    if fed is not None:
+        last, out = group[-1], fed
+        perm = _perm(shapes.get(last), tgt_shapes.get(out))
+        if perm is False:
+            last = out = None
+    if out is None:
+        last = next((g for g in reversed(group) if by_src.get(g) and by_src[g].target), None)
+        if last is None:
+            return None
+        out, perm = by_src[last].target, by_src[last].permutation
+    if out not in producer or last not in src_keys:
         return None
     in_group = set(group)
     reproduced = {}
@@ -98,7 +112,37 @@ def plan(group: list, acts: list, src_keys: dict, tgt_layers: list, good: float)
     nodes.sort(key=lambda n: order.get(n, 0))
     if not any(side == "source" for side, _, _ in feeds.values()):
         return None  # nothing of the source reaches it: no independent evidence
-    return ReplayPlan(last, src_keys[last], out, by_src[last].permutation, nodes, feeds)
+    return ReplayPlan(last, src_keys[last], out, perm, nodes, feeds)
+
+
+def _read_by_next_kernel(group: list, src_layers: list, kernels: list, tgt_layers: list) -> str | None:
+    """The target tensor the matched kernel after ``group`` reads (its first dynamic input)."""
+    by = {x.name: x for x in src_layers}
+    last = by.get(group[-1]) if group else None
+    if last is None:
+        return None
+    names = {last.name, *last.outputs}
+    tgt = {x.name: x for x in tgt_layers}
+    for m in kernels:
+        s, t = by.get(m.source.layer), tgt.get(m.target.layer)
+        if s is None or t is None or not any(i in names for i in s.inputs):
+            continue
+        return next((i for i in t.inputs if i and i not in t.weights), None)
+    return None
+
+
+def _perm(src_shape, tgt_shape):
+    """The transpose that reads a target tensor in the source's layout: None (as is), a
+    permutation, or False when the shapes cannot be the same tensor."""
+    if src_shape is None or tgt_shape is None:
+        return False
+    if tuple(src_shape) == tuple(tgt_shape):
+        return None
+    if len(src_shape) == 4 == len(tgt_shape):
+        for perm in ((0, 2, 3, 1), (0, 3, 1, 2)):
+            if tuple(tgt_shape[i] for i in perm) == tuple(src_shape):
+                return perm
+    return False
 
 
 @dataclass
@@ -143,6 +187,7 @@ ENUMS = {
     "approximate": ["none", "tanh"],
     "auto_pad": ["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"],
     "keep_aspect_ratio_policy": ["stretch", "not_larger", "not_smaller"],
+    "reduction": ["none", "add", "mul", "max", "min"],
 }
 # constants that converters get wrong or leave at a default (activation slopes, epsilons, cubic
 # coefficients, hard-sigmoid slopes), tried besides the source layer's own numbers

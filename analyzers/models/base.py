@@ -243,6 +243,9 @@ def _failing_op(e: BaseException) -> str | None:
     m = re.search(r'In Node, \("([^"]*)", (\w+)', text)  # onnxruntime's INVALID_GRAPH
     if m:
         return f"{m.group(1)} ({m.group(2)})" if m.group(1) else m.group(2)
+    m = re.search(r"running (\w+) node\. Name:'([^']*)'", text)  # onnxruntime at run time
+    if m:
+        return f"{m.group(2)} ({m.group(1)})" if m.group(2) else m.group(1)
     for pat in (r"[Nn]ode(?: name)?[:=]?\s*'?\"?([\w/.:;\-]+)", r"[Oo]p(?:erator)?\s*'?\"?([A-Z][\w]+)",
                 r"OpNotImplemented:?\s*.*?([A-Z_][A-Z0-9_]+)"):
         m = re.search(pat, text)

@@ -10,12 +10,14 @@ import numpy as np
 
 @dataclass
 class GraphEdit:
-    action: str          # "remove", "insert-activation", "insert-transpose", "insert-affine"
+    action: str          # "remove", "insert-activation", "insert-transpose", "insert-affine",
+                         # "insert-op"
     nodes: list          # node names to remove
     tensor: str | None = None
     bounds: tuple | None = None  # (lo, hi) of the activation to insert
     perm: list | None = None     # insert-transpose
     affine: tuple | None = None  # insert-affine: (scale, shift) to apply
+    op: str | None = None        # insert-op: a unary ONNX op to put after ``tensor``
 
     @property
     def relu(self) -> bool:
@@ -28,7 +30,8 @@ class GraphEdit:
         if self.action == "remove":
             return self.nodes[0]
         suffix = {"insert-activation": "relu" if self.relu else "clip",
-                  "insert-transpose": "transpose", "insert-affine": "affine"}[self.action]
+                  "insert-transpose": "transpose", "insert-affine": "affine",
+                  "insert-op": (self.op or "").lower()}[self.action]
         return f"{self.tensor}_convlint_{suffix}"
 
 
@@ -80,6 +83,10 @@ def apply_onnx(model, edits: list) -> list:
                 act = onnx.helper.make_node("Clip", [e.tensor, *names], [out], name=e.key)
             _insert(model, e.tensor, out, [act])
             done.append(act.name)
+        elif e.action == "insert-op" and e.tensor and e.op:
+            out = e.key
+            _insert(model, e.tensor, out, [onnx.helper.make_node(e.op, [e.tensor], [out], name=out)])
+            done.append(out)
         elif e.action == "insert-transpose" and e.tensor and e.perm:
             out = f"{e.tensor}_convlint_layout"
             t = onnx.helper.make_node("Transpose", [e.tensor], [out], perm=[int(p) for p in e.perm],

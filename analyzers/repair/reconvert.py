@@ -132,7 +132,13 @@ def _tf2onnx_tflite(source, path: str) -> None:
 
 
 def _torch_onnx(source, path: str, dynamo: bool, opset: int) -> None:
+    import contextlib
+    import io
+    import logging
+
     import torch
+
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # its registry warns of torchvision
 
     from convlint.analyzers.differential.inputs import plan_inputs, random_inputs
 
@@ -144,4 +150,17 @@ def _torch_onnx(source, path: str, dynamo: bool, opset: int) -> None:
     if dynamo:
         kw["external_data"] = False
         kw["verbose"] = False
-    torch.onnx.export(source.ep.module() if not dynamo else source.ep, args, path, **kw)
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints its progress
+            torch.onnx.export(source.ep, args, path, **kw)
+        return
+    # the TorchScript-based exporter calls train(False), which the module an ExportedProgram
+    # unlifts refuses: a plain Module calls it without registering it as a child
+    inner = source.ep.module()
+    for p in inner.parameters():
+        p.requires_grad_(False)
+
+    class Unlifted(torch.nn.Module):
+        def forward(self, *xs):
+            return inner(*xs)
+
+    torch.onnx.export(Unlifted(), args, path, **kw)

@@ -44,6 +44,7 @@ def load_cases(pattern: str | None) -> list:
 ENVS = {
     "onnx2torch": [["torch==2.13.0", "onnx", "onnxruntime", "numpy"],
                    ["--no-deps", "onnx2torch==1.5.15"]],
+    "torchonnx": [["torch==2.13.0", "onnxscript==0.7.2", "onnx", "onnxruntime", "numpy"]],
     "onnx2tf": [["onnx2tf==1.29.24", "tensorflow==2.19.0", "tf_keras==2.19.0", "onnx==1.19.1",
                  "onnxruntime==1.23.0", "numpy<2", "onnx_graphsurgeon", "sng4onnx", "psutil",
                  "onnxsim==0.4.36"]],

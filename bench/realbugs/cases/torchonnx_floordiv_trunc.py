@@ -16,7 +16,8 @@ CASE = {
     "summary": "the TorchScript exporter turns x // step (floor division) into Div+truncation, so the posterize layer "
                "rounds negative values towards zero instead of down",
     "layer": ["quant"],
-    "stage": "hyperparameters",
+    # graph (README, "Culprit stages"): the exported graph lacks the Floor the source's `//` needs
+    "stage": "graph",
     "repairable": True,   # re-export with dynamo=True gives Div+Floor; or patch the Cast/trunc chain into Floor
     "env": "main",
     "diff_args": [],
