@@ -111,18 +111,43 @@ def _loads(target):
 
 
 def scope_layer(node_name: str, layer_names: list) -> str | None:
-    """The source layer whose name is a scope of ``node_name`` (tf2onnx and torch.onnx keep
-    layer scopes: ``model/dense_1/Gelu/Erfc``, ``/block/act/Gelu``), the longest first."""
+    """The source layer whose name is a scope of ``node_name`` (tf2onnx, torch.onnx and
+    TFLiteConverter keep layer scopes: ``model/dense_1/Gelu/Erfc``, ``/block/act/Gelu``,
+    ``functional_1/flip_1/ReverseV2``; Keras 3 suffixes a scope with ``_N``), the longest first."""
     parts = [p for p in re.split(r"[/.:;]", node_name) if p]
-    hits = [n for n in layer_names if n in parts or n.replace(".", "/") in node_name]
+    hits = [n for n in layer_names if n and (
+        any(re.fullmatch(re.escape(n) + r"(_\d+)?", p) for p in parts)
+        or ("." in n and n.replace(".", "/") in node_name))]
     return max(hits, key=len) if hits else None
+
+
+def tflite_layer(source, target, op: str | None) -> tuple:
+    """``(source layer, target op name)`` for a TFLite node named ``node N (OP)``, by the scope
+    of the node's output tensor (TFLite keeps no other link to the source)."""
+    m = re.match(r"node (\d+) \((\w+)\)", op or "")
+    if not m or not hasattr(target, "static_layers"):
+        return None, None
+    ops = target.static_layers()
+    k = int(m.group(1))
+    if k >= len(ops):
+        return None, None
+    names = [x.name for x in source.layers()]
+    for out in ops[k][1]:
+        for part in out.split(";"):
+            layer = scope_layer(part, names)
+            if layer:
+                return layer, out
+    return None, (ops[k][1] or [None])[0]
 
 
 def localize(source, target, report, popts, progress):
     """``report`` (verdict crash) with the failing node's source layer named, and a repair."""
     crash = next((f for f in report.findings if f.rule == R.MODEL_CRASH.code), None)
-    if crash is None or crash.evidence.get("model") != "target" or target.format != "onnx" \
-            or getattr(target, "model", None) is None:
+    if crash is None or crash.evidence.get("model") != "target":
+        return report
+    if target.format == "tflite":
+        return _localize_tflite(source, target, report, crash)
+    if target.format != "onnx" or getattr(target, "model", None) is None:
         return report
     bad = failing_nodes(target.model, crash.evidence.get("op"), _loads(target))
     if not bad:
@@ -175,6 +200,43 @@ def localize(source, target, report, popts, progress):
 
             findings = reconvert.search(source, target, findings, popts, progress, _verify)
     return replace(report, findings=tuple(findings))
+
+
+def _localize_tflite(source, target, report, crash):
+    """A TFLite node the interpreter refuses, named by its index, traced to its source layer by
+    the scope of its output tensor."""
+    from convlint.analyzers.pipeline import culprit
+
+    try:
+        layer, node = tflite_layer(source, target, crash.evidence.get("op"))
+    except Exception:  # noqa: BLE001 - an unreadable flatbuffer or source: nothing to name
+        return report
+    if layer is None:
+        return report
+    f = Finding(R.TARGET_NODE_REJECTED.code, "error", "conversion-tool",
+                f"the converter wrote {crash.evidence.get('op')}, which {crash.evidence.get('backend')} "
+                f"cannot {crash.evidence.get('step')}; it computes source layer {layer}",
+                layer=layer, location=Location(source_node=layer, target_node=node),
+                evidence={"nodes": [node], "ops": [crash.evidence.get("op")],
+                          "runtime_message": crash.message, "scope": layer})
+    findings = [*report.findings, f]
+    extra = dict(report.extra, localization={"culprit": culprit(findings), "crash": {"nodes": [node]}})
+    return replace(report, findings=tuple(findings), extra=extra)
+
+
+def name_runtime_faults(source, target, findings: list) -> list:
+    """CL015 findings (a delegate refused a node) with the source layer the node came from."""
+    out = []
+    for f in findings:
+        if f.rule == R.RUNTIME_KERNEL_REFUSED.code and f.layer is None and target.format == "tflite" \
+                and f.evidence.get("model") == "target":
+            try:
+                layer, _ = tflite_layer(source, target, f.evidence.get("op"))
+            except Exception:  # noqa: BLE001 - no layer to name: the finding stands without
+                layer = None
+            f = f.with_(layer=layer) if layer else f
+        out.append(f)
+    return out
 
 
 def _downstream(names: list, a: str, b: str) -> bool:

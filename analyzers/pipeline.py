@@ -62,6 +62,13 @@ def _needs_localization(report: ConversionReport) -> bool:
 def check(source, target, popts: PipelineOptions, progress: Callable | None = None) -> ConversionReport:
     progress = progress or (lambda m: None)
     report = check_pair(source, target, popts.diff, progress)
+    if popts.localize and any(f.rule == R.RUNTIME_KERNEL_REFUSED.code for f in report.findings):
+        from convlint.analyzers import crash
+
+        findings = crash.name_runtime_faults(source, target, list(report.findings))
+        report = replace(report, findings=tuple(findings), extra=dict(
+            report.extra, localization=dict(report.extra.get("localization") or {},
+                                            culprit=culprit(findings))))
     if report.verdict == "crash" and popts.localize:
         from convlint.analyzers import crash
 

@@ -65,6 +65,9 @@ NOISE_TOLERANCE = rule("CL012", "noise-adapted-tolerance", "info", "runtime",
 WORKER_CRASHED = rule("CL014", "worker-crashed", "error", "runtime",
                       "the background worker running a check crashed or hung; the check was "
                       "abandoned and the worker replaced")
+RUNTIME_KERNEL_REFUSED = rule("CL015", "runtime-kernel-refused", "error", "runtime",
+                              "the target runtime's default kernels (a delegate) refuse a node that "
+                              "its plain kernels run: a runtime fault, not the converter's")
 TVM_PATH = rule("CL013", "tvm-import-path", "info", "runtime",
                 "a model reached TVM through an intermediate conversion, which is recorded")
 

@@ -115,3 +115,86 @@ def test_another_checkpoint_is_not_the_same_model(tmp_path):
     r = check_paths(src, other, PipelineOptions(OPTS))
     rules = [f.rule for f in r.findings]
     assert "CL102" in rules and "CL110" not in rules and "CL204" not in rules
+
+
+def _keras_tflite(tmp_path, name, build):
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    model = build(keras)
+    src = tmp_path / f"{name}.keras"
+    model.save(src)
+    tgt = tmp_path / f"{name}.tflite"
+    tgt.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    return str(src), str(tgt)
+
+
+def _dense(rank7: bool):
+    def build(keras):
+        shape = (2, 2, 2, 2, 2, 3) if rank7 else (3,)
+        inp = keras.Input(shape, batch_size=1, name="x")
+        h = keras.layers.Dense(4, name="fc")(inp)
+        h = keras.layers.Activation("tanh", name="act")(h)
+        return keras.Model(inp, keras.layers.Flatten(name="flatten")(h))
+    return build
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rank7", [True, False])
+def test_a_delegate_that_refuses_a_node_is_a_runtime_fault(tmp_path, rank7):
+    # XNNPACK fails to prepare a rank-7 FULLY_CONNECTED that TFLite's builtin kernels run
+    # (google/XNNPACK#11036); the rank-2 twin runs everywhere
+    src, tgt = _keras_tflite(tmp_path, "dense", _dense(rank7))
+    r = check_paths(src, tgt, PipelineOptions(OPTS))
+    if not rank7:
+        assert r.verdict == "equivalent" and r.findings == ()
+        return
+    assert r.verdict == "crash" and r.metrics["max_abs"] < 1e-5  # builtin kernels: exact
+    (f,) = [f for f in r.findings if f.severity == "error"]
+    assert f.rule == "CL015" and f.stage == "runtime" and f.layer == "fc"
+    assert r.extra["localization"]["culprit"] == {"rule": "CL015", "stage": "runtime", "layer": "fc"}
+
+
+def _flip(axes):
+    def build(keras):
+        inp = keras.Input((8, 8, 4), batch_size=1, name="x")
+        h = keras.layers.Conv2D(6, 3, padding="same", name="conv")(inp)
+        # a saved lambda keeps no closure: the axes are written into its code
+        fn = eval(f"lambda t: __import__('keras').ops.flip(t, axis={axes!r})")  # noqa: S307
+        h = keras.layers.Lambda(fn, output_shape=(8, 8, 6), name="flip")(h)
+        return keras.Model(inp, keras.layers.Dense(5, name="head")(keras.layers.Flatten()(h)))
+    return build
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("axes", [(1, 3), (1,)])
+def test_a_tflite_node_the_kernels_refuse_is_traced_to_its_source_layer(tmp_path, axes):
+    # REVERSE_V2 over non-adjacent axes fails to invoke (tensorflow/tensorflow#80831)
+    src, tgt = _keras_tflite(tmp_path, "flip", _flip(axes))
+    r = check_paths(src, tgt, PipelineOptions(OPTS, unsafe_load=True))
+    if axes == (1,):
+        assert r.verdict == "equivalent" and r.findings == ()
+        return
+    assert r.verdict == "crash"
+    (f,) = [f for f in r.findings if f.rule == "CL402"]
+    assert f.layer == "flip" and f.stage == "conversion-tool" and "REVERSE_V2" in f.message
+
+
+def test_fused_layers_are_shown_where_they_are_compared():
+    from convlint.analyzers.localize.align import ActivationMatch
+    from convlint.analyzers.localize.graph import stage
+    from convlint.analyzers.models.base import LayerInfo
+    from convlint.analyzers.report.html import layer_groups
+
+    layers = [LayerInfo("conv", "Conv2D", inputs=["x"], outputs=["conv"]),
+              LayerInfo("relu", "ReLU", inputs=["conv"], outputs=["relu"]),
+              LayerInfo("head", "Dense", inputs=["relu"], outputs=["head"])]
+    acts = [ActivationMatch("conv", "t_relu", 0.4), ActivationMatch("relu", "t_relu", 1e-7),
+            ActivationMatch("head", "t_head", 1e-7)]
+    _, ev = stage(layers, [], acts, [], 1e-4)
+    rows = {r["layer"]: r for r in ev["layer_errors"]}
+    assert rows["conv"]["fused_into"] == "relu" and rows["conv"]["target"] == "t_relu"
+    assert "fused_into" not in rows["relu"]
+    groups = layer_groups(ev["layer_errors"])
+    assert [g["layer"] for g in groups] == ["relu", "head"] and groups[0]["fused"] == ["conv"]

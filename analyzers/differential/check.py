@@ -128,6 +128,15 @@ def check_pair(source, target, opts: DiffOptions, progress: Callable | None = No
             model.load()
         except StepFailed as e:
             return crash(role, e)
+    for role, model in (("source", source), ("target", target)):
+        for rf in getattr(model, "runtime_faults", []):
+            where = f" at {rf['op']}" if rf.get("op") else ""
+            findings.append(_finding(
+                R.RUNTIME_KERNEL_REFUSED,
+                f"the {role} model fails to {rf['step']} in {rf['backend']}{where}: {rf['message']}; "
+                f"{rf['fallback']} run it, and the check below used them: a runtime fault, not "
+                "the converter's", location=Location(**{f"{role}_node": rf.get("op")}),
+                evidence={"model": role, **rf}))
     producer = target_producer(target)
     if producer:
         source.tvm_avoid = frozenset({producer})
@@ -228,6 +237,9 @@ def check_pair(source, target, opts: DiffOptions, progress: Callable | None = No
                 evidence={"model": r.role, "route": r.tvm_route,
                           "metrics": c.metrics() if not isinstance(c, str) else c}))
     verdict = "equivalent"
+    if any(f.rule == R.RUNTIME_KERNEL_REFUSED.code and f.evidence.get("model") == "target"
+           for f in findings):
+        verdict = "crash"  # as shipped, the target does not run; the metrics are the fallback's
     if not main.passed:
         verdict = "divergent"
         if odd == "target":

@@ -57,16 +57,7 @@ def first_divergent(layers: list, errors: dict, rtol: float = LAYER_RTOL,
         return name in errors and errors[name] > rtol
 
     def fused(name) -> bool:  # a later layer of its chain matches again
-        frontier, steps = [name], 0
-        while frontier and steps < CHAIN:
-            nxt = []
-            for n in frontier:
-                for s in succ.get(n, []):
-                    if s in errors and errors[s] <= rtol:
-                        return True
-                    nxt.append(s)
-            frontier, steps = nxt, steps + 1
-        return False
+        return fused_into(name, succ, errors, rtol) is not None
 
     for layer in layers:
         name = layer.name
@@ -86,6 +77,21 @@ def first_divergent(layers: list, errors: dict, rtol: float = LAYER_RTOL,
                 group.append(n)
             return name, group
     return None, []
+
+
+def fused_into(name: str, succ: dict, errors: dict, rtol: float) -> str | None:
+    """The later layer of ``name``'s single-input chain (within ``CHAIN`` steps) whose output the
+    target reproduces: the target fused ``name`` into it. None when there is none."""
+    frontier, steps = [name], 0
+    while frontier and steps < CHAIN:
+        nxt = []
+        for n in frontier:
+            for s in succ.get(n, []):
+                if s in errors and errors[s] <= rtol:
+                    return s
+                nxt.append(s)
+        frontier, steps = nxt, steps + 1
+    return None
 
 
 def op_counts(layers: list) -> dict:
@@ -110,10 +116,18 @@ def stage(src_layers, tgt_layers, acts, flagged_findings, rtol=LAYER_RTOL,
     errors = {a.source: a.rel_err for a in acts}
     target_of = {a.source: a.target for a in acts}
     layer, group = first_divergent(src_layers, errors, rtol, kernel_layers)
+    succ = _successors(src_layers)
+
+    def row(a) -> dict:
+        out = {"layer": a.source, "target": a.target,
+               "rel_err": a.rel_err if a.rel_err != float("inf") else None}
+        into = fused_into(a.source, succ, errors, rtol) if a.rel_err > rtol else None
+        if into is not None:  # no tensor of its own: compared where its chain is reproduced
+            out.update(fused_into=into, target=target_of.get(into))
+        return out
+
     evidence = {
-        "layer_errors": [{"layer": a.source, "target": a.target,
-                          "rel_err": a.rel_err if a.rel_err != float("inf") else None}
-                         for a in acts],
+        "layer_errors": [row(a) for a in acts],
         "op_counts": {"source": op_counts(src_layers), "target": op_counts(tgt_layers)},
     }
     flagged_names = {f.layer for f in flagged_findings}

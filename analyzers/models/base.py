@@ -94,6 +94,10 @@ class Runner:
         # converters the TVM route should not pass through when another route exists (the one
         # that made the other model of the pair: its evidence would not be independent)
         self.tvm_avoid: frozenset = frozenset()
+        # faults of the runtime itself that the runner worked around while loading (a delegate
+        # that fails where the plain kernels run): ``{"step", "backend", "message", "op",
+        # "fallback"}``, reported as runtime findings by the check
+        self.runtime_faults: list = []
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> Runner:

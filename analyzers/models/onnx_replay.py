@@ -52,7 +52,7 @@ def run_runtime(sub, feeds: dict) -> list:
 
     ort.set_default_logger_severity(4)  # a candidate the kernel refuses is expected, not news
     opts = ort.SessionOptions()
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4
     sess = ort.InferenceSession(sub.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     return [np.asarray(x) for x in sess.run(None, feeds)]
 

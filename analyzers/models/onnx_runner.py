@@ -47,9 +47,9 @@ class OnnxRunner(Runner):
     def session(self, model=None):
         import onnxruntime as ort
 
-        ort.set_default_logger_severity(3)  # a kernel's error is reported as a finding, not logged
+        ort.set_default_logger_severity(4)  # a kernel's error is reported as a finding, not logged
         opts = ort.SessionOptions()
-        opts.log_severity_level = 3
+        opts.log_severity_level = 4
         data = (model or self.model).SerializeToString()
         return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
 
@@ -184,6 +184,6 @@ class OnnxRunner(Runner):
             opts = ort.SessionOptions()
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
             opts.optimized_model_filepath = out
-            opts.log_severity_level = 3
+            opts.log_severity_level = 4
             ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
             return onnx.load(out)

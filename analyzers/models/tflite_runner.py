@@ -70,8 +70,24 @@ class TFLiteRunner(Runner):
         reason = verify_flatbuffer(self.buf)
         if reason:  # the TFLite interpreter trusts the file's indices: a bad one is a segfault
             raise ValueError(f"a corrupt TFLite flatbuffer: {reason}")
-        self.interp = self._interpreter(preserve=False)
         self._interp_all = None
+        # the default kernels (the XNNPACK delegate takes what it can) are what a user runs; where
+        # they fail and TFLite's builtin kernels do not, that is the runtime's fault, recorded
+        self.builtin_only = False
+        try:
+            self.interp = self._interpreter(preserve=False)
+            return
+        except Exception as e:  # noqa: BLE001 - the interpreter refused the model
+            default_error = e
+        try:
+            self.builtin_only = True
+            self.interp = self._interpreter(preserve=False)
+        except Exception:  # noqa: BLE001 - the builtin kernels refuse it too: a crash
+            self.builtin_only = False
+            raise _step("load", default_error) from default_error
+        self.runtime_faults.append({
+            "step": "load", "backend": "tflite (default delegates)", "message": _short_error(default_error),
+            "op": _tflite_op(default_error), "fallback": "tflite builtin kernels without delegates"})
 
     def _interpreter(self, preserve: bool):
         import warnings
@@ -80,9 +96,32 @@ class TFLiteRunner(Runner):
             warnings.simplefilter("ignore")
             from tensorflow import lite
 
-            it = lite.Interpreter(model_content=self.buf, experimental_preserve_all_tensors=preserve)
+            kw = {}
+            if self.builtin_only:
+                kw["experimental_op_resolver_type"] = \
+                    lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+            it = lite.Interpreter(model_content=self.buf, experimental_preserve_all_tensors=preserve, **kw)
         it.allocate_tensors()
         return it
+
+    def static_layers(self) -> list:
+        """``[(op name, [output tensor names])]`` read from the flatbuffer alone, for a model the
+        interpreter cannot prepare."""
+        from tensorflow.lite.python import schema_py_generated as S  # noqa: N812
+
+        m = S.ModelT.InitFromPackedBuf(bytearray(self.buf), 0)
+        names = {v: k for k, v in vars(S.BuiltinOperator).items() if not k.startswith("_")}
+        sg = m.subgraphs[0]
+        out = []
+        for op in sg.operators or []:
+            code = m.operatorCodes[op.opcodeIndex]
+            b = max(int(code.builtinCode or 0), int(code.deprecatedBuiltinCode or 0))
+            name = names.get(b, "CUSTOM")
+            outs = [sg.tensors[i].name.decode(errors="replace") if isinstance(sg.tensors[i].name, bytes)
+                    else str(sg.tensors[i].name) for i in (op.outputs if op.outputs is not None else [])
+                    if i >= 0]
+            out.append((name, outs))
+        return out
 
     @staticmethod
     def _spec(d) -> TensorSpec:
@@ -108,7 +147,10 @@ class TFLiteRunner(Runner):
         it.invoke()
 
     def _run_impl(self, inputs):
-        self._invoke(self.interp, inputs)
+        try:
+            self._invoke(self.interp, inputs)
+        except Exception as e:  # the kernels refuse it at run time: a crash naming the op
+            raise _step("run", e) from e
         return {d["name"]: _dequantize(self.interp.get_tensor(d["index"]), d)
                 for d in self.interp.get_output_details()}
 
@@ -264,6 +306,29 @@ def _dequantize(y: np.ndarray, d: dict) -> np.ndarray:
     if np.issubdtype(y.dtype, np.integer) and q[0]:
         return ((y.astype(np.float32) - q[1]) * q[0]).astype(np.float32)
     return y
+
+
+def _short_error(e: BaseException) -> str:
+    from convlint.analyzers.models.base import _short
+
+    return _short(e)
+
+
+def _tflite_op(e: BaseException) -> str | None:
+    """``"node N (OP)"`` from a TFLite error ("Node number 3 (FULLY_CONNECTED) failed to ...")."""
+    import re
+
+    m = re.search(r"failed to delegate (\w+) node #(\d+)", str(e))  # a delegate names the op
+    if m:
+        return f"node {m.group(2)} ({m.group(1)})"
+    m = re.search(r"Node number (\d+) \((\w+)\) failed", str(e))
+    return f"node {m.group(1)} ({m.group(2)})" if m else None
+
+
+def _step(step: str, e: BaseException):
+    from convlint.analyzers.errors import StepFailed
+
+    return StepFailed(step, "tflite", _short_error(e), op=_tflite_op(e))
 
 
 def _builtin_options(buf: bytes) -> dict:

@@ -120,8 +120,11 @@ def layer_groups(rows: list) -> list:
         by_target.setdefault(key, []).append((i, row))
     owners = {}
     for members in by_target.values():
-        best = min(_err(r) for _, r in members)
-        i, shown = next((i, r) for i, r in members if _err(r) <= 2 * best)
+        # a layer the target fused into a later one is listed under it, never shown as broken
+        own = [(i, r) for i, r in members if not r.get("fused_into")] or members
+        members = own + [m for m in members if m not in own]
+        best = min(_err(r) for _, r in own)
+        i, shown = next((i, r) for i, r in own if _err(r) <= 2 * best)
         owners[i] = {"layer": shown["layer"], "target": shown.get("target"), "rel_err": shown.get("rel_err"),
                      "fused": [r["layer"] for _, r in members if r is not shown]}
     return [owners[i] for i in sorted(owners)]

@@ -126,6 +126,10 @@ def _conversion_text(report: ConversionReport | dict, *, verbose: bool = False, 
             lines.append(f"    {k['source']}{bn} -> {k['target']}  ({k['method']}, score {k['score']:.3f})")
         lines.append("  per-layer relative error (activations):")
         for row in loc.get("layers", []):
+            if row.get("fused_into"):  # the target has no tensor of its own for it
+                lines.append(f"    {row['layer']:<32} {'fused':>10}  into {row['fused_into']} "
+                             f"({row.get('target') or 'no tensor'})")
+                continue
             err = row.get("rel_err")
             lines.append(f"    {row['layer']:<32} {_fmt(err):>10}  {row.get('target') or '(no tensor)'}")
     if verbose and d.get("runs"):

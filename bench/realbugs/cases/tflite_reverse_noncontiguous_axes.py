@@ -17,7 +17,9 @@ CASE = {
     "summary": "A flip over axes (1, 3) is converted to one REVERSE_V2 with non-contiguous axes, which the TFLite "
                "kernel rejects at invoke time.",
     "layer": ["flip"],
-    "stage": "graph",
+    # conversion-tool (README, "Culprit stages"): the target runtime refuses the node the
+    # converter wrote (was "graph")
+    "stage": "conversion-tool",
     "repairable": True,   # split into two REVERSE_V2 ops (one per axis), or transpose so the axes are adjacent
     "env": "main",
     "diff_args": ["--unsafe-load"],   # the source carries a Lambda layer

@@ -1,0 +1,66 @@
+"""Clean twin on a real pre-trained model: MediaPipe's `face_detection_short_range.tflite` (BlazeFace short-range face detector),
+as shipped in the `mediapipe==0.10.14` wheel (mediapipe/modules/face_detection/face_detection_short_range.tflite), converted
+TFLite -> ONNX by tf2onnx 1.17 (`python -m tf2onnx.convert --tflite ... --opset 17`).
+Model: 128x128 RGB in [-1, 1]; 896 anchors x 16 box/keypoint regressors and 1 score; 0.2 MB.
+Measured here: onnxruntime matches tf.lite.Interpreter within float noise on seeded inputs in [-1, 1]:
+6.1e-05 abs on regressors of scale ~140 (1.4e-06 relative).
+"""
+import pathlib
+
+CASE = {
+    "id": "clean-mediapipe-face-detection-tf2onnx",
+    "kind": "clean",
+    "converter": "tf2onnx 1.17",
+    "upstream": "tf2onnx/tflite_utils.py: graphs_from_tflite (model: mediapipe==0.10.14 wheel, "
+                "mediapipe/modules/face_detection/face_detection_short_range.tflite)",
+    "summary": "MediaPipe's pre-trained BlazeFace short-range face detector, shipped in the mediapipe 0.10.14 wheel, converted "
+               "TFLite -> ONNX by tf2onnx at opset 17.",
+    "layer": [],
+    "stage": None,
+    "repairable": False,
+    "env": "main",
+    "diff_args": [],
+    "model": {"package": "mediapipe==0.10.14", "member": "mediapipe/modules/face_detection/face_detection_short_range.tflite",
+              "sha256": "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8"},
+}
+
+
+def _wheel_member(out: pathlib.Path, pkg: str, version: str, member: str, sha256: str, name: str) -> pathlib.Path:
+    """Copy `member` of the pinned wheel `pkg==version` into out/name (the wheel is fetched once with
+    `pip download --no-deps` into bench/realbugs/.cache/wheels, which is gitignored), checking its sha256."""
+    import glob
+    import hashlib
+    import subprocess
+    import sys
+    import zipfile
+    cache = pathlib.Path(__file__).resolve().parents[1] / ".cache" / "wheels"
+    cache.mkdir(parents=True, exist_ok=True)
+
+    def find():
+        stems = {pkg, pkg.replace("-", "_")}
+        return sorted(p for s in stems for p in glob.glob(str(cache / f"{s}-{version}-*.whl")))
+    if not find():
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                        "--quiet", "-d", str(cache), f"{pkg}=={version}"], check=True, timeout=900)
+    with zipfile.ZipFile(find()[0]) as z:
+        data = z.read(member)
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise RuntimeError(f"{member} in {pkg}=={version} has an unexpected sha256")
+    dst = out / name
+    dst.write_bytes(data)
+    return dst
+
+
+def build(out: pathlib.Path):
+    import os
+    import subprocess
+    import sys
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    m = CASE["model"]
+    src = _wheel_member(out, "mediapipe", "0.10.14", m["member"], m["sha256"], "face_detection_short_range.tflite")
+    tgt = out / "face_detection_short_range.onnx"
+    subprocess.run([sys.executable, "-m", "tf2onnx.convert", "--tflite", str(src), "--output", str(tgt),
+                    "--opset", "17"], check=True, capture_output=True)
+    return src, tgt
