@@ -132,11 +132,12 @@ def tflite_layer(source, target, op: str | None) -> tuple:
     if k >= len(ops):
         return None, None
     names = [x.name for x in source.layers()]
-    for out in ops[k][1]:
-        for part in out.split(";"):
-            layer = scope_layer(part, names)
-            if layer:
-                return layer, out
+    # a node that fuses several layers (a FULLY_CONNECTED with its ReLU) starts at the earliest
+    hits = [(names.index(layer), layer, out) for out in ops[k][1] for part in out.split(";")
+            if (layer := scope_layer(part, names))]
+    if hits:
+        _, layer, out = min(hits)
+        return layer, out
     return None, (ops[k][1] or [None])[0]
 
 
@@ -244,18 +245,63 @@ def _downstream(names: list, a: str, b: str) -> bool:
     return a in names and b in names and names.index(b) >= names.index(a)
 
 
-# ops some converters write that are no ONNX ops, and their standard equivalents
+# ops some converters write that are no ONNX ops (tf2onnx copies a TF or TFLite op it has no
+# handler for into the graph), and their standard equivalents: op type -> (description, builder)
+def _const(m, name: str, v: float) -> str:
+    import numpy as np
+    from onnx import numpy_helper
+
+    if not any(i.name == name for i in m.graph.initializer):
+        m.graph.initializer.append(numpy_helper.from_array(np.array(v, np.float32), name))
+    return name
+
+
+def _erfc(m, n) -> list:
+    from onnx import helper
+
+    e = f"{n.name}_convlint_erf"
+    return [helper.make_node("Erf", [n.input[0]], [e], name=f"{n.name}_erf"),
+            helper.make_node("Sub", [_const(m, "convlint_one", 1.0), e], list(n.output), name=n.name)]
+
+
+def _gelu(m, n) -> list:
+    """0.5 x (1 + erf(x / sqrt 2)), or the tanh form when the node says ``approximate``."""
+    from onnx import helper
+
+    x, t = n.input[0], f"{n.name}_convlint"
+    approximate = any(a.name == "approximate" and a.i for a in n.attribute)
+    if approximate:  # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+        inner = [helper.make_node("Mul", [x, x], [f"{t}_x2"]),
+                 helper.make_node("Mul", [f"{t}_x2", x], [f"{t}_x3"]),
+                 helper.make_node("Mul", [f"{t}_x3", _const(m, "convlint_gelu_c", 0.044715)], [f"{t}_cx3"]),
+                 helper.make_node("Add", [x, f"{t}_cx3"], [f"{t}_s"]),
+                 helper.make_node("Mul", [f"{t}_s", _const(m, "convlint_gelu_k", 0.7978845608028654)],
+                                  [f"{t}_ks"]),
+                 helper.make_node("Tanh", [f"{t}_ks"], [f"{t}_f"])]
+    else:
+        inner = [helper.make_node("Mul", [x, _const(m, "convlint_inv_sqrt2", 0.7071067811865476)],
+                                  [f"{t}_s"]),
+                 helper.make_node("Erf", [f"{t}_s"], [f"{t}_f"])]
+    tail = [helper.make_node("Add", [f"{t}_f", _const(m, "convlint_one", 1.0)], [f"{t}_1p"]),
+            helper.make_node("Mul", [x, f"{t}_1p"], [f"{t}_x1p"]),
+            helper.make_node("Mul", [f"{t}_x1p", _const(m, "convlint_half", 0.5)], list(n.output), name=n.name)]
+    for k, node in enumerate(inner + tail[:-1]):
+        node.name = f"{t}_{k}"
+    return inner + tail
+
+
 SUBSTITUTES = {
-    "Erfc": "1 - Erf(x)",
+    "Erfc": ("1 - Erf(x)", _erfc),
+    "TFL_GELU": ("0.5 x (1 + erf(x / sqrt 2)), or its tanh form", _gelu),
 }
 
 
 def _substitute(source, target, f, bad, popts, progress) -> Finding:
-    ops = {n.op_type for n in bad}
-    if not ops <= set(SUBSTITUTES):
+    ops = {n.op_type for n in bad} | {n.op_type for n in target.model.graph.node
+                                      if n.op_type in SUBSTITUTES}
+    if not {n.op_type for n in bad} <= set(SUBSTITUTES):
         return f
     import onnx
-    from onnx import helper, numpy_helper
 
     from convlint.analyzers.pipeline import _after, _verify
     from convlint.analyzers.repair.weights import repaired_path
@@ -265,20 +311,12 @@ def _substitute(source, target, f, bad, popts, progress) -> Finding:
     m.CopyFrom(target.model)
     nodes = list(m.graph.node)
     del m.graph.node[:]
-    for n in nodes:
-        if n.op_type == "Erfc":
-            one = f"{n.name}_convlint_one"
-            m.graph.initializer.append(numpy_helper.from_array(
-                __import__("numpy").array(1.0, "float32"), one))
-            m.graph.node.extend([
-                helper.make_node("Erf", [n.input[0]], [f"{n.name}_convlint_erf"], name=f"{n.name}_erf"),
-                helper.make_node("Sub", [one, f"{n.name}_convlint_erf"], list(n.output), name=n.name)])
-        else:
-            m.graph.node.append(n)
+    for n in nodes:  # every such node, not only the one the runtime named first
+        m.graph.node.extend(SUBSTITUTES[n.op_type][1](m, n) if n.op_type in SUBSTITUTES else [n])
     out = repaired_path(target.path, popts.output)
     progress(f"repair: replacing {', '.join(sorted(ops))} by its ONNX equivalent into {out}")
     write_new_file(out, m.SerializeToString(), protect=(target.path, source.path))
     r = _verify(source, out, popts)
-    desc = "; ".join(f"{op} -> {SUBSTITUTES[op]}" for op in sorted(ops))
+    desc = "; ".join(f"{op} -> {SUBSTITUTES[op][0]}" for op in sorted(ops))
     return f.with_(repair=Repair("patch-graph", f"replace {desc} (standard ONNX ops)", out,
                                  r.verdict == "equivalent", _after(r)))

@@ -16,8 +16,12 @@ from convlint.analyzers.pipeline import PipelineOptions, check_paths
 OPTS = DiffOptions(num_inputs=4, use_tvm=False)
 
 
-def conv_block(path, *, alpha=0.1, mode="linear", ctm="half_pixel", seed=0, erfc=False):
-    """conv1 -> act1 (LeakyRelu) -> up (Resize x2) -> conv2 [-> erfc]."""
+def conv_block(path, *, alpha=0.1, mode="linear", ctm="half_pixel", seed=0, erfc=False,
+               tail="erf"):
+    """conv1 -> act1 (LeakyRelu) -> up (Resize x2) -> conv2 -> a tail: ``erf`` (1 - Erf, in
+    standard ops), ``erfc`` (what tf2onnx writes for it: no ONNX op), ``gelu_tanh`` (tanh GELU in
+    standard ops) or ``tfl`` (tf2onnx --tflite's pass-through TFL_GELU: no ONNX op)."""
+    tail = "erfc" if erfc else tail
     rng = np.random.default_rng(seed)
     inits = [nh.from_array(rng.normal(size=(8, 3, 3, 3)).astype(np.float32), "w1"),
              nh.from_array(rng.normal(size=(4, 8, 3, 3)).astype(np.float32), "w2"),
@@ -27,12 +31,25 @@ def conv_block(path, *, alpha=0.1, mode="linear", ctm="half_pixel", seed=0, erfc
              h.make_node("Resize", ["a1", "", "sc"], ["r1"], name="up", mode=mode,
                          coordinate_transformation_mode=ctm),
              h.make_node("Conv", ["r1", "w2"], ["c2"], name="conv2", pads=[1, 1, 1, 1])]
-    if erfc:  # what tf2onnx writes for exact GELU's erfc: no ONNX op
-        nodes.append(h.make_node("Erfc", ["c2"], ["y"], name="gelu/Erfc"))
-    else:  # its standard form, 1 - Erf(x)
-        inits.append(nh.from_array(np.array(1.0, np.float32), "one"))
-        nodes += [h.make_node("Erf", ["c2"], ["e"], name="gelu/Erf"),
-                  h.make_node("Sub", ["one", "e"], ["y"], name="gelu/Sub")]
+    consts = {"one": 1.0, "half": 0.5, "k": 0.7978845608028654, "c": 0.044715}
+    inits += [nh.from_array(np.array(v, np.float32), n) for n, v in consts.items()]
+    if tail == "erfc":
+        nodes.append(h.make_node("Erfc", ["c2"], ["y"], name="act2"))
+    elif tail == "erf":
+        nodes += [h.make_node("Erf", ["c2"], ["e"], name="act2/Erf"),
+                  h.make_node("Sub", ["one", "e"], ["y"], name="act2")]
+    elif tail == "tfl":
+        nodes.append(h.make_node("TFL_GELU", ["c2"], ["y"], name="act2", approximate=1))
+    else:  # 0.5 x (1 + tanh(k (x + c x^3)))
+        nodes += [h.make_node("Mul", ["c2", "c2"], ["x2"], name="g1"),
+                  h.make_node("Mul", ["x2", "c2"], ["x3"], name="g2"),
+                  h.make_node("Mul", ["x3", "c"], ["cx3"], name="g3"),
+                  h.make_node("Add", ["c2", "cx3"], ["s"], name="g4"),
+                  h.make_node("Mul", ["s", "k"], ["ks"], name="g5"),
+                  h.make_node("Tanh", ["ks"], ["th"], name="g6"),
+                  h.make_node("Add", ["th", "one"], ["tp"], name="g7"),
+                  h.make_node("Mul", ["c2", "tp"], ["xt"], name="g8"),
+                  h.make_node("Mul", ["xt", "half"], ["y"], name="act2")]
     g = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", 1, [1, 3, 8, 8])],
                      [h.make_tensor_value_info("y", 1, [1, 4, 16, 16])], inits)
     m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
@@ -87,13 +104,25 @@ def test_crash_is_localized_to_the_source_layer_and_repaired(tmp_path):
     r = check_paths(src, tgt, PipelineOptions(OPTS, repair=True, output=str(out)))
     assert r.verdict == "crash"
     (f,) = [f for f in r.findings if f.rule == "CL402"]
-    assert f.stage == "conversion-tool" and f.layer == "gelu/Erf"
-    assert f.location.target_node == "gelu/Erfc" and "Erfc" in f.evidence["runtime_message"]
+    assert f.stage == "conversion-tool" and f.layer == "act2"
+    assert f.location.target_node == "act2" and "Erfc" in f.evidence["runtime_message"]
     assert f.repair.kind == "patch-graph" and f.repair.verified
     assert r.extra["localization"]["culprit"]["rule"] == "CL402"
     # the repaired file is the clean twin's equal
     again = check_paths(src, str(out), PipelineOptions(OPTS))
     assert again.verdict == "equivalent" and again.findings == ()
+
+
+def test_a_pass_through_tflite_gelu_is_replaced_by_its_onnx_form(tmp_path):
+    src = conv_block(tmp_path / "src.onnx", tail="gelu_tanh")
+    tgt = conv_block(tmp_path / "tgt.onnx", tail="tfl")
+    out = tmp_path / "repaired.onnx"
+    r = check_paths(src, tgt, PipelineOptions(OPTS, repair=True, output=str(out)))
+    (f,) = [f for f in r.findings if f.rule == "CL402"]
+    assert f.layer == "act2" and f.repair.verified and "TFL_GELU" in f.repair.description
+    # its clean twin
+    assert check_paths(src, conv_block(tmp_path / "twin.onnx", tail="gelu_tanh"),
+                       PipelineOptions(OPTS)).findings == ()
 
 
 def test_crash_without_a_named_node_is_found_by_bisection(tmp_path):
@@ -105,7 +134,7 @@ def test_crash_without_a_named_node_is_found_by_bisection(tmp_path):
         return not any(n.op_type == "Erfc" for n in model.graph.node)
 
     (n,) = failing_nodes(m, None, loads)
-    assert n.name == "gelu/Erfc"
+    assert n.name == "act2" and n.op_type == "Erfc"
     assert failing_nodes(onnx.load(conv_block(tmp_path / "c.onnx")), None, lambda m: True) == []
 
 

@@ -119,7 +119,10 @@ def score(case: dict, report: dict) -> dict:
     named = {f.get("layer") for f in errors if f.get("layer")}
     first = next((f.get("layer") for f in errors if f["rule"] in ("CL110", "CL402")), None)
     layer = (c or {}).get("layer") or first
+    secs = (report.get("localization") or {}).get("seconds") or {}
     return {
+        "check_seconds": report.get("seconds"),
+        "search_seconds": (secs.get("localize") or 0) + (secs.get("stage1_and_repair") or 0) if secs else None,
         "detected": report.get("verdict") in ("divergent", "crash"),
         "layer": layer in case["layer"] or (layer is None and bool(named & set(case["layer"]))),
         "stage": (c or {}).get("stage") == case["stage"],
@@ -129,6 +132,14 @@ def score(case: dict, report: dict) -> dict:
         "reported_layer": layer, "reported_stage": (c or {}).get("stage"),
         "rules": sorted({f["rule"] for f in errors}),
     }
+
+
+def _ratios(rows: list) -> str:
+    rs = sorted(r["search_seconds"] / r["check_seconds"] for r in rows
+                if r.get("search_seconds") is not None and r.get("check_seconds"))
+    if not rs:
+        return "n/a"
+    return f"median {rs[len(rs) // 2]:.2f}x, max {rs[-1]:.2f}x over {len(rs)} cases"
 
 
 def table(rows: list) -> str:
@@ -147,6 +158,8 @@ def table(rows: list) -> str:
              f"{frac(sum(r['repaired'] for r in rep), len(rep))} |",
              f"| blames the source framework's kernels | {sum(r['blames_source'] for r in faults)} |",
              f"| false positives on clean twins | {frac(sum(r['fp'] for r in clean), len(clean))} |",
+             f"| localization, replay and repair search over the differential check's time "
+             f"(divergent cases) | {_ratios(faults)} |",
              "", "| case | converter | kind | upstream | expected layer / stage | reported layer / stage | "
              "detected | layer | stage | repaired | rules | s |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
