@@ -81,10 +81,15 @@ def run(target, cap, loc, layer_rtol: float, source=None) -> OracleResult:
     if res.verdict != "conversion":
         return out
     # every structural diagnosis on this layer is a hypothesis: tried on the layer alone
-    for f in loc.findings:
-        if f.rule == R.EXTRA_OP.code and f.layer in group and f.evidence.get("nodes"):
-            from convlint.analyzers.repair.graph import GraphEdit
+    # (the extra ops together, as the repair removes them)
+    from convlint.analyzers.repair.graph import GraphEdit
 
+    extra = [f for f in loc.findings
+             if f.rule == R.EXTRA_OP.code and f.layer in group and f.evidence.get("nodes")]
+    together = [n for f in extra for n in f.evidence["nodes"]]
+    e = _edited_error(sub, p, feeds, expected, GraphEdit("remove", together)) if extra else None
+    if extra and (e is None or e > close):  # together they do not explain it: which one alone?
+        for f in extra:
             e = _edited_error(sub, p, feeds, expected, GraphEdit("remove", list(f.evidence["nodes"])))
             if e is None or e > close:
                 out.refuted.append(f)

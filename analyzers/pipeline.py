@@ -42,10 +42,13 @@ def capture(source, target, opts: DiffOptions, n: int = LOCALIZE_SAMPLES) -> sta
         tgt_runs = [{**tx, **target.intermediates(tx)} for tx in txs]
     except StepFailed:
         src_runs, tgt_runs = [], []
+    from convlint.analyzers.models.describe import LAYOUT
+
     perms = [perm for _, perm in plan.pairs.values() if perm is not None]
     return stages.Capture(source.format, target.format, source.layers(), target.layers(),
                           src_runs, tgt_runs, target.metadata(), list(plan.source_shapes),
-                          perms[0] if perms else None)
+                          perms[0] if perms else None,
+                          (LAYOUT.get(source.format, "NCHW"), LAYOUT.get(target.format, "NCHW")))
 
 
 LOCALIZED = (R.OUTPUTS_DIVERGE.code, R.OUTPUT_SHAPE.code)
@@ -84,7 +87,13 @@ def check(source, target, popts: PipelineOptions, progress: Callable | None = No
     progress("localizing: replaying the first divergent layer alone")
     from convlint.analyzers import oracle
 
-    orc = oracle.run(target, cap, loc, layer_rtol, source)
+    try:
+        orc = oracle.run(target, cap, loc, layer_rtol, source)
+    except Exception as e:  # noqa: BLE001 - the oracle adds evidence; it never fails the check
+        import logging
+
+        logging.getLogger(__name__).debug("layer replay failed", exc_info=True)
+        orc = oracle.OracleResult(evidence={"replay": None, "error": f"{type(e).__name__}: {e}"[:300]})
     refuted = {id(f) for f in orc.refuted}
     findings = _weigh_vote(list(report.findings), orc) + [
         f.with_(severity="info", message=f.message + " (refuted: the layer replayed without it "

@@ -144,7 +144,7 @@ def test_tvm_agreeing_with_the_target_never_blames_the_source_framework():
 
 class Tf2onnxTarget(Fake):
     def _metadata_impl(self):
-        return {"producer_name": "tf2onnx", "producer_version": "1.17.0"}
+        return {"producer_name": "tf2onnx", "converter": "tf2onnx"}
 
 
 class SharedRoute:

@@ -276,7 +276,7 @@ def target_producer(target) -> str | None:
     from convlint.analyzers.localize.tool import identify
 
     try:
-        return identify(target.format, target.metadata()).get("converter")
+        return identify(target.metadata()).get("converter")
     except Exception:  # noqa: BLE001 - metadata is a hint; a model without it has no producer
         return None
 

@@ -79,48 +79,15 @@ def _items(layer) -> list:
     return list(layer.weights.items())
 
 
-def _kernel_of(layer, fmt: str) -> Kernel | None:
-    op, items, a = layer.op_type, _items(layer), layer.attributes
-    if not items:
+def _kernel_of(layer) -> Kernel | None:
+    sem = layer.semantics.get("kernel")
+    items, a = _items(layer), layer.attributes
+    if sem is None or not items:
         return None
     q = (a.get("quantization") or {})
-    if fmt == "keras":
-        table = {"Conv2D": ("conv", "HWIO"), "DepthwiseConv2D": ("conv", "HWIM"),
-                 "Dense": ("dense", "IO")}
-        if op not in table:
-            return None
-        kind, layout = table[op]
-        attrs = {"strides": a.get("strides"), "dilations": a.get("dilation_rate"),
-                 "padding": a.get("padding"), "groups": a.get("groups", 1)}
-    elif fmt == "tflite":
-        table = {"CONV_2D": ("conv", "OHWI"), "DEPTHWISE_CONV_2D": ("conv", "1HWC"),
-                 "FULLY_CONNECTED": ("dense", "OI")}
-        if op not in table:
-            return None
-        kind, layout = table[op]
-        attrs = {"strides": (a.get("StrideH"), a.get("StrideW")),
-                 "dilations": (a.get("DilationHFactor"), a.get("DilationWFactor")),
-                 "padding": {0: "same", 1: "valid"}.get(a.get("Padding"), a.get("Padding")),
-                 "fused_activation": a.get("FusedActivationFunction")}
-    elif fmt in ("onnx",):
-        if op == "Conv":
-            kind, layout = "conv", "OIHW"
-        elif op == "Gemm":
-            kind, layout = "dense", "OI" if a.get("transB") else "IO"
-        elif op == "MatMul" and items[0][1].ndim == 2:
-            kind, layout = "dense", "IO"
-        else:
-            return None
-        attrs = {"strides": a.get("strides"), "dilations": a.get("dilations"),
-                 "pads": a.get("pads"), "groups": a.get("group", 1)}
-    elif fmt in ("torch-exported", "torchscript"):
-        table = {"Conv2d": ("conv", "OIHW"), "Linear": ("dense", "OI")}
-        if op not in table:
-            return None
-        kind, layout = table[op]
-        attrs = {"ops": a.get("ops", [])}
-    else:
-        return None
+    kind, layout = sem["kind"], sem["layout"]
+    attrs = {k: sem.get(k) for k in ("strides", "dilations", "pads", "padding", "groups",
+                                     "fused_activation") if sem.get(k) is not None}
     wname, w = items[0]
     if w.ndim != len(TO_CANONICAL.get(layout, (0, 0, 0, 0))):
         return None
@@ -131,36 +98,26 @@ def _kernel_of(layer, fmt: str) -> Kernel | None:
                   outputs=list(layer.outputs))
 
 
-# format -> (op type prefix, epsilon attribute, default epsilon); weights come as
-# gamma, beta, moving mean, moving variance in both frameworks
-_BN = {"keras": ("BatchNormalization", "epsilon", 1e-3),
-       "torch-exported": ("BatchNorm", "eps", 1e-5), "torchscript": ("BatchNorm", "eps", 1e-5)}
-
-
-def _bn_params(layer, fmt: str) -> dict | None:
-    op, eps_key, eps_default = _BN.get(fmt, (None, None, None))
+def _bn_params(layer) -> dict | None:
+    sem = layer.semantics.get("batchnorm")
     w = [v for _, v in _items(layer)]
-    if op is None or not layer.op_type.startswith(op) or len(w) < 4:
+    if sem is None or len(w) < 4:
         return None
     g, b, m, v = (x.astype(np.float64) for x in w[:4])
-    eps = layer.attributes.get(eps_key, eps_default)
-    for o in layer.attributes.get("ops", []):  # torch.export: batch_norm(training, momentum, eps)
-        if o.get("op") == "batch_norm" and len(o.get("args", [])) >= 3:
-            eps = o["args"][2]
-    return {"gamma": g, "beta": b, "mean": m, "var": v, "eps": float(eps)}
+    return {"gamma": g, "beta": b, "mean": m, "var": v, "eps": float(sem["eps"])}
 
 
-def kernels(layers: list, fmt: str) -> list[Kernel]:
+def kernels(layers: list) -> list[Kernel]:
     """The model's weight-bearing layers, canonical, with a following BatchNorm attached."""
     out, by_name = [], {}
     for i, layer in enumerate(layers):
-        k = _kernel_of(layer, fmt)
+        k = _kernel_of(layer)
         if k is not None:
             k.index = i
             out.append(k)
             by_name[layer.name] = k
     for i, layer in enumerate(layers):
-        bn = _bn_params(layer, fmt)
+        bn = _bn_params(layer)
         if bn is None:
             continue
         prev = layer.inputs[0] if layer.inputs else (layers[i - 1].name if i else None)

@@ -111,7 +111,7 @@ def align_activations(src_layers, src_runs, tgt_runs, inputs: list = ()) -> list
 
 
 def stage(src_layers, tgt_layers, acts, flagged_findings, rtol=LAYER_RTOL,
-          kernel_layers: frozenset = frozenset(), matches=(), formats=("onnx", "onnx")) -> tuple:
+          kernel_layers: frozenset = frozenset(), matches=(), layouts=("NCHW", "NCHW")) -> tuple:
     """Findings (the first divergent layer) and evidence (per-layer errors, op counts)."""
     errors = {a.source: a.rel_err for a in acts}
     target_of = {a.source: a.target for a in acts}
@@ -132,7 +132,7 @@ def stage(src_layers, tgt_layers, acts, flagged_findings, rtol=LAYER_RTOL,
     }
     flagged_names = {f.layer for f in flagged_findings}
     struct = structure.stage(layer, group, src_layers, tgt_layers, acts, flagged_names, matches,
-                             formats)
+                             layouts)
     if layer is None:
         if struct:  # every layer is reproduced; the target adds ops after the last one
             tail = struct[0]

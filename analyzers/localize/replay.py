@@ -51,7 +51,11 @@ class ReplayPlan:
         return np.asarray(src_run[self.source_key])
 
     def in_source_layout(self, y: np.ndarray) -> np.ndarray:
-        return np.transpose(y, self.perm) if self.perm is not None else y
+        """``y`` (a target tensor) in the source's layout; as it is when it cannot be read so
+        (the comparison then fails on its shape)."""
+        if self.perm is None or np.ndim(y) != len(self.perm):
+            return y
+        return np.transpose(y, self.perm)
 
     def to_dict(self) -> dict:
         return {"layer": self.layer, "target_tensor": self.output, "target_nodes": self.nodes,

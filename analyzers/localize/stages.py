@@ -23,6 +23,7 @@ class Capture:
     target_meta: dict = field(default_factory=dict)
     source_inputs: list = field(default_factory=list)  # input names in source_runs
     layout_perm: tuple | None = None                    # the NHWC/NCHW transpose the check applied
+    layouts: tuple = ("NCHW", "NCHW")                   # where each model keeps channels
 
 
 @dataclass
@@ -64,28 +65,24 @@ def not_same_model(src_k: list, matches: list, acts: list, inputs: list, rtol: f
 
 
 def run(c: Capture, layer_rtol: float = graph.LAYER_RTOL) -> Localization:
-    src_k = kernels(c.source_layers, c.source_format)
-    tgt_k = kernels(c.target_layers, c.target_format)
+    src_k = kernels(c.source_layers)
+    tgt_k = kernels(c.target_layers)
     matches, un_s, un_t = match_kernels(src_k, tgt_k)
     p_findings, table = parameters.stage(matches)
     acts, h_findings, g_findings, g_ev = [], [], [], {}
     if c.source_runs and c.target_runs:
         acts = graph.align_activations(c.source_layers, c.source_runs, c.target_runs, c.source_inputs)
         h_findings = hyperparameters.conv_stage(matches, c.source_layers, c.target_layers,
-                                                c.source_format, c.target_format,
-                                                c.source_runs[0], c.target_runs[0])
-        h_findings += hyperparameters.activation_stage(acts, c.source_layers, c.target_layers,
-                                                       c.source_format, c.target_format)
+                                                c.layouts, c.source_runs[0], c.target_runs[0])
+        h_findings += hyperparameters.activation_stage(acts, c.source_layers, c.target_layers)
         h_findings += inputs.stage(matches, c.source_layers, c.target_layers, c.source_runs,
                                    c.target_runs, c.source_inputs, c.layout_perm)
         g_findings, g_ev = graph.stage(c.source_layers, c.target_layers, acts,
                                        p_findings + h_findings, layer_rtol,
-                                       frozenset(k.layer for k in src_k), matches,
-                                       (c.source_format, c.target_format))
+                                       frozenset(k.layer for k in src_k), matches, c.layouts)
     findings = g_findings + h_findings + list(p_findings)
     alignment = Alignment(matches, acts, un_s, un_t)
     other = not_same_model(src_k, matches, acts, c.source_inputs, layer_rtol)
     if other is not None:
         findings = [other]
-    return Localization(findings, alignment, matches, table, g_ev,
-                        identify(c.target_format, c.target_meta))
+    return Localization(findings, alignment, matches, table, g_ev, identify(c.target_meta))

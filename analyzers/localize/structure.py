@@ -155,12 +155,8 @@ def explain(src_region, tgt_region, anchors_src: set, anchors_tgt: set, layouts:
     return found
 
 
-def _layout(fmt: str) -> str:
-    return "NHWC" if fmt in ("keras", "tflite", "savedmodel") else "NCHW"
-
-
 def stage(first, group, src_layers, tgt_layers, acts, flagged: set, matches=(),
-          formats: tuple = ("onnx", "onnx")) -> list:
+          layouts: tuple = ("NCHW", "NCHW")) -> list:
     """Structural findings for the first divergent group, when no weight or attribute finding
     already explains it. The region compared runs from the last tensor the target reproduces
     before the group to the next weight-aligned kernels after the group's own. With
@@ -200,11 +196,10 @@ def stage(first, group, src_layers, tgt_layers, acts, flagged: set, matches=(),
     start = by_name[before.source].outputs if before.source in by_name else []
     src_region = region(src_layers, [before.source, *start], k_src)
     tgt_region = region(tgt_layers, [before.target], k_tgt)
-    src_fmt, tgt_fmt = formats
-    layout_before = _layout(src_fmt)
+    layout_before, tgt_layout = layouts
     if before.permutation is not None:
         layout_before = "NCHW" if layout_before == "NHWC" else "NHWC"
-    diffs = explain(src_region, tgt_region, k_src, k_tgt, (layout_before, _layout(tgt_fmt)),
+    diffs = explain(src_region, tgt_region, k_src, k_tgt, (layout_before, tgt_layout),
                     reproduced, src_layers)
     out = []
     for how, kind, nodes in diffs:
@@ -219,7 +214,7 @@ def stage(first, group, src_layers, tgt_layers, acts, flagged: set, matches=(),
         ev = {"kind": kind, "nodes": names, "group": group,
               "after_layer": before.source, "after_tensor": before.target}
         if how == "missing" and nodes:
-            b = layer_bounds(nodes[0], src_fmt)
+            b = layer_bounds(nodes[0])
             ev["bounds"] = list(b) if b else None
             # an activation fused into a source kernel goes back after that kernel's target node
             fused_in = next((m.target.layer for m in matches if m.source.layer == nodes[0].name), None)

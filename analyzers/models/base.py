@@ -44,6 +44,7 @@ class LayerInfo:
     attributes: dict = field(default_factory=dict)
     inputs: list = field(default_factory=list)  # tensor names, where the format has them
     outputs: list = field(default_factory=list)
+    semantics: dict = field(default_factory=dict)  # the format-neutral description (describe.py)
 
 
 def layout_hint(shape: tuple) -> str | None:
@@ -153,8 +154,11 @@ class Runner:
         return {k: np.asarray(v) for k, v in out.items()}
 
     def layers(self) -> list[LayerInfo]:
+        """The layer table, each layer described in the common vocabulary (``describe``)."""
+        from convlint.analyzers.models.describe import describe
+
         self.load()
-        return self._layers_impl()
+        return describe(self.format, self._layers_impl())
 
     def intermediates(self, inputs: dict) -> dict:
         """Per-layer outputs in forward order, ``{layer or tensor name: ndarray}``."""

@@ -23,6 +23,10 @@ def _spec(vi) -> TensorSpec:
     return TensorSpec(vi.name, dims, _np_dtype(t.elem_type), layout_hint(dims))
 
 
+PRODUCERS = {"tf2onnx": "tf2onnx", "pytorch": "torch.onnx.export", "onnx2torch": "onnx2torch",
+             "keras2onnx": "keras2onnx", "skl2onnx": "skl2onnx"}
+
+
 class OnnxRunner(Runner):
     format = "onnx"
     backend = "onnxruntime"
@@ -135,11 +139,15 @@ class OnnxRunner(Runner):
 
     def _metadata_impl(self):
         m = self.model
+        opset = {o.domain or "ai.onnx": o.version for o in m.opset_import}
         return {
             "producer_name": m.producer_name, "producer_version": m.producer_version,
-            "ir_version": m.ir_version,
-            "opset": {o.domain or "ai.onnx": o.version for o in m.opset_import},
+            "ir_version": m.ir_version, "opset": opset,
             "metadata_props": {p.key: p.value for p in m.metadata_props},
+            # the converter, as stage 1 names it (the producer the converter writes)
+            "converter": PRODUCERS.get(m.producer_name.lower(), m.producer_name or None),
+            "converter_version": next(iter(m.producer_version.split()), None),
+            "conversion_evidence": {"opset": opset, "ir_version": m.ir_version},
         }
 
     # -- TVM -----------------------------------------------------------------------------------

@@ -223,9 +223,16 @@ class TFLiteRunner(Runner):
         dtypes = {}
         for t in self.interp.get_tensor_details():
             dtypes[str(np.dtype(t["dtype"]))] = dtypes.get(str(np.dtype(t["dtype"])), 0) + 1
-        return {"producer_name": "tflite", "version": m.Version(),
-                "description": (m.Description() or b"").decode(errors="replace"),
-                "metadata": meta, "tensor_dtypes": dtypes}
+        description = (m.Description() or b"").decode(errors="replace")
+        return {"producer_name": "tflite", "version": m.Version(), "description": description,
+                "metadata": meta, "tensor_dtypes": dtypes,
+                # the converter, as stage 1 names it: the MLIR-based TFLiteConverter says so
+                "converter": "TFLiteConverter" if "mlir" in description.lower() else "tflite",
+                "converter_version": meta.get("min_runtime_version"),
+                "conversion_evidence": {
+                    "tensor_dtypes": dtypes,
+                    "quantized_storage": any(d in dtypes for d in ("int8", "uint8", "int16")),
+                    "float16_storage": "float16" in dtypes}}
 
     def _shapes_at(self, input_shapes: dict) -> dict:
         """Every tensor's shape (index -> list) in one run of the interpreter on zeros at these input shapes."""
