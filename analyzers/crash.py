@@ -18,6 +18,8 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from convlint.analyzers import rules as R
 from convlint.analyzers.report.findings import Finding, Location, Repair
 
@@ -90,8 +92,6 @@ def runnable_prefix(model, bad: list, cut_descendants: bool = True):
 
 def _loads(target):
     """``loads(model)``: the runtime creates a session for it and runs it on one input."""
-    import numpy as np
-
     from convlint.analyzers.models.onnx_runner import _spec
 
     inits = {i.name for i in target.model.graph.initializer}
@@ -131,7 +131,11 @@ def tflite_layer(source, target, op: str | None) -> tuple:
     k = int(m.group(1))
     if k >= len(ops):
         return None, None
-    names = [x.name for x in source.layers()]
+    layers = source.layers()
+    names = [x.name for x in layers]
+    by_weights = _weight_match(layers, ops[k][0], ops[k][2])
+    if by_weights:  # the node's own weights name its source layer, whatever the names say
+        return by_weights, (ops[k][1] or [None])[0]
     # a node that fuses several layers (a FULLY_CONNECTED with its ReLU) starts at the earliest
     hits = [(names.index(layer), layer, out) for out in ops[k][1] for part in out.split(";")
             if (layer := scope_layer(part, names))]
@@ -148,6 +152,8 @@ def localize(source, target, report, popts, progress):
         return report
     if target.format == "tflite":
         return _localize_tflite(source, target, report, crash)
+    if target.format in ("torch-exported", "torchscript"):
+        return _localize_by_scope(source, report, crash)
     if target.format != "onnx" or getattr(target, "model", None) is None:
         return report
     bad = failing_nodes(target.model, crash.evidence.get("op"), _loads(target))
@@ -225,6 +231,46 @@ def _localize_tflite(source, target, report, crash):
     return replace(report, findings=tuple(findings), extra=extra)
 
 
+def _weight_match(src_layers: list, op: str, consts: list) -> str | None:
+    """The source layer whose kernel is the TFLite node's weight tensor (layout-normalized)."""
+    from convlint.analyzers.localize.align import channel_score
+    from convlint.analyzers.localize.canonical import _canon, kernels
+    from convlint.analyzers.models.base import LayerInfo
+    from convlint.analyzers.models.describe import tflite as describe_tflite
+
+    sem = describe_tflite(LayerInfo("?", op)).get("kernel")
+    if sem is None or not consts or consts[0].ndim != (4 if sem["kind"] == "conv" else 2):
+        return None
+    w = _canon(consts[0].astype(np.float64), sem["layout"])
+    best = max(((channel_score(k.weight, w), k.layer) for k in kernels(src_layers)
+                if k.weight.shape == w.shape), default=(0.0, None))
+    return best[1] if best[0] >= 0.9 else None
+
+
+def _localize_by_scope(source, report, crash):
+    """A target whose runtime names the failing module (``"module (op)"``): the source layer by
+    scope (onnx2torch names a module after its ONNX node; a torch source keeps module paths)."""
+    from convlint.analyzers.pipeline import culprit
+
+    m = re.match(r"^(.*) \((\w+)\)$", crash.evidence.get("op") or "")
+    if not m:
+        return report
+    module, op = m.group(1), m.group(2)
+    names = [x.name for x in source.layers()]
+    layer = module if module in names else scope_layer(module, names)
+    if layer is None:
+        return report
+    f = Finding(R.TARGET_NODE_REJECTED.code, "error", "conversion-tool",
+                f"the converter wrote {module} ({op}), which {crash.evidence.get('backend')} cannot "
+                f"{crash.evidence.get('step')}; it computes source layer {layer}",
+                layer=layer, location=Location(source_node=layer, target_node=module),
+                evidence={"nodes": [module], "ops": [op], "runtime_message": crash.message,
+                          "scope": layer})
+    findings = [*report.findings, f]
+    extra = dict(report.extra, localization={"culprit": culprit(findings), "crash": {"nodes": [module]}})
+    return replace(report, findings=tuple(findings), extra=extra)
+
+
 def name_runtime_faults(source, target, findings: list) -> list:
     """CL015 findings (a delegate refused a node) with the source layer the node came from."""
     out = []
@@ -248,7 +294,6 @@ def _downstream(names: list, a: str, b: str) -> bool:
 # ops some converters write that are no ONNX ops (tf2onnx copies a TF or TFLite op it has no
 # handler for into the graph), and their standard equivalents: op type -> (description, builder)
 def _const(m, name: str, v: float) -> str:
-    import numpy as np
     from onnx import numpy_helper
 
     if not any(i.name == name for i in m.graph.initializer):

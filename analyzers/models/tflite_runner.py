@@ -105,8 +105,8 @@ class TFLiteRunner(Runner):
         return it
 
     def static_layers(self) -> list:
-        """``[(op name, [output tensor names])]`` read from the flatbuffer alone, for a model the
-        interpreter cannot prepare."""
+        """``[(op name, [output tensor names], [constant float inputs])]`` read from the
+        flatbuffer alone, for a model the interpreter cannot prepare."""
         from tensorflow.lite.python import schema_py_generated as S  # noqa: N812
 
         m = S.ModelT.InitFromPackedBuf(bytearray(self.buf), 0)
@@ -120,7 +120,14 @@ class TFLiteRunner(Runner):
             outs = [sg.tensors[i].name.decode(errors="replace") if isinstance(sg.tensors[i].name, bytes)
                     else str(sg.tensors[i].name) for i in (op.outputs if op.outputs is not None else [])
                     if i >= 0]
-            out.append((name, outs))
+            consts = []
+            for i in (op.inputs if op.inputs is not None else []):
+                t = sg.tensors[i] if i >= 0 else None
+                data = m.buffers[t.buffer].data if t is not None and t.buffer else None
+                if data is not None and len(data) and t.type == S.TensorType.FLOAT32:
+                    consts.append(np.frombuffer(bytes(bytearray(data)), np.float32).reshape(
+                        [int(d) for d in t.shape]))
+            out.append((name, outs, consts))
         return out
 
     @staticmethod
