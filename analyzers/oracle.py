@@ -197,6 +197,8 @@ def graph_search(sub, p, feeds, expected, tgt_layers, close):
         dynamic = [i for i in n.inputs if i and i not in n.weights]
         if len(dynamic) == 1 and len(n.outputs) == 1:
             cands.append(GraphEdit("remove", [name]))
+        if n.op_type == "Div":  # integer division truncates; the source's may floor
+            cands.append(GraphEdit("floor-divide", [name]))
     for edit in cands[:MAX_CANDIDATES]:
         e = _edited_error(sub, p, feeds, expected, edit)
         if e is not None and e <= close:
@@ -215,6 +217,15 @@ def _graph_finding(first, p, hit, res, ev) -> Finding:
             f"{res.reference_vs_source:.2g} -> {err:.2g})", layer=first.layer,
             location=Location(source_node=p.source_key, target_node=edit.tensor),
             evidence={"kind": edit.op, "op": edit.op, "after_tensor": edit.tensor, "nodes": [],
+                      **base})
+    if edit.action == "floor-divide":
+        return Finding(
+            R.MISSING_OP.code, "error", "graph",
+            f"{first.layer}: the target's {edit.nodes[0]} truncates where the source floors: with "
+            f"its result rounded toward minus infinity the layer alone reproduces the source "
+            f"(relative error {res.reference_vs_source:.2g} -> {err:.2g})", layer=first.layer,
+            location=Location(source_node=p.source_key, target_node=edit.nodes[0]),
+            evidence={"kind": "floor", "op": "floor-divide", "node": edit.nodes[0], "nodes": [],
                       **base})
     return Finding(
         R.EXTRA_OP.code, "error", "graph",

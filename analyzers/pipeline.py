@@ -265,6 +265,11 @@ def _repair(source, target, loc, findings, popts: PipelineOptions, progress) -> 
             planned[id(f)] = ("patch-graph", e.key,
                               f"undo the scaling of {e.tensor} ((x - {b:.6g}) / {a:.6g}) before "
                               f"{f.location.target_node}")
+        elif f.rule == R.MISSING_OP.code and target.format == "onnx" \
+                and f.evidence.get("op") == "floor-divide":
+            e = GraphEdit("floor-divide", [f.evidence["node"]])
+            graph_edits.append(e)
+            planned[id(f)] = ("patch-graph", e.key, f"make {e.nodes[0]} round toward minus infinity")
         elif f.rule == R.MISSING_OP.code and target.format == "onnx" and f.evidence.get("op"):
             e = GraphEdit("insert-op", [], f.evidence["after_tensor"], op=f.evidence["op"])
             graph_edits.append(e)

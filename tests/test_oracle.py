@@ -227,3 +227,37 @@ def test_fused_layers_are_shown_where_they_are_compared():
     assert "fused_into" not in rows["relu"]
     groups = layer_groups(ev["layer_errors"])
     assert [g["layer"] for g in groups] == ["relu", "head"] and groups[0]["fused"] == ["conv"]
+
+
+def int_bucket(path, *, floor: bool):
+    """y = (round(10 x) as int32) // 3, as float: floored through float ops, or truncated by an
+    integer Div (what tf2onnx writes for TF's integer FloorDiv, tensorflow-onnx#2174)."""
+    ten = nh.from_array(np.array(10.0, np.float32), "ten")
+    three_i = nh.from_array(np.array(3, np.int32), "three_i")
+    three_f = nh.from_array(np.array(3.0, np.float32), "three_f")
+    nodes = [h.make_node("Mul", ["x", "ten"], ["m"], name="scale"),
+             h.make_node("Round", ["m"], ["r"], name="round"),
+             h.make_node("Cast", ["r"], ["i"], name="to_int", to=onnx.TensorProto.INT32)]
+    if floor:
+        nodes += [h.make_node("Cast", ["i"], ["f"], name="to_float", to=onnx.TensorProto.FLOAT),
+                  h.make_node("Div", ["f", "three_f"], ["d"], name="bucket_div"),
+                  h.make_node("Floor", ["d"], ["y"], name="bucket")]
+    else:
+        nodes += [h.make_node("Div", ["i", "three_i"], ["d"], name="bucket_div"),
+                  h.make_node("Cast", ["d"], ["y"], name="bucket", to=onnx.TensorProto.FLOAT)]
+    g = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", 1, [1, 16])],
+                     [h.make_tensor_value_info("y", 1, [1, 16])], [ten, three_i, three_f])
+    onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 17)]), str(path))
+    return str(path)
+
+
+def test_a_truncating_integer_division_is_found_and_made_to_floor(tmp_path):
+    src = int_bucket(tmp_path / "src.onnx", floor=True)
+    out = tmp_path / "repaired.onnx"
+    r = check_paths(src, int_bucket(tmp_path / "tgt.onnx", floor=False),
+                    PipelineOptions(OPTS, repair=True, output=str(out)))
+    (f,) = [f for f in r.findings if f.rule == "CL121"]
+    assert f.evidence["op"] == "floor-divide" and f.location.target_node == "bucket_div"
+    assert f.repair.kind == "patch-graph" and f.repair.verified
+    twin = check_paths(src, int_bucket(tmp_path / "twin.onnx", floor=True), PipelineOptions(OPTS))
+    assert twin.verdict == "equivalent" and twin.findings == ()

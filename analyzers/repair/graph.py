@@ -11,7 +11,7 @@ import numpy as np
 @dataclass
 class GraphEdit:
     action: str          # "remove", "insert-activation", "insert-transpose", "insert-affine",
-                         # "insert-op"
+                         # "insert-op", "floor-divide" (a Div that truncates made to floor)
     nodes: list          # node names to remove
     tensor: str | None = None
     bounds: tuple | None = None  # (lo, hi) of the activation to insert
@@ -27,7 +27,7 @@ class GraphEdit:
     @property
     def key(self) -> str:
         """The node this edit removes (the first one) or creates; ``apply_onnx`` reports it."""
-        if self.action == "remove":
+        if self.action in ("remove", "floor-divide"):
             return self.nodes[0]
         suffix = {"insert-activation": "relu" if self.relu else "clip",
                   "insert-transpose": "transpose", "insert-affine": "affine",
@@ -83,6 +83,11 @@ def apply_onnx(model, edits: list) -> list:
                 act = onnx.helper.make_node("Clip", [e.tensor, *names], [out], name=e.key)
             _insert(model, e.tensor, out, [act])
             done.append(act.name)
+        elif e.action == "floor-divide":
+            node = next((n for n in model.graph.node if n.name == e.nodes[0] and n.op_type == "Div"), None)
+            if node is not None and _opset(model) >= 15:
+                _floor_divide(model, node)
+                done.append(node.name)
         elif e.action == "insert-op" and e.tensor and e.op:
             out = e.key
             _insert(model, e.tensor, out, [onnx.helper.make_node(e.op, [e.tensor], [out], name=out)])
@@ -104,6 +109,35 @@ def apply_onnx(model, edits: list) -> list:
             _insert(model, e.tensor, out, nodes)
             done.append(out)
     return done
+
+
+def _opset(model) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def _floor_divide(model, node) -> None:
+    """Make ``node`` (a Div, which truncates integers toward zero) round toward minus infinity:
+    q - (q * b != a and (a < 0) != (b < 0)), in the operands' own type (CastLike, opset 15)."""
+    import onnx
+
+    a, b = node.input[0], node.input[1]
+    out, t = node.output[0], f"{node.name}_convlint_floor"
+    mk = onnx.helper.make_node
+    new = [mk("Div", [a, b], [f"{t}_q"], name=f"{t}_div"),
+           mk("Sub", [a, a], [f"{t}_za"], name=f"{t}_za"), mk("Sub", [b, b], [f"{t}_zb"], name=f"{t}_zb"),
+           mk("Mul", [f"{t}_q", b], [f"{t}_qb"], name=f"{t}_qb"),
+           mk("Equal", [f"{t}_qb", a], [f"{t}_exact"], name=f"{t}_exact"),
+           mk("Not", [f"{t}_exact"], [f"{t}_inexact"], name=f"{t}_inexact"),
+           mk("Less", [a, f"{t}_za"], [f"{t}_an"], name=f"{t}_an"),
+           mk("Less", [b, f"{t}_zb"], [f"{t}_bn"], name=f"{t}_bn"),
+           mk("Xor", [f"{t}_an", f"{t}_bn"], [f"{t}_neg"], name=f"{t}_neg"),
+           mk("And", [f"{t}_inexact", f"{t}_neg"], [f"{t}_fix"], name=f"{t}_fix"),
+           mk("CastLike", [f"{t}_fix", f"{t}_q"], [f"{t}_one"], name=f"{t}_one"),
+           mk("Sub", [f"{t}_q", f"{t}_one"], [out], name=node.name)]
+    i = list(model.graph.node).index(node)
+    model.graph.node.remove(node)
+    for k, n in enumerate(new):
+        model.graph.node.insert(i + k, n)
 
 
 def _insert(model, tensor: str, out: str, nodes: list) -> None:
