@@ -455,6 +455,8 @@ def main(argv: list | None = None) -> int:
                  "script": getattr(args, "script", None) or (getattr(args, "paths", None) or ["."])[0]
                  if args.command in ("check", "trace", "train-check") else None, "command": args.command}
         _quiet_frameworks()
+        if getattr(args, "verbose", False):  # -v also lets native libraries' own log lines through
+            os.environ.setdefault("CONVLINT_NATIVE_LOGS", "1")
         _check_outputs(args)
         with _stdout_to_stderr() as out:
             with _progress(getattr(args, "verbose", False), sys.stderr.isatty()) as args.progress:

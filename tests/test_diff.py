@@ -112,3 +112,13 @@ def test_tvm_cross_checks_both_sides_of_a_keras_se_block_with_normalization(tmp_
     assert runs["source"]["tvm_route"].startswith("tf2onnx")
     assert runs["target"]["tvm_route"] == "tflite -> relax.frontend.tflite"
     assert r.extra["metrics_tvm"]["cosine_min"] > 0.99999
+
+
+def test_native_log_lines_stay_out_of_the_output_unless_verbose():
+    # TFLite announces its XNNPACK delegate on file descriptor 2, past Python's logging
+    quiet = run_cli("diff", "fixtures/models/mobilenet.keras", "fixtures/models/mobilenet.tflite",
+                    "--no-tvm", "--num-inputs", "2")
+    assert quiet.returncode == 0 and "XNNPACK" not in quiet.stderr and "INFO:" not in quiet.stderr
+    loud = run_cli("diff", "fixtures/models/mobilenet.keras", "fixtures/models/mobilenet.tflite",
+                   "--no-tvm", "--num-inputs", "2", "-v")
+    assert loud.returncode == 0 and "XNNPACK" in loud.stderr

@@ -100,8 +100,12 @@ class TFLiteRunner(Runner):
             if self.builtin_only:
                 kw["experimental_op_resolver_type"] = \
                     lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-            it = lite.Interpreter(model_content=self.buf, experimental_preserve_all_tensors=preserve, **kw)
-        it.allocate_tensors()
+            from convlint.analyzers.native import quiet
+
+            with quiet():  # the interpreter announces its XNNPACK delegate on fd 2
+                it = lite.Interpreter(model_content=self.buf,
+                                      experimental_preserve_all_tensors=preserve, **kw)
+                it.allocate_tensors()
         return it
 
     def static_layers(self) -> list:
