@@ -212,23 +212,13 @@ def localize(source, target, report, popts, progress):
 def _localize_tflite(source, target, report, crash):
     """A TFLite node the interpreter refuses, named by its index, traced to its source layer by
     the scope of its output tensor."""
-    from convlint.analyzers.pipeline import culprit
-
     try:
         layer, node = tflite_layer(source, target, crash.evidence.get("op"))
     except Exception:  # noqa: BLE001 - an unreadable flatbuffer or source: nothing to name
         return report
     if layer is None:
         return report
-    f = Finding(R.TARGET_NODE_REJECTED.code, "error", "conversion-tool",
-                f"the converter wrote {crash.evidence.get('op')}, which {crash.evidence.get('backend')} "
-                f"cannot {crash.evidence.get('step')}; it computes source layer {layer}",
-                layer=layer, location=Location(source_node=layer, target_node=node),
-                evidence={"nodes": [node], "ops": [crash.evidence.get("op")],
-                          "runtime_message": crash.message, "scope": layer})
-    findings = [*report.findings, f]
-    extra = dict(report.extra, localization={"culprit": culprit(findings), "crash": {"nodes": [node]}})
-    return replace(report, findings=tuple(findings), extra=extra)
+    return _rejected(report, crash, layer, node, crash.evidence.get("op"), crash.evidence.get("op"))
 
 
 def _weight_match(src_layers: list, op: str, consts: list) -> str | None:
@@ -250,8 +240,6 @@ def _weight_match(src_layers: list, op: str, consts: list) -> str | None:
 def _localize_by_scope(source, report, crash):
     """A target whose runtime names the failing module (``"module (op)"``): the source layer by
     scope (onnx2torch names a module after its ONNX node; a torch source keeps module paths)."""
-    from convlint.analyzers.pipeline import culprit
-
     m = re.match(r"^(.*) \((\w+)\)$", crash.evidence.get("op") or "")
     if not m:
         return report
@@ -260,14 +248,22 @@ def _localize_by_scope(source, report, crash):
     layer = module if module in names else scope_layer(module, names)
     if layer is None:
         return report
+    return _rejected(report, crash, layer, module, f"{module} ({op})", op)
+
+
+def _rejected(report, crash, layer: str, node: str, what: str, op: str):
+    """``report`` with the CL402 finding naming ``layer`` for the target ``node`` the runtime
+    refused, and its culprit."""
+    from convlint.analyzers.pipeline import culprit
+
     f = Finding(R.TARGET_NODE_REJECTED.code, "error", "conversion-tool",
-                f"the converter wrote {module} ({op}), which {crash.evidence.get('backend')} cannot "
+                f"the converter wrote {what}, which {crash.evidence.get('backend')} cannot "
                 f"{crash.evidence.get('step')}; it computes source layer {layer}",
-                layer=layer, location=Location(source_node=layer, target_node=module),
-                evidence={"nodes": [module], "ops": [op], "runtime_message": crash.message,
+                layer=layer, location=Location(source_node=layer, target_node=node),
+                evidence={"nodes": [node], "ops": [op], "runtime_message": crash.message,
                           "scope": layer})
     findings = [*report.findings, f]
-    extra = dict(report.extra, localization={"culprit": culprit(findings), "crash": {"nodes": [module]}})
+    extra = dict(report.extra, localization={"culprit": culprit(findings), "crash": {"nodes": [node]}})
     return replace(report, findings=tuple(findings), extra=extra)
 
 

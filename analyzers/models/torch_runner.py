@@ -89,35 +89,9 @@ class ExportedProgramRunner(Runner):
             from convlint.analyzers.errors import StepFailed
             from convlint.analyzers.models.base import _short
 
-            raise StepFailed("run", self.backend, _short(e), op=self._failing_module(args)) from e
+            raise StepFailed("run", self.backend, _short(e), op=_failing_module(self.module, args)) from e
         return {f"output_{i}": _np(o) for i, o in enumerate(_flat_outputs(out))}
 
-    def _failing_module(self, args) -> str | None:
-        """``"module (op)"`` of the graph node that raises, or None."""
-        import torch
-        from torch.fx import Interpreter
-
-        failed = []
-
-        class Locate(Interpreter):
-            def run_node(self, n):
-                try:
-                    return super().run_node(n)
-                except Exception:
-                    if not failed and n.op == "call_function":
-                        failed.append(n)
-                    raise
-
-        try:
-            with torch.no_grad():
-                Locate(self.module).run(*args)
-        except Exception:  # noqa: BLE001 - the failure being located
-            pass
-        if not failed:
-            return None
-        name, _ = _layer_of(failed[0])
-        op = str(failed[0].target).split(".")
-        return f"{name} ({op[-2] if len(op) > 1 else op[0]})"
 
     def _layers_impl(self):
         state = dict(self.ep.state_dict)
@@ -182,6 +156,35 @@ class ExportedProgramRunner(Runner):
                     from_exported_program(ep))
 
         return build
+
+
+def _failing_module(gm, args) -> str | None:
+    """``"module (op)"`` of the graph node of ``gm`` (an FX GraphModule) that raises on ``args``,
+    found by running it again node by node; None when none does."""
+    import torch
+    from torch.fx import Interpreter
+
+    failed = []
+
+    class Locate(Interpreter):
+        def run_node(self, n):
+            try:
+                return super().run_node(n)
+            except Exception:
+                if not failed and n.op == "call_function":
+                    failed.append(n)
+                raise
+
+    try:
+        with torch.no_grad():
+            Locate(gm).run(*args)
+    except Exception:  # noqa: BLE001 - the failure being located
+        pass
+    if not failed:
+        return None
+    name, _ = _layer_of(failed[0])
+    op = str(failed[0].target).split(".")
+    return f"{name} ({op[-2] if len(op) > 1 else op[0]})"
 
 
 def _layer_of(node) -> tuple:
@@ -250,43 +253,9 @@ class TorchScriptRunner(Runner):
     def _run_impl(self, inputs):
         import torch
 
-        args = _to_torch(inputs, [s.name for s in self.input_specs()])
-        try:
-            with torch.no_grad():
-                out = self.module(*args)
-        except Exception as e:  # name the module whose op failed: run it again node by node
-            from convlint.analyzers.errors import StepFailed
-            from convlint.analyzers.models.base import _short
-
-            raise StepFailed("run", self.backend, _short(e), op=self._failing_module(args)) from e
+        with torch.no_grad():
+            out = self.module(*_to_torch(inputs, [s.name for s in self.input_specs()]))
         return {f"output_{i}": _np(o) for i, o in enumerate(_flat_outputs(out))}
-
-    def _failing_module(self, args) -> str | None:
-        """``"module (op)"`` of the graph node that raises, or None."""
-        import torch
-        from torch.fx import Interpreter
-
-        failed = []
-
-        class Locate(Interpreter):
-            def run_node(self, n):
-                try:
-                    return super().run_node(n)
-                except Exception:
-                    if not failed and n.op == "call_function":
-                        failed.append(n)
-                    raise
-
-        try:
-            with torch.no_grad():
-                Locate(self.module).run(*args)
-        except Exception:  # noqa: BLE001 - the failure being located
-            pass
-        if not failed:
-            return None
-        name, _ = _layer_of(failed[0])
-        op = str(failed[0].target).split(".")
-        return f"{name} ({op[-2] if len(op) > 1 else op[0]})"
 
     def _layers_impl(self):
         layers = []
