@@ -28,6 +28,7 @@ SYMPTOMS = ("CL100", "CL101", "CL110", "CL003")
 
 
 def load_cases(pattern: str | None) -> list:
+    sys.path.insert(0, str(HERE / "cases"))  # their shared _common
     out = []
     for p in sorted((HERE / "cases").glob("*.py")):
         if p.name.startswith("_") or (pattern and pattern not in p.stem):
@@ -72,6 +73,7 @@ def python_for(env: str) -> str | None:
 
 def build(path: Path, env: str, out: Path) -> tuple:
     code = ("import importlib.util, json, sys, pathlib\n"
+            f"sys.path.insert(0, {str(path.parent)!r})  # the cases' shared _common\n"
             f"spec = importlib.util.spec_from_file_location('case', {str(path)!r})\n"
             "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
             f"s, t = m.build(pathlib.Path({str(out)!r}))\n"

@@ -9,6 +9,8 @@ Measured here on seeded inputs in [-1, 1]: onnxruntime matches torch within floa
 """
 import pathlib
 
+from _common import _wheel_member  # noqa: E402 (shared by the cases)
+
 CASE = {
     "id": "clean-facenet-onet-torchonnx",
     "kind": "clean",
@@ -24,32 +26,6 @@ CASE = {
     "model": {"package": "facenet-pytorch==2.6.0", "member": "facenet_pytorch/data/onet.pt",
               "sha256": "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d", "input_shape": [1, 3, 48, 48]},
 }
-
-
-def _wheel_member(out: pathlib.Path, pkg: str, version: str, member: str, sha256: str, name: str) -> pathlib.Path:
-    """Copy `member` of the pinned wheel `pkg==version` into out/name (the wheel is fetched once with
-    `pip download --no-deps` into bench/realbugs/.cache/wheels, which is gitignored), checking its sha256."""
-    import glob
-    import hashlib
-    import subprocess
-    import sys
-    import zipfile
-    cache = pathlib.Path(__file__).resolve().parents[1] / ".cache" / "wheels"
-    cache.mkdir(parents=True, exist_ok=True)
-
-    def find():
-        stems = {pkg, pkg.replace("-", "_")}
-        return sorted(p for s in stems for p in glob.glob(str(cache / f"{s}-{version}-*.whl")))
-    if not find():
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                        "--quiet", "-d", str(cache), f"{pkg}=={version}"], check=True, timeout=900)
-    with zipfile.ZipFile(find()[0]) as z:
-        data = z.read(member)
-    if hashlib.sha256(data).hexdigest() != sha256:
-        raise RuntimeError(f"{member} in {pkg}=={version} has an unexpected sha256")
-    dst = out / name
-    dst.write_bytes(data)
-    return dst
 
 
 def _architecture(out: pathlib.Path):

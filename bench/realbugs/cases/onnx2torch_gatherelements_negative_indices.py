@@ -11,8 +11,8 @@ Environment: its own venv (CASE["env"] = "onnx2torch"):
 (onnx2torch imports torchvision only for NMS/RoiAlign; build() stubs it when it is missing).
 """
 import pathlib
-import sys
-import types
+
+from _common import _stub_torchvision  # noqa: E402 (shared by the cases)
 
 CASE = {
     "id": "onnx2torch-gatherelements-negative-indices",
@@ -30,22 +30,6 @@ CASE = {
     "env": "onnx2torch",
     "diff_args": [],
 }
-
-
-def _stub_torchvision():
-    try:
-        import torchvision  # noqa: F401
-    except ImportError:
-        tv = types.ModuleType("torchvision")
-        ops = types.ModuleType("torchvision.ops")
-
-        def _missing(*args, **kwargs):
-            raise NotImplementedError("torchvision is not installed")
-
-        ops.roi_align = ops.nms = ops.box_convert = _missing
-        tv.ops = ops
-        sys.modules["torchvision"] = tv
-        sys.modules["torchvision.ops"] = ops
 
 
 def build(out: pathlib.Path):
