@@ -54,36 +54,57 @@ def compile_cached(key: str, builder, input_names: list) -> TVMRunner:
             lib_path.unlink(missing_ok=True)
             lib = None
     if lib is None:
-        try:
-            route, mod = builder()
-        except StepFailed:
-            raise
-        except Exception as e:
-            raise StepFailed("compile", "tvm", f"TVM frontend refused the model: {_first_line(e)}",
-                             op=_op_from_tvm_error(e)) from e
-        try:
-            ex = tvm.compile(mod, target="llvm")
-        except Exception as e:
-            raise StepFailed("compile", "tvm", f"tvm.compile failed: {_first_line(e)}",
-                             op=_op_from_tvm_error(e)) from e
-        lib = ex
-        tmp = ""
-        try:
-            d.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(suffix=".so", dir=d)
-            os.close(fd)
-            ex.export_library(tmp)
-            os.replace(tmp, lib_path)
-            route_path.write_text(route)
-        except BaseException as e:  # the cache is an optimisation; never fail the check for it
-            if tmp:
-                Path(tmp).unlink(missing_ok=True)
-            if not isinstance(e, Exception):
-                raise  # interrupted: cleaned up, now stop
+        import gc
+
+        from convlint.analyzers.native import quiet
+
+        # Relax's frontends log "BlockBuilder destroyed with remaining blocks" on fd 2 when their
+        # builder is collected: collected here, inside the quiet block
+        failed = None
+        with quiet():
+            try:
+                lib, route = _build(builder, d, lib_path, route_path)
+            except StepFailed as e:  # its message says it all; the frames would keep the builder
+                failed = StepFailed(e.step, e.backend, e.message, op=e.op)
+            gc.collect()
+        if failed is not None:
+            raise failed
     vm = relax.VirtualMachine(lib, tvm.cpu())
     runner = TVMRunner(vm, input_names, route)
     _MEMO[full] = runner
     return runner
+
+
+def _build(builder, d: Path, lib_path: Path, route_path: Path) -> tuple:
+    """Import and compile, keeping the library in the cache: ``(executable, route)``."""
+    import tvm
+
+    try:
+        route, mod = builder()
+    except StepFailed:
+        raise
+    except Exception as e:
+        raise StepFailed("compile", "tvm", f"TVM frontend refused the model: {_first_line(e)}",
+                         op=_op_from_tvm_error(e)) from e
+    try:
+        ex = tvm.compile(mod, target="llvm")
+    except Exception as e:
+        raise StepFailed("compile", "tvm", f"tvm.compile failed: {_first_line(e)}",
+                         op=_op_from_tvm_error(e)) from e
+    tmp = ""
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=d)
+        os.close(fd)
+        ex.export_library(tmp)
+        os.replace(tmp, lib_path)
+        route_path.write_text(route)
+    except BaseException as e:  # the cache is an optimisation; never fail the check for it
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        if not isinstance(e, Exception):
+            raise  # interrupted: cleaned up, now stop
+    return ex, route
 
 
 class TVMRunner:
