@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from convlint.analyzers import crash, oracle
 from convlint.analyzers import rules as R
 from convlint.analyzers.differential.check import DiffOptions, check_pair
 from convlint.analyzers.differential.inputs import plan_inputs, random_inputs
@@ -66,15 +67,11 @@ def check(source, target, popts: PipelineOptions, progress: Callable | None = No
     progress = progress or (lambda m: None)
     report = check_pair(source, target, popts.diff, progress)
     if popts.localize and any(f.rule == R.RUNTIME_KERNEL_REFUSED.code for f in report.findings):
-        from convlint.analyzers import crash
-
         findings = crash.name_runtime_faults(source, target, list(report.findings))
         report = replace(report, findings=tuple(findings), extra=dict(
             report.extra, localization=dict(report.extra.get("localization") or {},
                                             culprit=culprit(findings))))
     if report.verdict == "crash" and popts.localize:
-        from convlint.analyzers import crash
-
         return crash.localize(source, target, report, popts, progress)
     if not popts.localize or not _needs_localization(report):
         return report
@@ -85,8 +82,6 @@ def check(source, target, popts: PipelineOptions, progress: Callable | None = No
     cap = capture(source, target, popts.diff)
     loc = stages.run(cap, layer_rtol=layer_rtol)
     progress("localizing: replaying the first divergent layer alone")
-    from convlint.analyzers import oracle
-
     try:
         orc = oracle.run(target, cap, loc, layer_rtol, source)
     except Exception as e:  # noqa: BLE001 - the oracle adds evidence; it never fails the check
