@@ -173,7 +173,8 @@ def _stage1(source, target, loc, popts: PipelineOptions, progress) -> list:
                 continue
             path = str(Path(d) / f"{name.replace(' ', '_').replace('+', 'and')}.tflite")
             Path(path).write_bytes(data)
-            r = _verify(source, path, popts)
+            # each setting is judged natively; TVM runs only for the verdict on the one kept
+            r = _verify(source, path, replace(popts, diff=replace(popts.diff, use_tvm=False)))
             results[name] = {"verdict": r.verdict, "max_abs": r.metrics.get("max_abs"), "data": data}
         clean = [n for n, v in results.items() if v.get("verdict") == "equivalent"]
         faulty = [n for n, v in results.items() if v.get("verdict") == "divergent"]
