@@ -261,3 +261,37 @@ def test_a_truncating_integer_division_is_found_and_made_to_floor(tmp_path):
     assert f.repair.kind == "patch-graph" and f.repair.verified
     twin = check_paths(src, int_bucket(tmp_path / "twin.onnx", floor=True), PipelineOptions(OPTS))
     assert twin.verdict == "equivalent" and twin.findings == ()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dilation", [3, 1])
+def test_a_crash_the_other_exporter_avoids_is_repaired_by_reconversion(tmp_path, dilation):
+    # the TorchScript exporter writes padding="same" with a dilation as auto_pad=SAME_UPPER, which
+    # onnxruntime's Conv refuses at run time; the dynamo exporter writes explicit pads
+    import torch
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
+            self.dil_conv = torch.nn.Conv2d(8, 8, 3, padding="same", dilation=dilation)
+
+        def forward(self, x):
+            return self.dil_conv(torch.relu(self.stem(x)))
+
+    torch.manual_seed(0)
+    model, x = Net().eval(), torch.randn(1, 3, 16, 16)
+    src, tgt = tmp_path / "net.pt2", tmp_path / "net.onnx"
+    torch.export.save(torch.export.export(model, (x,)), str(src))
+    torch.onnx.export(model, (x,), str(tgt), dynamo=False, opset_version=17, input_names=["x"])
+    out = tmp_path / "repaired.onnx"
+    r = check_paths(str(src), str(tgt), PipelineOptions(OPTS, repair=True, output=str(out)))
+    if dilation == 1:
+        assert r.verdict == "equivalent" and r.findings == () and not out.exists()
+        return
+    assert r.verdict == "crash"
+    (f,) = [f for f in r.findings if f.rule == "CL402"]
+    assert f.layer == "dil_conv" and f.stage == "conversion-tool"
+    (rc,) = [f for f in r.findings if f.rule == "CL403"]
+    assert "dynamo=True" in rc.evidence["setting"] and rc.repair.kind == "rewrite-call"
+    assert rc.repair.verified and out.exists()
