@@ -24,14 +24,19 @@ from convlint.analyzers import rules as R
 from convlint.analyzers.report.findings import Finding, Location, Repair
 
 
+def split_op(op: str) -> tuple | None:
+    """``("name", "OpType")`` from a runtime's ``"name (OpType)"``, or None."""
+    m = re.match(r"^(.*) \((\w+)\)$", op or "")
+    return (m.group(1), m.group(2)) if m else None
+
+
 def failing_nodes(model, op: str | None, loads=None) -> list:
     """The target nodes a runtime's message names (by node name, or by op type); when it names
     none, the first node without which the graph loads, found by bisecting the node order with
     ``loads(model) -> bool``."""
     if not op:
         return _bisect(model, loads) if loads else []
-    m = re.match(r"^(.*) \((\w+)\)$", op)
-    name, op_type = (m.group(1), m.group(2)) if m else (op, op)
+    name, op_type = split_op(op) or (op, op)
     nodes = [n for n in model.graph.node if n.name == name]
     if not nodes:  # a runtime's own copy of a node is named after it or its output
         pre = [(len(k), n) for n in model.graph.node for k in (n.name, *n.output)
@@ -47,7 +52,7 @@ def failing_nodes(model, op: str | None, loads=None) -> list:
 def _bisect(model, loads) -> list:
     """The first node (in the graph's topological order) whose prefix no longer loads."""
     nodes = list(model.graph.node)
-    lo, hi = 0, len(nodes)  # the first lo nodes load; all hi do not (checked by the caller)
+    lo, hi = 0, len(nodes)  # invariant: the first lo nodes load, the first hi do not
     if loads(_first(model, hi)):
         return []
     while hi - lo > 1:
@@ -122,8 +127,8 @@ def scope_layer(node_name: str, layer_names: list) -> str | None:
 
 
 def tflite_layer(source, target, op: str | None) -> tuple:
-    """``(source layer, target op name)`` for a TFLite node named ``node N (OP)``, by the scope
-    of the node's output tensor (TFLite keeps no other link to the source)."""
+    """``(source layer, target op name)`` for a TFLite node named ``node N (OP)``: by the node's
+    own weights against the source's kernels, else by the scope of its output tensor's name."""
     m = re.match(r"node (\d+) \((\w+)\)", op or "")
     if not m or not hasattr(target, "static_layers"):
         return None, None
@@ -187,20 +192,11 @@ def localize(source, target, report, popts, progress):
     if layer is None:
         return report
     ops = sorted({n.op_type for n in bad})
-    f = Finding(R.TARGET_NODE_REJECTED.code, "error", "conversion-tool",
-                f"the converter wrote {bad[0].name} ({', '.join(ops)}), which {crash.evidence.get('backend')} "
-                f"cannot {crash.evidence.get('step')}; it computes source layer {layer}",
-                layer=layer, location=Location(source_node=layer, target_node=bad[0].name),
-                evidence={"nodes": [n.name for n in bad], "ops": ops,
-                          "runtime_message": crash.message, **evidence})
-    findings = [*report.findings, f]
-    from convlint.analyzers.pipeline import culprit
-
-    extra = dict(report.extra, localization={"culprit": culprit(findings), "crash": {
-        "nodes": [n.name for n in bad], **evidence}})
-    report = replace(report, extra=extra)
+    report = _rejected(report, crash, layer, [n.name for n in bad], f"{bad[0].name} ({', '.join(ops)})",
+                       ops, evidence)
+    findings = list(report.findings)
     if popts.repair:
-        findings[-1] = _substitute(source, target, f, bad, popts, progress)
+        findings[-1] = _substitute(source, target, findings[-1], bad, popts, progress)
         if not findings[-1].repair or not findings[-1].repair.verified:
             from convlint.analyzers.pipeline import _verify
             from convlint.analyzers.repair import reconvert
@@ -210,15 +206,16 @@ def localize(source, target, report, popts, progress):
 
 
 def _localize_tflite(source, target, report, crash):
-    """A TFLite node the interpreter refuses, named by its index, traced to its source layer by
-    the scope of its output tensor."""
+    """A TFLite node the interpreter refuses, named by its index, traced to its source layer
+    (``tflite_layer``)."""
     try:
         layer, node = tflite_layer(source, target, crash.evidence.get("op"))
     except Exception:  # noqa: BLE001 - an unreadable flatbuffer or source: nothing to name
         return report
     if layer is None:
         return report
-    return _rejected(report, crash, layer, node, crash.evidence.get("op"), crash.evidence.get("op"))
+    return _rejected(report, crash, layer, [node], crash.evidence.get("op"), [crash.evidence.get("op")],
+                     {"scope": layer})
 
 
 def _weight_match(src_layers: list, op: str, consts: list) -> str | None:
@@ -240,30 +237,30 @@ def _weight_match(src_layers: list, op: str, consts: list) -> str | None:
 def _localize_by_scope(source, report, crash):
     """A target whose runtime names the failing module (``"module (op)"``): the source layer by
     scope (onnx2torch names a module after its ONNX node; a torch source keeps module paths)."""
-    m = re.match(r"^(.*) \((\w+)\)$", crash.evidence.get("op") or "")
-    if not m:
+    parts = split_op(crash.evidence.get("op"))
+    if parts is None:
         return report
-    module, op = m.group(1), m.group(2)
+    module, op = parts
     names = [x.name for x in source.layers()]
     layer = module if module in names else scope_layer(module, names)
     if layer is None:
         return report
-    return _rejected(report, crash, layer, module, f"{module} ({op})", op)
+    return _rejected(report, crash, layer, [module], f"{module} ({op})", [op], {"scope": layer})
 
 
-def _rejected(report, crash, layer: str, node: str, what: str, op: str):
-    """``report`` with the CL402 finding naming ``layer`` for the target ``node`` the runtime
-    refused, and its culprit."""
+def _rejected(report, crash, layer: str, nodes: list, what: str, ops: list, evidence: dict):
+    """``report`` with the CL402 finding (last) naming ``layer`` for the target ``nodes`` the
+    runtime refused, and the localization's culprit."""
     from convlint.analyzers.pipeline import culprit
 
     f = Finding(R.TARGET_NODE_REJECTED.code, "error", "conversion-tool",
                 f"the converter wrote {what}, which {crash.evidence.get('backend')} cannot "
                 f"{crash.evidence.get('step')}; it computes source layer {layer}",
-                layer=layer, location=Location(source_node=layer, target_node=node),
-                evidence={"nodes": [node], "ops": [op], "runtime_message": crash.message,
-                          "scope": layer})
+                layer=layer, location=Location(source_node=layer, target_node=nodes[0]),
+                evidence={"nodes": nodes, "ops": ops, "runtime_message": crash.message, **evidence})
     findings = [*report.findings, f]
-    extra = dict(report.extra, localization={"culprit": culprit(findings), "crash": {"nodes": [node]}})
+    extra = dict(report.extra, localization={"culprit": culprit(findings),
+                                             "crash": {"nodes": nodes, **evidence}})
     return replace(report, findings=tuple(findings), extra=extra)
 
 

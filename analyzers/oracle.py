@@ -56,9 +56,9 @@ def run(target, cap, loc, layer_rtol: float, source=None) -> OracleResult:
     if p is None:
         return OracleResult(evidence={"replay": None, "why": "no aligned inputs to feed"})
     close = max(10 * layer_rtol, 1e-4)
-    feeds = p.inputs(cap.source_runs[0], cap.target_runs[0])
+    feeds = p.inputs(src0, tgt0)
     sub = O.subgraph(target.model, p.nodes, feeds, [p.output])
-    expected = p.expected(cap.source_runs[0])
+    expected = p.expected(src0)
     try:
         ref = O.run_reference(sub, feeds)[0]
         rt = O.run_runtime(sub, feeds)[0]
@@ -93,23 +93,19 @@ def run(target, cap, loc, layer_rtol: float, source=None) -> OracleResult:
             e = _edited_error(sub, p, feeds, expected, GraphEdit("remove", list(f.evidence["nodes"])))
             if e is None or e > close:
                 out.refuted.append(f)
-    refuted = {id(f) for f in out.refuted}
-    explained = {f.layer for f in loc.findings if f.rule != R.FIRST_DIVERGENT.code
-                 and f.severity == "error" and id(f) not in refuted}
-    if explained & set(group):
+    if _explained(loc, {id(f) for f in out.refuted}) & set(group):
         return out
     src_layers = [x for x in cap.source_layers if x.name in group]
     hit = search(sub, p, feeds, expected, cap.target_layers, src_layers, close)
-    if hit is None:
+    if hit is None:  # no attribute value explains it: an op added or dropped?
         edit = graph_search(sub, p, feeds, expected, cap.target_layers, close)
         if edit is not None:
             out.findings.append(_graph_finding(first, p, edit, res, ev))
-            return out
-    if hit is not None:
+    else:
         node, changes, err = hit
-        op = next(x.op_type for x in cap.target_layers if x.name == node)
-        by = {x.name: x for x in cap.target_layers}
-        desc = ", ".join(f"{a}={_fmt(_show(by[node], a))} -> {_fmt(v)}" for a, v in changes)
+        n = next(x for x in cap.target_layers if x.name == node)
+        op = n.op_type
+        desc = ", ".join(f"{a}={_fmt(_show(n, a))} -> {_fmt(v)}" for a, v in changes)
         out.findings.append(Finding(
             R.OP_SEMANTICS.code, "error", "hyperparameters",
             f"{first.layer}: the target's {node} ({op}) computes it with other semantics; with "
@@ -117,7 +113,7 @@ def run(target, cap, loc, layer_rtol: float, source=None) -> OracleResult:
             f"{res.reference_vs_source:.2g} -> {err:.2g})", layer=first.layer,
             location=Location(source_node=p.source_key, target_node=node),
             evidence={"node": node, "op": op, "changes": [[a, v] for a, v in changes],
-                      "target": [_show(by[node], a) for a, _ in changes],
+                      "target": [_show(n, a) for a, _ in changes],
                       "replay_error_after": err, **ev}))
     return out
 
@@ -125,7 +121,7 @@ def run(target, cap, loc, layer_rtol: float, source=None) -> OracleResult:
 def search(sub, p, feeds, expected, tgt_layers, src_layers, close) -> tuple | None:
     """The first attribute change (single, then two string attributes of one node) with which
     the replayed layer reproduces the source: ``(node, [(attribute, value)], error)``."""
-    from convlint.analyzers.models import onnx_replay as O
+    from convlint.analyzers.models.onnx_replay import schema_attributes
 
     numbers = replay.source_numbers(src_layers)
     by = {x.name: x for x in tgt_layers}
@@ -134,25 +130,15 @@ def search(sub, p, feeds, expected, tgt_layers, src_layers, close) -> tuple | No
     for stage in ("single", "pairs"):
         for name in reversed(p.nodes):  # the op that produces the layer's output first
             n = by[name]
-            schema = O.schema_attributes(n.op_type, "")
+            schema = schema_attributes(n.op_type, "")
             cands = ([[c] for c in replay.candidates(n, schema, numbers)] if stage == "single"
                      else [list(pr) for pr in replay.pairs(n, schema)])
             for changes in cands:
                 if tried >= MAX_CANDIDATES:
                     return best
                 tried += 1
-                m = sub
-                for a, v in changes:
-                    m = O.with_attribute(m, name, a, v)
-                try:
-                    y = O.run_runtime(m, feeds)[0]
-                except Exception:  # noqa: BLE001 - an invalid value for this op: not a candidate
-                    continue
-                y = p.in_source_layout(y)
-                if y.shape != expected.shape:
-                    continue
-                e = rel_err(expected.astype(np.float64), y.astype(np.float64))
-                if e <= close and (best is None or e < best[2]):
+                e = _error(_with_changes(sub, name, changes), feeds, expected, p.in_source_layout)
+                if e is not None and e <= close and (best is None or e < best[2]):
                     best = (name, changes, e)
             if best is not None:
                 return best
@@ -163,24 +149,53 @@ def search(sub, p, feeds, expected, tgt_layers, src_layers, close) -> tuple | No
 INSERTABLE = ("Floor", "Ceil", "Round", "Relu", "Neg", "Abs", "Sigmoid", "Tanh", "Sign")
 
 
+def _error(model, feeds: dict, expected: np.ndarray, to_source=None,
+           reference_fallback: bool = False) -> float | None:
+    """Relative error of a candidate ``model``'s first output (read in the source's layout by
+    ``to_source``) against ``expected``; None when it does not run or has another shape. With
+    ``reference_fallback``, a variant onnxruntime lacks is run by ONNX's reference instead."""
+    from convlint.analyzers.models import onnx_replay as O
+
+    try:
+        y = O.run_runtime(model, feeds)[0]
+    except Exception:  # noqa: BLE001 - an invalid candidate for this runtime
+        if not reference_fallback:
+            return None
+        try:
+            y = O.run_reference(model, feeds)[0]
+        except Exception:  # noqa: BLE001 - an invalid value for this op: not a candidate
+            return None
+    y = to_source(y) if to_source else y
+    if y.shape != expected.shape:
+        return None
+    return rel_err(expected.astype(np.float64), y.astype(np.float64))
+
+
+def _with_changes(model, node: str, changes: list):
+    from convlint.analyzers.models import onnx_replay as O
+
+    for a, v in changes:
+        model = O.with_attribute(model, node, a, v)
+    return model
+
+
 def _edited_error(sub, p, feeds, expected, edit) -> float | None:
     """The replay's relative error against the source after a graph ``edit``."""
     import onnx
 
-    from convlint.analyzers.models import onnx_replay as O
     from convlint.analyzers.repair.graph import apply_onnx
 
     m = onnx.ModelProto()
     m.CopyFrom(sub)
     if not apply_onnx(m, [edit]):
         return None
-    try:
-        y = p.in_source_layout(O.run_runtime(m, feeds)[0])
-    except Exception:  # noqa: BLE001 - an edit that breaks the graph: not a candidate
-        return None
-    if y.shape != expected.shape:
-        return None
-    return rel_err(expected.astype(np.float64), y.astype(np.float64))
+    return _error(m, feeds, expected, p.in_source_layout)
+
+
+def _explained(loc, refuted: set = frozenset()) -> set:
+    """Source layers an error finding other than the first-divergent one already explains."""
+    return {f.layer for f in loc.findings if f.rule != R.FIRST_DIVERGENT.code
+            and f.severity == "error" and id(f) not in refuted}
 
 
 def graph_search(sub, p, feeds, expected, tgt_layers, close):
@@ -266,9 +281,8 @@ def _as_if(source, target, cap, loc, first, layer_rtol: float) -> OracleResult:
     own captured inputs, computes what the target computes there (the converter read it so)."""
     from convlint.analyzers.models import onnx_replay as O
 
-    explained = {f.layer for f in loc.findings if f.rule != R.FIRST_DIVERGENT.code and f.severity == "error"}
     group = list(first.evidence.get("fused_group") or [first.layer])
-    if explained & set(group):
+    if _explained(loc) & set(group):
         return OracleResult()
     by_act = {a.source: a for a in loc.alignment.activations}
     by_src = {x.name: x for x in cap.source_layers}
@@ -308,20 +322,10 @@ def _as_if(source, target, cap, loc, first, layer_rtol: float) -> OracleResult:
         [[c] for c in _axes_candidates(node, src0)]
     best = None
     for changes in cands[:MAX_CANDIDATES]:
-        m = sub
-        for a, v in changes:
-            m = O.with_attribute(m, node.name, a, v)
-        try:
-            y = O.run_runtime(m, feeds)[0]
-        except Exception:  # noqa: BLE001 - onnxruntime lacks that variant: ONNX's reference
-            try:
-                y = O.run_reference(m, feeds)[0]
-            except Exception:  # noqa: BLE001 - an invalid value for this op: not a candidate
-                continue
-        if y.shape == y_t.shape:
-            e = rel_err(y_t.astype(np.float64), y.astype(np.float64))
-            if e <= close and (best is None or e < best[1]):
-                best = (changes, e)
+        # onnxruntime lacks some variants (float Mod with fmod=0): ONNX's reference runs them
+        e = _error(_with_changes(sub, node.name, changes), feeds, y_t, reference_fallback=True)
+        if e is not None and e <= close and (best is None or e < best[1]):
+            best = (changes, e)
     if best is None:
         return OracleResult()
     changes, err = best
@@ -340,7 +344,7 @@ def _as_if(source, target, cap, loc, first, layer_rtol: float) -> OracleResult:
 
 
 def _axes_candidates(node, feeds) -> list:
-    """Other axes of the same count, for a reduction that names axes (attribute or input)."""
+    """Other axes of the same count, for a reduction that names them in its ``axes`` attribute."""
     from itertools import combinations
 
     axes = node.attributes.get("axes")
