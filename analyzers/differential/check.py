@@ -138,8 +138,7 @@ def check_pair(source, target, opts: DiffOptions, progress: Callable | None = No
                 "the converter's", location=Location(**{f"{role}_node": rf.get("op")}),
                 evidence={"model": role, **rf}))
     producer = target_producer(target)
-    if producer:
-        source.tvm_avoid = frozenset({producer})
+    source.tvm_avoid = frozenset({producer}) if producer else frozenset()  # this pair's, not the last
     try:
         plan = plan_inputs(source.input_specs(), target.input_specs(), opts.input_shapes)
     except ConvlintError as e:

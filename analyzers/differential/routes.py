@@ -29,10 +29,6 @@ def converters(route: str | None) -> set[str]:
     return out
 
 
-def frontend(route: str | None) -> str | None:
-    return next((s for s in chain(route) if s.startswith("relax.")), None)
-
-
 def shared(route: str | None, producer: str | None) -> set[str]:
     """The converters a route shares with the converter that produced the other model."""
     return converters(route) & {producer} if producer else set()

@@ -103,8 +103,8 @@ def plan(group: list, acts: list, src_keys: dict, tgt_layers: list, good: float,
         seen.add(t)
         n = producer.get(t)
         if t != out and t in reproduced:
-            key, perm = reproduced[t]
-            feeds[t] = ("source", key, perm)
+            key, feed_perm = reproduced[t]
+            feeds[t] = ("source", key, feed_perm)
             continue
         if n is None or len(nodes) >= DEPTH:
             feeds[t] = ("target", t, None)
@@ -114,8 +114,16 @@ def plan(group: list, acts: list, src_keys: dict, tgt_layers: list, good: float,
         stack.extend(i for i in n.inputs if i and i not in n.weights)
     order = {n.name: i for i, n in enumerate(tgt_layers)}
     nodes.sort(key=lambda n: order.get(n, 0))
-    if not any(side == "source" for side, _, _ in feeds.values()):
+    fed_perms = [fp for side, _, fp in feeds.values() if side == "source"]
+    if not fed_perms:
         return None  # nothing of the source reaches it: no independent evidence
+    if fed is not None:
+        # shapes alone cannot tell layouts apart when H, W and C are equal; the ops between keep
+        # the layout their inputs were read in (matched by values), so that reading comes first
+        src_shape, tgt_shape = shapes.get(last), tgt_shapes.get(out)
+        perm = next((fp for fp in fed_perms if fp is not None and src_shape is not None
+                     and tgt_shape is not None and len(fp) == len(tgt_shape)
+                     and tuple(tgt_shape[i] for i in fp) == tuple(src_shape)), perm)
     return ReplayPlan(last, src_keys[last], out, perm, nodes, feeds)
 
 
