@@ -123,3 +123,28 @@ def test_keras_lambda_is_refused_explained_and_never_runs(tmp_path):
     assert f["rule"] == "CL004" and "Lambda" in f["message"] and "evil" in f["message"]
     assert "--unsafe-load" in f["message"]
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "member-missing"])
+def test_a_corrupt_pt2_prints_no_traceback_on_any_stream(tmp_path, models, damage):
+    """torch.export.load logs the real error with a traceback; convlint keeps it for the message
+    and prints only its own line."""
+    import zipfile
+
+    src = models / "resnet.pt2"
+    bad = tmp_path / "bad.pt2"
+    if damage == "truncated":
+        bad.write_bytes(src.read_bytes()[:3000])
+    else:
+        with zipfile.ZipFile(src) as zin, zipfile.ZipFile(bad, "w") as zout:
+            for name in zin.namelist():
+                if not name.endswith("/version"):
+                    zout.writestr(name, zin.read(name))
+    for fmt in ("json", "text"):
+        p = run_cli("diff", str(bad), str(models / "resnet.torch.onnx"), "--format", fmt, "--no-tvm")
+        assert p.returncode == 2
+        assert "Traceback" not in p.stderr + p.stdout and "torch/export" not in p.stderr
+        assert "cannot be read as a torch-exported model by torch" in p.stdout + p.stderr
+    # the clean twin: the intact file loads
+    p = run_cli("diff", str(src), str(models / "resnet.torch.onnx"), "--no-tvm", "--num-inputs", "2")
+    assert p.returncode == 0, p.stdout + p.stderr

@@ -41,14 +41,58 @@ def _np(t) -> np.ndarray:
     return t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
 
 
+def _call_args(node) -> tuple[list, dict]:
+    """An aten call's arguments in its schema's order, whether the exporter passed them by
+    position (torch 2.13: ``conv2d(x, w, b, [1, 1], [1, 1])``) or by keyword (torch 2.5:
+    ``conv2d(x, w, bias=b, stride=[1, 1], padding=[1, 1])``); a gap before a keyword argument
+    takes the schema's default. Returns the list and the keywords no schema slot took."""
+    args, kwargs = list(node.args), dict(node.kwargs)
+    schema = getattr(node.target, "_schema", None)
+    if schema is None or not kwargs:
+        return args, kwargs
+    rest = list(schema.arguments)[len(args):]
+    last = max((i for i, a in enumerate(rest) if a.name in kwargs), default=-1)
+    for a in rest[:last + 1]:
+        if a.name in kwargs:
+            args.append(kwargs.pop(a.name))
+        else:
+            args.append(a.default_value if a.has_default_value() else None)
+    return args, kwargs
+
+
 class ExportedProgramRunner(Runner):
     format = "torch-exported"
     backend = "torch"
 
     def _load_impl(self) -> None:
+        import logging
+
         import torch
 
-        self.ep = torch.export.load(self.path)
+        from convlint.analyzers.errors import ModelLoadError
+        from convlint.analyzers.models.base import _short
+
+        # torch.export.load logs the real error with its traceback and raises "check the
+        # warnings above": keep the record for the message, print nothing
+        logger, records = logging.getLogger("torch.export"), []
+        keep = logging.Handler()
+        keep.emit = records.append
+        saved = (logger.handlers[:], logger.propagate)  # torch attaches its own handler here
+        logger.handlers[:] = [keep]
+        logger.propagate = False
+        try:
+            self.ep = torch.export.load(self.path)
+        except Exception as e:
+            logged = [r.exc_info[1] for r in records if r.exc_info and r.exc_info[1] is not None]
+            why = _short(logged[-1] if logged else e, 300)
+            raise ModelLoadError(
+                f"{self.path}: cannot be read as a torch-exported model by torch "
+                f"{torch.__version__.split('+')[0]}: {why}", path=self.path,
+                hint="check that the file is complete; a .pt2 archive's layout changes between torch "
+                     "releases, so a file saved by a newer torch than this one must be exported again "
+                     "with this one") from None
+        finally:
+            logger.handlers[:], logger.propagate = saved
         self.module = self.ep.module()
         self._specs = None
 
@@ -109,8 +153,9 @@ class ExportedProgramRunner(Runner):
                 if src and src != name and src not in info.inputs:
                     info.inputs.append(src)
             target = str(node.target).split(".")[-2] if "." in str(node.target) else str(node.target)
-            attrs = [a for a in node.args[1:] if isinstance(a, (int, float, bool, str, list, tuple))]
-            attrs += [f"{k}={v}" for k, v in node.kwargs.items() if isinstance(v, (str, int, float, bool))]
+            args, extra = _call_args(node)
+            attrs = [a for a in args[1:] if isinstance(a, (int, float, bool, str, list, tuple))]
+            attrs += [f"{k}={v}" for k, v in extra.items() if isinstance(v, (str, int, float, bool))]
             info.attributes.setdefault("ops", []).append({"op": target, "args": attrs})
             info.outputs = [node.name]
         for key, val in state.items():
