@@ -1,14 +1,17 @@
 # convlint: `make demo` and `make test` work on a fresh machine with only Python 3.11.
-# Both create .venv when it is missing and install torch (CPU, by exact pin, first: any other
-# spec pulls several GB of CUDA), then convlint with its dev extras.
+# Both create .venv when it is missing and install a CPU build of torch first (from PyTorch's
+# CPU index where it is reachable, else the exact pin from the default index: any other spec pulls
+# several GB of CUDA on Linux), then convlint with every framework extra and its dev tools.
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.convlint-installed
 PYTEST_ARGS ?=
+TORCH  ?= 2.13.0
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: install demo test test-python test-extension test-fast lint fixtures bench-faults bench-realbugs bench-scripts bench-check bench-server bench-training bench-fuzz docs-screenshot clean
+.PHONY: install demo test test-python test-extension test-fast test-compat lint fixtures bench-faults bench-realbugs bench-scripts bench-check bench-server bench-training bench-fuzz docs-screenshot clean
 
 install: $(STAMP)
 
@@ -17,8 +20,10 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+	@# the CPU index fails fast where it is unreachable (5 s timeout, no retry); then the pin
+	$(BIN)/pip install --quiet --timeout 5 --retries 0 --index-url $(TORCH_CPU_INDEX) 'torch==$(TORCH)' 2>/dev/null \
+	  || $(BIN)/pip install --quiet 'torch==$(TORCH)'
+	$(BIN)/pip install --quiet -e '.[all,dev]'
 	@# the language server's start-up cache (docs/server.md, Start-up); without it only the first start is slower
 	-$(BIN)/convlint serve --prepare
 	@touch $(STAMP)
@@ -43,15 +48,29 @@ test: test-python test-extension
 test-python: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# the VS Code extension (Node 20 + npm): type-check, bundle, unit tests against a mocked vscode,
-# the end-to-end test against the real server in .venv, then the .vsix and a check of its contents
+# the VS Code extension (Node 20 + npm): bundled/ (convlint's wheel, its light dependencies' wheels,
+# the server's pure-Python libs), type-check, bundle, the .vsix and a check of its contents, then
+# unit tests against a mocked vscode, the end-to-end test against the real server in .venv, and
+# the .vsix installing convlint from its own contents into a bare virtual environment
 EXT := vscode-extension
 $(EXT)/node_modules/.package-lock.json: $(EXT)/package-lock.json $(EXT)/package.json
 	cd $(EXT) && npm ci --no-audit --no-fund
 
 test-extension: install $(EXT)/node_modules/.package-lock.json
-	cd $(EXT) && CONVLINT_PYTHON=$(CURDIR)/$(BIN)/python npm test
-	cd $(EXT) && npm run package
+	$(BIN)/python $(EXT)/scripts/bundle_python.py
+	cd $(EXT) && npm run build && npm run package
+	cd $(EXT) && CONVLINT_PYTHON=$(CURDIR)/$(BIN)/python CONVLINT_VSIX=convlint.vsix npm test
+
+# the smoke path (tests/compat/) on the oldest supported versions (tests/compat/oldest.txt), in an
+# environment of its own; `make test` runs the same tests on the newest
+COMPAT := .venv-compat
+$(COMPAT)/.convlint-installed: pyproject.toml tests/compat/oldest.txt
+	test -x $(COMPAT)/bin/python || $(PYTHON) -m venv $(COMPAT)
+	$(COMPAT)/bin/pip install --quiet -c tests/compat/oldest.txt -e '.[all,dev]'
+	@touch $@
+
+test-compat: $(COMPAT)/.convlint-installed
+	$(COMPAT)/bin/python -m pytest -m compat tests/compat $(PYTEST_ARGS)
 
 test-fast: install
 	$(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS)
@@ -92,4 +111,4 @@ bench-realbugs: install
 	$(BIN)/python bench/realbugs/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info .demo $(EXT)/node_modules $(EXT)/dist $(EXT)/out $(EXT)/convlint.vsix
+	rm -rf $(VENV) $(COMPAT) .pytest_cache build *.egg-info .demo $(EXT)/node_modules $(EXT)/dist $(EXT)/out $(EXT)/bundled $(EXT)/convlint.vsix

@@ -49,6 +49,12 @@ UNREADABLE_MODEL = rule("CL002", "unreadable-model", "error", "input",
 UNSAFE_MODEL = rule("CL004", "unsafe-model-refused", "error", "input",
                     "a model file would run Python code when loaded (a Keras Lambda layer, a "
                     "pickle); convlint refused to load it")
+FRAMEWORK_MISSING = rule("CL005", "framework-not-installed", "error", "input",
+                         "the check needs a framework (TensorFlow, torch) that is not installed in "
+                         "this environment; the message names the extra to install")
+TORCHSCRIPT_DEPRECATED = rule("CL006", "torchscript-deprecated", "info", "input",
+                              "a model is a TorchScript file; torch.jit is deprecated in favour of "
+                              "torch.export (.pt2)")
 INTERNAL_ERROR = rule("CL009", "internal-error", "error", "runtime",
                       "convlint itself failed; please report it with the evidence")
 

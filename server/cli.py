@@ -480,6 +480,15 @@ def main(argv: list | None = None) -> int:
         print("convlint: interrupted", file=sys.stderr)
         return 2
     except Exception as e:  # a convlint bug: say so, never a raw framework traceback
+        from convlint.analyzers.extras import missing_from
+
+        missing = missing_from(e)
+        if missing is not None:  # an extra that is not installed: a user's fix, not a bug
+            msg = missing.message + f". {missing.hint[0].upper()}{missing.hint[1:]}"
+            report = error_report(msg, missing.rule, paths.get("source"), paths.get("target"),
+                                  paths.get("script"), paths.get("command"))
+            _emit_error(report, fmt, msg, paths.get("command"))
+            return 2
         if os.environ.get("CONVLINT_DEBUG"):
             raise
         msg = (f"internal error: {type(e).__name__}: {' '.join(str(e).split())[:500]}. "

@@ -121,11 +121,12 @@ def _serve() -> int:
             report = fn(params, lambda m, jid=jid: send({"id": jid, "event": "progress", "message": str(m)}))
             send({"id": jid, "event": "result", "report": report})
         except Exception as e:  # a job's failure is reported; the worker goes on
-            from convlint.analyzers.errors import ConvlintError
+            from convlint.analyzers.extras import as_user_error
 
-            msg = e.message if isinstance(e, ConvlintError) else (
+            user = as_user_error(e)
+            msg = (user.message + (f". {user.hint}" if user.hint else "")) if user else (
                 f"internal error: {e.__class__.__name__}: {e}\n{traceback.format_exc(limit=8)}")
-            send({"id": jid, "event": "failed", "message": msg})
+            send({"id": jid, "event": "failed", "message": msg, "rule": user.rule if user else "CL009"})
         # SIGTERM arrived: native code can swallow the exception it raises (an import interrupted
         # inside a C extension surfaces as ImportError and leaves that module broken), so exit
         # rather than serve another job

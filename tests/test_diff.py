@@ -122,3 +122,15 @@ def test_native_log_lines_stay_out_of_the_output_unless_verbose():
     loud = run_cli("diff", "fixtures/models/mobilenet.keras", "fixtures/models/mobilenet.tflite",
                    "--no-tvm", "--num-inputs", "2", "-v")
     assert loud.returncode == 0 and "XNNPACK" in loud.stderr
+
+
+def test_torchscript_inputs_get_the_deprecation_note(models):
+    r = diff_paths(str(models / "resnet.ts.pt"), str(models / "resnet.torch.onnx"),
+                   DiffOptions(num_inputs=2, use_tvm=False))
+    notes = [f for f in r.findings if f.rule == "CL006"]
+    assert r.verdict == "equivalent" and len(notes) == 1 and notes[0].severity == "info"
+    assert "torch.export" in notes[0].message and r.exit_code == 0
+    # the clean twin: an ExportedProgram gets no such note
+    r = diff_paths(str(models / "resnet.pt2"), str(models / "resnet.torch.onnx"),
+                   DiffOptions(num_inputs=2, use_tvm=False))
+    assert r.verdict == "equivalent" and not [f for f in r.findings if f.rule == "CL006"]

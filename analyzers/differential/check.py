@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from convlint.analyzers import extras
 from convlint.analyzers import rules as R
 from convlint.analyzers.differential import routes
 from convlint.analyzers.differential.compare import Comparison, Tolerance, compare_runs
@@ -122,7 +123,22 @@ def check_pair(source, target, opts: DiffOptions, progress: Callable | None = No
 
     origin = "file" if opts.inputs_path else "random"
     # load both; unreadable files raise ModelLoadError (exit 2), runtime refusals are crashes
+    use_tvm = opts.use_tvm
+    why = extras.tvm_problem() if use_tvm else None
+    if why:  # the cross-check is optional: say so once, go on
+        use_tvm = False
+        findings.append(_finding(
+            R.TVM_UNAVAILABLE, f"{why}, so the TVM cross-check was skipped (as with --no-tvm); "
+            "install it with: pip install 'convlint[tvm]'",
+            evidence={"model": None, "step": "import", "op": None}))
     for role, model in (("source", source), ("target", target)):
+        if model.format == "torchscript":
+            findings.append(_finding(
+                R.TORCHSCRIPT_DEPRECATED,
+                f"the {role} is a TorchScript file: torch.jit is deprecated in favour of torch.export; "
+                "save the model with torch.export.save(torch.export.export(model, args), 'model.pt2') "
+                "(convlint then checks it with its graph, layer by layer, and through TVM's own "
+                "torch importer)", evidence={"model": role, "path": model.path}))
         progress(f"{role}: loading {model.path}")
         try:
             model.load()
@@ -164,7 +180,7 @@ def check_pair(source, target, opts: DiffOptions, progress: Callable | None = No
     for role, model, xs, shapes in (("source", source, samples, plan.source_shapes),
                                     ("target", target, tsamples, plan.target_shapes)):
         try:
-            runs[role] = _run_model(model, role, xs, shapes, opts.use_tvm, progress)
+            runs[role] = _run_model(model, role, xs, shapes, use_tvm, progress)
         except StepFailed as e:
             if e.backend == "tvm":  # pragma: no cover - to_tvm errors are caught in _run_model
                 raise

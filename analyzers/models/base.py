@@ -118,6 +118,13 @@ class Runner:
             self._load_impl()
         except (ConvlintError, StepFailed):
             raise
+        except ModuleNotFoundError as e:  # the format's framework is not installed (CL005)
+            from convlint.analyzers.extras import missing_from
+
+            missing = missing_from(e, f"reading a {self.format} model", path=self.path)
+            if missing is None:
+                raise
+            raise missing from None
         except Exception as e:  # a framework refused the bytes
             raise ModelLoadError(
                 f"{self.path}: cannot be read as a {self.format} model: {_short(e)}",

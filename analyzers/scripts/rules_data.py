@@ -256,6 +256,8 @@ def _num(ctx: Ctx, node, before: int, env: dict):
         a = np.asarray(v, dtype=np.float64)
     except (TypeError, ValueError):
         return None
+    except ModuleNotFoundError:  # the editor's bundled server beside no numpy: plain floats only
+        return None
     return a if a.ndim <= 1 else None
 
 
@@ -334,7 +336,7 @@ def bn_epsilon_port(ctx: Ctx):
         want = next(iter(keras_eps))
         for lb in torch_bns:
             eps = lb.kwargs["eps"].value if "eps" in lb.kwargs else TORCH_BN_EPS
-            if isinstance(eps, (int, float)) and not np.isclose(eps, want, rtol=1e-3):
+            if isinstance(eps, (int, float)) and not _close(float(eps), float(want), 1e-3, 1e-8):
                 yield ctx.finding(
                     R.BN_EPSILON_PORT, lb.node,
                     f"{lb.call.rsplit('.', 1)[-1]} gets Keras BatchNormalization weights, but keeps "
@@ -350,7 +352,7 @@ def bn_epsilon_port(ctx: Ctx):
         w = next(iter(want))
         for lb in keras_bns:
             eps = lb.kwargs["epsilon"].value if "epsilon" in lb.kwargs else KERAS_BN_EPS
-            if isinstance(eps, (int, float)) and isinstance(w, (int, float)) and not np.isclose(eps, w, rtol=1e-3):
+            if isinstance(eps, (int, float)) and isinstance(w, (int, float)) and not _close(float(eps), float(w), 1e-3, 1e-8):
                 yield ctx.finding(
                     R.BN_EPSILON_PORT, lb.node,
                     f"BatchNormalization gets PyTorch BatchNorm weights, but keeps epsilon={eps:g} "

@@ -74,10 +74,15 @@ def crash_report(kind: str, params: dict, e) -> dict:
                                                        evidence={"step": e.step}))
 
 
-def failed_report(kind: str, params: dict, message: str) -> dict:
+def failed_report(kind: str, params: dict, message: str, rule_code: str | None = None) -> dict:
+    """A job the worker reported as failed; ``rule_code`` is the worker's classification (an
+    older worker sends none: then the message tells)."""
     from convlint.analyzers.report.findings import Finding
 
-    rule = R.INTERNAL_ERROR if message.startswith("internal error") else R.BAD_ARGUMENTS
+    if rule_code in R.RULES:
+        rule = R.get(rule_code)
+    else:
+        rule = R.INTERNAL_ERROR if message.startswith("internal error") else R.BAD_ARGUMENTS
     return _job_report(kind, params, "error", Finding(rule.code, "error", rule.stage, message))
 
 

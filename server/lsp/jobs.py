@@ -30,7 +30,12 @@ log = logging.getLogger(__name__)
 
 
 class JobFailed(Exception):
-    """The job ran and failed (a user error or an analyzer error); the worker is fine."""
+    """The job ran and failed (a user error or an analyzer error); the worker is fine.
+    ``rule`` is the rule code the worker classified the failure with (CL009 for a bug)."""
+
+    def __init__(self, message: str, rule: str | None = None):
+        super().__init__(message)
+        self.rule = rule
 
 
 class WorkerCrashed(Exception):
@@ -271,7 +276,8 @@ class JobRunner:
                 elif ev == "result":
                     self._finish(job, result=msg.get("report"))
                 else:
-                    self._finish(job, exc=JobFailed(msg.get("message") or "the job failed"))
+                    self._finish(job, exc=JobFailed(msg.get("message") or "the job failed",
+                                                    msg.get("rule")))
                 return
 
     async def _retire(self, worker: Worker, grace: float = 5.0) -> None:

@@ -311,7 +311,7 @@ class ConvlintServer(LanguageServer):
             return commands.crash_report(kind, params, e)
         except JobFailed as e:
             end = "failed"
-            return commands.failed_report(kind, params, str(e))
+            return commands.failed_report(kind, params, str(e), e.rule)
         finally:
             self.progress_end(token, end)
             self.notify_status("idle", title, result=end, findings=nfind)

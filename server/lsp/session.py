@@ -12,8 +12,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-MODEL_SUFFIXES = (".onnx", ".tflite", ".keras", ".h5", ".pt2", ".pt")
-MODEL_GLOB = "**/*.{onnx,tflite,keras,h5,pt2,pt}"
+from convlint.analyzers.models.detect import EXTENSIONS
+
+MODEL_SUFFIXES = tuple(EXTENSIONS)  # the format detector owns the list
+MODEL_GLOB = "**/*.{" + ",".join(e.lstrip(".") for e in EXTENSIONS) + "}"
 CONFIG_NAMES = ("pyproject.toml", "convlint.toml")
 
 

@@ -1,5 +1,6 @@
-// Checks a packaged .vsix: the compiled bundle and the manifest are in it, and nothing else
-// slips in (no node_modules, no sources, no tests). Reads the zip's central directory itself,
+// Checks a packaged .vsix: the compiled bundle, the manifest, the icon and bundled/ (convlint's
+// wheel, its light dependencies' wheels, the server's pure-Python libs) are in it, and nothing
+// else slips in (no node_modules, no sources, no tests, no compiled Python caches). Reads the zip's central directory itself,
 // so it needs no dependency. Usage: node scripts/check-vsix.mjs convlint.vsix
 import { readFileSync } from "fs";
 
@@ -21,14 +22,20 @@ for (let n = 0; n < count; n++) {
   p += 46 + nameLen + extraLen + commentLen;
 }
 const names = entries.map((e) => e.name);
-const required = ["extension.vsixmanifest", "extension/package.json", "extension/dist/extension.js", "extension/readme.md"];
+const required = ["extension.vsixmanifest", "extension/package.json", "extension/dist/extension.js", "extension/readme.md",
+  "extension/images/icon.png", "extension/bundled/manifest.json", "extension/bundled/libs/convlint/__init__.py",
+  "extension/bundled/libs/pygls/__init__.py", "extension/bundled/libs/lsprotocol/__init__.py"];
 const allowed = new Set([...required, "[Content_Types].xml", "extension/LICENSE.txt", "extension/changelog.md"]);
 const problems = [];
 for (const r of required) if (!names.includes(r)) problems.push(`missing ${r}`);
-for (const n of names) if (!allowed.has(n)) problems.push(`unexpected ${n}`);
+for (const n of names) {
+  if (n.startsWith("extension/bundled/wheels/") ? !n.endsWith(".whl") : n.startsWith("extension/bundled/libs/")
+    ? /__pycache__|\.(so|pyd|dylib)$/.test(n) : !allowed.has(n)) problems.push(`unexpected ${n}`);
+}
+if (!names.some((n) => /^extension\/bundled\/wheels\/convlint-[^/]+-py3-none-any\.whl$/.test(n))) problems.push("no convlint wheel in bundled/wheels");
 if (names.some((n) => n.includes("node_modules"))) problems.push("node_modules inside the package");
 const total = entries.reduce((s, e) => s + e.size, 0);
-if (total > 2 * 1024 * 1024) problems.push(`${total} bytes unpacked: over 2 MB`);
+if (total > 150 * 1024 * 1024) problems.push(`${total} bytes unpacked: over 150 MB`);
 const bundle = entries.find((e) => e.name === "extension/dist/extension.js");
 if (bundle && bundle.size < 10000) problems.push(`the bundle is only ${bundle.size} bytes`);
 if (problems.length) { console.error(`${file}:\n  ${problems.join("\n  ")}`); process.exit(1); }

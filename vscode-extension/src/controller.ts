@@ -7,12 +7,12 @@
 import * as vscode from "vscode";
 
 import {
-  ServerCommand, Interpreter, ProbeResult, PythonApiLike, installCommand, prepareCommand, probe as realProbe,
-  resolveInterpreter, serverCommand,
+  Bundle, ServerCommand, Interpreter, ProbeResult, PythonApiLike, installCommands, neededExtras, prepareCommand,
+  probe as realProbe, readBundle, resolveInterpreter, serverCommand,
 } from "./python";
 import { ConvlintSettings, initializationOptions, needsRestart, readSettings } from "./settings";
 
-export const MODEL_GLOB = "**/*.{onnx,tflite,keras,h5,pt2,pt}";
+export const MODEL_GLOB = "**/*.{onnx,tflite,keras,h5,hdf5,pt2,pt,pth,ts,jit}";
 export const CONFIG_GLOB = "**/{pyproject.toml,convlint.toml}";
 
 /** What the controller needs of a language client (vscode-languageclient's LanguageClient). */
@@ -38,6 +38,8 @@ export interface Deps {
   probe?(python: string, cwd: string): Promise<ProbeResult>;
   /** Runs a program to completion (the install offer); resolves with its exit code. */
   run?(command: string, args: string[], log: (s: string) => void): Promise<number>;
+  /** What the .vsix carries (default: read from the extension's bundled/ folder). */
+  bundle?(): Bundle | undefined;
 }
 
 export const NEEDS_TRUST = "convlint: this command loads the workspace's models or runs its scripts, so it needs a trusted workspace (Workspace Trust).";
@@ -55,7 +57,7 @@ export const COMMANDS = {
   showOutput: "convlint.editor.showOutput",
 } as const;
 
-const MODEL_FILTERS = { "Models": ["onnx", "tflite", "keras", "h5", "pt2", "pt"], "All files": ["*"] };
+const MODEL_FILTERS = { "Models": ["onnx", "tflite", "keras", "h5", "hdf5", "pt2", "pt", "pth", "ts", "jit"], "All files": ["*"] };
 
 type Report = { kind?: string; verdict?: string; findings?: { rule: string; severity: string; message: string }[];
   source?: string; target?: string; script?: string };
@@ -154,16 +156,24 @@ export class Controller implements vscode.Disposable {
     const probe = this.deps.probe ?? realProbe;
     const found = await probe(interp.path, cwd);
     this.versions = found;
+    const bundle = this.bundle();
+    let libs: string | undefined;
+    let what = `convlint ${found.convlint} on ${interp.path} (Python ${found.python}, from ${interp.source})`;
     if (!found.convlint) {
-      this.missing(interp, found);
-      return;
+      this.missing(interp, found, bundle);
+      if (!found.python || !bundle) {
+        return;
+      }
+      // the extension's own copy serves the static checks meanwhile (pure Python, any interpreter)
+      libs = bundle.libs;
+      what = `convlint ${bundle.version} (bundled with the extension) on ${interp.path} (Python ${found.python}); `
+        + "static checks only until convlint is installed there";
     }
-    const what = `convlint ${found.convlint} on ${interp.path} (Python ${found.python}, from ${interp.source})`;
     this.log(`starting ${what}${this.trusted ? "" : "; untrusted workspace: static checks only"}`);
     const fileWatchers = [vscode.workspace.createFileSystemWatcher(MODEL_GLOB),
       vscode.workspace.createFileSystemWatcher(CONFIG_GLOB)];
     const client = this.deps.createClient({
-      server: serverCommand(interp.path, this.settings.serverArgs, cwd),
+      server: serverCommand(interp.path, this.settings.serverArgs, cwd, libs),
       initializationOptions: initializationOptions(this.settings, this.trusted, interp.path),
       documentSelector: [{ scheme: "file", language: "python" }, { scheme: "file", language: "shellscript" }],
       fileWatchers,
@@ -182,16 +192,28 @@ export class Controller implements vscode.Disposable {
         .then((a) => { if (a === "Show output") { this.output.show(true); } });
       return;
     }
-    this.setStatus("convlint", what + (this.trusted ? "" : " — untrusted workspace: static checks only"));
+    if (libs) {
+      this.setStatus("convlint: static checks only", what, vscode.LanguageStatusSeverity.Warning);
+    } else {
+      this.setStatus("convlint", what + (this.trusted ? "" : " — untrusted workspace: static checks only"));
+    }
   }
 
-  private missing(interp: Interpreter, found: ProbeResult): void {
+  bundle(): Bundle | undefined {
+    return this.deps.bundle ? this.deps.bundle() : readBundle(this.context.extensionUri.fsPath);
+  }
+
+  private missing(interp: Interpreter, found: ProbeResult, bundle: Bundle | undefined): void {
     const where = found.python ? `${interp.path} (Python ${found.python}, from ${interp.source})` : interp.path;
     const why = found.python ? "convlint is not installed in" : "cannot run";
     this.log(`${why} ${where}: ${found.error ?? ""}`);
     this.setStatus("convlint: not installed", `${why} ${where}`, vscode.LanguageStatusSeverity.Error);
-    const actions = found.python ? ["Install convlint", "Select interpreter", "Show output"] : ["Select interpreter", "Show output"];
-    void vscode.window.showErrorMessage(`convlint: ${why} ${where}.`, ...actions).then(async (a) => {
+    const canInstall = found.python && bundle;
+    const actions = canInstall ? ["Install convlint", "Select interpreter", "Show output"] : ["Select interpreter", "Show output"];
+    const more = !found.python ? "" : bundle
+      ? " Static checks run from the extension's bundled copy; install convlint there (from the extension, no index needed) to check models."
+      : " This build of the extension carries no convlint wheel: install convlint into it yourself (see the README).";
+    void vscode.window.showErrorMessage(`convlint: ${why} ${where}.${more}`, ...actions).then(async (a) => {
       if (a === "Install convlint") {
         await this.install(interp.path);
       } else if (a === "Select interpreter") {
@@ -203,16 +225,52 @@ export class Controller implements vscode.Disposable {
     });
   }
 
-  /** pip-install convlint into the interpreter (with the user's consent), then start. */
+  /** The workspace's model files (for the extras an install needs); at most 500. */
+  private async modelFiles(): Promise<string[]> {
+    try {
+      const found = await vscode.workspace.findFiles(MODEL_GLOB, "**/{node_modules,.venv,.git}/**", 500);
+      return found.map((u) => u.fsPath);
+    } catch {
+      return [];
+    }
+  }
+
+  /** Install convlint from the extension's own wheel into the interpreter (the user clicked
+   * "Install convlint"), with the extras the workspace's models need; asks again before it
+   * downloads a framework. Then prepare the server's start-up cache and restart. */
   async install(python: string): Promise<boolean> {
-    const { command, args } = installCommand(python);
+    const bundle = this.bundle();
+    if (!bundle) {
+      void vscode.window.showErrorMessage("convlint: this build of the extension carries no convlint wheel; install convlint into the interpreter yourself (see the README).");
+      return false;
+    }
+    let extras = neededExtras(await this.modelFiles(), this.versions?.frameworks);
+    if (extras.length) {
+      const all = `Install with ${extras.join(", ")}`;
+      const a = await vscode.window.showWarningMessage(
+        `convlint: the workspace has models that need ${extras.join(" and ")}, which ${python} does not have. `
+        + "Installing them downloads them from your package index (several hundred MB).", { modal: true },
+        all, "Install convlint only");
+      if (!a) {
+        return false;
+      }
+      if (a !== all) {
+        extras = [];
+      }
+    }
     const run = this.deps.run ?? runProcess;
-    this.log(`running ${command} ${args.join(" ")}`);
     this.output.show(true);
     const code = await vscode.window.withProgress(
       { location: vscode.ProgressLocation.Notification, title: `convlint: installing into ${python}` },
       async (progress) => {
-        const installed = await run(command, args, (s) => this.output.append(s));
+        let installed = 1;
+        for (const { command, args } of installCommands(python, bundle, extras)) {
+          this.log(`running ${command} ${args.join(" ")}`);
+          installed = await run(command, args, (s) => this.output.append(s));
+          if (installed === 0) {
+            break;
+          }
+        }
         if (installed === 0) {
           // the server's start-up cache, so that its first start is as quick as later ones; a failure
           // here costs only that (the server fills the cache itself), so it is logged and not shown

@@ -3,6 +3,7 @@
 // with these same functions.
 
 import { execFile } from "child_process";
+import * as fs from "fs";
 import * as path from "path";
 
 export type InterpreterSource = "convlint.interpreter" | "python extension" | "PATH";
@@ -75,11 +76,14 @@ export interface ProbeResult {
   convlint: string | null;
   python: string | null;
   error?: string;
+  /** Which frameworks the interpreter can import (tensorflow, torch, tvm). */
+  frameworks?: Record<string, boolean>;
 }
 
 const PROBE = [
-  "import json, sys",
+  "import importlib.util, json, sys",
   "out = {'python': sys.version.split()[0], 'convlint': None}",
+  "out['frameworks'] = {m: importlib.util.find_spec(m) is not None for m in ('tensorflow', 'torch', 'tvm')}",
   "try:",
   "    import convlint",
   "    out['convlint'] = convlint.__version__",
@@ -117,14 +121,75 @@ export interface ServerCommand {
   options: { cwd: string; env: NodeJS.ProcessEnv };
 }
 
-/** Exactly how the extension starts the server (stdio). */
-export function serverCommand(python: string, extraArgs: readonly string[], cwd: string): ServerCommand {
-  return { command: python, args: ["-m", "convlint.server", ...extraArgs], options: { cwd, env: serverEnv() } };
+/** Exactly how the extension starts the server (stdio). With `bundledLibs`, convlint and the
+ * server's pure-Python dependencies come from the extension's own copy (an interpreter without
+ * convlint still gets the static checks). */
+export function serverCommand(python: string, extraArgs: readonly string[], cwd: string,
+  bundledLibs?: string): ServerCommand {
+  const env = serverEnv();
+  if (bundledLibs) {
+    env.PYTHONPATH = [bundledLibs, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter);
+  }
+  return { command: python, args: ["-m", "convlint.server", ...extraArgs], options: { cwd, env } };
 }
 
-/** The command that installs convlint into the interpreter. */
-export function installCommand(python: string): { command: string; args: string[] } {
-  return { command: python, args: ["-m", "pip", "install", "--upgrade", "convlint"] };
+/** What the .vsix carries under bundled/ (scripts/bundle_python.py writes it). */
+export interface Bundle {
+  /** convlint's wheel, and the folder of it and its light dependencies' wheels. */
+  wheel: string;
+  wheels: string;
+  /** convlint and the server's pure-Python dependencies, unpacked: a PYTHONPATH entry. */
+  libs: string;
+  version: string;
+  /** The Python and platform the dependency wheels were chosen for ("3.11", "linux-x86_64"). */
+  python: string;
+  platform: string;
+}
+
+/** The extension's bundle, or undefined when this build carries none. Never throws. */
+export function readBundle(extensionDir: string): Bundle | undefined {
+  const dir = path.join(extensionDir, "bundled");
+  try {
+    const m = JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8"));
+    const wheel = path.join(dir, "wheels", m.wheel);
+    if (!fs.existsSync(wheel)) {
+      return undefined;
+    }
+    return { wheel, wheels: path.join(dir, "wheels"), libs: path.join(dir, "libs"), version: m.convlint,
+      python: m.python, platform: m.platform };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The model files a framework is needed for, by extension. */
+const NEEDS: [RegExp, string, string][] = [
+  [/\.(keras|h5|hdf5|tflite)$|(^|[\/\\])saved_model\.pb$/i, "tensorflow", "tensorflow"],
+  [/\.(pt2|pt|pth|ts|jit)$/i, "torch", "torch"],
+];
+
+/** The extras to install so that the workspace's models can be checked: a framework its model
+ * files need that the interpreter cannot import yet (one it has is kept, never replaced). */
+export function neededExtras(modelFiles: readonly string[], frameworks: Record<string, boolean> = {}): string[] {
+  const out: string[] = [];
+  for (const [re, module, extra] of NEEDS) {
+    if (!frameworks[module] && modelFiles.some((f) => re.test(f)) && !out.includes(extra)) {
+      out.push(extra);
+    }
+  }
+  return out;
+}
+
+/** The commands that install convlint from the extension's own wheel into the interpreter, with
+ * the extras the workspace needs: first from the .vsix alone (`--no-index`), then, when that
+ * cannot be satisfied (another Python or platform than the bundled wheels', or an extra), with
+ * the interpreter's package index as well. convlint itself always comes from the bundle. */
+export function installCommands(python: string, bundle: Bundle, extras: readonly string[] = []):
+  { command: string; args: string[] }[] {
+  const spec = bundle.wheel + (extras.length ? `[${extras.join(",")}]` : "");
+  const base = ["-m", "pip", "install", "--find-links", bundle.wheels];
+  const online = { command: python, args: [...base, spec] };
+  return extras.length ? [online] : [{ command: python, args: [...base, "--no-index", spec] }, online];
 }
 
 /** Run once after installing: fills the server's start-up cache (as pip compiles modules at

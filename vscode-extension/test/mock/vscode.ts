@@ -66,6 +66,8 @@ export const state = {
   /** Cancel the next progress's token as soon as the task starts. */
   cancelNextProgress: false,
   watchers: [] as string[],
+  /** What workspace.findFiles finds (paths). */
+  files: [] as string[],
   statusItems: [] as any[],
   outputs: [] as { name: string; lines: string[]; shown: number }[],
   configListeners: new EventEmitter<{ affectsConfiguration(s: string): boolean }>(),
@@ -83,6 +85,7 @@ export const state = {
     this.progress = [];
     this.cancelNextProgress = false;
     this.watchers = [];
+    this.files = [];
     this.statusItems = [];
     this.outputs = [];
     this.configListeners = new EventEmitter();
@@ -99,7 +102,8 @@ export const state = {
   },
 };
 
-function answer(level: Message["level"], text: string, items: string[]): Promise<string | undefined> {
+function answer(level: Message["level"], text: string, raw: unknown[]): Promise<string | undefined> {
+  const items = raw.filter((i): i is string => typeof i === "string");  // drops { modal: true }
   state.messages.push({ level, text, items });
   for (const [k, v] of Object.entries(state.answers)) {
     if (text.includes(k)) {
@@ -122,9 +126,9 @@ export const window = {
       dispose: () => {},
     };
   },
-  showErrorMessage: (text: string, ...items: string[]) => answer("error", text, items),
-  showWarningMessage: (text: string, ...items: string[]) => answer("warning", text, items),
-  showInformationMessage: (text: string, ...items: string[]) => answer("info", text, items),
+  showErrorMessage: (text: string, ...items: unknown[]) => answer("error", text, items),
+  showWarningMessage: (text: string, ...items: unknown[]) => answer("warning", text, items),
+  showInformationMessage: (text: string, ...items: unknown[]) => answer("info", text, items),
   async showOpenDialog(_opts: unknown) {
     const a = state.openDialog.shift();
     return a?.map((p) => Uri.file(p));
@@ -146,6 +150,9 @@ export const window = {
 };
 
 export const workspace = {
+  async findFiles(_include: string, _exclude?: string, _max?: number) {
+    return state.files.map((f) => Uri.file(f));
+  },
   getConfiguration(section?: string) {
     return {
       get<T>(key: string): T | undefined {

@@ -9,7 +9,7 @@ import * as path from "path";
 import { beforeEach, describe, it } from "node:test";
 
 import { ClientLike, ClientSpec, COMMANDS, Controller, NEEDS_TRUST } from "../../src/controller";
-import { PythonApiLike, ProbeResult, installCommand, prepareCommand } from "../../src/python";
+import { Bundle, PythonApiLike, ProbeResult, installCommands, neededExtras, prepareCommand, readBundle } from "../../src/python";
 import { expandVariables, initializationOptions, readSettings } from "../../src/settings";
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -44,8 +44,11 @@ class FakeClient implements ClientLike {
 
 interface Harness { ctl: Controller; clients: FakeClient[]; probes: string[]; runs: string[][] }
 
+const BUNDLE: Bundle = { wheel: "/ext/bundled/wheels/convlint-0.1.0-py3-none-any.whl", wheels: "/ext/bundled/wheels",
+  libs: "/ext/bundled/libs", version: "0.1.0", python: "3.11", platform: "linux-x86_64" };
+
 function harness(opts: { probe?: (py: string) => ProbeResult; python?: string | undefined; onRun?: () => void;
-  exitCode?: (args: string[]) => number } = {}): Harness {
+  exitCode?: (args: string[]) => number; bundle?: Bundle | null } = {}): Harness {
   const clients: FakeClient[] = [];
   const probes: string[] = [];
   const runs: string[][] = [];
@@ -61,6 +64,7 @@ function harness(opts: { probe?: (py: string) => ProbeResult; python?: string | 
     pythonApi: async () => api,
     probe: async (py) => { probes.push(py); return (opts.probe ?? (() => ({ convlint: "0.1.0", python: "3.11.7" })))(py); },
     run: async (cmd, args) => { runs.push([cmd, ...args]); opts.onRun?.(); return opts.exitCode?.(args) ?? 0; },
+    bundle: () => opts.bundle === null ? undefined : opts.bundle ?? BUNDLE,
   });
   return { ctl, clients, probes, runs };
 }
@@ -126,7 +130,7 @@ describe("start-up", () => {
     assert.equal(spec.initializationOptions.atol, 0.01);
     assert.deepEqual(spec.initializationOptions.severity, { CL411: "info" });
     assert.equal(spec.initializationOptions.trustedExecution, true);
-    assert.deepEqual(state.watchers.sort(), ["**/*.{onnx,tflite,keras,h5,pt2,pt}", "**/{pyproject.toml,convlint.toml}"]);
+    assert.deepEqual(state.watchers.sort(), ["**/*.{onnx,tflite,keras,h5,hdf5,pt2,pt,pth,ts,jit}", "**/{pyproject.toml,convlint.toml}"]);
     assert.ok(h.clients[0].started);
     const out = state.outputs[0].lines.join("\n");
     assert.match(out, /convlint 0\.1\.0 on \/usr\/bin\/python3\.11 \(Python 3\.11\.7, from python extension\)/);
@@ -185,27 +189,62 @@ describe("workspace trust", () => {
 });
 
 describe("convlint missing from the interpreter", () => {
-  it("says so, offers to install it there, installs and starts", async () => {
+  it("says so, serves the static checks from the bundle, installs the bundled wheel and restarts", async () => {
     let installed = false;
     state.answers = { "convlint is not installed in": "Install convlint" };
     const h = harness({ python: "/usr/bin/python3", probe: () => installed
       ? { convlint: "0.1.0", python: "3.11.7" } : { convlint: null, python: "3.11.7", error: "ModuleNotFoundError" },
       onRun: () => { installed = true; } });
     await h.ctl.activate();
-    assert.equal(h.clients.length, 0, "no server without convlint");
+    // meanwhile the server runs from the extension's own copy: static checks with any interpreter
+    assert.equal(h.clients.length, 1);
+    assert.equal(h.clients[0].spec.server.options.env.PYTHONPATH?.split(path.delimiter)[0], BUNDLE.libs);
     const m = state.messages.find((x) => x.level === "error")!;
     assert.match(m.text, /convlint is not installed in \/usr\/bin\/python3 \(Python 3\.11\.7, from python extension\)/);
+    assert.match(m.text, /bundled copy/);
     assert.deepEqual(m.items, ["Install convlint", "Select interpreter", "Show output"]);
-    assert.equal(state.statusItems[0].severity, mock.LanguageStatusSeverity.Error);
+    assert.equal(state.statusItems[0].severity, mock.LanguageStatusSeverity.Warning);
+    assert.equal(state.statusItems[0].text, "convlint: static checks only");
     await tick();
     await tick();
-    // pip, then the server's start-up cache (so that its first start is a warm one)
-    assert.deepEqual(h.runs, [["/usr/bin/python3", ...installCommand("/usr/bin/python3").args],
+    // pip from the bundle alone (no index) at first, then the server's start-up cache
+    const [offline] = installCommands("/usr/bin/python3", BUNDLE);
+    assert.deepEqual(h.runs, [["/usr/bin/python3", ...offline.args],
       ["/usr/bin/python3", ...prepareCommand("/usr/bin/python3").args]]);
-    assert.deepEqual(installCommand("/usr/bin/python3").args, ["-m", "pip", "install", "--upgrade", "convlint"]);
+    assert.deepEqual(offline.args, ["-m", "pip", "install", "--find-links", BUNDLE.wheels, "--no-index", BUNDLE.wheel]);
     assert.deepEqual(prepareCommand("/usr/bin/python3").args, ["-m", "convlint", "serve", "--prepare"]);
-    await h.ctl.start();
-    assert.equal(h.clients.length, 1, "the server starts once convlint is there");
+    await tick();
+    assert.equal(h.clients.length, 2, "restarted with the installed convlint");
+    assert.equal(h.clients[1].spec.server.options.env.PYTHONPATH, process.env.PYTHONPATH);
+  });
+
+  it("asks before installing the frameworks the workspace's models need, and falls back to the index", async () => {
+    state.files = ["/ws/m.keras", "/ws/m.tflite", "/ws/r.pt2", "/ws/x.onnx"];
+    state.answers = { "convlint is not installed in": undefined, "need tensorflow": "Install with tensorflow" };
+    const h = harness({ python: "/usr/bin/python3", probe: () => ({ convlint: null, python: "3.11.7",
+      frameworks: { tensorflow: false, torch: true, tvm: false } }) });
+    await h.ctl.activate();
+    assert.equal(await h.ctl.install("/usr/bin/python3"), true);
+    const ask = state.messages.find((x) => x.level === "warning")!;
+    assert.match(ask.text, /need tensorflow, which \/usr\/bin\/python3 does not have/);
+    assert.deepEqual(ask.items, ["Install with tensorflow", "Install convlint only"]);
+    // torch is there already and is kept; an extra needs the index, so no offline attempt
+    assert.deepEqual(h.runs[0], ["/usr/bin/python3", "-m", "pip", "install", "--find-links", BUNDLE.wheels,
+      `${BUNDLE.wheel}[tensorflow]`]);
+    assert.deepEqual(neededExtras(["a.onnx"], {}), []);
+    assert.deepEqual(neededExtras(["a.h5", "b.pth", "saved/saved_model.pb"], { torch: false }), ["tensorflow", "torch"]);
+    // no extras: the bundle alone first; when it cannot serve this Python, the index too
+    const offlineFails = harness({ python: "/usr/bin/python3", probe: () => ({ convlint: null, python: "3.12.1" }),
+      exitCode: (args) => args.includes("--no-index") ? 1 : 0 });
+    state.files = [];
+    assert.equal(await offlineFails.ctl.install("/usr/bin/python3"), true);
+    assert.deepEqual(offlineFails.runs.map((r) => r.includes("--no-index")), [true, false, false]);
+    // declined: nothing runs
+    state.answers = { "need tensorflow": undefined };
+    state.files = ["/ws/m.keras"];
+    const declined = harness({ python: "/usr/bin/python3", probe: () => ({ convlint: null, python: "3.11.7" }) });
+    assert.equal(await declined.ctl.install("/usr/bin/python3"), false);
+    assert.deepEqual(declined.runs, []);
   });
 
   it("a failed preparation is logged and the server still starts; a failed pip install prepares nothing", async () => {
@@ -221,14 +260,25 @@ describe("convlint missing from the interpreter", () => {
     assert.ok(!state.messages.some((m) => m.level === "error" && /pip install failed/.test(m.text)));
     assert.ok(state.outputs.some((o) => o.lines.some((l) => /start-up cache failed \(exit 1\)/.test(l))));
     await h.ctl.start();
-    assert.equal(h.clients.length, 1);
+    assert.ok(h.clients.length >= 1);
 
     state.messages = [];
     const failing = harness({ python: "/usr/bin/python3", probe: () => ({ convlint: null, python: "3.11.7", error: "x" }),
       exitCode: () => 1 });
     assert.equal(await failing.ctl.install("/usr/bin/python3"), false);
-    assert.deepEqual(failing.runs, [["/usr/bin/python3", ...installCommand("/usr/bin/python3").args]]);
+    assert.deepEqual(failing.runs, installCommands("/usr/bin/python3", BUNDLE).map((c) => [c.command, ...c.args]));
     assert.ok(state.messages.some((m) => /pip install failed \(exit 1\)/.test(m.text)));
+  });
+
+  it("a build without a bundle offers no install and starts no server", async () => {
+    const h = harness({ python: "/usr/bin/python3", bundle: null,
+      probe: () => ({ convlint: null, python: "3.11.7", error: "ModuleNotFoundError" }) });
+    await h.ctl.activate();
+    assert.equal(h.clients.length, 0);
+    const m = state.messages.find((x) => x.level === "error")!;
+    assert.match(m.text, /carries no convlint wheel/);
+    assert.ok(!m.items.includes("Install convlint"));
+    assert.equal(readBundle("/nonexistent"), undefined);
   });
 
   it("an interpreter that cannot run is named, with no install offer", async () => {
