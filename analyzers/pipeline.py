@@ -17,8 +17,6 @@ from convlint.analyzers.differential.check import DiffOptions, check_pair
 from convlint.analyzers.differential.inputs import plan_inputs, random_inputs
 from convlint.analyzers.errors import StepFailed
 from convlint.analyzers.localize import stages
-from convlint.analyzers.localize.canonical import to_native
-from convlint.analyzers.localize.parameters import reference_weights
 from convlint.analyzers.report.findings import ConversionReport, Finding, Location, Repair
 
 LOCALIZE_SAMPLES = 2
@@ -203,95 +201,29 @@ def _stage1(source, target, loc, popts: PipelineOptions, progress) -> list:
 
 
 def _repair(source, target, loc, findings, popts: PipelineOptions, progress) -> list:
-    """patch-weights for every aligned layer a weight finding names and, on ONNX targets,
-    patch-attributes and patch-graph for the attribute, structure and input findings, all in
-    one new file, verified once."""
-    from convlint.analyzers.repair.attributes import AttrEdit
-    from convlint.analyzers.repair.graph import GraphEdit
-    from convlint.analyzers.repair.weights import Patch, patch_onnx, patch_tflite, repaired_path
+    """Apply the in-place patches repair/plan.py plans for the findings (weights into ONNX or
+    TFLite, attributes and graph edits into ONNX) to one new file, verified once."""
+    from convlint.analyzers.repair.plan import plan_repairs
+    from convlint.analyzers.repair.weights import patch_onnx, patch_tflite, repaired_path
 
-    weights = {R.WEIGHTS_CORRUPTED.code, R.WEIGHTS_FP16.code, R.KERNEL_TRANSPOSED.code,
-               R.WEIGHTS_QUANTIZED.code, R.BN_EPSILON.code}
-    attrs = {R.CONV_GEOMETRY.code, R.ACTIVATION_BOUNDS.code, R.OP_SEMANTICS.code}
-    by_layer = {m.source.layer: m for m in loc.matches}
-    if target.format not in ("onnx", "tflite"):
-        return findings
     if any(f.rule == R.CONVERTER_QUANTIZED.code and f.repair and f.repair.verified for f in findings):
         return findings  # re-conversion already repaired the model
-    patches, edits, graph_edits, planned = [], [], [], {}
-    for f in findings:
-        if f.repair is not None or f.severity != "error":
-            continue
-        m = by_layer.get(f.layer) or next((x for x in loc.matches if (x.source.bn or {}).get("layer") == f.layer), None)
-        if f.rule in weights and m is not None:
-            w, b, folded = reference_weights(m)
-            patches.append(Patch(m.target.weight_name, to_native(w, m.target.layout)))
-            if m.target.bias_name and b is not None:
-                patches.append(Patch(m.target.bias_name, b))
-            planned[id(f)] = ("patch-weights", m.target.weight_name,
-                              f"copy {f.layer}'s source weights into {m.target.layer}"
-                              + (" (BatchNorm folded in)" if folded else ""))
-        elif f.rule in attrs and target.format == "onnx" and f.location.target_node:
-            ev = f.evidence
-            if f.rule == R.OP_SEMANTICS.code:
-                for a, v in ev["changes"]:
-                    edits.append(AttrEdit(f.location.target_node, a, v))
-                desc = ", ".join(f"{a} to {v:.6g}" if isinstance(v, float) else f"{a} to {v!r}"
-                                 for a, v in ev["changes"])
-                planned[id(f)] = ("patch-attributes", f.location.target_node,
-                                  f"set {f.location.target_node}'s {desc}")
-                continue
-            attr = "clip" if f.rule == R.ACTIVATION_BOUNDS.code else ev["attribute"]
-            edits.append(AttrEdit(f.location.target_node, attr, list(ev["source"])))
-            planned[id(f)] = ("patch-attributes", f.location.target_node,
-                              f"set {f.location.target_node}'s {attr} to the source's {list(ev['source'])}")
-        elif f.rule == R.EXTRA_OP.code and target.format == "onnx" and f.evidence.get("nodes"):
-            e = GraphEdit("remove", list(f.evidence["nodes"]))
-            graph_edits.append(e)
-            planned[id(f)] = ("patch-graph", e.key, f"remove {', '.join(e.nodes)} from the target")
-        elif f.rule == R.INPUT_LAYOUT.code and target.format == "onnx" and f.evidence.get("inverse"):
-            e = GraphEdit("insert-transpose", [], f.evidence["tensor"], perm=f.evidence["inverse"])
-            graph_edits.append(e)
-            planned[id(f)] = ("patch-graph", e.key,
-                              f"transpose {e.tensor} back with {e.perm} before {f.location.target_node}")
-        elif f.rule == R.INPUT_SCALING.code and target.format == "onnx":
-            a, b = f.evidence["scale"], f.evidence["shift"]
-            e = GraphEdit("insert-affine", [], f.evidence["tensor"], affine=(1 / a, -b / a))
-            graph_edits.append(e)
-            planned[id(f)] = ("patch-graph", e.key,
-                              f"undo the scaling of {e.tensor} ((x - {b:.6g}) / {a:.6g}) before "
-                              f"{f.location.target_node}")
-        elif f.rule == R.MISSING_OP.code and target.format == "onnx" \
-                and f.evidence.get("op") == "floor-divide":
-            e = GraphEdit("floor-divide", [f.evidence["node"]])
-            graph_edits.append(e)
-            planned[id(f)] = ("patch-graph", e.key, f"make {e.nodes[0]} round toward minus infinity")
-        elif f.rule == R.MISSING_OP.code and target.format == "onnx" and f.evidence.get("op"):
-            e = GraphEdit("insert-op", [], f.evidence["after_tensor"], op=f.evidence["op"])
-            graph_edits.append(e)
-            planned[id(f)] = ("patch-graph", e.key, f"insert the missing {e.op} after {e.tensor}")
-        elif f.rule == R.MISSING_OP.code and target.format == "onnx" and f.evidence.get("after_tensor"):
-            b = f.evidence.get("bounds")
-            e = GraphEdit("insert-activation", [], f.evidence["after_tensor"], tuple(b) if b else None)
-            graph_edits.append(e)
-            planned[id(f)] = ("patch-graph", e.key,
-                              f"insert the missing {f.evidence['kind']} after {e.tensor}"
-                              + (f" (bounds {b})" if b else ""))
-    if not planned:
+    plan = plan_repairs(findings, loc.matches, target.format)
+    if not plan.steps:
         return findings
     out = repaired_path(target.path, popts.output)
-    progress(f"repair: patching {len(patches)} tensors and {len(edits)} attributes into {out}")
+    progress(f"repair: patching {len(plan.patches)} tensors and {len(plan.edits)} attributes into {out}")
     if target.format == "onnx":
-        done = set(patch_onnx(target.path, patches, out, edits, graph_edits))
+        done = set(patch_onnx(target.path, plan.patches, out, plan.edits, plan.graph_edits))
     else:
-        done = set(patch_tflite(target.path, patches, out))
+        done = set(patch_tflite(target.path, plan.patches, out))
     r = _verify(source, out, popts)
     ok = r.verdict == "equivalent"
     result = []
     for f in findings:
-        if id(f) in planned:
-            kind, key, text = planned[id(f)]
-            f = f.with_(repair=Repair(kind, text, out, ok, _after(r)) if key in done else Repair(
+        step = plan.steps.get(id(f))
+        if step is not None:
+            f = f.with_(repair=Repair(step.kind, step.description, out, ok, _after(r)) if step.key in done else Repair(
                 "none", "this target cannot be patched in place (storage or format); re-convert instead",
                 None, False, None))
         result.append(f)
