@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from convlint.analyzers import defaults as D
 from convlint.analyzers import rules as R
 from convlint.analyzers.errors import ConvlintError
 
@@ -127,8 +128,13 @@ def parse(table: dict, file: str = "<config>", where: str = "the top level") -> 
             if not isinstance(p.get(k), str):
                 raise _err(file, f"{key}.{k}", "required, a path")
         for k in ("atol", "rtol"):
-            if k in p and (not isinstance(p[k], (int, float)) or isinstance(p[k], bool) or p[k] < 0):
-                raise _err(file, f"{key}.{k}", f"expected a number of at least 0, got {p[k]!r}")
+            if k in p:
+                try:
+                    if isinstance(p[k], (bool, str)):
+                        raise ValueError(f"{k}: expected a number of at least 0, got {p[k]!r}")
+                    D.tolerance(p[k], k)
+                except ValueError as e:
+                    raise _err(file, f"{key}.{k}", str(e).split(": ", 1)[-1]) from None
         if "inputs" in p and not isinstance(p["inputs"], str):
             raise _err(file, f"{key}.inputs", "expected a path")
 

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from convlint import __version__
+from convlint.analyzers import defaults as D
 from convlint.analyzers.cache import engine_fingerprint
 from convlint.analyzers.config import Config, Pair
 from convlint.analyzers.report import policy
@@ -31,14 +32,14 @@ class CheckOptions:
     config: Config
     jobs: int = 1
     use_cache: bool = True
-    atol: float = 1e-4
-    rtol: float = 1e-4
-    num_inputs: int = 32
-    seed: int = 0
+    atol: float = D.ATOL
+    rtol: float = D.RTOL
+    num_inputs: int = D.NUM_INPUTS
+    seed: int = D.SEED
     use_tvm: bool = True
     train: bool = False       # run the training checks too (opt-in)
     allow_exec: bool = False  # consent to run scripts (the config's allow-exec, or --allow-exec)
-    train_timeout: float = 600.0
+    train_timeout: float = D.SCRIPT_TIMEOUT
 
 
 def run_check(opts: CheckOptions, progress: Callable | None = None) -> CheckReport:
@@ -80,8 +81,8 @@ class Step(str):
         return s
 
 
-def check_pair_report(source: str, target: str, *, atol: float, rtol: float, num_inputs: int = 32,
-                      seed: int = 0, inputs: str | None = None, use_tvm: bool = True, repair: bool = False,
+def check_pair_report(source: str, target: str, *, atol: float = D.ATOL, rtol: float = D.RTOL,
+                      num_inputs: int = D.NUM_INPUTS, seed: int = D.SEED, inputs: str | None = None, use_tvm: bool = True, repair: bool = False,
                       output: str | None = None, progress: Callable | None = None) -> dict:
     """One pair's conversion check as its report dict (an ``error`` report when it cannot be
     analysed): what ``convlint check``'s worker processes and the language server's worker run."""

@@ -33,14 +33,21 @@ def _floats(text: str) -> list:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+def _checked(validate):
+    """An argparse type from one of analyzers/defaults.py's validators (the same the config,
+    the LSP settings and the worker use)."""
+    def parse(text: str):
+        try:
+            return validate(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e).split(": ", 1)[-1]) from None
+    return parse
+
+
 def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        v = 0
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return v
+    from convlint.analyzers import defaults as D
+
+    return _checked(D.count)(text)
 
 
 def _non_negative_int(text: str) -> int:
@@ -66,21 +73,26 @@ def _codes(text: str) -> tuple:
 
 
 def _tolerance(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = -1
-    if not v >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number of at least 0, got {text!r}")
-    return v
+    from convlint.analyzers import defaults as D
+
+    return _checked(D.tolerance)(text)
+
+
+def _timeout(text: str) -> float:
+    from convlint.analyzers import defaults as D
+
+    return _checked(D.timeout)(text)
 
 
 def _script_options(p, script_help: str, python_help: str) -> None:
     """What trace and train-check share: the script, consent, and how it runs."""
+    from convlint.analyzers import defaults as D
+
     p.add_argument("script", help=script_help)
     p.add_argument("script_args", nargs="*", metavar="ARG", help="arguments for the script (after --)")
     p.add_argument("--allow-exec", action="store_true", help="consent to run the script (required)")
-    p.add_argument("--timeout", type=_tolerance, default=600.0, help="seconds the script may run (default 600)")
+    p.add_argument("--timeout", type=_timeout, default=D.SCRIPT_TIMEOUT,
+                   help=f"seconds the script may run (default {D.SCRIPT_TIMEOUT:g})")
     p.add_argument("--memory-limit", type=_non_negative_int, metavar="MB", default=None,
                    help="the script's address-space limit in MB (default: the machine's memory, at least "
                    "8192; 0: none)")
@@ -253,8 +265,10 @@ def _prepare() -> int:
 
 def _diff_options(d) -> None:
     """The conversion-check options shared by diff and trace."""
-    d.add_argument("--num-inputs", type=_positive_int, default=32, metavar="N",
-                   help="number of seeded random inputs (default: 32)")
+    from convlint.analyzers import defaults as D
+
+    d.add_argument("--num-inputs", type=_positive_int, default=D.NUM_INPUTS, metavar="N",
+                   help=f"number of seeded random inputs (default: {D.NUM_INPUTS})")
     d.add_argument("--inputs", metavar="PATH",
                    help="inputs from a .npy (one input), a .npz (arrays named by input) or a folder of images")
     d.add_argument("--scale", type=float, default=1.0, help="image preprocessing: multiply pixels by this (default 1)")
@@ -262,10 +276,10 @@ def _diff_options(d) -> None:
     d.add_argument("--std", type=_floats, help="image preprocessing: then divide by this, per channel")
     d.add_argument("--input-shape", metavar="SHAPES",
                    help="fix input shapes, e.g. 'input:1x3x224x224' (needed for TorchScript sources)")
-    d.add_argument("--atol", type=_tolerance, default=1e-4,
-                   help="absolute tolerance (default 1e-4); an element fails when beyond both atol and rtol")
-    d.add_argument("--rtol", type=_tolerance, default=1e-4, help="relative tolerance (default 1e-4)")
-    d.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    d.add_argument("--atol", type=_tolerance, default=D.ATOL,
+                   help=f"absolute tolerance (default {D.ATOL:g}); an element fails when beyond both atol and rtol")
+    d.add_argument("--rtol", type=_tolerance, default=D.RTOL, help=f"relative tolerance (default {D.RTOL:g})")
+    d.add_argument("--seed", type=int, default=D.SEED, help=f"seed of the random inputs (default {D.SEED})")
     d.add_argument("--no-tvm", action="store_true", help="skip the TVM cross-check (faster, less certain)")
     d.add_argument("--no-localize", action="store_true",
                    help="on divergence, skip the staged localization (layer, weights, converter settings)")

@@ -27,6 +27,7 @@ import sys
 import time
 import traceback
 
+from convlint.analyzers import defaults as D
 from convlint.analyzers.subproc import raise_on_sigterm, terminated
 
 
@@ -35,8 +36,9 @@ def _check_pair(p: dict, progress) -> dict:
 
     progress(f"checking {os.path.basename(p['source'])} -> {os.path.basename(p['target'])}")
     return check_pair_report(
-        p["source"], p["target"], atol=float(p.get("atol", 1e-4)), rtol=float(p.get("rtol", 1e-4)),
-        num_inputs=int(p.get("num_inputs", 32)), seed=int(p.get("seed", 0)), inputs=p.get("inputs"),
+        p["source"], p["target"], atol=D.tolerance(p.get("atol", D.ATOL), "atol"),
+        rtol=D.tolerance(p.get("rtol", D.RTOL), "rtol"), num_inputs=D.count(p.get("num_inputs", D.NUM_INPUTS)),
+        seed=int(p.get("seed", D.SEED)), inputs=p.get("inputs"),
         use_tvm=bool(p.get("use_tvm", True)), repair=bool(p.get("repair")), output=p.get("output"),
         progress=progress)
 
@@ -46,9 +48,9 @@ def _trace(p: dict, progress) -> dict:
     from convlint.analyzers.pipeline import PipelineOptions
     from convlint.analyzers.scripts.trace import TraceOptions, trace_script
 
-    d = DiffOptions(atol=float(p.get("atol", 1e-4)), rtol=float(p.get("rtol", 1e-4)),
+    d = DiffOptions(atol=D.tolerance(p.get("atol", D.ATOL), "atol"), rtol=D.tolerance(p.get("rtol", D.RTOL), "rtol"),
                     use_tvm=bool(p.get("use_tvm", True)))
-    opts = TraceOptions(PipelineOptions(d), allow_exec=True, timeout=float(p.get("timeout", 600)),
+    opts = TraceOptions(PipelineOptions(d), allow_exec=True, timeout=D.timeout(p.get("timeout", D.SCRIPT_TIMEOUT)),
                         python=p.get("python"), cwd=p.get("cwd"), verify_fixes=bool(p.get("verify_fixes", True)))
     return trace_script(p["script"], opts, progress).to_dict()
 
@@ -56,7 +58,7 @@ def _trace(p: dict, progress) -> dict:
 def _train_check(p: dict, progress) -> dict:
     from convlint.analyzers.training.check import TrainOptions, train_check
 
-    opts = TrainOptions(allow_exec=True, timeout=float(p.get("timeout", 600)), python=p.get("python"),
+    opts = TrainOptions(allow_exec=True, timeout=D.timeout(p.get("timeout", D.SCRIPT_TIMEOUT)), python=p.get("python"),
                         cwd=p.get("cwd"), max_steps=p.get("max_steps", 400), max_epochs=p.get("max_epochs", 20))
     return train_check(p["script"], opts, progress).to_dict()
 

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from convlint.analyzers import defaults as D
 from convlint.analyzers import extras
 from convlint.analyzers import rules as R
 from convlint.analyzers.differential import routes
@@ -45,10 +46,10 @@ NOISE_FACTOR = 2.0
 
 @dataclass
 class DiffOptions:
-    num_inputs: int = 32
-    seed: int = 0
-    atol: float = 1e-4
-    rtol: float = 1e-4
+    num_inputs: int = D.NUM_INPUTS
+    seed: int = D.SEED
+    atol: float = D.ATOL
+    rtol: float = D.RTOL
     inputs_path: str | None = None
     scale: float = 1.0
     mean: list | None = None

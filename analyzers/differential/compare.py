@@ -10,11 +10,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from convlint.analyzers import defaults as D
+
 
 @dataclass(frozen=True)
 class Tolerance:
-    atol: float = 1e-4
-    rtol: float = 1e-4
+    atol: float = D.ATOL
+    rtol: float = D.RTOL
 
 
 @dataclass

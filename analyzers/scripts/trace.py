@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from convlint.analyzers import defaults as D
 from convlint.analyzers import rules as R
 from convlint.analyzers.report.findings import (
     ConversionReport,
@@ -34,7 +35,7 @@ BOOT = str(Path(__file__).with_name("tracer_boot.py"))
 class TraceOptions:
     pipeline: object  # PipelineOptions for the conversion checks
     allow_exec: bool = False
-    timeout: float = 600.0
+    timeout: float = D.SCRIPT_TIMEOUT
     python: str | None = None  # the interpreter that runs the script (default: convlint's)
     cwd: str | None = None  # where the script runs (default: the current directory)
     args: list = field(default_factory=list)

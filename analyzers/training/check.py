@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .. import defaults as D
 from .. import rules as R
 from ..errors import ConvlintError
 from ..report.findings import Finding, Location, ScriptReport
@@ -31,7 +32,7 @@ class TrainOptions:
     allow_exec: bool = False
     max_epochs: int | None = 20
     max_steps: int | None = 400
-    timeout: float = 600.0
+    timeout: float = D.SCRIPT_TIMEOUT
     every: int | None = None  # record every k-th step; None: Keras picks about 120 steps, PyTorch all
     python: str | None = None
     cwd: str | None = None

@@ -29,6 +29,7 @@ from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
 
 from convlint import __version__
+from convlint.analyzers import defaults as D
 from convlint.server.lsp import adapter, codecache, commands
 from convlint.server.lsp import settings as S
 from convlint.server.lsp.jobs import JobFailed, JobRunner, WorkerCrashed
@@ -368,7 +369,7 @@ class ConvlintServer(LanguageServer):
         h = st.text_hash
         params = {"script": st.path, "cwd": self.root or str(Path(st.path).parent),
                   "atol": self.settings.atol, "rtol": self.settings.rtol, "use_tvm": self.settings.tvm,
-                  "python": self.settings.python, "timeout": min(self.settings.timeout, 3600)}
+                  "python": self.settings.python, "timeout": min(self.settings.timeout, D.MAX_SERVER_TIMEOUT)}
         rep = await self.run_job("trace", params, f"convlint: tracing {Path(st.path).name}",
                                  key=f"trace:{st.path}:{h}")
         if st.text_hash == h:
@@ -384,7 +385,7 @@ class ConvlintServer(LanguageServer):
         st = self.doc_state(uri)
         h = st.text_hash
         params = {"script": st.path, "cwd": self.root or str(Path(st.path).parent), "python": self.settings.python,
-                  "timeout": min(self.settings.timeout, 3600)}
+                  "timeout": min(self.settings.timeout, D.MAX_SERVER_TIMEOUT)}
         rep = await self.run_job("train-check", params, f"convlint: checking training of {Path(st.path).name}",
                                  key=f"train:{st.path}:{h}")
         if st.text_hash == h and rep.get("kind") == "training":

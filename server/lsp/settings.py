@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from convlint.analyzers import defaults as D
+
 SEVERITIES = ("error", "warning", "info")
 
 
@@ -24,8 +26,8 @@ class Settings:
     trusted: bool = False  # the editor says the workspace is trusted: heavy checks may run
     trace_on_save: bool = False  # also run the instrumented trace of a script on save
     severity: dict = field(default_factory=dict)  # rule code -> error|warning|info
-    atol: float = 1e-4
-    rtol: float = 1e-4
+    atol: float = D.ATOL
+    rtol: float = D.RTOL
     tvm: bool = True  # cross-check through TVM (slower, finds frontend faults)
     timeout: float = 900.0  # seconds before a background job counts as hung
     debounce_ms: int = 0  # extra delay before static rules run after a change
@@ -76,9 +78,12 @@ def parse(options, base: Settings | None = None) -> tuple[Settings, list[str]]:
             if bad:
                 problems.append(f"convlint.severity: {bad} must be one of {', '.join(SEVERITIES)} (ignored)")
             v = {str(c).upper(): sv for c, sv in v.items() if sv in SEVERITIES}
-        if name in ("atol", "rtol", "timeout") and v <= 0:
-            problems.append(f"convlint.{k} must be positive (ignored)")
-            continue
+        if name in ("atol", "rtol", "timeout"):  # the same rules as the CLI's and the config's
+            try:
+                v = (D.timeout if name == "timeout" else D.tolerance)(v, f"convlint.{k}")
+            except ValueError as e:
+                problems.append(f"{e} (ignored)")
+                continue
         changes[name] = v
     return replace(s, **changes), problems
 

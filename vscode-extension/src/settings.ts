@@ -98,6 +98,8 @@ function pick<K extends keyof ConvlintSettings>(
 
 const isBool = (v: unknown) => typeof v === "boolean";
 const isPos = (v: unknown) => typeof v === "number" && Number.isFinite(v) && v > 0;
+/** A tolerance: at least 0 (0 asks for exact equality), as the CLI, the config and the server take it. */
+const isTol = (v: unknown) => typeof v === "number" && Number.isFinite(v) && v >= 0;
 
 /** Read the settings (section `convlint`), expanding variables; bad values fall back to the
  * default and are reported in `problems` (for the output channel). */
@@ -116,8 +118,8 @@ export function readSettings(cfg: ConfigLike, ctx: VarContext, problems: string[
     enable: pick(cfg, "enable", isBool, problems),
     run: pick(cfg, "run", (v) => v === "onType" || v === "onSave", problems),
     severity: sev,
-    atol: pick(cfg, "atol", isPos, problems),
-    rtol: pick(cfg, "rtol", isPos, problems),
+    atol: pick(cfg, "atol", isTol, problems),
+    rtol: pick(cfg, "rtol", isTol, problems),
     heavyChecks: pick(cfg, "heavyChecks", isBool, problems),
     trustedExecution: pick(cfg, "trustedExecution", isBool, problems),
     traceOnSave: pick(cfg, "traceOnSave", isBool, problems),
