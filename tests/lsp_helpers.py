@@ -43,8 +43,15 @@ def workspace(tmp: Path) -> Path:
     return ws
 
 
+def worker_hooks_env() -> dict:
+    """The environment that adds tests/worker_hooks.py's job kinds (abort, sleep) to the worker."""
+    here = str(Path(__file__).resolve().parent)
+    return {"CONVLINT_WORKER_PLUGINS": "worker_hooks",
+            "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}
+
+
 async def start(tmp: Path, ws: Path, cache: Path | None = None, **options):
-    env = dict(os.environ, CONVLINT_CACHE_DIR=str(cache or tmp / "cache"), CONVLINT_WORKER_TEST_HOOKS="1",
+    env = dict(os.environ, CONVLINT_CACHE_DIR=str(cache or tmp / "cache"), **worker_hooks_env(),
                TF_CPP_MIN_LOG_LEVEL="3")
     cfg = ClientServerConfig([sys.executable, "-m", "convlint.server"], server_env=env)
     client = await cfg.start()

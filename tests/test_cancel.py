@@ -159,8 +159,10 @@ def test_a_worker_whose_sigterm_was_swallowed_still_exits_after_the_job(tmp_path
     ImportError, leaving numpy broken); the worker must exit rather than serve the next job."""
     import json
 
-    env = dict(os.environ, CONVLINT_WORKER_TEST_HOOKS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "convlint.server.worker"], stdin=subprocess.PIPE,
+    from lsp_helpers import worker_hooks_env
+
+    env = dict(os.environ, **worker_hooks_env())
+    proc = subprocess.Popen([sys.executable, "-m", "convlint.server.lsp.worker"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     assert json.loads(proc.stdout.readline())["event"] == "ready"
     proc.stdin.write(json.dumps({"id": "1", "kind": "sleep", "params": {"seconds": 30, "swallow": True}}) + "\n")

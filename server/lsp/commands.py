@@ -127,10 +127,11 @@ def register(ls) -> None:
     def status(ls, *args):
         return ls.status()
 
-    if os.environ.get("CONVLINT_WORKER_TEST_HOOKS") == "1":
+    if os.environ.get("CONVLINT_WORKER_PLUGINS"):
         @ls.command("convlint.testJob")
         async def test_job(ls, *args):
-            """Tests only: run a hook job (abort, sleep) in the worker, as a check would run."""
+            """Run a job kind a worker plugin adds (the tests' abort and sleep), as a check would
+            run: registered only when CONVLINT_WORKER_PLUGINS names one."""
             ls.protocol.track()
             a = _arg(args, dict)
             return await ls.run_job(str(a.get("kind")), dict(a.get("params") or {}), "convlint: test job")

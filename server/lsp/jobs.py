@@ -9,8 +9,8 @@ stopped by stopping the worker: native code cannot be interrupted any other way.
 so it removes its temporary files and the scripts it runs; SIGKILL to its process group after a
 grace period).
 
-Jobs with the same ``key`` share one run. The worker is ``python -m convlint.server.worker``
-(see its docstring for the line protocol).
+Jobs with the same ``key`` share one run. The worker is ``python -m convlint.server.lsp.worker``;
+``protocol.py`` holds the line protocol and its message types, shared by both ends.
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
-import json
 import logging
 import os
 import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from convlint.server.lsp import protocol as P
 
 log = logging.getLogger(__name__)
 
@@ -191,15 +192,11 @@ class JobRunner:
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         env["PYTHONUNBUFFERED"] = "1"
         proc = await asyncio.create_subprocess_exec(
-            self.python, "-m", "convlint.server.worker", stdin=asyncio.subprocess.PIPE,
+            self.python, "-m", P.MODULE, stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=None, env=env, limit=1 << 27,
             start_new_session=True)
         line = await asyncio.wait_for(proc.stdout.readline(), 60)
-        try:
-            ready = json.loads(line)
-        except ValueError:
-            ready = {}
-        if ready.get("event") != "ready":
+        if P.decode(line).get("event") != "ready":
             proc.kill()
             raise WorkerCrashed(f"the worker did not start ({line[:200]!r})", None)
         self.worker = Worker(proc)
@@ -230,7 +227,7 @@ class JobRunner:
             return
         job.state = "running"
         self.started += 1
-        worker.proc.stdin.write((json.dumps({"id": job.id, "kind": job.kind, "params": job.params}) + "\n").encode())
+        worker.proc.stdin.write(P.encode(P.job(job.id, job.kind, job.params)).encode())
         try:
             await worker.proc.stdin.drain()
         except (ConnectionError, BrokenPipeError):
@@ -255,10 +252,7 @@ class JobRunner:
                 self.crashes += 1
                 self._finish(job, exc=WorkerCrashed(f"the worker crashed ({_status(rc)})", job.last_step))
                 return
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                continue
+            msg = P.decode(line)
             if msg.get("id") != job.id:
                 continue
             ev = msg.get("event")

@@ -3,16 +3,13 @@
 The server never imports TensorFlow, torch or TVM; this process does, and it may crash natively
 (a segfault, an abort) or hang on a hostile model. The server then kills it and starts another.
 
-Protocol, one JSON document per line.
-In (stdin):  ``{"id": str, "kind": str, "params": {...}}``, one job at a time.
-Out (the original stdout, kept private: anything the frameworks print goes to stderr):
-``{"id", "event": "progress", "message"}``, then exactly one of
-``{"id", "event": "result", "report": {...}}`` or ``{"id", "event": "failed", "message"}``.
-The first line the worker writes is ``{"event": "ready", "pid": N}``.
+The line protocol (one JSON document per line) and its message types are in ``protocol.py``,
+shared with the job runner (``jobs.py``), the other end.
 
 Job kinds: ``check-pair`` (the conversion check of one pair, optionally with repair), ``trace``
-(``convlint trace`` of a script), ``train-check`` (``convlint train-check`` of a script). With ``CONVLINT_WORKER_TEST_HOOKS=1`` two more exist for
-tests of crash isolation: ``abort`` (``os.abort()`` after a progress event) and ``sleep``.
+(``convlint trace`` of a script), ``train-check`` (``convlint train-check`` of a script).
+``CONVLINT_WORKER_PLUGINS`` names modules (comma-separated) whose ``JOBS`` table adds job kinds;
+the tests of crash isolation add ``abort`` and ``sleep`` that way (tests/worker_hooks.py).
 
 Cancel: the server sends SIGTERM to the worker's process group; the worker turns it into an
 exception, so temporary folders and half-written files are removed and a script it runs is
@@ -24,11 +21,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 import traceback
 
 from convlint.analyzers import defaults as D
 from convlint.analyzers.subproc import raise_on_sigterm, terminated
+from convlint.server.lsp import protocol as P
 
 
 def _check_pair(p: dict, progress) -> dict:
@@ -63,27 +60,17 @@ def _train_check(p: dict, progress) -> dict:
     return train_check(p["script"], opts, progress).to_dict()
 
 
-def _abort(p: dict, progress) -> dict:
-    progress("about to abort (test hook)")
-    time.sleep(float(p.get("delay", 0.2)))
-    os.abort()
-
-
-def _sleep(p: dict, progress) -> dict:
-    try:
-        for i in range(int(p.get("seconds", 10) * 10)):
-            if i % 10 == 0:
-                progress(f"sleeping: {i // 10} s")
-            time.sleep(0.1)
-    except KeyboardInterrupt:
-        if p.get("swallow"):  # as a C extension does when an import is interrupted
-            raise ImportError("interrupted import (test hook)") from None
-        raise
-    return {"slept": p.get("seconds", 10)}
-
-
 JOBS = {"check-pair": _check_pair, "trace": _trace, "train-check": _train_check}
-TEST_JOBS = {"abort": _abort, "sleep": _sleep}
+
+
+def job_table() -> dict:
+    """The job kinds, with those of the modules CONVLINT_WORKER_PLUGINS names."""
+    import importlib
+
+    jobs = dict(JOBS)
+    for name in filter(None, (os.environ.get("CONVLINT_WORKER_PLUGINS") or "").split(",")):
+        jobs.update(getattr(importlib.import_module(name.strip()), "JOBS", {}))
+    return jobs
 
 
 def main() -> int:
@@ -99,13 +86,13 @@ def _serve() -> int:
     os.dup2(2, 1)  # frameworks that print to stdout must not corrupt the protocol
     sys.stdout = sys.stderr
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    jobs = dict(JOBS, **(TEST_JOBS if os.environ.get("CONVLINT_WORKER_TEST_HOOKS") == "1" else {}))
+    jobs = job_table()
 
-    def send(msg: dict) -> None:
-        out.write(json.dumps(msg) + "\n")
+    def send(msg: P.EventMessage) -> None:
+        out.write(P.encode(msg))
         out.flush()
 
-    send({"event": "ready", "pid": os.getpid()})
+    send(P.ready(os.getpid()))
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -113,22 +100,22 @@ def _serve() -> int:
             job = json.loads(line)
             jid, kind, params = job["id"], job["kind"], job.get("params") or {}
         except (ValueError, KeyError, TypeError) as e:
-            send({"id": None, "event": "failed", "message": f"bad job: {e}"})
+            send(P.failed(None, f"internal error: bad job: {e}", "CL009"))
             continue
         fn = jobs.get(kind)
         if fn is None:
-            send({"id": jid, "event": "failed", "message": f"unknown job kind {kind!r}"})
+            send(P.failed(jid, f"internal error: unknown job kind {kind!r}", "CL009"))
             continue
         try:
-            report = fn(params, lambda m, jid=jid: send({"id": jid, "event": "progress", "message": str(m)}))
-            send({"id": jid, "event": "result", "report": report})
+            report = fn(params, lambda m, jid=jid: send(P.progress(jid, str(m))))
+            send(P.result(jid, report))
         except Exception as e:  # a job's failure is reported; the worker goes on
             from convlint.analyzers.extras import as_user_error
 
             user = as_user_error(e)
             msg = (user.message + (f". {user.hint}" if user.hint else "")) if user else (
                 f"internal error: {e.__class__.__name__}: {e}\n{traceback.format_exc(limit=8)}")
-            send({"id": jid, "event": "failed", "message": msg, "rule": user.rule if user else "CL009"})
+            send(P.failed(jid, msg, user.rule if user else "CL009"))
         # SIGTERM arrived: native code can swallow the exception it raises (an import interrupted
         # inside a C extension surfaces as ImportError and leaves that module broken), so exit
         # rather than serve another job

@@ -1,0 +1,30 @@
+"""Job kinds for the tests of the worker's crash and cancel isolation, added to the worker's job
+table through CONVLINT_WORKER_PLUGINS=worker_hooks (with tests/ on PYTHONPATH): they live here,
+not in the product."""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+def _abort(p: dict, progress) -> dict:
+    progress("about to abort (test hook)")
+    time.sleep(float(p.get("delay", 0.2)))
+    os.abort()
+
+
+def _sleep(p: dict, progress) -> dict:
+    try:
+        for i in range(int(p.get("seconds", 10) * 10)):
+            if i % 10 == 0:
+                progress(f"sleeping: {i // 10} s")
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        if p.get("swallow"):  # as a C extension does when an import is interrupted
+            raise ImportError("interrupted import (test hook)") from None
+        raise
+    return {"slept": p.get("seconds", 10)}
+
+
+JOBS = {"abort": _abort, "sleep": _sleep}
