@@ -75,8 +75,13 @@ test-compat: $(COMPAT)/.convlint-installed
 test-fast: install
 	$(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS)
 
+# ruff on the tree, pyright (basic, [tool.pyright] in pyproject.toml) on analyzers/; pyright resolves
+# convlint.analyzers (installed from analyzers/) through a link tree in .pyright/
 lint: install
 	$(BIN)/ruff check .
+	@mkdir -p .pyright/convlint && ln -sfn ../../analyzers .pyright/convlint/analyzers \
+	  && ln -sfn ../../server .pyright/convlint/server && ln -sf ../../convlint/__init__.py .pyright/convlint/__init__.py
+	$(BIN)/pyright --pythonpath $(CURDIR)/$(BIN)/python
 
 fixtures: install
 	$(BIN)/python fixtures/generate.py

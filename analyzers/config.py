@@ -22,10 +22,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from convlint.analyzers import defaults as D
 from convlint.analyzers import rules as R
 from convlint.analyzers.errors import ConvlintError
+
+if TYPE_CHECKING:
+    from convlint.analyzers.training.rules import Thresholds
 
 KEYS = {"pairs", "select", "ignore", "exclude", "cache-dir", "allow-exec", "severity", "training", "train",
         "train-scripts"}
@@ -58,7 +62,7 @@ class Config:
     allow_exec: bool = False
     train: bool = False
     train_scripts: tuple = ()  # paths or globs, resolved against the config file's folder
-    training: object = None  # training.rules.Thresholds, from [tool.convlint.training]
+    training: Thresholds | None = None  # from [tool.convlint.training]
 
 
 def find_config(start: str) -> Path | None:
@@ -138,10 +142,12 @@ def parse(table: dict, file: str = "<config>", where: str = "the top level") -> 
         if "inputs" in p and not isinstance(p["inputs"], str):
             raise _err(file, f"{key}.inputs", "expected a path")
 
-        def rel(x):
-            return x if x is None or Path(x).is_absolute() else str(base / x)
+        def rel(x: str) -> str:
+            return x if Path(x).is_absolute() else str(base / x)
 
-        cfg.pairs.append(Pair(rel(p["source"]), rel(p["target"]), rel(p.get("inputs")),
+        inputs = p.get("inputs")
+        cfg.pairs.append(Pair(rel(p["source"]), rel(p["target"]),
+                              rel(inputs) if inputs is not None else None,
                               p.get("atol"), p.get("rtol"), p.get("name")))
     if "select" in table:
         cfg.select = _codes(file, "select", table["select"])

@@ -7,6 +7,11 @@ value one entry point accepts is never refused by another.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+_N = TypeVar("_N", int, float)
+
 ATOL = 1e-4  # absolute tolerance of an output element (an element fails beyond both atol and rtol)
 RTOL = 1e-4  # relative tolerance
 NUM_INPUTS = 32  # random inputs per check
@@ -15,7 +20,8 @@ SCRIPT_TIMEOUT = 600.0  # seconds a traced or training script may run
 MAX_SERVER_TIMEOUT = 3600.0  # the language server's ceiling on a script's time
 
 
-def _number(value, name: str, ok, expected: str, kind=float):
+def _number(value, name: str, ok: Callable[[Any], bool], expected: str,
+            kind: Callable[[Any], _N] = float):
     try:
         v = kind(value)
         good = ok(v) and (kind is not int or v == float(value))

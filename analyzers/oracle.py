@@ -192,7 +192,7 @@ def _edited_error(sub, p, feeds, expected, edit) -> float | None:
     return _error(m, feeds, expected, p.in_source_layout)
 
 
-def _explained(loc, refuted: set = frozenset()) -> set:
+def _explained(loc, refuted: set | frozenset = frozenset()) -> set:
     """Source layers an error finding other than the first-divergent one already explains."""
     return {f.layer for f in loc.findings if f.rule != R.FIRST_DIVERGENT.code
             and f.severity == "error" and id(f) not in refuted}

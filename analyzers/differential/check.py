@@ -25,6 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from convlint.analyzers import defaults as D
 from convlint.analyzers import extras
@@ -115,8 +116,9 @@ def check_pair(source, target, opts: DiffOptions, progress: Callable | None = No
     def crash(role: str, e: StepFailed) -> ConversionReport:
         model = source if role == "source" else target
         where = f" at {e.op}" if e.op else ""
+        node: dict[str, Any] = {f"{role}_node": e.op}  # source_node or target_node
         f = _finding(R.MODEL_CRASH, f"the {role} model failed to {e.step} in {e.backend}{where}: {e.message}",
-                     location=Location(**{f"{role}_node": e.op}) if e.op else Location(),
+                     location=Location(**node) if e.op else Location(),
                      evidence={"model": role, "step": e.step, "backend": e.backend, "op": e.op,
                                "path": model.path})
         return ConversionReport(src_ref, tgt_ref, {"count": 0, "origin": origin}, "crash",
@@ -243,8 +245,8 @@ def check_pair(source, target, opts: DiffOptions, progress: Callable | None = No
     if not main.passed:
         odd = _odd_one_out(S, T, eff)
     for r, model in ((S, source), (T, target)):
-        c = self_cmp.get(r.role)
         if tvm_ok.get(r.role) is False and odd != r.role:
+            c = self_cmp[r.role]  # every role in tvm_ok has its comparison in self_cmp
             detail = c if isinstance(c, str) else f"max_abs {c.max_abs:.3g}"
             findings.append(_finding(
                 R.TVM_MISMATCH,
@@ -352,8 +354,10 @@ def diff_paths(source_path: str, target_path: str, opts: DiffOptions, *,
     """The plain differential check of two files, without localization."""
     from convlint.analyzers.pipeline import PipelineOptions, check_paths
 
-    return check_paths(source_path, target_path,
-                       PipelineOptions(opts, localize=False, unsafe_load=unsafe_load), progress)
+    # pyright sees this module as analyzers... and convlint.analyzers... (two paths, one class)
+    popts = PipelineOptions(opts, localize=False,  # pyright: ignore[reportArgumentType]
+                            unsafe_load=unsafe_load)
+    return check_paths(source_path, target_path, popts, progress)
 
 
 __all__ = ["DiffOptions", "InputPlan", "check_pair", "diff_paths"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -71,7 +72,7 @@ def _concrete(shape, fallback) -> tuple | None:
     return tuple(dims)
 
 
-def _match(src: tuple, tgt) -> tuple | None | bool:
+def _match(src: tuple, tgt) -> tuple | Literal[False] | None:
     """None when shapes agree, a permutation when they agree after NHWC<->NCHW, else False."""
     if not tgt:
         return None

@@ -9,6 +9,7 @@ single-input chain matches again. Structural differences (op counts by type) go 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 
 from convlint.analyzers import rules as R
 from convlint.analyzers.localize import structure
@@ -98,7 +99,7 @@ def op_counts(layers: list) -> dict:
     return dict(Counter(layer.op_type for layer in layers))
 
 
-def align_activations(src_layers, src_runs, tgt_runs, inputs: list = ()) -> list:
+def align_activations(src_layers, src_runs, tgt_runs, inputs: Sequence = ()) -> list:
     """Activation matches keyed by source *layer* names (and model input names), in forward
     order."""
     keys = [(n, n) for n in inputs if n in src_runs[0] and n not in {x.name for x in src_layers}]

@@ -55,7 +55,8 @@ def compare(m: KernelMatch) -> dict:
     elif _on_grid(t.weight):
         res["diagnosis"] = "quantized"
         res["fake_quantized"] = True
-    elif folded and (eps := _epsilon_from_scale(m, t.weight)) is not None:
+    elif (folded and m.source.bn is not None  # folded: the source has a BatchNorm
+          and (eps := _epsilon_from_scale(m, t.weight)) is not None):
         res["diagnosis"] = "bn-epsilon"
         res["epsilon_source"] = m.source.bn["eps"]
         res["epsilon_target"] = eps
@@ -71,6 +72,8 @@ def _epsilon_from_scale(m: KernelMatch, tw: np.ndarray) -> float | None:
     """The BatchNorm epsilon the target's folded kernel was made with, when it differs from the
     source's folded kernel by exactly the per-channel scale sqrt(var + eps) / sqrt(var + eps')."""
     bn = m.source.bn
+    if bn is None:  # only asked about folded kernels, which have one
+        return None
     w_f, _ = m.source.folded()
     rows_s, rows_t = w_f.reshape(len(w_f), -1), tw.reshape(len(tw), -1)
     den = (rows_s * rows_s).sum(1)

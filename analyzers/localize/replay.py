@@ -18,7 +18,9 @@ The source in its own framework is the reference: the source's kernels are never
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -63,7 +65,7 @@ class ReplayPlan:
 
 
 def plan(group: list, acts: list, src_keys: dict, tgt_layers: list, good: float,
-         src_layers: list = (), kernels: list = (), shapes: dict | None = None,
+         src_layers: Sequence = (), kernels: Sequence = (), shapes: dict | None = None,
          tgt_shapes: dict | None = None) -> ReplayPlan | None:
     """The replay of a divergent source ``group`` (a fused chain, forward order).
 
@@ -74,16 +76,13 @@ def plan(group: list, acts: list, src_keys: dict, tgt_layers: list, good: float,
     shapes, tgt_shapes = shapes or {}, tgt_shapes or {}
     by_src = {a.source: a for a in acts}
     producer = {o: n for n in tgt_layers for o in n.outputs}
-    last, out, perm = None, None, None
     # the group's output as the next aligned kernel reads it: structural, where the value match
     # of a divergent layer can only be a guess
     fed = _read_by_next_kernel(group, src_layers, kernels, tgt_layers)
-    if fed is not None:
+    perm = _perm(shapes.get(group[-1]), tgt_shapes.get(fed)) if fed is not None else False
+    if fed is not None and perm is not False:
         last, out = group[-1], fed
-        perm = _perm(shapes.get(last), tgt_shapes.get(out))
-        if perm is False:
-            last = out = None
-    if out is None:
+    else:
         last = next((g for g in reversed(group) if by_src.get(g) and by_src[g].target), None)
         if last is None:
             return None
@@ -127,7 +126,8 @@ def plan(group: list, acts: list, src_keys: dict, tgt_layers: list, good: float,
     return ReplayPlan(last, src_keys[last], out, perm, nodes, feeds)
 
 
-def _read_by_next_kernel(group: list, src_layers: list, kernels: list, tgt_layers: list) -> str | None:
+def _read_by_next_kernel(group: list, src_layers: Sequence, kernels: Sequence,
+                         tgt_layers: list) -> str | None:
     """The target tensor the matched kernel after ``group`` reads (its first dynamic input)."""
     by = {x.name: x for x in src_layers}
     last = by.get(group[-1]) if group else None
@@ -143,7 +143,7 @@ def _read_by_next_kernel(group: list, src_layers: list, kernels: list, tgt_layer
     return None
 
 
-def _perm(src_shape, tgt_shape):
+def _perm(src_shape, tgt_shape) -> tuple | Literal[False] | None:
     """The transpose that reads a target tensor in the source's layout: None (as is), a
     permutation, or False when the shapes cannot be the same tensor."""
     if src_shape is None or tgt_shape is None:

@@ -5,10 +5,16 @@ on first use (PEP 562), so that light modules here (``keras_config``, ``detect``
 imported without numpy: the language server reads Keras configs on every edit.
 """
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for type checkers only: at run time ``__getattr__`` imports them on first use
+    from convlint.analyzers.models.base import LayerInfo, Runner, TensorSpec
+    from convlint.analyzers.models.detect import FORMATS, detect_format, open_model
+
 _NAMES = {"LayerInfo": "base", "Runner": "base", "TensorSpec": "base",
           "FORMATS": "detect", "detect_format": "detect", "open_model": "detect"}
 
-__all__ = sorted(_NAMES)
+__all__ = ["FORMATS", "LayerInfo", "Runner", "TensorSpec", "detect_format", "open_model"]
 
 
 def __getattr__(name: str):

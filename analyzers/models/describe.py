@@ -87,7 +87,7 @@ def tflite(layer) -> dict:
 def onnx(layer) -> dict:
     a, op, out = layer.attributes, layer.op_type, {}
     items = list(layer.weights.values())
-    kernel = None
+    kernel: dict[str, object] | None = None
     if op == "Conv":
         kernel = {"kind": "conv", "layout": "OIHW"}
     elif op == "Gemm" and items:
@@ -124,7 +124,8 @@ def torch_exported(layer) -> dict:
     defaults, so missing arguments take them)."""
     op, out = layer.op_type, {}
     if op in ("Conv2d", "Linear"):
-        kernel = {"kind": "conv" if op == "Conv2d" else "dense", "layout": "OIHW" if op == "Conv2d" else "OI"}
+        kernel: dict[str, object] = {"kind": "conv" if op == "Conv2d" else "dense",
+                                     "layout": "OIHW" if op == "Conv2d" else "OI"}
         args = _op_args(layer, "conv2d")
         if args is not None:
             args = list(args) + [None] * 3

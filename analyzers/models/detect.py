@@ -86,7 +86,9 @@ def detect_format(path: str) -> str:
         raise ModelLoadError(
             f"{path}: the extension says {by_ext} but the contents are {by_bytes}", path=path,
             hint="rename the file to match its contents")
-    return by_bytes or by_ext
+    fmt = by_bytes or by_ext
+    assert fmt is not None  # both None was refused above
+    return fmt
 
 
 def open_model(path: str | os.PathLike, *, unsafe_load: bool = False,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from convlint.analyzers.models.base import LayerInfo, Runner, TensorSpec, layout_hint
@@ -81,7 +83,9 @@ class KerasRunner(Runner):
                     "Python code Keras would run on load; convlint loads Keras models in safe mode",
                     rule="CL004", path=self.path,
                     hint="if you trust this file, pass --unsafe-load (never for files from the internet)")
-        self.model = keras.saving.load_model(self.path, compile=False, safe_mode=not self.unsafe_load)
+        # load_model is unannotated (pyright infers ``object | None``); a model file holds a Model
+        self.model = cast("keras.Model", keras.saving.load_model(
+            self.path, compile=False, safe_mode=not self.unsafe_load))
         if not getattr(self.model, "inputs", None):
             raise ValueError("the model has no defined inputs (a subclassed or unbuilt model); "
                              "save a functional or Sequential model with an Input")

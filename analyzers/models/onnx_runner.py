@@ -66,6 +66,7 @@ class OnnxRunner(Runner):
 
     def _run_impl(self, inputs):
         names = [o.name for o in self.model.graph.output]
+        assert self._session is not None  # _load_impl made it (or raised)
         outs = self._session.run(names, inputs)
         return dict(zip(names, outs, strict=True))
 
@@ -91,8 +92,11 @@ class OnnxRunner(Runner):
         for n in self.model.graph.node:
             if n.op_type == "DequantizeLinear" and n.input and n.input[0] in inits:
                 axis = next((a.i for a in n.attribute if a.name == "axis"), 1)
-                zp = const(n, 2)
-                dq[n.output[0]] = (n.input[0], {"scales": const(n, 1).reshape(-1), "axis": int(axis),
+                zp, scale = const(n, 2), const(n, 1)
+                if scale is None:  # a scale computed in the graph (a Constant node): not read here
+                    continue
+                scales = scale.reshape(-1)
+                dq[n.output[0]] = (n.input[0], {"scales": scales, "axis": int(axis),
                                                 "zero_points": (zp if zp is not None else np.zeros(1)).reshape(-1),
                                                 "dtype": str(numpy_helper.to_array(inits[n.input[0]]).dtype)})
         layers = []
@@ -172,11 +176,14 @@ class OnnxRunner(Runner):
 
             m = self.static_model(input_shapes)
             try:
-                return "onnx -> relax.frontend.onnx", from_onnx(m, shape_dict=dict(input_shapes))
+                # TVM annotates ``model`` as a GraphProto; it reads a ModelProto
+                return "onnx -> relax.frontend.onnx", from_onnx(
+                    m, shape_dict=dict(input_shapes))  # pyright: ignore[reportArgumentType]
             except Exception:
                 # dynamic shape subgraphs: let onnxruntime fold them, then import again
                 return ("onnx -> onnxruntime basic folding -> relax.frontend.onnx",
-                        from_onnx(self._ort_folded(m), shape_dict=dict(input_shapes)))
+                        from_onnx(self._ort_folded(m),  # pyright: ignore[reportArgumentType]
+                                  shape_dict=dict(input_shapes)))
 
         return build
 

@@ -115,22 +115,33 @@ class TFLiteRunner(Runner):
 
         m = S.ModelT.InitFromPackedBuf(bytearray(self.buf), 0)
         names = {v: k for k, v in vars(S.BuiltinOperator).items() if not k.startswith("_")}
+        # load's verify_flatbuffer refused a model without a subgraph or with an index out of
+        # range, so every list indexed below is present
+        assert m.subgraphs
         sg = m.subgraphs[0]
+        codes = m.operatorCodes if m.operatorCodes is not None else []
+        buffers = m.buffers if m.buffers is not None else []
+        tensors = sg.tensors if sg.tensors is not None else []
         out = []
         for op in sg.operators or []:
-            code = m.operatorCodes[op.opcodeIndex]
+            code = codes[op.opcodeIndex]
             b = max(int(code.builtinCode or 0), int(code.deprecatedBuiltinCode or 0))
             name = names.get(b, "CUSTOM")
-            outs = [sg.tensors[i].name.decode(errors="replace") if isinstance(sg.tensors[i].name, bytes)
-                    else str(sg.tensors[i].name) for i in (op.outputs if op.outputs is not None else [])
-                    if i >= 0]
+            out_idx = op.outputs if op.outputs is not None else []
+            # the generated code says ``name`` is a str; unpacked, it holds bytes
+            outs = [n.decode(errors="replace") if isinstance(n, bytes) else str(n)
+                    for n in (tensors[i].name for i in out_idx if i >= 0)]
             consts = []
             for i in (op.inputs if op.inputs is not None else []):
-                t = sg.tensors[i] if i >= 0 else None
-                data = m.buffers[t.buffer].data if t is not None and t.buffer else None
-                if data is not None and len(data) and t.type == S.TensorType.FLOAT32:
-                    consts.append(np.frombuffer(bytes(bytearray(data)), np.float32).reshape(
-                        [int(d) for d in t.shape]))
+                t = tensors[i] if i >= 0 else None
+                data = buffers[t.buffer].data if t is not None and t.buffer else None
+                # (data is None whenever t is)
+                if (t is not None and data is not None and len(data)
+                        and t.type == S.TensorType.FLOAT32):
+                    arr = np.frombuffer(bytes(bytearray(data)), np.float32)
+                    # a tensor without a shape raises here, as it always has
+                    consts.append(arr.reshape(
+                        [int(d) for d in t.shape]))  # pyright: ignore[reportOptionalIterable]
             out.append((name, outs, consts))
         return out
 
@@ -226,9 +237,12 @@ class TFLiteRunner(Runner):
         meta = {}
         for i in range(m.MetadataLength()):
             md = m.Metadata(i)
-            name = md.Name().decode(errors="replace")
+            assert md is not None  # i < MetadataLength(), so the vector is there
+            # an entry without a name, or a model without buffers, raises here, as it always has
+            name = md.Name().decode(errors="replace")  # pyright: ignore[reportOptionalMemberAccess]
             b = m.Buffers(md.Buffer())
-            raw = b.DataAsNumpy() if b.DataLength() else b""
+            size = b.DataLength()  # pyright: ignore[reportOptionalMemberAccess]
+            raw = b.DataAsNumpy() if size else b""  # pyright: ignore[reportOptionalMemberAccess]
             raw = bytes(raw) if not isinstance(raw, int) else b""
             meta[name] = raw.decode(errors="replace").rstrip("\x00") if name == "min_runtime_version" else len(raw)
         dtypes = {}
@@ -299,7 +313,10 @@ def _computed_reshape_targets(concrete_shapes):
             if not sig or sum(d < 0 for d in sig) > 1:
                 sig = concrete().get(out.tensor_idx)
             if sig:
-                return relax.op.reshape(self.get_expr(ins[0].tensor_idx), [int(d) for d in sig])
+                x = self.get_expr(ins[0].tensor_idx)
+                shape = [int(d) for d in sig]
+                # TVM annotates ``shape`` as ``tuple[PrimExprLike] | Expr``; it takes a list too
+                return relax.op.reshape(x, shape)  # pyright: ignore[reportArgumentType]
         return own(self, op)
 
     F.OperatorConverter.convert_reshape = convert_reshape
@@ -359,8 +376,10 @@ def _builtin_options(buf: bytes) -> dict:
     if model.SubgraphsLength() == 0:
         return out
     sg = model.Subgraphs(0)
+    assert sg is not None  # SubgraphsLength() > 0
     for i in range(sg.OperatorsLength()):
         op = sg.Operators(i)
+        assert op is not None  # i < OperatorsLength(), so the vector is there
         cls = getattr(tflite, names.get(op.BuiltinOptionsType(), ""), None)
         table = op.BuiltinOptions()
         if cls is None or table is None:

@@ -74,9 +74,10 @@ class ExportedProgramRunner(Runner):
 
         # torch.export.load logs the real error with its traceback and raises "check the
         # warnings above": keep the record for the message, print nothing
-        logger, records = logging.getLogger("torch.export"), []
+        logger = logging.getLogger("torch.export")
+        records: list[logging.LogRecord] = []
         keep = logging.Handler()
-        keep.emit = records.append
+        keep.emit = lambda record: records.append(record)  # emit's parameter is not positional-only
         saved = (logger.handlers[:], logger.propagate)  # torch attaches its own handler here
         logger.handlers[:] = [keep]
         logger.propagate = False
@@ -159,9 +160,9 @@ class ExportedProgramRunner(Runner):
             info.attributes.setdefault("ops", []).append({"op": target, "args": attrs})
             info.outputs = [node.name]
         for key, val in state.items():
-            owner = key.rsplit(".", 1)[0] if "." in key else ""
-            if owner in layers:
-                layers[owner].weights[key] = _np(val)
+            module = key.rsplit(".", 1)[0] if "." in key else ""
+            if module in layers:
+                layers[module].weights[key] = _np(val)
         return list(layers.values())
 
     def _intermediates_impl(self, inputs):

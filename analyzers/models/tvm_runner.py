@@ -13,6 +13,7 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -48,7 +49,8 @@ def compile_cached(key: str, builder, input_names: list) -> TVMRunner:
     lib = None
     if lib_path.exists() and route_path.exists():
         try:
-            lib = tvm.runtime.load_module(str(lib_path))
+            # typed as tvm_ffi's Module; tvm.runtime registers its own subclass for what it loads
+            lib = cast("tvm.runtime.Module", tvm.runtime.load_module(str(lib_path)))
             route = route_path.read_text()
         except Exception:  # corrupt or from another build: rebuild it
             lib_path.unlink(missing_ok=True)
@@ -69,7 +71,9 @@ def compile_cached(key: str, builder, input_names: list) -> TVMRunner:
             gc.collect()
         if failed is not None:
             raise failed
-    vm = relax.VirtualMachine(lib, tvm.cpu())
+    assert lib is not None  # loaded from the cache, or built (a failed build raised above)
+    # tvm.cpu() is typed as tvm_ffi's Device; it returns tvm.runtime's registered subclass
+    vm = relax.VirtualMachine(lib, cast("tvm.runtime.Device", tvm.cpu()))
     runner = TVMRunner(vm, input_names, route)
     _MEMO[full] = runner
     return runner
@@ -87,7 +91,8 @@ def _build(builder, d: Path, lib_path: Path, route_path: Path) -> tuple:
         raise StepFailed("compile", "tvm", f"TVM frontend refused the model: {_first_line(e)}",
                          op=_op_from_tvm_error(e)) from e
     try:
-        ex = tvm.compile(mod, target="llvm")
+        # TVM annotates ``target`` as ``Target | None``; relax.build takes a target string too
+        ex = tvm.compile(mod, target="llvm")  # pyright: ignore[reportArgumentType]
     except Exception as e:
         raise StepFailed("compile", "tvm", f"tvm.compile failed: {_first_line(e)}",
                          op=_op_from_tvm_error(e)) from e

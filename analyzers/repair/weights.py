@@ -6,12 +6,19 @@ target's own layout and dtype (BatchNorm folded in where the target folded it).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from convlint.analyzers.report.io import write_new_file
+
+if TYPE_CHECKING:
+    from tflite.Buffer import Buffer
+    from tflite.SubGraph import SubGraph
+    from tflite.Tensor import Tensor
 
 
 @dataclass
@@ -34,7 +41,8 @@ def repaired_path(target: str, output: str | None = None) -> str:
     raise RuntimeError("no free name for the repaired file")
 
 
-def patch_onnx(target: str, patches: list, out: str, edits: list = (), graph_edits: list = ()) -> list:
+def patch_onnx(target: str, patches: list, out: str, edits: Sequence = (),
+               graph_edits: Sequence = ()) -> list:
     """Write ``out``: ``target`` with initializers replaced, attribute ``edits`` and
     ``graph_edits`` applied (see ``attributes`` and ``graph``). Returns the names patched."""
     import onnx
@@ -91,19 +99,20 @@ def patch_tflite(target: str, patches: list, out: str) -> list:
     base = np.frombuffer(buf, np.uint8).ctypes.data
     names = {}
     for s in range(model.SubgraphsLength()):
-        sg = model.Subgraphs(s)
+        # the generated accessors return None only for an absent table or field
+        sg = cast("SubGraph", model.Subgraphs(s))
         for i in range(sg.TensorsLength()):
-            t = sg.Tensors(i)
-            names[t.Name().decode()] = t
+            t = cast("Tensor", sg.Tensors(i))
+            names[cast(bytes, t.Name()).decode()] = t
     done = []
     for p in patches:
         t = names.get(p.tensor)
         if t is None:
             continue
-        b = model.Buffers(t.Buffer())
+        b = cast("Buffer", model.Buffers(t.Buffer()))
         if b.DataLength() == 0:
             continue
-        data = b.DataAsNumpy()
+        data = cast(np.ndarray, b.DataAsNumpy())  # an array: 0 only for an absent vector
         dtype = {0: np.float32, 1: np.float16}.get(t.Type())
         if dtype is None:
             continue  # quantized storage cannot take float weights in place

@@ -58,7 +58,8 @@ def to_github(report) -> str:
 # --- JUnit -----------------------------------------------------------------------------------
 def to_junit(report) -> str:
     d = report.to_dict()
-    suite = ET.Element("testsuite", name="convlint", tests=str(len(d["reports"])))
+    tests = str(len(d["reports"]))
+    suite = ET.Element("testsuite", name="convlint", tests=tests)
     failures = errors = 0
     for r in d["reports"]:
         kind = r["kind"]
@@ -81,7 +82,7 @@ def to_junit(report) -> str:
                                                                 for f in others)
     suite.set("failures", str(failures))
     suite.set("errors", str(errors))
-    root = ET.Element("testsuites", name="convlint", tests=suite.get("tests"), failures=str(failures),
+    root = ET.Element("testsuites", name="convlint", tests=tests, failures=str(failures),
                       errors=str(errors))
     root.append(suite)
     return ET.tostring(root, encoding="unicode", xml_declaration=True)

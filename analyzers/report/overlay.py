@@ -46,7 +46,7 @@ def node_data(r: dict) -> dict | None:
     for i, g in enumerate(groups):
         e = g.get("rel_err")
         v = BIG if e is None or not math.isfinite(e) else float(e)
-        res = {"value": v}
+        res: dict[str, float | str] = {"value": v}
         if i == first:
             res.update(bgColor="#d32f2f", textColor="#ffffff")
         results[g["target"]] = res

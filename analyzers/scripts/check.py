@@ -121,13 +121,15 @@ def _shell(text: str, path: str) -> list:
     base = os.path.dirname(os.path.abspath(path))
     for cmd in find_tf2onnx_commands(text):
         model = next((cmd.flags[k][0] for k in ("--keras", "--saved-model") if k in cmd.flags), None)
-        layers = keras_layers(model, base) if isinstance(model, str) else None
+        if not isinstance(model, str):
+            continue
+        layers = keras_layers(model, base)
         if not layers:
             continue
         layers = [(c, cfg, None) for c, cfg in layers]
         opset = cmd.flags.get("--opset")
         fault = tf2onnx_opset_fault(layers, int(opset[0]) if opset and str(opset[0]).isdigit() else None)
-        if fault:
+        if fault and opset is not None:  # a fault needs a numeric --opset
             needs, op, new = fault
             v, line, a, b = opset
             out.append(_finding(

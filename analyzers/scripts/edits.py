@@ -9,6 +9,22 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class Located(Protocol):
+        """An ``ast`` node with a source position: a statement, expression, keyword, ..."""
+
+        @property
+        def lineno(self) -> int: ...
+        @property
+        def col_offset(self) -> int: ...
+        @property
+        def end_lineno(self) -> int | None: ...
+        @property
+        def end_col_offset(self) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -37,6 +53,13 @@ def char_col(lines: list[str], line: int, byte_col: int) -> int:
     if 1 <= line <= len(lines):
         return len(lines[line - 1].encode("utf-8")[:byte_col].decode("utf-8", "ignore"))
     return byte_col
+
+
+def _end(node: Located) -> tuple[int, int]:
+    """A node's end (line, byte column); ``ast.parse`` sets both on every node it makes."""
+    if node.end_lineno is None or node.end_col_offset is None:
+        raise ValueError(f"the {type(node).__name__} node has no end position")
+    return node.end_lineno, node.end_col_offset
 
 
 def _offset(lines: list[str], line: int, col: int) -> int:
@@ -94,11 +117,10 @@ class Editor:
         if alone:
             return TextEdit(line, 0, end + 1, 0, "") if end < len(self.lines) else \
                 TextEdit(line, 0, end, len(last), "")
-        return TextEdit(*self._pos(line, stmt.col_offset), *self._pos(end, stmt.end_col_offset), "")
+        return TextEdit(*self._pos(line, stmt.col_offset), *self._pos(*_end(stmt)), "")
 
-    def replace(self, node: ast.AST, new_text: str) -> TextEdit:
-        return TextEdit(*self._pos(node.lineno, node.col_offset),
-                        *self._pos(node.end_lineno, node.end_col_offset), new_text)
+    def replace(self, node: Located, new_text: str) -> TextEdit:
+        return TextEdit(*self._pos(node.lineno, node.col_offset), *self._pos(*_end(node)), new_text)
 
     def delete_keyword(self, call: ast.Call, kw: ast.keyword) -> TextEdit:
         """Remove ``name=value`` and the comma that joins it to its neighbour."""
@@ -106,8 +128,7 @@ class Editor:
         i = next(k for k, n in enumerate(items) if n is kw)
         if i > 0:
             prev = items[i - 1]
-            return TextEdit(*self._pos(prev.end_lineno, prev.end_col_offset),
-                            *self._pos(kw.end_lineno, kw.end_col_offset), "")
+            return TextEdit(*self._pos(*_end(prev)), *self._pos(*_end(kw)), "")
         if len(items) > 1:
             nxt = items[1]
             return TextEdit(*self._pos(kw.lineno, kw.col_offset),
@@ -119,7 +140,8 @@ class Editor:
         for kw in call.keywords:
             if kw.arg == name:
                 return self.replace(kw.value, value)
-        end_line, end_col = call.end_lineno, call.end_col_offset - 1  # before ")"
+        end_line, end_col = _end(call)
+        end_col -= 1  # before ")"
         before = self.lines[end_line - 1].encode()[:end_col].decode("utf-8", "ignore").rstrip()
         has_args = bool(call.args or call.keywords)
         sep = "" if not has_args else (" " if before.endswith(",") else ", ")

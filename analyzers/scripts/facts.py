@@ -12,8 +12,12 @@ import ast
 import functools
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
 
 from convlint.analyzers.scripts import reparse
+
+if TYPE_CHECKING:
+    from convlint.analyzers.scripts.edits import Located
 
 UNKNOWN = object()  # a value that cannot be known without running the script
 
@@ -57,7 +61,7 @@ class Span:
     end_col: int
 
     @classmethod
-    def of(cls, node: ast.AST) -> Span:
+    def of(cls, node: Located) -> Span:
         return cls(node.lineno, node.col_offset, node.end_lineno or node.lineno,
                    node.end_col_offset if node.end_col_offset is not None else node.col_offset)
 
@@ -94,7 +98,8 @@ class Conversion:
     output: str | None = None  # the converted model's path, where the script makes it known
     lines: set = field(default_factory=set)  # every line that configures this conversion
     node: ast.Call | None = field(default=None, repr=False, compare=False)
-    stmt_node: ast.stmt | None = field(default=None, repr=False, compare=False)
+    # the statement holding the call (the call itself if none does)
+    stmt_node: ast.stmt | ast.Call | None = field(default=None, repr=False, compare=False)
 
     def kw(self, name: str, pos: int | None = None):
         """The value of a keyword (or positional) argument, or None when absent."""
@@ -184,7 +189,8 @@ class ScriptFacts:
         symbols); UNKNOWN otherwise."""
         if node is None or depth > 8:
             return UNKNOWN
-        before = before if before is not None else getattr(node, "lineno", 10**9)
+        if before is None:
+            before = cast(int, getattr(node, "lineno", 10**9))
         if isinstance(node, ast.Constant):
             return node.value
         if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
@@ -193,7 +199,8 @@ class ScriptFacts:
             v = self.const(node.operand, before, depth + 1)
             return -v if isinstance(v, (int, float)) else UNKNOWN
         q = self.qual(node)
-        if q is not None and (isinstance(node, ast.Attribute) or node.id not in self.assigns):
+        if q is not None and (isinstance(node, ast.Attribute) or (
+                isinstance(node, ast.Name) and node.id not in self.assigns)):
             return Sym(q)
         if isinstance(node, ast.Name):
             return self.const(self.binding(node.id, before), before, depth + 1)
@@ -340,7 +347,7 @@ class _Walker(ast.NodeVisitor):
                 self.f.aliases[a.asname or a.name] = f"{node.module}.{a.name}"
 
     # --- definitions -----------------------------------------------------------------------
-    def visit_FunctionDef(self, node):
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef):
         self.f.functions[node.name] = node
         self.generic_visit(node)
 
@@ -422,7 +429,8 @@ class _Walker(ast.NodeVisitor):
             elif q == "torch.nn.Sequential" or (q or "").startswith("torchvision.models.") or (
                     isinstance(inner.func, ast.Name) and inner.func.id in f.torch_classes):
                 f.models[name] = ModelVar(name, "torch", "build", None, Span.of(stmt))
-            if inner is not call and name in f.models and call.func.attr == "eval":
+            if inner is not call and name in f.models and call is not None and \
+                    isinstance(call.func, ast.Attribute) and call.func.attr == "eval":
                 f.eval_lines.setdefault(name, []).append(stmt.lineno)
             self._runtime(name, q, inner)
         if isinstance(value, ast.Name) and value.id in f.models:  # alias of a model
@@ -435,8 +443,8 @@ class _Walker(ast.NodeVisitor):
             if "model_path" in kws or call.args:
                 p = self.f.const(kws.get("model_path") or call.args[0])
                 self.f.runtimes[name] = ("tflite", p if isinstance(p, str) else None)
-            elif isinstance(kws.get("model_content"), ast.Name):
-                self.f.runtimes[name] = ("tflite", "var:" + kws["model_content"].id)
+            elif isinstance(content := kws.get("model_content"), ast.Name):
+                self.f.runtimes[name] = ("tflite", "var:" + content.id)
         elif q == "onnxruntime.InferenceSession":
             p = self.f.const(call.args[0]) if call.args else UNKNOWN
             if isinstance(p, str):
@@ -453,7 +461,7 @@ class _Walker(ast.NodeVisitor):
                     return c
         return None
 
-    def _set_attr(self, target: ast.Attribute, stmt: ast.stmt):
+    def _set_attr(self, target: ast.Attribute, stmt: ast.Assign):
         parts = []
         node = target
         while isinstance(node, ast.Attribute):
@@ -490,9 +498,9 @@ class _Walker(ast.NodeVisitor):
             f.conversions.append(conv)
             self.by_call[id(node)] = conv
             return
-        if method:
+        if method and isinstance(node.func, ast.Attribute):
             self._method(node, node.func, args, kwargs, stmt)
-        if layer:
+        if layer and q is not None:
             f.layers.append(LayerBuild(q, args, kwargs, Span.of(node), node))
 
     def _method(self, node, func: ast.Attribute, args, kwargs, stmt):

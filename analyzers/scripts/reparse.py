@@ -52,6 +52,8 @@ def _spans(tree: ast.Module) -> list:
     out = []
     for s in tree.body:
         first = min([s.lineno, *(d.lineno for d in getattr(s, "decorator_list", ()))])
+        if s.end_lineno is None:  # ast.parse sets it on every statement
+            raise ValueError("a parsed statement has no end line")
         out.append((first - 1, s.end_lineno - 1))
     return out
 

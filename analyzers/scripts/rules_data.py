@@ -159,7 +159,7 @@ def layout(ctx: Ctx):
         for fd in _feeds_of(ctx, c):
             shape = shape_of(ctx, fd.data, fd.span.line)
             got = layout_of(shape)
-            if got and got != expected[0]:
+            if got and shape is not None and got != expected[0]:  # a layout needs a shape
                 yield ctx.finding(
                     R.LAYOUT_MISMATCH, fd.span,
                     f"the converted model expects {expected[0]} input ({expected[1]}), but this "
@@ -250,7 +250,8 @@ def _num(ctx: Ctx, node, before: int, env: dict):
     v = ctx.f.const(node, before)
     if isinstance(v, bool) or v is UNKNOWN or isinstance(v, (str, Sym)):
         return None
-    if type(v) in (int, float):  # the common case: a plain float (numpy only for per-channel lists)
+    # the common case: a plain float (numpy only for per-channel lists)
+    if type(v) is int or type(v) is float:
         return float(v)
     try:
         a = np.asarray(v, dtype=np.float64)

@@ -42,7 +42,7 @@ class Ctx:
 
     def finding(self, rule: R.Rule, node_or_span, message: str, *, edits=(), fix: str | None = None,
                 alternatives=(), evidence=None, layer=None, hyperparameter=None) -> Finding:
-        n = Span.of(node_or_span) if isinstance(node_or_span, ast.AST) else node_or_span
+        n = node_or_span if isinstance(node_or_span, Span) else Span.of(node_or_span)
         lines = self.ed.lines
         loc = Location(file=self.f.path, line=n.line, column=E.char_col(lines, n.line, n.col),
                        end_line=n.end_line, end_column=E.char_col(lines, n.end_line, n.end_col))
@@ -101,7 +101,7 @@ def tflite_flags(ctx: Ctx):
         fp16 = types is not None and any(s.endswith("float16") for s in _syms(types.value))
         optimizing = opt is not None and any(s.endswith("DEFAULT", "OPTIMIZE_FOR_SIZE", "OPTIMIZE_FOR_LATENCY")
                                              for s in _syms(opt.value))
-        if optimizing and "representative_dataset" not in a and not fp16:
+        if optimizing and opt is not None and "representative_dataset" not in a and not fp16:
             stmt = opt.node
             alt_f16 = [ctx.ed.insert_line_after(stmt, f"{c.var}.target_spec.supported_types = "
                                                 f"[{_tf_name(ctx)}.float16]")]

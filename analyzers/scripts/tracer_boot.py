@@ -289,7 +289,8 @@ def _patch_tf2onnx(mod) -> None:
                     _guard(rec, "saving the source", _save_keras, rec, args.get("model", first))
                 elif name == "from_tflite":
                     p = args.get("tflite_path", first)
-                    rec["source"] = {"path": os.path.abspath(p), "format": "tflite"}
+                    if p is not None:  # set, as the converter (which needs it) has returned
+                        rec["source"] = {"path": os.path.abspath(p), "format": "tflite"}
                 else:
                     rec["notes"].append("from_function: the source is not saved")
                 _dump()

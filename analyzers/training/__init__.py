@@ -10,6 +10,14 @@ Neither import pulls a framework in until it is used.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for type checkers: the names __getattr__ provides on first use
+    from .probe_torch import convlint_probe
+    from .rules import Thresholds, analyze
+
+    ConvlintCallback: type  # a keras Callback subclass, built by probe_keras.callback_class()
+
 
 def __getattr__(name: str):
     if name == "ConvlintCallback":

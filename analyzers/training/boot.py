@@ -23,16 +23,23 @@ SCRIPT = ""
 MAX_EPOCHS: int | None = None
 
 
+def _rec() -> Recorder:
+    """The run's recorder: main() creates it before any probe can be attached."""
+    if REC is None:
+        raise RuntimeError("convlint train-check: no recorder yet (main() sets it up)")
+    return REC
+
+
 def _patch_torch(torch) -> None:
     from . import probe_torch
 
-    probe_torch.install(REC, SCRIPT)
+    probe_torch.install(_rec(), SCRIPT)
 
 
 def _patch_keras(keras) -> None:
     from . import probe_keras
 
-    probe_keras.install(REC, SCRIPT, MAX_EPOCHS)
+    probe_keras.install(_rec(), SCRIPT, MAX_EPOCHS)
 
 
 PATCHES = {"torch": _patch_torch, "keras": _patch_keras}
@@ -47,7 +54,7 @@ def _apply(name: str, module) -> None:
         PATCHES[name](module)
     except Exception as e:  # a framework version we do not know: run unprobed, say so
         print(f"convlint train-check: could not attach the {name} probe: {type(e).__name__}: {e}", file=sys.stderr)
-        REC.set_meta(**{f"{name}_probe_error": f"{type(e).__name__}: {e}"[:300]})
+        _rec().set_meta(**{f"{name}_probe_error": f"{type(e).__name__}: {e}"[:300]})
 
 
 def main(argv: list) -> int:

@@ -18,7 +18,12 @@ with a probe batch from the fit data.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from .record import Recorder, StopTraining, creation_site
+
+if TYPE_CHECKING:  # for casts only: numpy is imported where it is used
+    import numpy as np
 
 ACT_LAYERS = {"Activation", "ReLU", "LeakyReLU", "Softmax", "ELU", "PReLU"}
 
@@ -71,7 +76,8 @@ def _loss_meta(model) -> dict:
         return {"loss": None, "from_logits": None}
     cfg = {}
     try:
-        cfg = loss.get_config() if hasattr(loss, "get_config") else {}
+        get_config = getattr(loss, "get_config", None)
+        cfg = get_config() if get_config is not None else {}
     except Exception:
         pass
     name = getattr(loss, "name", None) or getattr(loss, "__name__", None) or type(loss).__name__
@@ -91,7 +97,7 @@ def _labels_meta(y, out_units: int | None) -> dict:
     if y.size == 0 or not np.issubdtype(y.dtype, np.number):
         return {}
     yf = y.astype(np.float64)
-    d = {"label_min": float(yf.min()), "label_max": float(yf.max())}
+    d: dict = {"label_min": float(yf.min()), "label_max": float(yf.max())}
     integral = bool(np.all(yf == np.round(yf)))
     if yf.ndim >= 2 and yf.shape[-1] > 1 and np.all((yf == 0) | (yf == 1)) and np.all(yf.sum(-1) == 1):
         d.update(labels="onehot", num_classes=int(yf.shape[-1]))
@@ -149,11 +155,11 @@ def _make_callback_class():
 
         # -- set-up -------------------------------------------------------------------------------
         def on_train_begin(self, logs=None):
-            m = self.model
+            m = cast("keras.Model", self.model)  # keras types it "None | ..."; set by fit
             opt = m.optimizer
             lr = None
             try:
-                lr = float(keras.ops.convert_to_numpy(opt.learning_rate))
+                lr = float(cast("np.ndarray", keras.ops.convert_to_numpy(opt.learning_rate)))
             except Exception:
                 pass
             ocfg = {}
@@ -188,7 +194,9 @@ def _make_callback_class():
                 meta.update(_input_meta(x))
             self.rec.set_meta(**meta)
             try:
-                self.rec.plan(int(self.params.get("steps") or 0) * int(self.params.get("epochs") or 0))
+                params = self.params
+                if params is not None:  # set by fit; without it, no plan
+                    self.rec.plan(int(params.get("steps") or 0) * int(params.get("epochs") or 0))
             except (TypeError, ValueError, AttributeError):
                 pass
             for la in layers:
@@ -253,13 +261,14 @@ def _make_callback_class():
 
         def on_train_batch_begin(self, batch, logs=None):
             if self.rec.wants():
-                self._before = [(id(v), v.numpy().copy()) for v in self.model.trainable_weights]
+                m = cast("keras.Model", self.model)
+                self._before = [(id(v), v.numpy().copy()) for v in m.trainable_weights]
 
         def on_train_batch_end(self, batch, logs=None):
             logs = logs or {}
             if self._before is None:
                 if self.rec.count_step():
-                    self.model.stop_training = True
+                    cast("keras.Model", self.model).stop_training = True
                 return
             self.rec.begin_step(self._epoch)
             for vid, before in self._before:
@@ -274,7 +283,7 @@ def _make_callback_class():
             self._before = None
             if self.probe_data is not None:
                 try:
-                    self._probe_pass()
+                    self._probe_pass(self.probe_data)
                 except Exception as e:  # never break the user's training
                     self.rec.set_meta(probe_error=f"{type(e).__name__}: {e}"[:300])
             metrics = {k: v for k, v in logs.items() if k != "loss"}
@@ -284,20 +293,21 @@ def _make_callback_class():
                         metrics["accuracy"] = metrics[k]
                         break
             if self.rec.end_step(logs.get("loss"), metrics):
-                self.model.stop_training = True
+                cast("keras.Model", self.model).stop_training = True
 
-        def _probe_pass(self) -> None:
+        def _probe_pass(self, probe_data) -> None:
             import tensorflow as tf
 
-            m = self.model
-            x, y = self.probe_data
+            m = cast("keras.Model", self.model)
+            x, y = probe_data
             keep = [v.numpy() for v in m.non_trainable_variables]
             self._captured = {}
             self._recording = True
             try:
                 with tf.GradientTape() as tape:
                     y_pred = m(x, training=True)
-                    loss = m.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
+                    # a tf.Tensor with this backend (keras's inferred return type is wider)
+                    loss = cast("tf.Tensor", m.compute_loss(x=x, y=y, y_pred=y_pred, training=True))
             finally:
                 self._recording = False
                 for v, a in zip(m.non_trainable_variables, keep, strict=False):

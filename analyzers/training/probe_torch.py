@@ -306,8 +306,8 @@ def install(rec: Recorder, script: str | None) -> TorchProbe:
     activation wrappers. Returns the probe."""
     import torch
     import torch.nn.functional as F  # noqa: N812
+    import torch.optim.optimizer as O  # noqa: N812 - torch.optim deletes its "optimizer" name
     from torch.nn.modules import module as M  # noqa: N812
-    from torch.optim import optimizer as O  # noqa: N812
 
     probe = TorchProbe(rec, script)
     orig_init = torch.nn.Module.__init__

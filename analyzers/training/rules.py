@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import Any
 
 from .. import rules as R
 from ..report.findings import Finding, Location, Repair, ScriptReport
@@ -51,7 +52,9 @@ class Thresholds:
         bad = [k for k in d if k.replace("-", "_") not in names]
         if bad:
             raise ValueError(f"unknown training threshold(s): {', '.join(bad)}; known: {', '.join(names)}")
-        return cls(**{k.replace("-", "_"): (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
+        kw: dict[str, Any] = {k.replace("-", "_"): (tuple(v) if isinstance(v, list) else v)
+                              for k, v in d.items()}
+        return cls(**kw)
 
 
 # -- trace access ------------------------------------------------------------------------------
