@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -24,6 +25,8 @@ from convlint.analyzers.cache import engine_fingerprint
 from convlint.analyzers.config import Config, Pair
 from convlint.analyzers.report import policy
 from convlint.analyzers.report.findings import CheckReport, ConversionReport, ScriptReport
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -107,18 +110,10 @@ def _pair_task(pair: Pair, opts: CheckOptions) -> dict:
 
 
 def _digest(path: str) -> str:
-    h = hashlib.sha256()
-    p = Path(path)
-    files = sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else [p]
-    for f in files:
-        h.update(str(f.relative_to(p) if p.is_dir() else f.name).encode())
-        try:
-            with open(f, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-        except OSError:
-            h.update(b"<missing>")
-    return h.hexdigest()
+    """The content hash of a pair's or script's file for a cache key (models/base.content_hash)."""
+    from convlint.analyzers.models.base import content_hash
+
+    return content_hash(path, missing_ok=True)
 
 
 def cache_key(pair: Pair, opts: CheckOptions) -> str:
@@ -310,5 +305,5 @@ def cache_write(cdir: Path, key: str, d: dict) -> None:
         tmp = cdir / f".{key}.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(d), encoding="utf-8")
         os.replace(tmp, cdir / f"{key}.json")
-    except OSError:
-        pass  # a read-only cache only costs speed
+    except OSError:  # a read-only cache only costs speed
+        log.debug("result cache not written to %s", cdir, exc_info=True)

@@ -8,9 +8,12 @@ the disk.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
 
 OUTPUT_TAIL = 64 * 1024  # bytes of a script's output kept
 
@@ -76,8 +79,8 @@ class _Tail:
                 kept += len(chunk)
                 while self.chunks and kept - len(self.chunks[0]) >= self.limit:
                     kept -= len(self.chunks.popleft())
-        except (OSError, ValueError):
-            pass
+        except (OSError, ValueError):  # the pipe closed under us: what was read is kept
+            log.debug("output pipe closed", exc_info=True)
         finally:
             pipe.close()
 

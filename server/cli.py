@@ -471,6 +471,7 @@ def main(argv: list | None = None) -> int:
         _quiet_frameworks()
         if getattr(args, "verbose", False):  # -v also lets native libraries' own log lines through
             os.environ.setdefault("CONVLINT_NATIVE_LOGS", "1")
+            _engine_debug_log()
         _check_outputs(args)
         with _stdout_to_stderr() as out:
             with _progress(getattr(args, "verbose", False), sys.stderr.isatty()) as args.progress:
@@ -511,6 +512,17 @@ def main(argv: list | None = None) -> int:
                               paths.get("command"))
         _emit_error(report, fmt, msg, paths.get("command"))
         return 2
+
+
+def _engine_debug_log() -> None:
+    """-v: the engine's debug log (what it tolerated and went on from) on stderr."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("convlint: debug: %(name)s: %(message)s"))
+    logger = logging.getLogger("convlint")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
 
 
 def _is_main_process() -> bool:

@@ -134,3 +134,20 @@ def test_torchscript_inputs_get_the_deprecation_note(models):
     r = diff_paths(str(models / "resnet.pt2"), str(models / "resnet.torch.onnx"),
                    DiffOptions(num_inputs=2, use_tvm=False))
     assert r.verdict == "equivalent" and not [f for f in r.findings if f.rule == "CL006"]
+
+
+def test_verbose_shows_the_engine_debug_log_and_the_default_does_not(tmp_path, models):
+    """What the engine tolerates and goes on from is logged at debug level; -v shows it. Here: a
+    result cache that cannot be written (its folder is a file) only costs speed."""
+    import shutil
+
+    for name in ("resnet.torch.onnx", "resnet.torch.tampered.onnx"):
+        shutil.copy(models / name, tmp_path / name)
+    (tmp_path / "blocker").write_text("a file where the cache folder would be")
+    (tmp_path / "convlint.toml").write_text(
+        'pairs = [{source = "resnet.torch.onnx", target = "resnet.torch.onnx"}]\ncache-dir = "blocker/cache"\n')
+    quiet = run_cli("check", str(tmp_path), "--no-tvm")
+    loud = run_cli("check", str(tmp_path), "--no-tvm", "-v")
+    assert quiet.returncode == loud.returncode == 0, quiet.stdout + quiet.stderr
+    assert "debug:" not in quiet.stderr
+    assert "convlint: debug: convlint.analyzers.project: result cache not written to" in loud.stderr

@@ -60,17 +60,24 @@ def layout_hint(shape: tuple) -> str | None:
     return None
 
 
-def content_hash(path: str | os.PathLike) -> str:
-    """sha256 of a file, or of every file (path and bytes) under a directory."""
+def content_hash(path: str | os.PathLike, *, missing_ok: bool = False) -> str:
+    """sha256 of a file, or of every file (path and bytes) under a directory. With
+    ``missing_ok`` a file that cannot be read hashes as ``<missing>`` (a cache key of a pair
+    whose file is gone is still a key, and differs from the one it had)."""
     h = hashlib.sha256()
     p = Path(path)
-    files = [p] if p.is_file() else sorted(q for q in p.rglob("*") if q.is_file())
+    files = [p] if p.is_file() or not p.is_dir() else sorted(q for q in p.rglob("*") if q.is_file())
     for f in files:
         if p.is_dir():
             h.update(str(f.relative_to(p)).encode())
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+        try:
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        except OSError:
+            if not missing_ok:
+                raise
+            h.update(b"<missing>")
     return h.hexdigest()
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from convlint.analyzers.models.base import LayerInfo, Runner, TensorSpec, layout_hint
+
+log = logging.getLogger(__name__)
 
 
 def _np_dtype(elem_type: int) -> str:
@@ -80,8 +84,8 @@ class OnnxRunner(Runner):
             if n.op_type == "Constant" and n.attribute:
                 try:
                     consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
-                except Exception:
-                    pass
+                except Exception:  # an odd Constant: its value is simply not read
+                    log.debug("constant %s not read", n.output[0], exc_info=True)
         # Q/DQ weights: an integer initializer read through DequantizeLinear is the consumer's
         # weight, stored quantized (its scales and zero points go to attributes["quantization"])
         def const(node, k):
