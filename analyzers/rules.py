@@ -8,6 +8,10 @@ a test keeps the registry and the docs in step.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from convlint.analyzers.report.findings import Severity, Stage
 
 DOCS_URL = "https://github.com/convlint/convlint/blob/main/docs/rules.md"
 
@@ -16,8 +20,8 @@ DOCS_URL = "https://github.com/convlint/convlint/blob/main/docs/rules.md"
 class Rule:
     code: str
     name: str
-    severity: str
-    stage: str
+    severity: Severity
+    stage: Stage
     summary: str
 
     @property
@@ -28,7 +32,7 @@ class Rule:
 RULES: dict[str, Rule] = {}
 
 
-def rule(code: str, name: str, severity: str, stage: str, summary: str) -> Rule:
+def rule(code: str, name: str, severity: Severity, stage: Stage, summary: str) -> Rule:
     """Declare a rule; codes are unique and never reused."""
     if code in RULES:
         raise ValueError(f"rule {code} declared twice")

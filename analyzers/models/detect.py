@@ -9,10 +9,13 @@ from __future__ import annotations
 import os
 import zipfile
 from pathlib import Path
+from typing import Literal, get_args
 
 from convlint.analyzers.errors import ModelLoadError
 
-EXTENSIONS = {
+Format = Literal["keras", "savedmodel", "onnx", "tflite", "torch-exported", "torchscript"]
+FORMATS: tuple[str, ...] = get_args(Format)
+EXTENSIONS: dict[str, Format] = {
     ".onnx": "onnx",
     ".tflite": "tflite",
     ".keras": "keras",
@@ -24,7 +27,6 @@ EXTENSIONS = {
     ".ts": "torchscript",
     ".jit": "torchscript",
 }
-FORMATS = ("keras", "savedmodel", "onnx", "tflite", "torch-exported", "torchscript")
 
 
 def sniff(path: str) -> str | None:

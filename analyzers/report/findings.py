@@ -6,15 +6,25 @@ See ``../shared/contract.md``. Nothing here imports a framework.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Literal, get_args
 
 from convlint import __version__
 
-SEVERITIES = ("error", "warning", "info")
-CONVERSION_STAGES = ("conversion-tool", "parameters", "hyperparameters", "graph", "input", "runtime")
-TRAINING_STAGES = ("forward", "backward", "loss", "metric", "trend", "data")
-REPAIR_KINDS = ("patch-weights", "patch-attributes", "patch-graph", "rewrite-call",
-                "change-hyperparameter", "none")
+# the contract's closed vocabularies, as types (checked by pyright) and as tuples (checked at run time)
+Severity = Literal["error", "warning", "info"]
+ConversionStage = Literal["conversion-tool", "parameters", "hyperparameters", "graph", "input", "runtime"]
+TrainingStage = Literal["forward", "backward", "loss", "metric", "trend", "data"]
+Stage = Literal[ConversionStage, TrainingStage]
+RepairKind = Literal["patch-weights", "patch-attributes", "patch-graph", "rewrite-call",
+                     "change-hyperparameter", "none"]
+ConversionVerdict = Literal["equivalent", "divergent", "crash", "error"]
+ScriptVerdict = Literal["clean", "issues", "faulty", "crash", "error"]  # a script check or trace
+TrainingVerdict = Literal["healthy", "faulty", "crash", "error"]
+
+SEVERITIES: tuple[str, ...] = get_args(Severity)
+CONVERSION_STAGES: tuple[str, ...] = get_args(ConversionStage)
+TRAINING_STAGES: tuple[str, ...] = get_args(TrainingStage)
+REPAIR_KINDS: tuple[str, ...] = get_args(RepairKind)
 
 
 @dataclass(frozen=True)
@@ -33,7 +43,7 @@ class Location:
 
 @dataclass(frozen=True)
 class Repair:
-    kind: str
+    kind: RepairKind
     description: str
     output: str | None = None
     verified: bool = False
@@ -51,8 +61,8 @@ class Finding:
     """One problem found, in the user's terms. Immutable; use ``with_(...)`` to derive."""
 
     rule: str
-    severity: str
-    stage: str
+    severity: Severity
+    stage: Stage
     message: str
     layer: str | None = None
     location: Location = field(default_factory=Location)
@@ -109,7 +119,7 @@ class ConversionReport:
     source: ModelRef | None
     target: ModelRef | None
     inputs: dict
-    verdict: str
+    verdict: ConversionVerdict
     metrics: dict
     findings: tuple[Finding, ...] = ()
     extra: dict = field(default_factory=dict)  # added fields (contract allows additions)
@@ -137,7 +147,8 @@ class ConversionReport:
         return d
 
     @classmethod
-    def unanalysed(cls, source: str, target: str, verdict: str, finding: Finding) -> ConversionReport:
+    def unanalysed(cls, source: str, target: str, verdict: ConversionVerdict,
+                   finding: Finding) -> ConversionReport:
         """A pair that could not be analysed (``error``) or whose check crashed (``crash``):
         the one finding says why."""
         return cls(ModelRef(source, "unknown"), ModelRef(target, "unknown"), {"count": 0, "origin": "none"},
@@ -172,7 +183,7 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-SCRIPT_VERDICTS = ("clean", "issues", "faulty", "crash", "error")
+SCRIPT_VERDICTS: tuple[str, ...] = get_args(ScriptVerdict)
 
 
 @dataclass(frozen=True)
@@ -181,7 +192,7 @@ class ScriptReport:
     instrumented run, whose ``conversions`` hold one conversion report per captured call)."""
 
     script: str
-    verdict: str
+    verdict: ScriptVerdict | TrainingVerdict  # training when kind is "training"
     findings: tuple[Finding, ...] = ()
     kind: str = "script"
     conversions: tuple = ()  # ConversionReports, for kind "trace"
