@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from convlint.analyzers.training.record import Recorder, read_trace
+from convlint.analyzers.sandbox.record import Recorder, read_trace
 from convlint.analyzers.training.rules import Thresholds, analyze
 
 sys.path.insert(0, str(ROOT / "bench" / "training"))

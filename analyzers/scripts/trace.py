@@ -28,7 +28,7 @@ from convlint.analyzers.scripts.check import analyze_source, read_script
 from convlint.analyzers.scripts.edits import TextEdit, apply
 from convlint.analyzers.subproc import require_consent, run_script_process
 
-BOOT = str(Path(__file__).with_name("tracer_boot.py"))
+BOOT = str(Path(__file__).parent.parent / "sandbox" / "tracer_boot.py")
 
 
 @dataclass

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # for type checkers: the names __getattr__ provides on first use
-    from .probe_torch import convlint_probe
+    from ..sandbox.probe_torch import convlint_probe
     from .rules import Thresholds, analyze
 
     ConvlintCallback: type  # a keras Callback subclass, built by probe_keras.callback_class()
@@ -21,11 +21,11 @@ if TYPE_CHECKING:  # for type checkers: the names __getattr__ provides on first 
 
 def __getattr__(name: str):
     if name == "ConvlintCallback":
-        from .probe_keras import callback_class
+        from ..sandbox.probe_keras import callback_class
 
         return callback_class()
     if name == "convlint_probe":
-        from .probe_torch import convlint_probe
+        from ..sandbox.probe_torch import convlint_probe
 
         return convlint_probe
     if name in ("analyze", "Thresholds"):

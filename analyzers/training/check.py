@@ -22,8 +22,8 @@ from .. import defaults as D
 from .. import rules as R
 from ..errors import ConvlintError
 from ..report.findings import Finding, Location, ScriptReport
+from ..sandbox.record import read_trace
 from ..subproc import default_memory_mb, require_consent, run_script_process
-from .record import read_trace
 from .rules import Thresholds, analyze
 
 
@@ -52,7 +52,7 @@ def train_check(script: str, opts: TrainOptions, progress: Callable | None = Non
         raise ConvlintError(f"{script}: train-check runs Python scripts (.py)", rule=R.BAD_ARGUMENTS.code)
     with tempfile.TemporaryDirectory(prefix="convlint-train-") as tmp:
         trace_file, status_file = Path(tmp) / "trace.jsonl", Path(tmp) / "status.json"
-        cmd = [opts.python or sys.executable, "-m", "convlint.analyzers.training.boot", "--trace", str(trace_file),
+        cmd = [opts.python or sys.executable, "-m", "convlint.analyzers.sandbox.training_boot", "--trace", str(trace_file),
                "--status", str(status_file)]
         if opts.every:
             cmd += ["--every", str(opts.every)]

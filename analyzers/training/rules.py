@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import rules as R
 from ..report.findings import Finding, Location, Repair, ScriptReport
-from .record import finite
+from ..sandbox.record import finite
 
 ADAPTIVE = ("adam", "adamw", "adamax", "nadam", "rmsprop", "adagrad", "adadelta", "lion", "adafactor")
 PROB_LOSSES = ("binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy",

@@ -1,6 +1,6 @@
 """``convlint train-check`` runs the user's script through this file, in its own process.
 
-    python -m convlint.analyzers.training.boot --trace FILE [--status FILE] [--max-steps N]
+    python -m convlint.analyzers.sandbox.training_boot --trace FILE [--status FILE] [--max-steps N]
         [--max-epochs N] [--every K] -- SCRIPT [ARGS...]
 
 It installs import hooks that attach the probes when ``torch`` or ``keras`` finish importing
@@ -15,8 +15,8 @@ import json
 import os
 import sys
 
-from ..scripts.tracer_boot import PostImportHook, run_as_main
 from .record import Recorder, StopTraining
+from .tracer_boot import PostImportHook, run_as_main
 
 REC: Recorder | None = None
 SCRIPT = ""

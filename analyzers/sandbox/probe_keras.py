@@ -340,7 +340,7 @@ def _make_callback_class():
             return self.rec.trace()
 
         def report(self, script: str = "<training>"):
-            from .rules import analyze
+            from ..training.rules import analyze
 
             return analyze(self.trace(), script)
 

@@ -410,7 +410,7 @@ class ProbeHandle:
             self.probe.loss_info = {**(self.probe.loss_info or {}), "metrics": metrics}
 
     def report(self, script: str = "<training>"):
-        from .rules import analyze
+        from ..training.rules import analyze
 
         return analyze(self.trace(), script)
 
