@@ -100,9 +100,6 @@ def check_pair_report(source: str, target: str, *, atol: float = D.ATOL, rtol: f
 
 def _pair_task(pair: Pair, opts: CheckOptions) -> dict:
     """Run in a worker process: check one pair, return its report as a dict."""
-    hook = os.environ.get("CONVLINT_TEST_ABORT_ON")  # tests only: a native crash in the worker
-    if hook and os.environ.get("CONVLINT_WORKER_TEST_HOOKS") == "1" and hook in pair.source:
-        os.abort()
     return check_pair_report(pair.source, pair.target, num_inputs=opts.num_inputs, seed=opts.seed,
                              atol=pair.atol if pair.atol is not None else opts.atol,
                              rtol=pair.rtol if pair.rtol is not None else opts.rtol,
@@ -222,13 +219,13 @@ def _isolated(todo: list, opts: CheckOptions, cdir: Path, progress) -> dict:
     import multiprocessing as mp
     from concurrent.futures.process import BrokenProcessPool
 
-    from convlint.analyzers.subproc import raise_on_sigterm
+    from convlint.analyzers.subproc import init_worker
 
     ctx = mp.get_context("spawn")
     out: dict = {}
     again = []
     with ProcessPoolExecutor(max_workers=max(1, min(opts.jobs, len(todo))), mp_context=ctx,
-                             initializer=raise_on_sigterm) as ex:
+                             initializer=init_worker) as ex:
         futs = [(ex.submit(_pair_task, pair, opts), (i, pair, key)) for i, pair, key in todo]
         for fut, (i, pair, key) in futs:
             try:
@@ -236,7 +233,7 @@ def _isolated(todo: list, opts: CheckOptions, cdir: Path, progress) -> dict:
             except BrokenProcessPool:
                 again.append((i, pair, key))
     for i, pair, key in again:
-        with ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=raise_on_sigterm) as ex:
+        with ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=init_worker) as ex:
             try:
                 out[i] = _done(_result(ex, ex.submit(_pair_task, pair, opts)), key, cdir, pair, progress)
             except BrokenProcessPool:

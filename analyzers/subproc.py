@@ -131,6 +131,23 @@ class Terminated(KeyboardInterrupt):
     up (temporary folders, half-written files, child processes) as they do on Ctrl-C."""
 
 
+def worker_plugins() -> list:
+    """The modules CONVLINT_WORKER_PLUGINS names (comma-separated), imported: every worker process
+    (`check`'s pool, the language server's worker) loads them before its first job. A plugin may
+    add job kinds (its ``JOBS`` table, for the server's worker) or wrap engine functions; the tests
+    of crash isolation use it (tests/worker_hooks.py), so that no test hook lives in the product."""
+    import importlib
+
+    names = (os.environ.get("CONVLINT_WORKER_PLUGINS") or "").split(",")
+    return [importlib.import_module(n.strip()) for n in names if n.strip()]
+
+
+def init_worker() -> None:
+    """The initializer of a worker process: SIGTERM cleans up (raise_on_sigterm), plugins load."""
+    raise_on_sigterm()
+    worker_plugins()
+
+
 def raise_on_sigterm() -> None:
     """Turn SIGTERM into ``Terminated`` in this process (the main thread). Python's default is
     to die at once, leaving temporary files and child processes behind."""

@@ -177,7 +177,9 @@ def test_a_native_crash_checking_one_pair_is_a_finding_and_the_other_pairs_are_c
         f"pairs = [{{source = '{crash_dir / 'mobilenet.keras'}', target = '{MODELS / 'mobilenet.tflite'}'}},\n"
         f"         {{source = '{MODELS / 'mobilenet.keras'}', target = '{MODELS / 'mobilenet.tflite'}'}}]\n"
         "cache-dir = '.cache'\n")
-    env = {"CONVLINT_WORKER_TEST_HOOKS": "1", "CONVLINT_TEST_ABORT_ON": "abort_here"}
+    from lsp_helpers import worker_hooks_env
+
+    env = {**worker_hooks_env(), "CONVLINT_TEST_ABORT_ON": "abort_here"}
     p = _check(project, "--format", "json", "--no-tvm", env=env)
     assert p.returncode == 1, p.stderr[-2000:]
     convs = [r for r in json.loads(p.stdout)["reports"] if r["kind"] == "conversion"]

@@ -28,3 +28,22 @@ def _sleep(p: dict, progress) -> dict:
 
 
 JOBS = {"abort": _abort, "sleep": _sleep}
+
+
+def _abort_on(marker: str) -> None:
+    """CONVLINT_TEST_ABORT_ON=MARK: a pair whose source path holds MARK kills its `check` worker
+    natively (os.abort), as a converter's segfault would."""
+    from convlint.analyzers import project
+
+    real = project.check_pair_report
+
+    def check_pair_report(source, target, **kw):
+        if marker in source:
+            os.abort()
+        return real(source, target, **kw)
+
+    project.check_pair_report = check_pair_report
+
+
+if os.environ.get("CONVLINT_TEST_ABORT_ON"):
+    _abort_on(os.environ["CONVLINT_TEST_ABORT_ON"])

@@ -65,11 +65,11 @@ JOBS = {"check-pair": _check_pair, "trace": _trace, "train-check": _train_check}
 
 def job_table() -> dict:
     """The job kinds, with those of the modules CONVLINT_WORKER_PLUGINS names."""
-    import importlib
+    from convlint.analyzers.subproc import worker_plugins
 
     jobs = dict(JOBS)
-    for name in filter(None, (os.environ.get("CONVLINT_WORKER_PLUGINS") or "").split(",")):
-        jobs.update(getattr(importlib.import_module(name.strip()), "JOBS", {}))
+    for plugin in worker_plugins():
+        jobs.update(getattr(plugin, "JOBS", {}))
     return jobs
 
 
