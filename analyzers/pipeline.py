@@ -241,6 +241,13 @@ def check_paths(source_path: str, target_path: str, popts: PipelineOptions,
         return check(src, tgt, popts, progress)
 
 
+
+def diff_paths(source_path: str, target_path: str, opts: DiffOptions, *,
+               unsafe_load: bool = False, progress: Callable | None = None) -> ConversionReport:
+    """The plain differential check of two files, without localization."""
+    return check_paths(source_path, target_path, PipelineOptions(opts, localize=False, unsafe_load=unsafe_load),
+                       progress)
+
 def check_paths_or_error(source_path: str, target_path: str, popts: PipelineOptions,
                          progress: Callable | None = None) -> ConversionReport:
     """``check_paths``, but a pair that cannot be analysed (unreadable, unsupported, refused)

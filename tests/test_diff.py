@@ -5,7 +5,8 @@ import json
 import pytest
 
 from conftest import manifest_pairs, run_cli
-from convlint.analyzers.differential.check import DiffOptions, diff_paths
+from convlint.analyzers.differential.check import DiffOptions
+from convlint.analyzers.pipeline import diff_paths
 
 PAIRS = manifest_pairs()
 

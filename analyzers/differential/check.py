@@ -349,15 +349,4 @@ def _report(src_ref, tgt_ref, samples, origin, verdict, metrics, findings, S, T,
                             metrics, tuple(findings), extra)
 
 
-def diff_paths(source_path: str, target_path: str, opts: DiffOptions, *,
-               unsafe_load: bool = False, progress: Callable | None = None) -> ConversionReport:
-    """The plain differential check of two files, without localization."""
-    from convlint.analyzers.pipeline import PipelineOptions, check_paths
-
-    # pyright sees this module as analyzers... and convlint.analyzers... (two paths, one class)
-    popts = PipelineOptions(opts, localize=False,  # pyright: ignore[reportArgumentType]
-                            unsafe_load=unsafe_load)
-    return check_paths(source_path, target_path, popts, progress)
-
-
-__all__ = ["DiffOptions", "InputPlan", "check_pair", "diff_paths"]
+__all__ = ["DiffOptions", "InputPlan", "check_pair"]

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from convlint.analyzers import defaults as D
 from convlint.analyzers import rules as R
@@ -28,12 +29,15 @@ from convlint.analyzers.scripts.check import analyze_source, read_script
 from convlint.analyzers.scripts.edits import TextEdit, apply
 from convlint.analyzers.subproc import require_consent, run_script_process
 
+if TYPE_CHECKING:  # the pipeline (numpy, the runners) is imported only when a trace checks
+    from convlint.analyzers.pipeline import PipelineOptions
+
 BOOT = str(Path(__file__).parent.parent / "sandbox" / "tracer_boot.py")
 
 
 @dataclass
 class TraceOptions:
-    pipeline: object  # PipelineOptions for the conversion checks
+    pipeline: PipelineOptions  # for the conversion checks
     allow_exec: bool = False
     timeout: float = D.SCRIPT_TIMEOUT
     python: str | None = None  # the interpreter that runs the script (default: convlint's)
