@@ -223,32 +223,24 @@ def graph_search(sub, p, feeds, expected, tgt_layers, close):
 
 def _graph_finding(first, p, hit, res, ev) -> Finding:
     edit, err = hit
-    base = {"replay_error_after": err, **ev}
-    if edit.action == "insert-op":
+
+    def finding(rule, what: str, target: str, evidence: dict) -> Finding:
         return Finding(
-            R.MISSING_OP.code, "error", "graph",
-            f"{first.layer}: the target lacks a {edit.op} after {edit.tensor}: with it inserted "
-            f"the layer alone reproduces the source (relative error "
+            rule.code, "error", "graph",
+            f"{first.layer}: {what} the layer alone reproduces the source (relative error "
             f"{res.reference_vs_source:.2g} -> {err:.2g})", layer=first.layer,
-            location=Location(source_node=p.source_key, target_node=edit.tensor),
-            evidence={"kind": edit.op, "op": edit.op, "after_tensor": edit.tensor, "nodes": [],
-                      **base})
+            location=Location(source_node=p.source_key, target_node=target),
+            evidence={**evidence, "replay_error_after": err, **ev})
+
+    if edit.action == "insert-op":
+        return finding(R.MISSING_OP, f"the target lacks a {edit.op} after {edit.tensor}: with it inserted",
+                       edit.tensor, {"kind": edit.op, "op": edit.op, "after_tensor": edit.tensor, "nodes": []})
     if edit.action == "floor-divide":
-        return Finding(
-            R.MISSING_OP.code, "error", "graph",
-            f"{first.layer}: the target's {edit.nodes[0]} truncates where the source floors: with "
-            f"its result rounded toward minus infinity the layer alone reproduces the source "
-            f"(relative error {res.reference_vs_source:.2g} -> {err:.2g})", layer=first.layer,
-            location=Location(source_node=p.source_key, target_node=edit.nodes[0]),
-            evidence={"kind": "floor", "op": "floor-divide", "node": edit.nodes[0], "nodes": [],
-                      **base})
-    return Finding(
-        R.EXTRA_OP.code, "error", "graph",
-        f"{first.layer}: the target's {edit.nodes[0]} has no counterpart in the source: without it "
-        f"the layer alone reproduces the source (relative error {res.reference_vs_source:.2g} -> "
-        f"{err:.2g})", layer=first.layer,
-        location=Location(source_node=p.source_key, target_node=edit.nodes[0]),
-        evidence={"kind": "op", "nodes": list(edit.nodes), **base})
+        return finding(R.MISSING_OP, f"the target's {edit.nodes[0]} truncates where the source floors: with "
+                       "its result rounded toward minus infinity", edit.nodes[0],
+                       {"kind": "floor", "op": "floor-divide", "node": edit.nodes[0], "nodes": []})
+    return finding(R.EXTRA_OP, f"the target's {edit.nodes[0]} has no counterpart in the source: without it",
+                   edit.nodes[0], {"kind": "op", "nodes": list(edit.nodes)})
 
 
 def _fmt(v) -> str:
