@@ -26,13 +26,6 @@ _EXTRAS = {
     "tvm_ffi": ("tvm", "Apache TVM"),
 }
 
-# what each model format needs to load and run
-FORMAT_NEEDS = {
-    "keras": "tensorflow", "h5": "tensorflow", "savedmodel": "tensorflow", "tflite": "tensorflow",
-    "torch": "torch", "torchscript": "torch",
-}
-
-
 class MissingFramework(ConvlintError):
     """A framework the check needs is not installed in this environment (CL005)."""
 
@@ -69,12 +62,6 @@ def missing_from(exc: BaseException, purpose: str | None = None, path: str | Non
     if top not in _EXTRAS:
         return None
     return MissingFramework(top, purpose, path=path)
-
-
-def require(module: str, purpose: str | None = None, path: str | None = None) -> None:
-    """Raise MissingFramework when ``module`` is not installed."""
-    if not available(module):
-        raise MissingFramework(module, purpose, path=path)
 
 
 def as_user_error(exc: BaseException) -> ConvlintError | None:

@@ -485,30 +485,24 @@ def main(argv: list | None = None) -> int:
         if getattr(args, "exit_zero", False) and report.exit_code == 1:
             return 0  # --exit-zero: findings never fail the run; "could not analyse" still does
         return report.exit_code
-    except ConvlintError as e:
-        msg = e.message + (f". {e.hint[0].upper()}{e.hint[1:]}" if e.hint else "")
-        report = error_report(msg, e.rule, paths.get("source"), paths.get("target"), paths.get("script"),
-                              paths.get("command"))
-        _emit_error(report, fmt, msg, paths.get("command"))
-        return 2
     except KeyboardInterrupt:
         print("convlint: interrupted", file=sys.stderr)
         return 2
-    except Exception as e:  # a convlint bug: say so, never a raw framework traceback
-        from convlint.analyzers.extras import missing_from
+    except Exception as e:
+        from convlint.analyzers.extras import as_user_error
 
-        missing = missing_from(e)
-        if missing is not None:  # an extra that is not installed: a user's fix, not a bug
-            msg = missing.message + f". {missing.hint[0].upper()}{missing.hint[1:]}"
-            report = error_report(msg, missing.rule, paths.get("source"), paths.get("target"),
-                                  paths.get("script"), paths.get("command"))
-            _emit_error(report, fmt, msg, paths.get("command"))
-            return 2
-        if os.environ.get("CONVLINT_DEBUG"):
-            raise
-        msg = (f"internal error: {type(e).__name__}: {' '.join(str(e).split())[:500]}. "
-               "This is a convlint bug; rerun with CONVLINT_DEBUG=1 for the traceback and report it")
-        report = error_report(msg, "CL009", paths.get("source"), paths.get("target"), paths.get("script"),
+        # a ConvlintError, or the import of an extra that is not installed: the user's to fix
+        user = as_user_error(e)
+        if user is not None:
+            msg = user.message + (f". {user.hint[0].upper()}{user.hint[1:]}" if user.hint else "")
+            rule = user.rule
+        else:  # a convlint bug: say so, never a raw framework traceback
+            if os.environ.get("CONVLINT_DEBUG"):
+                raise
+            msg = (f"internal error: {type(e).__name__}: {' '.join(str(e).split())[:500]}. "
+                   "This is a convlint bug; rerun with CONVLINT_DEBUG=1 for the traceback and report it")
+            rule = "CL009"
+        report = error_report(msg, rule, paths.get("source"), paths.get("target"), paths.get("script"),
                               paths.get("command"))
         _emit_error(report, fmt, msg, paths.get("command"))
         return 2
