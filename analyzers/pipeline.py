@@ -201,10 +201,11 @@ def _stage1(source, target, loc, popts: PipelineOptions, progress) -> list:
 
 
 def _repair(source, target, loc, findings, popts: PipelineOptions, progress) -> list:
-    """Apply the in-place patches repair/plan.py plans for the findings (weights into ONNX or
-    TFLite, attributes and graph edits into ONNX) to one new file, verified once."""
+    """Apply the in-place patches repair/plan.py plans for the findings to one new file (through
+    the target format's patcher in repair/apply.py), verified once."""
+    from convlint.analyzers.repair import apply
     from convlint.analyzers.repair.plan import plan_repairs
-    from convlint.analyzers.repair.weights import patch_onnx, patch_tflite, repaired_path
+    from convlint.analyzers.repair.weights import repaired_path
 
     if any(f.rule == R.CONVERTER_QUANTIZED.code and f.repair and f.repair.verified for f in findings):
         return findings  # re-conversion already repaired the model
@@ -213,10 +214,7 @@ def _repair(source, target, loc, findings, popts: PipelineOptions, progress) -> 
         return findings
     out = repaired_path(target.path, popts.output)
     progress(f"repair: patching {len(plan.patches)} tensors and {len(plan.edits)} attributes into {out}")
-    if target.format == "onnx":
-        done = set(patch_onnx(target.path, plan.patches, out, plan.edits, plan.graph_edits))
-    else:
-        done = set(patch_tflite(target.path, plan.patches, out))
+    done = apply.apply(target.format, target.path, plan, out)
     r = _verify(source, out, popts)
     ok = r.verdict == "equivalent"
     result = []

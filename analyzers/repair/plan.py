@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from convlint.analyzers import rules as R
 from convlint.analyzers.localize.canonical import to_native
 from convlint.analyzers.localize.parameters import reference_weights
+from convlint.analyzers.repair.apply import patchable
 from convlint.analyzers.repair.attributes import AttrEdit
 from convlint.analyzers.repair.graph import GraphEdit
 from convlint.analyzers.repair.weights import Patch
@@ -49,10 +50,6 @@ class Plan:
     @property
     def graph_edits(self) -> list:
         return [e for s in self.steps.values() for e in s.graph_edits]
-
-
-# which target formats each kind of patch can be written into
-PATCHABLE = {"patch-weights": ("onnx", "tflite"), "patch-attributes": ("onnx",), "patch-graph": ("onnx",)}
 
 
 def _weights(f, m) -> Step | None:
@@ -141,7 +138,7 @@ def plan_repairs(findings, matches, target_format: str) -> Plan:
         if f.repair is not None or f.severity != "error" or f.rule not in PLANNERS:
             continue
         kind, planner = PLANNERS[f.rule]
-        if target_format not in PATCHABLE[kind]:
+        if not patchable(target_format, kind):
             continue
         m = by_layer.get(f.layer) or next((x for x in matches if (x.source.bn or {}).get("layer") == f.layer), None)
         step = planner(f, m)
