@@ -17,7 +17,7 @@ from convlint.analyzers.differential.check import DiffOptions, check_pair
 from convlint.analyzers.differential.inputs import plan_inputs, random_inputs
 from convlint.analyzers.errors import StepFailed
 from convlint.analyzers.localize import stages
-from convlint.analyzers.report.findings import ConversionReport, Finding, Location, Repair
+from convlint.analyzers.report.findings import ConversionReport, Finding, Repair
 
 LOCALIZE_SAMPLES = 2
 
@@ -93,12 +93,12 @@ def check(source, target, popts: PipelineOptions, progress: Callable | None = No
                 "still differs from the source)") if id(f) in refuted else f
         for f in loc.findings] + orc.findings
     t1 = time.perf_counter()
-    findings += _stage1(source, target, loc, popts, progress)
+    from convlint.analyzers.repair import reconvert
+
+    findings += reconvert.explain_quantization(source, target, loc, popts, progress, _verify)
     if popts.repair:
         findings = _repair(source, target, loc, findings, popts, progress)
         if not any(f.repair and f.repair.verified for f in findings):
-            from convlint.analyzers.repair import reconvert
-
             findings = reconvert.search(source, target, findings, popts, progress, _verify)
     timing = {"localize": round(t1 - t0, 3), "stage1_and_repair": round(time.perf_counter() - t1, 3)}
     evidence = dict(loc.evidence(), **orc.evidence, seconds=timing, culprit=culprit(findings))
@@ -146,58 +146,6 @@ def _verify(source, path: str, popts: PipelineOptions) -> ConversionReport:
 def _after(r: ConversionReport) -> dict:
     return {"max_abs": r.metrics.get("max_abs"), "top1_agreement": r.metrics.get("top1_agreement"),
             "verdict": r.verdict}
-
-
-def _stage1(source, target, loc, popts: PipelineOptions, progress) -> list:
-    """Re-convert the source with other settings; report the setting that removes the fault."""
-    quantized = [f for f in loc.findings if f.rule in (R.WEIGHTS_QUANTIZED.code, R.WEIGHTS_FP16.code)]
-    if not quantized or target.format != "tflite" or source.format not in ("keras", "savedmodel"):
-        return []
-    import tempfile
-    from pathlib import Path
-
-    from convlint.analyzers.models import convert
-    from convlint.analyzers.repair.weights import repaired_path
-    from convlint.analyzers.report.io import write_new_file
-
-    results = {}
-    with tempfile.TemporaryDirectory(prefix="convlint-reconvert-") as d:
-        for name, kw in convert.TFLITE_SETTINGS.items():
-            progress(f"stage 1: re-converting with {name}")
-            try:
-                data = convert.tflite_from(source, **kw)
-            except Exception as e:  # a converter that fails is evidence too
-                results[name] = {"error": str(e)[:300]}
-                continue
-            path = str(Path(d) / f"{name.replace(' ', '_').replace('+', 'and')}.tflite")
-            Path(path).write_bytes(data)
-            # each setting is judged natively; TVM runs only for the verdict on the one kept
-            r = _verify(source, path, replace(popts, diff=replace(popts.diff, use_tvm=False)))
-            results[name] = {"verdict": r.verdict, "max_abs": r.metrics.get("max_abs"), "data": data}
-        clean = [n for n, v in results.items() if v.get("verdict") == "equivalent"]
-        faulty = [n for n, v in results.items() if v.get("verdict") == "divergent"]
-        cause = next((n for n in faulty if n != "float"), None)
-        if not clean or not cause:
-            return []
-        layers = ", ".join(f.layer for f in quantized)
-        repair = Repair("rewrite-call", f"convert without the setting: {convert.TFLITE_CALLS[clean[0]]}",
-                        None, False, None)
-        if popts.repair:
-            out = repaired_path(target.path, popts.output)
-            write_new_file(out, results[clean[0]]["data"], protect=(target.path, source.path))
-            r = _verify(source, out, popts)
-            repair = replace(repair, output=out, verified=r.verdict == "equivalent",
-                             metrics_after=_after(r))
-    evidence = {"converter": loc.tool, "reconversions": {
-        n: {k: v for k, v in res.items() if k in ("verdict", "max_abs", "error")} for n, res in results.items()}}
-    msg = (f"TFLiteConverter with {cause} quantized the weights of {layers}; re-converting with "
-           f"{clean[0]} gives an equivalent model")
-    if cause == "Optimize.DEFAULT":
-        msg += (" (Optimize.DEFAULT without a representative_dataset stores weight tensors of more "
-                "than 1024 elements as int8)")
-    return [Finding(R.CONVERTER_QUANTIZED.code, "error", "conversion-tool", msg,
-                    layer=quantized[0].layer, location=Location(target_node=quantized[0].location.target_node),
-                    evidence=evidence, repair=repair)]
 
 
 def _repair(source, target, loc, findings, popts: PipelineOptions, progress) -> list:

@@ -1,5 +1,6 @@
-"""Repair by re-conversion: convert the source again with other settings of the converter that
-made the target, and keep the first conversion that makes the pair equivalent.
+"""Re-conversion: convert the source again with other settings of the converter that made the
+target. Stage 1 (``explain_quantization``) names the TFLiteConverter setting that quantized the
+weights; the repair search (``search``) keeps the first conversion that makes the pair equivalent.
 
 Candidates come from the converter the target's metadata names, for every converter convlint can
 run here: tf2onnx (other opsets, and through TFLite), torch.onnx.export (TorchScript-based and
@@ -41,38 +42,50 @@ def candidates(source, target, producer: str | None) -> list:
     return out
 
 
-def search(source, target, findings: list, popts, progress, verify) -> list:
-    """``findings`` plus a CL403 finding whose repair is the first re-conversion that verifies."""
-    from convlint.analyzers.differential.check import check_pair, target_producer
+def _judge(source, convert, path: str, popts) -> dict:
+    """Convert into ``path`` and check the pair natively (no TVM): ``{"verdict", "max_abs"}``,
+    or ``{"error"}`` when the converter (or the converted model) fails, which is evidence too."""
+    from convlint.analyzers.differential.check import check_pair
     from convlint.analyzers.models import open_model
+
+    try:
+        convert(path)
+        with open_model(path, unsafe_load=popts.unsafe_load) as cand:
+            r = check_pair(source, cand, replace(popts.diff, use_tvm=False))
+    except Exception as e:  # noqa: BLE001 - a setting the converter refuses is evidence
+        return {"error": " ".join(str(e).split())[:200]}
+    return {"verdict": r.verdict, "max_abs": r.metrics.get("max_abs")}
+
+
+def _keep(source, target, path: str, popts, verify) -> tuple[str, object]:
+    """Copy the kept conversion to the repair's output (a new file) and verify it with the full
+    check (TVM included): ``(output, report)``."""
     from convlint.analyzers.repair.weights import repaired_path
     from convlint.analyzers.report.io import write_new_file
+
+    out = repaired_path(target.path, popts.output)
+    write_new_file(out, Path(path).read_bytes(), protect=(target.path, source.path))
+    return out, verify(source, out, popts)
+
+
+def search(source, target, findings: list, popts, progress, verify) -> list:
+    """``findings`` plus a CL403 finding whose repair is the first re-conversion that verifies."""
+    from convlint.analyzers.differential.check import target_producer
+    from convlint.analyzers.pipeline import _after
 
     producer = target_producer(target)
     cands = candidates(source, target, producer)
     if not cands:
         return findings
-    native = replace(popts.diff, use_tvm=False)
     tried = {}
     with tempfile.TemporaryDirectory(prefix="convlint-reconvert-") as d:
         for i, (setting, call, suffix, convert) in enumerate(cands):
             progress(f"repair search: re-converting with {setting}")
             path = str(Path(d) / f"candidate{i}{suffix}")
-            try:
-                convert(path)
-                with open_model(path, unsafe_load=popts.unsafe_load) as cand:
-                    r = check_pair(source, cand, native)
-            except Exception as e:  # noqa: BLE001 - a setting the converter refuses is evidence
-                tried[setting] = {"error": " ".join(str(e).split())[:200]}
+            tried[setting] = _judge(source, convert, path, popts)
+            if tried[setting].get("verdict") != "equivalent":
                 continue
-            tried[setting] = {"verdict": r.verdict, "max_abs": r.metrics.get("max_abs")}
-            if r.verdict != "equivalent":
-                continue
-            from convlint.analyzers.pipeline import _after
-
-            out = repaired_path(target.path, popts.output)
-            write_new_file(out, Path(path).read_bytes(), protect=(target.path, source.path))
-            full = verify(source, out, popts)
+            out, full = _keep(source, target, path, popts, verify)
             layer = _layer(findings)
             f = Finding(R.CONVERTER_SETTING.code, "error", "conversion-tool",
                         f"re-converting the source with {setting} gives an equivalent model: the "
@@ -83,6 +96,46 @@ def search(source, target, findings: list, popts, progress, verify) -> list:
                                       full.verdict == "equivalent", _after(full)))
             return [*findings, f]
     return findings
+
+
+def explain_quantization(source, target, loc, popts, progress, verify) -> list:
+    """Stage 1 for a Keras -> TFLite pair whose weights came out quantized or float16: convert
+    the source with each TFLiteConverter setting, name the setting that reproduces the fault and
+    the one that removes it (CL401), with that conversion as the repair when asked."""
+    quantized = [f for f in loc.findings if f.rule in (R.WEIGHTS_QUANTIZED.code, R.WEIGHTS_FP16.code)]
+    if not quantized or target.format != "tflite" or source.format not in ("keras", "savedmodel"):
+        return []
+    from convlint.analyzers.models.convert import TFLITE_CALLS, TFLITE_SETTINGS, tflite_from
+    from convlint.analyzers.pipeline import _after
+
+    results, paths = {}, {}
+    with tempfile.TemporaryDirectory(prefix="convlint-reconvert-") as d:
+        for name, kw in TFLITE_SETTINGS.items():
+            progress(f"stage 1: re-converting with {name}")
+            paths[name] = str(Path(d) / f"{name.replace(' ', '_').replace('+', 'and')}.tflite")
+            results[name] = _judge(source, lambda p, kw=kw: Path(p).write_bytes(tflite_from(source, **kw)),
+                                   paths[name], popts)
+        clean = [n for n, v in results.items() if v.get("verdict") == "equivalent"]
+        faulty = [n for n, v in results.items() if v.get("verdict") == "divergent"]
+        cause = next((n for n in faulty if n != "float"), None)
+        if not clean or not cause:
+            return []
+        repair = Repair("rewrite-call", f"convert without the setting: {TFLITE_CALLS[clean[0]]}",
+                        None, False, None)
+        if popts.repair:
+            out, r = _keep(source, target, paths[clean[0]], popts, verify)
+            repair = replace(repair, output=out, verified=r.verdict == "equivalent",
+                             metrics_after=_after(r))
+    layers = ", ".join(str(f.layer) for f in quantized)
+    msg = (f"TFLiteConverter with {cause} quantized the weights of {layers}; re-converting with "
+           f"{clean[0]} gives an equivalent model")
+    if cause == "Optimize.DEFAULT":
+        msg += (" (Optimize.DEFAULT without a representative_dataset stores weight tensors of more "
+                "than 1024 elements as int8)")
+    return [Finding(R.CONVERTER_QUANTIZED.code, "error", "conversion-tool", msg,
+                    layer=quantized[0].layer,
+                    location=Location(target_node=quantized[0].location.target_node),
+                    evidence={"converter": loc.tool, "reconversions": results}, repair=repair)]
 
 
 def _layer(findings) -> str | None:
