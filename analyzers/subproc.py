@@ -142,9 +142,57 @@ def worker_plugins() -> list:
     return [importlib.import_module(n.strip()) for n in names if n.strip()]
 
 
+def model_memory_mb() -> int:
+    """The memory ceiling for running models, in MiB: CONVLINT_MEMORY_LIMIT_MB, else the
+    machine's memory (``default_memory_mb``); 0 lifts it."""
+    raw = os.environ.get("CONVLINT_MEMORY_LIMIT_MB")
+    try:
+        return default_memory_mb() if raw in (None, "") else max(0, int(raw))
+    except ValueError:
+        return default_memory_mb()
+
+
+_CEILING_MB = 0
+
+
+def limit_memory(mb: int | None = None) -> int:
+    """Put this process under a ceiling of ``mb`` MiB (None: ``model_memory_mb()``) of data
+    memory (RLIMIT_DATA: heap and anonymous mappings, not the shared libraries TensorFlow and
+    torch map), so a model that allocates without bound fails its own job with an allocation
+    error instead of swapping the machine or waking the out-of-memory killer. Returns the
+    ceiling set (0: none, or not a POSIX system)."""
+    global _CEILING_MB
+    mb = model_memory_mb() if mb is None else mb
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return 0
+    if mb <= 0:
+        return 0
+    which = getattr(resource, "RLIMIT_DATA", resource.RLIMIT_AS)
+    b = mb * 1024 * 1024
+    _, hard = resource.getrlimit(which)
+    if hard != resource.RLIM_INFINITY:
+        b = min(b, hard)
+    try:
+        resource.setrlimit(which, (b, hard))
+    except (ValueError, OSError):
+        log.debug("could not set the memory ceiling", exc_info=True)
+        return 0
+    _CEILING_MB = b // (1024 * 1024)
+    return _CEILING_MB
+
+
+def memory_ceiling_mb() -> int:
+    """The ceiling ``limit_memory`` set in this process (0: none)."""
+    return _CEILING_MB
+
+
 def init_worker() -> None:
-    """The initializer of a worker process: SIGTERM cleans up (raise_on_sigterm), plugins load."""
+    """The initializer of a worker process: SIGTERM cleans up (raise_on_sigterm), the memory
+    ceiling is set (limit_memory), plugins load."""
     raise_on_sigterm()
+    limit_memory()
     worker_plugins()
 
 

@@ -345,8 +345,10 @@ def cmd_train_check(args) -> tuple:
 
 def cmd_diff(args) -> tuple:
     from convlint.analyzers.pipeline import PipelineOptions, check_paths
+    from convlint.analyzers.subproc import limit_memory
 
     opts = _diff_opts(args)
+    limit_memory()  # the models run in this process: one that allocates without bound fails here
     progress = args.progress
     popts = PipelineOptions(opts, localize=not args.no_localize, repair=args.repair,
                             output=args.output, unsafe_load=args.unsafe_load)

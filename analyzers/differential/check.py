@@ -101,6 +101,19 @@ def _run_model(runner, role: str, samples: list, shapes: dict, use_tvm: bool,
     return runs
 
 
+def _memory_note(message: str) -> str:
+    """When a run failed to allocate under convlint's memory ceiling, say so and how to raise it."""
+    import re
+
+    from convlint.analyzers.subproc import memory_ceiling_mb
+
+    mb = memory_ceiling_mb()
+    if not mb or not re.search(r"alloc|MemoryError|out of memory", message, re.I):
+        return ""
+    return (f" (the model needs more memory than convlint's ceiling of {mb} MB; "
+            "CONVLINT_MEMORY_LIMIT_MB raises it, 0 lifts it)")
+
+
 def check_pair(source, target, opts: DiffOptions, progress: Callable | None = None) -> ConversionReport:
     """Run the differential check of ``target`` (converted) against ``source`` (original).
 
@@ -117,7 +130,8 @@ def check_pair(source, target, opts: DiffOptions, progress: Callable | None = No
         model = source if role == "source" else target
         where = f" at {e.op}" if e.op else ""
         node: dict[str, Any] = {f"{role}_node": e.op}  # source_node or target_node
-        f = _finding(R.MODEL_CRASH, f"the {role} model failed to {e.step} in {e.backend}{where}: {e.message}",
+        f = _finding(R.MODEL_CRASH, f"the {role} model failed to {e.step} in {e.backend}{where}: "
+                     f"{e.message}{_memory_note(e.message)}",
                      location=Location(**node) if e.op else Location(),
                      evidence={"model": role, "step": e.step, "backend": e.backend, "op": e.op,
                                "path": model.path})

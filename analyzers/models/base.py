@@ -250,6 +250,9 @@ def check_size(path: str) -> None:
             raise ModelLoadError(
                 f"{path}: {size} bytes is over the size limit of {limit} bytes",
                 path=path, hint="raise it with CONVLINT_MAX_MODEL_BYTES if the model is trusted")
+    from convlint.analyzers.models import containers
+
+    containers.check(path, max_model_bytes())
 
 
 def _short(e: BaseException, limit: int = 600) -> str:

@@ -24,7 +24,7 @@ import sys
 import traceback
 
 from convlint.analyzers import defaults as D
-from convlint.analyzers.subproc import raise_on_sigterm, terminated
+from convlint.analyzers.subproc import limit_memory, raise_on_sigterm, terminated
 from convlint.server.lsp import protocol as P
 
 
@@ -75,6 +75,7 @@ def job_table() -> dict:
 
 def main() -> int:
     raise_on_sigterm()  # the server cancels a job with SIGTERM first: temporary files are removed
+    limit_memory()  # a model that allocates without bound fails its job, not the machine
     try:
         return _serve()
     except KeyboardInterrupt:
