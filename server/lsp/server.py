@@ -410,7 +410,8 @@ class ConvlintServer(LanguageServer):
         return [(s, t, cp) for (s, t), cp in sorted(out.items())]
 
     def status(self) -> dict:
-        return {"version": __version__, "worker_pid": self.jobs.pid, "busy": self.jobs.busy(),
+        return {"version": __version__, "server_pid": os.getpid(), "worker_pid": self.jobs.pid,
+                "busy": self.jobs.busy(),
                 "worker_crashes": self.jobs.crashes, "jobs_started": self.jobs.started, "settings": asdict(self.settings),
                 "config": self.config.path if self.config else None, "documents": len(self.docs),
                 "bytecode_cache": codecache.stats(), "time": time.time()}
