@@ -6,9 +6,10 @@ values, not names), and the first source layer the runnable part no longer repro
 the failing node came from. A source layer whose name is a scope of the failing node's name
 confirms it. Stage ``conversion-tool``: the converter wrote a node the runtime rejects.
 
-Repairs, each written to a new file and verified by checking the pair again: a node that is not
-an op of the format's standard replaced by its standard equivalent (``SUBSTITUTES``), then the
-re-conversion search (``repair.reconvert``).
+Repairs, each written to a new file and verified by checking the pair again: the refused node
+rewritten into an equivalent form the runtime accepts (``repair.legalize``: a non-standard op by
+its standard equivalent, an attribute or rank the kernel refuses by an exact rewrite), then, for
+ONNX, the re-conversion search (``repair.reconvert``).
 """
 
 from __future__ import annotations
@@ -156,9 +157,14 @@ def localize(source, target, report, popts, progress):
     if crash is None or crash.evidence.get("model") != "target":
         return report
     if target.format == "tflite":
-        return _localize_tflite(source, target, report, crash)
+        return _localize_tflite(source, target, report, crash, popts, progress)
     if target.format in ("torch-exported", "torchscript"):
-        return _localize_by_scope(source, report, crash)
+        report = _localize_by_scope(source, report, crash)
+        if popts.repair and target.format == "torchscript":
+            from convlint.analyzers.repair.torchscript import repair_crash
+
+            report = repair_crash(source, target, report, popts, progress)
+        return report
     if target.format != "onnx" or getattr(target, "model", None) is None:
         return report
     bad = failing_nodes(target.model, crash.evidence.get("op"), _loads(target))
@@ -192,11 +198,12 @@ def localize(source, target, report, popts, progress):
     if layer is None:
         return report
     ops = sorted({n.op_type for n in bad})
-    report = _rejected(report, crash, layer, [n.name for n in bad], f"{bad[0].name} ({', '.join(ops)})",
-                       ops, evidence)
+    report = _rejected(report, crash, layer, [n.name for n in bad],
+                       f"{bad[0].name} ({', '.join(ops)})", ops, evidence)
     findings = list(report.findings)
     if popts.repair:
-        findings[-1] = _substitute(source, target, findings[-1], bad, popts, progress)
+        findings[-1] = legalized(source, target, findings[-1], {n.op_type for n in bad}, popts,
+                                 progress)
         if not findings[-1].repair or not findings[-1].repair.verified:
             from convlint.analyzers.pipeline import _verify
             from convlint.analyzers.repair import reconvert
@@ -205,17 +212,29 @@ def localize(source, target, report, popts, progress):
     return replace(report, findings=tuple(findings))
 
 
-def _localize_tflite(source, target, report, crash):
+def _localize_tflite(source, target, report, crash, popts, progress):
     """A TFLite node the interpreter refuses, named by its index, traced to its source layer
-    (``tflite_layer``)."""
+    (``tflite_layer``), and with ``--repair`` rewritten into an equivalent form."""
     try:
         layer, node = tflite_layer(source, target, crash.evidence.get("op"))
     except Exception:  # noqa: BLE001 - an unreadable flatbuffer or source: nothing to name
         return report
     if layer is None:
         return report
-    return _rejected(report, crash, layer, [node], crash.evidence.get("op"), [crash.evidence.get("op")],
-                     {"scope": layer})
+    report = _rejected(report, crash, layer, [node], crash.evidence.get("op"),
+                       [crash.evidence.get("op")], {"scope": layer})
+    if not popts.repair:
+        return report
+    findings = list(report.findings)
+    findings[-1] = legalized(source, target, findings[-1], {tflite_op(crash.evidence.get("op"))},
+                             popts, progress)
+    return replace(report, findings=tuple(findings))
+
+
+def tflite_op(op: str | None) -> str | None:
+    """``"REVERSE_V2"`` from the interpreter's ``"node 1 (REVERSE_V2)"``."""
+    m = re.match(r"node \d+ \((\w+)\)", op or "")
+    return m.group(1) if m else None
 
 
 def _weight_match(src_layers: list, op: str, consts: list) -> str | None:
@@ -264,17 +283,21 @@ def _rejected(report, crash, layer: str, nodes: list, what: str, ops: list, evid
     return replace(report, findings=tuple(findings), extra=extra)
 
 
-def name_runtime_faults(source, target, findings: list) -> list:
-    """CL015 findings (a delegate refused a node) with the source layer the node came from."""
+def name_runtime_faults(source, target, findings: list, popts=None, progress=None) -> list:
+    """CL015 findings (a delegate refused a node) with the source layer the node came from, and
+    with ``popts.repair`` the node rewritten into a form the default runtime takes."""
     out = []
     for f in findings:
-        if f.rule == R.RUNTIME_KERNEL_REFUSED.code and f.layer is None and target.format == "tflite" \
-                and f.evidence.get("model") == "target":
+        if (f.rule == R.RUNTIME_KERNEL_REFUSED.code and f.layer is None
+                and target.format == "tflite" and f.evidence.get("model") == "target"):
             try:
                 layer, _ = tflite_layer(source, target, f.evidence.get("op"))
             except Exception:  # noqa: BLE001 - no layer to name: the finding stands without
                 layer = None
             f = f.with_(layer=layer) if layer else f
+            if popts is not None and popts.repair:
+                f = legalized(source, target, f, {tflite_op(f.evidence.get("op"))}, popts,
+                              progress or (lambda m: None))
         out.append(f)
     return out
 
@@ -284,77 +307,25 @@ def _downstream(names: list, a: str, b: str) -> bool:
     return a in names and b in names and names.index(b) >= names.index(a)
 
 
-# ops some converters write that are no ONNX ops (tf2onnx copies a TF or TFLite op it has no
-# handler for into the graph), and their standard equivalents: op type -> (description, builder)
-def _const(m, name: str, v: float) -> str:
-    from onnx import numpy_helper
-
-    if not any(i.name == name for i in m.graph.initializer):
-        m.graph.initializer.append(numpy_helper.from_array(np.array(v, np.float32), name))
-    return name
-
-
-def _erfc(m, n) -> list:
-    from onnx import helper
-
-    e = f"{n.name}_convlint_erf"
-    return [helper.make_node("Erf", [n.input[0]], [e], name=f"{n.name}_erf"),
-            helper.make_node("Sub", [_const(m, "convlint_one", 1.0), e], list(n.output), name=n.name)]
-
-
-def _gelu(m, n) -> list:
-    """0.5 x (1 + erf(x / sqrt 2)), or the tanh form when the node says ``approximate``."""
-    from onnx import helper
-
-    x, t = n.input[0], f"{n.name}_convlint"
-    approximate = any(a.name == "approximate" and a.i for a in n.attribute)
-    if approximate:  # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
-        inner = [helper.make_node("Mul", [x, x], [f"{t}_x2"]),
-                 helper.make_node("Mul", [f"{t}_x2", x], [f"{t}_x3"]),
-                 helper.make_node("Mul", [f"{t}_x3", _const(m, "convlint_gelu_c", 0.044715)], [f"{t}_cx3"]),
-                 helper.make_node("Add", [x, f"{t}_cx3"], [f"{t}_s"]),
-                 helper.make_node("Mul", [f"{t}_s", _const(m, "convlint_gelu_k", 0.7978845608028654)],
-                                  [f"{t}_ks"]),
-                 helper.make_node("Tanh", [f"{t}_ks"], [f"{t}_f"])]
-    else:
-        inner = [helper.make_node("Mul", [x, _const(m, "convlint_inv_sqrt2", 0.7071067811865476)],
-                                  [f"{t}_s"]),
-                 helper.make_node("Erf", [f"{t}_s"], [f"{t}_f"])]
-    tail = [helper.make_node("Add", [f"{t}_f", _const(m, "convlint_one", 1.0)], [f"{t}_1p"]),
-            helper.make_node("Mul", [x, f"{t}_1p"], [f"{t}_x1p"]),
-            helper.make_node("Mul", [f"{t}_x1p", _const(m, "convlint_half", 0.5)], list(n.output), name=n.name)]
-    for k, node in enumerate(inner + tail[:-1]):
-        node.name = f"{t}_{k}"
-    return inner + tail
-
-
-SUBSTITUTES = {
-    "Erfc": ("1 - Erf(x)", _erfc),
-    "TFL_GELU": ("0.5 x (1 + erf(x / sqrt 2)), or its tanh form", _gelu),
-}
-
-
-def _substitute(source, target, f, bad, popts, progress) -> Finding:
-    ops = {n.op_type for n in bad} | {n.op_type for n in target.model.graph.node
-                                      if n.op_type in SUBSTITUTES}
-    if not {n.op_type for n in bad} <= set(SUBSTITUTES):
-        return f
-    import onnx
-
+def legalized(source, target, f: Finding, ops: set, popts, progress) -> Finding:
+    """``f`` with a verified repair when ``repair.legalize`` rewrites the refused ``ops`` into a
+    form the runtime accepts: written to a new file, verified by checking the pair again."""
     from convlint.analyzers.pipeline import _after, _verify
+    from convlint.analyzers.repair import legalize
     from convlint.analyzers.repair.weights import repaired_path
     from convlint.analyzers.report.io import write_new_file
 
-    m = onnx.ModelProto()
-    m.CopyFrom(target.model)
-    nodes = list(m.graph.node)
-    del m.graph.node[:]
-    for n in nodes:  # every such node, not only the one the runtime named first
-        m.graph.node.extend(SUBSTITUTES[n.op_type][1](m, n) if n.op_type in SUBSTITUTES else [n])
+    try:
+        done = legalize.legalize(target, ops)
+    except Exception:  # noqa: BLE001 - a graph the rewrites cannot read: no repair to offer
+        return f
+    if done is None:
+        return f
+    data, what = done
     out = repaired_path(target.path, popts.output)
-    progress(f"repair: replacing {', '.join(sorted(ops))} by its ONNX equivalent into {out}")
-    write_new_file(out, m.SerializeToString(), protect=(target.path, source.path))
+    progress(f"repair: rewriting {', '.join(sorted(str(o) for o in ops))} into an equivalent "
+             f"form into {out}")
+    write_new_file(out, data, protect=(target.path, source.path))
     r = _verify(source, out, popts)
-    desc = "; ".join(f"{op} -> {SUBSTITUTES[op][0]}" for op in sorted(ops))
-    return f.with_(repair=Repair("patch-graph", f"replace {desc} (standard ONNX ops)", out,
+    return f.with_(repair=Repair("patch-graph", "rewrite " + "; ".join(sorted(set(what))), out,
                                  r.verdict == "equivalent", _after(r)))

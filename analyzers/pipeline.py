@@ -65,7 +65,8 @@ def check(source, target, popts: PipelineOptions, progress: Callable | None = No
     progress = progress or (lambda m: None)
     report = check_pair(source, target, popts.diff, progress)
     if popts.localize and any(f.rule == R.RUNTIME_KERNEL_REFUSED.code for f in report.findings):
-        findings = crash.name_runtime_faults(source, target, list(report.findings))
+        findings = crash.name_runtime_faults(source, target, list(report.findings), popts,
+                                             progress)
         report = replace(report, findings=tuple(findings), extra=dict(
             report.extra, localization=dict(report.extra.get("localization") or {},
                                             culprit=culprit(findings))))

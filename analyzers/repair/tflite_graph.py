@@ -68,11 +68,13 @@ def add_tensor(model, sg, name: str, shape, dtype, data: np.ndarray | None = Non
     s = schema()
     t = s.TensorT()
     t.name = name
-    t.shape = np.asarray(list(shape), np.int32)
+    t.shape = [int(d) for d in shape]
     t.type = _TYPES[np.dtype(dtype)]
     buf = s.BufferT()
     if data is not None:
-        buf.data = np.frombuffer(np.ascontiguousarray(np.asarray(data, dtype)).tobytes(), np.uint8)
+        # a numpy array packs as one vector (the generated Pack takes it, typed List[int])
+        raw = np.frombuffer(np.ascontiguousarray(np.asarray(data, dtype)).tobytes(), np.uint8)
+        buf.data = raw  # pyright: ignore[reportAttributeAccessIssue]
     model.buffers.append(buf)
     t.buffer = len(model.buffers) - 1
     sg.tensors.append(t)
@@ -83,8 +85,8 @@ def make_op(model, builtin: int, inputs, outputs, options_type: int = 0, options
     s = schema()
     op = s.OperatorT()
     op.opcodeIndex = opcode(model, builtin)
-    op.inputs = np.asarray(list(inputs), np.int32)
-    op.outputs = np.asarray(list(outputs), np.int32)
+    op.inputs = [int(i) for i in inputs]
+    op.outputs = [int(o) for o in outputs]
     op.builtinOptionsType = options_type
     op.builtinOptions = options
     return op
@@ -99,3 +101,30 @@ def constant(model, sg, index: int) -> np.ndarray | None:
     dtype = next(d for d, code in _TYPES.items() if code == t.type)
     shape = [] if t.shape is None else list(t.shape)
     return np.frombuffer(np.asarray(data, np.uint8).tobytes(), dtype).reshape(shape)
+
+
+def builtin_name(code: int) -> str:
+    """``"REVERSE_V2"`` for its code: the interpreter's messages and the rewrites use names."""
+    return next((k for k, v in vars(schema().BuiltinOperator).items() if v == code), str(code))
+
+
+def shape(sg, index: int) -> list:
+    """Tensor ``index``'s static shape (``[]`` for a scalar)."""
+    t = sg.tensors[index]
+    return [] if t.shape is None else [int(d) for d in t.shape]
+
+
+def add_like(model, sg, like: int, name: str, shape_=None) -> int:
+    """A new intermediate tensor of tensor ``like``'s type and quantization (``shape_`` or its
+    shape): a rewrite's inner tensors must carry the same scale as the tensor they stand for."""
+    import copy
+
+    t = copy.deepcopy(sg.tensors[like])
+    t.name = name
+    if shape_ is not None:
+        t.shape = [int(d) for d in shape_]
+        t.shapeSignature = None
+    model.buffers.append(schema().BufferT())
+    t.buffer = len(model.buffers) - 1
+    sg.tensors.append(t)
+    return len(sg.tensors) - 1

@@ -1,0 +1,385 @@
+"""Legalization: a node the target runtime refuses rewritten into an exactly equivalent form that
+the runtime accepts.
+
+A converter may write a node the runtime cannot load or run although the computation is simple:
+an op that is not in the format's standard, an attribute value outside what the kernel takes
+(negative ConvTranspose pads, non-contiguous REVERSE_V2 axes, a 1-element FULLY_CONNECTED bias),
+a rank beyond a kernel's or a delegate's limit. ``REWRITES`` maps (target format, op) to rewrites
+that each read only the op's semantics (op type, attributes, constants, shapes), never a node's
+name, and return the replacement nodes or None when the node does not have the fault they
+remove. ``legalize`` applies them to every node they apply to (the runtime names only the first
+fault), and the caller verifies the new file by checking the pair again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """One exact rewrite of an op, with the words the repair's description uses for it."""
+
+    description: str
+    # ONNX: (ModelProto, NodeProto) -> [NodeProto]; TFLite: (ModelT, SubGraphT, OperatorT) ->
+    # [OperatorT]; None when the node lacks the fault the rewrite removes. It may add constants
+    # to the model only when it applies.
+    apply: Callable[..., list | None]
+
+
+# ---------------------------------------------------------------- ONNX
+
+
+def _const(m, name: str, v: float) -> str:
+    from onnx import numpy_helper
+
+    if not any(i.name == name for i in m.graph.initializer):
+        m.graph.initializer.append(numpy_helper.from_array(np.array(v, np.float32), name))
+    return name
+
+
+def _erfc(m, n) -> list:
+    from onnx import helper
+
+    e = f"{n.name}_convlint_erf"
+    return [helper.make_node("Erf", [n.input[0]], [e], name=f"{n.name}_erf"),
+            helper.make_node("Sub", [_const(m, "convlint_one", 1.0), e], list(n.output),
+                             name=n.name)]
+
+
+def _gelu(m, n) -> list:
+    """0.5 x (1 + erf(x / sqrt 2)), or the tanh form when the node says ``approximate``."""
+    from onnx import helper
+
+    x, t = n.input[0], f"{n.name}_convlint"
+    approximate = any(a.name == "approximate" and a.i for a in n.attribute)
+    if approximate:  # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+        inner = [helper.make_node("Mul", [x, x], [f"{t}_x2"]),
+                 helper.make_node("Mul", [f"{t}_x2", x], [f"{t}_x3"]),
+                 helper.make_node("Mul", [f"{t}_x3", _const(m, "convlint_gelu_c", 0.044715)],
+                                  [f"{t}_cx3"]),
+                 helper.make_node("Add", [x, f"{t}_cx3"], [f"{t}_s"]),
+                 helper.make_node("Mul", [f"{t}_s",
+                                          _const(m, "convlint_gelu_k", 0.7978845608028654)],
+                                  [f"{t}_ks"]),
+                 helper.make_node("Tanh", [f"{t}_ks"], [f"{t}_f"])]
+    else:
+        inner = [helper.make_node("Mul", [x, _const(m, "convlint_inv_sqrt2", 0.7071067811865476)],
+                                  [f"{t}_s"]),
+                 helper.make_node("Erf", [f"{t}_s"], [f"{t}_f"])]
+    tail = [helper.make_node("Add", [f"{t}_f", _const(m, "convlint_one", 1.0)], [f"{t}_1p"]),
+            helper.make_node("Mul", [x, f"{t}_1p"], [f"{t}_x1p"]),
+            helper.make_node("Mul", [f"{t}_x1p", _const(m, "convlint_half", 0.5)],
+                             list(n.output), name=n.name)]
+    for k, node in enumerate(inner + tail[:-1]):
+        node.name = f"{t}_{k}"
+    return inner + tail
+
+
+def _opset(m) -> int:
+    return next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 1)
+
+
+def _convtranspose_pads(m, n) -> list | None:
+    """ConvTranspose with negative ``pads`` (tf2onnx writes them for Keras' ``output_padding``),
+    which onnxruntime refuses. Its output is the full transposed convolution from index
+    ``pad_begin`` to ``len - pad_end``; a negative pad takes positions beyond the full output,
+    which receive no contribution, only the bias. So: pads clamped at 0, a negative end pad
+    moved into ``output_padding`` while the spec allows it (``output_padding < stride``), the
+    rest as a zero Pad of the output with the bias added after it."""
+    from onnx import helper, numpy_helper
+
+    attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+    pads = list(attrs.get("pads") or [])
+    auto = attrs.get("auto_pad", b"NOTSET")
+    if (not pads or min(pads) >= 0 or "output_shape" in attrs
+            or (auto.decode() if isinstance(auto, bytes) else auto) != "NOTSET"):
+        return None
+    s = len(pads) // 2
+    strides = list(attrs.get("strides") or [1] * s)
+    extra = list(attrs.get("output_padding") or [0] * s)
+    before, after = [0] * s, [0] * s
+    for i in range(s):
+        before[i] = max(-pads[i], 0)
+        short = max(-pads[s + i], 0)
+        if extra[i] + short < strides[i]:
+            extra[i] += short
+        else:
+            after[i] = short
+    node = helper.make_node("ConvTranspose", list(n.input), list(n.output), name=n.name)
+    keep = [a for a in n.attribute if a.name not in ("pads", "output_padding", "auto_pad")]
+    node.attribute.extend(keep)
+    node.attribute.extend([helper.make_attribute("pads", [max(p, 0) for p in pads]),
+                           helper.make_attribute("output_padding", extra)])
+    if not any(before) and not any(after):
+        return [node]
+    t = f"{n.name}_convlint"
+    del node.input[2:]  # the bias is added after the Pad, where the padded positions get it too
+    node.output[0] = f"{t}_full"
+    spec = [0, 0, *before, 0, 0, *after]
+    if _opset(m) >= 11:
+        m.graph.initializer.append(numpy_helper.from_array(np.array(spec, np.int64),
+                                                           f"{t}_pads"))
+        pad = helper.make_node("Pad", [f"{t}_full", f"{t}_pads"], [f"{t}_padded"],
+                               name=f"{t}_pad", mode="constant")
+    else:
+        pad = helper.make_node("Pad", [f"{t}_full"], [f"{t}_padded"], name=f"{t}_pad",
+                               mode="constant", pads=spec)
+    if len(n.input) < 3 or not n.input[2]:
+        pad.output[0] = n.output[0]
+        return [node, pad]
+    m.graph.initializer.append(numpy_helper.from_array(np.array([-1] + [1] * s, np.int64),
+                                                       f"{t}_bias_shape"))
+    return [node, pad,
+            helper.make_node("Reshape", [n.input[2], f"{t}_bias_shape"], [f"{t}_bias"],
+                             name=f"{t}_bias_reshape"),
+            helper.make_node("Add", [f"{t}_padded", f"{t}_bias"], [n.output[0]],
+                             name=f"{t}_bias_add")]
+
+
+def _legalize_onnx(model) -> tuple | None:
+    """``(bytes, descriptions)``: ``model`` with every node a rewrite applies to rewritten."""
+    import onnx
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    nodes, done = list(m.graph.node), []
+    del m.graph.node[:]
+    for n in nodes:  # every such node, not only the one the runtime named first
+        new = next(((r, out) for r in REWRITES.get(("onnx", n.op_type), ())
+                    if (out := r.apply(m, n)) is not None), None)
+        if new:
+            done.append(f"{n.op_type}: {new[0].description}")
+        m.graph.node.extend(new[1] if new else [n])
+    return (m.SerializeToString(), done) if done else None
+
+
+# ---------------------------------------------------------------- TFLite
+
+
+def _s():
+    from convlint.analyzers.repair import tflite_graph
+
+    return tflite_graph.schema()
+
+
+def _reverse_runs(model, sg, op) -> list | None:
+    """REVERSE_V2 over non-contiguous axes (TFLite's kernel takes one contiguous run only): one
+    REVERSE_V2 per contiguous run of axes, chained; reversals of different axes commute."""
+    from convlint.analyzers.repair import tflite_graph as g
+
+    axes = g.constant(model, sg, int(op.inputs[1]))
+    x, y = int(op.inputs[0]), int(op.outputs[0])
+    rank = len(g.shape(sg, x))
+    if axes is None or rank == 0:
+        return None
+    ax = sorted({int(a) % rank for a in axes.reshape(-1)})
+    runs: list[list[int]] = []
+    for a in ax:
+        if runs and a == runs[-1][-1] + 1:
+            runs[-1].append(a)
+        else:
+            runs.append([a])
+    if len(runs) < 2:
+        return None
+    name, ops, src = g.tensor_name(sg.tensors[y]), [], x
+    for k, run in enumerate(runs):
+        dst = y if k == len(runs) - 1 else g.add_like(model, sg, y, f"{name}/convlint_rev{k}")
+        c = g.add_tensor(model, sg, f"{name}/convlint_axes{k}", [len(run)], axes.dtype,
+                         np.asarray(run, axes.dtype))
+        ops.append(g.make_op(model, _s().BuiltinOperator.REVERSE_V2, [src, c], [dst]))
+        src = dst
+    return ops
+
+
+def _fc_bias(model, sg, op) -> list | None:
+    """FULLY_CONNECTED whose bias has one element for N output channels (TF 2.19's converter
+    fuses a broadcast Add into the bias unbroadcast; the kernel refuses it): the bias as a new
+    constant of N equal elements. Float biases only: a quantized (int32) bias's scale follows
+    the filter's channels."""
+    from convlint.analyzers.repair import tflite_graph as g
+
+    if len(op.inputs) < 3 or op.inputs[2] < 0:
+        return None
+    b, n = int(op.inputs[2]), g.shape(sg, int(op.inputs[1]))[0]
+    bias = g.constant(model, sg, b)
+    if bias is None or bias.size != 1 or n == 1 or bias.dtype not in (np.float32, np.float16):
+        return None
+    name = f"{g.tensor_name(sg.tensors[b])}/convlint_broadcast"
+    full = g.add_tensor(model, sg, name, [n], bias.dtype, np.full([n], bias.reshape(-1)[0]))
+    op.inputs = [*map(int, op.inputs[:2]), full, *map(int, op.inputs[3:])]
+    return [op]
+
+
+# XNNPACK's tensors have at most XNN_MAX_TENSOR_DIMS = 6 dimensions; the delegate still claims
+# a FULLY_CONNECTED of a higher rank and then fails to prepare it
+XNNPACK_MAX_RANK = 6
+
+
+def _reshape(model, sg, src: int, dst: int, shape_: list):
+    """A RESHAPE of tensor ``src`` into ``dst`` of static shape ``shape_``."""
+    from convlint.analyzers.repair import tflite_graph as g
+
+    s = _s()
+    name = f"{g.tensor_name(sg.tensors[dst])}/convlint_shape"
+    c = g.add_tensor(model, sg, name, [len(shape_)], np.int32, np.asarray(shape_, np.int32))
+    opts = s.ReshapeOptionsT()
+    opts.newShape = list(shape_)
+    return g.make_op(model, s.BuiltinOperator.RESHAPE, [src, c], [dst],
+                     s.BuiltinOptions.ReshapeOptions, opts)
+
+
+def _fc_rank(model, sg, op) -> list | None:
+    """FULLY_CONNECTED on an input of more dimensions than XNNPACK (TFLite's default delegate)
+    handles: the input reshaped to 2-D ``[-1, K]``, the FC with ``keep_num_dims`` off, the
+    result reshaped back to the leading dims and N. The same products in the same order."""
+    import copy
+
+    from convlint.analyzers.repair import tflite_graph as g
+
+    x, y = int(op.inputs[0]), int(op.outputs[0])
+    xs, ys = g.shape(sg, x), g.shape(sg, y)
+    if len(xs) <= XNNPACK_MAX_RANK or not op.builtinOptions or min(xs + ys) < 1:
+        return None
+    k, name = xs[-1], g.tensor_name(sg.tensors[y])
+    rows = int(np.prod(xs[:-1]))
+    x2 = g.add_like(model, sg, x, f"{name}/convlint_in2d", [rows, k])
+    y2 = g.add_like(model, sg, y, f"{name}/convlint_out2d", [rows, ys[-1]])
+    fc = copy.deepcopy(op)
+    fc.inputs = [x2, *map(int, op.inputs[1:])]
+    fc.outputs = [y2, *map(int, op.outputs[1:])]
+    fc.builtinOptions.keepNumDims = False
+    return [_reshape(model, sg, x, x2, [rows, k]), fc, _reshape(model, sg, y2, y, ys)]
+
+
+# TFLite's STRIDED_SLICE kernel (strided_slice.cc, Prepare) takes 1-D to 5-D inputs
+STRIDED_SLICE_MAX_RANK = 5
+
+
+def _slice_groups(dims: list, begin, end, strides, opts) -> list | None:
+    """The input's dims grouped for a lower-rank slice: each run of adjacent dims the slice takes
+    whole (begin 0, end the size, step 1, not shrunk) becomes one group, every other dim its own;
+    None when the slice masks an ellipsis or new axes (its dims do not map one to one)."""
+    if opts.ellipsisMask or opts.newAxisMask or opts.offset:
+        return None
+    groups: list[list[int]] = []
+    for i, d in enumerate(dims):
+        b = 0 if opts.beginMask >> i & 1 else int(begin[i]) + (d if begin[i] < 0 else 0)
+        e = d if opts.endMask >> i & 1 else int(end[i]) + (d if end[i] < 0 else 0)
+        whole = (int(strides[i]) == 1 and min(max(b, 0), d) == 0 and min(max(e, 0), d) == d
+                 and not opts.shrinkAxisMask >> i & 1)
+        if whole and groups and groups[-1][0] >= 0:
+            groups[-1].append(i)
+        else:
+            groups.append([i] if whole else [-1, i])  # -1 marks a sliced dim
+    return groups
+
+
+def _strided_slice_rank(model, sg, op) -> list | None:
+    """STRIDED_SLICE on an input of more dims than the kernel takes: adjacent dims the slice
+    takes whole merged into one by a RESHAPE before it, the slice on the merged dims, a RESHAPE
+    to the original output after it. A row-major reshape keeps the element order, so the slice
+    selects the same elements in the same order."""
+    import copy
+
+    from convlint.analyzers.repair import tflite_graph as g
+
+    x, y = int(op.inputs[0]), int(op.outputs[0])
+    dims, ys = g.shape(sg, x), g.shape(sg, y)
+    consts = [g.constant(model, sg, int(i)) for i in op.inputs[1:4]]
+    if (len(dims) <= STRIDED_SLICE_MAX_RANK or not op.builtinOptions or min(dims + ys) < 1
+            or any(c is None or c.size != len(dims) for c in consts)):
+        return None
+    begin, end, strides = (c.reshape(-1) for c in consts if c is not None)
+    opts = op.builtinOptions
+    groups = _slice_groups(dims, begin, end, strides, opts)
+    if groups is None or len(groups) > STRIDED_SLICE_MAX_RANK:
+        return None
+    new = copy.deepcopy(opts)
+    new.beginMask = new.endMask = new.shrinkAxisMask = 0
+    xm, ym, rows = [], [], []  # merged input and output shapes; (begin, end, stride) per dim
+    out = iter(ys)
+    for k, grp in enumerate(groups):
+        if grp[0] >= 0:  # taken whole: the product of its dims, in and out
+            size = int(np.prod([dims[i] for i in grp]))
+            for _ in grp:
+                next(out)
+            xm.append(size)
+            ym.append(size)
+            rows.append((0, size, 1))
+            continue
+        i = grp[1]
+        xm.append(dims[i])
+        rows.append((begin[i], end[i], strides[i]))
+        new.beginMask |= (opts.beginMask >> i & 1) << k
+        new.endMask |= (opts.endMask >> i & 1) << k
+        new.shrinkAxisMask |= (opts.shrinkAxisMask >> i & 1) << k
+        if not opts.shrinkAxisMask >> i & 1:
+            ym.append(next(out))
+    name = g.tensor_name(sg.tensors[y])
+    x2 = g.add_like(model, sg, x, f"{name}/convlint_merged_in", xm)
+    y2 = g.add_like(model, sg, y, f"{name}/convlint_merged_out", ym)
+    idx = [g.add_tensor(model, sg, f"{name}/convlint_{what}", [len(v)], begin.dtype,
+                        np.asarray(v, begin.dtype))
+           for what, v in zip(("begin", "end", "strides"), zip(*rows, strict=True),
+                              strict=True)]
+    sl = copy.deepcopy(op)
+    sl.inputs = [x2, *idx]
+    sl.outputs = [y2]
+    sl.builtinOptions = new
+    return [_reshape(model, sg, x, x2, xm), sl, _reshape(model, sg, y2, y, ys)]
+
+
+def _legalize_tflite(path: str) -> tuple | None:
+    """``(bytes, descriptions)``: the TFLite model at ``path`` with every op a rewrite applies
+    to rewritten, in every subgraph."""
+    from convlint.analyzers.repair import tflite_graph as g
+
+    model, done = g.load(path), []
+    for sg in model.subgraphs or []:
+        out = []
+        for op in sg.operators or []:
+            name = g.builtin_name(g.builtin_of(model, op))
+            new = next(((r, res) for r in REWRITES.get(("tflite", name), ())
+                        if (res := r.apply(model, sg, op)) is not None), None)
+            if new:
+                done.append(f"{name}: {new[0].description}")
+            out.extend(new[1] if new else [op])
+        sg.operators = out
+    return (g.dump(model), done) if done else None
+
+
+REWRITES: dict[tuple, tuple[Rewrite, ...]] = {
+    ("onnx", "Erfc"): (Rewrite("1 - Erf(x) (standard ONNX ops)", _erfc),),
+    ("onnx", "TFL_GELU"): (Rewrite("0.5 x (1 + erf(x / sqrt 2)), or its tanh form (standard "
+                                   "ONNX ops)", _gelu),),
+    ("onnx", "ConvTranspose"): (Rewrite("negative pads as output_padding, or a Pad after it",
+                                        _convtranspose_pads),),
+    ("tflite", "REVERSE_V2"): (Rewrite("one REVERSE_V2 per contiguous run of axes",
+                                       _reverse_runs),),
+    ("tflite", "FULLY_CONNECTED"): (
+        Rewrite("the 1-element bias broadcast to one per output channel", _fc_bias),
+        Rewrite("the input reshaped to 2-D around the op, the result reshaped back", _fc_rank)),
+    ("tflite", "STRIDED_SLICE"): (Rewrite("adjacent dims taken whole merged by a RESHAPE around "
+                                          "the op", _strided_slice_rank),),
+}
+
+
+def applies(fmt: str, op: str) -> bool:
+    """True when some rewrite is registered for ``op`` in format ``fmt``."""
+    return (fmt, op) in REWRITES
+
+
+def legalize(target, ops: set) -> tuple | None:
+    """``(bytes, descriptions)`` of ``target`` with every node rewritten that a rewrite applies
+    to, when one of the refused ``ops`` has rewrites; None when nothing was rewritten."""
+    if not any(applies(target.format, op) for op in ops):
+        return None
+    if target.format == "onnx":
+        return _legalize_onnx(target.model)
+    if target.format == "tflite":
+        return _legalize_tflite(target.path)
+    return None
