@@ -299,8 +299,14 @@ class TorchScriptRunner(Runner):
     def _run_impl(self, inputs):
         import torch
 
-        with torch.no_grad():
-            out = self.module(*_to_torch(inputs, [s.name for s in self.input_specs()]))
+        try:
+            with torch.no_grad():
+                out = self.module(*_to_torch(inputs, [s.name for s in self.input_specs()]))
+        except Exception as e:  # name the module whose op failed, from the script traceback
+            from convlint.analyzers.errors import StepFailed
+            from convlint.analyzers.models.base import _short
+
+            raise StepFailed("run", self.backend, _short(e), op=_script_failure(str(e))) from e
         return {f"output_{i}": _np(o) for i, o in enumerate(_flat_outputs(out))}
 
     def _layers_impl(self):
@@ -308,7 +314,11 @@ class TorchScriptRunner(Runner):
         for name, mod in self.module.named_modules():
             weights = {f"{name}.{k}" if name else k: _np(v)
                        for k, v in list(mod.named_parameters(recurse=False)) + list(mod.named_buffers(recurse=False))}
-            layers.append(LayerInfo(name, getattr(mod, "original_name", type(mod).__name__), weights))
+            info = LayerInfo(name, getattr(mod, "original_name", type(mod).__name__), weights)
+            conv = _conv_args(mod)
+            if conv:
+                info.attributes["conv"] = conv
+            layers.append(info)
         return [layer for layer in layers if layer.name]
 
     def as_onnx(self, input_shapes: dict):
@@ -344,3 +354,44 @@ class TorchScriptRunner(Runner):
                     from_onnx(onnx_runner.model, shape_dict={k: list(v) for k, v in input_shapes.items()}))
 
         return build
+
+
+def _script_failure(message: str) -> str | None:
+    """``"module (op)"`` from the TorchScript interpreter's serialized-code traceback (a script
+    module has no FX graph to re-run node by node): each frame underlines its failing call
+    (``~~~ <--- HERE``); the outer frames' ``(name).forward`` calls give the module path, the
+    innermost frame's ``torch.op(`` the op. None when the message has no such frames."""
+    import re
+
+    code = message.split("Traceback of TorchScript, original code")[0]
+    lines = code.splitlines()
+    marked = [lines[i - 1][x.index("~"):] for i, x in enumerate(lines)
+              if "<--- HERE" in x and "~" in x and i > 0]
+    path = [m.group(1) for line in marked[:-1] if (m := re.match(r"\(?(\w+)\)\.forward\(", line))]
+    op = re.match(r"torch\.(?:ops\.\w+\.)?(\w+)\(", marked[-1]) if marked else None
+    if not path or op is None:
+        return None
+    return f"{'.'.join(path)} ({op.group(1)})"
+
+
+def _conv_args(mod) -> dict:
+    """The constant arguments (stride, padding, dilation, groups, ...) of the one
+    ``aten::_convolution`` in a script module's own forward graph: tracing bakes a Conv2d's
+    geometry into the graph and keeps no attribute for it. Empty when there is none."""
+    import torch
+
+    if not mod._c._has_method("forward"):
+        return {}
+    ops = [n for n in mod.graph.nodes() if n.kind() == "aten::_convolution"]
+    if len(ops) != 1:
+        return {}
+    schema = torch._C.parse_schema(ops[0].schema())
+    out = {}
+    for a, v in zip(schema.arguments, ops[0].inputs(), strict=False):
+        n = v.node()
+        if n.kind() == "prim::Constant":
+            out[a.name] = v.toIValue()
+        elif n.kind() == "prim::ListConstruct" and all(
+                x.node().kind() == "prim::Constant" for x in n.inputs()):
+            out[a.name] = [x.toIValue() for x in n.inputs()]
+    return out
