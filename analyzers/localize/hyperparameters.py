@@ -1,6 +1,7 @@
 """Stage 3: layer hyperparameters. Compare, on aligned layers, what the weights cannot show:
-convolution geometry (strides, dilations, padding resolved to pixels per side) and activation
-bounds (ReLU, ReLU6, clip min and max)."""
+convolution geometry (strides, dilations, padding resolved to pixels per side), activation
+bounds (ReLU, ReLU6, clip min and max) and the described semantics of an op (the axes a softmax
+normalizes over, the sign a modulo takes, how a scatter combines values: CL305)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,14 @@ import math
 import numpy as np
 
 from convlint.analyzers import rules as R
+from convlint.analyzers.localize import graph  # a cycle (graph, structure, here): read at call time
 from convlint.analyzers.report.findings import Finding, Location
 
 INF = float("inf")
+# descriptions (describe.py) compared as a whole; the ops between a layer's tensor and the op
+# that carries one (a layout transpose or reshape around it) are searched this far back
+SEMANTICS = ("softmax", "mod", "scatter")
+SEMANTICS_DEPTH = 6
 
 
 def _pair(v) -> tuple | None:
@@ -109,11 +115,14 @@ def activation_stage(acts, src_layers, tgt_layers) -> list:
         for o in node.outputs:
             producer[o] = node
     src_by = {x.name: x for x in src_layers}
+    reproduced = {a.target for a in acts if a.target is not None and a.rel_err <= graph.LAYER_RTOL}
     findings = []
     for a in acts:
         layer = src_by.get(a.source)
         if layer is None or a.target is None or a.target not in producer:
             continue
+        if a.rel_err > graph.LAYER_RTOL:
+            findings += semantics_findings(layer, producer[a.target], producer, reproduced)
         g = layer.semantics.get("gelu")
         if g is not None:
             tg = target_gelu(producer[a.target], producer)
@@ -137,6 +146,48 @@ def activation_stage(acts, src_layers, tgt_layers) -> list:
             location=Location(source_node=layer.name, target_node=node.name),
             evidence={"source": list(sb), "target": list(tb)}))
     return findings
+
+
+def _carrier(start, key: str, producer: dict, stop: set):
+    """The target op describing ``key`` that computes ``start``'s output: ``start`` or one
+    of the ops before it, never past a tensor an earlier layer is reproduced in."""
+    seen, stack = set(), [start]
+    while stack and len(seen) < SEMANTICS_DEPTH:
+        n = stack.pop()
+        if n.name in seen:
+            continue
+        seen.add(n.name)
+        if key in n.semantics:
+            return n
+        stack.extend(producer[i] for i in n.inputs if i in producer and i not in stop)
+    return None
+
+
+def semantics_findings(layer, start, producer: dict, stop: set) -> list:
+    """CL305 for each description of the source ``layer`` that the target op computing it
+    states otherwise. Called only where the layer's output is not reproduced: one op's
+    description can differ from the source's while the target spells the same computation with
+    several ops (a softmax over a flattened tensor), and that is no fault."""
+    out = []
+    for key in SEMANTICS:
+        want = layer.semantics.get(key)
+        if want is None:
+            continue
+        node = _carrier(start, key, producer, stop)
+        if node is None or node.semantics[key] == want:
+            continue
+        have = node.semantics[key]
+        desc = "; ".join(f"{k} {v!r} in the source, {have.get(k)!r} in the target"
+                         for k, v in want.items() if have.get(k) != v)
+        out.append(Finding(
+            R.OP_SEMANTICS.code, "error", "hyperparameters",
+            f"{layer.name}: the target's {node.name} ({node.op_type}) computes it with other "
+            f"{key} semantics than the source's {layer.op_type} ({desc})", layer=layer.name,
+            location=Location(source_node=layer.name, target_node=node.name),
+            evidence={"node": node.name, "op": node.op_type, "semantics": key,
+                      "changes": [[k, v] for k, v in want.items()], "source": dict(want),
+                      "target": dict(have)}))
+    return out
 
 
 def _fmt(b) -> str:

@@ -14,9 +14,21 @@ Vocabulary (every key optional):
 * ``batchnorm``: ``{"eps": float}`` (weights: gamma, beta, moving mean, moving variance)
 * ``bounds``: ``(lo, hi)``: the clip an activation (or a fused one) applies
 * ``gelu``: ``"tanh"`` or ``"none"``
+* ``softmax``: ``{"normalized_axes": n}``: how many (trailing) axes a softmax-like op normalizes
+  over jointly; a count, so NHWC and NCHW spell it alike (ONNX before opset 13 flattens from
+  ``axis`` on: n = rank - axis)
+* ``mod``: ``{"fmod": 1}`` when the remainder takes the dividend's sign (C fmod), 0 for the
+  divisor's (floor mod)
+* ``scatter``: ``{"reduction": "none"|"add"|"mul"|"max"|"min"|"mean", "include_self": bool}``:
+  how values scattered to one position combine, and whether the tensor's own value joins them
+
+Each of the last three is compared as a whole by the hyperparameter stage (CL305), whose
+``changes`` are its source attributes.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +37,9 @@ INF = float("inf")
 LAYOUT = {"keras": "NHWC", "savedmodel": "NHWC", "tflite": "NHWC", "onnx": "NCHW",
           "torch-exported": "NCHW", "torchscript": "NCHW"}
 TFLITE_ACT = {0: None, 1: (0.0, INF), 2: (-1.0, 1.0), 3: (0.0, 6.0)}
+# torch's scatter_reduce names -> ONNX ScatterElements reductions
+TORCH_REDUCE = {"sum": "add", "prod": "mul", "amax": "max", "amin": "min", "mean": "mean",
+                "add": "add", "multiply": "mul"}
 
 
 def _pair(v) -> tuple | None:
@@ -81,6 +96,10 @@ def tflite(layer) -> dict:
         out["bounds"] = TFLITE_ACT[a.get("FusedActivationFunction")]
     if op == "GELU":
         out["gelu"] = "tanh" if a.get("Approximate") else "none"
+    if op in ("SOFTMAX", "LOG_SOFTMAX"):  # always over the last axis alone
+        out["softmax"] = {"normalized_axes": 1}
+    elif op == "FLOOR_MOD":
+        out["mod"] = {"fmod": 0}
     return out
 
 
@@ -116,7 +135,27 @@ def onnx(layer) -> dict:
         out["bounds"] = (float(lo), float(hi))
     if op == "Gelu":
         out["gelu"] = "tanh" if a.get("approximate") == "tanh" else "none"
+    if op in ("Softmax", "LogSoftmax", "Hardmax"):
+        n = _onnx_normalized_axes(a)
+        if n is not None:
+            out["softmax"] = {"normalized_axes": n}
+    elif op == "Mod":
+        out["mod"] = {"fmod": int(a.get("fmod", 0))}
+    elif op in ("ScatterElements", "ScatterND", "Scatter"):
+        r = a.get("reduction", "none")
+        out["scatter"] = {"reduction": r, "include_self": r != "none"}  # add..min fold data in
     return out
+
+
+def _onnx_normalized_axes(a: dict) -> int | None:
+    """Before opset 13 (the runner records ``opset`` and ``input_rank`` then) a softmax
+    normalizes over every axis from ``axis`` (default 1) on; from 13 over ``axis`` alone."""
+    if a.get("opset") is None:
+        return 1
+    axis, rank = int(a.get("axis", 1)), a.get("input_rank")
+    if axis < 0:
+        return -axis
+    return rank - axis if rank else None
 
 
 def torch_exported(layer) -> dict:
@@ -149,14 +188,49 @@ def torch_exported(layer) -> dict:
     gelu = _op_args(layer, "gelu")
     if gelu is not None:
         out["gelu"] = "tanh" if any("tanh" in str(x) for x in gelu) else "none"
+    if any(_op_args(layer, s) is not None for s in ("softmax", "_softmax", "log_softmax")):
+        out["softmax"] = {"normalized_axes": 1}  # one dim
+    if _op_args(layer, "fmod") is not None:
+        out["mod"] = {"fmod": 1}
+    elif _op_args(layer, "remainder") is not None:
+        out["mod"] = {"fmod": 0}
+    scatter = _torch_scatter(layer)
+    if scatter is not None:
+        out["scatter"] = scatter
     return out
 
 
+def _torch_scatter(layer) -> dict | None:
+    """scatter_reduce(dim, reduce, include_self=True), scatter_add, scatter(dim[, reduce]):
+    export keeps the reduce name and drops include_self when it is the default."""
+    args = _op_args(layer, "scatter_reduce")
+    if args is not None:
+        names = [x for x in args if isinstance(x, str) and x in TORCH_REDUCE]
+        off = any(x is False or str(x).replace(" ", "") == "include_self=False" for x in args)
+        return {"reduction": TORCH_REDUCE[names[0]] if names else "none", "include_self": not off}
+    if _op_args(layer, "scatter_add") is not None:
+        return {"reduction": "add", "include_self": True}
+    args = _op_args(layer, "scatter")
+    if args is not None:
+        r = next((TORCH_REDUCE[x] for x in args if isinstance(x, str) and x in TORCH_REDUCE),
+                 "none")
+        return {"reduction": r, "include_self": r != "none"}
+    return None
+
+
 def torchscript(layer) -> dict:
+    """A script module: its class, and for a convolution the geometry the runner read off its
+    forward graph's ``aten::_convolution`` (tracing keeps no attribute for it)."""
     op, a, out = layer.op_type, layer.attributes, {}
+    kernel: dict[str, Any] = {"kind": "conv" if op == "Conv2d" else "dense",
+                              "layout": "OIHW" if op == "Conv2d" else "OI"}
     if op in ("Conv2d", "Linear"):
-        out["kernel"] = {"kind": "conv" if op == "Conv2d" else "dense",
-                         "layout": "OIHW" if op == "Conv2d" else "OI"}
+        out["kernel"] = kernel
+    conv = a.get("conv") or {}
+    if op == "Conv2d" and conv and not conv.get("transposed"):
+        p = _pair(conv.get("padding"))
+        kernel.update(strides=_pair(conv.get("stride")), dilations=_pair(conv.get("dilation")),
+                      pads=(p[0], p[1], p[0], p[1]) if p else None, groups=conv.get("groups", 1))
     if op.startswith("BatchNorm"):
         out["batchnorm"] = {"eps": float(a.get("eps", 1e-5))}
     b = {"ReLU": (0.0, INF), "ReLU6": (0.0, 6.0)}.get(op)

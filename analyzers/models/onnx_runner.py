@@ -10,6 +10,10 @@ from convlint.analyzers.models.base import LayerInfo, Runner, TensorSpec, layout
 
 log = logging.getLogger(__name__)
 
+# ops that before opset 13 coerce their input to 2-D at ``axis`` and normalize over every axis
+# from there on: their layers carry the opset and the input's rank, which that meaning needs
+COERCED_2D = ("Softmax", "LogSoftmax", "Hardmax")
+
 
 def _np_dtype(elem_type: int) -> str:
     import onnx
@@ -103,6 +107,9 @@ class OnnxRunner(Runner):
                 dq[n.output[0]] = (n.input[0], {"scales": scales, "axis": int(axis),
                                                 "zero_points": (zp if zp is not None else np.zeros(1)).reshape(-1),
                                                 "dtype": str(numpy_helper.to_array(inits[n.input[0]]).dtype)})
+        opset = next((o.version for o in self.model.opset_import if o.domain in ("", "ai.onnx")), 0)
+        ranks = self._ranks() if opset < 13 and any(
+            n.op_type in COERCED_2D for n in self.model.graph.node) else {}
         layers = []
         for i, n in enumerate(self.model.graph.node):
             weights, qparams = {}, {}
@@ -122,9 +129,26 @@ class OnnxRunner(Runner):
                     v if not hasattr(v, "ByteSize") else "<proto>")
             if qparams:
                 attrs["quantization"] = qparams
+            if n.op_type in COERCED_2D and opset < 13:  # what the describer needs to know
+                attrs.update(opset=opset, input_rank=ranks.get(n.input[0]))
             layers.append(LayerInfo(n.name or f"{n.op_type}_{i}", n.op_type, weights, attrs,
                                     list(n.input), list(n.output)))
         return layers
+
+    def _ranks(self) -> dict:
+        """``{tensor: rank}`` from ONNX shape inference (a tensor it cannot type is left out)."""
+        import onnx
+
+        try:
+            g = onnx.shape_inference.infer_shapes(self.model).graph
+        except Exception:  # noqa: BLE001 - a model inference refuses: ranks stay unknown
+            log.debug("shape inference failed", exc_info=True)
+            return {}
+        out = {i.name: len(i.dims) for i in g.initializer}
+        for v in [*g.input, *g.value_info, *g.output]:
+            if v.type.tensor_type.HasField("shape"):
+                out[v.name] = len(v.type.tensor_type.shape.dim)
+        return out
 
     def _intermediates_impl(self, inputs):
         import onnx

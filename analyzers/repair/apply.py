@@ -4,7 +4,8 @@ A patcher takes the target's path, the :class:`~convlint.analyzers.repair.plan.P
 output path, writes the patched copy (never over the target) and returns the keys of the steps it
 carried out (a tensor name, a node name, a graph edit's key); a step it cannot express in its
 format is left out, and the pipeline reports that finding's repair as not possible in place.
-``KINDS`` says which kinds of patch each format's patcher takes, so planning skips the rest.
+``KINDS`` says which kinds of patch each format's patcher takes, and ``ACTIONS`` which graph
+edits where it takes only some, so planning skips the rest.
 """
 
 from __future__ import annotations
@@ -21,22 +22,40 @@ def _onnx(target: str, plan, out: str) -> list:
 
 
 def _tflite(target: str, plan, out: str) -> list:
-    from convlint.analyzers.repair.weights import patch_tflite
+    from convlint.analyzers.repair.tflite_patch import patch
 
-    return patch_tflite(target, plan.patches, out)
+    return patch(target, plan, out)
 
 
-PATCHERS: dict[str, Patcher] = {"onnx": _onnx, "tflite": _tflite}
+def _torchscript(target: str, plan, out: str) -> list:
+    from convlint.analyzers.repair.torchscript import patch_torchscript
+
+    return patch_torchscript(target, plan, out)
+
+
+PATCHERS: dict[str, Patcher] = {"onnx": _onnx, "tflite": _tflite, "torchscript": _torchscript}
 
 # target format -> the kinds of patch its patcher takes
 KINDS: dict[str, tuple[str, ...]] = {
     "onnx": ("patch-weights", "patch-attributes", "patch-graph"),
-    "tflite": ("patch-weights",),
+    "tflite": ("patch-weights", "patch-graph"),
+    "torchscript": ("patch-weights", "patch-attributes", "patch-graph"),
 }
+
+
+# target format -> the graph-edit actions its patcher makes, where it makes only some
+ACTIONS: dict[str, tuple[str, ...]] = {"tflite": ("semantics",)}
 
 
 def patchable(target_format: str, kind: str) -> bool:
     return kind in KINDS.get(target_format, ())
+
+
+def takes(target_format: str, step) -> bool:
+    """Whether the format's patcher can carry out a planned step (its kind, its graph edits)."""
+    actions = ACTIONS.get(target_format)
+    return patchable(target_format, step.kind) and (
+        actions is None or all(e.action in actions for e in step.graph_edits))
 
 
 def apply(target_format: str, target: str, plan, out: str) -> set:

@@ -1,5 +1,6 @@
-"""patch-graph: remove a spurious op or restore a missing activation, in an ONNX model held in
-memory (the caller writes the file)."""
+"""patch-graph: remove a spurious op, restore a missing activation, or make an op compute the
+source's semantics (an attribute where the op has one, else an exactly equivalent subgraph), in
+an ONNX model held in memory (the caller writes the file)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,16 @@ import numpy as np
 @dataclass
 class GraphEdit:
     action: str          # "remove", "insert-activation", "insert-transpose", "insert-affine",
-                         # "insert-op", "floor-divide" (a Div that truncates made to floor)
+                         # "insert-op", "floor-divide" (a Div that truncates made to floor),
+                         # "semantics" (nodes[0] made to compute ``changes``)
     nodes: list          # node names to remove
     tensor: str | None = None
     bounds: tuple | None = None  # (lo, hi) of the activation to insert
     perm: list | None = None     # insert-transpose
     affine: tuple | None = None  # insert-affine: (scale, shift) to apply
     op: str | None = None        # insert-op: a unary ONNX op to put after ``tensor``
+    changes: list | None = None  # semantics: [(attribute, source value)] of a description
+                                 # (models/describe.py: fmod, reduction, include_self, ...)
 
     @property
     def relu(self) -> bool:
@@ -27,7 +31,7 @@ class GraphEdit:
     @property
     def key(self) -> str:
         """The node this edit removes (the first one) or creates; ``apply_onnx`` reports it."""
-        if self.action in ("remove", "floor-divide"):
+        if self.action in ("remove", "floor-divide", "semantics"):
             return self.nodes[0]
         suffix = {"insert-activation": "relu" if self.relu else "clip",
                   "insert-transpose": "transpose", "insert-affine": "affine",
@@ -88,6 +92,10 @@ def apply_onnx(model, edits: list) -> list:
             if node is not None and _opset(model) >= 15:
                 _floor_divide(model, node)
                 done.append(node.name)
+        elif e.action == "semantics" and e.changes:
+            node = next((n for n in model.graph.node if n.name == e.nodes[0]), None)
+            if node is not None and _semantics(model, node, dict(e.changes)):
+                done.append(e.nodes[0])
         elif e.action == "insert-op" and e.tensor and e.op:
             out = e.key
             _insert(model, e.tensor, out, [onnx.helper.make_node(e.op, [e.tensor], [out], name=out)])
@@ -134,6 +142,73 @@ def _floor_divide(model, node) -> None:
            mk("And", [f"{t}_inexact", f"{t}_neg"], [f"{t}_fix"], name=f"{t}_fix"),
            mk("CastLike", [f"{t}_fix", f"{t}_q"], [f"{t}_one"], name=f"{t}_one"),
            mk("Sub", [f"{t}_q", f"{t}_one"], [out], name=node.name)]
+    i = list(model.graph.node).index(node)
+    model.graph.node.remove(node)
+    for k, n in enumerate(new):
+        model.graph.node.insert(i + k, n)
+
+
+# the reductions ScatterElements takes (16: none, add, mul; 18: max, min); each but "none"
+# folds the data tensor's own value in (torch's include_self=True)
+SCATTER_REDUCTIONS = {"none": 11, "add": 16, "mul": 16, "max": 18, "min": 18}
+
+
+def _semantics(model, node, want: dict) -> bool:
+    """Make ``node`` compute the described semantics ``want``; False when it cannot."""
+    import onnx
+
+    if node.op_type == "Mod" and set(want) == {"fmod"}:
+        for a in [a for a in node.attribute if a.name == "fmod"]:
+            node.attribute.remove(a)
+        node.attribute.append(onnx.helper.make_attribute("fmod", int(want["fmod"])))
+        return True
+    if node.op_type != "ScatterElements" or "reduction" not in want:
+        return False
+    r, include_self = want["reduction"], bool(want.get("include_self", True))
+    if r == "mean" and _opset(model) >= 16:
+        _scatter_mean(model, node, include_self)
+        return True
+    if include_self != (r != "none") or _opset(model) < SCATTER_REDUCTIONS.get(r, 99):
+        return False  # an ONNX reduction always folds the data in, "none" never does
+    for a in [a for a in node.attribute if a.name == "reduction"]:
+        node.attribute.remove(a)
+    node.attribute.append(onnx.helper.make_attribute("reduction", r))
+    return True
+
+
+def _scatter_mean(model, node, include_self: bool) -> None:
+    """Replace ``node`` (a ScatterElements) by torch's ``scatter_reduce(reduce="mean")``: the
+    sum of the values scattered to each position (plus the data's own value when
+    ``include_self``) over their count (plus one), and the data unchanged where no index
+    points. Exact up to the order of the additions."""
+    import onnx
+    from onnx import numpy_helper
+
+    data, idx, upd = node.input[0], node.input[1], node.input[2]
+    axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+    t, mk = f"{node.name}_convlint_mean", onnx.helper.make_node
+    for v in (0, 1):
+        model.graph.initializer.append(
+            numpy_helper.from_array(np.array(v, np.float32), f"{t}_c{v}"))
+
+    def scatter(base: str, values: str, out: str):
+        return mk("ScatterElements", [base, idx, values], [out], name=out, axis=axis,
+                  reduction="add")
+
+    new = [mk("Shape", [data], [f"{t}_dshape"], name=f"{t}_dshape"),
+           mk("Shape", [upd], [f"{t}_ushape"], name=f"{t}_ushape"),
+           mk("CastLike", [f"{t}_c0", data], [f"{t}_zero"], name=f"{t}_zero"),
+           mk("CastLike", [f"{t}_c1", data], [f"{t}_one"], name=f"{t}_one"),
+           mk("Expand", [f"{t}_zero", f"{t}_dshape"], [f"{t}_zeros"], name=f"{t}_zeros"),
+           mk("Expand", [f"{t}_one", f"{t}_dshape"], [f"{t}_ones"], name=f"{t}_ones"),
+           mk("CastLike", [f"{t}_c1", upd], [f"{t}_uone"], name=f"{t}_uone"),
+           mk("Expand", [f"{t}_uone", f"{t}_ushape"], [f"{t}_uones"], name=f"{t}_uones"),
+           scatter(data if include_self else f"{t}_zeros", upd, f"{t}_sum"),
+           scatter(f"{t}_ones" if include_self else f"{t}_zeros", f"{t}_uones", f"{t}_count"),
+           mk("Max", [f"{t}_count", f"{t}_one"], [f"{t}_divisor"], name=f"{t}_divisor"),
+           mk("Div", [f"{t}_sum", f"{t}_divisor"], [f"{t}_mean"], name=f"{t}_mean"),
+           mk("Greater", [f"{t}_count", f"{t}_zero"], [f"{t}_hit"], name=f"{t}_hit"),
+           mk("Where", [f"{t}_hit", f"{t}_mean", data], [node.output[0]], name=node.name)]
     i = list(model.graph.node).index(node)
     model.graph.node.remove(node)
     for k, n in enumerate(new):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from convlint.analyzers import rules as R
 from convlint.analyzers.localize.canonical import to_native
 from convlint.analyzers.localize.parameters import reference_weights
-from convlint.analyzers.repair.apply import patchable
+from convlint.analyzers.repair.apply import takes
 from convlint.analyzers.repair.attributes import AttrEdit
 from convlint.analyzers.repair.graph import GraphEdit
 from convlint.analyzers.repair.weights import Patch
@@ -68,6 +68,10 @@ def _attribute(f, m) -> Step | None:
     node, ev = f.location.target_node, f.evidence
     if not node:
         return None
+    if f.rule == R.OP_SEMANTICS.code and ev.get("semantics"):
+        return _semantics(f, node)
+    if f.rule == R.OP_SEMANTICS.code and ev.get("direction") == "as-if" and f.layer:
+        return _as_if(f, ev)
     if f.rule == R.OP_SEMANTICS.code:
         desc = ", ".join(f"{a} to {v:.6g}" if isinstance(v, float) else f"{a} to {v!r}" for a, v in ev["changes"])
         return Step("patch-attributes", node, f"set {node}'s {desc}",
@@ -75,6 +79,28 @@ def _attribute(f, m) -> Step | None:
     attr = "clip" if f.rule == R.ACTIVATION_BOUNDS.code else ev["attribute"]
     return Step("patch-attributes", node, f"set {node}'s {attr} to the source's {list(ev['source'])}",
                 edits=[AttrEdit(node, attr, list(ev["source"]))])
+
+
+def _as_if(f, ev) -> Step:
+    """A CL305 of the layer replay: ``changes`` are the values the target acts *as if* it had,
+    ``source`` the source layer's own; the target op that implements the layer (the layer's
+    name, where the converter kept it: onnx2torch names modules after ONNX nodes) gets the
+    source's values. A patcher that finds no op of that name does not do the step."""
+    edits = [AttrEdit(f.layer, a, v)
+             for (a, _), v in zip(ev["changes"], ev["source"], strict=True)]
+    desc = ", ".join(f"{e.attribute} to {e.value!r}" for e in edits)
+    return Step("patch-attributes", f.layer, f"set {f.layer}'s {desc} (the source's)", edits=edits)
+
+
+def _semantics(f, node: str) -> Step:
+    """A CL305 of the hyperparameter stage: the source's description (``changes``) may be no
+    attribute of the target's op (a FLOOR_MOD has no fmod, ScatterElements no mean), so the
+    patcher rewrites the op, into an equivalent subgraph where it must: a graph step."""
+    changes = [(a, v) for a, v in f.evidence["changes"]]
+    e = GraphEdit("semantics", [node], changes=changes)
+    desc = ", ".join(f"{a}={v!r}" for a, v in changes)
+    what = f.evidence["semantics"]
+    return _graph(e, f"make {node} compute the source's {what} semantics ({desc})")
 
 
 def _graph(e: GraphEdit, text: str) -> Step:
@@ -116,6 +142,8 @@ def _missing_op(f, m) -> Step | None:
     return None
 
 
+# rule -> the kind of patch its planner usually makes, and the planner; a target format is
+# checked against the step planned (a CL305 of the hyperparameter stage is a patch-graph)
 PLANNERS: dict[str, tuple[str, Callable]] = {
     **{code: ("patch-weights", _weights) for code in (
         R.WEIGHTS_CORRUPTED.code, R.WEIGHTS_FP16.code, R.KERNEL_TRANSPOSED.code, R.WEIGHTS_QUANTIZED.code,
@@ -137,11 +165,9 @@ def plan_repairs(findings, matches, target_format: str) -> Plan:
     for f in findings:
         if f.repair is not None or f.severity != "error" or f.rule not in PLANNERS:
             continue
-        kind, planner = PLANNERS[f.rule]
-        if not patchable(target_format, kind):
-            continue
+        _, planner = PLANNERS[f.rule]
         m = by_layer.get(f.layer) or next((x for x in matches if (x.source.bn or {}).get("layer") == f.layer), None)
         step = planner(f, m)
-        if step is not None:
+        if step is not None and takes(target_format, step):
             plan.steps[id(f)] = step
     return plan

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from convlint.analyzers import rules as R
-from convlint.analyzers.report.findings import Finding, Location, Repair
+from convlint.analyzers.report.findings import ConversionReport, Finding, Location, Repair
 
 
 def candidates(source, target, producer: str | None) -> list:
@@ -57,7 +57,7 @@ def _judge(source, convert, path: str, popts) -> dict:
     return {"verdict": r.verdict, "max_abs": r.metrics.get("max_abs")}
 
 
-def _keep(source, target, path: str, popts, verify) -> tuple[str, object]:
+def _keep(source, target, path: str, popts, verify) -> tuple[str, ConversionReport]:
     """Copy the kept conversion to the repair's output (a new file) and verify it with the full
     check (TVM included): ``(output, report)``."""
     from convlint.analyzers.repair.weights import repaired_path
