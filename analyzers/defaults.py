@@ -18,6 +18,8 @@ NUM_INPUTS = 32  # random inputs per check
 SEED = 0
 SCRIPT_TIMEOUT = 600.0  # seconds a traced or training script may run
 MAX_SERVER_TIMEOUT = 3600.0  # the language server's ceiling on a script's time
+MAX_EPOCHS = 20  # train-check caps every Keras fit at this many epochs
+MAX_STEPS = 400  # train-check stops the script after this many optimizer steps
 
 
 def _number(value, name: str, ok: Callable[[Any], bool], expected: str,
@@ -45,3 +47,15 @@ def timeout(value, name: str = "timeout") -> float:
 def count(value, name: str = "count") -> int:
     """A count of at least 1. Raises ValueError."""
     return _number(value, name, lambda v: v >= 1, "a whole number of at least 1", int)
+
+
+def number(value, name: str = "value") -> float:
+    """A finite number. Raises ValueError."""
+    import math
+
+    return _number(value, name, math.isfinite, "a finite number")
+
+
+def integer(value, name: str = "value") -> int:
+    """A whole number. Raises ValueError."""
+    return _number(value, name, lambda v: True, "a whole number", int)

@@ -84,26 +84,16 @@ class Step(str):
         return s
 
 
-def check_pair_report(source: str, target: str, *, atol: float = D.ATOL, rtol: float = D.RTOL,
-                      num_inputs: int = D.NUM_INPUTS, seed: int = D.SEED, inputs: str | None = None, use_tvm: bool = True, repair: bool = False,
-                      output: str | None = None, progress: Callable | None = None) -> dict:
-    """One pair's conversion check as its report dict (an ``error`` report when it cannot be
-    analysed): what ``convlint check``'s worker processes and the language server's worker run."""
-    from convlint.analyzers.differential.check import DiffOptions
-    from convlint.analyzers.pipeline import PipelineOptions, check_paths_or_error
-
-    d = DiffOptions(num_inputs=num_inputs, seed=seed, atol=atol, rtol=rtol, inputs_path=inputs,
-                    use_tvm=use_tvm)
-    popts = PipelineOptions(d, repair=repair, output=output)
-    return check_paths_or_error(source, target, popts, progress).to_dict()
-
-
 def _pair_task(pair: Pair, opts: CheckOptions) -> dict:
-    """Run in a worker process: check one pair, return its report as a dict."""
-    return check_pair_report(pair.source, pair.target, num_inputs=opts.num_inputs, seed=opts.seed,
-                             atol=pair.atol if pair.atol is not None else opts.atol,
-                             rtol=pair.rtol if pair.rtol is not None else opts.rtol,
-                             inputs=pair.inputs, use_tvm=opts.use_tvm)
+    """Run in a worker process: check one pair, return its report as a dict (an ``error``
+    report when it cannot be analysed)."""
+    from convlint.analyzers import app
+
+    req = app.DiffRequest(pair.source, pair.target, num_inputs=opts.num_inputs, seed=opts.seed,
+                          atol=pair.atol if pair.atol is not None else opts.atol,
+                          rtol=pair.rtol if pair.rtol is not None else opts.rtol,
+                          inputs=pair.inputs, use_tvm=opts.use_tvm)
+    return app.check_pair(req).to_dict()
 
 
 def _digest(path: str) -> str:

@@ -109,6 +109,8 @@ def _report_options(p, overlay: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from convlint.analyzers import defaults as D
+
     p = _Parser(prog="convlint", description="A linter for deep-learning model conversions and "
                 "training: finds, localizes and repairs silent faults.")
     p.add_argument("--version", action="version", version=f"convlint {__version__}")
@@ -185,10 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "Training stops early once a fault is certain. See docs/training.md.")
     _script_options(tc, "the training script (.py)",
                     "the interpreter that runs the script (default: convlint's; it must have convlint installed)")
-    tc.add_argument("--max-epochs", type=_positive_int, default=20, metavar="N",
-                    help="cap every Keras fit at N epochs (default 20)")
-    tc.add_argument("--max-steps", type=_positive_int, default=400, metavar="N",
-                    help="stop the script after N optimizer steps (default 400)")
+    tc.add_argument("--max-epochs", type=_positive_int, default=None, metavar="N",
+                    help=f"cap every Keras fit at N epochs (default {D.MAX_EPOCHS})")
+    tc.add_argument("--max-steps", type=_positive_int, default=None, metavar="N",
+                    help=f"stop the script after N optimizer steps (default {D.MAX_STEPS})")
     tc.add_argument("--every", type=_positive_int, default=None, metavar="K",
                     help="record every K-th step (default: Keras records about 120 steps of the run, "
                     "PyTorch every step)")
@@ -285,14 +287,18 @@ def _diff_options(d) -> None:
                    help="on divergence, skip the staged localization (layer, weights, converter settings)")
 
 
-def _diff_opts(args):
-    from convlint.analyzers.differential.check import DiffOptions
+def _diff_request(args, source: str = "", target: str = ""):
+    """The check options diff and trace share, as a DiffRequest (which owns their defaults)."""
+    from convlint.analyzers.app import DiffRequest
     from convlint.analyzers.differential.inputs import parse_shape_arg
 
-    return DiffOptions(num_inputs=args.num_inputs, seed=args.seed, atol=args.atol, rtol=args.rtol,
-                       inputs_path=args.inputs, scale=args.scale, mean=args.mean, std=args.std,
+    return DiffRequest(source, target, num_inputs=args.num_inputs, seed=args.seed, atol=args.atol,
+                       rtol=args.rtol, inputs=args.inputs, scale=args.scale, mean=args.mean,
+                       std=args.std,
                        input_shapes=parse_shape_arg(args.input_shape) if args.input_shape else {},
-                       use_tvm=not args.no_tvm)
+                       use_tvm=not args.no_tvm, localize=not args.no_localize,
+                       repair=getattr(args, "repair", False), output=getattr(args, "output", None),
+                       unsafe_load=args.unsafe_load)
 
 
 def cmd_check(args) -> tuple:
@@ -316,44 +322,39 @@ def cmd_check(args) -> tuple:
 
 
 def cmd_trace(args) -> tuple:
-    from convlint.analyzers.pipeline import PipelineOptions
-    from convlint.analyzers.scripts.trace import TraceOptions, trace_script
+    from convlint.analyzers import app
 
-    popts = PipelineOptions(_diff_opts(args), localize=not args.no_localize, repair=False,
-                            unsafe_load=args.unsafe_load)
-    topts = TraceOptions(popts, allow_exec=args.allow_exec, timeout=args.timeout, python=args.python,
-                         cwd=args.cwd, args=list(args.script_args), verify_fixes=not args.no_verify_fix,
-                         write_fixed=args.write_fixed, memory_mb=args.memory_limit)
-    return trace_script(args.script, topts, progress=args.progress), {}
+    d = _diff_request(args)
+    req = app.TraceRequest(args.script, allow_exec=args.allow_exec, timeout=args.timeout,
+                           python=args.python, cwd=args.cwd, args=tuple(args.script_args),
+                           verify_fixes=not args.no_verify_fix, write_fixed=args.write_fixed,
+                           memory_mb=args.memory_limit, atol=d.atol, rtol=d.rtol,
+                           num_inputs=d.num_inputs, seed=d.seed, use_tvm=d.use_tvm,
+                           localize=d.localize, unsafe_load=d.unsafe_load)
+    return app.trace(req, d, progress=args.progress), {}
 
 
 def cmd_train_check(args) -> tuple:
+    from convlint.analyzers import app
     from convlint.analyzers import config as C
     from convlint.analyzers.report.policy import apply as apply_policy
-    from convlint.analyzers.training.check import TrainOptions, train_check
 
     cfg = C.load(C.find_config(os.getcwd()))
-    th = cfg.training
-    topts = TrainOptions(allow_exec=args.allow_exec, max_epochs=args.max_epochs, max_steps=args.max_steps,
-                         timeout=args.timeout, every=args.every, python=args.python, cwd=args.cwd,
-                         args=list(args.script_args), memory_mb=args.memory_limit)
-    if th is not None:
-        topts.thresholds = th
-    rep = train_check(args.script, topts, progress=args.progress)
+    req = app.TrainRequest(args.script, allow_exec=args.allow_exec, max_epochs=args.max_epochs,
+                           max_steps=args.max_steps, timeout=args.timeout, every=args.every,
+                           python=args.python, cwd=args.cwd, args=tuple(args.script_args),
+                           memory_mb=args.memory_limit)
+    rep = app.train(req, cfg.training, progress=args.progress)
     return apply_policy(rep, cfg), {}
 
 
 def cmd_diff(args) -> tuple:
-    from convlint.analyzers.pipeline import PipelineOptions, check_paths
+    from convlint.analyzers import app
     from convlint.analyzers.subproc import limit_memory
 
-    opts = _diff_opts(args)
+    req = _diff_request(args, args.source, args.target)
     limit_memory()  # the models run in this process: one that allocates without bound fails here
-    progress = args.progress
-    popts = PipelineOptions(opts, localize=not args.no_localize, repair=args.repair,
-                            output=args.output, unsafe_load=args.unsafe_load)
-    report = check_paths(args.source, args.target, popts, progress=progress)
-    return report, {"source": args.source, "target": args.target}
+    return app.diff(req, progress=args.progress), {"source": args.source, "target": args.target}
 
 
 @contextlib.contextmanager

@@ -33,16 +33,16 @@ JOBS = {"abort": _abort, "sleep": _sleep}
 def _abort_on(marker: str) -> None:
     """CONVLINT_TEST_ABORT_ON=MARK: a pair whose source path holds MARK kills its `check` worker
     natively (os.abort), as a converter's segfault would."""
-    from convlint.analyzers import project
+    from convlint.analyzers import app
 
-    real = project.check_pair_report
+    real = app.check_pair
 
-    def check_pair_report(source, target, **kw):
-        if marker in source:
+    def check_pair(req, progress=None):
+        if marker in req.source:
             os.abort()
-        return real(source, target, **kw)
+        return real(req, progress)
 
-    project.check_pair_report = check_pair_report
+    app.check_pair = check_pair
 
 
 if os.environ.get("CONVLINT_TEST_ABORT_ON"):

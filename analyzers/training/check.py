@@ -30,8 +30,8 @@ from .rules import Thresholds, analyze
 @dataclass
 class TrainOptions:
     allow_exec: bool = False
-    max_epochs: int | None = 20
-    max_steps: int | None = 400
+    max_epochs: int | None = D.MAX_EPOCHS
+    max_steps: int | None = D.MAX_STEPS
     timeout: float = D.SCRIPT_TIMEOUT
     every: int | None = None  # record every k-th step; None: Keras picks about 120 steps, PyTorch all
     python: str | None = None

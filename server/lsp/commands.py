@@ -21,6 +21,7 @@ from lsprotocol import types as T
 from pygls.exceptions import JsonRpcInvalidParams
 
 from convlint.analyzers import rules as R
+from convlint.analyzers.app import DiffRequest
 from convlint.server.lsp import adapter
 from convlint.server.lsp.session import script_pairs
 
@@ -183,8 +184,8 @@ def register(ls) -> None:
         _need_trust(ls)
         out = []
         for s, t in pairs:
-            params = {"source": s, "target": t, "atol": ls.settings.atol, "rtol": ls.settings.rtol,
-                      "use_tvm": ls.settings.tvm, "repair": True}
+            params = DiffRequest(s, t, atol=ls.settings.atol, rtol=ls.settings.rtol,
+                                 use_tvm=ls.settings.tvm, repair=True).to_dict()
             rep = await ls.run_job("check-pair", params, f"convlint: repairing {Path(t).name}")
             written = [f["repair"] for f in rep.get("findings", []) if f.get("repair") and f["repair"].get("output")]
             if written:

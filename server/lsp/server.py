@@ -336,8 +336,10 @@ class ConvlintServer(LanguageServer):
         if hit is not None:
             rep = hit
         else:
-            params = {"source": source, "target": target, "atol": atol, "rtol": rtol, "use_tvm": s.tvm,
-                      "inputs": pair.inputs}
+            from convlint.analyzers.app import DiffRequest
+
+            params = DiffRequest(source, target, atol=atol, rtol=rtol, use_tvm=s.tvm,
+                                 inputs=pair.inputs).to_dict()
             rep = await self.run_job("check-pair", params,
                                      f"convlint: {Path(source).name} -> {Path(target).name}", key)
             if not commands.is_worker_crash(rep):
@@ -367,9 +369,12 @@ class ConvlintServer(LanguageServer):
 
         st = self.doc_state(uri)
         h = st.text_hash
-        params = {"script": st.path, "cwd": self.root or str(Path(st.path).parent),
-                  "atol": self.settings.atol, "rtol": self.settings.rtol, "use_tvm": self.settings.tvm,
-                  "python": self.settings.python, "timeout": min(self.settings.timeout, D.MAX_SERVER_TIMEOUT)}
+        from convlint.analyzers.app import TraceRequest
+
+        params = TraceRequest(st.path, cwd=self.root or str(Path(st.path).parent),
+                              atol=self.settings.atol, rtol=self.settings.rtol,
+                              use_tvm=self.settings.tvm, python=self.settings.python,
+                              timeout=min(self.settings.timeout, D.MAX_SERVER_TIMEOUT)).to_dict()
         rep = await self.run_job("trace", params, f"convlint: tracing {Path(st.path).name}",
                                  key=f"trace:{st.path}:{h}")
         if st.text_hash == h:
@@ -384,8 +389,11 @@ class ConvlintServer(LanguageServer):
 
         st = self.doc_state(uri)
         h = st.text_hash
-        params = {"script": st.path, "cwd": self.root or str(Path(st.path).parent), "python": self.settings.python,
-                  "timeout": min(self.settings.timeout, D.MAX_SERVER_TIMEOUT)}
+        from convlint.analyzers.app import TrainRequest
+
+        params = TrainRequest(st.path, cwd=self.root or str(Path(st.path).parent),
+                              python=self.settings.python,
+                              timeout=min(self.settings.timeout, D.MAX_SERVER_TIMEOUT)).to_dict()
         rep = await self.run_job("train-check", params, f"convlint: checking training of {Path(st.path).name}",
                                  key=f"train:{st.path}:{h}")
         if st.text_hash == h and rep.get("kind") == "training":

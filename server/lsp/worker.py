@@ -23,41 +23,30 @@ import os
 import sys
 import traceback
 
-from convlint.analyzers import defaults as D
 from convlint.analyzers.subproc import limit_memory, raise_on_sigterm, terminated
 from convlint.server.lsp import protocol as P
 
 
 def _check_pair(p: dict, progress) -> dict:
-    from convlint.analyzers.project import check_pair_report
+    from convlint.analyzers import app
 
-    progress(f"checking {os.path.basename(p['source'])} -> {os.path.basename(p['target'])}")
-    return check_pair_report(
-        p["source"], p["target"], atol=D.tolerance(p.get("atol", D.ATOL), "atol"),
-        rtol=D.tolerance(p.get("rtol", D.RTOL), "rtol"), num_inputs=D.count(p.get("num_inputs", D.NUM_INPUTS)),
-        seed=int(p.get("seed", D.SEED)), inputs=p.get("inputs"),
-        use_tvm=bool(p.get("use_tvm", True)), repair=bool(p.get("repair")), output=p.get("output"),
-        progress=progress)
+    req = app.DiffRequest.from_dict(p)
+    progress(f"checking {os.path.basename(req.source)} -> {os.path.basename(req.target)}")
+    return app.check_pair(req, progress).to_dict()
 
 
 def _trace(p: dict, progress) -> dict:
-    from convlint.analyzers.differential.check import DiffOptions
-    from convlint.analyzers.pipeline import PipelineOptions
-    from convlint.analyzers.scripts.trace import TraceOptions, trace_script
+    from convlint.analyzers import app
 
-    d = DiffOptions(atol=D.tolerance(p.get("atol", D.ATOL), "atol"), rtol=D.tolerance(p.get("rtol", D.RTOL), "rtol"),
-                    use_tvm=bool(p.get("use_tvm", True)))
-    opts = TraceOptions(PipelineOptions(d), allow_exec=True, timeout=D.timeout(p.get("timeout", D.SCRIPT_TIMEOUT)),
-                        python=p.get("python"), cwd=p.get("cwd"), verify_fixes=bool(p.get("verify_fixes", True)))
-    return trace_script(p["script"], opts, progress).to_dict()
+    req = app.TraceRequest.from_dict({**p, "allow_exec": True})  # the server asked for trust
+    return app.trace(req, progress=progress).to_dict()
 
 
 def _train_check(p: dict, progress) -> dict:
-    from convlint.analyzers.training.check import TrainOptions, train_check
+    from convlint.analyzers import app
 
-    opts = TrainOptions(allow_exec=True, timeout=D.timeout(p.get("timeout", D.SCRIPT_TIMEOUT)), python=p.get("python"),
-                        cwd=p.get("cwd"), max_steps=p.get("max_steps", 400), max_epochs=p.get("max_epochs", 20))
-    return train_check(p["script"], opts, progress).to_dict()
+    req = app.TrainRequest.from_dict({**p, "allow_exec": True})
+    return app.train(req, progress=progress).to_dict()
 
 
 JOBS = {"check-pair": _check_pair, "trace": _trace, "train-check": _train_check}
