@@ -107,7 +107,7 @@ def test_rewrites_leave_other_nodes_alone(tmp_path):
 
     m = onnx.load(str(_deconv(tmp_path / "ok.onnx", [1, 1, 0, 0], [1, 1], True)))
     (rewrite,) = legalize.REWRITES[("onnx", "ConvTranspose")]
-    assert rewrite.apply(m, m.graph.node[0]) is None
+    assert rewrite.apply(m, m.graph.node[0], legalize.OnnxContext(list(m.graph.node))) is None
     assert len(m.graph.initializer) == 4  # nothing added
     tgt = _keras_tflite(tmp_path, "flip", _flip((2, 3)))[1]
     model = g.load(str(tgt))
