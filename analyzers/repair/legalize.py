@@ -244,6 +244,11 @@ def _bitcast_sign_test(m, n, ctx: OnnxContext) -> list | None:
 MEDIAPIPE_TRANSPOSE_CONV = "Convolution2DTransposeBias"
 
 
+def _ints(v) -> list[int]:
+    """A flatbuffer object's vector (None, a list or a numpy array) as a list of ints."""
+    return [] if v is None else [int(i) for i in v]
+
+
 def _mediapipe_options(source, output: str) -> dict | None:
     """The options and shapes of the source TFLite's ``Convolution2DTransposeBias`` op that
     writes tensor ``output`` (tf2onnx keeps TFLite tensor names; else the source's only such
@@ -259,12 +264,12 @@ def _mediapipe_options(source, output: str) -> dict | None:
              if codes[op.opcodeIndex] in (MEDIAPIPE_TRANSPOSE_CONV,
                                           MEDIAPIPE_TRANSPOSE_CONV.encode())]
     named = [(sg, op) for sg, op in found
-             if g.tensor_name((sg.tensors or [])[int((op.outputs or [0])[0])]) == output]
+             if g.tensor_name((sg.tensors or [])[_ints(op.outputs)[0]]) == output]
     hits = named or found
-    if len(hits) != 1 or len(hits[0][1].customOptions or []) < 12:
+    if len(hits) != 1 or len(_ints(hits[0][1].customOptions)) < 12:
         return None
     sg, op = hits[0]
-    raw, ins = bytes(bytearray(list(op.customOptions or [])[:12])), list(op.inputs or [])
+    raw, ins = bytes(_ints(op.customOptions)[:12]), _ints(op.inputs)
     padding, stride_w, stride_h = np.frombuffer(raw, "<i4")
     return {"same": int(padding) == 1, "strides": [int(stride_h), int(stride_w)],
             "input": g.shape(sg, int(ins[0])), "weights": g.shape(sg, int(ins[1]))}
