@@ -316,7 +316,7 @@ def legalized(source, target, f: Finding, ops: set, popts, progress) -> Finding:
     from convlint.analyzers.report.io import write_new_file
 
     try:
-        done = legalize.legalize(target, ops)
+        done = legalize.legalize(target, ops, source)
     except Exception:  # noqa: BLE001 - a graph the rewrites cannot read: no repair to offer
         return f
     if done is None:

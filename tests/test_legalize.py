@@ -26,13 +26,14 @@ def check(src: Path, tgt: Path, repair: bool = True):
 def assert_repaired(src: Path, tgt: Path, rule: str) -> None:
     """The fault is found, its ``rule`` finding carries a verified repair in a new file, and
     that file checks equivalent against the source."""
-    before = set(tgt.parent.iterdir())
+    before, data = set(tgt.parent.iterdir()), tgt.read_bytes()
     r = check(src, tgt)
     assert r.verdict == "crash", [f.message for f in r.findings]
     (f,) = [f for f in r.findings if f.rule == rule]
     assert f.repair and f.repair.kind == "patch-graph" and f.repair.verified, f.repair
     out = Path(f.repair.output)
     assert out.exists() and out not in before and out != tgt
+    assert tgt.read_bytes() == data  # the input is left as it was
     assert check(src, out, repair=False).verdict == "equivalent"
 
 
@@ -107,7 +108,7 @@ def test_rewrites_leave_other_nodes_alone(tmp_path):
 
     m = onnx.load(str(_deconv(tmp_path / "ok.onnx", [1, 1, 0, 0], [1, 1], True)))
     (rewrite,) = legalize.REWRITES[("onnx", "ConvTranspose")]
-    assert rewrite.apply(m, m.graph.node[0]) is None
+    assert rewrite.apply(m, m.graph.node[0], legalize.OnnxContext(list(m.graph.node))) is None
     assert len(m.graph.initializer) == 4  # nothing added
     tgt = _keras_tflite(tmp_path, "flip", _flip((2, 3)))[1]
     model = g.load(str(tgt))
@@ -208,3 +209,135 @@ def test_strided_slice_rank6(tmp_path):
 
 def test_strided_slice_rank5_clean_twin(tmp_path):
     assert_clean(*_keras_tflite(tmp_path, "slice", _window_slice(5)))
+
+
+# ---------------------------------------------------------------- ONNX: tf2onnx's unknown nodes
+
+
+def _mediapipe_tflite(d: Path) -> tuple[Path, Path]:
+    """A Keras model with a stride-2 3x3 Conv2DTranspose converted by TFLiteConverter (the clean
+    twin), and the same file with its TRANSPOSE_CONV replaced by MediaPipe's custom
+    ``Convolution2DTransposeBias`` (input, OHWI weights, a bias; options: SAME, stride 2, 2),
+    named ``segment`` like MediaPipe's. On a 4x4 input SAME pads 0 before and 1 after, as TF's
+    does, so both files have an 8x8 output."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((4, 4, 3), batch_size=1)
+    h = keras.layers.Conv2D(4, 1, name="enc")(inp)
+    h = keras.layers.Conv2DTranspose(2, 3, strides=2, padding="same", name="segment")(h)
+    model = keras.Model(inp, keras.layers.Activation("sigmoid", name="act")(h))
+    clean = d / "segment.tflite"
+    clean.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    m = g.load(str(clean))
+    sg, s = m.subgraphs[0], g.schema()
+    op = next(o for o in sg.operators if g.builtin_name(g.builtin_of(m, o)) == "TRANSPOSE_CONV")
+    code = s.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = s.BuiltinOperator.CUSTOM
+    code.customCode, code.version = "Convolution2DTransposeBias", 1
+    m.operatorCodes.append(code)
+    bias = g.add_tensor(m, sg, "segment/bias", [2], np.float32, np.array([0.5, -0.25], np.float32))
+    op.opcodeIndex, op.builtinOptionsType, op.builtinOptions = len(m.operatorCodes) - 1, 0, None
+    op.inputs = [int(op.inputs[2]), int(op.inputs[1]), bias]  # TRANSPOSE_CONV: shape, w, input
+    op.customOptions = list(np.array([1, 2, 2], "<i4").tobytes())  # padding SAME, stride w, h
+    sg.tensors[op.outputs[0]].name = "segment"
+    custom = d / "segment.custom.tflite"
+    custom.write_bytes(g.dump(m))
+    return custom, clean
+
+
+def _tf2onnx_tflite(src: Path) -> Path:
+    import tf2onnx
+
+    tgt = src.parent / "onnx" / src.with_suffix(".onnx").name
+    tgt.parent.mkdir(exist_ok=True)
+    tf2onnx.convert.from_tflite(str(src), opset=17, output_path=str(tgt))
+    return tgt
+
+
+def test_mediapipe_transpose_conv_bias(tmp_path):
+    """tf2onnx copies the custom op as ``TFL_Convolution2DTransposeBias`` without its options:
+    rewritten into ConvTranspose with the source's stride and padding; the builtin
+    TRANSPOSE_CONV converts faithfully and is left alone."""
+    custom, clean = _mediapipe_tflite(tmp_path)
+    tgt = _tf2onnx_tflite(custom)
+    import onnx
+
+    assert "TFL_Convolution2DTransposeBias" in {n.op_type for n in onnx.load(str(tgt)).graph.node}
+    assert_repaired(custom, tgt, "CL402")
+    assert_clean(clean, _tf2onnx_tflite(clean))
+
+
+INT32_MIN = -2**31
+
+
+def _argmax(path: Path, sign_test: str) -> Path:
+    """``classify``: argmax over the last axis of x [1, 4, 5] after Keras' negative-zero fix-up
+    (``where(x == 0 and signbit(x), -tiny, x)``), as a float. ``sign_test``: ``"bitcast"``
+    writes signbit as tf2onnx does (Bitcast, BitwiseAnd, Cast, Less: onnxruntime refuses it),
+    ``"standard"`` as ``x < 0 or 1/x < 0``, ``"unmasked"`` the Bitcast chain feeding the Where
+    directly (a NaN's sign would then matter), ``"none"`` without the fix-up (the source)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+             numpy_helper.from_array(np.array(INT32_MIN, np.int32), "sign_mask"),
+             numpy_helper.from_array(np.array(-np.finfo(np.float32).tiny, np.float32), "tiny")]
+    p = "model/classify"
+    nodes = {
+        "bitcast": [helper.make_node("Bitcast", ["x"], ["bits"], name=f"{p}/Bitcast", type=6),
+                    helper.make_node("BitwiseAnd", ["bits", "sign_mask"], ["sign"],
+                                     name=f"{p}/BitwiseAnd"),
+                    helper.make_node("Cast", ["sign"], ["sign_f"], name=f"{p}/Less__10", to=1),
+                    helper.make_node("Less", ["sign_f", "zero"], ["neg"], name=f"{p}/Less")],
+        "standard": [helper.make_node("Less", ["x", "zero"], ["lt"], name=f"{p}/lt"),
+                     helper.make_node("Reciprocal", ["x"], ["inv"], name=f"{p}/inv"),
+                     helper.make_node("Less", ["inv", "zero"], ["inv_lt"], name=f"{p}/inv_lt"),
+                     helper.make_node("Or", ["lt", "inv_lt"], ["neg"], name=f"{p}/Or")],
+    }
+    body = [] if sign_test == "none" else [
+        helper.make_node("Equal", ["x", "zero"], ["is_zero"], name=f"{p}/Equal"),
+        *nodes["bitcast" if sign_test == "unmasked" else sign_test],
+        helper.make_node("And", ["is_zero", "neg"], ["neg_zero"], name=f"{p}/LogicalAnd"),
+        helper.make_node("Where", ["neg" if sign_test == "unmasked" else "neg_zero", "tiny", "x"],
+                         ["fixed"], name=f"{p}/Select")]
+    graph = helper.make_graph(
+        [*body, helper.make_node("ArgMax", ["fixed" if body else "x"], ["idx"], name="classify",
+                                 axis=-1, keepdims=0),
+         helper.make_node("Cast", ["idx"], ["y"], name=f"{p}/Cast", to=1)],
+        "argmax", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_bitcast_sign_test(tmp_path):
+    src = _argmax(tmp_path / "source.onnx", "none")
+    (tmp_path / "t").mkdir()
+    assert_repaired(src, _argmax(tmp_path / "t" / "target.onnx", "bitcast"), "CL402")
+    assert_clean(src, _argmax(tmp_path / "t" / "standard.onnx", "standard"))
+
+
+def test_bitcast_sign_test_exact(tmp_path):
+    """The rewritten test agrees with the sign bit on -0, +0, infinities, subnormals and NaNs
+    of either sign (where ``x == 0`` masks it); unmasked, a NaN's sign would show, and the
+    chain is left alone."""
+    import onnx
+    import onnxruntime as ort
+
+    m = onnx.load(str(_argmax(tmp_path / "bitcast.onnx", "bitcast")))
+    m.graph.output.append(onnx.helper.make_tensor_value_info("neg_zero", onnx.TensorProto.BOOL,
+                                                             [1, 4, 5]))
+    done = legalize._legalize_onnx(m)
+    assert done is not None and "Bitcast" not in {n.op_type for n in onnx.load_from_string(
+        done[0]).graph.node}
+    nan = np.float32(np.nan)
+    x = np.array([-0.0, 0.0, -1.0, 1.0, nan, -nan, np.inf, -np.inf, 1e-45, -1e-45] * 2,
+                 np.float32).reshape(1, 4, 5)
+    got = ort.InferenceSession(done[0]).run(["neg_zero"], {"x": x})[0]
+    assert np.array_equal(got, (x == 0) & np.signbit(x))
+    unmasked = onnx.load(str(_argmax(tmp_path / "unmasked.onnx", "unmasked")))
+    assert legalize._legalize_onnx(unmasked) is None

@@ -7,14 +7,16 @@ an op that is not in the format's standard, an attribute value outside what the 
 a rank beyond a kernel's or a delegate's limit. ``REWRITES`` maps (target format, op) to rewrites
 that each read only the op's semantics (op type, attributes, constants, shapes), never a node's
 name, and return the replacement nodes or None when the node does not have the fault they
-remove. ``legalize`` applies them to every node they apply to (the runtime names only the first
+remove. An ONNX rewrite may also replace a chain of nodes that starts at its node (a pattern whose
+meaning only the whole chain has), and read what the converter dropped from the source model it
+converted. ``legalize`` applies them to every node they apply to (the runtime names only the first
 fault), and the caller verifies the new file by checking the pair again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -24,13 +26,31 @@ class Rewrite:
     """One exact rewrite of an op, with the words the repair's description uses for it."""
 
     description: str
-    # ONNX: (ModelProto, NodeProto) -> [NodeProto]; TFLite: (ModelT, SubGraphT, OperatorT) ->
-    # [OperatorT]; None when the node lacks the fault the rewrite removes. It may add constants
-    # to the model only when it applies.
+    # ONNX: (ModelProto, NodeProto, OnnxContext) -> [NodeProto]; TFLite: (ModelT, SubGraphT,
+    # OperatorT) -> [OperatorT]; None when the node lacks the fault the rewrite removes. It may
+    # add constants to the model, and absorb nodes, only when it applies.
     apply: Callable[..., list | None]
 
 
 # ---------------------------------------------------------------- ONNX
+
+
+@dataclass
+class OnnxContext:
+    """What an ONNX rewrite may read beyond its node: the graph's original nodes (a tensor's
+    producer and consumers), the source model the target was converted from (a converter may
+    drop what an op means, such as a custom op's options), and the nodes a chain rewrite
+    replaces together with the node it starts from (left out of the new graph)."""
+
+    nodes: list
+    source: object | None = None
+    absorbed: set[int] = field(default_factory=set)  # id() of nodes in ``nodes``
+
+    def consumers(self, name: str) -> list:
+        return [n for n in self.nodes if name in n.input]
+
+    def producer(self, name: str):
+        return next((n for n in self.nodes if name in n.output), None)
 
 
 def _const(m, name: str, v: float) -> str:
@@ -41,7 +61,7 @@ def _const(m, name: str, v: float) -> str:
     return name
 
 
-def _erfc(m, n) -> list:
+def _erfc(m, n, _ctx: OnnxContext) -> list:
     from onnx import helper
 
     e = f"{n.name}_convlint_erf"
@@ -50,7 +70,7 @@ def _erfc(m, n) -> list:
                              name=n.name)]
 
 
-def _gelu(m, n) -> list:
+def _gelu(m, n, _ctx: OnnxContext) -> list:
     """0.5 x (1 + erf(x / sqrt 2)), or the tanh form when the node says ``approximate``."""
     from onnx import helper
 
@@ -83,7 +103,7 @@ def _opset(m) -> int:
     return next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 1)
 
 
-def _convtranspose_pads(m, n) -> list | None:
+def _convtranspose_pads(m, n, _ctx: OnnxContext) -> list | None:
     """ConvTranspose with negative ``pads`` (tf2onnx writes them for Keras' ``output_padding``),
     which onnxruntime refuses. Its output is the full transposed convolution from index
     ``pad_begin`` to ``len - pad_end``; a negative pad takes positions beyond the full output,
@@ -140,17 +160,171 @@ def _convtranspose_pads(m, n) -> list | None:
                              name=f"{t}_bias_add")]
 
 
-def _legalize_onnx(model) -> tuple | None:
-    """``(bytes, descriptions)``: ``model`` with every node a rewrite applies to rewritten."""
+def _constant(m, ctx: OnnxContext, name: str) -> np.ndarray | None:
+    """The value of tensor ``name`` when it is an initializer or a Constant node's output."""
+    from onnx import helper, numpy_helper
+
+    init = next((i for i in m.graph.initializer if i.name == name), None)
+    if init is not None:
+        return numpy_helper.to_array(init)
+    node = ctx.producer(name)
+    if node is None or node.op_type != "Constant":
+        return None
+    value = next((a for a in node.attribute if a.name == "value"), None)
+    return None if value is None else numpy_helper.to_array(helper.get_attribute_value(value))
+
+
+def _only_use(m, ctx: OnnxContext, name: str, op_type: str):
+    """The one node that reads tensor ``name`` when it is of ``op_type`` and ``name`` is no
+    graph output (a chain rewrite may then remove the tensor), else None."""
+    users = ctx.consumers(name)
+    if (len(users) != 1 or users[0].op_type != op_type
+            or any(o.name == name for o in m.graph.output)):
+        return None
+    return users[0]
+
+
+# Cast targets that keep the sign of an int32: FLOAT, INT32, INT64, FLOAT16, DOUBLE
+_SIGN_KEEPING_CASTS = {1, 6, 7, 10, 11}
+_INT32 = 6
+
+
+def _masks_nan(m, ctx: OnnxContext, node, test: str, x: str) -> bool:
+    """True when ``node`` is ``And(test, Equal(x, c))`` with a float32 constant ``c`` that
+    holds no NaN: the And is false wherever ``x`` is NaN, whatever ``test`` says there."""
+    if node.op_type != "And" or list(node.input).count(test) != 1:
+        return False
+    eq = ctx.producer(next(i for i in node.input if i != test))
+    if eq is None or eq.op_type != "Equal" or list(eq.input).count(x) != 1:
+        return False
+    c = _constant(m, ctx, next(i for i in eq.input if i != x))
+    return c is not None and c.dtype == np.float32 and not np.isnan(c).any()
+
+
+def _bitcast_sign_test(m, n, ctx: OnnxContext) -> list | None:
+    """Keras' ``signbit`` (``keras.ops.argmax`` on floats marks -0.0 with it) as tf2onnx writes
+    it: ``Bitcast(x, int32) & INT32_MIN``, a Cast that keeps the sign, ``< 0``: the sign bit of
+    float32 ``x``. onnxruntime has no Bitcast (BitwiseAnd needs opset 18). For every ``x`` but
+    NaN the sign bit is set exactly when ``x < 0`` or ``1 / x < 0`` (``1 / -0 = -inf``); a NaN's
+    sign bit shows through no standard op, so the chain is replaced only when every use of the
+    test is And-ed with ``Equal(x, c)`` (the ``x == 0`` of Keras' negative-zero test), which is
+    false for a NaN ``x`` whatever its sign."""
+    from onnx import helper
+
+    x, to = n.input[0], next((a.i for a in n.attribute if a.name == "type"), None)
+    band = _only_use(m, ctx, n.output[0], "BitwiseAnd") if to == _INT32 else None
+    if band is None or list(band.input).count(n.output[0]) != 1:
+        return None
+    mask = _constant(m, ctx, next(i for i in band.input if i != n.output[0]))
+    if mask is None or mask.dtype != np.int32 or mask.size != 1 or mask.item() != -2**31:
+        return None
+    chain, tip = [band], band.output[0]
+    cast = _only_use(m, ctx, tip, "Cast")
+    if cast is not None:
+        if next((a.i for a in cast.attribute if a.name == "to"), None) not in _SIGN_KEEPING_CASTS:
+            return None
+        chain, tip = [*chain, cast], cast.output[0]
+    less = _only_use(m, ctx, tip, "Less")
+    zero = _constant(m, ctx, less.input[1]) if less is not None and less.input[0] == tip else None
+    if less is None or zero is None or zero.size != 1 or zero.item() != 0:
+        return None
+    test, uses = less.output[0], ctx.consumers(less.output[0])
+    if (not uses or any(o.name == test for o in m.graph.output)
+            or not all(_masks_nan(m, ctx, u, test, x) for u in uses)):
+        return None
+    ctx.absorbed.update(id(c) for c in (*chain, less))
+    t, zero_name = f"{n.name}_convlint", _const(m, "convlint_zero", 0.0)
+    return [helper.make_node("Less", [x, zero_name], [f"{t}_neg"], name=f"{t}_neg"),
+            helper.make_node("Reciprocal", [x], [f"{t}_inv"], name=f"{t}_inv"),
+            helper.make_node("Less", [f"{t}_inv", zero_name], [f"{t}_inv_neg"],
+                             name=f"{t}_inv_neg"),
+            helper.make_node("Or", [f"{t}_neg", f"{t}_inv_neg"], [test], name=n.name)]
+
+
+MEDIAPIPE_TRANSPOSE_CONV = "Convolution2DTransposeBias"
+
+
+def _ints(v) -> list[int]:
+    """A flatbuffer object's vector (None, a list or a numpy array) as a list of ints."""
+    return [] if v is None else [int(i) for i in v]
+
+
+def _mediapipe_options(source, output: str) -> dict | None:
+    """The options and shapes of the source TFLite's ``Convolution2DTransposeBias`` op that
+    writes tensor ``output`` (tf2onnx keeps TFLite tensor names; else the source's only such
+    op). MediaPipe stores the options as a raw ``TfLiteTransposeConvParams`` (int32 padding,
+    stride_width, stride_height; padding 1 is SAME), not a flexbuffer, which tf2onnx drops."""
+    from convlint.analyzers.repair import tflite_graph as g
+
+    if source is None or getattr(source, "format", None) != "tflite":
+        return None
+    model = g.load(source.path)
+    codes = [c.customCode for c in model.operatorCodes or []]
+    found = [(sg, op) for sg in model.subgraphs or [] for op in sg.operators or []
+             if codes[op.opcodeIndex] in (MEDIAPIPE_TRANSPOSE_CONV,
+                                          MEDIAPIPE_TRANSPOSE_CONV.encode())]
+    named = [(sg, op) for sg, op in found
+             if g.tensor_name((sg.tensors or [])[_ints(op.outputs)[0]]) == output]
+    hits = named or found
+    if len(hits) != 1 or len(_ints(hits[0][1].customOptions)) < 12:
+        return None
+    sg, op = hits[0]
+    raw, ins = bytes(_ints(op.customOptions)[:12]), _ints(op.inputs)
+    padding, stride_w, stride_h = np.frombuffer(raw, "<i4")
+    return {"same": int(padding) == 1, "strides": [int(stride_h), int(stride_w)],
+            "input": g.shape(sg, int(ins[0])), "weights": g.shape(sg, int(ins[1]))}
+
+
+def _transpose_conv_bias(m, n, ctx: OnnxContext) -> list | None:
+    """MediaPipe's custom TFLite op ``Convolution2DTransposeBias``, which tf2onnx copies as an
+    unknown ``TFL_Convolution2DTransposeBias`` node (NHWC input, OHWI weights, bias) without
+    its options, read here from the source TFLite. Its kernel
+    (mediapipe/util/tflite/operations/transpose_conv_bias.cc) starts the output at the bias and
+    adds ``input[y, x, i] * weights[o, ky, kx, i]`` at output row ``y * stride - pad + ky``
+    (columns alike), dropping positions outside the output; the padding total per dim is
+    ``max(0, k - (in - 1) % stride - 1)`` for SAME, else 0, ``pad = total // 2``, and the
+    output size ``stride * (in - 1) + k - total``. That is ONNX's ConvTranspose (weights in
+    IOHW, no kernel flip) with pads ``total // 2`` and ``total - total // 2``, between
+    NHWC -> NCHW -> NHWC Transposes."""
+    from onnx import helper
+
+    opts = _mediapipe_options(ctx.source, n.output[0]) if len(n.input) == 3 else None
+    if opts is None or len(opts["input"]) != 4 or len(opts["weights"]) != 4:
+        return None
+    w = _constant(m, ctx, n.input[1])
+    if w is not None and list(w.shape) != opts["weights"]:
+        return None
+    kernel = opts["weights"][1:3]
+    total = [max(0, k - (size - 1) % s - 1) if opts["same"] else 0
+             for k, size, s in zip(kernel, opts["input"][1:3], opts["strides"], strict=True)]
+    t = f"{n.name}_convlint"
+    return [helper.make_node("Transpose", [n.input[0]], [f"{t}_nchw"], name=f"{t}_in",
+                             perm=[0, 3, 1, 2]),
+            helper.make_node("Transpose", [n.input[1]], [f"{t}_iohw"], name=f"{t}_weights",
+                             perm=[3, 0, 1, 2]),
+            helper.make_node("ConvTranspose", [f"{t}_nchw", f"{t}_iohw", n.input[2]],
+                             [f"{t}_out"], name=n.name, strides=opts["strides"],
+                             kernel_shape=kernel,
+                             pads=[p // 2 for p in total] + [p - p // 2 for p in total]),
+            helper.make_node("Transpose", [f"{t}_out"], [n.output[0]], name=f"{t}_out",
+                             perm=[0, 2, 3, 1])]
+
+
+def _legalize_onnx(model, source=None) -> tuple | None:
+    """``(bytes, descriptions)``: ``model`` with every node a rewrite applies to rewritten
+    (``source``: the model it was converted from, for what the converter dropped)."""
     import onnx
 
     m = onnx.ModelProto()
     m.CopyFrom(model)
     nodes, done = list(m.graph.node), []
+    ctx = OnnxContext(nodes, source)
     del m.graph.node[:]
     for n in nodes:  # every such node, not only the one the runtime named first
+        if id(n) in ctx.absorbed:  # replaced with the chain a rewrite started before it
+            continue
         new = next(((r, out) for r in REWRITES.get(("onnx", n.op_type), ())
-                    if (out := r.apply(m, n)) is not None), None)
+                    if (out := r.apply(m, n, ctx)) is not None), None)
         if new:
             done.append(f"{n.op_type}: {new[0].description}")
         m.graph.node.extend(new[1] if new else [n])
@@ -358,6 +532,11 @@ REWRITES: dict[tuple, tuple[Rewrite, ...]] = {
                                    "ONNX ops)", _gelu),),
     ("onnx", "ConvTranspose"): (Rewrite("negative pads as output_padding, or a Pad after it",
                                         _convtranspose_pads),),
+    ("onnx", "Bitcast"): (Rewrite("the sign-bit test Bitcast(x) & INT32_MIN < 0, masked by x == c, "
+                                  "as x < 0 or 1/x < 0 (standard ONNX ops)", _bitcast_sign_test),),
+    ("onnx", f"TFL_{MEDIAPIPE_TRANSPOSE_CONV}"): (
+        Rewrite("ConvTranspose with the source's stride and padding, weights OHWI -> IOHW, "
+                "between NHWC/NCHW Transposes (standard ONNX ops)", _transpose_conv_bias),),
     ("tflite", "REVERSE_V2"): (Rewrite("one REVERSE_V2 per contiguous run of axes",
                                        _reverse_runs),),
     ("tflite", "FULLY_CONNECTED"): (
@@ -373,13 +552,14 @@ def applies(fmt: str, op: str) -> bool:
     return (fmt, op) in REWRITES
 
 
-def legalize(target, ops: set) -> tuple | None:
+def legalize(target, ops: set, source=None) -> tuple | None:
     """``(bytes, descriptions)`` of ``target`` with every node rewritten that a rewrite applies
-    to, when one of the refused ``ops`` has rewrites; None when nothing was rewritten."""
+    to, when one of the refused ``ops`` has rewrites; None when nothing was rewritten.
+    ``source``, the model ``target`` was converted from, gives what a converter dropped."""
     if not any(applies(target.format, op) for op in ops):
         return None
     if target.format == "onnx":
-        return _legalize_onnx(target.model)
+        return _legalize_onnx(target.model, source)
     if target.format == "tflite":
         return _legalize_tflite(target.path)
     return None
