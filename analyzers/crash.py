@@ -9,11 +9,13 @@ confirms it. Stage ``conversion-tool``: the converter wrote a node the runtime r
 Repairs, each written to a new file and verified by checking the pair again: the refused node
 rewritten into an equivalent form the runtime accepts (``repair.legalize``: a non-standard op by
 its standard equivalent, an attribute or rank the kernel refuses by an exact rewrite), then, for
-ONNX, the re-conversion search (``repair.reconvert``).
+ONNX, the re-conversion search (``repair.reconvert``); for a torch target (TorchScript or
+torch.export) the negative indices of a gather wrapped in its graph.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
 from dataclasses import replace
@@ -23,6 +25,8 @@ import numpy as np
 
 from convlint.analyzers import rules as R
 from convlint.analyzers.report.findings import Finding, Location, Repair
+
+log = logging.getLogger(__name__)
 
 
 def split_op(op: str) -> tuple | None:
@@ -160,11 +164,7 @@ def localize(source, target, report, popts, progress):
         return _localize_tflite(source, target, report, crash, popts, progress)
     if target.format in ("torch-exported", "torchscript"):
         report = _localize_by_scope(source, report, crash)
-        if popts.repair and target.format == "torchscript":
-            from convlint.analyzers.repair.torchscript import repair_crash
-
-            report = repair_crash(source, target, report, popts, progress)
-        return report
+        return _wrap_gather(source, target, report, popts, progress) if popts.repair else report
     if target.format != "onnx" or getattr(target, "model", None) is None:
         return report
     bad = failing_nodes(target.model, crash.evidence.get("op"), _loads(target))
@@ -265,6 +265,38 @@ def _localize_by_scope(source, report, crash):
     if layer is None:
         return report
     return _rejected(report, crash, layer, [module], f"{module} ({op})", [op], {"scope": layer})
+
+
+def _wrap_gather(source, target, report, popts, progress):
+    """``report`` with a verified repair on its CL402 finding when the failing module's op is a
+    gather (torch rejects the negative indices ONNX allows): the target format's graph edit
+    (``repair.apply.GATHER_WRAPS``) wraps them, into a new file checked again."""
+    from convlint.analyzers.pipeline import _after, _verify
+    from convlint.analyzers.repair.apply import GATHER_WRAPS
+    from convlint.analyzers.repair.weights import repaired_path
+    from convlint.analyzers.report.io import write_new_file
+
+    findings = list(report.findings)
+    k = next((i for i, f in enumerate(findings) if f.rule == R.TARGET_NODE_REJECTED.code), None)
+    wrap = GATHER_WRAPS.get(target.format)
+    if k is None or wrap is None or "gather" not in findings[k].evidence.get("ops", []):
+        return report
+    f = findings[k]
+    try:
+        done, data = wrap(target.path, list(f.evidence.get("nodes") or []))
+    except Exception:  # noqa: BLE001 - a graph this edit does not know: no repair
+        log.debug("gather wrap failed", exc_info=True)
+        return report
+    if not done or data is None:
+        return report
+    out = repaired_path(target.path, popts.output)
+    progress(f"repair: wrapping the negative gather indices of {', '.join(done)} into {out}")
+    write_new_file(out, data, protect=(target.path, source.path))
+    r = _verify(source, out, popts)
+    findings[k] = f.with_(repair=Repair(
+        "patch-graph", f"wrap negative indices (idx + dim size) before the gather of "
+        f"{', '.join(done)}", out, r.verdict == "equivalent", _after(r)))
+    return replace(report, findings=tuple(findings))
 
 
 def _rejected(report, crash, layer: str, nodes: list, what: str, ops: list, evidence: dict):

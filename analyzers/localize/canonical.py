@@ -17,6 +17,7 @@ TO_CANONICAL = {
     "OHWI": (0, 3, 1, 2),   # TFLite CONV_2D
     "1HWC": (3, 0, 1, 2),   # TFLite DEPTHWISE_CONV_2D -> (C, 1, H, W)
     "OIHW": (0, 1, 2, 3),   # ONNX Conv, torch Conv2d
+    "IOHW": (1, 0, 2, 3),   # ONNX ConvTranspose, torch ConvTranspose2d (one group)
     "IO": (1, 0),           # Keras Dense, ONNX MatMul, Gemm without transB
     "OI": (0, 1),           # torch Linear, TFLite FULLY_CONNECTED, Gemm with transB
 }
@@ -25,7 +26,7 @@ TO_CANONICAL = {
 @dataclass
 class Kernel:
     layer: str                 # layer or node name in its own model
-    kind: str                  # "conv" or "dense"
+    kind: str                  # "conv", "deconv" or "dense"
     weight: np.ndarray         # canonical, float64, dequantized
     bias: np.ndarray | None
     weight_name: str
@@ -87,7 +88,8 @@ def _kernel_of(layer) -> Kernel | None:
     q = (a.get("quantization") or {})
     kind, layout = sem["kind"], sem["layout"]
     attrs = {k: sem.get(k) for k in ("strides", "dilations", "pads", "padding", "groups",
-                                     "fused_activation") if sem.get(k) is not None}
+                                     "fused_activation", "output_padding", "output_shape")
+             if sem.get(k) is not None}
     wname, w = items[0]
     if w.ndim != len(TO_CANONICAL.get(layout, (0, 0, 0, 0))):
         return None

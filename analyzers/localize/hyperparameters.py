@@ -1,5 +1,7 @@
 """Stage 3: layer hyperparameters. Compare, on aligned layers, what the weights cannot show:
-convolution geometry (strides, dilations, padding resolved to pixels per side), activation
+convolution geometry (strides, dilations, padding resolved to pixels per side; the window of
+its full output a transposed convolution keeps, whether ONNX spells it with ``output_shape``,
+``pads`` or ``output_padding`` and torch with ``padding`` and ``output_padding``), activation
 bounds (ReLU, ReLU6, clip min and max) and the described semantics of an op (the axes a softmax
 normalizes over, the sign a modulo takes, how a scatter combines values: CL305)."""
 
@@ -62,6 +64,8 @@ def conv_stage(matches, src_layers, tgt_layers, layouts: tuple, src_run, tgt_run
     src_nchw, tgt_nchw = (lay == "NCHW" for lay in layouts)
     findings = []
     for m in matches:
+        if m.source.kind == "deconv" == m.target.kind:
+            findings += _deconv(m)
         if m.source.kind != "conv" or m.source.weight.ndim != 4:
             continue
         t_in = _input_hw(tgt_by[m.target.layer].inputs, tgt_run, tgt_nchw) if m.target.layer in tgt_by else None
@@ -81,6 +85,50 @@ def conv_stage(matches, src_layers, tgt_layers, layouts: tuple, src_run, tgt_run
                 location=Location(source_node=m.source.layer, target_node=m.target.layer),
                 evidence={"attribute": attr, "source": list(gs[attr]), "target": list(gt[attr])}))
     return findings
+
+
+def _crop(attrs: dict) -> tuple | None:
+    """What a transposed convolution keeps of its full output: the pixels cropped off (top,
+    left) and the rows and columns taken off (bottom, right) once ``output_padding`` is added
+    back at the end; the one spelling ONNX (pads, output_shape, output_padding) and torch
+    (padding, output_padding) share."""
+    pads, extra = attrs.get("pads"), attrs.get("output_padding") or (0, 0)
+    if pads is None:
+        return None
+    top, left, bottom, right = (int(p) for p in pads)
+    return (top, left, bottom - int(extra[0]), right - int(extra[1]))
+
+
+def _deconv(m) -> list:
+    """CL305 when the target's transposed convolution keeps another window of its full output
+    than the source's (an ``output_shape`` ignored, ``output_padding`` dropped): ``changes``
+    are the source's window in attributes a target sets, symmetric ``pads`` with
+    ``output_padding`` where they can say it (torch pads both sides alike)."""
+    s, t = _crop(m.source.attrs), _crop(m.target.attrs)
+    if s is None or t is None or s == t:
+        return []
+    top, left, bottom, right = s
+    extra = [top - bottom, left - right]
+    if min(extra) >= 0:
+        changes = [["pads", [top, left, top, left]], ["output_padding", extra]]
+    else:
+        changes = [["pads", list(s)], ["output_padding", [0, 0]]]
+    have = m.target.attrs
+    now = {"pads": list(have.get("pads") or ()), "output_padding": list(have.get("output_padding")
+                                                                       or (0, 0))}
+    differ = [a for a, v in changes if now[a] != v]
+    given = m.source.attrs.get("output_shape")
+    spelled = f" (output_shape {list(given)})" if given is not None else ""
+    return [Finding(
+        R.OP_SEMANTICS.code, "error", "hyperparameters",
+        f"{m.source.layer}: the source's transposed convolution{spelled} crops {s} (top, left, "
+        f"bottom, right) off its full output, the target's {m.target.layer} crops {t} (pads "
+        f"{now['pads']}, output_padding {now['output_padding']}): it needs "
+        + ", ".join(f"{a} {v}" for a, v in changes), layer=m.source.layer,
+        location=Location(source_node=m.source.layer, target_node=m.target.layer),
+        hyperparameter=", ".join(differ),
+        evidence={"node": m.target.layer, "changes": changes, "source": {"crop": list(s)},
+                  "target": {"crop": list(t)}, "attributes": differ})]
 
 
 # --------------------------------------------------------------------------- activations

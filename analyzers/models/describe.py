@@ -8,9 +8,10 @@ epsilon of a BatchNorm, whether activations are NHWC or NCHW) is read here, once
 
 Vocabulary (every key optional):
 
-* ``kernel``: ``{"kind": "conv"|"dense", "layout": one of canonical.TO_CANONICAL or "HWIM",
-  "strides", "dilations", "pads" (top, left, bottom, right) | "padding" ("same"|"valid"),
-  "groups", "fused_activation"}``
+* ``kernel``: ``{"kind": "conv"|"deconv"|"dense", "layout": one of canonical.TO_CANONICAL or
+  "HWIM", "strides", "dilations", "pads" (top, left, bottom, right) | "padding"
+  ("same"|"valid"), "groups", "fused_activation"}``; a transposed convolution's ``pads`` are
+  cropped off its full output and its ``output_padding`` (h, w) added at the end
 * ``batchnorm``: ``{"eps": float}`` (weights: gamma, beta, moving mean, moving variance)
 * ``bounds``: ``(lo, hi)``: the clip an activation (or a fused one) applies
 * ``gelu``: ``"tanh"`` or ``"none"``
@@ -126,6 +127,8 @@ def onnx(layer) -> dict:
         elif a.get("auto_pad") == "VALID":
             kernel["padding"] = "valid"
         out["kernel"] = kernel
+    elif op == "ConvTranspose" and items and np.ndim(items[0]) == 4:
+        out["kernel"] = _onnx_deconv(a, np.shape(items[0]))
     if op == "Relu":
         out["bounds"] = (0.0, INF)
     elif op == "Clip":
@@ -147,6 +150,34 @@ def onnx(layer) -> dict:
     return out
 
 
+def _onnx_deconv(a: dict, w_shape: tuple) -> dict:
+    """A ConvTranspose as pixels cropped off each side of its full output (``pads``, top, left,
+    bottom, right) and rows and columns added at the end (``output_padding``). Given an
+    ``output_shape``, the crop follows from the input's size: ONNX pads the difference at the
+    end for SAME_UPPER, else at the start."""
+    strides, dil = _pair(a.get("strides")) or (1, 1), _pair(a.get("dilations")) or (1, 1)
+    extra = _pair(a.get("output_padding")) or (0, 0)
+    pads = a.get("pads")
+    pads = tuple(int(p) for p in pads) if pads is not None and len(pads) == 4 else None
+    if pads is None and a.get("auto_pad") in (None, "NOTSET"):
+        pads = (0, 0, 0, 0)
+    shape, x = a.get("output_shape"), a.get("input_shape")
+    if shape is not None:
+        pads = None
+        if x is not None and len(x) == 4 and None not in x[2:]:
+            begin, end = [], []
+            for n, k, s, d, e, o in zip(x[2:], w_shape[2:], strides, dil, extra, list(shape)[-2:],
+                                        strict=True):
+                total = s * (n - 1) + e + (k - 1) * d + 1 - o
+                head = total // 2 if a.get("auto_pad") == "SAME_UPPER" else total - total // 2
+                begin.append(head)
+                end.append(total - head)
+            pads = (begin[0], begin[1], end[0], end[1])
+    return {"kind": "deconv", "layout": "IOHW", "strides": strides, "dilations": dil,
+            "pads": pads, "output_padding": extra, "groups": a.get("group", 1),
+            "output_shape": shape}
+
+
 def _onnx_normalized_axes(a: dict) -> int | None:
     """Before opset 13 (the runner records ``opset`` and ``input_rank`` then) a softmax
     normalizes over every axis from ``axis`` (default 1) on; from 13 over ``axis`` alone."""
@@ -162,6 +193,8 @@ def torch_exported(layer) -> dict:
     """A module of an ExportedProgram: its aten ops and their arguments (export drops trailing
     defaults, so missing arguments take them)."""
     op, out = layer.op_type, {}
+    if op == "ConvTranspose2d":
+        out["kernel"] = _torch_deconv(_op_args(layer, "conv_transpose2d"))
     if op in ("Conv2d", "Linear"):
         kernel: dict[str, object] = {"kind": "conv" if op == "Conv2d" else "dense",
                                      "layout": "OIHW" if op == "Conv2d" else "OI"}
@@ -198,6 +231,21 @@ def torch_exported(layer) -> dict:
     if scatter is not None:
         out["scatter"] = scatter
     return out
+
+
+def _torch_deconv(args: list | None) -> dict:
+    """``conv_transpose2d(x, w, b, stride, padding, output_padding, groups, dilation)``: torch
+    crops ``padding`` off every side and adds ``output_padding`` at the end (``_onnx_deconv``'s
+    terms). Export drops trailing defaults."""
+    kernel: dict[str, object] = {"kind": "deconv", "layout": "IOHW"}
+    if args is None:
+        return kernel
+    stride, padding, extra, groups, dil = (list(args) + [None] * 5)[:5]
+    p = _pair(padding) or (0, 0)
+    kernel.update(strides=_pair(stride) or (1, 1), dilations=_pair(dil) or (1, 1),
+                  pads=(p[0], p[1], p[0], p[1]), output_padding=_pair(extra) or (0, 0),
+                  groups=groups if isinstance(groups, int) else 1)
+    return kernel
 
 
 def _torch_scatter(layer) -> dict | None:

@@ -15,6 +15,12 @@ log = logging.getLogger(__name__)
 COERCED_2D = ("Softmax", "LogSoftmax", "Hardmax")
 
 
+def _sized(node) -> bool:
+    """A ConvTranspose given ``output_shape``: its padding follows from its input's size, which
+    its layer then carries (``input_shape``) for the describer."""
+    return node.op_type == "ConvTranspose" and any(a.name == "output_shape" for a in node.attribute)
+
+
 def _np_dtype(elem_type: int) -> str:
     import onnx
 
@@ -108,8 +114,8 @@ class OnnxRunner(Runner):
                                                 "zero_points": (zp if zp is not None else np.zeros(1)).reshape(-1),
                                                 "dtype": str(numpy_helper.to_array(inits[n.input[0]]).dtype)})
         opset = next((o.version for o in self.model.opset_import if o.domain in ("", "ai.onnx")), 0)
-        ranks = self._ranks() if opset < 13 and any(
-            n.op_type in COERCED_2D for n in self.model.graph.node) else {}
+        shapes = self._shapes() if any((n.op_type in COERCED_2D and opset < 13) or _sized(n)
+                                       for n in self.model.graph.node) else {}
         layers = []
         for i, n in enumerate(self.model.graph.node):
             weights, qparams = {}, {}
@@ -130,24 +136,29 @@ class OnnxRunner(Runner):
             if qparams:
                 attrs["quantization"] = qparams
             if n.op_type in COERCED_2D and opset < 13:  # what the describer needs to know
-                attrs.update(opset=opset, input_rank=ranks.get(n.input[0]))
+                rank = shapes.get(n.input[0])
+                attrs.update(opset=opset, input_rank=None if rank is None else len(rank))
+            if _sized(n):
+                attrs["input_shape"] = shapes.get(n.input[0])
             layers.append(LayerInfo(n.name or f"{n.op_type}_{i}", n.op_type, weights, attrs,
                                     list(n.input), list(n.output)))
         return layers
 
-    def _ranks(self) -> dict:
-        """``{tensor: rank}`` from ONNX shape inference (a tensor it cannot type is left out)."""
+    def _shapes(self) -> dict:
+        """``{tensor: dims}`` from ONNX shape inference (a tensor it cannot type is left out; an
+        unknown dim is None)."""
         import onnx
 
         try:
             g = onnx.shape_inference.infer_shapes(self.model).graph
-        except Exception:  # noqa: BLE001 - a model inference refuses: ranks stay unknown
+        except Exception:  # noqa: BLE001 - a model inference refuses: shapes stay unknown
             log.debug("shape inference failed", exc_info=True)
             return {}
-        out = {i.name: len(i.dims) for i in g.initializer}
+        out: dict[str, tuple] = {i.name: tuple(i.dims) for i in g.initializer}
         for v in [*g.input, *g.value_info, *g.output]:
             if v.type.tensor_type.HasField("shape"):
-                out[v.name] = len(v.type.tensor_type.shape.dim)
+                out[v.name] = tuple(d.dim_value if d.HasField("dim_value") else None
+                                    for d in v.type.tensor_type.shape.dim)
         return out
 
     def _intermediates_impl(self, inputs):

@@ -5,7 +5,8 @@ output path, writes the patched copy (never over the target) and returns the key
 carried out (a tensor name, a node name, a graph edit's key); a step it cannot express in its
 format is left out, and the pipeline reports that finding's repair as not possible in place.
 ``KINDS`` says which kinds of patch each format's patcher takes, and ``ACTIONS`` which graph
-edits where it takes only some, so planning skips the rest.
+edits where it takes only some, so planning skips the rest. ``GATHER_WRAPS`` is the crash repair
+of a torch target (``crash.py``), per format.
 """
 
 from __future__ import annotations
@@ -33,18 +34,44 @@ def _torchscript(target: str, plan, out: str) -> list:
     return patch_torchscript(target, plan, out)
 
 
-PATCHERS: dict[str, Patcher] = {"onnx": _onnx, "tflite": _tflite, "torchscript": _torchscript}
+def _exported(target: str, plan, out: str) -> list:
+    from convlint.analyzers.repair.exported import patch_exported
+
+    return patch_exported(target, plan, out)
+
+
+PATCHERS: dict[str, Patcher] = {"onnx": _onnx, "tflite": _tflite, "torchscript": _torchscript,
+                                "torch-exported": _exported}
 
 # target format -> the kinds of patch its patcher takes
 KINDS: dict[str, tuple[str, ...]] = {
     "onnx": ("patch-weights", "patch-attributes", "patch-graph"),
     "tflite": ("patch-weights", "patch-graph"),
     "torchscript": ("patch-weights", "patch-attributes", "patch-graph"),
+    "torch-exported": ("patch-weights", "patch-attributes", "patch-graph"),
 }
 
 
 # target format -> the graph-edit actions its patcher makes, where it makes only some
 ACTIONS: dict[str, tuple[str, ...]] = {"tflite": ("semantics",)}
+
+
+def _gather_torchscript(path: str, modules: list) -> tuple[list, bytes | None]:
+    from convlint.analyzers.repair.torchscript import wrap_gather
+
+    return wrap_gather(path, modules)
+
+
+def _gather_exported(path: str, modules: list) -> tuple[list, bytes | None]:
+    from convlint.analyzers.repair.exported import wrap_gather
+
+    return wrap_gather(path, modules)
+
+
+# target format -> the graph edit that wraps the negative indices of the named modules' gathers
+# (the crash repair of a torch target): the modules done and the new file's bytes
+GATHER_WRAPS: dict[str, Callable[[str, list], tuple[list, bytes | None]]] = {
+    "torchscript": _gather_torchscript, "torch-exported": _gather_exported}
 
 
 def patchable(target_format: str, kind: str) -> bool:

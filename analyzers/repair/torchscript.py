@@ -18,27 +18,23 @@ from __future__ import annotations
 
 import io
 import logging
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from convlint.analyzers import rules as R
+from convlint.analyzers.repair.aten import (
+    ARGS,
+    CLIP,
+    CUMULATIVE,
+    FLOAT_MAX,
+    GATHER,
+    REDUCE,
+    argument_value,
+    chain_order,
+)
 from convlint.analyzers.report.io import write_new_file
 
 log = logging.getLogger(__name__)
-
-# ONNX attribute -> the aten argument that carries it
-ARGS = {"axis": "dim", "keepdims": "keepdim", "strides": "stride", "dilations": "dilation",
-        "pads": "padding", "output_padding": "output_padding", "group": "groups"}
-# ops that reduce over ``dim`` (one int per op, or an int list)
-REDUCE = {"aten::max", "aten::min", "aten::amax", "aten::amin", "aten::sum", "aten::mean",
-          "aten::prod", "aten::logsumexp", "aten::any", "aten::all", "aten::argmax",
-          "aten::argmin", "aten::norm", "aten::var", "aten::std"}
-CUMULATIVE = {"aten::cumsum", "aten::cumprod", "aten::cummax", "aten::cummin",
-              "aten::logcumsumexp"}
-CLIP = {"aten::hardtanh": ("min_val", "max_val"), "aten::clamp": ("min", "max"),
-        "aten::clip": ("min", "max")}
 
 
 def patch_torchscript(target: str, plan, out: str) -> list:
@@ -164,18 +160,9 @@ def _attribute(root, e) -> bool:
         return _set_axes(g, [int(a) for a in e.value])
     if e.attribute == "clip":
         return _set_clip(g, [float(v) for v in e.value])
-    if e.attribute not in ARGS:
+    value = argument_value(e.attribute, e.value) if e.attribute in ARGS else None
+    if value is None:
         return False
-    value = e.value
-    if e.attribute == "pads":  # ONNX (top, left, bottom, right): torch pads symmetrically
-        t, left, b, r = (int(x) for x in value)
-        if (t, left) != (b, r):
-            return False
-        value = [t, left]
-    elif e.attribute == "keepdims":
-        value = bool(value)
-    elif isinstance(value, (list, tuple)):
-        value = [int(x) for x in value]
     arg = ARGS[e.attribute]
     hits = [(n, i) for n in g.nodes() if (i := _arg_index(n, arg)) is not None]
     if not hits:
@@ -221,8 +208,7 @@ def _int_list():
 
 def _set_axes(g, axes: list) -> bool:
     """Reduce over ``axes``: one op with an int list, or a chain of one-axis ops (keepdim off:
-    each reduction shifts the next one's axes, so negative axes go first from the most
-    negative, non-negative ones from the highest; a mix needs the rank and is not done)."""
+    the order is ``aten.chain_order``'s)."""
     ops = [n for n in _nodes(g, REDUCE) if _arg_index(n, "dim") is not None]
     if not ops:
         return False
@@ -234,15 +220,11 @@ def _set_axes(g, axes: list) -> bool:
         return False
     if any(ops[k + 1].inputsAt(0).node() is not ops[k] for k in range(len(ops) - 1)):
         return False
-    if all(a < 0 for a in axes):
-        order = sorted(axes)
-    elif all(a >= 0 for a in axes):
-        order = sorted(axes, reverse=True)
-    else:
-        return False
     keep = [_arg_index(n, "keepdim") for n in ops]
-    if any(k is not None and _const(n.inputsAt(k)) for n, k in zip(ops, keep, strict=True)):
-        order = sorted(axes)  # dims kept: every axis keeps its index
+    kept = any(k is not None and _const(n.inputsAt(k)) for n, k in zip(ops, keep, strict=True))
+    order = chain_order(axes, kept)
+    if order is None:
+        return False
     for n, a in zip(ops, order, strict=True):
         _set_input(g, n, _arg_index(n, "dim") or 0, a)
     return True
@@ -255,7 +237,7 @@ def _set_clip(g, bounds: list) -> bool:
             i = _arg_index(n, arg)
             if i is None:
                 return False
-            _set_input(g, n, i, float(np.clip(v, -3.4e38, 3.4e38)))
+            _set_input(g, n, i, float(np.clip(v, -FLOAT_MAX, FLOAT_MAX)))
     return bool(ops)
 
 
@@ -299,7 +281,7 @@ def wrap_negative_indices(root, modules: list) -> list:
         g = _own_graph(root, mod) if mod is not None else None
         if g is None:
             continue
-        ops = _nodes(g, {"aten::gather"})
+        ops = _nodes(g, GATHER)
         for n in ops:
             x, dim, idx = n.inputsAt(0), n.inputsAt(1), n.inputsAt(2)
             with g.insert_point_guard(n):
@@ -312,35 +294,15 @@ def wrap_negative_indices(root, modules: list) -> list:
     return done
 
 
-def repair_crash(source, target, report, popts, progress):
-    """``report`` with a verified repair on its CL402 finding when the failing module's op is
-    one a graph edit fixes (negative gather indices); unchanged otherwise."""
+def wrap_gather(path: str, modules: list) -> tuple[list, bytes | None]:
+    """The modules of the TorchScript file at ``path`` whose gathers got the wrap, and the
+    edited module's bytes (None when none did)."""
     import torch
 
-    from convlint.analyzers.pipeline import _after, _verify
-    from convlint.analyzers.repair.weights import repaired_path
-    from convlint.analyzers.report.findings import Repair
-
-    findings = list(report.findings)
-    k = next((i for i, f in enumerate(findings) if f.rule == R.TARGET_NODE_REJECTED.code), None)
-    if k is None or "gather" not in findings[k].evidence.get("ops", []):
-        return report
-    f = findings[k]
-    try:
-        m = torch.jit.load(target.path, map_location="cpu")
-        done = wrap_negative_indices(m, list(f.evidence.get("nodes") or []))
-        buf = io.BytesIO()
-        torch.jit.save(m, buf)
-    except Exception:  # noqa: BLE001 - a graph this edit does not know: no repair
-        log.debug("TorchScript gather repair failed", exc_info=True)
-        return report
+    m = torch.jit.load(path, map_location="cpu")
+    done = wrap_negative_indices(m, modules)
     if not done:
-        return report
-    out = repaired_path(target.path, popts.output)
-    progress(f"repair: wrapping the negative gather indices of {', '.join(done)} into {out}")
-    write_new_file(out, buf.getvalue(), protect=(target.path, source.path))
-    r = _verify(source, out, popts)
-    findings[k] = f.with_(repair=Repair(
-        "patch-graph", f"wrap negative indices (idx + dim size) before the gather of "
-        f"{', '.join(done)}", out, r.verdict == "equivalent", _after(r)))
-    return replace(report, findings=tuple(findings))
+        return done, None
+    buf = io.BytesIO()
+    torch.jit.save(m, buf)
+    return done, buf.getvalue()
