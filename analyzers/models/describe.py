@@ -144,6 +144,8 @@ def onnx(layer) -> dict:
             out["softmax"] = {"normalized_axes": n}
     elif op == "Mod":
         out["mod"] = {"fmod": int(a.get("fmod", 0))}
+    elif op == "Softplus":
+        out["softplus"] = {"threshold": None}  # smooth everywhere: no linear branch
     elif op in ("ScatterElements", "ScatterND", "Scatter"):
         r = a.get("reduction", "none")
         out["scatter"] = {"reduction": r, "include_self": r != "none"}  # add..min fold data in
@@ -230,6 +232,10 @@ def torch_exported(layer) -> dict:
     scatter = _torch_scatter(layer)
     if scatter is not None:
         out["scatter"] = scatter
+    sp = _op_args(layer, "softplus")
+    if sp is not None:  # softplus(x, beta=1, threshold=20): x itself where beta * x > threshold
+        t = sp[1] if len(sp) > 1 else 20.0
+        out["softplus"] = {"threshold": float(t) if isinstance(t, (int, float)) else None}
     return out
 
 
