@@ -24,6 +24,7 @@ _EXTRAS = {
     "onnxscript": ("torch", "onnxscript (torch.onnx's dynamo exporter)"),
     "tvm": ("tvm", "Apache TVM"),
     "tvm_ffi": ("tvm", "Apache TVM"),
+    "openvino": ("openvino", "OpenVINO"),
 }
 
 class MissingFramework(ConvlintError):

@@ -249,3 +249,45 @@ def test_the_scatter_mean_subgraph_is_torchs_mean(include_self):
     want = torch.from_numpy(d).scatter_reduce(1, torch.from_numpy(i), torch.from_numpy(u),
                                               "mean", include_self=include_self)
     np.testing.assert_allclose(y, want.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def _softplus(tmp_path, threshold: float):
+    """A torch source whose Softplus has a linear branch (beta x > threshold) and its ONNX export
+    by the TorchScript exporter, which drops the branch (torch's symbolic_opset9.softplus)."""
+    import torch
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(16, 24)
+            self.act = torch.nn.Softplus(beta=2.0, threshold=threshold)
+            self.head = torch.nn.Linear(24, 8)
+
+        def forward(self, x):
+            return self.head(self.act(self.proj(x)))
+
+    torch.manual_seed(0)
+    net, x = Net().eval(), torch.randn(1, 16)
+    src = tmp_path / f"softplus{threshold:g}.pt2"
+    with torch.no_grad():
+        torch.export.save(torch.export.export(net, (x,)), str(src))
+        tgt = tmp_path / f"softplus{threshold:g}.onnx"
+        torch.onnx.export(net, (x,), str(tgt), dynamo=False, opset_version=17)
+    return str(src), str(tgt)
+
+
+def test_softplus_threshold_dropped_by_the_exporter_is_rewritten_in_onnx(tmp_path):
+    src, tgt = _softplus(tmp_path, 0.5)
+    r = _check(src, tgt)
+    (f,) = [x for x in r.findings if x.rule == "CL305"]
+    assert (f.stage, f.layer, f.evidence["op"]) == ("hyperparameters", "act", "Softplus")
+    assert f.evidence["changes"] == [["threshold", 0.5]]
+    assert r.extra["localization"]["culprit"]["stage"] == "hyperparameters"
+    assert f.repair is not None and f.repair.verified and f.repair.kind == "patch-graph"
+    again = check_paths(src, f.repair.output, PipelineOptions(OPTS, localize=False))
+    assert again.verdict == "equivalent"
+    # the twin: torch's default threshold (20) is beyond every value here; the export is faithful
+    clean_dir = tmp_path / "clean"
+    clean_dir.mkdir()
+    src, tgt = _softplus(clean_dir, 20.0)
+    _assert_clean(_check(src, tgt), clean_dir, 2)

@@ -18,7 +18,7 @@ from convlint.analyzers.report.findings import Finding, Location
 INF = float("inf")
 # descriptions (describe.py) compared as a whole; the ops between a layer's tensor and the op
 # that carries one (a layout transpose or reshape around it) are searched this far back
-SEMANTICS = ("softmax", "mod", "scatter")
+SEMANTICS = ("softmax", "mod", "scatter", "softplus")
 SEMANTICS_DEPTH = 6
 
 

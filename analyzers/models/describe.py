@@ -36,7 +36,7 @@ import numpy as np
 INF = float("inf")
 # where a format keeps channels in activations
 LAYOUT = {"keras": "NHWC", "savedmodel": "NHWC", "tflite": "NHWC", "onnx": "NCHW",
-          "torch-exported": "NCHW", "torchscript": "NCHW"}
+          "torch-exported": "NCHW", "torchscript": "NCHW", "openvino": "NCHW"}
 TFLITE_ACT = {0: None, 1: (0.0, INF), 2: (-1.0, 1.0), 3: (0.0, 6.0)}
 # torch's scatter_reduce names -> ONNX ScatterElements reductions
 TORCH_REDUCE = {"sum": "add", "prod": "mul", "amax": "max", "amin": "min", "mean": "mean",
@@ -144,6 +144,8 @@ def onnx(layer) -> dict:
             out["softmax"] = {"normalized_axes": n}
     elif op == "Mod":
         out["mod"] = {"fmod": int(a.get("fmod", 0))}
+    elif op == "Softplus":
+        out["softplus"] = {"threshold": None}  # smooth everywhere: no linear branch
     elif op in ("ScatterElements", "ScatterND", "Scatter"):
         r = a.get("reduction", "none")
         out["scatter"] = {"reduction": r, "include_self": r != "none"}  # add..min fold data in
@@ -230,6 +232,10 @@ def torch_exported(layer) -> dict:
     scatter = _torch_scatter(layer)
     if scatter is not None:
         out["scatter"] = scatter
+    sp = _op_args(layer, "softplus")
+    if sp is not None:  # softplus(x, beta=1, threshold=20): x itself where beta * x > threshold
+        t = sp[1] if len(sp) > 1 else 20.0
+        out["softplus"] = {"threshold": float(t) if isinstance(t, (int, float)) else None}
     return out
 
 
@@ -289,8 +295,35 @@ def torchscript(layer) -> dict:
     return out
 
 
+def openvino(layer) -> dict:
+    """An OpenVINO IR operation (opset names): a Convolution's geometry (``pads_begin`` and
+    ``pads_end`` per spatial axis), a MatMul with a constant as a dense kernel, activation bounds."""
+    a, op, out = layer.attributes, layer.op_type, {}
+    items = list(layer.weights.values())
+    if op == "Convolution" and items and np.ndim(items[0]) == 4:
+        b, e = list(a.get("pads_begin") or (0, 0)), list(a.get("pads_end") or (0, 0))
+        kernel: dict[str, object] = {
+            "kind": "conv", "layout": "OIHW", "strides": _pair(a.get("strides")),
+            "dilations": _pair(a.get("dilations")), "groups": 1,
+            "pads": (b[0], b[1], e[0], e[1]) if len(b) == 2 and len(e) == 2 else None}
+        if a.get("auto_pad") in ("same_upper", "same_lower"):
+            kernel["padding"] = "same"
+        elif a.get("auto_pad") == "valid":
+            kernel["padding"] = "valid"
+        out["kernel"] = kernel
+    elif op == "MatMul" and items and np.ndim(items[0]) == 2:
+        out["kernel"] = {"kind": "dense", "layout": "OI" if a.get("transpose_b") else "IO"}
+    if op == "Relu":
+        out["bounds"] = (0.0, INF)
+    elif op == "Clamp":
+        out["bounds"] = (float(a.get("min", -INF)), float(a.get("max", INF)))
+    elif op == "Softmax":
+        out["softmax"] = {"normalized_axes": 1}
+    return out
+
+
 DESCRIBERS = {"keras": keras, "savedmodel": keras, "tflite": tflite, "onnx": onnx,
-              "torch-exported": torch_exported, "torchscript": torchscript}
+              "torch-exported": torch_exported, "torchscript": torchscript, "openvino": openvino}
 
 
 def describe(fmt: str, layers: list) -> list:

@@ -13,7 +13,8 @@ from typing import Literal, get_args
 
 from convlint.analyzers.errors import ModelLoadError
 
-Format = Literal["keras", "savedmodel", "onnx", "tflite", "torch-exported", "torchscript"]
+Format = Literal["keras", "savedmodel", "onnx", "tflite", "torch-exported", "torchscript",
+                 "openvino"]
 FORMATS: tuple[str, ...] = get_args(Format)
 EXTENSIONS: dict[str, Format] = {
     ".onnx": "onnx",
@@ -26,6 +27,7 @@ EXTENSIONS: dict[str, Format] = {
     ".pth": "torchscript",
     ".ts": "torchscript",
     ".jit": "torchscript",
+    ".xml": "openvino",  # the IR's graph; its weights are the .bin of the same name beside it
 }
 
 
@@ -55,6 +57,9 @@ def sniff(path: str) -> str | None:
         if any(n.endswith("/data.pkl") for n in names):
             return "torch-pickle"
         return None
+    if head.lstrip().startswith((b"<?xml", b"<net")):
+        with open(p, "rb") as fh:
+            return "openvino" if b"<net" in fh.read(4096) else None
     if head[:1] == b"\x80":  # a bare pickle stream
         return "torch-pickle"
     return None
@@ -80,6 +85,9 @@ def detect_format(path: str) -> str:
             "convlint never unpickles model files, because unpickling can run arbitrary code",
             path=path, rule="CL004",
             hint="save the model with torch.export.save(...) as .pt2, or torch.jit.save(...) as TorchScript")
+    if by_ext == "openvino" and by_bytes != "openvino":  # .xml is everyone's extension
+        raise ModelLoadError(f"{path}: not an OpenVINO IR (no <net> element near its start)",
+                             path=path)
     if by_ext is None and by_bytes is None:
         raise ModelLoadError(
             f"{path}: unsupported model format (extension {p.suffix or 'none'!r})", path=path,
@@ -116,4 +124,7 @@ def open_model(path: str | os.PathLike, *, unsafe_load: bool = False,
     if fmt == "torchscript":
         from convlint.analyzers.models.torch_runner import TorchScriptRunner
         return TorchScriptRunner(path, input_shapes=input_shapes)
+    if fmt == "openvino":
+        from convlint.analyzers.models.openvino_runner import OpenVinoRunner
+        return OpenVinoRunner(path)
     raise ModelLoadError(f"{path}: unsupported model format {fmt}", path=path)  # pragma: no cover

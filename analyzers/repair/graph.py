@@ -162,6 +162,9 @@ def _semantics(model, node, want: dict) -> bool:
             node.attribute.remove(a)
         node.attribute.append(onnx.helper.make_attribute("fmod", int(want["fmod"])))
         return True
+    if node.op_type == "Softplus" and set(want) == {"threshold"} and want["threshold"] is not None:
+        _softplus_threshold(model, node, float(want["threshold"]))
+        return True
     if node.op_type != "ScatterElements" or "reduction" not in want:
         return False
     r, include_self = want["reduction"], bool(want.get("include_self", True))
@@ -174,6 +177,27 @@ def _semantics(model, node, want: dict) -> bool:
         node.attribute.remove(a)
     node.attribute.append(onnx.helper.make_attribute("reduction", r))
     return True
+
+
+def _softplus_threshold(model, node, threshold: float) -> None:
+    """Give ``node`` (a Softplus of ``u``) torch's linear branch: ``u`` itself where ``u`` is
+    above ``threshold``. torch compares ``beta * x``, the very ``u`` an exporter feeds the
+    Softplus (Softplus(beta x) / beta), so the threshold applies to the node's own input."""
+    import onnx
+    from onnx import numpy_helper
+
+    u, y, t = node.input[0], node.output[0], f"{node.name}_convlint_threshold"
+    mk = onnx.helper.make_node
+    model.graph.initializer.append(numpy_helper.from_array(np.array(threshold, np.float32), t))
+    smooth = f"{t}_smooth"
+    i = list(model.graph.node).index(node)
+    node.output[0] = smooth
+    like = _opset(model) >= 15  # CastLike: the threshold in the input's own float type
+    new = ([mk("CastLike", [t, u], [f"{t}_t"], name=f"{t}_t")] if like else []) + [
+        mk("Greater", [u, f"{t}_t" if like else t], [f"{t}_above"], name=f"{t}_above"),
+        mk("Where", [f"{t}_above", u, smooth], [y], name=f"{t}_where")]
+    for k, n in enumerate(new):
+        model.graph.node.insert(i + 1 + k, n)
 
 
 def _scatter_mean(model, node, include_self: bool) -> None:

@@ -36,6 +36,12 @@ def candidates(source, target, producer: str | None) -> list:
             out.append((f"torch.onnx.export dynamo={dynamo} opset {o}",
                         f"torch.onnx.export(model.eval(), args, path, dynamo={dynamo}, opset_version={o})",
                         ".onnx", lambda p, d=dynamo, o=o: _torch_onnx(source, p, d, o)))
+    if source.format in ("onnx", "torch-exported") and target.format == "openvino" \
+            and producer == "openvino":
+        out.append(("openvino.save_model compress_to_fp16=False",
+                    "ov.save_model(ov.convert_model(model), path, compress_to_fp16=False)  # the "
+                    "default compresses every float weight to float16", ".xml",
+                    lambda p: _openvino(source, p)))
     if source.format in ("keras", "savedmodel") and target.format == "tflite":
         out.append(("TFLiteConverter float", "converter = tf.lite.TFLiteConverter.from_keras_model(model)",
                     ".tflite", lambda p: Path(p).write_bytes(_tflite(source))))
@@ -64,6 +70,9 @@ def _keep(source, target, path: str, popts, verify) -> tuple[str, ConversionRepo
     from convlint.analyzers.report.io import write_new_file
 
     out = repaired_path(target.path, popts.output)
+    if path.endswith(".xml"):  # an OpenVINO IR: its weights go beside it, named after it
+        write_new_file(str(Path(out).with_suffix(".bin")), Path(path).with_suffix(".bin").read_bytes(),
+                       protect=(target.path, source.path, str(Path(target.path).with_suffix(".bin"))))
     write_new_file(out, Path(path).read_bytes(), protect=(target.path, source.path))
     return out, verify(source, out, popts)
 
@@ -167,6 +176,15 @@ def _tf2onnx(source, path: str, opset: int) -> None:
         fn = tf.saved_model.load(source.path).signatures["serving_default"]
         tf2onnx.convert.from_function(tf.function(lambda *x: fn(*x)), input_signature=sig,
                                       opset=opset, output_path=path)
+
+
+def _openvino(source, path: str) -> None:
+    """ONNX or a torch.export program -> OpenVINO IR with float weights kept float32."""
+    import openvino as ov
+
+    source.load()
+    model = ov.convert_model(source.path if source.format == "onnx" else source.ep)
+    ov.save_model(model, path, compress_to_fp16=False)
 
 
 def _tflite(source) -> bytes:

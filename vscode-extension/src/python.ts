@@ -166,6 +166,7 @@ export function readBundle(extensionDir: string): Bundle | undefined {
 const NEEDS: [RegExp, string, string][] = [
   [/\.(keras|h5|hdf5|tflite)$|(^|[\/\\])saved_model\.pb$/i, "tensorflow", "tensorflow"],
   [/\.(pt2|pt|pth|ts|jit)$/i, "torch", "torch"],
+  [/\.xml$/i, "openvino", "openvino"],
 ];
 
 /** The extras to install so that the workspace's models can be checked: a framework its model
