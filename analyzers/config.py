@@ -4,7 +4,8 @@ In: a starting directory (or an explicit file). Out: a validated ``Config``. Any
 the file and the key (``ConvlintError``, exit 2). Command-line flags override what is read here.
 
     [tool.convlint]                      # in convlint.toml: the same keys at top level
-    pairs = [{source = "m.keras", target = "m.tflite", inputs = "x.npz", atol = 1e-4, rtol = 1e-4}]
+    pairs = [{source = "m.keras", target = "m.tflite", inputs = "x.npz", atol = 1e-4, rtol = 1e-4},
+             {source = "zoo/*/model.keras", target = "{dir}/model.tflite"}]  # one pair per match
     select = ["CL4", "CL1"]              # rule codes or prefixes (default: all)
     ignore = ["CL431"]
     exclude = ["legacy/**"]
@@ -20,6 +21,8 @@ the file and the key (``ConvlintError``, exit 2). Command-line flags override wh
 
 from __future__ import annotations
 
+import glob
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +37,8 @@ if TYPE_CHECKING:
 KEYS = {"pairs", "select", "ignore", "exclude", "cache-dir", "allow-exec", "severity", "training", "train",
         "train-scripts"}
 PAIR_KEYS = {"source", "target", "inputs", "atol", "rtol", "name"}
+# what a pattern pair's target, inputs and name may say about each source it matched
+PLACEHOLDERS = ("dir", "stem", "name")
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class Pair:
     atol: float | None = None
     rtol: float | None = None
     name: str | None = None
+    pattern: str | None = None  # the config's source glob this pair was expanded from, if any
 
     @property
     def label(self) -> str:
@@ -139,16 +145,11 @@ def parse(table: dict, file: str = "<config>", where: str = "the top level") -> 
                     D.tolerance(p[k], k)
                 except ValueError as e:
                     raise _err(file, f"{key}.{k}", str(e).split(": ", 1)[-1]) from None
-        if "inputs" in p and not isinstance(p["inputs"], str):
-            raise _err(file, f"{key}.inputs", "expected a path")
-
-        def rel(x: str) -> str:
-            return x if Path(x).is_absolute() else str(base / x)
-
-        inputs = p.get("inputs")
-        cfg.pairs.append(Pair(rel(p["source"]), rel(p["target"]),
-                              rel(inputs) if inputs is not None else None,
-                              p.get("atol"), p.get("rtol"), p.get("name")))
+        for k in ("inputs", "name"):
+            if k in p and not isinstance(p[k], str):
+                raise _err(file, f"{key}.{k}",
+                           "expected a path" if k == "inputs" else "expected a string")
+        cfg.pairs += _expand(p, base, file, key)
     if "select" in table:
         cfg.select = _codes(file, "select", table["select"])
     if "ignore" in table:
@@ -190,6 +191,68 @@ def parse(table: dict, file: str = "<config>", where: str = "the top level") -> 
         except (ValueError, TypeError) as e:
             raise _err(file, "training", str(e)) from None
     return cfg
+
+
+def _rel(base: Path, x: str) -> str:
+    return x if Path(x).is_absolute() else str(base / x)
+
+
+def _expand(p: dict, base: Path, file: str, key: str) -> list[Pair]:
+    """One config entry's pairs: itself, or, when its source is a glob, one pair per match
+    (sorted), its target, inputs and name filled from the match, so a zoo of hundreds of models
+    is one line. A match whose target is missing still makes a pair: the check reports it."""
+    src = p["source"]
+    if not glob.has_magic(src):
+        for k in ("target", "inputs", "name"):
+            if k in p and _fields(p[k]):
+                raise _err(file, f"{key}.{k}", "placeholders like {dir} need a glob source "
+                           "(e.g. source = \"zoo/*/model.keras\")")
+        inputs = p.get("inputs")
+        return [Pair(_rel(base, src), _rel(base, p["target"]),
+                     _rel(base, inputs) if inputs is not None else None,
+                     p.get("atol"), p.get("rtol"), p.get("name"))]
+    for k in ("target", "inputs", "name"):
+        if k in p:
+            _template(p[k], file, f"{key}.{k}")
+    if not _fields(p["target"]):
+        raise _err(file, f"{key}.target", "a glob source needs a target template that differs per "
+                   "match, with {dir}, {stem} or {name} (e.g. \"{dir}/model.tflite\")")
+    matches = sorted(glob.glob(src, root_dir=None if Path(src).is_absolute() else base,
+                               recursive=True))
+    if not matches:
+        raise _err(file, f"{key}.source", f"the pattern {src!r} matches no file under {base}")
+    out = []
+    for m in matches:
+        mp = Path(m)
+        fill = {"dir": mp.parent.as_posix(), "stem": mp.stem, "name": mp.name}
+        inputs = p["inputs"].format(**fill) if "inputs" in p else None
+        out.append(Pair(_rel(base, m), _rel(base, p["target"].format(**fill)),
+                        _rel(base, inputs) if inputs is not None else None,
+                        p.get("atol"), p.get("rtol"),
+                        p["name"].format(**fill) if "name" in p else None, pattern=src))
+    return out
+
+
+def _fields(text: str) -> list:
+    """The placeholder names in ``text`` ({dir} -> "dir"); [] for a plain path or a bad one."""
+    try:
+        return [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
+    except ValueError:
+        return []
+
+
+def _template(text: str, file: str, key: str) -> None:
+    """A target, inputs or name template may use only the known placeholders, bare."""
+    known = ", ".join("{" + k + "}" for k in PLACEHOLDERS)
+    try:
+        parts = list(string.Formatter().parse(text))
+    except ValueError as e:
+        raise _err(file, key, f"not a valid template ({e}); placeholders are {known}, "
+                   "a literal brace is {{ or }}") from None
+    for _, f, spec, conv in parts:
+        if f is not None and (f not in PLACEHOLDERS or spec or conv):
+            raise _err(file, key, f"unknown placeholder {{{f}{'!' + conv if conv else ''}"
+                       f"{':' + spec if spec else ''}}}; known: {known}")
 
 
 def excluded(path: str, patterns: tuple) -> bool:

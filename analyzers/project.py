@@ -4,8 +4,10 @@ In: paths, a ``Config`` and options. Scripts found under the paths get the stati
 config's model pairs get the conversion check, in parallel worker processes (``jobs``) and
 cached on disk by the content hash of both models and the options, so an unchanged rerun only
 reads the cache. Training scripts (opt-in: ``train``, with consent to execute) get train-check,
-cached by the content of the script and the Python files beside it. Out: a ``CheckReport`` with
-the policy (select, ignore, severity) applied.
+cached by the content of the script and the Python files beside it. With ``changed_since`` only
+the pairs whose files git says changed are checked (the rest are listed as skipped); with a
+``baseline`` the pairs are compared with a stored run (analyzers/baseline.py). Out: a
+``CheckReport`` with the policy (select, ignore, severity) applied.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from pathlib import Path
 
 from convlint import __version__
 from convlint.analyzers import defaults as D
+from convlint.analyzers import rules as R
 from convlint.analyzers.cache import engine_fingerprint
 from convlint.analyzers.config import Config, Pair
+from convlint.analyzers.errors import ConvlintError
 from convlint.analyzers.report import policy
 from convlint.analyzers.report.findings import CheckReport, ConversionReport, ScriptReport
 
@@ -43,15 +47,21 @@ class CheckOptions:
     train: bool = False       # run the training checks too (opt-in)
     allow_exec: bool = False  # consent to run scripts (the config's allow-exec, or --allow-exec)
     train_timeout: float = D.SCRIPT_TIMEOUT
+    changed_since: str | None = None  # a git ref: check only the pairs whose files changed since
+    baseline: str | None = None       # a baseline file to compare the pairs with
+    update_baseline: bool = False     # write this run's pairs to ``baseline``
 
 
 def run_check(opts: CheckOptions, progress: Callable | None = None) -> CheckReport:
+    from convlint.analyzers import baseline as B
     from convlint.analyzers.scripts.check import analyze_file
     from convlint.analyzers.scripts.discover import discover, discover_training
 
     progress = progress or (lambda m: None)
     cfg = opts.config
-    reports = []
+    root = Path(cfg.path).parent if cfg.path else Path.cwd()
+    old = _baseline_before(opts)
+    pairs, skipped = _changed_pairs(cfg.pairs, root, opts.changed_since)
     scripts = discover(opts.paths, cfg.exclude) if opts.paths else []
     training = []
     if opts.train:
@@ -60,15 +70,70 @@ def run_check(opts: CheckOptions, progress: Callable | None = None) -> CheckRepo
         require_consent(opts.allow_exec, "the training checks run the training scripts, which executes their code",
                         hint="pass --allow-exec, or set allow-exec = true in the config, if you trust them")
         training = discover_training(opts.paths, cfg.exclude, cfg.train_scripts)
-    total = len(scripts) + len(cfg.pairs) + len(training)
+    total = len(scripts) + len(pairs) + len(training)
+    reports = []
     for i, s in enumerate(scripts):
-        reports.append(analyze_file(s))
+        reports.append(policy.apply(analyze_file(s), cfg))
         progress(Step(f"script {s}: analysed", i + 1, total))
-    if cfg.pairs:
-        reports += _pairs(opts, progress, len(scripts), total)
+    checked = [policy.apply(r, cfg) for r in _pairs(opts, pairs, progress, len(scripts), total)]
+    reports += checked
     if training:
-        reports += _training(training, opts, progress, len(scripts) + len(cfg.pairs), total)
-    return CheckReport(tuple(policy.apply(r, cfg) for r in reports), {"config": cfg.path})
+        reports += [policy.apply(r, cfg)
+                    for r in _training(training, opts, progress, len(scripts) + len(pairs), total)]
+    extra: dict = {"config": cfg.path}
+    if opts.changed_since is not None:
+        why = f"no file changed since {opts.changed_since}"
+        extra["skipped"] = [{"pair": B.pair_key(p.source, p.target, root), "source": p.source,
+                             "target": p.target, "reason": why} for p in skipped]
+    comparison = None
+    if opts.baseline:
+        now = {B.pair_key(p.source, p.target, root): B.entry(r)
+               for p, r in zip(pairs, checked, strict=True)}
+        kept = [B.pair_key(p.source, p.target, root) for p in skipped]
+        if old is not None:
+            comparison = dict(B.compare(old, now, kept), file=opts.baseline)
+        if opts.update_baseline:
+            B.save(opts.baseline, B.merged(old, now, kept), protect=_inputs(opts))
+            extra["baseline_written"] = opts.baseline
+    return CheckReport(tuple(reports), extra, baseline=comparison)
+
+
+def _changed_pairs(pairs: list, root: Path, ref: str | None) -> tuple[list, list]:
+    """(pairs to check, pairs skipped): with a ref, a pair is checked only when its source,
+    target or inputs changed since it."""
+    if ref is None:
+        return list(pairs), []
+    from convlint.analyzers import changes
+
+    changed = changes.since(root, ref)
+    check, skip = [], []
+    for p in pairs:
+        (check if any(changed(f) for f in (p.source, p.target, p.inputs) if f) else skip).append(p)
+    return check, skip
+
+
+def _inputs(opts: CheckOptions) -> tuple:
+    """Every file the run reads: a baseline is never written over one of them."""
+    cfg = opts.config
+    return (*opts.paths, *([cfg.path] if cfg.path else []),
+            *(f for p in cfg.pairs for f in (p.source, p.target, p.inputs) if f))
+
+
+def _baseline_before(opts: CheckOptions) -> dict | None:
+    """The stored baseline, read (and the path to update checked) before any work, so a bad
+    file costs nothing. None when there is none yet (a first ``--update-baseline``)."""
+    from convlint.analyzers import baseline as B
+
+    if not opts.baseline:
+        if opts.update_baseline:
+            raise ConvlintError("--update-baseline needs --baseline FILE: the file to write",
+                                rule=R.BAD_ARGUMENTS.code)
+        return None
+    if opts.update_baseline:
+        from convlint.analyzers.report.io import check_output_path
+
+        check_output_path(opts.baseline, protect=_inputs(opts), report=True)
+    return B.load(opts.baseline, missing_ok=opts.update_baseline)
 
 
 class Step(str):
@@ -110,12 +175,17 @@ def cache_key(pair: Pair, opts: CheckOptions) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def _pairs(opts: CheckOptions, progress, before: int = 0, total: int = 0) -> list:
+def _pairs(opts: CheckOptions, pairs: list, progress, before: int = 0, total: int = 0) -> list:
+    """A report per pair, in order."""
     cdir = check_cache_dir(opts.config)
     results: dict = {}
     todo = []
     count = _counter(progress, before, total)
-    for i, pair in enumerate(opts.config.pairs):
+    for i, pair in enumerate(pairs):
+        if pair.pattern and not os.path.exists(pair.target):
+            results[i] = _no_target(pair)
+            count(f"pair {pair.label}: no target")
+            continue
         key = cache_key(pair, opts) if opts.use_cache else None
         hit = cache_read(cdir, key) if key else None
         if hit is not None:
@@ -127,6 +197,17 @@ def _pairs(opts: CheckOptions, progress, before: int = 0, total: int = 0) -> lis
         progress(Step(f"checking {len(todo)} pair(s) with {min(opts.jobs, len(todo))} worker(s)", None, total))
         results.update(_isolated(todo, opts, cdir, count))
     return [ConversionReport.from_dict(results[i]) for i in sorted(results)]
+
+
+def _no_target(pair: Pair) -> dict:
+    """A pattern's match with no target yet (not converted, or the template is wrong): one clear
+    finding for that pair; the other pairs are checked."""
+    from convlint.analyzers.report.findings import Finding
+
+    f = Finding(R.BAD_ARGUMENTS.code, "error", "input",
+                f"no target {pair.target} for {pair.source} (the source matched the pattern "
+                f"{pair.pattern!r} of the config's pairs): convert it, or fix the target template")
+    return ConversionReport.unanalysed(pair.source, pair.target, "error", f).to_dict()
 
 
 def _counter(progress, before: int, total: int):
@@ -174,8 +255,6 @@ def _training(scripts: list, opts: CheckOptions, progress, before: int, total: i
 
 
 def _train_one(script: str, opts: CheckOptions):
-    from convlint.analyzers import rules as R
-    from convlint.analyzers.errors import ConvlintError
     from convlint.analyzers.report.findings import Finding
     from convlint.analyzers.training.check import TrainOptions, train_check
 
@@ -244,7 +323,6 @@ def _result(ex, fut):
 
 
 def _crashed(pair: Pair, progress) -> dict:
-    from convlint.analyzers import rules as R
     from convlint.analyzers.report.findings import Finding
 
     progress(f"pair {pair.label}: the worker process died")

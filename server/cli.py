@@ -155,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "else the scripts under PATHS that train a model); needs --allow-exec (config: train = true)")
     c.add_argument("--allow-exec", action="store_true", default=None,
                    help="consent to run the training scripts (config: allow-exec = true)")
+    c.add_argument("--baseline", metavar="FILE",
+                   help="compare the pairs with this stored run: list regressions, improvements "
+                   "and unchanged pairs; a pair fails the run only by regressing")
+    c.add_argument("--update-baseline", action="store_true",
+                   help="write this run's pairs to the --baseline file (created if missing)")
+    c.add_argument("--changed-since", metavar="GIT_REF",
+                   help="check only the pairs whose source, target or inputs changed since this "
+                   "git ref (git diff, plus untracked files); list the others as skipped")
     c.add_argument("--exit-zero", action="store_true", help="exit 0 even when errors are found")
     c.add_argument("--verbose", "-v", action="store_true", help="show info findings, clean reports and progress")
     c.add_argument("--output-file", metavar="PATH", help="write the report here instead of stdout")
@@ -316,7 +324,9 @@ def cmd_check(args) -> tuple:
     paths = list(args.paths) or [os.path.relpath(os.path.dirname(cfg.path)) if cfg.path else "."]
     opts = CheckOptions(paths, cfg, jobs=args.jobs, use_cache=not args.no_cache, use_tvm=not args.no_tvm,
                         train=args.train if args.train is not None else cfg.train,
-                        allow_exec=args.allow_exec if args.allow_exec is not None else cfg.allow_exec)
+                        allow_exec=cfg.allow_exec if args.allow_exec is None else args.allow_exec,
+                        changed_since=args.changed_since, baseline=args.baseline,
+                        update_baseline=args.update_baseline)
     report = run_check(opts, progress=args.progress)
     return report, {}
 

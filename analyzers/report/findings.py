@@ -229,12 +229,18 @@ class CheckReport:
 
     reports: tuple = ()
     extra: dict = field(default_factory=dict)
+    # the comparison with a stored run (analyzers/baseline.py), when one was given: then a pair
+    # fails the run only by regressing, not by failing as it already did
+    baseline: dict | None = None
 
     kind = "check"
 
     @property
     def exit_code(self) -> int:
-        codes = [r.exit_code for r in self.reports]
+        judged = [r for r in self.reports if self.baseline is None or r.kind != "conversion"]
+        codes = [r.exit_code for r in judged]
+        if self.baseline is not None and self.baseline.get("regressions"):
+            codes.append(1)
         return 2 if 2 in codes else 1 if 1 in codes else 0
 
     @property
@@ -256,4 +262,6 @@ class CheckReport:
              "summary": {"reports": len(self.reports),
                          **{s: sum(f.severity == s for f in fs) for s in SEVERITIES}}}
         d.update(_jsonable(self.extra))
+        if self.baseline is not None:
+            d["baseline"] = _jsonable(self.baseline)
         return d

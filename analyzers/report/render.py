@@ -27,13 +27,44 @@ def to_text(report, *, verbose: bool = False, color: bool = False) -> str:
     if kind == "check":
         parts = [to_text(r, verbose=verbose, color=color) for r in report.reports
                  if verbose or r.verdict not in ("clean", "equivalent", "healthy")]
-        d = report.to_dict()["summary"]
+        doc = report.to_dict()
+        d = doc["summary"]
+        parts += _check_sections(doc, verbose=verbose)
         parts.append(f"{d['reports']} report{'s' if d['reports'] != 1 else ''}: {d['error']} errors, "
                      f"{d['warning']} warnings, {d['info']} infos")
         return "\n\n".join(parts)
     if kind in ("script", "trace", "training"):
         return _script_text(report, verbose=verbose, color=color)
     return _conversion_text(report, verbose=verbose, color=color)
+
+
+def _check_sections(doc: dict, *, verbose: bool) -> list[str]:
+    """The check's own short sections: pairs skipped by --changed-since, the baseline
+    comparison (every regression and improvement; unchanged pairs only counted unless
+    verbose), and the baseline written."""
+    from convlint.analyzers.baseline import describe
+
+    out = []
+    skipped = doc.get("skipped")
+    if skipped:
+        n = len(skipped)
+        lines = [f"{n} pair{'s' if n != 1 else ''} skipped ({skipped[0]['reason']})"]
+        lines += [f"  {s['pair']}" for s in skipped] if verbose else []
+        out.append("\n".join(lines))
+    b = doc.get("baseline")
+    if b:
+        words = {"regressions": "regression", "improvements": "improvement",
+                 "unchanged": "unchanged", "removed": "removed"}
+        counts = [f"{len(b[k])} {w if len(b[k]) == 1 else k}" for k, w in words.items()
+                  if b[k] or k != "removed"]
+        lines = [f"baseline {b['file']}: " + ", ".join(counts)]
+        for key, word in words.items():
+            if key != "unchanged" or verbose:
+                lines += [f"  {word}: {describe(item)}" for item in b[key]]
+        out.append("\n".join(lines))
+    if doc.get("baseline_written"):
+        out.append(f"baseline written to {doc['baseline_written']}")
+    return out
 
 
 def _paint(color: bool):
