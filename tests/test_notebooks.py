@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from conftest import ROOT, run_cli
@@ -145,7 +146,10 @@ def test_positions_in_text_github_and_sarif(tmp_path):
         f"::error file=nb.ipynb,line={loc['notebook_line']},endLine={loc['notebook_line']}," in gh
     )
     assert f"::cell {cell + 1}, line {line}: Optimize.DEFAULT" in gh
-    (res,) = json.loads(_check(nb, "sarif").stdout)["runs"][0]["results"]
+    sarif = json.loads(_check(nb, "sarif").stdout)
+    schema = json.loads((ROOT / "tests" / "schemas" / "sarif-2.1.0-rtm.5.json").read_text())
+    jsonschema.Draft4Validator(schema).validate(sarif)
+    (res,) = sarif["runs"][0]["results"]
     phys = res["locations"][0]["physicalLocation"]
     assert phys["artifactLocation"]["uri"] == "nb.ipynb"
     assert phys["region"] == {"startLine": loc["notebook_line"], "endLine": loc["notebook_line"]}
