@@ -1,7 +1,9 @@
 """CI renderers of a ``CheckReport``: GitHub workflow annotations, JUnit XML and SARIF 2.1.0.
 
 They only format. Every finding keeps its rule code, severity, message and location; where a
-finding is about a model rather than a script line, it is attached to the model file.
+finding is about a model rather than a script line, it is attached to the model file. A finding
+in a notebook points at the line of the ``.ipynb`` file that stores its source line (that is
+what GitHub and code-scanning viewers show), with the cell and the line in the cell beside it.
 """
 
 from __future__ import annotations
@@ -44,14 +46,21 @@ def to_github(report) -> str:
         kind = {"error": "error", "warning": "warning", "info": "notice"}[f["severity"]]
         props = [f"file={_esc(file, True)}"] if file else []
         loc = f.get("location") or {}
-        if line:
+        msg = f["message"]
+        if loc.get("cell") is not None:
+            msg = f"cell {loc['cell'] + 1}, line {loc.get('cell_line')}: {msg}"
+            if loc.get("notebook_line"):
+                props.append(f"line={loc['notebook_line']}")
+                if loc.get("notebook_end_line"):
+                    props.append(f"endLine={loc['notebook_end_line']}")
+        elif line:
             props.append(f"line={line}")
             if loc.get("column") is not None:
                 props.append(f"col={loc['column'] + 1}")
             if loc.get("end_line"):
                 props.append(f"endLine={loc['end_line']}")
         props.append(f"title={_esc(f['rule'] + ' ' + R.RULES[f['rule']].name if f['rule'] in R.RULES else f['rule'], True)}")
-        out.append(f"::{kind} {','.join(props)}::{_esc(f['message'])}")
+        out.append(f"::{kind} {','.join(props)}::{_esc(msg)}")
     return "\n".join(out)
 
 
@@ -103,7 +112,12 @@ def to_sarif(report) -> str:
             res["ruleIndex"] = index[f["rule"]]
         if file:
             phys = {"artifactLocation": {"uri": _uri(file)}}
-            if line:
+            if loc.get("cell") is not None:
+                start = loc.get("notebook_line")
+                if start:  # the stored line; its columns are the JSON's, not the cell's
+                    phys["region"] = {"startLine": start,
+                                      "endLine": loc.get("notebook_end_line") or start}
+            elif line:
                 region = {"startLine": line, "startColumn": (loc.get("column") or 0) + 1}
                 if loc.get("end_line"):
                     region["endLine"] = loc["end_line"]
@@ -114,12 +128,19 @@ def to_sarif(report) -> str:
         props = {k: v for k, v in (("layer", f.get("layer")), ("stage", f.get("stage")),
                                    ("source_node", loc.get("source_node")),
                                    ("target_node", loc.get("target_node"))) if v}
+        if loc.get("cell") is not None:
+            props.update({k: loc[k] for k in ("cell", "cell_line", "cell_end_line")
+                          if loc.get(k) is not None})
+            props["cell_column"] = (loc.get("column") or 0) + 1
         if props:
             res["properties"] = props
         rep = f.get("repair") or {}
-        if rep.get("edits"):
+        # a notebook's edits are ranges in a cell, not in the stored JSON: no SARIF fix for them
+        edits = [e for e in rep.get("edits") or ()
+                 if not str(e.get("file") or file).endswith(".ipynb")]
+        if edits:
             changes: dict = {}
-            for e in rep["edits"]:
+            for e in edits:
                 changes.setdefault(e.get("file") or file, []).append({
                     "deletedRegion": {"startLine": e["start"]["line"], "startColumn": e["start"]["column"] + 1,
                                       "endLine": e["end"]["line"], "endColumn": e["end"]["column"] + 1},

@@ -36,6 +36,15 @@ class Location:
     target_node: str | None = None
     end_line: int | None = None  # added field: the end of the range (editors need it)
     end_column: int | None = None
+    # added fields, in a notebook only: ``line`` is the line of its code cells joined in order;
+    # ``cell`` is the 0-based index in the file's ``cells`` (markdown included), ``cell_line``
+    # the 1-based line in that cell (columns are the same), ``notebook_line`` the line of the
+    # .ipynb file that stores it (what SARIF and GitHub annotations point at)
+    cell: int | None = None
+    cell_line: int | None = None
+    cell_end_line: int | None = None
+    notebook_line: int | None = None
+    notebook_end_line: int | None = None
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}

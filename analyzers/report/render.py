@@ -73,6 +73,18 @@ def _paint(color: bool):
     return c
 
 
+def position(loc: dict, default: str) -> str:
+    """``file:line:col``, 1-based like ruff; in a notebook ``nb.ipynb:cell 8:3:5``, the cell
+    counted from 1 as editors show it (``location.cell`` is the 0-based index in the file)."""
+    where = loc.get("file") or default
+    if not loc.get("line"):
+        return where
+    col = (loc.get("column") or 0) + 1
+    if loc.get("cell") is not None:
+        return f"{where}:cell {loc['cell'] + 1}:{loc.get('cell_line')}:{col}"
+    return f"{where}:{loc['line']}:{col}"
+
+
 def _script_text(report, *, verbose: bool, color: bool) -> str:
     """ruff-like lines: path:line:col: CODE message, then the fix and, for traces, each
     captured conversion's own report."""
@@ -88,9 +100,7 @@ def _script_text(report, *, verbose: bool, color: bool) -> str:
     lines = [f"{d['script']}: {c(vcol, d['verdict'].upper())}{head}"]
     shown = [f for f in d["findings"] if verbose or f["severity"] != "info"]
     for f in shown:
-        loc = f.get("location") or {}
-        where = f"{loc.get('file', d['script'])}" + (
-            f":{loc['line']}:{(loc.get('column') or 0) + 1}" if loc.get("line") else "")
+        where = position(f.get("location") or {}, d["script"])
         col = {"error": "31", "warning": "33", "info": "36"}[f["severity"]]
         layer = f" [{f['layer']}]" if d["kind"] == "training" and f.get("layer") else ""
         lines.append(f"{where}: {c(col, f['rule'])}{layer} {f['message']}")
@@ -102,7 +112,9 @@ def _script_text(report, *, verbose: bool, color: bool) -> str:
             lines.append(f"    or: {alt['description']}")
     for conv in d.get("conversions", []):
         site = conv.get("call_site") or {}
-        lines.append(f"  conversion at line {site.get('line')} ({conv.get('call')}, {conv.get('converter_version')}):")
+        at = (f"cell {site['cell'] + 1}:{site.get('cell_line')}" if "cell" in site
+              else f"line {site.get('line')}")
+        lines.append(f"  conversion at {at} ({conv.get('call')}, {conv.get('converter_version')}):")
         lines.extend("    " + ln for ln in _conversion_text(
             conv, verbose=verbose, color=color).splitlines())
     hidden = len(d["findings"]) - len(shown)

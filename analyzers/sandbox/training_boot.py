@@ -1,7 +1,7 @@
 """``convlint train-check`` runs the user's script through this file, in its own process.
 
     python -m convlint.analyzers.sandbox.training_boot --trace FILE [--status FILE] [--max-steps N]
-        [--max-epochs N] [--every K] -- SCRIPT [ARGS...]
+        [--max-epochs N] [--every K] [--code FILE] -- SCRIPT [ARGS...]
 
 It installs import hooks that attach the probes when ``torch`` or ``keras`` finish importing
 (so a script that uses only one framework never imports the other), runs the script as
@@ -59,7 +59,7 @@ def _apply(name: str, module) -> None:
 
 def main(argv: list) -> int:
     global REC, SCRIPT, MAX_EPOCHS
-    trace, status_file, max_steps, every = None, None, None, None
+    trace, status_file, max_steps, every, code = None, None, None, None, None
     while argv and argv[0].startswith("--"):
         flag = argv.pop(0)
         if flag == "--":
@@ -75,13 +75,15 @@ def main(argv: list) -> int:
             MAX_EPOCHS = int(val)
         elif flag == "--every":
             every = int(val)
+        elif flag == "--code":  # the text to run in the script's name (a notebook's joined cells)
+            code = val
     SCRIPT = os.path.abspath(argv[0])
     REC = Recorder(trace, every=every, max_steps=max_steps, stop_on_fault=True)
     for name in PATCHES:
         if name in sys.modules:
             _apply(name, sys.modules[name])
     sys.meta_path.insert(0, PostImportHook(PATCHES, _apply))
-    with open(SCRIPT, encoding="utf-8") as fh:
+    with open(code or SCRIPT, encoding="utf-8") as fh:
         src = fh.read()
     status, error, stop = run_as_main(SCRIPT, src, argv[1:], stop=(StopTraining,))
     stopped = stop.reason if stop is not None else None

@@ -14,7 +14,10 @@ from convlint.analyzers import rules as R
 from convlint.analyzers.errors import ConvlintError
 from convlint.analyzers.report.findings import Finding, Location, Repair, ScriptReport
 from convlint.analyzers.scripts import edits as E
-from convlint.analyzers.scripts import rules_data  # noqa: F401  (registers its checks)
+from convlint.analyzers.scripts import (
+    notebook,
+    rules_data,  # noqa: F401  (registers its checks)
+)
 from convlint.analyzers.scripts.edits import TextEdit
 from convlint.analyzers.scripts.facts import analyze_text
 from convlint.analyzers.scripts.rules_static import (
@@ -47,7 +50,10 @@ def read_script(path: str) -> str:
 
 
 def analyze_file(path: str) -> ScriptReport:
-    """Read a script and analyse it."""
+    """Read a script (or a notebook's code cells, joined) and analyse it."""
+    if notebook.is_notebook(path):
+        nb = notebook.read_notebook(path)
+        return nb.map_report(analyze_source(nb.text, path))
     return analyze_source(read_script(path), path)
 
 

@@ -1,8 +1,9 @@
 """Find the conversion scripts (and, opt-in, the training scripts) under the paths a user names.
 
 A file named explicitly is always analysed. In a directory, a Python file is a conversion script
-when it mentions a converter entry point, and a shell script or Makefile when it runs
-``tf2onnx.convert``; hidden folders, virtual environments and caches are skipped.
+when it mentions a converter entry point, a notebook when its code cells do, and a shell script
+or Makefile when it runs ``tf2onnx.convert``; hidden folders (``.ipynb_checkpoints`` among them),
+virtual environments and caches are skipped.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from convlint.analyzers import rules as R
 from convlint.analyzers.config import excluded
 from convlint.analyzers.errors import ConvlintError
+from convlint.analyzers.scripts import notebook
 from convlint.analyzers.scripts.check import is_shell
 
 MARKERS = re.compile(r"TFLiteConverter|tf2onnx|torch\.onnx|onnx\.export|onnx2tf|onnx2torch|\.export\(|"
@@ -26,8 +28,11 @@ SKIP_DIRS = {"node_modules", "__pycache__", "site-packages", "build", "dist", ".
 
 def discover(paths: list[str], exclude: tuple = ()) -> list[str]:
     """Conversion scripts: every file named, and in folders the scripts that mention a converter."""
-    return _walk(paths, exclude,
-                 lambda name, f: (name.endswith(".py") or is_shell(name)) and bool(MARKERS.search(_head(f))))
+    def keep(name: str, f: str) -> bool:
+        script = name.endswith(".py") or is_shell(name) or notebook.is_notebook(name)
+        return script and bool(MARKERS.search(_head(f)))
+
+    return _walk(paths, exclude, keep)
 
 
 def discover_training(paths: list[str], exclude: tuple = (), listed: tuple = ()) -> list[str]:
@@ -44,7 +49,10 @@ def discover_training(paths: list[str], exclude: tuple = (), listed: tuple = ())
                 raise ConvlintError(f"train-scripts: {pattern}: no such file", rule=R.BAD_ARGUMENTS.code)
             out += [os.path.normpath(h) for h in hits if not excluded(h, exclude)]
         return list(dict.fromkeys(out))
-    return list(_walk(paths, exclude, lambda name, f: name.endswith(".py") and _trains(_head(f)), named=False))
+    def keep(name: str, f: str) -> bool:
+        return (name.endswith(".py") or notebook.is_notebook(name)) and _trains(_head(f))
+
+    return list(_walk(paths, exclude, keep, named=False))
 
 
 def _trains(text: str) -> bool:
@@ -71,6 +79,9 @@ def _walk(paths: list[str], exclude: tuple, keep, named: bool = True) -> list[st
 
 
 def _head(path: str) -> str:
+    """The text the markers are looked for in: a notebook's code cells joined, else the file."""
+    if notebook.is_notebook(path):
+        return notebook.code(path)
     try:
         with open(path, encoding="utf-8", errors="ignore") as fh:
             return fh.read(200_000)

@@ -66,8 +66,9 @@ def _offset(lines: list[str], line: int, col: int) -> int:
     return sum(len(s) for s in lines[: line - 1]) + col
 
 
-def apply(text: str, edits: list[TextEdit] | tuple) -> str:
-    """Apply non-overlapping edits; raise ValueError when the result does not parse."""
+def splice(text: str, edits: list[TextEdit] | tuple) -> str:
+    """Apply non-overlapping edits without checking the result: a notebook cell is spliced
+    alone, and alone it need not parse (the notebook's joined code is what ``apply`` checks)."""
     lines = text.splitlines(keepends=True)
     if not lines or not lines[-1].endswith("\n"):
         lines.append("")
@@ -75,6 +76,12 @@ def apply(text: str, edits: list[TextEdit] | tuple) -> str:
     for e in sorted(edits, key=lambda e: (e.line, e.col), reverse=True):
         a, b = _offset(lines, e.line, e.col), _offset(lines, e.end_line, e.end_col)
         out = out[:a] + e.new_text + out[b:]
+    return out
+
+
+def apply(text: str, edits: list[TextEdit] | tuple) -> str:
+    """Apply non-overlapping edits; raise ValueError when the result does not parse."""
+    out = splice(text, edits)
     try:
         ast.parse(out)
     except SyntaxError as e:

@@ -4,6 +4,10 @@ the rewritten script again.
 
 In: a script path and ``TraceOptions`` (consent to execute is required). Out: a ``ScriptReport``
 of kind ``trace`` whose ``conversions`` hold one conversion report per captured call.
+
+A notebook runs as its code cells joined (``notebook.py``), from a ``.py`` in the cache under the
+notebook's name, in the notebook's folder unless ``cwd`` says otherwise (where Jupyter runs it);
+its findings are mapped back to cell and line, and ``write_fixed`` writes a new notebook.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from convlint.analyzers.report.findings import (
     Location,
     ScriptReport,
 )
+from convlint.analyzers.scripts import notebook
 from convlint.analyzers.scripts.check import analyze_source, read_script
 from convlint.analyzers.scripts.edits import TextEdit, apply
 from convlint.analyzers.subproc import require_consent, run_script_process
@@ -59,11 +64,12 @@ class Run:
 
 def run_script(script: str, opts: TraceOptions, out_dir: str, code: str | None = None,
                redirect: str | None = None) -> Run:
-    """Run the script under the tracer in a subprocess, with a timeout."""
+    """Run the script under the tracer in a subprocess, with a timeout. ``code`` (a rewrite, or a
+    notebook's joined cells) runs in the script's name from a ``.py`` in ``out_dir``."""
     cmd = [opts.python or sys.executable, BOOT, "--out", out_dir]
     os.makedirs(out_dir, exist_ok=True)
     if code is not None:
-        code_file = os.path.join(out_dir, "rewritten.py")
+        code_file = os.path.join(out_dir, "code.py")
         Path(code_file).write_text(code, encoding="utf-8")
         cmd += ["--code", code_file]
     if redirect:
@@ -102,13 +108,24 @@ def _check(rec: dict, popts, progress) -> ConversionReport:
 def trace_script(script: str, opts: TraceOptions, progress: Callable | None = None) -> ScriptReport:
     progress = progress or (lambda m: None)
     require_consent(opts.allow_exec, f"convlint trace runs {script}, which executes its code")
-    text = read_script(script)
+    nb = notebook.read_notebook(script) if notebook.is_notebook(script) else None
+    if nb is not None:
+        text = nb.text
+        opts = replace(opts, cwd=opts.cwd or os.path.dirname(os.path.abspath(script)))
+    else:
+        text = read_script(script)
+    report = _trace(script, text, nb, opts, progress)
+    return nb.map_report(report) if nb is not None else report
+
+
+def _trace(script: str, text: str, nb: notebook.Notebook | None, opts: TraceOptions,
+           progress: Callable) -> ScriptReport:
     static = analyze_source(text, script)
     if static.verdict == "error":
         return replace(static, kind="trace")
     tmp = _capture_dir(script, text, opts)
     progress(f"trace: running {script} (timeout {opts.timeout:g} s)")
-    run = run_script(script, opts, os.path.join(tmp, "run"))
+    run = run_script(script, opts, os.path.join(tmp, "run"), code=text if nb is not None else None)
     findings = list(static.findings) + _run_findings(script, run, opts)
     checked = []  # (record, its conversion report, or None when it could not be checked)
     for rec in run.records:
@@ -120,7 +137,8 @@ def trace_script(script: str, opts: TraceOptions, progress: Callable | None = No
             findings.append(_record_finding(script, rec))
     reports = [rep for _, rep in checked if rep is not None]
     if opts.verify_fixes:
-        findings = _verify_rewrites(script, text, static, checked, findings, opts, tmp, progress)
+        findings = _verify_rewrites(script, text, nb, static, checked, findings, opts, tmp,
+                                    progress)
     crashed = run.status is None or run.error is not None
     errors = any(f.severity == "error" for f in findings) or any(r.exit_code == 1 for r in reports)
     verdict = "crash" if crashed else "faulty" if errors else "clean"
@@ -206,9 +224,10 @@ def _static_conversion(static: ScriptReport, rec: dict) -> dict | None:
     return None
 
 
-def _verify_rewrites(script, text, static, checked, findings, opts, tmp, progress) -> list:
+def _verify_rewrites(script, text, nb, static, checked, findings, opts, tmp, progress) -> list:
     """For each faulty conversion, apply the static fixes located on its call, trace the
-    rewritten script (writes redirected), and check the same conversion again."""
+    rewritten script (writes redirected), and check the same conversion again. A verified
+    rewrite of a notebook is written as a notebook, the edits spliced into their cells."""
     out = list(findings)
     for rec, rep in checked:
         failed = rec.get("error") or (rep is not None and rep.exit_code == 1)
@@ -240,7 +259,8 @@ def _verify_rewrites(script, text, static, checked, findings, opts, tmp, progres
         if ok and opts.write_fixed:
             from convlint.analyzers.report.io import write_new_file
 
-            write_new_file(opts.write_fixed, new_text, protect=(script,))
+            write_new_file(opts.write_fixed, nb.rewrite(edits) if nb is not None else new_text,
+                           protect=(script,))
             written = opts.write_fixed
         out = [f.with_(repair=replace(f.repair, verified=ok, metrics_after=after, output=written))
                if f in fixable else f for f in out]

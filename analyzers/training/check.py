@@ -4,7 +4,9 @@ and turn its trace into the training report.
 The script runs only with consent (``allow_exec``), in its own process with a wall-clock
 timeout, a memory limit (``resource.setrlimit``), no core dumps, and its output read through a
 pipe of which only the tail is kept. The trace and every temporary file live in a folder
-that is removed afterwards, whatever happens.
+that is removed afterwards, whatever happens. A notebook runs as its code cells joined
+(``scripts/notebook.py``, written to that folder), in its own folder unless ``cwd`` says
+otherwise, and its findings are mapped back to cell and line.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .. import defaults as D
-from .. import rules as R
-from ..errors import ConvlintError
-from ..report.findings import Finding, Location, ScriptReport
-from ..sandbox.record import read_trace
-from ..subproc import default_memory_mb, require_consent, run_script_process
-from .rules import Thresholds, analyze
+from convlint.analyzers import defaults as D
+from convlint.analyzers import rules as R
+from convlint.analyzers.errors import ConvlintError
+from convlint.analyzers.report.findings import Finding, Location, ScriptReport
+from convlint.analyzers.sandbox.record import read_trace
+from convlint.analyzers.scripts import notebook
+from convlint.analyzers.subproc import default_memory_mb, require_consent, run_script_process
+from convlint.analyzers.training.rules import Thresholds, analyze
 
 
 @dataclass
@@ -48,8 +51,16 @@ def train_check(script: str, opts: TrainOptions, progress: Callable | None = Non
     p = Path(script)
     if not p.is_file():
         raise ConvlintError(f"{script}: no such file", rule=R.BAD_ARGUMENTS.code)
-    if p.suffix != ".py":
-        raise ConvlintError(f"{script}: train-check runs Python scripts (.py)", rule=R.BAD_ARGUMENTS.code)
+    if p.suffix not in (".py", notebook.SUFFIX):
+        raise ConvlintError(f"{script}: train-check runs Python scripts (.py) and notebooks "
+                            "(.ipynb)", rule=R.BAD_ARGUMENTS.code)
+    nb = notebook.read_notebook(script) if notebook.is_notebook(script) else None
+    rep = _train_check(script, p, nb, opts, progress)
+    return nb.map_report(rep) if nb is not None else rep
+
+
+def _train_check(script: str, p: Path, nb: notebook.Notebook | None, opts: TrainOptions,
+                 progress: Callable) -> ScriptReport:
     with tempfile.TemporaryDirectory(prefix="convlint-train-") as tmp:
         trace_file, status_file = Path(tmp) / "trace.jsonl", Path(tmp) / "status.json"
         cmd = [opts.python or sys.executable, "-m", "convlint.analyzers.sandbox.training_boot", "--trace", str(trace_file),
@@ -60,11 +71,17 @@ def train_check(script: str, opts: TrainOptions, progress: Callable | None = Non
             cmd += ["--max-steps", str(opts.max_steps)]
         if opts.max_epochs:
             cmd += ["--max-epochs", str(opts.max_epochs)]
+        cwd = opts.cwd or os.getcwd()
+        if nb is not None:
+            code_file = Path(tmp) / "code.py"
+            code_file.write_text(nb.text, encoding="utf-8")
+            cmd += ["--code", str(code_file)]
+            cwd = opts.cwd or str(p.resolve().parent)
         cmd += ["--", str(p.resolve()), *opts.args]
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"), PYTHONUNBUFFERED="1")
         progress(f"train-check: running {script} (timeout {opts.timeout:g} s, at most {opts.max_steps} steps)")
         t0 = time.perf_counter()
-        run = run_script_process(cmd, cwd=opts.cwd or os.getcwd(), env=env, timeout=opts.timeout,
+        run = run_script_process(cmd, cwd=cwd, env=env, timeout=opts.timeout,
                                  memory_mb=opts.memory_mb, output_limit=opts.output_limit)
         rc, timed_out = run.returncode, run.timed_out
         seconds = time.perf_counter() - t0

@@ -13,9 +13,9 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .. import rules as R
-from ..report.findings import Finding, Location, Repair, ScriptReport
-from ..sandbox.record import finite
+from convlint.analyzers import rules as R
+from convlint.analyzers.report.findings import Finding, Location, Repair, ScriptReport
+from convlint.analyzers.sandbox.record import finite
 
 ADAPTIVE = ("adam", "adamw", "adamax", "nadam", "rmsprop", "adagrad", "adadelta", "lion", "adafactor")
 PROB_LOSSES = ("binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy",
