@@ -10,6 +10,12 @@ cannot express it (asymmetric padding).
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
 # ONNX attribute -> the aten argument that carries it
 ARGS = {"axis": "dim", "keepdims": "keepdim", "strides": "stride", "dilations": "dilation",
         "pads": "padding", "output_padding": "output_padding", "group": "groups"}
@@ -51,3 +57,37 @@ def chain_order(axes: list, kept: bool) -> list | None:
     if all(a >= 0 for a in axes):
         return sorted(axes, reverse=True)
     return None
+
+
+def write_plan(target: str, plan, out: str, *, load: Callable, save: Callable,
+               set_tensor: Callable, attribute: Callable, graph_edit: Callable) -> list:
+    """Write ``out``: the model ``load(target)`` gives, with ``plan``'s weight patches,
+    attribute edits and graph edits applied through the three editors, as ``save`` serializes
+    it; the keys of the steps done. An edit that raises is not done (a graph shape the editor
+    does not know); a model that cannot be loaded, edited or saved gets nothing done. ``out`` is
+    always written (the pipeline checks it again): an unmodified copy when nothing was done."""
+    from convlint.analyzers.report.io import write_new_file
+
+    done: list = []
+    data = None
+    try:
+        model = load(target)
+        done += [p.tensor for p in plan.patches if _guard(set_tensor, model, p.tensor, p.value)]
+        done += [e.node for e in plan.edits if _guard(attribute, model, e)]
+        done += [e.key for e in plan.graph_edits if _guard(graph_edit, model, e)]
+        data = save(model) if done else None
+    except Exception:  # noqa: BLE001 - an unreadable or unsavable model: nothing done
+        log.debug("patching %s failed", target, exc_info=True)
+        done = []
+    data = data if done and data is not None else Path(target).read_bytes()
+    write_new_file(out, data, protect=(target,))
+    return done
+
+
+def _guard(fn, *args) -> bool:
+    """``fn(*args)``; False when it raises."""
+    try:
+        return bool(fn(*args))
+    except Exception:  # noqa: BLE001 - an edit that cannot be made is simply not done
+        log.debug("edit %s failed", getattr(fn, "__name__", fn), exc_info=True)
+        return False

@@ -31,8 +31,8 @@ from convlint.analyzers.repair.aten import (
     REDUCE,
     argument_value,
     chain_order,
+    write_plan,
 )
-from convlint.analyzers.report.io import write_new_file
 
 log = logging.getLogger(__name__)
 
@@ -43,30 +43,8 @@ def patch_exported(target: str, plan, out: str) -> list:
     it again): an unmodified copy when the program cannot be loaded, edited or saved."""
     import torch
 
-    data = None
-    done: list = []
-    try:
-        ep = torch.export.load(target)
-        done += [p.tensor for p in plan.patches if _guard(_set_tensor, ep, p.tensor, p.value)]
-        done += [e.node for e in plan.edits if _guard(_attribute, ep, e)]
-        done += [e.key for e in plan.graph_edits if _guard(_graph_edit, ep, e)]
-        data = save(ep) if done else None
-    except Exception:  # noqa: BLE001 - an unreadable or unsavable program: nothing done
-        log.debug("ExportedProgram patching failed", exc_info=True)
-        done = []
-    with open(target, "rb") as f:
-        original = f.read()
-    write_new_file(out, data if done and data is not None else original, protect=(target,))
-    return done
-
-
-def _guard(fn, *args) -> bool:
-    """``fn(*args)``; False when it raises (a graph shape the edit does not know)."""
-    try:
-        return bool(fn(*args))
-    except Exception:  # noqa: BLE001 - an edit that cannot be made is simply not done
-        log.debug("ExportedProgram edit %s failed", fn.__name__, exc_info=True)
-        return False
+    return write_plan(target, plan, out, load=torch.export.load, save=save,
+                      set_tensor=_set_tensor, attribute=_attribute, graph_edit=_graph_edit)
 
 
 def save(ep) -> bytes:

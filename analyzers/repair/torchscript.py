@@ -31,8 +31,8 @@ from convlint.analyzers.repair.aten import (
     REDUCE,
     argument_value,
     chain_order,
+    write_plan,
 )
-from convlint.analyzers.report.io import write_new_file
 
 log = logging.getLogger(__name__)
 
@@ -43,32 +43,9 @@ def patch_torchscript(target: str, plan, out: str) -> list:
     it again): an unmodified copy when the file cannot be loaded or saved."""
     import torch
 
-    data = None
-    done: list = []
-    try:
-        m = torch.jit.load(target, map_location="cpu")
-        done += [p.tensor for p in plan.patches if _guard(_set_tensor, m, p.tensor, p.value)]
-        done += [e.node for e in plan.edits if _guard(_attribute, m, e)]
-        done += [e.key for e in plan.graph_edits if _guard(_graph_edit, m, e)]
-        buf = io.BytesIO()
-        torch.jit.save(m, buf)
-        data = buf.getvalue()
-    except Exception:  # noqa: BLE001 - an unreadable or unsavable module: nothing done
-        log.debug("TorchScript patching failed", exc_info=True)
-        done = []
-    with open(target, "rb") as f:
-        original = f.read()
-    write_new_file(out, data if done and data is not None else original, protect=(target,))
-    return done
-
-
-def _guard(fn, *args) -> bool:
-    """``fn(*args)``; False when it raises (a graph shape the edit does not know)."""
-    try:
-        return bool(fn(*args))
-    except Exception:  # noqa: BLE001 - an edit that cannot be made is simply not done
-        log.debug("TorchScript edit %s failed", fn.__name__, exc_info=True)
-        return False
+    return write_plan(target, plan, out, load=lambda p: torch.jit.load(p, map_location="cpu"),
+                      save=_bytes, set_tensor=_set_tensor, attribute=_attribute,
+                      graph_edit=_graph_edit)
 
 
 # --------------------------------------------------------------------------- modules
@@ -301,8 +278,12 @@ def wrap_gather(path: str, modules: list) -> tuple[list, bytes | None]:
 
     m = torch.jit.load(path, map_location="cpu")
     done = wrap_negative_indices(m, modules)
-    if not done:
-        return done, None
+    return (done, _bytes(m)) if done else (done, None)
+
+
+def _bytes(m) -> bytes:
+    import torch
+
     buf = io.BytesIO()
     torch.jit.save(m, buf)
-    return done, buf.getvalue()
+    return buf.getvalue()
