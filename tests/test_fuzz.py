@@ -1,5 +1,6 @@
 """Fuzzing the model loaders: 500 mutated files per format (bit flips, truncation, overwritten,
-inserted and zeroed bytes of a real fixture model) must each load or be refused with convlint's
+inserted and zeroed bytes of a real fixture model, and files that declare gigabytes they do not
+hold, with the process's peak memory bounded) must each load or be refused with convlint's
 own error: zero uncaught exceptions, zero native crashes, zero hangs. Each format runs in its own
 process (bench/fuzz/harness.py), so a native crash is seen as a failure here, not a dead pytest.
 The 10,000-case runs are `make bench-fuzz`."""
@@ -25,3 +26,5 @@ def test_mutated_model_files_are_loaded_or_refused_never_crash(fmt, tmp_path):
     d = json.loads(out.read_text())
     assert d["cases"] == 500 and d["failures"] == [], d["failures"][:5]
     assert d["refused"] > 0  # the mutations do break files
+    # the resource family (files that declare gigabytes) is refused without holding them
+    assert d["kinds"].get("resource", 0) > 20 and d["peak_rss_mb"] < 4096, d

@@ -168,3 +168,28 @@ def test_the_ceiling_holds_in_checks_workers(alloc, tmp_path):
     convs = [r for r in json.loads(p.stdout)["reports"] if r["kind"] == "conversion"]
     assert [r["verdict"] for r in convs] == ["crash", "equivalent"], p.stderr[-2000:]
     assert "ceiling of 1500 MB" in convs[0]["findings"][0]["message"]
+
+
+async def test_the_ceiling_holds_in_the_language_servers_worker(alloc, tmp_path, monkeypatch):
+    """The server's worker runs models under the same ceiling: the allocating pair is a crash
+    finding with the note, the twin is equivalent, and the server answers on."""
+    from lsp_helpers import command, start, stop
+
+    small, huge, twin = alloc
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "convlint.toml").write_text(
+        f"[[pairs]]\nsource = '{small}'\ntarget = '{huge}'\n\n"
+        f"[[pairs]]\nsource = '{small}'\ntarget = '{twin}'\n")
+    monkeypatch.setenv("CONVLINT_MEMORY_LIMIT_MB", CEILING["CONVLINT_MEMORY_LIMIT_MB"])
+    client = await start(tmp_path, ws, heavyChecks=True, trustedExecution=True, tvm=False)
+    try:
+        res = await command(client, "convlint.checkWorkspace")
+        by_target = {r["target"]["path"]: r for r in res["reports"]}
+        crash = by_target[str(huge)]
+        assert crash["verdict"] == "crash"
+        assert "ceiling of 1500 MB" in crash["findings"][0]["message"]
+        assert by_target[str(twin)]["verdict"] == "equivalent"
+        assert (await command(client, "convlint.status"))["worker_crashes"] == 0
+    finally:
+        await stop(client)
