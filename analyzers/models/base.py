@@ -60,7 +60,8 @@ class QuantParams:
     @property
     def range(self) -> tuple:
         """The float interval the integers represent: values outside it are clipped."""
-        return (self.scale * (self.qmin - self.zero_point), self.scale * (self.qmax - self.zero_point))
+        return (self.scale * (self.qmin - self.zero_point),
+                self.scale * (self.qmax - self.zero_point))
 
 
 def layout_hint(shape: tuple) -> str | None:
