@@ -16,8 +16,9 @@ from convlint.analyzers import rules as R
 from convlint.analyzers.differential.check import DiffOptions, check_pair
 from convlint.analyzers.differential.inputs import plan_inputs, random_inputs
 from convlint.analyzers.errors import StepFailed
+from convlint.analyzers.localize import quantization as Q
 from convlint.analyzers.localize import stages
-from convlint.analyzers.report.findings import ConversionReport, Finding, Repair
+from convlint.analyzers.report.findings import ConversionReport, Finding, Location, Repair
 
 LOCALIZE_SAMPLES = 2
 
@@ -34,7 +35,7 @@ class PipelineOptions:
 def capture(source, target, opts: DiffOptions, n: int = LOCALIZE_SAMPLES) -> stages.Capture:
     """Record both layer tables and per-layer outputs on ``n`` shared inputs."""
     plan = plan_inputs(source.input_specs(), target.input_specs(), opts.input_shapes)
-    xs = random_inputs(plan, n, opts.seed)
+    xs = random_inputs(plan, n, opts.seed, opts.input_ranges)
     txs = [plan.for_target(x) for x in xs]
     try:  # the inputs go in too: stage 3 reads input sizes off them
         src_runs = [{**x, **source.intermediates(x)} for x in xs]
@@ -63,7 +64,16 @@ def _needs_localization(report: ConversionReport) -> bool:
 
 def check(source, target, popts: PipelineOptions, progress: Callable | None = None) -> ConversionReport:
     progress = progress or (lambda m: None)
+    qparams = _activation_quantization(target)
+    narrow: dict = {}
+    if qparams and not popts.diff.inputs_path:  # judged inside the range it was calibrated for
+        plan = plan_inputs(source.input_specs(), target.input_specs(), popts.diff.input_shapes)
+        ranges, narrow = Q.calibrated_ranges(plan.pairs, qparams)
+        popts = replace(popts, diff=replace(popts.diff, input_ranges=ranges))
     report = check_pair(source, target, popts.diff, progress)
+    if (qparams and popts.localize and report.verdict == "divergent"
+            and any(f.rule == R.OUTPUTS_DIVERGE.code for f in report.findings)):
+        return _check_quantized(source, target, report, qparams, narrow, popts, progress)
     if popts.localize and any(f.rule == R.RUNTIME_KERNEL_REFUSED.code for f in report.findings):
         findings = crash.name_runtime_faults(source, target, list(report.findings), popts,
                                              progress)
@@ -105,6 +115,86 @@ def check(source, target, popts: PipelineOptions, progress: Callable | None = No
     evidence = dict(loc.evidence(), **orc.evidence, seconds=timing, culprit=culprit(findings))
     extra = dict(report.extra, localization=evidence)
     return replace(report, findings=tuple(findings), extra=extra)
+
+
+def _activation_quantization(target) -> dict:
+    """The target's integer activations (a full-integer model), or {} (float, weight-only)."""
+    try:
+        return target.activation_quantization()
+    except StepFailed:  # a target that cannot load: the check reports it as a crash
+        return {}
+
+
+def _check_quantized(source, target, report: ConversionReport, qparams: dict, narrow: dict,
+                     popts: PipelineOptions, progress: Callable) -> ConversionReport:
+    """A full-integer target always differs from its float source: judge each aligned layer by
+    its own quantization step (localize/quantization.py). Within int8 noise the pair is
+    equivalent, with the budget in an info finding; otherwise the layers at fault are named.
+    The weights being int8 is the quantization the user asked for, not a fault (CL201 is info),
+    and the float first-divergent layer (CL110) gives way to the layers beyond their step."""
+    progress("int8 target: measuring each layer's error against its quantization step")
+    cap = capture(source, target, popts.diff)
+    loc = stages.run(cap, layer_rtol=max(popts.diff.rtol, 1e-6))
+    table = Q.layer_table(cap.source_layers, cap.source_runs, cap.target_runs, cap.source_inputs,
+                          loc.alignment.activations, qparams, cap.layouts[0])
+    j = Q.judge(table, report.metrics, _output_layers(cap))
+    evidence = {"quantization": j.to_dict(), "calibrated_inputs_narrow":
+                {k: list(v) for k, v in narrow.items()}}
+    localization = dict(loc.evidence(), quantization=evidence["quantization"])
+    if j.noise:
+        f = Finding(R.INT8_NOISE.code, "info", "parameters",
+                    f"within int8 noise: every aligned layer adds at most "
+                    f"{max((q.added for q in table), default=0.0):.3g} relative error "
+                    f"(at most {max((q.added_steps for q in table), default=0.0):.2g} of its "
+                    f"step; uniform rounding is {Q.IDEAL_STEPS:.2f}), and the outputs differ by "
+                    f"{report.metrics.get('max_abs') or 0.0:.3g}, within the noise budget "
+                    f"{j.budget:.3g} ({Q.NOISE_STEPS:g} steps of the output's quantization)",
+                    evidence=evidence)
+        kept = [x for x in report.findings if x.rule != R.OUTPUTS_DIVERGE.code]
+        return replace(report, verdict="equivalent", findings=(*kept, f),
+                       extra=dict(report.extra, localization=localization))
+    faults = [_int8_fault(q, narrow) for q in j.faults] or [
+        Finding(R.INT8_FAULT.code, "error", "parameters",
+                f"the outputs exceed the int8 noise budget {j.budget or 0.0:.3g} (max_abs "
+                f"{report.metrics.get('max_abs') or 0.0:.3g}, top-1 agreement "
+                f"{report.metrics.get('top1_agreement')}) though no aligned layer adds more than "
+                f"{Q.FAULT_ADDED:g} relative error on its own", evidence=evidence)]
+    rest = [x.with_(severity="info") if x.rule == R.WEIGHTS_QUANTIZED.code else x
+            for x in loc.findings if x.rule != R.FIRST_DIVERGENT.code]
+    findings = [*report.findings, *faults, *rest]
+    localization["culprit"] = culprit(findings)
+    return replace(report, findings=tuple(findings),
+                   extra=dict(report.extra, localization=localization))
+
+
+def _output_layers(cap: stages.Capture) -> list:
+    """Source layers whose output no other layer reads: the model's outputs."""
+    read = {i for x in cap.source_layers for i in x.inputs}
+    return [x.name for x in cap.source_layers
+            if x.name not in read and not any(o in read for o in x.outputs)]
+
+
+def _int8_fault(q: Q.LayerQuant, narrow: dict) -> Finding:
+    """The error finding for one layer beyond its step, saying which way it lost its values."""
+    lo, hi = q.range
+    slo, shi = q.source_range
+    if shi > hi + q.step or slo < lo - q.step:
+        why = (f"the source's values reach [{slo:.3g}, {shi:.3g}], beyond the calibrated range "
+               f"[{lo:.3g}, {hi:.3g}], and are clipped: calibration saw narrower data than these "
+               "inputs")
+        if narrow:
+            why += " (the input itself was calibrated on " + ", ".join(
+                f"{k} in [{a:.3g}, {b:.3g}]" for k, (a, b) in narrow.items()) + ")"
+    else:
+        why = (f"its range [{lo:.3g}, {hi:.3g}] makes the step {q.step:.3g}, coarse against "
+               "most of its values: an outlier channel widens the per-tensor range until the "
+               "others fall below one step")
+    return Finding(R.INT8_FAULT.code, "error", "parameters",
+                   f"{q.layer} loses far more than int8 noise: it adds {q.added:.3g} relative "
+                   f"error to the {q.inherited:.3g} it inherits (RMSE {q.rmse_steps:.3g} steps of "
+                   f"{q.step:.3g}; uniform rounding is {Q.IDEAL_STEPS:.2f}); {why}",
+                   layer=q.layer, location=Location(source_node=q.layer, target_node=q.target),
+                   evidence=q.to_dict())
 
 
 def _weigh_vote(findings: list, orc) -> list:

@@ -110,6 +110,12 @@ KERNEL_TRANSPOSED = rule("CL203", "kernel-transposed", "error", "parameters",
                          "a convolution kernel's height and width were swapped")
 WEIGHTS_CORRUPTED = rule("CL204", "weights-corrupted", "error", "parameters",
                          "a layer's weights or bias differ from the source's with no benign cause")
+INT8_FAULT = rule("CL205", "int8-quantization-fault", "error", "parameters",
+                  "a full-integer target's layer loses far more than its quantization step "
+                  "allows (an outlier activation range, calibration narrower than the inputs)")
+INT8_NOISE = rule("CL206", "within-int8-noise", "info", "parameters",
+                  "a full-integer target differs from its float source only by quantization "
+                  "noise: every layer near its step, the outputs within the noise budget")
 
 # --- conversion tool (stage 1) ---
 TARGET_NODE_REJECTED = rule("CL402", "target-node-rejected", "error", "conversion-tool",

@@ -267,9 +267,7 @@ def test_onnx_qdq_weights_are_aligned_through_dequantize_linear(tmp_path):
     kernels = r.extra["localization"]["alignment"]["kernels"]
     assert {k["source"] for k in kernels} == {"stem.0", "conv1", "conv2", "fc"}
     assert all(k["score"] > 0.999 for k in kernels)
-    f = by_rule(r)
-    assert {x.layer for x in f["CL201"]} == {"stem.0", "conv1", "conv2", "fc"}
-    assert f["CL110"][0].layer == "stem.0"
-    # the weights are patched (DequantizeLinear bypassed) but activations stay quantized, so the
-    # repair is honestly not verified
-    assert all(x.repair.kind == "patch-weights" and not x.repair.verified for x in f["CL201"])
+    # weights and activations quantized on purpose, calibrated on the input range: int8 noise
+    # (tests/test_quantization.py), not a fault of the weights
+    assert r.verdict == "equivalent" and not [x for x in r.findings if x.severity == "error"]
+    assert [x.rule for x in r.findings if x.rule.startswith("CL2")] == ["CL206"]

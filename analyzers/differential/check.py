@@ -57,6 +57,8 @@ class DiffOptions:
     std: list | None = None
     input_shapes: dict = field(default_factory=dict)
     use_tvm: bool = True
+    # source input name -> (low, high) of random float inputs: an int8 target's calibrated range
+    input_ranges: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -190,7 +192,7 @@ def check_pair(source, target, opts: DiffOptions, progress: Callable | None = No
         samples = load_inputs(opts.inputs_path, plan, scale=opts.scale, mean=opts.mean,
                               std=opts.std, limit=opts.num_inputs)
     else:
-        samples = random_inputs(plan, opts.num_inputs, opts.seed)
+        samples = random_inputs(plan, opts.num_inputs, opts.seed, opts.input_ranges)
     tsamples = [plan.for_target(x) for x in samples]
 
     runs = {}

@@ -125,16 +125,20 @@ def _io_mismatch(text: str) -> ConvlintError:
                          hint="pass --input-shape, or check that you compare the right pair")
 
 
-def random_inputs(plan: InputPlan, n: int, seed: int) -> list[dict]:
-    """``n`` seeded samples; floats uniform in [-1, 1], integers in [0, 10), booleans fair."""
+def random_inputs(plan: InputPlan, n: int, seed: int, ranges: dict | None = None) -> list[dict]:
+    """``n`` seeded samples; floats uniform in [-1, 1] (or in ``ranges[name]``: a quantized
+    model is judged inside the range it was calibrated for), integers in [0, 10), booleans
+    fair."""
     rng = np.random.default_rng(seed)
+    ranges = ranges or {}
     out = []
     for _ in range(n):
         sample = {}
         for name, shape in plan.source_shapes.items():
             dt = np.dtype(plan.dtypes.get(name, "float32"))
             if np.issubdtype(dt, np.floating):
-                sample[name] = rng.uniform(-1, 1, shape).astype(dt)
+                lo, hi = ranges.get(name, (-1.0, 1.0))
+                sample[name] = rng.uniform(lo, hi, shape).astype(dt)
             elif dt == np.bool_:
                 sample[name] = rng.integers(0, 2, shape).astype(dt)
             else:

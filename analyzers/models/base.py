@@ -47,6 +47,23 @@ class LayerInfo:
     semantics: dict = field(default_factory=dict)  # the format-neutral description (describe.py)
 
 
+@dataclass(frozen=True)
+class QuantParams:
+    """How an activation tensor is stored in integers (per-tensor affine quantization): what
+    full-integer targets compute with, so the quantization step a layer's error is judged by."""
+
+    scale: float
+    zero_point: int
+    qmin: int
+    qmax: int
+
+    @property
+    def range(self) -> tuple:
+        """The float interval the integers represent: values outside it are clipped."""
+        return (self.scale * (self.qmin - self.zero_point),
+                self.scale * (self.qmax - self.zero_point))
+
+
 def layout_hint(shape: tuple) -> str | None:
     """Guess NHWC or NCHW from a rank-4 image-like shape (channels are the small dim)."""
     if len(shape) != 4:
@@ -184,6 +201,13 @@ class Runner:
         except Exception as e:
             raise StepFailed("run", self.backend, _short(e), op=_failing_op(e)) from e
 
+    def activation_quantization(self) -> dict:
+        """``{tensor name: QuantParams}`` for the activations the model computes in integers (a
+        full-integer model; a graph input maps to the parameters it is quantized with). Empty for
+        float models and for weight-only quantization, whose activations stay float."""
+        self.load()
+        return self._activation_quantization_impl()
+
     def metadata(self) -> dict:
         """Producer, version and other facts the file records about its conversion."""
         self.load()
@@ -226,6 +250,9 @@ class Runner:
         raise NotImplementedError
 
     def _metadata_impl(self) -> dict:
+        return {}
+
+    def _activation_quantization_impl(self) -> dict:
         return {}
 
     def _tvm_import_impl(self, input_shapes: dict):

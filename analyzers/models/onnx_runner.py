@@ -6,7 +6,13 @@ import logging
 
 import numpy as np
 
-from convlint.analyzers.models.base import LayerInfo, Runner, TensorSpec, layout_hint
+from convlint.analyzers.models.base import (
+    LayerInfo,
+    QuantParams,
+    Runner,
+    TensorSpec,
+    layout_hint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +185,29 @@ class OnnxRunner(Runner):
         names = [o.name for o in sess.get_outputs()]
         vals = dict(zip(names, sess.run(names, inputs), strict=True))
         return {k: np.asarray(vals[k]) for k in order if k in vals}
+
+    def _activation_quantization_impl(self):
+        """Per-tensor Q/DQ pairs on activations (``quantize_static``'s QDQ format): the float
+        tensor quantized, and the Q and DQ outputs, share the pair's parameters."""
+        from onnx import numpy_helper
+
+        inits = {i.name: i for i in self.model.graph.initializer}
+        out = {}
+        for n in self.model.graph.node:
+            if (n.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(n.input) < 2
+                    or n.input[0] in inits or n.input[1] not in inits):
+                continue
+            scale = numpy_helper.to_array(inits[n.input[1]]).reshape(-1)
+            zp = (numpy_helper.to_array(inits[n.input[2]]) if len(n.input) > 2
+                  and n.input[2] in inits else np.zeros(1, np.uint8))
+            if scale.size != 1 or not np.issubdtype(zp.dtype, np.integer):
+                continue
+            info = np.iinfo(zp.dtype)
+            p = QuantParams(float(scale[0]), int(zp.reshape(-1)[0]), int(info.min),
+                            int(info.max))
+            for t in (n.input[0], *n.output):
+                out.setdefault(t, p)
+        return out
 
     def _metadata_impl(self):
         m = self.model

@@ -11,7 +11,13 @@ import functools
 
 import numpy as np
 
-from convlint.analyzers.models.base import LayerInfo, Runner, TensorSpec, layout_hint
+from convlint.analyzers.models.base import (
+    LayerInfo,
+    QuantParams,
+    Runner,
+    TensorSpec,
+    layout_hint,
+)
 
 FLATBUFFER_IDS = (b"TFL3",)
 
@@ -215,6 +221,28 @@ class TFLiteRunner(Runner):
                                     [tensors[t]["name"] for t in op["inputs"] if t >= 0], out_names))
         return layers
 
+    def _activation_quantization_impl(self):
+        it = self.interp
+        tensors = self._tensor_names(it)
+        out = {}
+        for d in it.get_input_details():
+            if (p := _qparams(tensors[d["index"]])) is not None:
+                out[d["name"]] = p
+        for op in it._get_ops_details():
+            if op["op_name"] == "DELEGATE":
+                continue
+            for o in op["outputs"]:
+                if o >= 0 and (p := _qparams(tensors[o])) is not None:
+                    out[tensors[o]["name"]] = p
+                    if op["op_name"] == "QUANTIZE" and op["inputs"][0] >= 0:
+                        # a float input quantized on entry: its range is what calibration saw
+                        out.setdefault(tensors[op["inputs"][0]]["name"], p)
+            if op["op_name"] == "DEQUANTIZE" and op["inputs"][0] >= 0 and op["outputs"][0] >= 0:
+                # a float output dequantized on exit holds the integer tensor's values
+                if (p := _qparams(tensors[op["inputs"][0]])) is not None:
+                    out.setdefault(tensors[op["outputs"][0]]["name"], p)
+        return out
+
     def _intermediates_impl(self, inputs):
         if self._interp_all is None:
             self._interp_all = self._interpreter(preserve=True)
@@ -324,6 +352,17 @@ def _computed_reshape_targets(concrete_shapes):
         yield
     finally:
         F.OperatorConverter.convert_reshape = own
+
+
+def _qparams(t: dict) -> QuantParams | None:
+    """A tensor's per-tensor integer quantization, or None (float, or per-channel weights)."""
+    q = t.get("quantization_parameters") or {}
+    dt = np.dtype(t["dtype"])
+    if len(q.get("scales", [])) != 1 or not np.issubdtype(dt, np.integer) or dt.itemsize > 2:
+        return None
+    info = np.iinfo(dt)
+    return QuantParams(float(q["scales"][0]), int(q["zero_points"][0]), int(info.min),
+                       int(info.max))
 
 
 def _quantize(x: np.ndarray, d: dict) -> np.ndarray:
