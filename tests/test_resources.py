@@ -193,3 +193,17 @@ async def test_the_ceiling_holds_in_the_language_servers_worker(alloc, tmp_path,
         assert (await command(client, "convlint.status"))["worker_crashes"] == 0
     finally:
         await stop(client)
+
+
+def test_savedmodel_variables_are_counted_before_loading(models):
+    """A SavedModel's variables are read from the checkpoint index (shapes only) and held to the
+    limit: lowered below what the shipped SavedModel declares, it is refused; its clean twin (the
+    default limit) passes."""
+    from convlint.analyzers.errors import ModelLoadError
+    from convlint.analyzers.models import containers
+
+    path = str(models / "gelu_savedmodel")
+    containers.check(path, 2 * 1024**3)
+    with pytest.raises(ModelLoadError) as e:
+        containers.check(path, 64)
+    assert "its variables declare" in e.value.message and e.value.rule == "CL002"
