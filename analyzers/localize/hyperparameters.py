@@ -8,6 +8,7 @@ normalizes over, the sign a modulo takes, how a scatter combines values: CL305).
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 
 import numpy as np
 
@@ -138,21 +139,28 @@ def layer_bounds(layer) -> tuple | None:
     return tuple(b) if b is not None else None
 
 
-def target_gelu(node, producer: dict, depth: int = 10) -> str | None:
-    """'tanh' or 'none' from the ops that compute ``node``'s output (Erf, Tanh, Gelu)."""
-    seen, stack = set(), [node]
+def _walk_back(start, producer: dict, depth: int, stop: Collection = ()):
+    """``start`` and the ops that compute its inputs, nearest first, ``depth`` at most, never
+    past a tensor in ``stop``."""
+    seen, stack = set(), [start]
     while stack and len(seen) < depth:
         n = stack.pop()
         if n.name in seen:
             continue
         seen.add(n.name)
+        yield n
+        stack.extend(producer[i] for i in n.inputs if i in producer and i not in stop)
+
+
+def target_gelu(node, producer: dict, depth: int = 10) -> str | None:
+    """'tanh' or 'none' from the ops that compute ``node``'s output (Erf, Tanh, Gelu)."""
+    for n in _walk_back(node, producer, depth):
         if n.semantics.get("gelu"):
             return n.semantics["gelu"]
         if n.op_type in ("Erf", "Erfc"):
             return "none"
         if n.op_type in ("Tanh", "TANH"):
             return "tanh"
-        stack.extend(producer[i] for i in n.inputs if i in producer)
     return None
 
 
@@ -199,16 +207,8 @@ def activation_stage(acts, src_layers, tgt_layers) -> list:
 def _carrier(start, key: str, producer: dict, stop: set):
     """The target op describing ``key`` that computes ``start``'s output: ``start`` or one
     of the ops before it, never past a tensor an earlier layer is reproduced in."""
-    seen, stack = set(), [start]
-    while stack and len(seen) < SEMANTICS_DEPTH:
-        n = stack.pop()
-        if n.name in seen:
-            continue
-        seen.add(n.name)
-        if key in n.semantics:
-            return n
-        stack.extend(producer[i] for i in n.inputs if i in producer and i not in stop)
-    return None
+    return next((n for n in _walk_back(start, producer, SEMANTICS_DEPTH, stop)
+                 if key in n.semantics), None)
 
 
 def semantics_findings(layer, start, producer: dict, stop: set) -> list:
