@@ -50,6 +50,13 @@ def _pair(v) -> tuple | None:
     return tuple(int(x) for x in v[-2:]) if len(v) >= 2 else (int(v[0]), int(v[0]))
 
 
+def _auto_pad(a: dict) -> str | None:
+    """``same`` or ``valid`` from an ``auto_pad`` attribute (ONNX spells it SAME_UPPER, SAME_LOWER,
+    VALID; OpenVINO same_upper, same_lower, valid), None for explicit pads."""
+    return {"same_upper": "same", "same_lower": "same", "valid": "valid"}.get(
+        str(a.get("auto_pad", "")).lower())
+
+
 def _op_args(layer, op: str) -> list | None:
     return next((o.get("args", []) for o in layer.attributes.get("ops", []) if o.get("op") == op), None)
 
@@ -122,10 +129,8 @@ def onnx(layer) -> dict:
             pads = (0, 0, 0, 0) if a.get("auto_pad") in (None, "NOTSET") else None
         kernel.update(strides=_pair(a.get("strides")), dilations=_pair(a.get("dilations")),
                       pads=pads, groups=a.get("group", 1))
-        if a.get("auto_pad") in ("SAME_UPPER", "SAME_LOWER"):
-            kernel["padding"] = "same"
-        elif a.get("auto_pad") == "VALID":
-            kernel["padding"] = "valid"
+        if _auto_pad(a) is not None:
+            kernel["padding"] = _auto_pad(a)
         out["kernel"] = kernel
     elif op == "ConvTranspose" and items and np.ndim(items[0]) == 4:
         out["kernel"] = _onnx_deconv(a, np.shape(items[0]))
@@ -306,10 +311,8 @@ def openvino(layer) -> dict:
             "kind": "conv", "layout": "OIHW", "strides": _pair(a.get("strides")),
             "dilations": _pair(a.get("dilations")), "groups": 1,
             "pads": (b[0], b[1], e[0], e[1]) if len(b) == 2 and len(e) == 2 else None}
-        if a.get("auto_pad") in ("same_upper", "same_lower"):
-            kernel["padding"] = "same"
-        elif a.get("auto_pad") == "valid":
-            kernel["padding"] = "valid"
+        if _auto_pad(a) is not None:
+            kernel["padding"] = _auto_pad(a)
         out["kernel"] = kernel
     elif op == "MatMul" and items and np.ndim(items[0]) == 2:
         out["kernel"] = {"kind": "dense", "layout": "OI" if a.get("transpose_b") else "IO"}
