@@ -16,7 +16,8 @@ import pytest
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx import helper  # noqa: E402
+from torch_targets import Fn, onnx_source  # noqa: E402
 
 from convlint.analyzers.differential.check import DiffOptions  # noqa: E402
 from convlint.analyzers.pipeline import PipelineOptions, check_paths, diff_paths  # noqa: E402
@@ -33,15 +34,6 @@ OPTS = DiffOptions(num_inputs=4, use_tvm=False)
 REPAIR = PipelineOptions(OPTS, repair=True)
 
 
-def _onnx(path: Path, nodes, inits, x_shape, y_shape) -> str:
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)
-    g = helper.make_graph(nodes, "g", [x],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)],
-                          initializer=[numpy_helper.from_array(v, k) for k, v in inits.items()])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    onnx.save(m, str(path))
-    return str(path)
 
 
 def _export(net: torch.nn.Module, x_shape, path: Path) -> str:
@@ -49,15 +41,6 @@ def _export(net: torch.nn.Module, x_shape, path: Path) -> str:
     return str(path)
 
 
-class _Fn(torch.nn.Module):
-    """A module computing ``fn``: onnx2torch's one module per ONNX node, named after it."""
-
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *xs):
-        return self.fn(*xs)
 
 
 def _checked(src: str, tgt: str, rule: str, layer: str):
@@ -90,7 +73,7 @@ class _MaxNet(torch.nn.Module):
         self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
         self.conv.weight.data, self.conv.bias.data = torch.from_numpy(CW), torch.from_numpy(CB)
         self.relu = torch.nn.ReLU()
-        self.global_max = _Fn(lambda t: t.max(dim=dims[0])[0].max(dim=dims[1])[0])
+        self.global_max = Fn(lambda t: t.max(dim=dims[0])[0].max(dim=dims[1])[0])
         self.fc = torch.nn.Linear(8, 4)
         self.fc.weight.data, self.fc.bias.data = torch.from_numpy(FW), torch.from_numpy(FB)
 
@@ -99,7 +82,7 @@ class _MaxNet(torch.nn.Module):
 
 
 def _max_pair(tmp: Path, dims: tuple) -> tuple:
-    src = _onnx(tmp / "max.onnx", [
+    src = onnx_source(tmp / "max.onnx", [
         helper.make_node("Conv", ["x", "cw", "cb"], ["c"], name="conv", kernel_shape=[3, 3],
                          pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["c"], ["r"], name="relu"),
@@ -141,7 +124,7 @@ class _DeconvNet(torch.nn.Module):
 def _deconv_pair(tmp: Path, padding: int, output_padding: int) -> tuple:
     """ConvTranspose 4x4 -> output_shape 8x8 (stride 2, kernel 3): ONNX crops a row and a column
     at the start; torch says it as padding 1 with output_padding 1, onnx2torch as neither."""
-    src = _onnx(tmp / "deconv.onnx", [
+    src = onnx_source(tmp / "deconv.onnx", [
         helper.make_node("ConvTranspose", ["x", "w", "b"], ["d"], name="deconv",
                          kernel_shape=[3, 3], strides=[2, 2], output_shape=[8, 8]),
         helper.make_node("Sigmoid", ["d"], ["y"], name="out_act")],
@@ -168,8 +151,8 @@ def test_deconv_faithful_twin_is_clean(tmp_path):
 class _GatherNet(torch.nn.Module):
     def __init__(self, idx: np.ndarray):
         super().__init__()
-        self.proj = _Fn(lambda t, w: t @ w)
-        self.pick = _Fn(lambda t, i: torch.gather(t, 2, i))
+        self.proj = Fn(lambda t, w: t @ w)
+        self.pick = Fn(lambda t, i: torch.gather(t, 2, i))
         self.initializers = torch.nn.Module()
         self.initializers.register_buffer("w", torch.from_numpy(W8))
         self.initializers.register_buffer("idx", torch.from_numpy(idx))
@@ -179,7 +162,7 @@ class _GatherNet(torch.nn.Module):
 
 
 def _gather_pair(tmp: Path, idx: np.ndarray) -> tuple:
-    src = _onnx(tmp / "gather.onnx", [
+    src = onnx_source(tmp / "gather.onnx", [
         helper.make_node("MatMul", ["x", "w"], ["h"], name="proj"),
         helper.make_node("GatherElements", ["h", "idx"], ["g"], name="pick", axis=2),
         helper.make_node("Tanh", ["g"], ["y"], name="act")],

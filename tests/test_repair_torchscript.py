@@ -15,7 +15,8 @@ import pytest
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx import helper  # noqa: E402
+from torch_targets import Fn, onnx_source  # noqa: E402
 
 from convlint.analyzers.differential.check import DiffOptions  # noqa: E402
 from convlint.analyzers.pipeline import PipelineOptions, check_paths, diff_paths  # noqa: E402
@@ -31,26 +32,8 @@ IDX[0, 0, 0] = -1
 OPTS = DiffOptions(num_inputs=4, use_tvm=False)
 
 
-def _onnx(path: Path, nodes, inits, x_shape, y_shape) -> str:
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)
-    g = helper.make_graph(nodes, "g", [x],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)],
-                          initializer=[numpy_helper.from_array(v, k) for k, v in inits.items()])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    onnx.save(m, str(path))
-    return str(path)
 
 
-class _Fn(torch.nn.Module):
-    """A module computing ``fn``: onnx2torch's one module per ONNX node, named after it."""
-
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *xs):
-        return self.fn(*xs)
 
 
 def _save(net: torch.nn.Module, x_shape, path: Path) -> str:
@@ -68,15 +51,15 @@ class _CumNet(torch.nn.Module):
         super().__init__()
         self.proj = torch.nn.Linear(6, 6, bias=False)
         self.proj.weight.data = torch.from_numpy(W.T.copy())
-        self.cumsum = _Fn(_reverse_cumsum if reverse else (lambda t: torch.cumsum(t, 1)))
-        self.act = _Fn(torch.tanh)
+        self.cumsum = Fn(_reverse_cumsum if reverse else (lambda t: torch.cumsum(t, 1)))
+        self.act = Fn(torch.tanh)
 
     def forward(self, x):
         return self.act(self.cumsum(self.proj(x)))
 
 
 def _cumsum_pair(tmp: Path, reverse: bool) -> tuple:
-    src = _onnx(tmp / "cumsum.onnx", [
+    src = onnx_source(tmp / "cumsum.onnx", [
         helper.make_node("MatMul", ["x", "w"], ["h"], name="proj"),
         helper.make_node("CumSum", ["h", "axis"], ["c"], name="cumsum"),
         helper.make_node("Tanh", ["c"], ["y"], name="act")],
@@ -122,14 +105,14 @@ class _MaxNet(torch.nn.Module):
 
     def __init__(self, dims: tuple):
         super().__init__()
-        self.global_max = _Fn(lambda t: t.max(dim=dims[0])[0].max(dim=dims[1])[0])
+        self.global_max = Fn(lambda t: t.max(dim=dims[0])[0].max(dim=dims[1])[0])
 
     def forward(self, x):
         return self.global_max(x)
 
 
 def test_reducemax_axes_set_on_a_chain_of_one_axis_reductions(tmp_path):
-    src = _onnx(tmp_path / "max.onnx", [
+    src = onnx_source(tmp_path / "max.onnx", [
         helper.make_node("ReduceMax", ["x"], ["y"], name="global_max", axes=[-2, -1], keepdims=0)],
         {}, [1, 3, 8, 8], [1, 3])
     tgt = _save(_MaxNet((-2, -2)), (1, 3, 8, 8), tmp_path / "max.pt")
@@ -155,7 +138,7 @@ class _GatherNet(torch.nn.Module):
         super().__init__()
         self.proj = torch.nn.Linear(8, 8, bias=False)
         self.proj.weight.data = torch.from_numpy(W8.T.copy())
-        self.pick = _Fn(lambda t, i: torch.gather(t, 2, i))
+        self.pick = Fn(lambda t, i: torch.gather(t, 2, i))
         self.initializers = torch.nn.Module()
         self.initializers.register_buffer("idx", torch.zeros(1, 6, 4, dtype=torch.long))
 
@@ -167,7 +150,7 @@ W8 = (RNG.standard_normal((8, 8)) * 0.4).astype(np.float32)
 
 
 def _gather_pair(tmp: Path, idx: np.ndarray) -> tuple:
-    src = _onnx(tmp / "gather.onnx", [
+    src = onnx_source(tmp / "gather.onnx", [
         helper.make_node("MatMul", ["x", "w"], ["h"], name="proj"),
         helper.make_node("GatherElements", ["h", "idx"], ["g"], name="pick", axis=2),
         helper.make_node("Tanh", ["g"], ["y"], name="act")],
