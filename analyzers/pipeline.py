@@ -30,6 +30,7 @@ class PipelineOptions:
     repair: bool = False
     output: str | None = None
     unsafe_load: bool = False
+    calibration: str | None = None  # calibration data for re-quantizing a full-integer target
 
 
 def capture(source, target, opts: DiffOptions, n: int = LOCALIZE_SAMPLES) -> stages.Capture:
@@ -159,12 +160,52 @@ def _check_quantized(source, target, report: ConversionReport, qparams: dict, na
                 f"{report.metrics.get('max_abs') or 0.0:.3g}, top-1 agreement "
                 f"{report.metrics.get('top1_agreement')}) though no aligned layer adds more than "
                 f"{Q.FAULT_ADDED:g} relative error on its own", evidence=evidence)]
+    if popts.repair:
+        faults, localization["requantize"] = _requantize(source, target, faults, report, popts,
+                                                         progress)
     rest = [x.with_(severity="info") if x.rule == R.WEIGHTS_QUANTIZED.code else x
             for x in loc.findings if x.rule != R.FIRST_DIVERGENT.code]
     findings = [*report.findings, *faults, *rest]
     localization["culprit"] = culprit(findings)
     return replace(report, findings=tuple(findings),
                    extra=dict(report.extra, localization=localization))
+
+
+def _requantize(source, target, faults: list, report: ConversionReport, popts: PipelineOptions,
+                progress: Callable) -> tuple[list, dict | None]:
+    """The int8 faults with their repair: a re-quantization within int8 noise (repair/
+    requantize.py), or why none was made."""
+    from convlint.analyzers.repair import requantize
+
+    if not requantize.candidates_possible(source, target):
+        why = (f"a {target.format} target made from a {source.format} source cannot be "
+               "re-quantized here (TFLite from Keras or a SavedModel, QDQ ONNX from ONNX can)")
+        return [f.with_(repair=Repair("none", why)) for f in faults], None
+    if not popts.calibration:
+        names = ", ".join(f.layer for f in faults if f.layer) or "the layers named"
+        why = ("re-quantizing needs the calibration data: pass --calibration DATA (.npz, .npy or "
+               f"a folder of images) and --repair re-quantizes, keeping {names} in float if "
+               "calibration alone does not cure it")
+        return [f.with_(repair=Repair("none", why)) for f in faults], None
+    repair, evidence = requantize.search(source, target, faults, report, popts, progress,
+                                         _verify_quantized)
+    if repair is None:
+        repair = Repair("none", "no re-quantization within int8 noise was found (tried: "
+                        + "; ".join(_tried(t) for t in evidence["tried"]) + ")")
+    return [f.with_(repair=repair) for f in faults], evidence
+
+
+def _tried(t: dict) -> str:
+    kept = ", ".join(t["keep_in_float"]) or "nothing"
+    return f"{kept} in float: " + (t.get("error") or f"{t['verdict']}, max_abs {t['max_abs']:.3g}")
+
+
+def _verify_quantized(source, path: str, popts: PipelineOptions) -> ConversionReport:
+    """The int8 check of a re-quantized candidate: within int8 noise or not."""
+    from convlint.analyzers.models import open_model
+
+    with open_model(path, unsafe_load=popts.unsafe_load) as cand:
+        return check(source, cand, replace(popts, repair=False))
 
 
 def _output_layers(cap: stages.Capture) -> list:
@@ -270,8 +311,13 @@ def _repair(source, target, loc, findings, popts: PipelineOptions, progress) -> 
 def check_paths(source_path: str, target_path: str, popts: PipelineOptions,
                 progress: Callable | None = None) -> ConversionReport:
     """The entry point the CLI and the server call."""
+    from pathlib import Path
+
+    from convlint.analyzers.errors import ConvlintError
     from convlint.analyzers.models import open_model
 
+    if popts.calibration and not Path(popts.calibration).exists():
+        raise ConvlintError(f"--calibration: {popts.calibration} does not exist")
     src = open_model(source_path, unsafe_load=popts.unsafe_load, input_shapes=popts.diff.input_shapes)
     tgt = open_model(target_path, unsafe_load=popts.unsafe_load, input_shapes=popts.diff.input_shapes)
     with src, tgt:

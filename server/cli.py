@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="repair what localization found into a new file and verify it by checking again")
     d.add_argument("--output", metavar="PATH",
                    help="where --repair writes the repaired model (default: <target stem>.repaired.<ext>)")
+    d.add_argument("--calibration", metavar="PATH",
+                   help="calibration data (.npy, .npz or a folder of images, preprocessed like "
+                   "--inputs) with which --repair re-quantizes a full-integer target (CL205)")
     d.add_argument("--unsafe-load", action="store_true",
                    help="allow Keras models that carry Python code (Lambda layers); only for trusted files")
     d.add_argument("--verbose", "-v", action="store_true", help="show info findings, TVM routes and progress")
@@ -306,7 +309,8 @@ def _diff_request(args, source: str = "", target: str = ""):
                        input_shapes=parse_shape_arg(args.input_shape) if args.input_shape else {},
                        use_tvm=not args.no_tvm, localize=not args.no_localize,
                        repair=getattr(args, "repair", False), output=getattr(args, "output", None),
-                       unsafe_load=args.unsafe_load)
+                       unsafe_load=args.unsafe_load,
+                       calibration=getattr(args, "calibration", None))
 
 
 def cmd_check(args) -> tuple:

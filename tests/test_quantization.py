@@ -102,3 +102,75 @@ def test_calibrated_ranges_judge_inside_the_input_quantization():
     q = {"in": QuantParams(0.5 / 127, 0, -128, 127), "tiny": QuantParams(1e-4, 0, -128, 127)}
     ranges, narrow = Q.calibrated_ranges({"a": ("in", None), "b": ("tiny", None)}, q)
     assert ranges == {"a": pytest.approx((-128 * 0.5 / 127, 0.5))} and list(narrow) == ["b"]
+
+
+def _calibration(tmp_path) -> str:
+    """The calibration data the clean and outlier twins were quantized with (``_int8``'s)."""
+    rng = np.random.default_rng(1)
+    path = tmp_path / "calibration.npy"
+    np.save(path, rng.uniform(-1, 1, (32, 1, 16, 16, 3)).astype(np.float32).reshape(32, 16, 16, 3))
+    return str(path)
+
+
+def _repair(pair, tmp_path, calibration: bool):
+    from dataclasses import replace
+
+    out = str(tmp_path / "repaired.tflite")
+    popts = replace(OPTS, repair=True, output=out,
+                    calibration=_calibration(tmp_path) if calibration else None)
+    return check_paths(*pair, popts), out
+
+
+def test_outlier_layers_are_kept_in_float_and_the_repair_verified(pairs, tmp_path):
+    import os
+
+    r, out = _repair(pairs["outlier"], tmp_path, calibration=True)
+    (fault,) = [f for f in r.findings if f.rule == "CL205"]
+    rep = fault.repair
+    assert rep.verified and rep.kind == "rewrite-call" and rep.output == out and os.path.exists(out)
+    # recalibrating alone keeps the outlier range; conv2 and the conv3 that reads it go float
+    kept = rep.metrics_after["keep_in_float"]
+    assert any("conv2" in k for k in kept) and len(kept) <= 2
+    assert rep.metrics_after["tried"][0]["keep_in_float"] == []
+    assert rep.metrics_after["bytes_after"] > rep.metrics_after["bytes_before"]
+    assert "stays quantized" in rep.description and "denylisted_nodes" in rep.description
+    # the repaired file is a quantized model within int8 noise, checked again from scratch
+    again = check_paths(pairs["outlier"][0], out, OPTS)
+    assert again.verdict == "equivalent" and [f.rule for f in again.findings] == ["CL206"]
+    assert not os.path.exists(pairs["outlier"][1] + ".repaired")  # the target untouched
+
+
+def test_narrow_calibration_is_repaired_by_recalibrating(pairs, tmp_path):
+    r, _ = _repair(pairs["narrow"], tmp_path, calibration=True)
+    faults = [f for f in r.findings if f.rule == "CL205"]
+    assert faults and all(f.repair.verified for f in faults)
+    assert faults[0].repair.metrics_after["keep_in_float"] == []  # no layer left in float
+
+
+def test_without_calibration_data_the_repair_says_what_to_pass(pairs, tmp_path):
+    r, out = _repair(pairs["outlier"], tmp_path, calibration=False)
+    (fault,) = [f for f in r.findings if f.rule == "CL205"]
+    assert fault.repair.kind == "none" and "--calibration" in fault.repair.description
+    assert not __import__("os").path.exists(out)
+
+
+def test_well_quantized_twin_needs_no_repair(pairs, tmp_path):
+    r, out = _repair(pairs["clean"], tmp_path, calibration=True)
+    assert r.verdict == "equivalent" and not any(f.repair for f in r.findings)
+    assert not __import__("os").path.exists(out)
+
+
+def test_cli_repairs_with_calibration_and_refuses_a_missing_file(pairs, tmp_path):
+    import json
+
+    from conftest import run_cli
+
+    out = tmp_path / "cli.repaired.tflite"
+    p = run_cli("diff", *pairs["outlier"], "--no-tvm", "--num-inputs", "8", "--repair",
+                "--output", str(out), "--calibration", _calibration(tmp_path), "--format", "json")
+    assert p.returncode == 1, p.stderr  # the report is about the target given
+    (fault,) = [f for f in json.loads(p.stdout)["findings"] if f["rule"] == "CL205"]
+    assert fault["repair"]["verified"] and out.exists()
+    bad = run_cli("diff", *pairs["outlier"], "--no-tvm", "--repair", "--calibration",
+                  str(tmp_path / "missing.npy"), "--output", str(tmp_path / "x.tflite"))
+    assert bad.returncode == 2 and "--calibration" in bad.stderr and "Traceback" not in bad.stderr

@@ -148,14 +148,14 @@ def random_inputs(plan: InputPlan, n: int, seed: int, ranges: dict | None = None
 
 
 def load_inputs(path: str, plan: InputPlan, *, scale: float = 1.0, mean=None, std=None,
-                limit: int | None = None) -> list[dict]:
+                limit: int | None = None, flag: str = "--inputs") -> list[dict]:
     """Samples from a ``.npy`` (one input), an ``.npz`` (arrays named by input) or a folder of
     images. Images are resized to the source input's H and W, multiplied by ``scale``, then
     normalized with ``mean`` and ``std`` (per channel or scalar)."""
     p = Path(path)
     names = list(plan.source_shapes)
     if not p.exists():
-        raise ConvlintError(f"--inputs: {path} does not exist")
+        raise ConvlintError(f"{flag}: {path} does not exist")
     if p.is_dir():
         arrays = {names[0]: _load_images(p, plan.source_shapes[names[0]], scale, mean, std)}
     elif p.suffix == ".npy":
@@ -165,9 +165,9 @@ def load_inputs(path: str, plan: InputPlan, *, scale: float = 1.0, mean=None, st
             keys = list(z.keys())
             arrays = {n: z[n] if n in z else z[keys[i]] for i, n in enumerate(names) if i < len(keys)}
         if len(arrays) != len(names):
-            raise ConvlintError(f"--inputs: {path} has {len(keys)} arrays for {len(names)} inputs")
+            raise ConvlintError(f"{flag}: {path} has {len(keys)} arrays for {len(names)} inputs")
     else:
-        raise ConvlintError(f"--inputs: {path} is not a .npy, a .npz or a folder of images")
+        raise ConvlintError(f"{flag}: {path} is not a .npy, a .npz or a folder of images")
     samples = []
     count = None
     for n, a in arrays.items():
@@ -178,14 +178,14 @@ def load_inputs(path: str, plan: InputPlan, *, scale: float = 1.0, mean=None, st
         elif a.ndim == len(shape) and a.shape[1:] == shape[1:]:
             a = a[:, None]
         elif a.shape[1:] != shape:
-            raise ConvlintError(f"--inputs: array {n!r} has shape {a.shape}; expected {shape} or "
+            raise ConvlintError(f"{flag}: array {n!r} has shape {a.shape}; expected {shape} or "
                                 f"(N, {', '.join(map(str, shape))})")
         count = len(a) if count is None else min(count, len(a))
         arrays[n] = a.astype(plan.dtypes.get(n, "float32"))
     for i in range(min(count or 0, limit or count or 0)):
         samples.append({n: arrays[n][i] for n in arrays})
     if not samples:
-        raise ConvlintError(f"--inputs: {path} holds no samples")
+        raise ConvlintError(f"{flag}: {path} holds no samples")
     return samples
 
 

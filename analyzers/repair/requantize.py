@@ -1,0 +1,179 @@
+"""Re-quantization: the verified repair of an int8 quantization fault (CL205).
+
+A full-integer target whose layers lose far more than their quantization step is repaired by
+quantizing the float source again, with the user's calibration data (``--calibration``), and
+keeping it quantized: first as it was (calibration that covers the inputs' range cures clipping),
+then with the layers at fault kept in float (TFLite selective quantization through
+``QuantizationDebugOptions(denylisted_nodes=...)``; ``nodes_to_exclude`` for onnxruntime's
+``quantize_static``). Each candidate is judged by the int8 check itself (``verify``: within int8
+noise or not); a candidate that moves the fault to another layer (an outlier range passed on to
+the layer that reads it) grows its keep-in-float set by the layers that check names, for a few
+rounds. The first candidate within int8 noise is kept, written to a new file, and reported with
+the accuracy it recovers against the size it costs. Converting the whole model back to float is a
+different trade: it is named as an alternative, never made the repair.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from convlint.analyzers import rules as R
+from convlint.analyzers.report.findings import Repair
+
+ROUNDS = 4  # keep-in-float rounds: each adds the layers the previous candidate still loses
+MAX_KEPT_SHARE = 0.5  # never keep more than this share of the quantized layers in float
+
+
+def calibration_samples(path: str, source, target, diff) -> list[dict]:
+    """The calibration data as samples keyed by the source's input names (as ``--inputs``)."""
+    from convlint.analyzers.differential.inputs import load_inputs, plan_inputs
+
+    plan = plan_inputs(source.input_specs(), target.input_specs(), diff.input_shapes)
+    return load_inputs(path, plan, scale=diff.scale, mean=diff.mean, std=diff.std,
+                       flag="--calibration")
+
+
+def _tflite(source, target, samples: list, keep: list) -> bytes:
+    """A full-integer TFLite conversion of ``source`` calibrated on ``samples``, with the tensors
+    ``keep`` (target tensor names, which TFLiteConverter gives again) left in float."""
+    from convlint.analyzers.models.tf_common import import_tf
+
+    tf = import_tf()
+    source.load()
+    if source.format == "keras":
+        conv = tf.lite.TFLiteConverter.from_keras_model(source.model)
+    else:
+        conv = tf.lite.TFLiteConverter.from_saved_model(source.path)
+    names = [s.name for s in source.input_specs()]
+
+    def representative():
+        for s in samples:
+            yield [s[n] for n in names]
+
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    io_types = {str(s.dtype) for s in target.input_specs()}
+    if io_types <= {"int8", "uint8"}:  # the target took integer inputs and outputs
+        conv.inference_input_type = conv.inference_output_type = (
+            tf.int8 if io_types == {"int8"} else tf.uint8)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        if not keep:
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            return conv.convert()
+        opts = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(keep))
+        dbg = tf.lite.experimental.QuantizationDebugger(
+            converter=conv, debug_dataset=representative, debug_options=opts)
+        return dbg.get_nondebug_quantized_model()
+
+
+def _onnx(source, target, samples: list, keep: list, out: str) -> None:
+    """onnxruntime's ``quantize_static`` (QDQ) of the float ONNX source, with ``keep`` (node names,
+    which the QDQ model shares with its float source) in ``nodes_to_exclude``."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(samples)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    per_channel = _per_channel(target.path)
+    quantize_static(source.path, out, Reader(), quant_format=QuantFormat.QDQ,
+                    per_channel=per_channel, nodes_to_exclude=list(keep))
+
+
+def _per_channel(path: str) -> bool:
+    import onnx
+
+    m = onnx.load(path, load_external_data=False)
+    return any(n.op_type == "DequantizeLinear" and any(
+        i.name == n.input[1] and len(i.dims) == 1 and i.dims[0] > 1 for i in m.graph.initializer)
+        for n in m.graph.node)
+
+
+def _keep_names(faults: list, target_format: str) -> list:
+    """What to keep in float for these CL205 findings: the tensor (TFLite) or the node (ONNX)."""
+    out = []
+    for f in faults:
+        name = f.location.target_node if target_format == "tflite" else f.layer
+        if name and name not in out:
+            out.append(name)
+    return out
+
+
+def candidates_possible(source, target) -> bool:
+    return (target.format == "tflite" and source.format in ("keras", "savedmodel")) or (
+        target.format == "onnx" and source.format == "onnx")
+
+
+def search(source, target, faults: list, report_before, popts, progress: Callable,
+           verify: Callable) -> tuple[Repair | None, dict]:
+    """``(repair, evidence)``: the first re-quantization within int8 noise, written to a new file,
+    or ``None`` with what was tried. ``verify(source, path, popts)`` is the int8 check."""
+    from convlint.analyzers.repair.weights import repaired_path
+    from convlint.analyzers.report.io import write_new_file
+
+    samples = calibration_samples(popts.calibration, source, target, popts.diff)
+    quantized = {q for q in (target.activation_quantization() or {})}
+    keep: list = []
+    tried: list = []
+    suffix = ".tflite" if target.format == "tflite" else ".onnx"
+    with tempfile.TemporaryDirectory(prefix="convlint-requantize-") as d:
+        for i in range(ROUNDS + 1):
+            label = ("recalibrated with the calibration data" if not keep else
+                     "with " + ", ".join(keep) + " kept in float")
+            progress(f"repair search: re-quantizing {label}")
+            path = str(Path(d) / f"candidate{i}{suffix}")
+            try:
+                if target.format == "tflite":
+                    Path(path).write_bytes(_tflite(source, target, samples, keep))
+                else:
+                    _onnx(source, target, samples, keep, path)
+                r = verify(source, path, popts)
+            except Exception as e:  # noqa: BLE001 - a candidate the converter refuses is evidence
+                tried.append({"keep_in_float": list(keep), "error": " ".join(str(e).split())[:200]})
+                break
+            tried.append({"keep_in_float": list(keep), "verdict": r.verdict,
+                          "max_abs": r.metrics.get("max_abs"),
+                          "top1_agreement": r.metrics.get("top1_agreement"),
+                          "bytes": Path(path).stat().st_size})
+            if r.verdict == "equivalent":
+                out = repaired_path(target.path, popts.output)
+                write_new_file(out, Path(path).read_bytes(), protect=(target.path, source.path))
+                return _repair(target, keep, report_before, r, out, tried), {"tried": tried}
+            named = [f for f in r.findings if f.rule == R.INT8_FAULT.code]
+            if not keep:  # the layers named before, then those the recalibrated model loses
+                named = [*faults, *named]
+            more = [n for n in _keep_names(named, target.format) if n not in keep]
+            if not more or len(keep) + len(more) > max(1, MAX_KEPT_SHARE * len(quantized)):
+                break
+            keep += more
+    return None, {"tried": tried}
+
+
+def _repair(target, keep: list, before, after, out: str, tried: list) -> Repair:
+    size0, size1 = Path(target.path).stat().st_size, Path(out).stat().st_size
+    m0, m1 = before.metrics, after.metrics
+    if target.format == "tflite":
+        call = ("converter.representative_dataset = <the calibration data>" if not keep else
+                "tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset="
+                "representative_dataset, debug_options=tf.lite.experimental."
+                f"QuantizationDebugOptions(denylisted_nodes={keep!r})).get_nondebug_quantized_model()")
+    else:
+        call = ("quantize_static(model, out, <the calibration data>)" if not keep else
+                f"quantize_static(model, out, <the calibration data>, nodes_to_exclude={keep!r})")
+    what = ("re-quantize with the calibration data" if not keep else
+            f"re-quantize with {len(keep)} layer(s) kept in float")
+    desc = (f"{what}: {call}; max_abs {m0.get('max_abs') or 0:.3g} -> {m1.get('max_abs') or 0:.3g}"
+            f", top-1 agreement {m0.get('top1_agreement')} -> {m1.get('top1_agreement')}, size "
+            f"{size0:,} -> {size1:,} bytes ({(size1 - size0) / max(size0, 1):+.0%}); the model "
+            "stays quantized (converting it wholly to float is another trade, not this repair)")
+    metrics = {"max_abs": m1.get("max_abs"), "top1_agreement": m1.get("top1_agreement"),
+               "verdict": after.verdict, "bytes_before": size0, "bytes_after": size1,
+               "keep_in_float": list(keep), "tried": tried}
+    return Repair("rewrite-call", desc, out, True, metrics)
