@@ -174,3 +174,57 @@ def test_cli_repairs_with_calibration_and_refuses_a_missing_file(pairs, tmp_path
     bad = run_cli("diff", *pairs["outlier"], "--no-tvm", "--repair", "--calibration",
                   str(tmp_path / "missing.npy"), "--output", str(tmp_path / "x.tflite"))
     assert bad.returncode == 2 and "--calibration" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _onnx_pair(d, outlier: bool) -> tuple:
+    """A float ONNX CNN (torch-exported; conv2's channel 0 scaled by 1000 and read back scaled
+    down in the outlier twin) and its QDQ quantization by onnxruntime, with the calibration data."""
+    import torch
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    torch.manual_seed(0)
+    convs = [torch.nn.Conv2d(i, 8, 3, padding=1) for i in (3, 8, 8)]
+    m = torch.nn.Sequential(convs[0], torch.nn.ReLU(), convs[1], torch.nn.ReLU(), convs[2],
+                            torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                            torch.nn.Linear(8, 10)).eval()
+    if outlier:
+        with torch.no_grad():
+            convs[1].weight[0] *= 1000
+            convs[1].bias[0] *= 1000
+            convs[2].weight[:, 0] /= 1000
+    tag = "outlier" if outlier else "clean"
+    src, tgt, cal = d / f"{tag}.onnx", d / f"{tag}.qdq.onnx", d / "onnx-calibration.npy"
+    torch.onnx.export(m, (torch.zeros(1, 3, 16, 16),), str(src), input_names=["x"],
+                      output_names=["y"], dynamo=False, opset_version=17)
+    data = np.random.default_rng(1).uniform(-1, 1, (32, 3, 16, 16)).astype(np.float32)
+    np.save(cal, data)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(data)
+
+        def get_next(self):
+            v = next(self.it, None)
+            return None if v is None else {"x": v[None]}
+
+    quantize_static(str(src), str(tgt), Reader(), quant_format=QuantFormat.QDQ)
+    return str(src), str(tgt), str(cal)
+
+
+@pytest.mark.parametrize("outlier", [True, False])
+def test_qdq_onnx_outlier_is_kept_in_float_with_its_readers(tmp_path, outlier):
+    from dataclasses import replace
+
+    src, tgt, cal = _onnx_pair(tmp_path, outlier)
+    out = tmp_path / "qdq.repaired.onnx"
+    r = check_paths(src, tgt, replace(OPTS, repair=True, output=str(out), calibration=cal))
+    faults = [f for f in r.findings if f.rule == "CL205"]
+    if not outlier:  # the clean twin: within int8 noise, nothing to repair
+        assert r.verdict == "equivalent" and not faults and not out.exists()
+        return
+    assert faults and faults[0].layer == "/2/Conv"
+    rep = faults[0].repair
+    assert rep.verified and out.exists(), rep.description
+    # the conv and the nodes that read its output (through the ReLU) leave quantization
+    assert rep.metrics_after["keep_in_float"][0] == "/2/Conv"
+    assert "nodes_to_exclude" in rep.description

@@ -96,6 +96,32 @@ def _per_channel(path: str) -> bool:
         for n in m.graph.node)
 
 
+ELEMENTWISE = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish",
+               "Elu", "Selu", "PRelu", "Gelu", "Softplus"}
+
+
+def _readers(path: str, nodes: list) -> list:
+    """The nodes of the float ONNX model that read the outputs of ``nodes``, through
+    element-wise activations (which read them too): where a kept layer's output is quantized
+    again."""
+    import onnx
+
+    g = onnx.load(path, load_external_data=False).graph
+    by_input: dict = {}
+    for n in g.node:
+        for i in n.input:
+            by_input.setdefault(i, []).append(n)
+    outs = [o for n in g.node if n.name in nodes for o in n.output]
+    found: list = []
+    while outs:
+        for r in by_input.get(outs.pop(), []):
+            if r.name and r.name not in found:
+                found.append(r.name)
+                if r.op_type in ELEMENTWISE:
+                    outs.extend(r.output)
+    return found
+
+
 def _keep_names(faults: list, target_format: str) -> list:
     """What to keep in float for these CL205 findings: the tensor (TFLite) or the node (ONNX)."""
     out = []
@@ -150,6 +176,9 @@ def search(source, target, faults: list, report_before, popts, progress: Callabl
             if not keep:  # the layers named before, then those the recalibrated model loses
                 named = [*faults, *named]
             more = [n for n in _keep_names(named, target.format) if n not in keep]
+            if keep and not more and target.format == "onnx":
+                # the kept layer's output is still quantized where its readers take it in
+                more = [n for n in _readers(source.path, keep) if n not in keep]
             if not more or len(keep) + len(more) > max(1, MAX_KEPT_SHARE * len(quantized)):
                 break
             keep += more
