@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 TORCH  ?= 2.13.0
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: install demo test test-python test-extension test-fast test-compat lint fixtures bench-faults bench-realbugs bench-scripts bench-check bench-server bench-training bench-fuzz docs-screenshot clean
+.PHONY: install demo test test-python test-extension test-fast test-compat lint fixtures bench-faults bench-realbugs bench-scripts bench-check bench-server bench-training bench-fuzz bench-quant docs-screenshot clean
 
 install: $(STAMP)
 
@@ -117,3 +117,7 @@ bench-realbugs: install
 
 clean:
 	rm -rf $(VENV) $(COMPAT) .pytest_cache build *.egg-info .demo $(EXT)/node_modules $(EXT)/dist $(EXT)/out $(EXT)/bundled $(EXT)/convlint.vsix
+
+# int8 quantization faults on real models that wheels ship (issue 21 B), against qdq_loss_debug
+bench-quant: install
+	$(BIN)/python bench/quant/run.py

@@ -26,6 +26,8 @@ from convlint.analyzers.localize.graph import _successors, fused_into, source_ke
 IDEAL_STEPS = 1 / np.sqrt(12)  # RMSE of uniform rounding, in steps
 FAULT_ADDED = 0.2    # relative error a layer may add on top of what it inherits
 NOISE_STEPS = 8.0    # output noise budget, in steps of the output's quantization
+NOISE_RMSE_STEPS = 4.0  # or the outputs' RMSE, in steps: the max over many elements of
+                        # accumulated rounding noise grows with their count, its RMSE does not
 TOP1_MIN = 0.9       # top-1 agreement a model within int8 noise keeps
 MIN_INPUT_COVER = 0.05  # a calibrated input range narrower than this share of [-1, 1] is suspect
 
@@ -66,6 +68,7 @@ class QuantJudgement:
     faults: list = field(default_factory=list)     # LayerQuant adding more than FAULT_ADDED
     budget: float | None = None                    # max |source - target| int8 noise allows
     output_step: float | None = None
+    output_rmse_steps: float | None = None  # the worst output's RMSE, in its steps
     within_budget: bool = False
     top1_ok: bool = True
 
@@ -76,7 +79,8 @@ class QuantJudgement:
     def to_dict(self) -> dict:
         return {"layers": [q.to_dict() for q in self.layers],
                 "faults": [q.layer for q in self.faults], "budget": self.budget,
-                "output_step": self.output_step, "within_budget": self.within_budget,
+                "output_step": self.output_step, "output_rmse_steps": self.output_rmse_steps,
+                "within_budget": self.within_budget,
                 "top1_ok": self.top1_ok, "noise": self.noise}
 
 
@@ -177,12 +181,17 @@ def layer_table(src_layers: list, src_runs: list, tgt_runs: list, inputs: list, 
 
 def judge(table: list, metrics: dict, output_layers: list) -> QuantJudgement:
     """Noise or fault: the layers adding more than ``FAULT_ADDED``; the outputs' max error
-    against ``NOISE_STEPS`` steps of the output's quantization; top-1 agreement."""
+    against ``NOISE_STEPS`` steps of the output's quantization, or, over outputs of many elements
+    (whose max grows with their count), their RMSE against ``NOISE_RMSE_STEPS`` steps; top-1
+    agreement."""
     faults = [q for q in table if q.added > FAULT_ADDED]
     outs = [q for q in table if q.layer in output_layers] or table[-1:]
     step = max((q.step for q in outs), default=None)
     budget = NOISE_STEPS * step if step is not None else None
     max_abs = metrics.get("max_abs")
-    within = budget is not None and max_abs is not None and max_abs <= budget
+    rmse = max((q.rmse_steps for q in outs), default=None)
+    within = budget is not None and max_abs is not None and (
+        max_abs <= budget or (rmse is not None and rmse <= NOISE_RMSE_STEPS))
     top1 = metrics.get("top1_agreement")
-    return QuantJudgement(table, faults, budget, step, within, top1 is None or top1 >= TOP1_MIN)
+    return QuantJudgement(table, faults, budget, step, rmse, within,
+                          top1 is None or top1 >= TOP1_MIN)

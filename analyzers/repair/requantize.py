@@ -25,7 +25,8 @@ from convlint.analyzers import rules as R
 from convlint.analyzers.report.findings import Repair
 
 ROUNDS = 4  # keep-in-float rounds: each adds the layers the previous candidate still loses
-MAX_KEPT_SHARE = 0.5  # never keep more than this share of the quantized layers in float
+MAX_KEPT_SHARE = 1 / 3  # never keep more than this share of the quantized tensors in float:
+#                           beyond it the repair is no longer a quantized model
 
 
 def calibration_samples(path: str, source, target, diff) -> list[dict]:
