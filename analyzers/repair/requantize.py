@@ -71,7 +71,7 @@ def _tflite(source, target, samples: list, keep: list) -> bytes:
         return dbg.get_nondebug_quantized_model()
 
 
-def _onnx(source, target, samples: list, keep: list, out: str) -> None:
+def _onnx(source, samples: list, keep: list, out: str, per_channel: bool) -> None:
     """onnxruntime's ``quantize_static`` (QDQ) of the float ONNX source, with ``keep`` (node names,
     which the QDQ model shares with its float source) in ``nodes_to_exclude``."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
@@ -83,7 +83,6 @@ def _onnx(source, target, samples: list, keep: list, out: str) -> None:
         def get_next(self):
             return next(self.it, None)
 
-    per_channel = _per_channel(target.path)
     quantize_static(source.path, out, Reader(), quant_format=QuantFormat.QDQ,
                     per_channel=per_channel, nodes_to_exclude=list(keep))
 
@@ -141,41 +140,61 @@ def candidates_possible(source, target) -> bool:
 def search(source, target, faults: list, report_before, popts, progress: Callable,
            verify: Callable) -> tuple[Repair | None, dict]:
     """``(repair, evidence)``: the first re-quantization within int8 noise, written to a new file,
-    or ``None`` with what was tried. ``verify(source, path, popts)`` is the int8 check."""
+    or ``None`` with what was tried. ``verify(source, path, popts)`` is the int8 check.
+
+    Candidates, in order: the target's own settings recalibrated; for a per-tensor QDQ target,
+    per-channel weights (per-tensor scales crush the small channels of depthwise kernels); then,
+    on the better of those, the layers at fault kept in float, growing by the layers each
+    candidate still loses (or, for ONNX, the readers of a kept layer), for ``ROUNDS`` rounds."""
     from convlint.analyzers.repair.weights import repaired_path
     from convlint.analyzers.report.io import write_new_file
 
     samples = calibration_samples(popts.calibration, source, target, popts.diff)
-    quantized = {q for q in (target.activation_quantization() or {})}
-    keep: list = []
-    tried: list = []
+    quantized = set(target.activation_quantization() or {})
+    per_channel = target.format == "tflite" or _per_channel(target.path)
     suffix = ".tflite" if target.format == "tflite" else ".onnx"
+    tried: list = []
     with tempfile.TemporaryDirectory(prefix="convlint-requantize-") as d:
-        for i in range(ROUNDS + 1):
-            label = ("recalibrated with the calibration data" if not keep else
-                     "with " + ", ".join(keep) + " kept in float")
-            progress(f"repair search: re-quantizing {label}")
-            path = str(Path(d) / f"candidate{i}{suffix}")
+
+        def attempt(keep: list, pc: bool):
+            what = ("recalibrated" if not keep else "with " + ", ".join(keep) + " kept in float")
+            progress(f"repair search: re-quantizing {what}" + ("" if pc == per_channel else
+                                                             ", per-channel weights"))
+            path = str(Path(d) / f"candidate{len(tried)}{suffix}")
+            row: dict = {"keep_in_float": list(keep), "per_channel": pc}
+            tried.append(row)
             try:
                 if target.format == "tflite":
                     Path(path).write_bytes(_tflite(source, target, samples, keep))
                 else:
-                    _onnx(source, target, samples, keep, path)
+                    _onnx(source, samples, keep, path, pc)
                 r = verify(source, path, popts)
             except Exception as e:  # noqa: BLE001 - a candidate the converter refuses is evidence
-                tried.append({"keep_in_float": list(keep), "error": " ".join(str(e).split())[:200]})
-                break
-            tried.append({"keep_in_float": list(keep), "verdict": r.verdict,
-                          "max_abs": r.metrics.get("max_abs"),
-                          "top1_agreement": r.metrics.get("top1_agreement"),
-                          "bytes": Path(path).stat().st_size})
+                row["error"] = " ".join(str(e).split())[:200]
+                return None, path
+            row.update(verdict=r.verdict, max_abs=r.metrics.get("max_abs"),
+                       top1_agreement=r.metrics.get("top1_agreement"),
+                       bytes=Path(path).stat().st_size)
+            return r, path
+
+        def done(r, path, keep, pc):
+            out = repaired_path(target.path, popts.output)
+            write_new_file(out, Path(path).read_bytes(), protect=(target.path, source.path))
+            return _repair(target, keep, pc != per_channel, report_before, r, out, tried)
+
+        firsts = [(per_channel, *attempt([], per_channel))]
+        if firsts[0][1] is not None and firsts[0][1].verdict != "equivalent" and not per_channel:
+            firsts.append((True, *attempt([], True)))
+        ok = [(pc, r, p) for pc, r, p in firsts if r is not None]
+        for pc, r, path in ok:
             if r.verdict == "equivalent":
-                out = repaired_path(target.path, popts.output)
-                write_new_file(out, Path(path).read_bytes(), protect=(target.path, source.path))
-                return _repair(target, keep, report_before, r, out, tried), {"tried": tried}
-            named = [f for f in r.findings if f.rule == R.INT8_FAULT.code]
-            if not keep:  # the layers named before, then those the recalibrated model loses
-                named = [*faults, *named]
+                return done(r, path, [], pc), {"tried": tried}
+        if not ok:
+            return None, {"tried": tried}
+        pc, r, _ = min(ok, key=lambda t: t[1].metrics.get("max_abs") or float("inf"))
+        keep: list = []
+        named = [*faults, *[f for f in r.findings if f.rule == R.INT8_FAULT.code]]
+        for _ in range(ROUNDS):
             more = [n for n in _keep_names(named, target.format) if n not in keep]
             if keep and not more and target.format == "onnx":
                 # the kept layer's output is still quantized where its readers take it in
@@ -183,10 +202,17 @@ def search(source, target, faults: list, report_before, popts, progress: Callabl
             if not more or len(keep) + len(more) > max(1, MAX_KEPT_SHARE * len(quantized)):
                 break
             keep += more
+            r, path = attempt(keep, pc)
+            if r is None:
+                break
+            if r.verdict == "equivalent":
+                return done(r, path, keep, pc), {"tried": tried}
+            named = [f for f in r.findings if f.rule == R.INT8_FAULT.code]
     return None, {"tried": tried}
 
 
-def _repair(target, keep: list, before, after, out: str, tried: list) -> Repair:
+def _repair(target, keep: list, to_per_channel: bool, before, after, out: str,
+            tried: list) -> Repair:
     size0, size1 = Path(target.path).stat().st_size, Path(out).stat().st_size
     m0, m1 = before.metrics, after.metrics
     if target.format == "tflite":
@@ -195,15 +221,19 @@ def _repair(target, keep: list, before, after, out: str, tried: list) -> Repair:
                 "representative_dataset, debug_options=tf.lite.experimental."
                 f"QuantizationDebugOptions(denylisted_nodes={keep!r})).get_nondebug_quantized_model()")
     else:
-        call = ("quantize_static(model, out, <the calibration data>)" if not keep else
-                f"quantize_static(model, out, <the calibration data>, nodes_to_exclude={keep!r})")
+        args = (["per_channel=True"] if to_per_channel else []) + (
+            [f"nodes_to_exclude={keep!r}"] if keep else [])
+        call = "quantize_static(model, out, <the calibration data>" + "".join(
+            ", " + a for a in args) + ")"
     what = ("re-quantize with the calibration data" if not keep else
-            f"re-quantize with {len(keep)} layer(s) kept in float")
+            f"re-quantize with {len(keep)} layer(s) kept in float") + (
+        ", per-channel weights" if to_per_channel else "")
     desc = (f"{what}: {call}; max_abs {m0.get('max_abs') or 0:.3g} -> {m1.get('max_abs') or 0:.3g}"
             f", top-1 agreement {m0.get('top1_agreement')} -> {m1.get('top1_agreement')}, size "
             f"{size0:,} -> {size1:,} bytes ({(size1 - size0) / max(size0, 1):+.0%}); the model "
             "stays quantized (converting it wholly to float is another trade, not this repair)")
     metrics = {"max_abs": m1.get("max_abs"), "top1_agreement": m1.get("top1_agreement"),
                "verdict": after.verdict, "bytes_before": size0, "bytes_after": size1,
-               "keep_in_float": list(keep), "tried": tried}
+               "keep_in_float": list(keep), "per_channel": to_per_channel or None,
+               "tried": tried}
     return Repair("rewrite-call", desc, out, True, metrics)

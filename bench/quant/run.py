@@ -105,7 +105,7 @@ def inject_outlier(src: Path, dst: Path) -> str | None:
     return None
 
 
-def quantize(src: Path, dst: Path, data: np.ndarray, input_name: str) -> None:
+def quantize(src: Path, dst: Path, data: np.ndarray, input_name: str, per_channel=True) -> None:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
 
     class Reader(CalibrationDataReader):
@@ -116,7 +116,8 @@ def quantize(src: Path, dst: Path, data: np.ndarray, input_name: str) -> None:
             v = next(self.it, None)
             return None if v is None else {input_name: v}
 
-    quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ)
+    quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ,
+                    per_channel=per_channel)
 
 
 def peer(src: Path, tgt: Path, data: np.ndarray, input_name: str) -> list:
@@ -159,6 +160,12 @@ def score(kind: str, expect: str | None, report: dict, first: str, flagged: list
     if kind == "clean":
         row.update(fp=bool(errors), peer_fp=bool(flagged))
         return row
+    if kind == "per-tensor":  # no ground truth: per-tensor weights may or may not hurt
+        rep = faults[0]["repair"] if faults else None
+        row.update(flagged=bool(errors), peer_flagged=bool(flagged),
+                   repaired=bool(rep and rep.get("verified")),
+                   per_channel=bool(rep and (rep.get("metrics_after") or {}).get("per_channel")))
+        return row
     named = faults[0]["layer"] if faults else None
     rep = faults[0]["repair"] if faults else None
     row.update(detected=bool(errors), layer=named == want, named=named, expected=want,
@@ -186,14 +193,15 @@ def main(argv=None) -> int:
         cal = d / "calibration.npy"
         np.save(cal, full.reshape(N_CAL, *shape[1:]) if shape[0] == 1 else full)
         first = next(n.name for n in onnx.load(str(base)).graph.node if n.op_type == "Conv")
-        variants = {"clean": (base, full), "narrow": (base, full * 0.01)}
+        variants = {"clean": (base, full), "narrow": (base, full * 0.01),
+                    "per-tensor": (base, full)}
         scaled = d / "outlier.float.onnx"
         expect = inject_outlier(base, scaled)
         if expect:
             variants["outlier"] = (scaled, full)
         for kind, (src, data) in variants.items():
             tgt = d / f"{kind}.qdq.onnx"
-            quantize(src, tgt, data, iname)
+            quantize(src, tgt, data, iname, per_channel=kind != "per-tensor")
             flagged = peer(src, tgt, full, iname)
             out = d / f"{kind}.repaired.onnx"
             out.unlink(missing_ok=True)
@@ -212,7 +220,8 @@ def write_results(rows: list, command: str) -> None:
     sys.path.insert(0, str(ROOT / "bench"))
     from results import write_section
 
-    faults = [r for r in rows if r["kind"] != "clean"]
+    faults = [r for r in rows if r["kind"] in ("narrow", "outlier")]
+    pt = [r for r in rows if r["kind"] == "per-tensor"]
     clean = [r for r in rows if r["kind"] == "clean"]
 
     def n(rs, k):
@@ -222,7 +231,8 @@ def write_results(rows: list, command: str) -> None:
         "## Quantization faults on real models (issue 21 B)", "",
         "Real float models that wheels ship (facenet-pytorch's MTCNN nets through torch.onnx, "
         "mediapipe's models through tf2onnx), quantized to QDQ int8 by onnxruntime's "
-        "`quantize_static`: calibrated on the inputs' range (clean), on 1% of it (narrow), and "
+        "`quantize_static` with per-channel weights: calibrated on the inputs' range (clean), on 1% "
+        "of it (narrow), and "
         "with an outlier channel injected by a function-preserving rescaling (outlier). The peer "
         f"is onnxruntime's `qdq_loss_debug` (a tensor under {PEER_SQNR_DB:g} dB SQNR flagged).",
         "", f"Command: `{command}`", "",
@@ -232,6 +242,10 @@ def write_results(rows: list, command: str) -> None:
         f"{n(clean, 'fp')} |",
         f"| qdq_loss_debug | {n(faults, 'peer_detected')} | {n(faults, 'peer_layer')} | – | "
         f"{n(clean, 'peer_fp')} |", "",
+        "Per-tensor weights (the same calibration, `per_channel=False`; no ground truth, since "
+        "per-tensor scales hurt some models and not others): convlint flags "
+        f"{n(pt, 'flagged')}, the peer {n(pt, 'peer_flagged')}; convlint's verified repair (per-channel "
+        f"weights, or layers kept in float) for {n(pt, 'repaired')}.", "",
         "| model | kind | verdict | convlint named | expected | repaired (kept in float) | "
         "peer flagged | seconds |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
