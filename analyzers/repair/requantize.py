@@ -97,29 +97,37 @@ def _per_channel(path: str) -> bool:
 
 
 ELEMENTWISE = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish",
-               "Elu", "Selu", "PRelu", "Gelu", "Softplus"}
+               "Elu", "Selu", "PRelu", "Gelu", "Softplus", "MaxPool"}
 
 
-def _readers(path: str, nodes: list) -> list:
-    """The nodes of the float ONNX model that read the outputs of ``nodes``, through
-    element-wise activations (which read them too): where a kept layer's output is quantized
-    again."""
+def _chain(path: str, nodes: list) -> list:
+    """The nodes of the float ONNX model whose tensors carry the same range as the outputs of
+    ``nodes``: back through element-wise activations and max-pooling to the node that computes
+    it, and on to the nodes that read it (through such ops too). Keeping only one of them in float
+    leaves the range quantized at the others' QDQ pairs."""
     import onnx
 
     g = onnx.load(path, load_external_data=False).graph
-    by_input: dict = {}
+    producer = {o: n for n in g.node for o in n.output}
+    readers: dict = {}
     for n in g.node:
         for i in n.input:
-            by_input.setdefault(i, []).append(n)
-    outs = [o for n in g.node if n.name in nodes for o in n.output]
-    found: list = []
-    while outs:
-        for r in by_input.get(outs.pop(), []):
-            if r.name and r.name not in found:
-                found.append(r.name)
-                if r.op_type in ELEMENTWISE:
-                    outs.extend(r.output)
-    return found
+            readers.setdefault(i, []).append(n)
+    chain = [n for n in g.node if n.name in nodes]
+    for n in list(chain):  # back to the node that computes the range
+        while n.op_type in ELEMENTWISE and n.input and n.input[0] in producer:
+            n = producer[n.input[0]]
+            chain.append(n)
+    found = [n.name for n in chain]
+    todo = list(chain)
+    while todo:  # on to the nodes that read it, through range-carrying ops
+        for o in todo.pop().output:
+            for r in readers.get(o, []):
+                if r.name and r.name not in found:
+                    found.append(r.name)
+                    if r.op_type in ELEMENTWISE:
+                        todo.append(r)
+    return [x for x in found if x not in nodes]
 
 
 def _keep_names(faults: list, target_format: str) -> list:
@@ -196,9 +204,10 @@ def search(source, target, faults: list, report_before, popts, progress: Callabl
         named = [*faults, *[f for f in r.findings if f.rule == R.INT8_FAULT.code]]
         for _ in range(ROUNDS):
             more = [n for n in _keep_names(named, target.format) if n not in keep]
-            if keep and not more and target.format == "onnx":
-                # the kept layer's output is still quantized where its readers take it in
-                more = [n for n in _readers(source.path, keep) if n not in keep]
+            if target.format == "onnx":
+                # the range a kept layer's output carries stays quantized at the QDQ pairs of
+                # the nodes that pass it on and read it
+                more += [n for n in _chain(source.path, keep + more) if n not in keep + more]
             if not more or len(keep) + len(more) > max(1, MAX_KEPT_SHARE * len(quantized)):
                 break
             keep += more
