@@ -24,7 +24,7 @@ from collections.abc import Callable
 from convlint.analyzers.errors import ConvlintError
 
 MEMORY_MB = 2048  # the memory each task asks for (CONVLINT_RAY_MEMORY_MB overrides it)
-RETRIES = 1       # how many times a pair whose worker died is submitted again
+RETRIES = 1  # how many times a pair whose worker died is submitted again
 
 
 def memory_mb() -> int:
@@ -45,8 +45,11 @@ def _import_ray():
     try:
         import ray
     except ImportError as e:
-        raise ConvlintError(f"--executor ray needs Ray, which is not installed in this environment ({e})",
-                            rule="CL005", hint="install it with: pip install 'convlint[ray]'") from None
+        raise ConvlintError(
+            f"--executor ray needs Ray, which is not installed in this environment ({e})",
+            rule="CL005",
+            hint="install it with: pip install 'convlint[ray]'",
+        ) from None
     return ray
 
 
@@ -55,19 +58,32 @@ def _connect(ray, address: str | None, jobs: int) -> bool:
     True when this call started it (then the run shuts it down)."""
     if ray.is_initialized():
         return False
-    quiet = {"include_dashboard": False, "log_to_driver": False, "configure_logging": True,
-             "logging_level": logging.ERROR}
+    quiet = {
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "configure_logging": True,
+        "logging_level": logging.ERROR,
+    }
     try:
         if address:
             ray.init(address=address, **quiet)
         else:
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-            ray.init(address="local", num_cpus=max(1, jobs), _node_ip_address="127.0.0.1",
-                     object_store_memory=128 * 1024 * 1024, **quiet)
+            ray.init(
+                address="local",
+                num_cpus=max(1, jobs),
+                _node_ip_address="127.0.0.1",
+                object_store_memory=128 * 1024 * 1024,
+                **quiet,
+            )
     except (ConnectionError, RuntimeError, ValueError) as e:
-        raise ConvlintError(f"cannot {'connect to the Ray cluster at ' + address if address else 'start a local Ray'}: {e}",
-                            rule="CL001", hint="start one with `ray start --head` and pass its address "
-                            "(host:port), or leave out --ray-address for a local Ray") from None
+        raise ConvlintError(
+            f"cannot {'connect to the Ray cluster at ' + address if address else 'start a local Ray'}: {e}",
+            rule="CL001",
+            hint="start one with `ray start --head` and pass its address (host:port; with "
+            "token authentication, RAY_AUTH_MODE=token and the cluster's token), or leave out "
+            "--ray-address for a local Ray",
+        ) from None
     return True
 
 
@@ -81,14 +97,17 @@ def _worker_task(task: Callable, pair, opts) -> dict:
     return task(pair, opts)
 
 
-def run(todo: list, opts, task: Callable, done: Callable, crashed: Callable,
-        address: str | None = None) -> dict:
+def run(
+    todo: list, opts, task: Callable, done: Callable, crashed: Callable, address: str | None = None
+) -> dict:
     ray = _import_ray()
     from ray.exceptions import NodeDiedError, WorkerCrashedError
 
     dead = (WorkerCrashedError, NodeDiedError)
     started = _connect(ray, address, opts.jobs)
-    remote = ray.remote(max_calls=1, num_cpus=1, memory=memory_mb() * 1024 * 1024, max_retries=0)(_worker_task)
+    remote = ray.remote(max_calls=1, num_cpus=1, memory=memory_mb() * 1024 * 1024, max_retries=0)(
+        _worker_task
+    )
     out: dict = {}
     running: dict = {}
     tries: dict = {}
