@@ -1,9 +1,10 @@
 """``convlint check``: everything a project asks to be checked, as one ``CheckReport``.
 
 In: paths, a ``Config`` and options. Scripts found under the paths get the static rules; the
-config's model pairs get the conversion check, in parallel worker processes (``jobs``) and
-cached on disk by the content hash of both models and the options, so an unchanged rerun only
-reads the cache. Training scripts (opt-in: ``train``, with consent to execute) get train-check,
+config's model pairs get the conversion check, in parallel worker processes (``jobs``), or as
+Ray tasks with ``executor="ray"`` (analyzers/ray_executor.py), each cached on disk as it finishes
+by the content hash of both models and the options, so an unchanged or interrupted run's rerun
+only reads what is done. Training scripts (opt-in: ``train``, with consent to execute) get train-check,
 cached by the content of the script and the Python files beside it. With ``changed_since`` only
 the pairs whose files git says changed are checked (the rest are listed as skipped); with a
 ``baseline`` the pairs are compared with a stored run (analyzers/baseline.py). Out: a
