@@ -131,3 +131,16 @@ def test_without_ray_the_error_names_the_extra(tmp_path):
     assert p.returncode == 2, p.stderr[-2000:]
     f = json.loads(p.stdout)["reports"][0]["findings"][0]
     assert f["rule"] == "CL005" and "convlint[ray]" in f["message"] + json.dumps(f)
+
+
+def test_a_pair_s_runtime_env_is_read_from_the_config_and_checked(tmp_path):
+    from convlint.analyzers import config as C
+    from convlint.analyzers.errors import ConvlintError
+
+    env = {"pip": ["tf2onnx==1.16.1"], "env_vars": {"A": "1"}}
+    cfg = C.parse({"pairs": [{"source": "a.onnx", "target": "b.onnx", "runtime-env": env},
+                             {"source": "a.onnx", "target": "c.onnx"}]}, str(tmp_path / "convlint.toml"))
+    assert [p.runtime_env for p in cfg.pairs] == [env, None]
+    with pytest.raises(ConvlintError, match=r"pairs\[0\]\.runtime-env"):
+        C.parse({"pairs": [{"source": "a.onnx", "target": "b.onnx", "runtime-env": "tf"}]},
+                str(tmp_path / "convlint.toml"))
