@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 TORCH  ?= 2.13.0
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: install demo test test-python test-extension test-fast test-compat lint fixtures bench-faults bench-realbugs bench-scripts bench-check bench-server bench-training bench-fuzz bench-quant docs-screenshot clean
+.PHONY: install demo test test-python test-extension test-fast test-compat lint fixtures bench-faults bench-realbugs bench-scripts bench-check bench-server bench-training bench-fuzz bench-quant docs-screenshot clean bench-zoo
 
 install: $(STAMP)
 
@@ -98,6 +98,11 @@ bench-server: install
 
 bench-training: install
 	$(BIN)/python bench/training/run.py --jobs 2
+
+# a generated zoo (bench/zoo/.zoo/, git-ignored) through the process pool and Ray, 1 and 2 workers
+bench-zoo: install
+	$(BIN)/pip install --quiet -e '.[ray]'
+	$(BIN)/python bench/zoo/run.py --workers 1 2
 
 bench-fuzz: install
 	$(BIN)/python bench/fuzz/run.py --n 10000

@@ -5,7 +5,8 @@ the file and the key (``ConvlintError``, exit 2). Command-line flags override wh
 
     [tool.convlint]                      # in convlint.toml: the same keys at top level
     pairs = [{source = "m.keras", target = "m.tflite", inputs = "x.npz", atol = 1e-4, rtol = 1e-4},
-             {source = "zoo/*/model.keras", target = "{dir}/model.tflite"}]  # one pair per match
+             {source = "zoo/*/model.keras", target = "{dir}/model.tflite"},  # one pair per match
+             {source = "a.onnx", target = "a.xml", runtime-env = {pip = ["openvino==2025.4"]}}]  # Ray's
     select = ["CL4", "CL1"]              # rule codes or prefixes (default: all)
     ignore = ["CL431"]
     exclude = ["legacy/**"]
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import glob
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
 KEYS = {"pairs", "select", "ignore", "exclude", "cache-dir", "allow-exec", "severity", "training", "train",
         "train-scripts"}
-PAIR_KEYS = {"source", "target", "inputs", "atol", "rtol", "name"}
+PAIR_KEYS = {"source", "target", "inputs", "atol", "rtol", "name", "runtime-env"}
 # what a pattern pair's target, inputs and name may say about each source it matched
 PLACEHOLDERS = ("dir", "stem", "name")
 
@@ -50,6 +51,8 @@ class Pair:
     rtol: float | None = None
     name: str | None = None
     pattern: str | None = None  # the config's source glob this pair was expanded from, if any
+    # Ray's runtime_env for this pair's task (--executor ray): e.g. {pip = [...], env_vars = {...}}
+    runtime_env: dict | None = field(default=None, compare=False)
 
     @property
     def label(self) -> str:
@@ -149,7 +152,13 @@ def parse(table: dict, file: str = "<config>", where: str = "the top level") -> 
             if k in p and not isinstance(p[k], str):
                 raise _err(file, f"{key}.{k}",
                            "expected a path" if k == "inputs" else "expected a string")
-        cfg.pairs += _expand(p, base, file, key)
+        pairs = _expand(p, base, file, key)
+        if "runtime-env" in p:
+            if not isinstance(p["runtime-env"], dict):
+                raise _err(file, f"{key}.runtime-env", "expected a table (Ray's runtime_env), "
+                           "e.g. {pip = [\"tf2onnx==1.16.1\"]}")
+            pairs = [replace(x, runtime_env=dict(p["runtime-env"])) for x in pairs]
+        cfg.pairs += pairs
     if "select" in table:
         cfg.select = _codes(file, "select", table["select"])
     if "ignore" in table:

@@ -1,9 +1,10 @@
 """``convlint check``: everything a project asks to be checked, as one ``CheckReport``.
 
 In: paths, a ``Config`` and options. Scripts found under the paths get the static rules; the
-config's model pairs get the conversion check, in parallel worker processes (``jobs``) and
-cached on disk by the content hash of both models and the options, so an unchanged rerun only
-reads the cache. Training scripts (opt-in: ``train``, with consent to execute) get train-check,
+config's model pairs get the conversion check, in parallel worker processes (``jobs``), or as
+Ray tasks with ``executor="ray"`` (analyzers/ray_executor.py), each cached on disk as it finishes
+by the content hash of both models and the options, so an unchanged or interrupted run's rerun
+only reads what is done. Training scripts (opt-in: ``train``, with consent to execute) get train-check,
 cached by the content of the script and the Python files beside it. With ``changed_since`` only
 the pairs whose files git says changed are checked (the rest are listed as skipped); with a
 ``baseline`` the pairs are compared with a stored run (analyzers/baseline.py). Out: a
@@ -17,7 +18,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -50,6 +51,8 @@ class CheckOptions:
     changed_since: str | None = None  # a git ref: check only the pairs whose files changed since
     baseline: str | None = None       # a baseline file to compare the pairs with
     update_baseline: bool = False     # write this run's pairs to ``baseline``
+    executor: str = "local"           # "local" (a process pool of ``jobs``) or "ray" (ray_executor)
+    ray_address: str | None = None    # the Ray cluster to use; None: a local Ray of ``jobs`` CPUs
 
 
 def run_check(opts: CheckOptions, progress: Callable | None = None) -> CheckReport:
@@ -59,6 +62,12 @@ def run_check(opts: CheckOptions, progress: Callable | None = None) -> CheckRepo
 
     progress = progress or (lambda m: None)
     cfg = opts.config
+    if opts.executor == "ray":
+        from convlint.analyzers import ray_executor
+
+        ray_executor.require()
+    elif opts.executor != "local":
+        raise ConvlintError(f"unknown executor {opts.executor!r}: expected local or ray", rule=R.BAD_ARGUMENTS.code)
     root = Path(cfg.path).parent if cfg.path else Path.cwd()
     old = _baseline_before(opts)
     pairs, skipped = _changed_pairs(cfg.pairs, root, opts.changed_since)
@@ -193,7 +202,15 @@ def _pairs(opts: CheckOptions, pairs: list, progress, before: int = 0, total: in
             count(f"pair {pair.label}: unchanged (cached)")
             continue
         todo.append((i, pair, key))
-    if todo:
+    if todo and opts.executor == "ray":
+        from convlint.analyzers import ray_executor
+
+        where = f"the Ray cluster at {opts.ray_address}" if opts.ray_address else f"a local Ray of {opts.jobs} CPU(s)"
+        progress(Step(f"checking {len(todo)} pair(s) as Ray tasks on {where}", None, total))
+        results.update(ray_executor.run(todo, opts, _pair_task,
+                                        lambda d, key, pair: _done(d, key, cdir, pair, count),
+                                        lambda pair: _crashed(pair, count), opts.ray_address))
+    elif todo:
         progress(Step(f"checking {len(todo)} pair(s) with {min(opts.jobs, len(todo))} worker(s)", None, total))
         results.update(_isolated(todo, opts, cdir, count))
     return [ConversionReport.from_dict(results[i]) for i in sorted(results)]
@@ -295,13 +312,18 @@ def _isolated(todo: list, opts: CheckOptions, cdir: Path, progress) -> dict:
     again = []
     with ProcessPoolExecutor(max_workers=max(1, min(opts.jobs, len(todo))), mp_context=ctx,
                              initializer=init_worker) as ex:
-        futs = [(ex.submit(_pair_task, pair, opts), (i, pair, key)) for i, pair, key in todo]
-        for fut, (i, pair, key) in futs:
-            try:
-                out[i] = _done(_result(ex, fut), key, cdir, pair, progress)
-            except BrokenProcessPool:
-                again.append((i, pair, key))
-    for i, pair, key in again:
+        futs = {ex.submit(_pair_task, pair, opts): (i, pair, key) for i, pair, key in todo}
+        try:
+            for fut in as_completed(futs):  # cached as each finishes: an interrupted run keeps it
+                i, pair, key = futs[fut]
+                try:
+                    out[i] = _done(fut.result(), key, cdir, pair, progress)
+                except BrokenProcessPool:
+                    again.append((i, pair, key))
+        except KeyboardInterrupt:
+            _stop(ex)
+            raise
+    for i, pair, key in sorted(again, key=lambda t: t[0]):
         with ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=init_worker) as ex:
             try:
                 out[i] = _done(_result(ex, ex.submit(_pair_task, pair, opts)), key, cdir, pair, progress)
@@ -311,15 +333,20 @@ def _isolated(todo: list, opts: CheckOptions, cdir: Path, progress) -> dict:
 
 
 def _result(ex, fut):
-    """The future's result; interrupted (Ctrl-C, SIGTERM), the workers are stopped at once
-    rather than waited for (their temporary files go with their own SIGTERM handling)."""
+    """The future's result; interrupted (Ctrl-C, SIGTERM), the workers are stopped at once."""
     try:
         return fut.result()
     except KeyboardInterrupt:
-        for proc in list((getattr(ex, "_processes", None) or {}).values()):
-            proc.terminate()
-        ex.shutdown(wait=False, cancel_futures=True)
+        _stop(ex)
         raise
+
+
+def _stop(ex) -> None:
+    """Stop a pool's workers at once rather than wait for them (their temporary files go with
+    their own SIGTERM handling)."""
+    for proc in list((getattr(ex, "_processes", None) or {}).values()):
+        proc.terminate()
+    ex.shutdown(wait=False, cancel_futures=True)
 
 
 def _crashed(pair: Pair, progress) -> dict:

@@ -166,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--changed-since", metavar="GIT_REF",
                    help="check only the pairs whose source, target or inputs changed since this "
                    "git ref (git diff, plus untracked files); list the others as skipped")
+    c.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="where pairs are checked: local worker processes (the default) or one Ray task "
+                   "per pair (needs convlint[ray]; a local Ray of --jobs CPUs unless --ray-address)")
+    c.add_argument("--ray-address", metavar="ADDR",
+                   help="with --executor ray: the Ray cluster to run on (host:port of `ray start --head`)")
     c.add_argument("--exit-zero", action="store_true", help="exit 0 even when errors are found")
     c.add_argument("--verbose", "-v", action="store_true", help="show info findings, clean reports and progress")
     c.add_argument("--output-file", metavar="PATH", help="write the report here instead of stdout")
@@ -330,7 +335,8 @@ def cmd_check(args) -> tuple:
                         train=args.train if args.train is not None else cfg.train,
                         allow_exec=cfg.allow_exec if args.allow_exec is None else args.allow_exec,
                         changed_since=args.changed_since, baseline=args.baseline,
-                        update_baseline=args.update_baseline)
+                        update_baseline=args.update_baseline, executor=args.executor,
+                        ray_address=args.ray_address)
     report = run_check(opts, progress=args.progress)
     return report, {}
 

@@ -264,3 +264,38 @@ def test_progress_is_a_bar_on_a_terminal_and_quiet_otherwise(project):
     text = err.decode("utf-8", "replace")
     assert p.returncode == 0 and "3/3" in text and "\u2501" in text, text[-1000:]  # the bar, complete
     assert "CL411" in p.stdout.decode()  # the report itself still goes to stdout
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_the_finished_pairs_and_a_rerun_resumes_from_them(tmp_path):
+    """Pairs are cached as they finish: interrupted while the second pair runs, the first pair's
+    report is kept, and the rerun reads it instead of checking it again."""
+    import signal
+    import time
+
+    from lsp_helpers import worker_hooks_env
+
+    fast = (MODELS / "mobilenet.tf2onnx.onnx", MODELS / "mobilenet.tflite2onnx.onnx")
+    slow = (MODELS / "resnet.tf2onnx.onnx", MODELS / "resnet.tflite2onnx.onnx")  # "resnet": the hook sleeps
+    (tmp_path / "convlint.toml").write_text(
+        f"pairs = [{{source = '{fast[0]}', target = '{fast[1]}'}}, {{source = '{slow[0]}', target = '{slow[1]}'}}]\n"
+        "cache-dir = '.cache'\n")
+    env = {**os.environ, **worker_hooks_env(), "CONVLINT_WORKER_PLUGINS": "pair_hooks", "CONVLINT_TEST_SLOW_ON": "resnet"}
+    proc = subprocess.Popen([sys.executable, "-m", "convlint", "check", "--no-tvm", "--format", "json"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    cache = tmp_path / ".cache" / "check"
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(cache.glob("*.json")):
+        time.sleep(0.5)
+    time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "interrupted" in err, err[-2000:]
+    assert len(list(cache.glob("*.json"))) == 1  # the finished pair, and only it
+    again = _check(tmp_path, "--no-tvm", "--format", "json", "-v")  # no hook: the slow pair runs now
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stderr.count("unchanged (cached)") == 1 and "mobilenet" in again.stderr.split("unchanged (cached)")[0]
+    convs = [r for r in json.loads(again.stdout)["reports"] if r["kind"] == "conversion"]
+    assert [(r["source"]["path"], r["verdict"]) for r in convs] == [(str(fast[0]), "equivalent"),
+                                                                    (str(slow[0]), "equivalent")]
+    assert len(list(cache.glob("*.json"))) == 2
