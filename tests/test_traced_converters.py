@@ -135,7 +135,7 @@ def _trace_case(tmp_path: Path, case: str, python: str) -> dict:
 def test_trace_captures_the_converter_and_finds_its_fault(tmp_path, case, converter, layer):
     doc = _trace_case(tmp_path, case, _env(converter))
     (conv,) = [c for c in doc["conversions"] if c["converter"] == converter]
-    assert conv["call"] == f"{converter}.convert" and conv["version"] not in ("", "unknown")
+    assert conv["call"] == f"{converter}.convert" and conv["converter_version"] not in ("", "unknown")
     assert conv["verdict"] == "divergent"
     rules = {f["rule"]: f for f in conv["findings"]}
     assert rules["CL305"]["layer"] == layer, conv["findings"]
