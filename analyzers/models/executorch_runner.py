@@ -19,7 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from convlint.analyzers.errors import ModelLoadError, StepFailed
-from convlint.analyzers.models.base import LayerInfo, Runner, TensorSpec, layout_hint
+from convlint.analyzers.models.base import (
+    LayerInfo,
+    Runner,
+    TensorSpec,
+    layout_hint,
+    max_model_bytes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +90,14 @@ class ExecuTorchRunner(Runner):
         self._plan_program = deserialize_pte_binary(data).program
         self.plan = self._plan_program.execution_plan[0]
         _check_names(self.path, self._plan_program)
+        planned = sum(int(n) for n in self.plan.non_const_buffer_sizes[1:])
+        if planned > max_model_bytes():  # the runtime allocates it all before it runs anything
+            raise ModelLoadError(
+                f"{self.path}: refused: the program plans {planned} bytes of working memory (the "
+                f"limit is {max_model_bytes()} bytes)",
+                path=self.path,
+                hint="raise CONVLINT_MAX_MODEL_BYTES if the model is trusted",
+            )
         try:
             self._program = Runtime.get().load_program(
                 data, verification=Verification.InternalConsistency
