@@ -15,6 +15,7 @@ on the layer; the clean twin (onnx2torch's convnet case) traces clean.
 from __future__ import annotations
 
 import json
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -26,8 +27,11 @@ CASES = ROOT / "bench" / "realbugs" / "cases"
 
 
 def _env(name: str) -> str:
+    """The interpreter of the converter's environment; skip when it is not built (or half built)."""
     py = ROOT / "bench" / "realbugs" / f".venv-{name}" / "bin" / "python"
-    if not py.exists():
+    module = {"litert": "litert_torch"}.get(name, name)
+    probe = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({module!r}) is None)"
+    if not py.exists() or subprocess.run([str(py), "-c", probe], timeout=60).returncode != 0:
         pytest.skip(
             f"the {name} environment is not built: .venv/bin/python bench/realbugs/run.py "
             f"--setup {name}"
@@ -135,7 +139,10 @@ def _trace_case(tmp_path: Path, case: str, python: str) -> dict:
 def test_trace_captures_the_converter_and_finds_its_fault(tmp_path, case, converter, layer):
     doc = _trace_case(tmp_path, case, _env(converter))
     (conv,) = [c for c in doc["conversions"] if c["converter"] == converter]
-    assert conv["call"] == f"{converter}.convert" and conv["converter_version"] not in ("", "unknown")
+    assert conv["call"] == f"{converter}.convert" and conv["converter_version"] not in (
+        "",
+        "unknown",
+    )
     assert conv["verdict"] == "divergent"
     rules = {f["rule"]: f for f in conv["findings"]}
     assert rules["CL305"]["layer"] == layer, conv["findings"]
@@ -147,3 +154,69 @@ def test_trace_of_the_clean_onnx2torch_twin_is_clean(tmp_path):
     (conv,) = [c for c in doc["conversions"] if c["converter"] == "onnx2torch"]
     assert conv["verdict"] == "equivalent", conv["findings"]
     assert not [f for f in conv["findings"] if f["severity"] == "error"]
+
+
+LITERT_SCRIPT = """
+import torch
+import litert_torch
+from litert_torch.quantize import quant_recipes
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 16, 3, padding=1)
+        self.fc = torch.nn.Linear(16 * 8 * 8, 64)
+        self.head = torch.nn.Linear(64, 10)
+
+    def forward(self, x):
+        y = torch.relu(self.conv(x)).flatten(1)
+        return self.head(torch.relu(self.fc(y)))
+
+
+torch.manual_seed(0)
+model = Net().eval()
+sample = (torch.randn(1, 3, 8, 8),)
+edge = litert_torch.convert(model, sample{recipe})
+edge.export("model.tflite")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "recipe, faulty",
+    [
+        (", quant_config=quant_recipes.full_int8_dynamic_recipe()", True),
+        ("", False),
+    ],
+)
+def test_trace_of_litert_torch_captures_the_recipe_and_finds_quantized_weights(
+    tmp_path, recipe, faulty
+):
+    python = _env("litert")
+    script = tmp_path / "convert.py"
+    script.write_text(LITERT_SCRIPT.format(recipe=recipe))
+    p = run_cli(
+        "trace",
+        str(script),
+        "--allow-exec",
+        "--cwd",
+        str(tmp_path),
+        "--no-tvm",
+        "--python",
+        python,
+        "--format",
+        "json",
+        "--timeout",
+        "900",
+        timeout=1500,
+    )
+    assert p.returncode in (0, 1), p.stderr[-3000:]
+    (conv,) = json.loads(p.stdout)["conversions"]
+    assert conv["converter"] == "litert_torch" and conv["call_site"]["line"] == 23
+    if faulty:
+        assert conv["flags"]["quant_config"], conv["flags"]
+        assert "CL201" in {f["rule"] for f in conv["findings"]}, conv["findings"]
+    else:
+        assert conv["verdict"] == "equivalent", conv["findings"]
+        assert not [f for f in conv["findings"] if f["severity"] == "error"]
