@@ -102,3 +102,18 @@ def test_a_pte_extension_on_other_bytes_and_a_lying_header_are_refused(tmp_path,
     p.write_bytes(bytes(b))
     with pytest.raises(ModelLoadError, match="declares"):
         open_model(str(p)).load()
+
+
+def test_a_program_planning_more_memory_than_the_limit_is_refused_before_it_runs(tmp_path, pairs):
+    from executorch.exir._serialize._program import deserialize_pte_binary, serialize_pte_binary
+
+    from convlint.analyzers.errors import ModelLoadError
+    from convlint.analyzers.models import open_model
+
+    d, _ = pairs
+    pte = deserialize_pte_binary((d / "net.portable.pte").read_bytes())
+    pte.program.execution_plan[0].non_const_buffer_sizes[1] = 1 << 32  # 4 GiB of activations
+    p = tmp_path / "greedy.pte"
+    p.write_bytes(bytes(serialize_pte_binary(pte)))
+    with pytest.raises(ModelLoadError, match="plans 4294967296 bytes"):
+        open_model(str(p)).load()
