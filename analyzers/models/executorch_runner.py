@@ -13,7 +13,6 @@ cross-check of a ``.pte`` is skipped with a note (CL011), never a crash.
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -41,10 +40,9 @@ _DTYPES = {
     7: np.float64,
     11: np.bool_,
 }
-_DEBUG_BUFFER = 1 << 24  # bytes ETDump may fill with intermediate tensors
 
 
-def _dtype(code) -> np.dtype:
+def scalar_dtype(code) -> np.dtype:
     return np.dtype(_DTYPES.get(int(getattr(code, "value", code)), np.float32))
 
 
@@ -128,7 +126,7 @@ class ExecuTorchRunner(Runner):
         buffers = self._plan_program.constant_buffer
         if t.data_buffer_idx >= len(buffers):
             return None
-        dt = _dtype(t.scalar_type)
+        dt = scalar_dtype(t.scalar_type)
         n = int(np.prod(t.sizes)) if t.sizes else 1
         raw = np.frombuffer(buffers[t.data_buffer_idx].storage, dt, count=n)
         return raw.reshape(t.sizes).astype(np.float32) if dt.kind == "f" else raw.reshape(t.sizes)
@@ -136,7 +134,9 @@ class ExecuTorchRunner(Runner):
     def _spec(self, i: int, name: str) -> TensorSpec:
         t = self._value(i)
         dims = tuple(int(d) for d in getattr(t, "sizes", ()))
-        return TensorSpec(name, dims, str(_dtype(getattr(t, "scalar_type", 6))), layout_hint(dims))
+        return TensorSpec(
+            name, dims, str(scalar_dtype(getattr(t, "scalar_type", 6))), layout_hint(dims)
+        )
 
     def _input_specs_impl(self):
         return [self._spec(i, f"input_{k}") for k, i in enumerate(self.plan.inputs)]
@@ -203,46 +203,14 @@ class ExecuTorchRunner(Runner):
             )
         return layers
 
-    def _etdump(self, inputs: dict) -> dict:
-        """``{instruction id: ndarray}``: the last tensor ETDump recorded for each instruction."""
-        import torch
-        from executorch.devtools.etdump.serialize import deserialize_from_etdump_flatcc
-        from executorch.runtime import Runtime, Verification
-
-        prog = Runtime.get().load_program(
-            Path(self.path).read_bytes(),
-            verification=Verification.Minimal,
-            enable_etdump=True,
-            debug_buffer_size=_DEBUG_BUFFER,
-        )
-        meth = prog.load_method(self.plan.name)
-        meth.execute(
-            [torch.from_numpy(np.ascontiguousarray(inputs[s.name])) for s in self.input_specs()]
-        )
-        with tempfile.TemporaryDirectory(prefix="convlint-etdump-") as d:
-            prog.write_etdump_result_to_file(f"{d}/run.etdp", f"{d}/debug.bin")
-            dump = deserialize_from_etdump_flatcc(Path(f"{d}/run.etdp").read_bytes())
-            buf = Path(f"{d}/debug.bin").read_bytes()
-        out = {}
-        for block in dump.run_data:
-            for ev in block.events or []:
-                d = ev.debug_event
-                t = getattr(getattr(d, "debug_entry", None), "tensor", None)
-                if t is None or int(d.chain_index) != 0:
-                    continue
-                dt = _dtype(t.scalar_type)
-                n = int(np.prod(t.sizes)) if t.sizes else 1
-                out[int(d.instruction_id)] = (
-                    np.frombuffer(buf, dt, count=n, offset=int(t.offset)).reshape(t.sizes).copy()
-                )
-        return out
-
     def _intermediates_impl(self, inputs: dict) -> dict:
         """Each kernel call's output from ETDump; the outputs only where ETDump cannot see."""
         outs = dict(self.run(inputs))
         if self._capture()[0] != "per-layer":
             return outs
-        recorded = self._etdump(inputs)
+        from convlint.analyzers.models.executorch_etdump import record
+
+        recorded = record(self.path, self.plan.name, [inputs[s.name] for s in self.input_specs()])
         layers = {x.name for x in self._layers_impl()}
         for k, call in enumerate(self._calls()):
             if call is not None and k in recorded and call[0] in layers:
@@ -258,7 +226,9 @@ class ExecuTorchRunner(Runner):
                 f"layers inside the {', '.join(ids)} delegate are opaque to "
                 "ETDump: only the program's outputs are compared there"
             )
-        if any(_dtype(getattr(v.val, "scalar_type", 6)) == np.float16 for v in self.plan.values):
+        if any(
+            scalar_dtype(getattr(v.val, "scalar_type", 6)) == np.float16 for v in self.plan.values
+        ):
             return "outputs-only", (
                 "the program computes in float16, which ETDump does not "
                 "record: only the program's outputs are compared"
@@ -268,7 +238,7 @@ class ExecuTorchRunner(Runner):
     def _metadata_impl(self) -> dict:
         dtypes = sorted(
             {
-                str(_dtype(v.val.scalar_type))
+                str(scalar_dtype(v.val.scalar_type))
                 for v in self.plan.values
                 if type(v.val).__name__ == "Tensor"
             }
