@@ -25,6 +25,7 @@ _EXTRAS = {
     "tvm": ("tvm", "Apache TVM"),
     "tvm_ffi": ("tvm", "Apache TVM"),
     "openvino": ("openvino", "OpenVINO"),
+    "executorch": ("executorch", "ExecuTorch"),
 }
 
 class MissingFramework(ConvlintError):

@@ -17,8 +17,10 @@ HARNESS = ROOT / "bench" / "fuzz" / "harness.py"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fmt", ["onnx", "tflite", "keras", "h5", "pt2", "torchscript"])
+@pytest.mark.parametrize("fmt", ["onnx", "tflite", "keras", "h5", "pt2", "torchscript", "pte"])
 def test_mutated_model_files_are_loaded_or_refused_never_crash(fmt, tmp_path):
+    if fmt == "pte":
+        pytest.importorskip("executorch", reason="install convlint[executorch] to fuzz .pte")
     out = tmp_path / "result.json"
     p = subprocess.run([sys.executable, str(HARNESS), fmt, "500", "--out", str(out)], capture_output=True,
                        text=True, timeout=1200)

@@ -57,6 +57,24 @@ def check(path: str, limit: int) -> None:
         _check_hdf5(path, path, limit)
     elif head[4:8] == b"TFL3":
         _check_tflite(path, limit)
+    elif head[4:6] == b"ET":
+        _check_pte(path, limit)
+
+
+def _check_pte(path: str, limit: int) -> None:
+    """An ExecuTorch program's extended header (``eh00``: program size, segment base offset and
+    segment size, little-endian u64s) must describe bytes the file holds."""
+    import struct
+
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        head = fh.read(48)
+    if len(head) < 40 or head[8:12] != b"eh00":
+        return  # no extended header: the flatbuffer is all there is, and the loader verifies it
+    program, base, segments = struct.unpack_from("<QQQ", head, 16)
+    if max(program, base + segments) > size or base + segments > limit:
+        raise _refuse(path, f"its header declares {max(program, base + segments)} bytes of a "
+                      f"{size}-byte file", limit)
 
 
 def _check_zip(path: str, limit: int) -> None:

@@ -36,7 +36,8 @@ import numpy as np
 INF = float("inf")
 # where a format keeps channels in activations
 LAYOUT = {"keras": "NHWC", "savedmodel": "NHWC", "tflite": "NHWC", "onnx": "NCHW",
-          "torch-exported": "NCHW", "torchscript": "NCHW", "openvino": "NCHW"}
+          "torch-exported": "NCHW", "torchscript": "NCHW", "openvino": "NCHW",
+          "executorch": "NCHW"}
 TFLITE_ACT = {0: None, 1: (0.0, INF), 2: (-1.0, 1.0), 3: (0.0, 6.0)}
 # torch's scatter_reduce names -> ONNX ScatterElements reductions
 TORCH_REDUCE = {"sum": "add", "prod": "mul", "amax": "max", "amin": "min", "mean": "mean",
@@ -325,8 +326,35 @@ def openvino(layer) -> dict:
     return out
 
 
+def executorch(layer) -> dict:
+    """A kernel call of an ExecuTorch program (edge-dialect aten names, out variants): a
+    convolution's geometry from its scalar arguments, addmm/mm/linear with a constant as a dense
+    kernel (stored OI, transposed by the program at run time, or IO), activation bounds."""
+    op, out = layer.op_type, {}
+    args = [x for x in layer.attributes.get("args", []) if x is not None]
+    items = list(layer.weights.values())
+    if op.startswith("convolution") and items and np.ndim(items[0]) == 4 and len(args) >= 6:
+        stride, pad, dil, transposed, _, groups = args[:6]
+        if not transposed:
+            p = _pair(pad) or (0, 0)
+            out["kernel"] = {"kind": "conv", "layout": "OIHW", "strides": _pair(stride),
+                             "dilations": _pair(dil), "groups": int(groups),
+                             "pads": (p[0], p[1], p[0], p[1])}
+    elif op in ("addmm", "mm", "linear") and items and np.ndim(items[0]) == 2:
+        transposed = op == "linear" or layer.attributes.get("transposed_weight")
+        out["kernel"] = {"kind": "dense", "layout": "OI" if transposed else "IO"}
+    if op == "relu":
+        out["bounds"] = (0.0, INF)
+    elif op == "hardtanh" and len(args) >= 2:
+        out["bounds"] = (float(args[0]), float(args[1]))
+    elif op in ("_softmax", "softmax", "_log_softmax"):
+        out["softmax"] = {"normalized_axes": 1}
+    return out
+
+
 DESCRIBERS = {"keras": keras, "savedmodel": keras, "tflite": tflite, "onnx": onnx,
-              "torch-exported": torch_exported, "torchscript": torchscript, "openvino": openvino}
+              "torch-exported": torch_exported, "torchscript": torchscript, "openvino": openvino,
+              "executorch": executorch}
 
 
 def describe(fmt: str, layers: list) -> list:

@@ -14,7 +14,7 @@ from typing import Literal, get_args
 from convlint.analyzers.errors import ModelLoadError
 
 Format = Literal["keras", "savedmodel", "onnx", "tflite", "torch-exported", "torchscript",
-                 "openvino"]
+                 "openvino", "executorch"]
 FORMATS: tuple[str, ...] = get_args(Format)
 EXTENSIONS: dict[str, Format] = {
     ".onnx": "onnx",
@@ -28,6 +28,7 @@ EXTENSIONS: dict[str, Format] = {
     ".ts": "torchscript",
     ".jit": "torchscript",
     ".xml": "openvino",  # the IR's graph; its weights are the .bin of the same name beside it
+    ".pte": "executorch",
 }
 
 
@@ -40,6 +41,8 @@ def sniff(path: str) -> str | None:
         head = fh.read(16)
     if len(head) >= 8 and head[4:8] == b"TFL3":
         return "tflite"
+    if len(head) >= 8 and head[4:6] == b"ET" and head[6:8].isdigit():  # ExecuTorch's ETxx
+        return "executorch"
     if head.startswith(b"\x89HDF\r\n\x1a\n"):
         return "keras"
     if head.startswith(b"PK"):
@@ -127,4 +130,7 @@ def open_model(path: str | os.PathLike, *, unsafe_load: bool = False,
     if fmt == "openvino":
         from convlint.analyzers.models.openvino_runner import OpenVinoRunner
         return OpenVinoRunner(path)
+    if fmt == "executorch":
+        from convlint.analyzers.models.executorch_runner import ExecuTorchRunner
+        return ExecuTorchRunner(path)
     raise ModelLoadError(f"{path}: unsupported model format {fmt}", path=path)  # pragma: no cover

@@ -359,8 +359,131 @@ def _patch_keras_model(mod) -> None:
     cls.export = export
 
 
+def _save_onnx_source(rec: dict, model) -> None:
+    """The ONNX model a converter was given (a path or a ModelProto) as ``source.onnx``."""
+    dst = os.path.join(_dir(rec), "source.onnx")
+    if isinstance(model, (str, os.PathLike)):
+        shutil.copyfile(os.fspath(model), dst)
+    else:
+        with _open(dst, "wb") as fh:
+            fh.write(model.SerializeToString())
+    rec["source"] = {"path": dst, "format": "onnx"}
+
+
+def _onnx_example_inputs(path: str) -> tuple:
+    """Zeros of each graph input's shape (a dynamic dim as 1), to export a converted module."""
+    import numpy as np
+    import onnx
+    import torch
+    from onnx import helper
+
+    g = onnx.load(path).graph
+    inits = {i.name for i in g.initializer}
+    out = []
+    for v in g.input:
+        if v.name in inits:
+            continue
+        t = v.type.tensor_type
+        dims = [d.dim_value if d.dim_value > 0 else 1 for d in t.shape.dim]
+        out.append(torch.from_numpy(np.zeros(dims, helper.tensor_dtype_to_np_dtype(t.elem_type))))
+    return tuple(out)
+
+
+def _save_torch_target(rec: dict, module, args: tuple) -> None:
+    """A converted torch module as ``target.pt2`` (torch.export), or as TorchScript traced on
+    ``args`` where export refuses it (onnx2torch's modules with data-dependent attributes)."""
+    import torch
+
+    m = module.eval()
+    try:
+        path = os.path.join(_dir(rec), "target.pt2")
+        torch.export.save(torch.export.export(m, args), path)
+    except Exception as e:  # noqa: BLE001 - fall back to tracing, and say so
+        rec["notes"].append(f"torch.export refused the converted module ({type(e).__name__}); "
+                            "saved as TorchScript traced on zeros")
+        path = os.path.join(_dir(rec), "target.pt")
+        with torch.no_grad():
+            torch.jit.save(torch.jit.trace(m, args), path)
+    rec["target"] = {"path": path}
+
+
+def _patch_convert(mod, around) -> None:
+    """Wrap ``mod.convert`` (onnx2torch, onnx2tf, litert_torch): ``around(orig, a, k, mod)``
+    records the call and returns what the real one returns."""
+    orig = getattr(mod, "convert", None)
+    if orig is None or getattr(orig, "_convlint", False):
+        return
+
+    def convert(*a, **k):
+        return around(orig, a, k, mod)
+
+    convert._convlint = True
+    mod.convert = convert
+
+
+def _onnx2torch_call(orig, a, k, mod):
+    args = _bound(orig, a, k)
+    model = args.get("onnx_model_or_path", a[0] if a else None)
+    flags = {key: v for key, v in args.items() if key != "onnx_model_or_path"}
+    rec = _new_record("onnx2torch", "onnx2torch.convert", _version("onnx2torch"), flags)
+    out = _convert(rec, orig, *a, **k)
+    _guard(rec, "saving the source", _save_onnx_source, rec, model)
+    if rec["source"] is not None:
+        ex = _guard(rec, "making example inputs", _onnx_example_inputs, rec["source"]["path"])
+        if ex is not None:
+            _guard(rec, "saving the converted module", _save_torch_target, rec, out, ex)
+    _dump()
+    return out
+
+
+def _onnx2tf_call(orig, a, k, mod):
+    args = _bound(orig, a, k)
+    src = args.get("input_onnx_file_path") or args.get("onnx_graph")
+    flags = {key: v for key, v in args.items() if key not in ("input_onnx_file_path", "onnx_graph")}
+    rec = _new_record("onnx2tf", "onnx2tf.convert", _version("onnx2tf"), flags)
+    folder = args.get("output_folder_path", "saved_model")
+    k = dict(k, output_folder_path=_redirect(folder))
+    out = _convert(rec, orig, *a, **k)
+    rec["output"] = os.fspath(folder)
+    real = k["output_folder_path"]
+    found = sorted(f for f in os.listdir(real) if f.endswith("_float32.tflite")) \
+        if os.path.isdir(real) else []
+    if found:
+        _guard(rec, "copying the output", _copy_target, rec, os.path.join(real, found[0]), ".tflite")
+    else:
+        rec["notes"].append(f"no *_float32.tflite in {folder}: the target is not saved")
+    if src is not None:
+        _guard(rec, "saving the source", _save_onnx_source, rec, src)
+    _dump()
+    return out
+
+
+def _litert_torch_call(orig, a, k, mod):
+    args = _bound(orig, a, k)
+    module, sample = args.get("module"), args.get("sample_args", ())
+    flags = {key: v for key, v in args.items() if key not in ("module", "sample_args")}
+    q = args.get("quant_config")
+    if q is not None:  # the recipe, field by field: what stage 1 re-runs
+        flags["quant_config"] = {f: _plain(getattr(q, f)) for f in
+                                 getattr(q, "__dataclass_fields__", {})} or _plain(q)
+    rec = _new_record("litert_torch", f"{mod.__name__}.convert", _version(mod.__name__), flags)
+    out = _convert(rec, orig, *a, **k)
+    tgt = os.path.join(_dir(rec), "target.tflite")
+    _guard(rec, "exporting the converted model", out.export, tgt)
+    if os.path.exists(tgt):
+        rec["target"] = {"path": tgt}
+    sample = sample if isinstance(sample, tuple) else (sample,)
+    _guard(rec, "saving the source", _save_torch, rec, module, sample, args.get("sample_kwargs"))
+    _dump()
+    return out
+
+
 PATCHES = {"tensorflow.lite.python.lite": _patch_tflite, "tf2onnx.convert": _patch_tf2onnx,
-           "torch.onnx": _patch_torch_onnx, "keras.src.models.model": _patch_keras_model}
+           "torch.onnx": _patch_torch_onnx, "keras.src.models.model": _patch_keras_model,
+           "onnx2torch": lambda m: _patch_convert(m, _onnx2torch_call),
+           "onnx2tf": lambda m: _patch_convert(m, _onnx2tf_call),
+           "litert_torch": lambda m: _patch_convert(m, _litert_torch_call),
+           "ai_edge_torch": lambda m: _patch_convert(m, _litert_torch_call)}
 
 
 class PostImportHook:

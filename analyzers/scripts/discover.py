@@ -18,7 +18,8 @@ from convlint.analyzers.errors import ConvlintError
 from convlint.analyzers.scripts import notebook
 from convlint.analyzers.scripts.check import is_shell
 
-MARKERS = re.compile(r"TFLiteConverter|tf2onnx|torch\.onnx|onnx\.export|onnx2tf|onnx2torch|\.export\(|"
+MARKERS = re.compile(r"TFLiteConverter|tf2onnx|torch\.onnx|onnx\.export|onnx2tf|onnx2torch|litert_torch|"
+                     r"ai_edge_torch|\.export\(|"
                      r"Interpreter\(|InferenceSession\(|running_mean|set_weights\(")
 # a training script: it trains a Keras model or runs a PyTorch optimisation step
 TRAIN_MARKERS = re.compile(r"\.fit\(|\.train_on_batch\(|\.backward\(|\.step\(\)")

@@ -34,7 +34,8 @@ TFLITE_FACTORIES = {f"tensorflow.lite.TFLiteConverter.{m}": m
 TF2ONNX_CALLS = {f"tf2onnx.convert.{m}": m for m in ("from_keras", "from_function", "from_tflite",
                                                        "from_graph_def")}
 OTHER_CONVERTERS = {"torch.onnx.export": "torch.onnx", "torch.onnx.dynamo_export": "torch.onnx",
-                    "onnx2tf.convert": "onnx2tf", "onnx2torch.convert": "onnx2torch"}
+                    "onnx2tf.convert": "onnx2tf", "onnx2torch.convert": "onnx2torch",
+                    "litert_torch.convert": "litert_torch", "ai_edge_torch.convert": "litert_torch"}
 KERAS_LOADS = {"keras.models.load_model"}
 KERAS_BUILDS = {"keras.Sequential", "keras.Model"}
 TORCH_LOADS = {"torch.load", "torch.jit.load", "torch.export.load"}
@@ -85,7 +86,7 @@ class Arg:
 @dataclass
 class Conversion:
     """One converter call and everything the script says about it."""
-    converter: str  # tflite | tf2onnx | torch.onnx | keras.export | onnx2tf | onnx2torch
+    converter: str  # tflite | tf2onnx | torch.onnx | keras.export | onnx2tf | onnx2torch | litert_torch
     call: str  # the canonical name of the call (or the factory, for TFLite)
     span: Span  # the call (for TFLite: the factory call)
     stmt: Span  # the statement holding the call
@@ -516,8 +517,9 @@ class _Walker(ast.NodeVisitor):
             conv.convert_span = Span.of(node)
             conv.lines.add(node.lineno)
         elif attr in ("write", "write_bytes", "save") and args and isinstance(args[0].node, ast.Name) \
-                or attr == "save" and name:
-            self._written(node, func, args, stmt)
+                or attr == "save" and name \
+                or attr == "export" and name and any(c.result_var == name for c in f.conversions):
+            self._written(node, func, args, stmt)  # litert_torch's edge_model.export(path) too
         elif attr == "export" and name in f.models and f.models[name].framework == "keras":
             conv = Conversion("keras.export", "keras.Model.export", Span.of(node), Span.of(stmt), args,
                               kwargs, lines={stmt.lineno}, node=node, stmt_node=stmt)
@@ -543,7 +545,8 @@ class _Walker(ast.NodeVisitor):
         data = args[0].node.id if args and isinstance(args[0].node, ast.Name) else None
         recv = func.value
         path = None
-        if func.attr == "save" and isinstance(recv, ast.Name):  # onnx_program.save(path)
+        # onnx_program.save(path); litert_torch's edge_model.export(path)
+        if func.attr in ("save", "export") and isinstance(recv, ast.Name):
             for c in f.conversions:
                 if c.result_var == recv.id and args and isinstance(args[0].value, str):
                     c.output = args[0].value

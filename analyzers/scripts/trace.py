@@ -186,7 +186,8 @@ def _run_findings(script: str, run: Run, opts: TraceOptions) -> list:
     if not run.records:
         out.append(Finding(R.TRACE_NO_CONVERSION.code, "info", "conversion-tool",
                            "the script made no converter call convlint captures (TFLiteConverter, "
-                           "tf2onnx, torch.onnx.export, keras Model.export)",
+                           "tf2onnx, torch.onnx.export, keras Model.export, onnx2torch, onnx2tf, "
+                           "litert_torch)",
                            location=Location(file=script, line=1, column=0)))
     return out
 

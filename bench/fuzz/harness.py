@@ -2,8 +2,9 @@
 
     python bench/fuzz/harness.py FORMAT N [--seed S] [--out JSON]
 
-FORMAT is one of ``onnx``, ``tflite``, ``keras``, ``h5``, ``pt2``, ``torchscript``; the base file is
-the shipped fixture of that format. Each case flips bits, truncates, overwrites or inserts bytes,
+FORMAT is one of ``onnx``, ``tflite``, ``keras``, ``h5``, ``pt2``, ``torchscript``, ``pte``; the base
+file is the shipped fixture of that format (``pte``: the portable ExecuTorch program
+fixtures/generate.py makes, generated first into a temporary folder). Each case flips bits, truncates, overwrites or inserts bytes,
 or (the "resource" family) makes the file declare far more than it holds: a zip member's
 uncompressed size in the central directory and local header, an HDF5 dataset of 2^k elements
 that is never written, a TFLite buffer stored outside the flatbuffer past the end of the file, an
@@ -28,7 +29,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BASES = {"onnx": "mobilenet.torch.onnx", "tflite": "mobilenet.tflite", "keras": "mobilenet.keras",
-         "h5": "resnet.h5", "pt2": "mobilenet.pt2", "torchscript": "mobilenet.ts.pt"}
+         "h5": "resnet.h5", "pt2": "mobilenet.pt2", "torchscript": "mobilenet.ts.pt",
+         "pte": "net.portable.pte"}
+GENERATED = {"pte"}  # made by fixtures/generate.py at run time, never committed
 HANG_SECONDS = 30
 
 
@@ -47,9 +50,15 @@ def main() -> int:
     from convlint.analyzers.errors import ConvlintError, StepFailed
     from convlint.analyzers.models.detect import open_model
 
-    base_path = ROOT / "fixtures" / "models" / BASES[a.format]
-    base = base_path.read_bytes()
     tmp = Path(tempfile.mkdtemp(prefix=f"convlint-fuzz-{a.format}-"))
+    base_path = ROOT / "fixtures" / "models" / BASES[a.format]
+    if a.format in GENERATED:
+        sys.path.insert(0, str(ROOT / "fixtures"))
+        from generate import executorch_pairs
+
+        executorch_pairs(tmp / "base")
+        base_path = tmp / "base" / BASES[a.format]
+    base = base_path.read_bytes()
     case = tmp / f"case{base_path.suffix}"
     keep = Path(a.out + ".case") if a.out else tmp / "last.case"
     stats = {"format": a.format, "base": base_path.name, "cases": 0, "loaded": 0, "refused": 0, "failures": [],
@@ -149,6 +158,10 @@ def inflate(fmt: str, base: bytes, pick: int, log2: int, tmp: Path) -> bytes:
             f.create_dataset(f"bomb{pick}", shape=(huge // 4,), dtype="float32", chunks=(1024,),
                              compression="gzip")
         return p.read_bytes()
+    if fmt == "pte":  # the extended header's segment size (a u64 at byte 32)
+        b = bytearray(base)
+        struct.pack_into("<Q", b, 32, huge + pick)
+        return bytes(b)
     if fmt == "tflite":
         from convlint.analyzers.repair import tflite_graph as g
 

@@ -23,7 +23,7 @@ ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE.parent))
 from results import write_section  # noqa: E402
 
-FORMATS = ["onnx", "tflite", "keras", "h5", "pt2", "torchscript"]
+FORMATS = ["onnx", "tflite", "keras", "h5", "pt2", "torchscript", "pte"]
 ROWS = HERE / "results.json"
 
 

@@ -49,6 +49,9 @@ ENVS = {
     "onnx2tf": [["onnx2tf==1.29.24", "tensorflow==2.19.0", "tf_keras==2.19.0", "onnx==1.19.1",
                  "onnxruntime==1.23.0", "numpy<2", "onnx_graphsurgeon", "sng4onnx", "psutil",
                  "onnxsim==0.4.36"]],
+    # litert-torch pins torch<2.15 and brings jax, transformers and the LiteRT converter: only for
+    # `trace` of litert_torch.convert (tests/test_traced_converters.py), no realbugs case uses it
+    "litert": [["torch==2.13.0", "litert-torch==0.10.0"]],
 }
 
 
@@ -191,7 +194,14 @@ def main() -> int:
     ap.add_argument("--case", help="only cases whose file name contains this")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--keep", help="keep the built models in this folder")
+    ap.add_argument("--setup", metavar="ENV", choices=sorted(ENVS),
+                    help="only build the environment ENV (bench/realbugs/.venv-ENV) and stop; "
+                    "tests/test_traced_converters.py runs its converter there")
     args = ap.parse_args()
+    if args.setup:
+        py = python_for(args.setup)
+        print(py or f"the {args.setup} environment could not be built")
+        return 0 if py else 1
     rows = []
     with tempfile.TemporaryDirectory(prefix="convlint-realbugs-") as tmp:
         base = Path(args.keep or tmp)
