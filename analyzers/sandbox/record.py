@@ -64,6 +64,8 @@ def decode_row(row, act: str | None = None) -> dict:
     if nfin == 0:
         return {"n": n, "frac_nonfinite": 1.0}
     s, ss = float(row[2]), float(row[3])
+    if nfin < n and not (math.isfinite(s) and math.isfinite(ss)):  # sums over non-finite values
+        return {"n": n, "frac_nonfinite": (n - nfin) / n}
     mean = s / nfin
     mn, mx = float(row[7]), float(row[8])
     d = {"n": n, "mean": mean, "std": math.sqrt(max(ss / nfin - mean * mean, 0.0)), "min": mn, "max": mx,
