@@ -16,37 +16,72 @@ from .record import RAW, Recorder, decode_row
 NCOL = len(RAW)
 
 
-def torch_rows(tensors: list, acts: list):
-    """One row of RAW columns per tensor, as one device tensor, with a handful of reductions per
-    tensor and no host transfer. ``acts[i]`` names the activation whose saturation or dead units
-    row i measures (or None). A tensor with non-finite values keeps its exact count of them (and
-    so its step and layer); its other statistics are then not finite (decode_row drops them).
+ZERO_KINDS = ("post", "dw", "gw")  # where zeros mean something: dead units, frozen weights, no gradient
+BIG = 1 << 16  # tensors larger than this are reduced alone (no copy into a group)
 
-    Measured here: concatenating a step's tensors and reducing them with segment reductions is
-    slower on CPU than these per-tensor reductions (torch's CPU segment_reduce is a plain loop)."""
+
+def torch_rows(tensors: list, acts: list, kinds: list | None = None):
+    """One row of RAW columns per tensor, as one device tensor, with no host transfer.
+
+    Tensors of the same size are stacked and reduced together, so a step costs a few ops per
+    distinct size rather than per tensor: a sum, a dot product (sum of squares), ``amin``,
+    ``amax`` and a count of non-finite values (``x * 0`` is NaN exactly where ``x`` is not
+    finite). Zeros are counted in groups holding one of ZERO_KINDS (``-1`` elsewhere);
+    saturation and dead units only for rows with an activation. A tensor with non-finite
+    values keeps its exact count of them (and so its step and layer); its other statistics
+    are then dropped by ``decode_row``.
+
+    Measured here (CPU, one thread, 6x8192 floats): sum 7 us, vecdot 12, amin+amax 11,
+    the non-finite count 79, count_nonzero 146, while ``var_mean`` took 740, ``isfinite().sum``
+    220, and one concatenation reduced with ``segment_reduce`` was slower still."""
     import torch
 
-    rows = []
+    kinds = kinds or [None] * len(tensors)
+    groups: dict = {}
+    for i, t in enumerate(tensors):
+        n = t.numel()
+        groups.setdefault(n if n <= BIG else ("big", i), []).append(i)
+    order: list = []
+    parts = []
     with torch.no_grad():
-        for t, a in zip(tensors, acts, strict=True):
-            f = t.detach().reshape(-1)
-            if f.dtype != torch.float32:
-                f = f.float()
-            mn, mx = torch.aminmax(f)
-            cols = [torch.isfinite(f).sum(), f.sum(), torch.dot(f, f), (f == 0).sum()]
+        for idx in groups.values():
+            if len(idx) == 1:
+                x = tensors[idx[0]].detach().reshape(1, -1)
+            else:
+                x = torch.stack([tensors[i].detach().reshape(-1) for i in idx])
+            if x.dtype != torch.float32:
+                x = x.float()
+            n = x.shape[1]
+            bad = torch.nan_to_num(x * 0, nan=1.0).sum(1)
+            s = x.sum(1)
+            if any(kinds[i] in ZERO_KINDS for i in idx):
+                nonzero = torch.count_nonzero(x, dim=1).float()
+            else:
+                nonzero = torch.full_like(s, -1.0)
+            parts.append(torch.stack([torch.full_like(s, float(n)), bad, s, torch.linalg.vecdot(x, x), nonzero,
+                                      x.amin(1), x.amax(1)], 1))
+            order += idx
+        rows = torch.cat(parts) if len(parts) > 1 else parts[0]
+        ext = []
+        m1 = torch.tensor(-1.0)
+        for i in order:
+            a, t = acts[i], tensors[i].detach()
             if a == "sigmoid":
-                cols += [((f < 0.01) | (f > 0.99)).sum(), torch.zeros((), dtype=f.dtype)]
+                ext.append(torch.stack([((t < 0.01) | (t > 0.99)).sum().float(), m1, m1]))
             elif a == "tanh":
-                cols += [torch.zeros((), dtype=f.dtype), (f.abs() > 0.99).sum()]
+                ext.append(torch.stack([m1, (t.abs() > 0.99).sum().float(), m1]))
+            elif a in ("relu", "leaky_relu") and t.dim() >= 2:  # a unit is dead when never positive
+                dead = 1.0 - (t.amax(dim=[d for d in range(t.dim()) if d != 1]) > 0).float().mean()
+                ext.append(torch.stack([m1, m1, dead]))
             else:
-                cols += [torch.zeros((), dtype=f.dtype)] * 2
-            if a in ("relu", "leaky_relu") and t.dim() >= 2:  # a unit is dead when never positive
-                alive = (t.detach() > 0).movedim(1, 0).reshape(t.shape[1], -1).any(dim=1)
-                dead = 1.0 - alive.float().mean()
-            else:
-                dead = torch.tensor(-1.0)
-            rows.append(torch.stack([torch.tensor(float(f.numel())), *[c.float() for c in cols], mn, mx, dead]))
-        return torch.stack(rows)
+                ext.append(None)
+        if any(e is not None for e in ext):
+            none = torch.full((3,), -1.0)
+            extra = torch.stack([none if e is None else e for e in ext])
+        else:
+            extra = torch.full((len(order), 3), -1.0)
+        rows = torch.cat([rows[:, :5], extra[:, :2], rows[:, 5:7], extra[:, 2:]], 1)
+        return rows, order
 
 
 class StepBuffer:

@@ -39,7 +39,7 @@ def tf_rows(tensors: list, acts: list):
     f32 = tf.float32
     zero = tf.zeros_like(xz)
     sat = any(a in ("sigmoid", "tanh") for a in acts)
-    cols = tf.stack([tf.cast(fin, f32), xz, xz * xz, tf.cast(tf.equal(x, 0.0), f32),
+    cols = tf.stack([tf.cast(tf.logical_not(fin), f32), xz, xz * xz, tf.cast(tf.not_equal(x, 0.0), f32),
                      tf.cast(fin & ((xz < 0.01) | (xz > 0.99)), f32) if sat else zero,
                      tf.cast(tf.abs(xz) > 0.99, f32) if sat else zero], 1)
     n = len(flat)

@@ -269,7 +269,10 @@ class TorchProbe:
                 self.rec.set_meta(**info)
         metrics = dict((self.loss_info or {}).get("metrics") or {})
         loss = self.loss.detach().reshape(()) if self.loss is not None and self.loss.numel() == 1 else None
-        rows = fused.torch_rows(tensors, [s[2] for s in sig]) if tensors else None
+        rows = None
+        if tensors:  # the rows come in the order the reduction grouped them
+            rows, order = fused.torch_rows(tensors, [s[2] for s in sig], [s[1] for s in sig])
+            sig = [sig[i] for i in order]
         step, epoch = self.rec.current["step"], self.rec.current.get("epoch")
         self.rec.current = None
         self._reset()

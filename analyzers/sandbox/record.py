@@ -52,28 +52,30 @@ def creation_site(script: str | None, skip: tuple = ()) -> dict | None:
 # Fused statistics: a probe reduces all of a step's tensors at once (one concatenation, one
 # segment reduction per column) into rows of these raw columns, kept on the device and read back
 # in batches; ``decode_row`` turns one row into a stats dict (the keys of SUMMARY).
-RAW = ("n", "n_finite", "sum", "sumsq", "n_zero", "n_sat_sigmoid", "n_sat_tanh", "min", "max", "dead")
+RAW = ("n", "n_nonfinite", "sum", "sumsq", "n_nonzero", "n_sat_sigmoid", "n_sat_tanh", "min", "max", "dead")
 
 
 def decode_row(row, act: str | None = None) -> dict:
-    """A stats dict from one row of RAW columns (``dead``: the fraction of dead units, or < 0
-    when not measured). Statistics are over the finite values, as the per-tensor ones were."""
-    n, nfin = int(row[0]), int(row[1])
+    """A stats dict from one row of RAW columns (``n_nonzero``, ``n_sat_*`` and ``dead``, the
+    fraction of dead units, are < 0 when not measured). Statistics are over the finite values,
+    as the per-tensor ones were; a tensor with non-finite values keeps only their fraction."""
+    n, nfin = int(row[0]), int(row[0]) - int(row[1])
     if n == 0:
         return {"n": 0}
     if nfin == 0:
         return {"n": n, "frac_nonfinite": 1.0}
     s, ss = float(row[2]), float(row[3])
-    if nfin < n and not (math.isfinite(s) and math.isfinite(ss)):  # sums over non-finite values
+    if nfin < n or not (math.isfinite(s) and math.isfinite(ss)):  # sums over non-finite values
         return {"n": n, "frac_nonfinite": (n - nfin) / n}
     mean = s / nfin
     mn, mx = float(row[7]), float(row[8])
     d = {"n": n, "mean": mean, "std": math.sqrt(max(ss / nfin - mean * mean, 0.0)), "min": mn, "max": mx,
-         "absmax": max(abs(mn), abs(mx)), "norm": math.sqrt(max(ss, 0.0)), "frac_zero": float(row[4]) / nfin,
-         "frac_nonfinite": (n - nfin) / n}
-    if act == "sigmoid":
+         "absmax": max(abs(mn), abs(mx)), "norm": math.sqrt(max(ss, 0.0)), "frac_nonfinite": (n - nfin) / n}
+    if float(row[4]) >= 0:  # zeros are counted where they mean something (probes may skip them)
+        d["frac_zero"] = (n - float(row[4])) / nfin
+    if act == "sigmoid" and float(row[5]) >= 0:
         d["frac_sat"] = float(row[5]) / nfin
-    elif act == "tanh":
+    elif act == "tanh" and float(row[6]) >= 0:
         d["frac_sat"] = float(row[6]) / nfin
     elif act in ("relu", "leaky_relu") and float(row[9]) >= 0:
         d["frac_dead"] = float(row[9])
