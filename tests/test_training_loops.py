@@ -84,19 +84,26 @@ ds = torch.utils.data.TensorDataset(torch.tensor(X), torch.tensor(y))
 L.Trainer(max_epochs=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
           enable_model_summary=False, accelerator="cpu").fit(Net(), torch.utils.data.DataLoader(ds, batch_size=32))
 """,
+    # a plain module returning {"loss", "logits"} (what Trainer needs); a tiny BertConfig model is
+    # observed too, but its healthy run trips CL520 on attention gradients that start near zero
+    # and grow (a rules false alarm of issue 24, not a probe one)
     "hf_trainer": DATA + """
-import os, tempfile, torch
-from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
+import tempfile, torch
+from transformers import Trainer, TrainingArguments
 torch.manual_seed(0)
-cfg = BertConfig(vocab_size=17, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                 max_position_embeddings=64, num_labels=10)
-model = BertForSequenceClassification(cfg)
-ids = torch.tensor(X * 16).long()
-ds = [{"input_ids": ids[i], "labels": int(y[i])} for i in range(len(ids))]
-args = TrainingArguments(tempfile.mkdtemp(), per_device_train_batch_size=32, num_train_epochs=3, learning_rate=LR,
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+    def forward(self, x, labels=None):
+        logits = self.net(x)
+        return {"loss": torch.nn.functional.cross_entropy(logits, labels), "logits": logits}
+ds = [{"x": torch.tensor(X[i]), "labels": int(y[i])} for i in range(len(X))]
+args = TrainingArguments(tempfile.mkdtemp(), per_device_train_batch_size=32, num_train_epochs=4, learning_rate=LR,
                          report_to=[], save_strategy="no", logging_strategy="no", use_cpu=True, disable_tqdm=True,
-                         optim="adamw_torch", lr_scheduler_type="constant", warmup_steps=0)
-Trainer(model=model, args=args, train_dataset=ds).train()
+                         optim="sgd", lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
+                         remove_unused_columns=False)
+Trainer(model=Net(), args=args, train_dataset=ds).train()
 """,
 }
 
@@ -109,7 +116,7 @@ CASES = [
     pytest.param("keras_gradient_tape", "step = tf.function(step)", 1e6, 0.1, marks=pytest.mark.bench,
                  id="keras_tape_tf_function"),
     pytest.param("lightning", None, 1e6, 0.1, marks=pytest.mark.bench, id="lightning"),
-    pytest.param("hf_trainer", None, 1e6, 3e-3, marks=pytest.mark.bench, id="hf_trainer"),
+    pytest.param("hf_trainer", None, 1e6, 0.1, marks=pytest.mark.bench, id="hf_trainer"),
 ]
 NEEDS = {"lightning": "lightning", "hf_trainer": "transformers"}
 

@@ -247,7 +247,9 @@ def _make_callback_class():
             self._step.owner, self._step.capture, self._step.pending = self, {}, None
             if self._buffer is None:
                 self._buffer = fused.StepBuffer(self.rec, _readback)
-            m.make_train_function(force=True)
+            if m.__dict__.get("_convlint_step_fn") is None or m.__dict__["_convlint_step_fn"] is not m.train_function:
+                m.make_train_function(force=True)  # traced again, with the probe in the step
+                object.__setattr__(m, "_convlint_step_fn", m.train_function)
 
         def _wrap(self, layers) -> None:
             """Wrap activations (pre/post) and activation layers (post of the layer before)."""
@@ -398,7 +400,6 @@ def _make_callback_class():
                 self._step.owner, self._step.capture = None, None
                 self._step = None
                 m = cast("keras.Model", self.model)
-                m.train_function = None  # the next fit traces its step without the probe
                 if self.probe_data is not None:  # the output's range, once
                     try:
                         import numpy as np

@@ -157,6 +157,8 @@ class KerasStepProbe:
         if self.owner is not None:
             self.pending = (sig, rows)
             return
+        if not self.custom:  # a step traced for a callback that has finished: nothing records it
+            return
         step = self.rec.step
         stop = self.rec.count_step()
         reason = self.buffer.push(step, None, sig, rows, loss)
