@@ -476,7 +476,7 @@ def install(rec: Recorder, script: str | None, max_epochs: int | None = None) ->
     orig_fit = keras.Model.fit
 
     def fit(self, x=None, y=None, *a, **k):
-        rec.set_meta(fit_site=creation_site(script))
+        rec.set_meta(fit_site=creation_site(script), loop="fit")
         k = dict(k)
         names = ["batch_size", "epochs"]
         for i, v in enumerate(a[:2]):

@@ -181,7 +181,10 @@ class KerasStepProbe:
         if owners and "framework" not in self.rec.meta:
             import tensorflow as tf
 
-            meta: dict = {"framework": "keras", "loop": "custom", "optimizer": type(opt).__name__}
+            # no callback wraps the layers' activations in a custom loop: say so, so that a
+            # non-finite loss is not blamed on the loss computation for want of forward evidence
+            meta: dict = {"framework": "keras", "loop": "custom", "optimizer": type(opt).__name__,
+                          "forward_recorded": False}
             try:
                 with tf.init_scope():  # read eagerly, even while a tf.function is traced
                     meta["learning_rate"] = float(opt.learning_rate.numpy())
