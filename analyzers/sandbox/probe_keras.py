@@ -25,6 +25,8 @@ from .record import Recorder, StopTraining, creation_site
 if TYPE_CHECKING:  # for casts only: numpy is imported where it is used
     import numpy as np
 
+    from . import fused, probe_keras_step
+
 ACT_LAYERS = {"Activation", "ReLU", "LeakyReLU", "Softmax", "ELU", "PReLU"}
 
 
@@ -54,6 +56,17 @@ def nstats(a, act: str | None = None, channel_axis: int = -1) -> dict | None:
         alive = (np.nan_to_num(x) > 0).reshape(-1, x.shape[channel_axis]).any(axis=0)
         d["frac_dead"] = float(1.0 - alive.mean())
     return d
+
+
+def _metrics(logs: dict) -> dict:
+    """The logs' metrics, with ``accuracy`` under that name whatever the metric was called."""
+    metrics = {k: v for k, v in logs.items() if k != "loss"}
+    if "accuracy" not in metrics:
+        for k in list(metrics):
+            if k.endswith("accuracy"):
+                metrics["accuracy"] = metrics[k]
+                break
+    return metrics
 
 
 def _act_name(fn) -> str | None:
@@ -152,6 +165,8 @@ def _make_callback_class():
             self._captured: dict = {}
             self._wrapped = False
             self._layer_of_var: dict = {}
+            self._step = None  # the in-step probe (probe_keras_step), when the step can host it
+            self._buffer = None
 
         # -- set-up -------------------------------------------------------------------------------
         def on_train_begin(self, logs=None):
@@ -214,6 +229,27 @@ def _make_callback_class():
                     for v in la.trainable_weights:
                         self._layer_of_var[id(v)] = (la.name, v)
             self._wrap(layers)
+            self._attach_step(m)
+
+        def _attach_step(self, m) -> None:
+            """Record inside the compiled training step (probe_keras_step) unless it runs under
+            XLA, where no host call can; the step is traced again with the probe in it."""
+            if getattr(m, "jit_compile", False) is True:
+                return
+            try:
+                from . import fused, probe_keras_step
+                from .probe_keras_step import _readback
+
+                self._step = probe_keras_step.install(self.rec)
+            except Exception:  # another Keras layout or backend: the eager probe pass below
+                self._step = None
+                return
+            self._step.owner, self._step.capture, self._step.pending = self, {}, None
+            if self._buffer is None:
+                self._buffer = fused.StepBuffer(self.rec, _readback)
+            if m.__dict__.get("_convlint_step_fn") is None or m.__dict__["_convlint_step_fn"] is not m.train_function:
+                m.make_train_function(force=True)  # traced again, with the probe in the step
+                object.__setattr__(m, "_convlint_step_fn", m.train_function)
 
         def _wrap(self, layers) -> None:
             """Wrap activations (pre/post) and activation layers (post of the layer before)."""
@@ -235,11 +271,20 @@ def _make_callback_class():
                     self.rec.layer(prev, activation=act, activation_module=la.name)
                     la.call = self._call_wrapper(prev, la.call, "post", act)
 
+        def _sink(self) -> dict | None:
+            """Where a wrapped activation puts what it saw: the step probe's capture while the
+            training step is traced, the probe pass's dict while it runs, else nowhere."""
+            st = self._step
+            if st is not None and st.owner is self and st.capture is not None:
+                return st.capture
+            return self._captured if self._recording else None
+
         def _act_wrapper(self, name, fn, act):
             def wrapped(x, *a, **k):
                 y = fn(x, *a, **k)
-                if self._recording:
-                    self._captured[name] = {"pre": x, "post": y, "act": act}
+                sink = self._sink()
+                if sink is not None:
+                    sink[name] = {"pre": x, "post": y, "act": act}
                 return y
             wrapped.__name__ = getattr(fn, "__name__", "activation")
             return wrapped
@@ -247,8 +292,9 @@ def _make_callback_class():
         def _call_wrapper(self, name, fn, kind, act=None):
             def wrapped(*a, **k):
                 y = fn(*a, **k)
-                if self._recording:
-                    d = self._captured.setdefault(name, {})
+                sink = self._sink()
+                if sink is not None:
+                    d = sink.setdefault(name, {})
                     d[kind] = y
                     if act:
                         d["act"] = act
@@ -260,12 +306,16 @@ def _make_callback_class():
             self._epoch = epoch
 
         def on_train_batch_begin(self, batch, logs=None):
+            if self._step is not None:
+                return
             if self.rec.wants():
                 m = cast("keras.Model", self.model)
                 self._before = [(id(v), v.numpy().copy()) for v in m.trainable_weights]
 
         def on_train_batch_end(self, batch, logs=None):
             logs = logs or {}
+            if self._step is not None:
+                return self._step_end(logs)
             if self._before is None:
                 if self.rec.count_step():
                     cast("keras.Model", self.model).stop_training = True
@@ -286,13 +336,22 @@ def _make_callback_class():
                     self._probe_pass(self.probe_data)
                 except Exception as e:  # never break the user's training
                     self.rec.set_meta(probe_error=f"{type(e).__name__}: {e}"[:300])
-            metrics = {k: v for k, v in logs.items() if k != "loss"}
-            if "accuracy" not in metrics:
-                for k in list(metrics):
-                    if k.endswith("accuracy"):
-                        metrics["accuracy"] = metrics[k]
-                        break
-            if self.rec.end_step(logs.get("loss"), metrics):
+            if self.rec.end_step(logs.get("loss"), _metrics(logs)):
+                cast("keras.Model", self.model).stop_training = True
+
+        def _step_end(self, logs: dict) -> None:
+            """The step probe's rows of this step, with the logs' loss and metrics, into the
+            buffer (read back every 32 steps; a certain fault stops the fit at the read-back)."""
+            st = cast("probe_keras_step.KerasStepProbe", self._step)
+            pending, st.pending = st.pending, None
+            step = self.rec.step
+            stop = self.rec.count_step()
+            reason = None
+            if pending is not None and self.rec.wants(step):
+                reason = cast("fused.StepBuffer", self._buffer).push(step, self._epoch, pending[0], pending[1],
+                                                                     logs.get("loss"), _metrics(logs))
+            if reason or stop:
+                cast("fused.StepBuffer", self._buffer).flush()
                 cast("keras.Model", self.model).stop_training = True
 
         def _probe_pass(self, probe_data) -> None:
@@ -335,6 +394,20 @@ def _make_callback_class():
 
         def on_train_end(self, logs=None):
             self.rec.set_meta(epochs_run=self._epoch + 1)
+            if self._step is not None:
+                if self._buffer is not None:
+                    self._buffer.flush()
+                self._step.owner, self._step.capture = None, None
+                self._step = None
+                m = cast("keras.Model", self.model)
+                if self.probe_data is not None:  # the output's range, once
+                    try:
+                        import numpy as np
+
+                        out = np.asarray(m(self.probe_data[0], training=False))
+                        self.rec.set_meta(output_min=float(np.nanmin(out)), output_max=float(np.nanmax(out)))
+                    except Exception:
+                        pass
 
         def trace(self) -> dict:
             return self.rec.trace()
@@ -388,12 +461,22 @@ def install(rec: Recorder, script: str | None, max_epochs: int | None = None) ->
             object.__setattr__(self, "_convlint_site", site)
         except Exception:
             pass
+        if step is not None:
+            step.layers.add(self)
 
     keras.layers.Layer.__init__ = init
+    try:  # custom loops (GradientTape + apply_gradients): recorded by the in-step probe
+        from . import probe_keras_step
+
+        step = probe_keras_step.install(rec)
+        step.custom = True
+    except Exception as e:  # another Keras layout or backend: fit and train_on_batch still are
+        step = None
+        rec.set_meta(keras_step_probe_error=f"{type(e).__name__}: {e}"[:300])
     orig_fit = keras.Model.fit
 
     def fit(self, x=None, y=None, *a, **k):
-        rec.set_meta(fit_site=creation_site(script))
+        rec.set_meta(fit_site=creation_site(script), loop="fit")
         k = dict(k)
         names = ["batch_size", "epochs"]
         for i, v in enumerate(a[:2]):
@@ -410,6 +493,35 @@ def install(rec: Recorder, script: str | None, max_epochs: int | None = None) ->
         return out
 
     keras.Model.fit = fit
+    orig_tob = keras.Model.train_on_batch
+
+    def train_on_batch(self, x=None, y=None, *a, **k):
+        """A train_on_batch loop: one probe callback per model, called around each batch."""
+        cb = self.__dict__.get("_convlint_tob")
+        if cb is None:
+            rec.set_meta(fit_site=creation_site(script), loop="train_on_batch")
+            cb = callback_class()(_probe_batch(x, y), recorder=rec, batch_size=len(x) if hasattr(x, "__len__") else None)
+            cb.set_model(self)
+            object.__setattr__(self, "_convlint_tob", cb)
+            self.make_train_function()
+            cb.on_train_begin()
+        n = rec.step
+        cb.on_train_batch_begin(n)
+        want_dict = bool(k.pop("return_dict", False))
+        logs = orig_tob(self, x, y, *a, return_dict=True, **k)
+        cb.on_train_batch_end(n, dict(logs))
+        if rec.stopped:
+            cb.on_train_end()
+            raise StopTraining(rec.stopped)
+        if want_dict:
+            return logs
+        try:  # the order Keras itself returns them in
+            return self._flatten_metrics_in_order(logs)
+        except Exception:
+            vals = list(logs.values())
+            return vals[0] if len(vals) == 1 else vals
+
+    keras.Model.train_on_batch = train_on_batch
     orig_compile = keras.Model.compile
 
     def compile_(self, *a, **k):  # where the loss is chosen

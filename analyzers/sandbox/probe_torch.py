@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import weakref
 
+from . import fused
 from .record import Recorder, StopTraining, creation_site
 
 ACTIVATIONS = {"ReLU": "relu", "ReLU6": "relu", "LeakyReLU": "leaky_relu", "ELU": "elu", "GELU": "gelu",
@@ -56,7 +57,7 @@ def tstats(t, act: str | None = None, channel_axis: int = 1) -> dict | None:
 class TorchProbe:
     """Records one model's training; also the engine behind ``install`` (all models)."""
 
-    def __init__(self, recorder: Recorder, script: str | None = None):
+    def __init__(self, recorder: Recorder, script: str | None = None, flush_every: int = 32):
         self.rec = recorder
         self.script = script
         self.roots: list = []  # weakrefs to the models (root modules) being trained
@@ -73,6 +74,12 @@ class TorchProbe:
         self.handles: list = []
         self.recording = True
         self._act_depth = 0
+        self._mod_info: dict[int, tuple] = {}
+        self._opt_seen: tuple | None = None
+        self._wcache: tuple = (None, [])
+        self._adopted: set = set()
+        # steps are reduced on the device and read back in batches (fused.StepBuffer)
+        self.buffer = fused.StepBuffer(recorder, fused.torch_readback, size=flush_every)
 
     # -- model bookkeeping -------------------------------------------------------------------------
     def _layer_name(self, module) -> str | None:
@@ -102,8 +109,12 @@ class TorchProbe:
         """Find the models whose parameters the optimizer trains (modules built in the script)."""
         import torch
 
+        key = (id(optimizer), sum(len(g["params"]) for g in optimizer.param_groups))
+        if key in self._adopted:
+            return
         ids = {id(p) for g in optimizer.param_groups for p in g["params"]}
         if ids <= self.param_owner.keys():
+            self._adopted.add(key)
             return
         tracked = [m for m in list(_TRACKED) if isinstance(m, torch.nn.Module)]
         inner = {id(x) for c in tracked for x in c.modules() if x is not c}  # modules inside another
@@ -123,33 +134,42 @@ class TorchProbe:
         if type(module).__name__ in ACTIVATIONS:
             self._act_depth += 1
 
+    def _info(self, module) -> tuple:
+        """(kind, is a root, has children, has own parameters, layer name), looked up once per
+        module: the forward hook runs for every module call, so it does no other Python work."""
+        info = self._mod_info.get(id(module))
+        if info is None or info[4] is None:
+            info = (type(module).__name__, any(r() is module for r in self.roots),
+                    any(True for _ in module.children()), any(True for _ in module.parameters(recurse=False)),
+                    self._layer_name(module))
+            self._mod_info[id(module)] = info
+        return info
+
     def forward(self, module, args, output) -> None:
         import torch
 
-        kind = type(module).__name__
+        kind, is_root, has_children, has_params, name = self._info(module)
         if kind in ACTIVATIONS:
             self._act_depth = max(0, self._act_depth - 1)
         if not module.training or not self.recording or not self.rec.wants():
             return
-        is_root = any(r() is module for r in self.roots)
         if is_root and "input_std" not in self.rec.meta and args and isinstance(args[0], torch.Tensor) \
                 and args[0].is_floating_point():
             st = tstats(args[0])
             if st and "mean" in st:
                 self.rec.set_meta(input_min=st["min"], input_max=st["max"], input_mean=st["mean"], input_std=st["std"])
-        if any(True for _ in module.children()):
-            if is_root and isinstance(output, torch.Tensor):
+        if has_children:
+            if is_root and isinstance(output, torch.Tensor) and "output_min" not in self.rec.meta:
                 st = tstats(output)
                 if st and "min" in st:
                     self.rec.set_meta(output_min=st["min"], output_max=st["max"])
             return
-        name = self._layer_name(module)
         if name is None or not isinstance(output, torch.Tensor):
             return
-        has_params = any(True for _ in module.parameters(recurse=False))
         if has_params:
             self._see(name, module, kind, None)
-            self.pending.setdefault(name, {})["pre"] = tstats(output)
+            # a copy: an in-place activation after it (ReLU(inplace=True)) would overwrite it
+            self.pending.setdefault(name, {})["pre"] = (output.detach().clone(), None)
             self.last_param_layer = name
             self._grad_hook(name, output)
         elif kind in ACTIVATIONS and self.last_param_layer:
@@ -159,8 +179,10 @@ class TorchProbe:
         target = self.last_param_layer
         if target is None:
             return
-        self.rec.layer(target, activation=act, activation_module=via)
-        self.pending.setdefault(target, {})["post"] = tstats(output, act)
+        if self.rec.layers.get(target, {}).get("activation") != act or via is not None and \
+                self.rec.layers[target].get("activation_module") != via:
+            self.rec.layer(target, activation=act, activation_module=via)
+        self.pending.setdefault(target, {})["post"] = (output.detach(), act)
 
     def functional(self, act: str, output) -> None:
         """A functional activation (``torch.relu(x)``, ``F.sigmoid``) outside an activation module."""
@@ -179,13 +201,13 @@ class TorchProbe:
     def _grad_hook(self, name: str, output) -> None:
         if output.requires_grad:
             def hook(g, name=name):
-                self.pending.setdefault(name, {})["gout"] = tstats(g)
+                self.pending.setdefault(name, {})["gout"] = (g.detach(), None)
             output.register_hook(hook)
 
     def loss_seen(self, value, info: dict | None = None) -> None:
         self.loss = value
-        if info:
-            self.loss_info = info
+        if info is not None:  # this call's metrics replace the last ones; the rest is kept
+            self.loss_info = {**{k: v for k, v in (self.loss_info or {}).items() if k != "metrics"}, **info}
 
     def step_pre(self, optimizer, args, kwargs) -> None:
         import torch
@@ -195,51 +217,70 @@ class TorchProbe:
             return
         self.rec.begin_step()
         lr = optimizer.param_groups[0].get("lr")
-        self.rec.set_meta(framework="torch", optimizer=type(optimizer).__name__,
-                          learning_rate=float(lr) if lr is not None else None,
-                          optimizer_config={k: _plain(v) for k, v in optimizer.defaults.items()})
+        if self._opt_seen != (id(optimizer), lr):  # the optimizer's settings, when they change
+            self._opt_seen = (id(optimizer), lr)
+            self.rec.set_meta(framework="torch", optimizer=type(optimizer).__name__,
+                              learning_rate=float(lr) if lr is not None else None,
+                              optimizer_config={k: _plain(v) for k, v in optimizer.defaults.items()})
         with torch.no_grad():
-            for g in optimizer.param_groups:
-                for p in g["params"]:
-                    own = self.param_owner.get(id(p))
-                    if own is None:
-                        continue
-                    self.snap[id(p)] = p.detach().clone()
-                    if self.rec.step == 0 and own[1] == "weight":  # the initial weights, before any update
-                        self.rec.put(own[0], "winit", tstats(p))
-                    if p.grad is not None and own[1] == "weight":
-                        self.rec.put(own[0], "gw", tstats(p.grad))
+            for p in self._weights(optimizer):
+                self.snap[id(p)] = p.detach().clone()
+
+    def _weights(self, optimizer) -> list:
+        """The optimizer's parameters that are a layer's weight (biases are not the layer's W)."""
+        n = sum(len(g["params"]) for g in optimizer.param_groups)
+        key = (id(optimizer), n, len(self.param_owner))
+        if self._wcache[0] != key:
+            ws = [p for g in optimizer.param_groups for p in g["params"]
+                  if self.param_owner.get(id(p), ("", ""))[1] == "weight"]
+            self._wcache = (key, ws)
+        return self._wcache[1]
 
     def step_post(self, optimizer, args, kwargs) -> None:
-        import torch
-
         if self.rec.current is None:  # not a recorded step
             self._reset()
             reason = self.rec.count_step()
             if reason:
                 raise StopTraining(reason)
             return
-        with torch.no_grad():
-            for g in optimizer.param_groups:
-                for p in g["params"]:
-                    own = self.param_owner.get(id(p))
-                    if own is None or own[1] != "weight":
-                        continue
-                    self.rec.put(own[0], "w", tstats(p))
-                    before = self.snap.get(id(p))
-                    if before is not None:
-                        self.rec.put(own[0], "dw", tstats(p.detach() - before))
+        tensors, sig = [], []
         for name, d in self.pending.items():
-            for k, v in d.items():
-                self.rec.put(name, k, v)
+            for k, (t, act) in d.items():
+                tensors.append(t)
+                sig.append((name, k, act))
+        first = self.rec.step == 0
+        for p in self._weights(optimizer):
+            name = self.param_owner[id(p)][0]
+            before = self.snap.get(id(p))
+            if first and before is not None:  # the initial weights, before any update
+                tensors.append(before)
+                sig.append((name, "winit", None))
+            tensors.append(p)
+            sig.append((name, "w", None))
+            if before is not None:
+                tensors.append(p.detach() - before)
+                sig.append((name, "dw", None))
+            if p.grad is not None:  # read after the step: a closure (Lightning) computes it inside
+                tensors.append(p.grad)
+                sig.append((name, "gw", None))
         if self.loss_info:
-            self.rec.set_meta(**{k: v for k, v in self.loss_info.items() if k != "metrics"})
-        loss = float(self.loss.detach()) if self.loss is not None else None
+            info = {k: v for k, v in self.loss_info.items() if k != "metrics"}
+            if any(self.rec.meta.get(k) != v for k, v in info.items()):
+                self.rec.set_meta(**info)
         metrics = dict((self.loss_info or {}).get("metrics") or {})
+        loss = self.loss.detach().reshape(()) if self.loss is not None and self.loss.numel() == 1 else None
+        rows = None
+        if tensors:  # the rows come in the order the reduction grouped them
+            rows, order = fused.torch_rows(tensors, [s[2] for s in sig], [s[1] for s in sig])
+            sig = [sig[i] for i in order]
+        step, epoch = self.rec.current["step"], self.rec.current.get("epoch")
+        self.rec.current = None
         self._reset()
-        reason = self.rec.end_step(loss, metrics)
-        if reason:
-            raise StopTraining(reason)
+        stop = self.rec.count_step()
+        reason = self.buffer.push(step, epoch, sig, rows, loss, metrics)
+        if reason or stop:
+            self.buffer.flush()
+            raise StopTraining(reason or stop)
 
     def _reset(self) -> None:
         self.pending = {}
@@ -260,38 +301,44 @@ def _plain(v):
     return repr(v)
 
 
-def _loss_info(kind: str, inp, target, from_logits: bool | None = None) -> dict:
-    """What a loss call tells: the loss, the labels' kind, the output's range, the accuracy."""
+def _loss_info(kind: str, inp, target, from_logits: bool | None = None, full: bool = True) -> dict:
+    """What a loss call tells: the loss, the labels' kind, the output's range, the accuracy.
+    The accuracy stays a device tensor (read back with the step's batch); ``full=False`` skips
+    what needs the host (the labels' kind, the output's range): it changes rarely."""
     import torch
 
     info: dict = {"loss": kind, "from_logits": from_logits}
     try:
         with torch.no_grad():
-            x, y = inp.detach().float(), target.detach()
-            info["output_min"], info["output_max"] = float(torch.nan_to_num(x).min()), float(torch.nan_to_num(x).max())
+            x, y = inp.detach(), target.detach()
+            if full:
+                info["output_min"], info["output_max"] = float(torch.nan_to_num(x).min()), float(torch.nan_to_num(x).max())
             if x.dim() == 2 and not y.is_floating_point() and y.dim() == 1:
                 info["labels"], info["num_classes"] = "index", int(x.shape[1])
-                info["metrics"] = {"accuracy": float((x.argmax(1) == y).float().mean())}
+                info["metrics"] = {"accuracy": (x.argmax(1) == y).float().mean()}
             elif x.dim() == 2 and y.shape == x.shape and x.shape[1] > 1:
                 yf = y.float()
-                onehot = bool(((yf == 0) | (yf == 1)).all() and (yf.sum(1) == 1).all())
-                info["labels"] = "onehot" if onehot else "real"
-                info["num_classes"] = int(x.shape[1])
-                if onehot:
-                    info["metrics"] = {"accuracy": float((x.argmax(1) == yf.argmax(1)).float().mean())}
-            else:
+                if full:
+                    onehot = bool(((yf == 0) | (yf == 1)).all() and (yf.sum(1) == 1).all())
+                    info["labels"] = "onehot" if onehot else "real"
+                    info["num_classes"] = int(x.shape[1])
+                if info.get("labels", "onehot") == "onehot":
+                    info["metrics"] = {"accuracy": (x.argmax(1) == yf.argmax(1)).float().mean()}
+            elif full:
                 yf = y.float().reshape(-1)
-                xf = x.reshape(-1)
+                xf = x.float().reshape(-1)
                 binary = bool(((yf == 0) | (yf == 1)).all())
                 info["labels"] = "binary" if binary else "real"
                 info["label_min"], info["label_max"] = float(yf.min()), float(yf.max())
                 if binary and xf.shape == yf.shape:
                     thr = 0.0 if from_logits else 0.5
-                    info["metrics"] = {"accuracy": float(((xf > thr).float() == yf).float().mean())}
+                    info["metrics"] = {"accuracy": ((xf > thr).float() == yf).float().mean()}
     except Exception:  # a loss called with shapes we do not read: the loss value is still kept
         pass
     return info
 
+
+FULL_LOSS_INFO_EVERY = 50  # steps between full readings of a loss call (labels, output range)
 
 _LOSSES = {"cross_entropy": True, "nll_loss": False, "binary_cross_entropy": False,
            "binary_cross_entropy_with_logits": True, "mse_loss": None, "l1_loss": None,
@@ -358,8 +405,13 @@ def _wrap_losses(probe: TorchProbe, F) -> None:  # noqa: N803
                 info = None
                 try:  # read before the call: a loss that raises (BCE on values outside [0, 1]) still tells
                     if probe.rec.wants() or not probe.rec.meta.get("loss"):
-                        info = _loss_info(name, input, target, logits)
-                        probe.rec.set_meta(**{k2: v for k2, v in info.items() if k2 != "metrics"})
+                        # the whole reading now and then; the accuracy (on the device) every step
+                        full = not probe.rec.meta.get("loss") or probe.rec.step % FULL_LOSS_INFO_EVERY == 0
+                        info = _loss_info(name, input, target, logits, full)
+                        if full:
+                            probe.rec.set_meta(**{k2: v for k2, v in info.items() if k2 != "metrics"})
+                        else:
+                            info = {"metrics": info["metrics"]} if info.get("metrics") is not None else {}
                 except Exception:
                     pass
                 out = orig(input, target, *a, **k)

@@ -49,6 +49,39 @@ def creation_site(script: str | None, skip: tuple = ()) -> dict | None:
     return None
 
 
+# Fused statistics: a probe reduces all of a step's tensors at once (one concatenation, one
+# segment reduction per column) into rows of these raw columns, kept on the device and read back
+# in batches; ``decode_row`` turns one row into a stats dict (the keys of SUMMARY).
+RAW = ("n", "n_nonfinite", "sum", "sumsq", "n_nonzero", "n_sat_sigmoid", "n_sat_tanh", "min", "max", "dead")
+
+
+def decode_row(row, act: str | None = None) -> dict:
+    """A stats dict from one row of RAW columns (``n_nonzero``, ``n_sat_*`` and ``dead``, the
+    fraction of dead units, are < 0 when not measured). Statistics are over the finite values,
+    as the per-tensor ones were; a tensor with non-finite values keeps only their fraction."""
+    n, nfin = int(row[0]), int(row[0]) - int(row[1])
+    if n == 0:
+        return {"n": 0}
+    if nfin == 0:
+        return {"n": n, "frac_nonfinite": 1.0}
+    s, ss = float(row[2]), float(row[3])
+    if nfin < n or not (math.isfinite(s) and math.isfinite(ss)):  # sums over non-finite values
+        return {"n": n, "frac_nonfinite": (n - nfin) / n}
+    mean = s / nfin
+    mn, mx = float(row[7]), float(row[8])
+    d = {"n": n, "mean": mean, "std": math.sqrt(max(ss / nfin - mean * mean, 0.0)), "min": mn, "max": mx,
+         "absmax": max(abs(mn), abs(mx)), "norm": math.sqrt(max(ss, 0.0)), "frac_nonfinite": (n - nfin) / n}
+    if float(row[4]) >= 0:  # zeros are counted where they mean something (probes may skip them)
+        d["frac_zero"] = (n - float(row[4])) / nfin
+    if act == "sigmoid" and float(row[5]) >= 0:
+        d["frac_sat"] = float(row[5]) / nfin
+    elif act == "tanh" and float(row[6]) >= 0:
+        d["frac_sat"] = float(row[6]) / nfin
+    elif act in ("relu", "leaky_relu") and float(row[9]) >= 0:
+        d["frac_dead"] = float(row[9])
+    return d
+
+
 def finite(x) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
@@ -69,6 +102,7 @@ class Recorder:
         self.step = 0  # optimizer steps seen
         self.current: dict | None = None
         self.stopped: str | None = None
+        self.flushers: list = []  # probes' read-backs of batched steps, called by flush()
         self._fh = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115 - kept open for the run
 
     # -- writing ----------------------------------------------------------------------------------
@@ -139,6 +173,25 @@ class Recorder:
             self.stopped = reason
         return reason
 
+    def add_step(self, cur: dict) -> str | None:
+        """A step recorded earlier and read back now (batched probes): ``cur`` carries its own
+        ``step`` number, already counted with ``count_step``. Returns a reason to stop (a certain
+        fault), as end_step; the exact step of the fault is kept."""
+        cur.setdefault("layers", {})
+        cur["loss"] = _num(cur.get("loss"))
+        cur["metrics"] = {k: _num(v) for k, v in (cur.get("metrics") or {}).items()}
+        self.steps.append(cur)
+        self._write({"step": cur})
+        reason = self.certain_fault(cur) if self.stop_on_fault else None
+        if reason and not self.stopped:
+            self.stopped = reason
+        return reason
+
+    def flush(self) -> None:
+        """Read back what the probes still hold on the device (batched steps)."""
+        for fn in list(self.flushers):
+            fn()
+
     def count_step(self) -> str | None:
         """An optimizer step that was not recorded; returns a reason to stop, as end_step."""
         self.step += 1
@@ -159,6 +212,7 @@ class Recorder:
         return None
 
     def close(self, **end) -> None:
+        self.flush()
         self._write({"end": {"steps": self.step, "stopped": self.stopped, **end}})
         if self._fh is not None:
             self._fh.close()
@@ -166,6 +220,7 @@ class Recorder:
 
     def trace(self) -> dict:
         """The whole trace as one dict (the form the rules read)."""
+        self.flush()
         return {"meta": dict(self.meta), "layers": sorted(self.layers.values(), key=lambda d: d["index"]),
                 "steps": list(self.steps), "end": {"steps": self.step, "stopped": self.stopped}}
 

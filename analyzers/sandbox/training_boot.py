@@ -87,6 +87,10 @@ def main(argv: list) -> int:
         src = fh.read()
     status, error, stop = run_as_main(SCRIPT, src, argv[1:], stop=(StopTraining,))
     stopped = stop.reason if stop is not None else None
+    if error is not None and REC.stopped and "StopTraining" in (error.get("message", "") + error.get("traceback", "")):
+        # a stop raised inside a compiled step (tf.function) reaches the script as the
+        # framework's own error: it was ours
+        status, error, stopped = 0, None, REC.stopped
     REC.close(stopped=stopped or REC.stopped)
     if status_file:
         with open(status_file, "w", encoding="utf-8") as fh:
