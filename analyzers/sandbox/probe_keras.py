@@ -109,6 +109,36 @@ def _labels_meta(y, out_units: int | None) -> dict:
     return d
 
 
+def _label_extra(y) -> dict:
+    """What the root-cause rules read besides ``_labels_meta``: the majority class's rate (what
+    "not learning" is judged against), the targets' spread, whether they are whole numbers."""
+    import numpy as np
+
+    try:
+        yf = np.asarray(y, dtype=np.float64)
+    except Exception:
+        return {}
+    if yf.size == 0:
+        return {}
+    d: dict = {"label_std": float(yf.std()), "label_integral": bool(np.all(yf == np.round(yf))),
+               "label_checked": True}
+    if yf.ndim >= 2 and yf.shape[-1] > 1:
+        ids = yf.argmax(-1).reshape(-1)
+    elif d["label_integral"]:
+        ids = yf.reshape(-1)
+    else:
+        return d
+    _, counts = np.unique(ids, return_counts=True)
+    d.update(majority_rate=float(counts.max() / counts.sum()), label_distinct=int(len(counts)))
+    return d
+
+
+def _structure_meta(layers: list) -> dict:
+    """Layers with weights none of which is trainable (``trainable = False``)."""
+    frozen = [la.name for la in layers if la.weights and not la.trainable_weights]
+    return {"structure": {"frozen": frozen}} if frozen else {}
+
+
 def _input_meta(x) -> dict:
     import numpy as np
 
@@ -191,6 +221,8 @@ def _make_callback_class():
             if self.probe_data is not None:
                 x, y = self.probe_data
                 meta.update(_labels_meta(y, out_units))
+                meta.update(_label_extra(y))
+            meta.update(_structure_meta(layers))
                 meta.update(_input_meta(x))
             self.rec.set_meta(**meta)
             try:

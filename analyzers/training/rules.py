@@ -16,6 +16,7 @@ from typing import Any
 from convlint.analyzers import rules as R
 from convlint.analyzers.report.findings import Finding, Location, Repair, ScriptReport
 from convlint.analyzers.sandbox.record import finite
+from convlint.analyzers.training import causes
 
 ADAPTIVE = ("adam", "adamw", "adamax", "nadam", "rmsprop", "adagrad", "adadelta", "lion", "adafactor")
 PROB_LOSSES = ("binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy",
@@ -538,8 +539,11 @@ def _setup(v: View) -> list[Finding]:
 
 
 def findings(trace: dict, thresholds: Thresholds | None = None) -> list[Finding]:
+    """Every finding of a trace: root causes (structural, labels, set-up) first, each with the
+    symptoms it explains as evidence (``causes.fold``), then what no root cause explains."""
     v = View(trace, thresholds or Thresholds())
-    out = _setup(v)
+    out = causes.labels(v.meta, v.param_layers)
+    out += [f for f in _setup(v) if not (f.rule == "CL514" and any(g.rule == "CL535" for g in out))]
     setup_error = any(f.severity == "error" for f in out)
     numeric = _nonfinite(v)
     out += numeric
@@ -548,12 +552,33 @@ def findings(trace: dict, thresholds: Thresholds | None = None) -> list[Finding]
     if not numeric:
         out += _per_layer(v)
     out += _trends(v, faulty)
+    meta = dict(v.meta)
+    partial = _partly_unchanged(v)
+    if partial:
+        s = dict(meta.get("structure") or {})
+        s["no_grad"] = sorted({*(s.get("no_grad") or []), *partial})
+        meta["structure"] = s
+    out = causes.structural(meta, v.layers, v.param_layers, {f.rule for f in out}) + out
     seen, uniq = set(), []
     for f in out:
         if (f.rule, f.layer) not in seen:
             seen.add((f.rule, f.layer))
             uniq.append(f)
-    return uniq
+    return causes.fold(uniq)
+
+
+def _partly_unchanged(v: View) -> list[str]:
+    """Layers whose weights never move while other layers' do (a parameter that never trains)."""
+    if len(v.steps) < 3 or len(v.param_layers) < 2:
+        return []
+    still, moving = [], 0
+    for la in v.param_layers:
+        r = v.update_ratio(la["name"])[1:]
+        if len(r) >= 2 and all(x == 0 for _, x in r):
+            still.append(la["name"])
+        elif r and any(x > v.th.unchanged_ratio for _, x in r):
+            moving += 1
+    return still if moving else []
 
 
 def analyze(trace: dict, script: str, thresholds: Thresholds | None = None, extra: dict | None = None,
