@@ -490,7 +490,13 @@ class StructureWatch:
         return g is not None and bool(g.detach().abs().sum() > 0)
 
     def optimizer_built(self, optimizer) -> None:
+        """A new optimizer: its models are adopted now, so a run that fails before its first
+        step (labels a loss rejects) still names its layers."""
         self.optimizers.append(weakref.ref(optimizer))
+        try:
+            self.probe._adopt(optimizer)
+        except Exception:  # adopted again at the first step
+            pass
 
     def before_backward(self) -> None:
         if self.backwards >= self.CHECKED:

@@ -52,7 +52,7 @@ def _mk(rule: R.Rule, msg: str, layer: dict | None, loc: Location, hp: str | Non
         ev["alternatives"] = alternatives
     if edit:
         ev["fix_edit"] = edit
-    return Finding(rule.code, rule.severity, rule.stage, f"{msg}; fix: {fix}", layer=(layer or {}).get("name"),
+    return Finding(rule.code, rule.severity, rule.stage, msg, layer=(layer or {}).get("name"),
                    location=loc, hyperparameter=hp, evidence=ev, repair=Repair("change-hyperparameter", fix))
 
 
@@ -179,18 +179,13 @@ def labels(meta: dict, param_layers: list) -> list[Finding]:
         out.append(_mk(R.TRAIN_LABEL_RANGE, f"{m.get('loss')} needs targets in [0, 1], but they span "
                        f"[{lmin:g}, {lmax:g}]", None, fit_loc, "data", ev, fix,
                        alternatives=[{"fix": "a regression loss (mse) with a linear output", "hyperparameter": "loss"}]))
-    if m.get("framework") == "torch" and m.get("output_is_probability") and loss in ("cross_entropy",) and \
-            m.get("from_logits") is not False:
-        out.append(_mk(R.TRAIN_DOUBLE_ACTIVATION, f"the model's outputs are already probabilities ({act} rows sum "
-                       f"to 1) and {m.get('loss')} applies log_softmax again", last, out_loc, "activation", ev,
-                       "remove the softmax from the model's output (cross_entropy takes logits)",
+    if m.get("framework") == "torch" and m.get("output_is_probability") and loss == "cross_entropy" and \
+            act not in ("softmax", "sigmoid", "log_softmax"):  # a visible softmax output is CL533's
+        out.append(_mk(R.TRAIN_DOUBLE_ACTIVATION, f"the outputs fed to {m.get('loss')} are already probabilities "
+                       "(every row is non-negative and sums to 1), and it applies log_softmax again", last, loss_loc,
+                       "loss", ev, "pass the logits to cross_entropy (drop the softmax before the loss)",
                        alternatives=[{"fix": "nll_loss(torch.log(p), y)", "hyperparameter": "loss"}],
                        edit={"kind": "drop-softmax"}))
-    elif m.get("framework") == "torch" and loss == "binary_cross_entropy_with_logits" and act == "sigmoid":
-        out.append(_mk(R.TRAIN_DOUBLE_ACTIVATION, f"the output goes through sigmoid and {m.get('loss')} applies "
-                       "sigmoid again", last, out_loc, "activation", ev,
-                       "remove the sigmoid from the model's output (BCEWithLogitsLoss takes logits)",
-                       alternatives=[{"fix": "BCELoss on the sigmoid outputs", "hyperparameter": "loss"}]))
     return out
 
 

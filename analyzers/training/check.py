@@ -35,6 +35,8 @@ class TrainOptions:
     allow_exec: bool = False
     max_epochs: int | None = D.MAX_EPOCHS
     max_steps: int | None = D.MAX_STEPS
+    extend_steps: int | None = D.MAX_STEPS_EXTENDED  # an undecided run is watched up to this (the
+    # default window only: a --max-steps the user chose is a cap)
     timeout: float = D.SCRIPT_TIMEOUT
     every: int | None = None  # record every k-th step; None: Keras picks about 120 steps, PyTorch all
     python: str | None = None
@@ -69,6 +71,8 @@ def _train_check(script: str, p: Path, nb: notebook.Notebook | None, opts: Train
             cmd += ["--every", str(opts.every)]
         if opts.max_steps:
             cmd += ["--max-steps", str(opts.max_steps)]
+            if opts.extend_steps and opts.max_steps == D.MAX_STEPS:
+                cmd += ["--extend-steps", str(opts.extend_steps)]
         if opts.max_epochs:
             cmd += ["--max-epochs", str(opts.max_epochs)]
         cwd = opts.cwd or os.getcwd()

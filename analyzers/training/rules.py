@@ -362,7 +362,9 @@ def _exploding(v: View) -> list[Finding]:
         g = [(i, x) for i, x in g if finite(x)]
         if len(g) < 2:
             continue
-        g0 = g[0][1]
+        # growth against the run's own scale (the larger of the first value and the median), not
+        # against tiny initial gradients that grow as a fresh model starts to learn
+        g0 = max(g[0][1], _median([x for _, x in g]))
         for i, x in g[1:]:
             am = ((v.steps[i]["layers"].get(la["name"]) or {}).get("gw") or {}).get("absmax", 0)
             if (g0 > 0 and x / g0 > th.exploding_growth) or am > th.exploding_grad:
@@ -438,6 +440,7 @@ def _trends(v: View, faulty: bool) -> list[Finding]:
         acc_gain = a1 - a0
         acc_flat = acc_gain < th.acc_progress and a1 < th.acc_good
     loss_flat = rel < th.loss_progress and not (acc and _window_means(acc, k)[1] >= th.acc_good)
+    chance = _chance(v, acc, losses, k)
     ev = {"loss_first": head, "loss_last": tail, "relative_decrease": rel}
     if acc_gain is not None:
         ev.update(accuracy_gain=acc_gain, accuracy_last=_window_means(acc, k)[1])
@@ -455,7 +458,10 @@ def _trends(v: View, faulty: bool) -> list[Finding]:
         out.append(_finding(R.TRAIN_OSCILLATING, f"the loss swings by {amp:.0%} of its mean between windows "
                             f"({flips} reversals in {len(diffs)} windows)", None, v, "oscillate",
                             {**ev, "reversals": flips, "amplitude": amp}))
-    if loss_flat and (acc_flat is None or acc_flat):
+    if chance:
+        out.append(_finding(R.TRAIN_NOT_LEARNING, f"the model does not learn: {chance[0]}", None, v, "flat",
+                            {**ev, **chance[1]}))
+    elif loss_flat and (acc_flat is None or acc_flat):
         what = "the loss does not decrease" + (" and the accuracy does not increase" if acc_flat else "")
         out.append(_finding(R.TRAIN_NOT_LEARNING, f"the model does not learn: {what} "
                             f"(loss {head:.4g} → {tail:.4g})", None, v, "flat", ev))
@@ -467,6 +473,27 @@ def _trends(v: View, faulty: bool) -> list[Finding]:
         out.append(_finding(R.TRAIN_SLOW, f"the weights move {ratio:.2g} of their norm per step; the loss fell only "
                             f"{rel:.0%}", None, v, "slow", {**ev, "update_ratio": ratio}))
     return out
+
+
+def _chance(v: View, acc: list, losses: list, k: int) -> tuple[str, dict] | None:
+    """What the data allows: an accuracy at the majority class's rate, or a regression loss at
+    the targets' variance (what predicting the mean gives), at the end of the run."""
+    m = v.meta
+    maj = m.get("majority_rate")
+    if acc and finite(maj) and len(acc) >= v.th.min_steps:
+        last = _window_means(acc, k)[1]
+        if last <= maj + 0.02 and maj < 0.9:
+            return (f"its accuracy {last:.3f} is no better than always predicting the majority class "
+                    f"({maj:.3f})", {"majority_rate": maj, "accuracy_last": last})
+    std = m.get("label_std")
+    loss = str(m.get("loss") or "").lower()
+    if finite(std) and std > 0 and loss in ("mse_loss", "mean_squared_error", "mse", "meansquarederror") and \
+            m.get("labels") == "real":
+        last = _window_means(losses, k)[1]
+        if last >= 0.9 * std * std:
+            return (f"its loss {last:.4g} is no better than predicting the targets' mean (variance "
+                    f"{std * std:.4g})", {"target_variance": std * std, "loss_last": last})
+    return None
 
 
 def _setup(v: View) -> list[Finding]:
