@@ -608,6 +608,21 @@ def _partly_unchanged(v: View) -> list[str]:
     return still if moving else []
 
 
+def _final(trace: dict) -> dict:
+    """The run's end (mean over the last fifth of the recorded steps: what --verify-fix compares)
+    and the script lines where the optimizer, the fit call and the output layer are set."""
+    v = View(trace, Thresholds())
+    losses = [x for x in v.losses() if finite(x)]
+    acc = [a for a in v.accuracy() if finite(a)]
+    d: dict = {"loss_last": _window_means(losses, max(1, len(losses) // 5))[1] if len(losses) >= 2 else None,
+               "accuracy_last": _window_means(acc, max(1, len(acc) // 5))[1] if len(acc) >= 2 else None}
+    sites = {k: (v.meta.get(f"{k}_site") or {}).get("line") for k in ("optimizer", "fit", "loss")}
+    if v.param_layers:
+        sites["output"] = v.param_layers[-1].get("line")
+    d["sites"] = {k: x for k, x in sites.items() if x}
+    return d
+
+
 def analyze(trace: dict, script: str, thresholds: Thresholds | None = None, extra: dict | None = None,
             crash: Finding | None = None) -> ScriptReport:
     """The training report (``kind: training``) of a trace."""
@@ -622,5 +637,5 @@ def analyze(trace: dict, script: str, thresholds: Thresholds | None = None, extr
     summary = {"framework": (trace.get("meta") or {}).get("framework"), "steps_recorded": len(steps),
                "steps": (trace.get("end") or {}).get("steps", len(steps)),
                "stopped": (trace.get("end") or {}).get("stopped"),
-               "layers": [la.get("name") for la in trace.get("layers") or []]}
+               "layers": [la.get("name") for la in trace.get("layers") or []], **_final(trace)}
     return ScriptReport(script, verdict, tuple(fs), kind="training", extra={"training": {**summary, **(extra or {})}})
