@@ -150,3 +150,14 @@ def test_gradients_growing_from_tiny_initial_values_are_not_exploding():
     for s in t["steps"][40:]:  # a real blow-up against the run's own scale
         s["layers"]["dense0"]["gw"]["norm"] = 1e4
     assert "CL520" in rules_of(analyze(t, "train.py"))
+
+
+def test_a_softmax_over_one_unit_and_a_run_that_moves_but_learns_nothing():
+    t = healthy(output_units=1, loss="mean_squared_error", labels="real", label_min=0.0, label_max=3.0)
+    f = analyze(t, "train.py").findings[0]
+    assert f.rule == "CL537" and "softmax → linear" in f.repair.description
+    t = healthy()
+    for s in t["steps"]:
+        s["loss"], s["metrics"]["accuracy"] = 2.3, 0.1  # flat, while the weights move 1e-3 per step
+    f = next(f for f in analyze(t, "train.py").findings if f.rule == "CL505")
+    assert f.hyperparameter == "data" and f.evidence["alternatives"][0]["hyperparameter"] == "learning_rate"

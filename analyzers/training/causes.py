@@ -129,6 +129,15 @@ def labels(meta: dict, param_layers: list) -> list[Finding]:
     if lmin is None or lmax is None:
         return out
     sparse = loss in SPARSE
+    if act == "softmax" and units == 1 and loss not in BINARY:  # with a binary loss: CL530
+        binary = kind == "binary" or (integral and lmin >= 0 and lmax <= 1)
+        new = "sigmoid" if binary else "linear"
+        out.append(_mk(R.TRAIN_OUTPUT_WIDTH, "a softmax over a single output unit is always 1.0: the output "
+                       "cannot represent the targets", last, out_loc, "activation", ev,
+                       f"output activation softmax → {new} (one unit)",
+                       alternatives=[{"fix": "one output unit per class with softmax", "hyperparameter": "layers"}],
+                       edit={"kind": "activation", "old": "softmax", "new": new}))
+        return out
     if sparse and kind == "onehot" and m.get("framework") == "keras":
         out.append(_mk(R.TRAIN_LABEL_ENCODING, f"one-hot labels ({m.get('num_classes')} columns) with {m.get('loss')}, "
                        "which expects class indices", None, loss_loc, "loss", ev,

@@ -247,6 +247,13 @@ def hypothesis(v: View, symptom: str, layer: dict | None) -> tuple[str | None, s
             return "activation", f"{sat_hidden[0]} → relu in the hidden layers", {**ev, "hidden_activations": acts}, _loc(layer)
         if early is not None and early > v.th.high_ratio:
             return "learning_rate", _lr_fix(v, "down"), ev, opt_loc
+        if ratio is not None and v.th.slow_ratio * 10 <= ratio <= v.th.high_ratio:
+            # the weights move at a normal rate, yet nothing is learnt: the learning rate is not
+            # what the evidence points at; the data is (labels not aligned with the inputs,
+            # constant or uninformative), with the learning rate as the ranked alternative
+            return "data", "check the labels against the inputs (shuffled together, the right column, not " \
+                "constant): the weights move normally but nothing is learnt", \
+                {**ev, "alternatives": [{"fix": _lr_fix(v, "up"), "hyperparameter": "learning_rate"}]}, fit_loc
         return "learning_rate", _lr_fix(v, "up"), ev, opt_loc
     return None, "", ev, Location()
 

@@ -99,6 +99,10 @@ def edits_for(finding: Finding, fix: str, text: str, meta_lines: dict) -> list[E
                     return [ed.replace(c, _name_of(c.args[0]))]
                 return [ed.replace(c, _name_of(c.func.value))]
         return []
+    if kind == "activation":  # a string activation at the output layer's line
+        e = finding.evidence["fix_edit"]
+        return [ed.replace(n, repr(e["new"])) for c in _calls_at(tree, finding.location.line) for n in ast.walk(c)
+                if isinstance(n, ast.Constant) and n.value == e["old"]][:1]
     if kind == "unfreeze":
         for n in ast.walk(tree):
             if isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant) and n.value.value is False and \
