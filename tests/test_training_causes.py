@@ -18,8 +18,23 @@ from convlint.analyzers.training.rules import analyze
 
 
 def _train_check(path, *extra):
-    p = subprocess.run([sys.executable, "-m", "convlint", "train-check", str(path), "--allow-exec", "--format",
-                        "json", *extra], capture_output=True, text=True, cwd=path.parent, timeout=900)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "convlint",
+            "train-check",
+            str(path),
+            "--allow-exec",
+            "--format",
+            "json",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=path.parent,
+        timeout=900,
+    )
     return p.returncode, json.loads(p.stdout)
 
 
@@ -64,12 +79,22 @@ model.fit(X, Y, epochs=30, batch_size=16, verbose=0)
 @pytest.mark.slow
 def test_keras_one_hot_labels_with_a_sparse_loss_and_the_fixed_twin(tmp_path):
     s = tmp_path / "bad.py"
-    s.write_text(KERAS.format(labels="keras.utils.to_categorical(y, 3)", loss="sparse_categorical_crossentropy"))
+    s.write_text(
+        KERAS.format(
+            labels="keras.utils.to_categorical(y, 3)", loss="sparse_categorical_crossentropy"
+        )
+    )
     rc, rep = _train_check(s)
     f = next(f for f in rep["findings"] if f["rule"] == "CL536")
-    assert rc == 1 and "categorical_crossentropy" in f["repair"]["description"] and f["location"]["line"] == 11
+    assert (
+        rc == 1
+        and "categorical_crossentropy" in f["repair"]["description"]
+        and f["location"]["line"] == 11
+    )
     s = tmp_path / "good.py"
-    s.write_text(KERAS.format(labels="keras.utils.to_categorical(y, 3)", loss="categorical_crossentropy"))
+    s.write_text(
+        KERAS.format(labels="keras.utils.to_categorical(y, 3)", loss="categorical_crossentropy")
+    )
     rc, rep = _train_check(s)
     assert (rc, rep["verdict"], rep["findings"]) == (0, "healthy", []), rep["findings"]
 
@@ -83,38 +108,99 @@ def _labels(**meta):
     return analyze(t, "train.py")
 
 
-@pytest.mark.parametrize("meta, rule, fix_word", [
-    ({"labels": "onehot", "num_classes": 10, "label_min": 0.0, "label_max": 1.0}, "CL536", "categorical_crossentropy"),
-    ({"loss": "categorical_crossentropy", "labels": "index", "label_min": 0.0, "label_max": 9.0}, "CL536",
-     "sparse_categorical_crossentropy"),
-    ({"labels": "index", "label_min": 0.0, "label_max": 9.0, "output_units": 4}, "CL537", "4 → 10"),
-    ({"labels": "index", "label_min": 1.0, "label_max": 10.0}, "CL535", "labels - 1"),
-    ({"loss": "binary_crossentropy", "output_activation": "sigmoid", "output_units": 1, "labels": "real",
-      "label_min": 0.0, "label_max": 255.0, "label_integral": True}, "CL535", "/ 255"),
-    ({"framework": "torch", "loss": "cross_entropy", "output_activation": None, "output_is_probability": True,
-      "labels": "index", "label_min": 0.0, "label_max": 9.0}, "CL538", "logits"),
-])
+@pytest.mark.parametrize(
+    "meta, rule, fix_word",
+    [
+        (
+            {"labels": "onehot", "num_classes": 10, "label_min": 0.0, "label_max": 1.0},
+            "CL536",
+            "categorical_crossentropy",
+        ),
+        (
+            {
+                "loss": "categorical_crossentropy",
+                "labels": "index",
+                "label_min": 0.0,
+                "label_max": 9.0,
+            },
+            "CL536",
+            "sparse_categorical_crossentropy",
+        ),
+        (
+            {"labels": "index", "label_min": 0.0, "label_max": 9.0, "output_units": 4},
+            "CL537",
+            "4 → 10",
+        ),
+        ({"labels": "index", "label_min": 1.0, "label_max": 10.0}, "CL535", "labels - 1"),
+        (
+            {
+                "loss": "binary_crossentropy",
+                "output_activation": "sigmoid",
+                "output_units": 1,
+                "labels": "real",
+                "label_min": 0.0,
+                "label_max": 255.0,
+                "label_integral": True,
+            },
+            "CL535",
+            "/ 255",
+        ),
+        (
+            {
+                "framework": "torch",
+                "loss": "cross_entropy",
+                "output_activation": None,
+                "output_is_probability": True,
+                "labels": "index",
+                "label_min": 0.0,
+                "label_max": 9.0,
+            },
+            "CL538",
+            "logits",
+        ),
+    ],
+)
 def test_labels_against_the_loss_and_the_output_layer(meta, rule, fix_word):
     rep = _labels(**meta)
     f = rep.findings[0]
-    assert f.rule == rule and fix_word in f.repair.description and rep.verdict == "faulty", rep.findings
+    assert f.rule == rule and fix_word in f.repair.description and rep.verdict == "faulty", (
+        rep.findings
+    )
 
 
 def test_labels_that_fit_the_loss_and_the_output_raise_nothing():
-    assert _labels(labels="index", label_min=0.0, label_max=9.0, label_integral=True, majority_rate=0.11).findings == ()
-    assert _labels(labels="onehot", num_classes=10, loss="categorical_crossentropy", label_min=0.0,
-                   label_max=1.0).findings == ()
+    assert (
+        _labels(
+            labels="index", label_min=0.0, label_max=9.0, label_integral=True, majority_rate=0.11
+        ).findings
+        == ()
+    )
+    assert (
+        _labels(
+            labels="onehot",
+            num_classes=10,
+            loss="categorical_crossentropy",
+            label_min=0.0,
+            label_max=1.0,
+        ).findings
+        == ()
+    )
 
 
 def test_structure_faults_from_the_probes_meta():
-    for s, rule in (({"accumulating": 5, "checked_steps": 6}, "CL507"),
-                    ({"zeroed_before_step": 6, "checked_steps": 6}, "CL508"),
-                    ({"frozen": ["dense2"]}, "CL506"),  # the output layer frozen
-                    ({"all_no_grad": True}, "CL506")):
+    for s, rule in (
+        ({"accumulating": 5, "checked_steps": 6}, "CL507"),
+        ({"zeroed_before_step": 6, "checked_steps": 6}, "CL508"),
+        ({"frozen": ["dense2"]}, "CL506"),  # the output layer frozen
+        ({"all_no_grad": True}, "CL506"),
+    ):
         rep = _labels(structure=s)
         assert rep.findings[0].rule == rule and rep.verdict == "faulty", (s, rep.findings)
     # a frozen backbone under a head that trains, in a run that learns: transfer learning, no finding
-    assert _labels(structure={"frozen": ["dense0"], "accumulating": 1, "checked_steps": 6}).findings == ()
+    assert (
+        _labels(structure={"frozen": ["dense0"], "accumulating": 1, "checked_steps": 6}).findings
+        == ()
+    )
 
 
 def test_one_finding_per_root_cause_with_its_symptoms_and_no_learning_rate():
@@ -124,7 +210,10 @@ def test_one_finding_per_root_cause_with_its_symptoms_and_no_learning_rate():
     rep = analyze(t, "train.py")
     assert [f.rule for f in rep.findings] == ["CL507"], rep.findings
     f = rep.findings[0]
-    assert "CL505" in {s["rule"] for s in f.evidence["symptoms"]} and f.hyperparameter != "learning_rate"
+    assert (
+        "CL505" in {s["rule"] for s in f.evidence["symptoms"]}
+        and f.hyperparameter != "learning_rate"
+    )
 
 
 def test_a_fix_that_leaves_the_value_unchanged_is_dropped():
@@ -153,11 +242,16 @@ def test_gradients_growing_from_tiny_initial_values_are_not_exploding():
 
 
 def test_a_softmax_over_one_unit_and_a_run_that_moves_but_learns_nothing():
-    t = healthy(output_units=1, loss="mean_squared_error", labels="real", label_min=0.0, label_max=3.0)
+    t = healthy(
+        output_units=1, loss="mean_squared_error", labels="real", label_min=0.0, label_max=3.0
+    )
     f = analyze(t, "train.py").findings[0]
     assert f.rule == "CL537" and "softmax → linear" in f.repair.description
     t = healthy()
     for s in t["steps"]:
         s["loss"], s["metrics"]["accuracy"] = 2.3, 0.1  # flat, while the weights move 1e-3 per step
     f = next(f for f in analyze(t, "train.py").findings if f.rule == "CL505")
-    assert f.hyperparameter == "data" and f.evidence["alternatives"][0]["hyperparameter"] == "learning_rate"
+    assert (
+        f.hyperparameter == "data"
+        and f.evidence["alternatives"][0]["hyperparameter"] == "learning_rate"
+    )

@@ -17,8 +17,23 @@ from convlint.analyzers.training.verify import edits_for, verify
 
 
 def _cli(path, *extra):
-    p = subprocess.run([sys.executable, "-m", "convlint", "train-check", str(path), "--allow-exec",
-                        "--format", "json", *extra], capture_output=True, text=True, cwd=path.parent, timeout=900)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "convlint",
+            "train-check",
+            str(path),
+            "--allow-exec",
+            "--format",
+            "json",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=path.parent,
+        timeout=900,
+    )
     return p.returncode, json.loads(p.stdout)
 
 
@@ -32,7 +47,9 @@ def test_verify_fix_verifies_the_zero_grad_fix_and_writes_the_fixed_copy(tmp_pat
     f = next(f for f in rep["findings"] if f["rule"] == "CL507")
     assert f["repair"]["verified"] is True and f["repair"]["output"] == str(out), f
     assert f["repair"]["metrics_after"]["verdict"] == "healthy"
-    assert "optimizer.zero_grad()" in out.read_text() and s.read_text() == src  # the script is untouched
+    assert (
+        "optimizer.zero_grad()" in out.read_text() and s.read_text() == src
+    )  # the script is untouched
     rc, rep = _cli(s, "--write-fixed", str(s))
     assert rc == 2 and "script itself" in rep["findings"][0]["message"]
 
@@ -45,8 +62,10 @@ def test_a_wrong_fix_is_not_verified(tmp_path):
     opts = TrainOptions(allow_exec=True, cwd=str(tmp_path))
     rep = _train_check(str(s), s, None, opts, lambda m: None)
     f = next(f for f in rep.findings if f.rule == "CL507")
-    wrong = f.with_(repair=Repair("change-hyperparameter", "learning_rate 0.01 → 0.001"),
-                    evidence={"structure": f.evidence["structure"]})
+    wrong = f.with_(
+        repair=Repair("change-hyperparameter", "learning_rate 0.01 → 0.001"),
+        evidence={"structure": f.evidence["structure"]},
+    )
     rep = ScriptReport(rep.script, rep.verdict, (wrong,), kind="training", extra=rep.extra)
 
     def rerun(path, seconds):
@@ -65,16 +84,24 @@ def test_fixes_become_source_edits():
     sites = {"optimizer": opt_line, "output": out_line}
 
     def apply(rule, fix, kind=None, line=None):
-        f = Finding(rule, "error", "loss", "m", location=Location(file="t.py", line=line),
-                    evidence={"fix_edit": {"kind": kind}} if kind else {}, repair=Repair("change-hyperparameter", fix))
+        f = Finding(
+            rule,
+            "error",
+            "loss",
+            "m",
+            location=Location(file="t.py", line=line),
+            evidence={"fix_edit": {"kind": kind}} if kind else {},
+            repair=Repair("change-hyperparameter", fix),
+        )
         from convlint.analyzers.scripts.edits import apply as apply_edits
 
         return apply_edits(src, edits_for(f, fix, src, sites))
 
     moved = apply("CL508", "move", "move-zero-grad")
     body = [ln.strip() for ln in moved.splitlines()[-4:]]
-    assert body == ["optimizer.zero_grad()", "loss.backward()", "optimizer.step()"] or \
-        body[-3:] == ["optimizer.zero_grad()", "loss.backward()", "optimizer.step()"], moved
+    assert body == ["optimizer.zero_grad()", "loss.backward()", "optimizer.step()"] or body[
+        -3:
+    ] == ["optimizer.zero_grad()", "loss.backward()", "optimizer.step()"], moved
     assert "Adam(model.parameters()" in apply("CL506", "pass all", "optimizer-params")
     assert "nn.Linear(32, 10)" in apply("CL537", "output units 5 → 10", line=out_line)
     assert "lr=0.001" in apply("CL505", "learning_rate 0.01 → 0.001")

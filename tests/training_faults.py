@@ -7,7 +7,7 @@ load_digits; a few seconds each.
 
 from __future__ import annotations
 
-TORCH = '''import torch
+TORCH = """import torch
 from torch import nn
 from sklearn import datasets
 
@@ -22,31 +22,45 @@ for epoch in range({epochs}):
     for i in range(0, len(X), 64):
         xb, yb = X[i:i + 64], y[i:i + 64]
 {loop}
-'''
+"""
 
 LOOPS = {
-    "healthy": '''        optimizer.zero_grad()
+    "healthy": """        optimizer.zero_grad()
         loss = loss_fn(model(xb), yb)
         loss.backward()
-        optimizer.step()''',
-    "no_zero_grad": '''        loss = loss_fn(model(xb), yb)
+        optimizer.step()""",
+    "no_zero_grad": """        loss = loss_fn(model(xb), yb)
         loss.backward()
-        optimizer.step()''',
-    "zero_grad_late": '''        loss = loss_fn(model(xb), yb)
+        optimizer.step()""",
+    "zero_grad_late": """        loss = loss_fn(model(xb), yb)
         loss.backward()
         optimizer.zero_grad()
-        optimizer.step()''',
-    "softmax_before_loss": '''        optimizer.zero_grad()
+        optimizer.step()""",
+    "softmax_before_loss": """        optimizer.zero_grad()
         loss = loss_fn(model(xb).softmax(dim=1), yb)
         loss.backward()
-        optimizer.step()''',
+        optimizer.step()""",
 }
 
 
-def torch_program(loop: str = "healthy", units: int = 10, label_shift: str = "", out_act: str = "",
-                  params: str = "model.parameters()", lr: str = "1e-2", epochs: int = 6) -> str:
-    return TORCH.format(loop=LOOPS[loop], units=units, label_shift=label_shift, out_act=out_act,
-                        params=params, lr=lr, epochs=epochs)
+def torch_program(
+    loop: str = "healthy",
+    units: int = 10,
+    label_shift: str = "",
+    out_act: str = "",
+    params: str = "model.parameters()",
+    lr: str = "1e-2",
+    epochs: int = 6,
+) -> str:
+    return TORCH.format(
+        loop=LOOPS[loop],
+        units=units,
+        label_shift=label_shift,
+        out_act=out_act,
+        params=params,
+        lr=lr,
+        epochs=epochs,
+    )
 
 
 FAULTS = {  # name -> (change, the rule that names its root cause)

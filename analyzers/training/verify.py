@@ -24,10 +24,19 @@ from convlint.analyzers.errors import ConvlintError
 from convlint.analyzers.report.findings import Finding, ScriptReport
 from convlint.analyzers.scripts import edits as E
 
-OPT_KEYS = {"learning_rate": ("lr", "learning_rate"), "momentum": ("momentum",), "epsilon": ("eps", "epsilon"),
-            "weight_decay": ("weight_decay",), "betas": ("betas",), "beta_1": ("beta_1",), "beta_2": ("beta_2",)}
-_KV = re.compile(r"\b(learning_rate|momentum|epsilon|weight_decay|batch_size|betas|beta_1|beta_2)\s+(\S+|\(.*?\))\s*→\s*"
-                 r"(\([^)]*\)|[\w.\-+]+)")
+OPT_KEYS = {
+    "learning_rate": ("lr", "learning_rate"),
+    "momentum": ("momentum",),
+    "epsilon": ("eps", "epsilon"),
+    "weight_decay": ("weight_decay",),
+    "betas": ("betas",),
+    "beta_1": ("beta_1",),
+    "beta_2": ("beta_2",),
+}
+_KV = re.compile(
+    r"\b(learning_rate|momentum|epsilon|weight_decay|batch_size|betas|beta_1|beta_2)\s+(\S+|\(.*?\))\s*→\s*"
+    r"(\([^)]*\)|[\w.\-+]+)"
+)
 _UNITS = re.compile(r"output units (\d+) → (\d+)")
 _LOSS = re.compile(r"\bloss (\w+) → (\w+)")
 
@@ -36,12 +45,19 @@ _LOSS = re.compile(r"\bloss (\w+) → (\w+)")
 def _calls_at(tree: ast.AST, line: int | None) -> list[ast.Call]:
     if not line:
         return []
-    return [n for n in ast.walk(tree) if isinstance(n, ast.Call) and n.lineno <= line <= (n.end_lineno or n.lineno)]
+    return [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and n.lineno <= line <= (n.end_lineno or n.lineno)
+    ]
 
 
 def _attr_calls(tree: ast.AST, attr: str) -> list[ast.Call]:
-    return [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
-            and n.func.attr == attr]
+    return [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == attr
+    ]
 
 
 def _stmt_of(tree: ast.AST, node: ast.AST) -> tuple[list, ast.stmt] | None:
@@ -51,9 +67,14 @@ def _stmt_of(tree: ast.AST, node: ast.AST) -> tuple[list, ast.stmt] | None:
             block = getattr(parent, name, None)
             if isinstance(block, list):
                 for st in block:
-                    if isinstance(st, ast.stmt) and any(n is node for n in ast.walk(st)) and \
-                            not any(isinstance(c, ast.stmt) and any(n is node for n in ast.walk(c))
-                                    for c in ast.iter_child_nodes(st)):
+                    if (
+                        isinstance(st, ast.stmt)
+                        and any(n is node for n in ast.walk(st))
+                        and not any(
+                            isinstance(c, ast.stmt) and any(n is node for n in ast.walk(c))
+                            for c in ast.iter_child_nodes(st)
+                        )
+                    ):
                         return block, st
     return None
 
@@ -95,40 +116,68 @@ def edits_for(finding: Finding, fix: str, text: str, meta_lines: dict) -> list[E
     if kind == "drop-softmax":
         for c in _calls_at(tree, finding.location.line):
             if isinstance(c.func, ast.Attribute) and c.func.attr in ("softmax",):
-                if _name_of(c.func.value) in ("torch", "F", "nn.functional", "torch.nn.functional") and c.args:
+                if (
+                    _name_of(c.func.value) in ("torch", "F", "nn.functional", "torch.nn.functional")
+                    and c.args
+                ):
                     return [ed.replace(c, _name_of(c.args[0]))]
                 return [ed.replace(c, _name_of(c.func.value))]
         return []
     if kind == "activation":  # a string activation at the output layer's line
         e = finding.evidence["fix_edit"]
-        return [ed.replace(n, repr(e["new"])) for c in _calls_at(tree, finding.location.line) for n in ast.walk(c)
-                if isinstance(n, ast.Constant) and n.value == e["old"]][:1]
+        return [
+            ed.replace(n, repr(e["new"]))
+            for c in _calls_at(tree, finding.location.line)
+            for n in ast.walk(c)
+            if isinstance(n, ast.Constant) and n.value == e["old"]
+        ][:1]
     if kind == "unfreeze":
         for n in ast.walk(tree):
-            if isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant) and n.value.value is False and \
-                    any(isinstance(t, ast.Attribute) and t.attr in ("requires_grad", "trainable") for t in n.targets):
+            if (
+                isinstance(n, ast.Assign)
+                and isinstance(n.value, ast.Constant)
+                and n.value.value is False
+                and any(
+                    isinstance(t, ast.Attribute) and t.attr in ("requires_grad", "trainable")
+                    for t in n.targets
+                )
+            ):
                 out.append(ed.replace(n.value, "True"))
         return out
     m = _UNITS.search(fix)
     if m:
         old, new = int(m.group(1)), int(m.group(2))
-        line = finding.location.line if finding.rule == R.TRAIN_OUTPUT_WIDTH.code else meta_lines.get("output")
+        line = (
+            finding.location.line
+            if finding.rule == R.TRAIN_OUTPUT_WIDTH.code
+            else meta_lines.get("output")
+        )
         for c in _calls_at(tree, line):
-            consts = [a for a in [*c.args, *(k.value for k in c.keywords)]
-                      if isinstance(a, ast.Constant) and a.value == old and not isinstance(a.value, bool)]
+            consts = [
+                a
+                for a in [*c.args, *(k.value for k in c.keywords)]
+                if isinstance(a, ast.Constant) and a.value == old and not isinstance(a.value, bool)
+            ]
             if consts:
                 return [ed.replace(consts[-1], str(new))]
         return []
     m = _LOSS.search(fix)
     if m:
-        return [ed.replace(n, repr(m.group(2))) for n in ast.walk(tree)
-                if isinstance(n, ast.Constant) and n.value == m.group(1)]
+        return [
+            ed.replace(n, repr(m.group(2)))
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and n.value == m.group(1)
+        ]
     for key, _old, new in _KV.findall(fix):
         line = meta_lines.get("fit" if key == "batch_size" else "optimizer")
         calls = _calls_at(tree, line)
         if not calls:
             continue
-        c = max(calls, key=lambda c: c.lineno * 1000 + c.col_offset) if key == "batch_size" else calls[0]
+        c = (
+            max(calls, key=lambda c: c.lineno * 1000 + c.col_offset)
+            if key == "batch_size"
+            else calls[0]
+        )
         names = OPT_KEYS.get(key, (key,))
         kw = next((k for k in c.keywords if k.arg in names), None)
         if kw is not None:
@@ -136,7 +185,9 @@ def edits_for(finding: Finding, fix: str, text: str, meta_lines: dict) -> list[E
         elif key == "learning_rate" and len(c.args) >= 2:  # torch: SGD(params, 0.1)
             out.append(ed.replace(c.args[1], new))
         else:
-            torch_style = any(isinstance(c.func, ast.Attribute) and "optim" in _name_of(c.func.value) for _ in [0])
+            torch_style = any(
+                isinstance(c.func, ast.Attribute) and "optim" in _name_of(c.func.value) for _ in [0]
+            )
             out.append(ed.set_keyword(c, names[0] if torch_style else names[-1], new))
     return out
 
@@ -148,14 +199,20 @@ def _fix(f: Finding) -> str | None:
 def candidates(f: Finding) -> list[str]:
     """The finding's fix, then its alternatives in the order the evidence ranked them."""
     out = [_fix(f)] if _fix(f) else []
-    out += [a["fix"] for a in f.evidence.get("alternatives") or [] if isinstance(a, dict) and a.get("fix")]
+    out += [
+        a["fix"]
+        for a in f.evidence.get("alternatives") or []
+        if isinstance(a, dict) and a.get("fix")
+    ]
     return [x for x in out if x]
 
 
 # -- the reruns ---------------------------------------------------------------------------------------
 def summary(rep: ScriptReport) -> dict:
     t = (rep.extra or {}).get("training") or {}
-    return {k: t.get(k) for k in ("loss_last", "accuracy_last", "steps_recorded")} | {"verdict": rep.verdict}
+    return {k: t.get(k) for k in ("loss_last", "accuracy_last", "steps_recorded")} | {
+        "verdict": rep.verdict
+    }
 
 
 def improved(before: dict, after: dict) -> bool:
@@ -170,8 +227,14 @@ def improved(before: dict, after: dict) -> bool:
     return l0 is not None and l1 is not None and l1 < 0.98 * l0
 
 
-def verify(rep: ScriptReport, script: str, run: Callable[[str, float], ScriptReport], budget: float,
-           write_fixed: str | None = None, progress: Callable | None = None) -> ScriptReport:
+def verify(
+    rep: ScriptReport,
+    script: str,
+    run: Callable[[str, float], ScriptReport],
+    budget: float,
+    write_fixed: str | None = None,
+    progress: Callable | None = None,
+) -> ScriptReport:
     """Try the fixes of ``rep``'s error findings on copies of ``script``; ``run(path, timeout)``
     reruns train-check on a copy (same sandbox and limits)."""
     progress = progress or (lambda m: None)
@@ -180,8 +243,10 @@ def verify(rep: ScriptReport, script: str, run: Callable[[str, float], ScriptRep
         progress("train-check: --verify-fix rewrites Python scripts (.py) only; not verified")
         return rep
     if write_fixed and Path(write_fixed).resolve() == src.resolve():
-        raise ConvlintError(f"--write-fixed {write_fixed}: that is the script itself; name a new file",
-                            rule=R.BAD_ARGUMENTS.code)
+        raise ConvlintError(
+            f"--write-fixed {write_fixed}: that is the script itself; name a new file",
+            rule=R.BAD_ARGUMENTS.code,
+        )
     text = src.read_text(encoding="utf-8")
     meta = (rep.extra or {}).get("training", {}).get("sites") or {}
     before = summary(rep)
@@ -213,18 +278,35 @@ def verify(rep: ScriptReport, script: str, run: Callable[[str, float], ScriptRep
                 progress(f"train-check: verifying {f.rule}: {fix}")
                 after_rep = run(str(copy), left)
                 after = summary(after_rep)
-                gone = f.rule not in {g.rule for g in after_rep.findings} and after_rep.verdict != "crash"
+                gone = (
+                    f.rule not in {g.rule for g in after_rep.findings}
+                    and after_rep.verdict != "crash"
+                )
                 ok = gone and improved(before, after)
-                tried.append({"fix": fix, "result": "verified" if ok else (
-                    "the symptom persists" if not gone else "the metric did not improve"), "after": after})
+                tried.append(
+                    {
+                        "fix": fix,
+                        "result": "verified"
+                        if ok
+                        else ("the symptom persists" if not gone else "the metric did not improve"),
+                        "after": after,
+                    }
+                )
                 if ok:
                     output = None
                     if write_fixed and not written:
                         Path(write_fixed).write_text(new_text, encoding="utf-8")
                         output, written = write_fixed, True
-                    f = f.with_(repair=replace(f.repair, description=fix, verified=True, output=output,
-                                               metrics_after=after,
-                                               edits=tuple(e.to_dict(script) for e in eds)))
+                    f = f.with_(
+                        repair=replace(
+                            f.repair,
+                            description=fix,
+                            verified=True,
+                            output=output,
+                            metrics_after=after,
+                            edits=tuple(e.to_dict(script) for e in eds),
+                        )
+                    )
                     break
             if tried:
                 f = f.with_(evidence={**f.evidence, "verification": tried})
