@@ -20,6 +20,8 @@ SCRIPT_TIMEOUT = 600.0  # seconds a traced or training script may run
 MAX_SERVER_TIMEOUT = 3600.0  # the language server's ceiling on a script's time
 MAX_EPOCHS = 20  # train-check caps every Keras fit at this many epochs
 MAX_STEPS = 400  # train-check stops the script after this many optimizer steps
+VERIFY_BUDGET = 600.0  # train-check --verify-fix: seconds for all the reruns together
+MAX_STEPS_EXTENDED = 2000  # ... unless the run is still undecided then: watched up to this many
 
 
 def _number(value, name: str, ok: Callable[[Any], bool], expected: str,

@@ -215,6 +215,13 @@ TRAIN_INVALID_ACCURACY = rule("CL504", "invalid-accuracy", "error", "metric",
                               "the accuracy is NaN or outside [0, 1]")
 TRAIN_NOT_LEARNING = rule("CL505", "model-not-learning", "error", "trend",
                           "neither the loss nor the accuracy improves over training")
+TRAIN_NEVER_TRAINED = rule("CL506", "parameters-never-train", "error", "backward",
+                           "a layer's parameters never train: no gradient reaches them, or no optimizer "
+                           "updates them (not passed to it, requires_grad False, a frozen layer)")
+TRAIN_GRAD_ACCUMULATE = rule("CL507", "gradients-accumulate", "error", "backward",
+                             "gradients accumulate across optimizer steps (no zero_grad in the loop)")
+TRAIN_GRAD_ZEROED = rule("CL508", "gradients-zeroed-before-step", "error", "backward",
+                         "the gradients are cleared after backward and before the optimizer step")
 TRAIN_EXPLODING_TENSOR = rule("CL510", "exploding-tensor", "error", "forward",
                               "a layer's outputs or weights grow to huge magnitudes")
 TRAIN_UNCHANGED_WEIGHTS = rule("CL511", "unchanged-weights", "error", "backward",
@@ -250,6 +257,17 @@ TRAIN_FROM_LOGITS = rule("CL533", "from-logits-mismatch", "error", "loss",
                          "(softmax or sigmoid)")
 TRAIN_UNNORMALIZED = rule("CL534", "unnormalized-inputs", "warning", "data",
                           "the inputs lie far outside [-1, 1]")
+TRAIN_LABEL_RANGE = rule("CL535", "labels-outside-loss-range", "error", "data",
+                         "class labels outside [0, C) for a cross-entropy, or binary targets outside "
+                         "[0, 1]")
+TRAIN_LABEL_ENCODING = rule("CL536", "label-encoding-mismatch", "error", "loss",
+                            "the labels' encoding does not match the loss: one-hot labels with a sparse "
+                            "loss, class indices with a categorical loss, real-valued targets with a "
+                            "classification loss")
+TRAIN_OUTPUT_WIDTH = rule("CL537", "output-width-mismatch", "error", "loss",
+                          "the output layer's width cannot represent the number of classes in the labels")
+TRAIN_DOUBLE_ACTIVATION = rule("CL538", "activation-applied-twice", "error", "loss",
+                               "a softmax/sigmoid output fed to a loss that applies it again")
 TRAIN_SCRIPT_FAILED = rule("CL540", "training-script-failed", "error", "trend",
                            "the training script raised an exception")
 TRAIN_TIMEOUT = rule("CL541", "training-timeout", "warning", "trend",

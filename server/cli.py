@@ -210,6 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
     tc.add_argument("--every", type=_positive_int, default=None, metavar="K",
                     help="record every K-th step (default: Keras records about 120 steps of the run, "
                     "PyTorch every step)")
+    tc.add_argument("--verify-fix", action="store_true",
+                    help="apply each proposed fix to a copy of the script and rerun a short training in the same "
+                    "sandbox; a fix is verified when the symptom is gone and the metric improved")
+    tc.add_argument("--verify-budget", type=_timeout, default=None, metavar="SECONDS",
+                    help=f"seconds for all the --verify-fix reruns together (default {D.VERIFY_BUDGET:g})")
+    tc.add_argument("--write-fixed", metavar="PATH",
+                    help="with --verify-fix: write the verified fixed copy of the script here (never over it)")
     tc.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
     tc.add_argument("--verbose", "-v", action="store_true", help="show info findings and progress")
     tc.add_argument("--output-file", metavar="PATH", help="write the report here instead of stdout")
@@ -363,7 +370,9 @@ def cmd_train_check(args) -> tuple:
     req = app.TrainRequest(args.script, allow_exec=args.allow_exec, max_epochs=args.max_epochs,
                            max_steps=args.max_steps, timeout=args.timeout, every=args.every,
                            python=args.python, cwd=args.cwd, args=tuple(args.script_args),
-                           memory_mb=args.memory_limit)
+                           memory_mb=args.memory_limit, verify_fix=args.verify_fix or bool(args.write_fixed),
+                           write_fixed=args.write_fixed,
+                           **({"verify_budget": args.verify_budget} if args.verify_budget else {}))
     rep = app.train(req, cfg.training, progress=args.progress)
     return apply_policy(rep, cfg), {}
 

@@ -166,10 +166,14 @@ class TrainRequest(_Request):
     cwd: str | None = None
     args: tuple = ()
     memory_mb: int | None = None
+    verify_fix: bool = False  # apply each proposed fix to a copy and rerun a short training
+    verify_budget: float = D.VERIFY_BUDGET  # seconds for all the reruns together
+    write_fixed: str | None = None  # write the verified fixed copy here (never over the script)
 
     def __post_init__(self):
         s = object.__setattr__
         s(self, "timeout", _check(D.timeout, self.timeout, "timeout"))
+        s(self, "verify_budget", _check(D.timeout, self.verify_budget, "verify_budget"))
         s(self, "args", tuple(str(a) for a in self.args))
         for name in ("max_epochs", "max_steps", "every"):
             v = getattr(self, name)
@@ -184,7 +188,8 @@ class TrainRequest(_Request):
         opts = TrainOptions(allow_exec=self.allow_exec, max_epochs=self.max_epochs,
                             max_steps=self.max_steps, timeout=self.timeout, every=self.every,
                             python=self.python, cwd=self.cwd, args=list(self.args),
-                            memory_mb=self.memory_mb)
+                            memory_mb=self.memory_mb, verify_fix=self.verify_fix,
+                            verify_budget=self.verify_budget, write_fixed=self.write_fixed)
         if thresholds is not None:
             opts.thresholds = thresholds
         return opts

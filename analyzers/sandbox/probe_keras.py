@@ -122,6 +122,36 @@ def _labels_meta(y, out_units: int | None) -> dict:
     return d
 
 
+def _label_extra(y) -> dict:
+    """What the root-cause rules read besides ``_labels_meta``: the majority class's rate (what
+    "not learning" is judged against), the targets' spread, whether they are whole numbers."""
+    import numpy as np
+
+    try:
+        yf = np.asarray(y, dtype=np.float64)
+    except Exception:
+        return {}
+    if yf.size == 0:
+        return {}
+    d: dict = {"label_std": float(yf.std()), "label_integral": bool(np.all(yf == np.round(yf))),
+               "label_checked": True}
+    if yf.ndim >= 2 and yf.shape[-1] > 1:
+        ids = yf.argmax(-1).reshape(-1)
+    elif d["label_integral"]:
+        ids = yf.reshape(-1)
+    else:
+        return d
+    _, counts = np.unique(ids, return_counts=True)
+    d.update(majority_rate=float(counts.max() / counts.sum()), label_distinct=int(len(counts)))
+    return d
+
+
+def _structure_meta(layers: list) -> dict:
+    """Layers with weights none of which is trainable (``trainable = False``)."""
+    frozen = [la.name for la in layers if la.weights and not la.trainable_weights]
+    return {"structure": {"frozen": frozen}} if frozen else {}
+
+
 def _input_meta(x) -> dict:
     import numpy as np
 
@@ -206,7 +236,9 @@ def _make_callback_class():
             if self.probe_data is not None:
                 x, y = self.probe_data
                 meta.update(_labels_meta(y, out_units))
+                meta.update(_label_extra(y))
                 meta.update(_input_meta(x))
+            meta.update(_structure_meta(layers))
             self.rec.set_meta(**meta)
             try:
                 params = self.params
@@ -446,6 +478,22 @@ def _probe_batch(x, y, n: int = 64):
     return x[:k], y[:k]
 
 
+def _pre_fit_labels(rec: Recorder, model, probe) -> None:
+    """The labels against the loss and the output width before ``fit`` builds anything: Keras
+    rejects some mismatches (one-hot labels with a sparse loss) before the first callback."""
+    if probe is None:
+        return
+    try:
+        units = int(model.outputs[0].shape[-1])
+    except Exception:
+        units = None
+    try:
+        rec.set_meta(framework="keras", **_loss_meta(model), output_units=units, **_labels_meta(probe[1], units),
+                     **_label_extra(probe[1]))
+    except Exception:  # the callback reads them again at on_train_begin
+        pass
+
+
 def install(rec: Recorder, script: str | None, max_epochs: int | None = None) -> None:
     """For ``train-check``: creation sites of layers, ``Model.fit`` with the probe callback (its
     epochs capped, the script stopped after it once training was stopped), and the lines of the
@@ -487,6 +535,7 @@ def install(rec: Recorder, script: str | None, max_epochs: int | None = None) ->
         cb = callback_class()(_probe_batch(x, y), recorder=rec,
                               batch_size=k.get("batch_size") or (32 if y is not None else None))
         k["callbacks"] = [*(k.get("callbacks") or []), cb]
+        _pre_fit_labels(rec, self, cb.probe_data)
         out = orig_fit(self, x, y, *a, **k)
         if rec.stopped:  # a certain fault or the step limit: the rest of the script adds nothing
             raise StopTraining(rec.stopped)

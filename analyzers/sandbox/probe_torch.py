@@ -80,6 +80,7 @@ class TorchProbe:
         self._adopted: set = set()
         # steps are reduced on the device and read back in batches (fused.StepBuffer)
         self.buffer = fused.StepBuffer(recorder, fused.torch_readback, size=flush_every)
+        self.structure: StructureWatch | None = None  # train-check only (install_structure)
 
     # -- model bookkeeping -------------------------------------------------------------------------
     def _layer_name(self, module) -> str | None:
@@ -213,6 +214,8 @@ class TorchProbe:
         import torch
 
         self._adopt(optimizer)
+        if self.structure is not None:
+            self.structure.at_step(optimizer)
         if not self.rec.wants():
             return
         self.rec.begin_step()
@@ -357,6 +360,7 @@ def install(rec: Recorder, script: str | None) -> TorchProbe:
     from torch.nn.modules import module as M  # noqa: N812
 
     probe = TorchProbe(rec, script)
+    watch = install_structure(probe, rec)
     orig_init = torch.nn.Module.__init__
 
     def init(self, *a, **k):
@@ -371,6 +375,7 @@ def install(rec: Recorder, script: str | None) -> TorchProbe:
     def opt_init(self, *a, **k):  # where the learning rate is set
         rec.set_meta(optimizer_site=creation_site(script))
         orig_opt_init(self, *a, **k)
+        watch.optimizer_built(self)
 
     torch.optim.Optimizer.__init__ = opt_init
     M.register_module_forward_pre_hook(probe.forward_pre)
@@ -386,7 +391,10 @@ def install(rec: Recorder, script: str | None) -> TorchProbe:
             probe.loss_seen(self)
             if "backward_site" not in rec.meta:
                 rec.set_meta(backward_site=creation_site(script))
-        return orig_backward(self, *a, **k)
+        watch.before_backward()
+        out = orig_backward(self, *a, **k)
+        watch.after_backward()
+        return out
 
     torch.Tensor.backward = backward
     return probe
@@ -408,6 +416,9 @@ def _wrap_losses(probe: TorchProbe, F) -> None:  # noqa: N803
                         # the whole reading now and then; the accuracy (on the device) every step
                         full = not probe.rec.meta.get("loss") or probe.rec.step % FULL_LOSS_INFO_EVERY == 0
                         info = _loss_info(name, input, target, logits, full)
+                        if not probe.rec.meta.get("label_checked"):  # the labels, once, before step 1
+                            info.update(label_stats(input, target), label_checked=True)
+                            full = True
                         if full:
                             probe.rec.set_meta(**{k2: v for k2, v in info.items() if k2 != "metrics"})
                         else:
@@ -489,3 +500,148 @@ def convlint_probe(model, optimizer, *, every: int = 1, path: str | None = None,
     handles.append(optimizer.register_step_pre_hook(probe.step_pre))
     handles.append(optimizer.register_step_post_hook(probe.step_post))
     return ProbeHandle(rec, probe, handles)
+
+
+# -- structure: which parameters get a gradient and an update; when gradients are cleared ----------
+class StructureWatch:
+    """What the training loop does to the gradients (``train-check`` only), read in the first
+    ``CHECKED`` backward/step pairs and kept in the trace's meta ``structure``:
+
+    - ``no_grad``: layers whose parameters are in the optimizer but got no gradient from backward;
+    - ``not_in_optimizer``: layers of a trained model with trainable parameters no optimizer holds;
+    - ``frozen``: layers whose parameters all have ``requires_grad`` False;
+    - ``accumulating``: backward passes that started on gradients left from before an optimizer
+      step (no ``zero_grad`` between steps); intentional accumulation over micro-batches, which
+      clears after each step, is not counted;
+    - ``zeroed_before_step``: steps whose gradients were non-zero after backward and all zero or
+      None at ``step()`` (``zero_grad`` between backward and step).
+    Only one parameter's gradient is read per check besides the per-layer pass at the first steps.
+    """
+
+    CHECKED = 6
+
+    def __init__(self, rec: Recorder, probe: TorchProbe):
+        self.rec, self.probe = rec, probe
+        self.optimizers: list = []  # weakrefs
+        self.stepped = False  # an optimizer step since the gradients were last seen clear
+        self.backwards = 0
+        self.steps = 0
+        self.grad_after_backward = False
+        self.s = {"accumulating": 0, "zeroed_before_step": 0, "checked_steps": 0}
+
+    def _params(self) -> list:
+        out = []
+        for r in self.optimizers:
+            o = r()
+            if o is not None:
+                out += [p for g in o.param_groups for p in g["params"]]
+        return out
+
+    @staticmethod
+    def _has_grad(p) -> bool:
+        g = p.grad
+        return g is not None and bool(g.detach().abs().sum() > 0)
+
+    def optimizer_built(self, optimizer) -> None:
+        """A new optimizer: its models are adopted now, so a run that fails before its first
+        step (labels a loss rejects) still names its layers."""
+        self.optimizers.append(weakref.ref(optimizer))
+        try:
+            self.probe._adopt(optimizer)
+        except Exception:  # adopted again at the first step
+            pass
+
+    def before_backward(self) -> None:
+        if self.backwards >= self.CHECKED:
+            return
+        ps = [p for p in self._params() if p.requires_grad]
+        if ps and self.stepped and self._has_grad(ps[0]):
+            self.s["accumulating"] += 1
+        elif ps and not self._has_grad(ps[0]):
+            self.stepped = False
+
+    def after_backward(self) -> None:
+        if self.backwards >= self.CHECKED:
+            return
+        self.backwards += 1
+        ps = [p for p in self._params() if p.requires_grad]
+        self.grad_after_backward = any(self._has_grad(p) for p in ps)
+
+    def at_step(self, optimizer) -> None:
+        """Before ``step()``: which layers hold a gradient; were the gradients cleared."""
+        self.stepped = True
+        if self.steps >= self.CHECKED:
+            return
+        self.steps += 1
+        self.s["checked_steps"] = self.steps
+        ps = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
+        if not ps:
+            return
+        empty = not any(self._has_grad(p) for p in ps)
+        if empty and self.grad_after_backward:
+            self.s["zeroed_before_step"] += 1
+        owner = self.probe.param_owner
+        if self.steps == 1:
+            no_grad = sorted({owner[id(p)][0] for p in ps if id(p) in owner and p.grad is None})
+            if no_grad and not empty:
+                self.s["no_grad"] = no_grad
+            self.s["all_no_grad"] = bool(empty and not self.grad_after_backward)
+            self._membership()
+        self.grad_after_backward = False
+        self.rec.set_meta(structure=dict(self.s))
+
+    def _membership(self) -> None:
+        held = {id(p) for p in self._params()}
+        frozen, missing = set(), set()
+        for r in self.probe.roots:
+            m = r()
+            if m is None:
+                continue
+            for qn, mod in m.named_modules():
+                own = list(mod.named_parameters(recurse=False))
+                if not own:
+                    continue
+                name = qn or type(mod).__name__
+                if all(not p.requires_grad for _, p in own):
+                    frozen.add(name)
+                elif any(p.requires_grad and id(p) not in held for _, p in own):
+                    missing.add(name)
+        if frozen:
+            self.s["frozen"] = sorted(frozen)
+        if missing:
+            self.s["not_in_optimizer"] = sorted(missing)
+        self.s["trained_layers"] = sorted({self.probe.param_owner[id(p)][0] for p in self._params()
+                                           if id(p) in self.probe.param_owner})
+
+
+def label_stats(inp, target) -> dict:
+    """The label/target tensor of a loss call against the output: range, distinct values, the
+    majority class's rate, and whether the output rows are already probabilities."""
+    import torch
+
+    d: dict = {}
+    with torch.no_grad():
+        x, y = inp.detach().float(), target.detach()
+        yf = y.float()
+        if yf.numel():
+            d["label_min"], d["label_max"] = float(yf.min()), float(yf.max())
+            d["label_std"] = float(yf.std()) if yf.numel() > 1 else 0.0
+            d["label_integral"] = bool((yf == yf.round()).all())
+        if not y.is_floating_point() and y.dim() == 1 and y.numel():
+            counts = torch.bincount(y.reshape(-1) - min(0, int(y.min())))
+            d["majority_rate"] = float(counts.max()) / y.numel()
+            d["label_distinct"] = int((counts > 0).sum())
+        if x.dim() == 2 and x.shape[1] > 1 and x.numel():
+            rows = x.sum(1)
+            d["output_is_probability"] = bool((x >= 0).all() and ((rows - 1).abs() < 1e-3).all())
+            d["output_units"] = int(x.shape[1])
+        elif x.numel():
+            d["output_units"] = 1 if x.dim() <= 1 or x.shape[-1] == 1 else int(x.shape[-1])
+    return d
+
+
+def install_structure(probe: TorchProbe, rec: Recorder) -> StructureWatch:
+    """Attach a ``StructureWatch`` (``install`` calls it; it wraps nothing ``install`` has not)."""
+    w = StructureWatch(rec, probe)
+    probe.structure = w
+    return w

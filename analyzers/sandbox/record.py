@@ -90,8 +90,9 @@ class Recorder:
     """Collects the trace; writes it to ``path`` (JSON lines) as it goes when one is given."""
 
     def __init__(self, path: str | None = None, *, every: int | None = 1, max_steps: int | None = None,
-                 stop_on_fault: bool = True):
+                 stop_on_fault: bool = True, extend_to: int | None = None):
         self.path = path
+        self.extend_to = extend_to  # the step limit may grow to this while the run is undecided
         self.auto_every = every is None  # a probe may choose: about TARGET_RECORDED steps per run
         self.every = 1 if every is None else max(1, int(every))
         self.max_steps = max_steps
@@ -167,7 +168,7 @@ class Recorder:
         self.current = None
         self.step += 1
         reason = self.certain_fault(cur) if self.stop_on_fault else None
-        if reason is None and self.max_steps is not None and self.step >= self.max_steps:
+        if reason is None and self.max_steps is not None and self.step >= self.max_steps and not self._extend():
             reason = f"step limit ({self.max_steps}) reached"
         if reason:
             self.stopped = reason
@@ -195,10 +196,28 @@ class Recorder:
     def count_step(self) -> str | None:
         """An optimizer step that was not recorded; returns a reason to stop, as end_step."""
         self.step += 1
-        if self.max_steps is not None and self.step >= self.max_steps:
+        if self.max_steps is not None and self.step >= self.max_steps and not self._extend():
             self.stopped = f"step limit ({self.max_steps}) reached"
             return self.stopped
         return None
+
+    def _extend(self) -> bool:
+        """At the step limit: watch half as long again (up to ``extend_to``) while the run is
+        undecided, i.e. its recorded loss still falls by more than 3% from one quarter of the
+        run to the next and its accuracy (where known) is below 0.95."""
+        if not self.extend_to or self.max_steps is None or self.max_steps >= self.extend_to:
+            return False
+        losses = [s["loss"] for s in self.steps if finite(s.get("loss"))]
+        q = len(losses) // 4
+        if q < 3:
+            return False
+        prev, last = sum(losses[-2 * q:-q]) / q, sum(losses[-q:]) / q
+        accs = [s["metrics"].get("accuracy") for s in self.steps[-q:] if finite(s["metrics"].get("accuracy"))]
+        if not prev > 0 or (prev - last) / prev <= 0.03 or (accs and sum(accs) / len(accs) >= 0.95):
+            return False
+        self.max_steps = min(self.extend_to, self.max_steps + max(100, self.max_steps // 2))
+        self.set_meta(extended_to=self.max_steps)
+        return True
 
     @staticmethod
     def certain_fault(cur: dict) -> str | None:

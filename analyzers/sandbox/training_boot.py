@@ -1,7 +1,7 @@
 """``convlint train-check`` runs the user's script through this file, in its own process.
 
     python -m convlint.analyzers.sandbox.training_boot --trace FILE [--status FILE] [--max-steps N]
-        [--max-epochs N] [--every K] [--code FILE] -- SCRIPT [ARGS...]
+        [--extend-steps N] [--max-epochs N] [--every K] [--code FILE] -- SCRIPT [ARGS...]
 
 It installs import hooks that attach the probes when ``torch`` or ``keras`` finish importing
 (so a script that uses only one framework never imports the other), runs the script as
@@ -60,6 +60,7 @@ def _apply(name: str, module) -> None:
 def main(argv: list) -> int:
     global REC, SCRIPT, MAX_EPOCHS
     trace, status_file, max_steps, every, code = None, None, None, None, None
+    extend = None
     while argv and argv[0].startswith("--"):
         flag = argv.pop(0)
         if flag == "--":
@@ -71,6 +72,8 @@ def main(argv: list) -> int:
             status_file = val
         elif flag == "--max-steps":
             max_steps = int(val)
+        elif flag == "--extend-steps":  # an undecided run is watched up to N steps
+            extend = int(val)
         elif flag == "--max-epochs":
             MAX_EPOCHS = int(val)
         elif flag == "--every":
@@ -78,7 +81,7 @@ def main(argv: list) -> int:
         elif flag == "--code":  # the text to run in the script's name (a notebook's joined cells)
             code = val
     SCRIPT = os.path.abspath(argv[0])
-    REC = Recorder(trace, every=every, max_steps=max_steps, stop_on_fault=True)
+    REC = Recorder(trace, every=every, max_steps=max_steps, stop_on_fault=True, extend_to=extend)
     for name in PATCHES:
         if name in sys.modules:
             _apply(name, sys.modules[name])

@@ -35,6 +35,8 @@ class TrainOptions:
     allow_exec: bool = False
     max_epochs: int | None = D.MAX_EPOCHS
     max_steps: int | None = D.MAX_STEPS
+    extend_steps: int | None = D.MAX_STEPS_EXTENDED  # an undecided run is watched up to this (the
+    # default window only: a --max-steps the user chose is a cap)
     timeout: float = D.SCRIPT_TIMEOUT
     every: int | None = None  # record every k-th step; None: Keras picks about 120 steps, PyTorch all
     python: str | None = None
@@ -43,6 +45,9 @@ class TrainOptions:
     memory_mb: int | None = None  # address-space limit (None: the machine's memory; 0: none)
     output_limit: int = 64 * 1024  # bytes of the script's output kept (the tail)
     thresholds: Thresholds = field(default_factory=Thresholds)
+    verify_fix: bool = False  # apply each fix to a copy and rerun (training/verify.py)
+    verify_budget: float = D.VERIFY_BUDGET  # seconds for all the reruns together
+    write_fixed: str | None = None  # write the first verified fixed copy here
 
 
 def train_check(script: str, opts: TrainOptions, progress: Callable | None = None) -> ScriptReport:
@@ -56,7 +61,17 @@ def train_check(script: str, opts: TrainOptions, progress: Callable | None = Non
                             "(.ipynb)", rule=R.BAD_ARGUMENTS.code)
     nb = notebook.read_notebook(script) if notebook.is_notebook(script) else None
     rep = _train_check(script, p, nb, opts, progress)
-    return nb.map_report(rep) if nb is not None else rep
+    if nb is not None:
+        return nb.map_report(rep)
+    if opts.verify_fix and rep.verdict in ("faulty", "crash"):
+        from convlint.analyzers.training.verify import verify
+
+        def rerun(path: str, seconds: float) -> ScriptReport:
+            o = replace(opts, timeout=max(5.0, min(opts.timeout, seconds)), extend_steps=None, verify_fix=False)
+            return _train_check(path, Path(path), None, o, lambda m: None)
+
+        rep = verify(rep, script, rerun, opts.verify_budget, opts.write_fixed, progress)
+    return rep
 
 
 def _train_check(script: str, p: Path, nb: notebook.Notebook | None, opts: TrainOptions,
@@ -69,6 +84,8 @@ def _train_check(script: str, p: Path, nb: notebook.Notebook | None, opts: Train
             cmd += ["--every", str(opts.every)]
         if opts.max_steps:
             cmd += ["--max-steps", str(opts.max_steps)]
+            if opts.extend_steps and opts.max_steps == D.MAX_STEPS:
+                cmd += ["--extend-steps", str(opts.extend_steps)]
         if opts.max_epochs:
             cmd += ["--max-epochs", str(opts.max_epochs)]
         cwd = opts.cwd or os.getcwd()

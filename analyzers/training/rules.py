@@ -16,6 +16,7 @@ from typing import Any
 from convlint.analyzers import rules as R
 from convlint.analyzers.report.findings import Finding, Location, Repair, ScriptReport
 from convlint.analyzers.sandbox.record import finite
+from convlint.analyzers.training import causes
 
 ADAPTIVE = ("adam", "adamw", "adamax", "nadam", "rmsprop", "adagrad", "adadelta", "lion", "adafactor")
 PROB_LOSSES = ("binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy",
@@ -246,6 +247,13 @@ def hypothesis(v: View, symptom: str, layer: dict | None) -> tuple[str | None, s
             return "activation", f"{sat_hidden[0]} → relu in the hidden layers", {**ev, "hidden_activations": acts}, _loc(layer)
         if early is not None and early > v.th.high_ratio:
             return "learning_rate", _lr_fix(v, "down"), ev, opt_loc
+        if ratio is not None and v.th.slow_ratio * 10 <= ratio <= v.th.high_ratio:
+            # the weights move at a normal rate, yet nothing is learnt: the learning rate is not
+            # what the evidence points at; the data is (labels not aligned with the inputs,
+            # constant or uninformative), with the learning rate as the ranked alternative
+            return "data", "check the labels against the inputs (shuffled together, the right column, not " \
+                "constant): the weights move normally but nothing is learnt", \
+                {**ev, "alternatives": [{"fix": _lr_fix(v, "up"), "hyperparameter": "learning_rate"}]}, fit_loc
         return "learning_rate", _lr_fix(v, "up"), ev, opt_loc
     return None, "", ev, Location()
 
@@ -361,7 +369,9 @@ def _exploding(v: View) -> list[Finding]:
         g = [(i, x) for i, x in g if finite(x)]
         if len(g) < 2:
             continue
-        g0 = g[0][1]
+        # growth against the run's own scale (the larger of the first value and the median), not
+        # against tiny initial gradients that grow as a fresh model starts to learn
+        g0 = max(g[0][1], _median([x for _, x in g]))
         for i, x in g[1:]:
             am = ((v.steps[i]["layers"].get(la["name"]) or {}).get("gw") or {}).get("absmax", 0)
             if (g0 > 0 and x / g0 > th.exploding_growth) or am > th.exploding_grad:
@@ -437,6 +447,7 @@ def _trends(v: View, faulty: bool) -> list[Finding]:
         acc_gain = a1 - a0
         acc_flat = acc_gain < th.acc_progress and a1 < th.acc_good
     loss_flat = rel < th.loss_progress and not (acc and _window_means(acc, k)[1] >= th.acc_good)
+    chance = _chance(v, acc, losses, k)
     ev = {"loss_first": head, "loss_last": tail, "relative_decrease": rel}
     if acc_gain is not None:
         ev.update(accuracy_gain=acc_gain, accuracy_last=_window_means(acc, k)[1])
@@ -454,7 +465,10 @@ def _trends(v: View, faulty: bool) -> list[Finding]:
         out.append(_finding(R.TRAIN_OSCILLATING, f"the loss swings by {amp:.0%} of its mean between windows "
                             f"({flips} reversals in {len(diffs)} windows)", None, v, "oscillate",
                             {**ev, "reversals": flips, "amplitude": amp}))
-    if loss_flat and (acc_flat is None or acc_flat):
+    if chance:
+        out.append(_finding(R.TRAIN_NOT_LEARNING, f"the model does not learn: {chance[0]}", None, v, "flat",
+                            {**ev, **chance[1]}))
+    elif loss_flat and (acc_flat is None or acc_flat):
         what = "the loss does not decrease" + (" and the accuracy does not increase" if acc_flat else "")
         out.append(_finding(R.TRAIN_NOT_LEARNING, f"the model does not learn: {what} "
                             f"(loss {head:.4g} → {tail:.4g})", None, v, "flat", ev))
@@ -466,6 +480,27 @@ def _trends(v: View, faulty: bool) -> list[Finding]:
         out.append(_finding(R.TRAIN_SLOW, f"the weights move {ratio:.2g} of their norm per step; the loss fell only "
                             f"{rel:.0%}", None, v, "slow", {**ev, "update_ratio": ratio}))
     return out
+
+
+def _chance(v: View, acc: list, losses: list, k: int) -> tuple[str, dict] | None:
+    """What the data allows: an accuracy at the majority class's rate, or a regression loss at
+    the targets' variance (what predicting the mean gives), at the end of the run."""
+    m = v.meta
+    maj = m.get("majority_rate")
+    if acc and finite(maj) and len(acc) >= v.th.min_steps:
+        last = _window_means(acc, k)[1]
+        if last <= maj + 0.02 and maj < 0.9:
+            return (f"its accuracy {last:.3f} is no better than always predicting the majority class "
+                    f"({maj:.3f})", {"majority_rate": maj, "accuracy_last": last})
+    std = m.get("label_std")
+    loss = str(m.get("loss") or "").lower()
+    if finite(std) and std > 0 and loss in ("mse_loss", "mean_squared_error", "mse", "meansquarederror") and \
+            m.get("labels") == "real":
+        last = _window_means(losses, k)[1]
+        if last >= 0.9 * std * std:
+            return (f"its loss {last:.4g} is no better than predicting the targets' mean (variance "
+                    f"{std * std:.4g})", {"target_variance": std * std, "loss_last": last})
+    return None
 
 
 def _setup(v: View) -> list[Finding]:
@@ -538,8 +573,11 @@ def _setup(v: View) -> list[Finding]:
 
 
 def findings(trace: dict, thresholds: Thresholds | None = None) -> list[Finding]:
+    """Every finding of a trace: root causes (structural, labels, set-up) first, each with the
+    symptoms it explains as evidence (``causes.fold``), then what no root cause explains."""
     v = View(trace, thresholds or Thresholds())
-    out = _setup(v)
+    out = causes.labels(v.meta, v.param_layers)
+    out += [f for f in _setup(v) if not (f.rule == "CL514" and any(g.rule == "CL535" for g in out))]
     setup_error = any(f.severity == "error" for f in out)
     numeric = _nonfinite(v)
     out += numeric
@@ -548,12 +586,48 @@ def findings(trace: dict, thresholds: Thresholds | None = None) -> list[Finding]
     if not numeric:
         out += _per_layer(v)
     out += _trends(v, faulty)
+    meta = dict(v.meta)
+    partial = _partly_unchanged(v)
+    if partial:
+        s = dict(meta.get("structure") or {})
+        s["no_grad"] = sorted({*(s.get("no_grad") or []), *partial})
+        meta["structure"] = s
+    out = causes.structural(meta, v.layers, v.param_layers, {f.rule for f in out}) + out
     seen, uniq = set(), []
     for f in out:
         if (f.rule, f.layer) not in seen:
             seen.add((f.rule, f.layer))
             uniq.append(f)
-    return uniq
+    return causes.fold(uniq)
+
+
+def _partly_unchanged(v: View) -> list[str]:
+    """Layers whose weights never move while other layers' do (a parameter that never trains)."""
+    if len(v.steps) < 3 or len(v.param_layers) < 2:
+        return []
+    still, moving = [], 0
+    for la in v.param_layers:
+        r = v.update_ratio(la["name"])[1:]
+        if len(r) >= 2 and all(x == 0 for _, x in r):
+            still.append(la["name"])
+        elif r and any(x > v.th.unchanged_ratio for _, x in r):
+            moving += 1
+    return still if moving else []
+
+
+def _final(trace: dict) -> dict:
+    """The run's end (mean over the last fifth of the recorded steps: what --verify-fix compares)
+    and the script lines where the optimizer, the fit call and the output layer are set."""
+    v = View(trace, Thresholds())
+    losses = [x for x in v.losses() if finite(x)]
+    acc = [a for a in v.accuracy() if finite(a)]
+    d: dict = {"loss_last": _window_means(losses, max(1, len(losses) // 5))[1] if len(losses) >= 2 else None,
+               "accuracy_last": _window_means(acc, max(1, len(acc) // 5))[1] if len(acc) >= 2 else None}
+    sites = {k: (v.meta.get(f"{k}_site") or {}).get("line") for k in ("optimizer", "fit", "loss")}
+    if v.param_layers:
+        sites["output"] = v.param_layers[-1].get("line")
+    d["sites"] = {k: x for k, x in sites.items() if x}
+    return d
 
 
 def analyze(trace: dict, script: str, thresholds: Thresholds | None = None, extra: dict | None = None,
@@ -570,5 +644,5 @@ def analyze(trace: dict, script: str, thresholds: Thresholds | None = None, extr
     summary = {"framework": (trace.get("meta") or {}).get("framework"), "steps_recorded": len(steps),
                "steps": (trace.get("end") or {}).get("steps", len(steps)),
                "stopped": (trace.get("end") or {}).get("stopped"),
-               "layers": [la.get("name") for la in trace.get("layers") or []]}
+               "layers": [la.get("name") for la in trace.get("layers") or []], **_final(trace)}
     return ScriptReport(script, verdict, tuple(fs), kind="training", extra={"training": {**summary, **(extra or {})}})

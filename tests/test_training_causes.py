@@ -1,0 +1,257 @@
+"""Root causes before symptoms (analyzers/training/causes.py): structural faults of the training
+loop (CL506-CL508), labels against the loss and the output layer (CL535-CL538), one finding
+per root cause, no no-op fix, and a verdict judged against what the data allows. Each fault
+program has a healthy twin that raises nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from test_training import healthy, rules_of
+from training_faults import FAULTS, torch_program
+
+from convlint.analyzers.training.causes import noop
+from convlint.analyzers.training.rules import analyze
+
+
+def _train_check(path, *extra):
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "convlint",
+            "train-check",
+            str(path),
+            "--allow-exec",
+            "--format",
+            "json",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=path.parent,
+        timeout=900,
+    )
+    return p.returncode, json.loads(p.stdout)
+
+
+# -- end to end: PyTorch programs on load_digits ---------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(FAULTS))
+def test_torch_structural_and_label_faults_are_the_root_cause(tmp_path, name):
+    change, rule = FAULTS[name]
+    s = tmp_path / f"{name}.py"
+    s.write_text(torch_program(**change))
+    rc, rep = _train_check(s)
+    assert rc == 1, rep
+    roots = [f for f in rep["findings"] if f["rule"] != "CL540"]
+    assert roots and roots[0]["rule"] == rule, rep["findings"]
+    assert all(f["hyperparameter"] != "learning_rate" for f in rep["findings"]), rep["findings"]
+    assert roots[0]["location"]["line"], roots[0]
+
+
+@pytest.mark.slow
+def test_the_healthy_torch_twin_raises_nothing(tmp_path):
+    s = tmp_path / "healthy.py"
+    s.write_text(torch_program())
+    rc, rep = _train_check(s)
+    assert (rc, rep["verdict"], rep["findings"]) == (0, "healthy", []), rep["findings"]
+
+
+KERAS = """import numpy as np
+import keras
+from sklearn import datasets
+
+keras.utils.set_random_seed(0)
+X, y = datasets.load_iris(return_X_y=True)
+X = (X - X.mean(0)) / X.std(0)
+Y = {labels}
+model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(16, activation="relu"),
+                          keras.layers.Dense(3, activation="softmax")])
+model.compile(optimizer="adam", loss="{loss}", metrics=["accuracy"])
+model.fit(X, Y, epochs=30, batch_size=16, verbose=0)
+"""
+
+
+@pytest.mark.slow
+def test_keras_one_hot_labels_with_a_sparse_loss_and_the_fixed_twin(tmp_path):
+    s = tmp_path / "bad.py"
+    s.write_text(
+        KERAS.format(
+            labels="keras.utils.to_categorical(y, 3)", loss="sparse_categorical_crossentropy"
+        )
+    )
+    rc, rep = _train_check(s)
+    f = next(f for f in rep["findings"] if f["rule"] == "CL536")
+    assert (
+        rc == 1
+        and "categorical_crossentropy" in f["repair"]["description"]
+        and f["location"]["line"] == 11
+    )
+    s = tmp_path / "good.py"
+    s.write_text(
+        KERAS.format(labels="keras.utils.to_categorical(y, 3)", loss="categorical_crossentropy")
+    )
+    rc, rep = _train_check(s)
+    assert (rc, rep["verdict"], rep["findings"]) == (0, "healthy", []), rep["findings"]
+
+
+# -- over traces: the rules alone --------------------------------------------------------------------
+def _labels(**meta):
+    t = healthy()
+    t["meta"].update(meta)
+    if meta.get("output_activation", "softmax") is None:  # a softmax outside the model's layers
+        t["layers"][-1]["activation"] = None
+    return analyze(t, "train.py")
+
+
+@pytest.mark.parametrize(
+    "meta, rule, fix_word",
+    [
+        (
+            {"labels": "onehot", "num_classes": 10, "label_min": 0.0, "label_max": 1.0},
+            "CL536",
+            "categorical_crossentropy",
+        ),
+        (
+            {
+                "loss": "categorical_crossentropy",
+                "labels": "index",
+                "label_min": 0.0,
+                "label_max": 9.0,
+            },
+            "CL536",
+            "sparse_categorical_crossentropy",
+        ),
+        (
+            {"labels": "index", "label_min": 0.0, "label_max": 9.0, "output_units": 4},
+            "CL537",
+            "4 → 10",
+        ),
+        ({"labels": "index", "label_min": 1.0, "label_max": 10.0}, "CL535", "labels - 1"),
+        (
+            {
+                "loss": "binary_crossentropy",
+                "output_activation": "sigmoid",
+                "output_units": 1,
+                "labels": "real",
+                "label_min": 0.0,
+                "label_max": 255.0,
+                "label_integral": True,
+            },
+            "CL535",
+            "/ 255",
+        ),
+        (
+            {
+                "framework": "torch",
+                "loss": "cross_entropy",
+                "output_activation": None,
+                "output_is_probability": True,
+                "labels": "index",
+                "label_min": 0.0,
+                "label_max": 9.0,
+            },
+            "CL538",
+            "logits",
+        ),
+    ],
+)
+def test_labels_against_the_loss_and_the_output_layer(meta, rule, fix_word):
+    rep = _labels(**meta)
+    f = rep.findings[0]
+    assert f.rule == rule and fix_word in f.repair.description and rep.verdict == "faulty", (
+        rep.findings
+    )
+
+
+def test_labels_that_fit_the_loss_and_the_output_raise_nothing():
+    assert (
+        _labels(
+            labels="index", label_min=0.0, label_max=9.0, label_integral=True, majority_rate=0.11
+        ).findings
+        == ()
+    )
+    assert (
+        _labels(
+            labels="onehot",
+            num_classes=10,
+            loss="categorical_crossentropy",
+            label_min=0.0,
+            label_max=1.0,
+        ).findings
+        == ()
+    )
+
+
+def test_structure_faults_from_the_probes_meta():
+    for s, rule in (
+        ({"accumulating": 5, "checked_steps": 6}, "CL507"),
+        ({"zeroed_before_step": 6, "checked_steps": 6}, "CL508"),
+        ({"frozen": ["dense2"]}, "CL506"),  # the output layer frozen
+        ({"all_no_grad": True}, "CL506"),
+    ):
+        rep = _labels(structure=s)
+        assert rep.findings[0].rule == rule and rep.verdict == "faulty", (s, rep.findings)
+    # a frozen backbone under a head that trains, in a run that learns: transfer learning, no finding
+    assert (
+        _labels(structure={"frozen": ["dense0"], "accumulating": 1, "checked_steps": 6}).findings
+        == ()
+    )
+
+
+def test_one_finding_per_root_cause_with_its_symptoms_and_no_learning_rate():
+    t = healthy(structure={"accumulating": 5, "checked_steps": 6})
+    for s in t["steps"]:
+        s["loss"], s["metrics"]["accuracy"] = 2.3, 0.1  # flat: CL505 is its symptom
+    rep = analyze(t, "train.py")
+    assert [f.rule for f in rep.findings] == ["CL507"], rep.findings
+    f = rep.findings[0]
+    assert (
+        "CL505" in {s["rule"] for s in f.evidence["symptoms"]}
+        and f.hyperparameter != "learning_rate"
+    )
+
+
+def test_a_fix_that_leaves_the_value_unchanged_is_dropped():
+    assert noop("learning_rate 0.001 → 0.001") and noop("units 10 → 10")
+    assert not noop("learning_rate 0.1 → 0.01") and not noop("sigmoid → relu in the hidden layers")
+
+
+def test_not_learning_is_judged_against_the_majority_class():
+    t = healthy(majority_rate=0.6)
+    for s in t["steps"]:
+        s["metrics"]["accuracy"] = 0.6  # the loss falls, but the model predicts the majority class
+    rep = analyze(t, "train.py")
+    f = next(f for f in rep.findings if f.rule == "CL505")
+    assert "majority" in f.message and rep.verdict == "faulty"
+    assert "CL505" not in rules_of(analyze(healthy(majority_rate=0.6), "train.py"))
+
+
+def test_gradients_growing_from_tiny_initial_values_are_not_exploding():
+    t = healthy()
+    for i, s in enumerate(t["steps"]):  # 1e-6 at step 0, then the run's scale (~0.1) from step 5 on
+        s["layers"]["dense0"]["gw"]["norm"] = 1e-6 if i == 0 else 0.1
+    assert "CL520" not in rules_of(analyze(t, "train.py"))
+    for s in t["steps"][40:]:  # a real blow-up against the run's own scale
+        s["layers"]["dense0"]["gw"]["norm"] = 1e4
+    assert "CL520" in rules_of(analyze(t, "train.py"))
+
+
+def test_a_softmax_over_one_unit_and_a_run_that_moves_but_learns_nothing():
+    t = healthy(
+        output_units=1, loss="mean_squared_error", labels="real", label_min=0.0, label_max=3.0
+    )
+    f = analyze(t, "train.py").findings[0]
+    assert f.rule == "CL537" and "softmax → linear" in f.repair.description
+    t = healthy()
+    for s in t["steps"]:
+        s["loss"], s["metrics"]["accuracy"] = 2.3, 0.1  # flat, while the weights move 1e-3 per step
+    f = next(f for f in analyze(t, "train.py").findings if f.rule == "CL505")
+    assert (
+        f.hyperparameter == "data"
+        and f.evidence["alternatives"][0]["hyperparameter"] == "learning_rate"
+    )
