@@ -23,7 +23,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 	@# the CPU index fails fast where it is unreachable (5 s timeout, no retry); then the pin
 	$(BIN)/pip install --quiet --timeout 5 --retries 0 --index-url $(TORCH_CPU_INDEX) 'torch==$(TORCH)' 2>/dev/null \
 	  || $(BIN)/pip install --quiet 'torch==$(TORCH)'
-	$(BIN)/pip install --quiet -e '.[all,dev]'
+	$(BIN)/pip install --quiet -e '.[all,dev,executorch]'
 	@# the language server's start-up cache (docs/server.md, Start-up); without it only the first start is slower
 	-$(BIN)/convlint serve --prepare
 	@touch $(STAMP)

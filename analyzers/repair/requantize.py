@@ -20,6 +20,7 @@ import io
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from convlint.analyzers import rules as R
 from convlint.analyzers.report.findings import Repair
@@ -164,7 +165,7 @@ def search(source, target, faults: list, report_before, popts, progress: Callabl
     tried: list = []
     with tempfile.TemporaryDirectory(prefix="convlint-requantize-") as d:
 
-        def attempt(keep: list, pc: bool):
+        def attempt(keep: list, pc: bool) -> tuple[Any, str]:
             what = ("recalibrated" if not keep else "with " + ", ".join(keep) + " kept in float")
             progress(f"repair search: re-quantizing {what}" + ("" if pc == per_channel else
                                                              ", per-channel weights"))
@@ -190,7 +191,7 @@ def search(source, target, faults: list, report_before, popts, progress: Callabl
             write_new_file(out, Path(path).read_bytes(), protect=(target.path, source.path))
             return _repair(target, keep, pc != per_channel, report_before, r, out, tried)
 
-        firsts = [(per_channel, *attempt([], per_channel))]
+        firsts: list[tuple[bool, Any, str]] = [(per_channel, *attempt([], per_channel))]
         if firsts[0][1] is not None and firsts[0][1].verdict != "equivalent" and not per_channel:
             firsts.append((True, *attempt([], True)))
         ok = [(pc, r, p) for pc, r, p in firsts if r is not None]

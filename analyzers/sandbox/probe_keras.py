@@ -549,7 +549,7 @@ def install(rec: Recorder, script: str | None, max_epochs: int | None = None) ->
         cb = self.__dict__.get("_convlint_tob")
         if cb is None:
             rec.set_meta(fit_site=creation_site(script), loop="train_on_batch")
-            cb = callback_class()(_probe_batch(x, y), recorder=rec, batch_size=len(x) if hasattr(x, "__len__") else None)
+            cb = callback_class()(_probe_batch(x, y), recorder=rec, batch_size=len(x) if x is not None and hasattr(x, "__len__") else None)
             cb.set_model(self)
             object.__setattr__(self, "_convlint_tob", cb)
             self.make_train_function()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from typing import Any
 
 from . import fused
 from .record import RAW, Recorder, StopTraining
@@ -75,7 +76,7 @@ class KerasStepProbe:
     def __init__(self, rec: Recorder, flush_every: int = 32):
         self.rec = rec
         self.buffer = fused.StepBuffer(rec, _readback, size=flush_every)
-        self.owner = None  # the ConvlintCallback recording the current fit/train_on_batch, if any
+        self.owner: Any = None  # the ConvlintCallback recording the current fit/train_on_batch, if any
         self.capture: dict | None = None  # layer -> {"pre", "post", "act"} while a callback wraps layers
         self.gouts: dict = {}
         self.target = None  # the loss of the last tape.gradient call
@@ -164,7 +165,7 @@ class KerasStepProbe:
         reason = self.buffer.push(step, None, sig, rows, loss)
         if reason or stop:
             self.buffer.flush()
-            raise StopTraining(reason or stop)
+            raise StopTraining(str(reason or stop))
 
     def _declare(self, vs: list, opt) -> None:
         """A custom loop: declare the layers whose kernels the optimizer trains (forward order)."""

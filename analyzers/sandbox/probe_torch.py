@@ -16,6 +16,7 @@ in-place activations (``ReLU(inplace=True)``) common in real models.
 from __future__ import annotations
 
 import weakref
+from typing import Any
 
 from . import fused
 from .record import Recorder, StopTraining, creation_site
@@ -283,7 +284,7 @@ class TorchProbe:
         reason = self.buffer.push(step, epoch, sig, rows, loss, metrics)
         if reason or stop:
             self.buffer.flush()
-            raise StopTraining(reason or stop)
+            raise StopTraining(str(reason or stop))
 
     def _reset(self) -> None:
         self.pending = {}
@@ -527,7 +528,7 @@ class StructureWatch:
         self.backwards = 0
         self.steps = 0
         self.grad_after_backward = False
-        self.s = {"accumulating": 0, "zeroed_before_step": 0, "checked_steps": 0}
+        self.s: dict[str, Any] = {"accumulating": 0, "zeroed_before_step": 0, "checked_steps": 0}
 
     def _params(self) -> list:
         out = []

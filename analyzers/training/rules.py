@@ -487,14 +487,14 @@ def _chance(v: View, acc: list, losses: list, k: int) -> tuple[str, dict] | None
     the targets' variance (what predicting the mean gives), at the end of the run."""
     m = v.meta
     maj = m.get("majority_rate")
-    if acc and finite(maj) and len(acc) >= v.th.min_steps:
+    if acc and maj is not None and finite(maj) and len(acc) >= v.th.min_steps:
         last = _window_means(acc, k)[1]
         if last <= maj + 0.02 and maj < 0.9:
             return (f"its accuracy {last:.3f} is no better than always predicting the majority class "
                     f"({maj:.3f})", {"majority_rate": maj, "accuracy_last": last})
     std = m.get("label_std")
     loss = str(m.get("loss") or "").lower()
-    if finite(std) and std > 0 and loss in ("mse_loss", "mean_squared_error", "mse", "meansquarederror") and \
+    if std is not None and finite(std) and std > 0 and loss in ("mse_loss", "mean_squared_error", "mse", "meansquarederror") and \
             m.get("labels") == "real":
         last = _window_means(losses, k)[1]
         if last >= 0.9 * std * std:
