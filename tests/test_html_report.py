@@ -216,3 +216,29 @@ def test_reports_never_overwrite_an_input_or_a_model(tmp_path):
         p = subprocess.run([sys.executable, "-m", "convlint", "check", str(q), flag, str(q / "r.html")], cwd=tmp_path,
                            capture_output=True, text=True, timeout=300)
         assert p.returncode == 2 and "cannot write" in p.stderr and "internal error" not in p.stderr, p.stderr
+
+
+def test_html_puts_errors_first_collapses_info_and_carries_the_run(tmp_path):
+    from convlint.analyzers.report.findings import Finding, ModelRef, Repair
+    from convlint.analyzers.report.html import CSS, to_html
+
+    info = Finding("CL206", "info", "parameters", "int8 noise budget")
+    err = Finding("CL201", "error", "parameters", "conv_layer_with_a_long_name weights differ",
+                  layer="conv_layer_with_a_long_name",
+                  repair=Repair("patch-weights", "copy", str(tmp_path / "out" / "m.repaired.onnx"), True))
+    r = ConversionReport(ModelRef("m.pt2", "torch-exported"), ModelRef("m.onnx", "onnx"), {"count": 4, "origin": "random"},
+                         "divergent", {"max_abs": 0.1, "mean_abs": 0.01, "cosine_min": 0.9999951,
+                                       "top1_agreement": 1.0}, (info, err))
+    html = to_html(r, command="convlint diff m.pt2 m.onnx --html r.html", when="2026-12-07 21:00:00 UTC",
+                   path=str(tmp_path / "r.html"))
+    assert html.index("CL201") < html.index("CL206")  # the error above the info
+    details = html[html.index("<details class=infos>"):]
+    assert "1 info finding</summary>" in details and "CL206" in details and "CL201" not in details
+    assert "<b>0.999995</b><span>min cosine" in html  # not rounded up to 1
+    assert '<a class=mono href="out/m.repaired.onnx">' in html  # the repaired file, a relative link
+    assert "convlint diff m.pt2 m.onnx --html r.html" in html and "2026-12-07 21:00:00 UTC" in html
+    assert "convlint 0." in html
+    assert "break-all" not in CSS and "anywhere" not in CSS  # names never wrap mid-word
+    # the clean twin: no findings, no collapsed section, no header extras unless given
+    clean = to_html(ConversionReport(None, None, {}, "equivalent", {"cosine_min": 1.0}, ()))
+    assert "<details class=infos>" not in clean and "No findings." in clean and "cmd" not in clean
