@@ -602,6 +602,25 @@ def _write_extras(args, report, protect: tuple) -> None:
             print(f"convlint: Model Explorer node data for {conv['target']['path']} written to {path} "
                   "(open the converted model in Model Explorer, then load this file as custom node data)",
                   file=sys.stderr)
+            _write_sync(conv, path, protect)
+
+
+def _write_sync(conv: dict, overlay_path: str, protect: tuple) -> None:
+    """Beside the overlay, ``<overlay stem>.sync.json``: the alignment as Model Explorer's
+    split-pane sync mapping (source on the left, the converted model on the right)."""
+    import json
+
+    from convlint.analyzers.report.io import write_new_file
+    from convlint.analyzers.report.sync import sync_mapping
+
+    mapping = sync_mapping(conv)
+    if mapping is None:
+        return
+    stem, ext = os.path.splitext(overlay_path)
+    path = f"{stem}.sync{ext or '.json'}"
+    write_new_file(path, json.dumps(mapping, indent=1) + "\n", protect=protect, report=True)
+    print(f"convlint: Model Explorer sync mapping written to {path} (open the source and the converted "
+          "model side by side, then upload this file as the split pane's sync mapping)", file=sys.stderr)
 
 
 def _emit_error(report, fmt: str, msg: str, command: str | None = None) -> None:

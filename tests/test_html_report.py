@@ -99,6 +99,7 @@ def test_clean_twin_html_says_so_and_writes_no_overlay(clean):
     assert "v-equivalent" in html and "no per-layer comparison was needed" in html
     assert 'class="plot"' not in html
     assert not (tmp / "overlay.json").exists() and "no per-layer errors to overlay" in err
+    assert not (tmp / "overlay.sync.json").exists()
     dom = _render(tmp / "report.html", tmp)
     assert 'data-plots="0"' in dom
 
@@ -242,3 +243,45 @@ def test_html_puts_errors_first_collapses_info_and_carries_the_run(tmp_path):
     # the clean twin: no findings, no collapsed section, no header extras unless given
     clean = to_html(ConversionReport(None, None, {}, "equivalent", {"cosine_min": 1.0}, ()))
     assert "<details class=infos>" not in clean and "No findings." in clean and "cmd" not in clean
+
+
+def test_model_explorer_sync_mapping_has_model_explorer_s_shape():
+    """The split-pane sync file: Model Explorer's SyncNavigationData (``mapping`` one-to-one,
+    ``mappingEntries`` with leftNodeIds/rightNodeIds for one-to-many and many-to-one), each node id
+    in one entry only."""
+    from convlint.analyzers.report.sync import sync_mapping
+
+    d = _synthetic("conv")
+    d["localization"]["layers"].append({"layer": "head", "target": "t_x;t_y", "rel_err": 0.5})
+    m = sync_mapping(d)
+    json.dumps(m, allow_nan=False)
+    assert set(m) == {"mapping", "mappingEntries", "showDiffHighlights", "disableMappingFallback"}
+    for e in m["mappingEntries"]:
+        assert set(e) == {"leftNodeIds", "rightNodeIds"}
+        assert all(isinstance(i, str) for i in e["leftNodeIds"] + e["rightNodeIds"])
+    by_left = {tuple(e["leftNodeIds"]): e["rightNodeIds"] for e in m["mappingEntries"]}
+    assert by_left[("bn", "conv")] == ["t_fused"]  # many-to-one: a fused chain, one target op
+    assert by_left[("head",)] == ["t_x;t_y", "t_x", "t_y"]  # one-to-many: a tensor naming two ops
+    assert m["mapping"] == {"input": "input", "a": "t_a", "out": "t_out"}  # one-to-one
+    lefts = [i for e in m["mappingEntries"] for i in e["leftNodeIds"]]
+    rights = [i for e in m["mappingEntries"] for i in e["rightNodeIds"]]
+    assert len(lefts) == len(set(lefts)) and len(rights) == len(set(rights))
+    # the clean twin (no localization): no mapping, no file
+    clean = dict(d, localization=None, verdict="equivalent")
+    assert sync_mapping(clean) is None
+
+
+def test_model_explorer_sync_file_links_the_source_s_layers_to_the_target_s_tensors(faulty):
+    import onnx
+
+    tmp, doc, err = faulty
+    m = json.loads((tmp / "overlay.sync.json").read_text())
+    assert "sync mapping written to" in err
+    model = onnx.load(str(MODELS / "resnet.torch.tampered.onnx"))
+    tensors = {o for n in model.graph.node for o in n.output} | {i.name for i in model.graph.input}
+    rights = {i for e in m["mappingEntries"] for i in e["rightNodeIds"]}
+    assert rights and rights <= tensors
+    overlay = json.loads((tmp / "overlay.json").read_text())
+    assert rights == set(overlay["results"])  # every coloured node is linked to its source layers
+    lefts = {i for e in m["mappingEntries"] for i in e["leftNodeIds"]}
+    assert {r["layer"] for r in doc["localization"]["layers"]} >= lefts

@@ -114,3 +114,18 @@ def test_check_with_nothing_to_check_says_so(tmp_path):
     assert "nothing to check" in to_text(CheckReport(()))
     r = CheckReport((sample(),))
     assert "nothing to check" not in to_text(r)
+
+
+def test_trace_header_names_the_converter_call_s_line_and_hints_at_diff_repair():
+    from convlint.analyzers.report.findings import ScriptReport
+
+    f = Finding("CL201", "error", "parameters", "int8", repair=Repair("patch-weights", "copy"))
+    conv = ConversionReport(ModelRef("s.keras", "keras"), ModelRef("t.tflite", "tflite"), {}, "divergent", {},
+                            (f,), {"call_site": {"line": 16}, "call_line": 14, "call": "from_keras_model"})
+    t = to_text(ScriptReport("c.py", "faulty", (), kind="trace", conversions=(conv,)))
+    assert "conversion at line 14 (from_keras_model" in t
+    assert "not verified: convlint diff SOURCE TARGET --repair writes and verifies it" in t
+    # the twin with no static converter call known: the recorded call site
+    twin = ConversionReport(None, None, {}, "equivalent", {}, (), {"call_site": {"line": 16}, "call": "x"})
+    assert "conversion at line 16 (x" in to_text(ScriptReport("c.py", "clean", (), kind="trace",
+                                                              conversions=(twin,)))

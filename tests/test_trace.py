@@ -28,6 +28,10 @@ CASES = {
 }
 
 
+# script -> the line of its converter call (the static rules' converter_calls)
+CONVERTER_LINES = {"tflite_optimize.py": 14, "tf2onnx_opset.py": 14, "torch_training.py": 16}
+
+
 def _trace(script: Path, cwd: Path, *extra: str):
     p = run_cli("trace", str(script), "--allow-exec", "--cwd", str(cwd), "--no-tvm", "--format", "json",
                 *extra)
@@ -49,6 +53,9 @@ def test_trace_finds_the_fault_on_the_call_and_verifies_the_rewrite(name, tmp_pa
     (conv,) = doc["conversions"]
     assert conv["verdict"] in ("divergent", "crash")
     assert conv["call_site"]["line"] == call_line and conv["output"].endswith(output)
+    # the header names the line of the converter call itself (from_keras_model on line 14, not
+    # the convert() on line 16 that the run recorded)
+    assert conv["call_line"] == CONVERTER_LINES[name]
     errors = [f for f in conv["findings"] if f["severity"] == "error"]
     assert errors and all(f["location"]["line"] == call_line for f in errors)
     assert all(f["location"]["file"] == str(script) for f in errors)

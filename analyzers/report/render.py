@@ -129,8 +129,9 @@ def _script_text(report, *, verbose: bool, color: bool) -> str:
             lines.append(f"    or: {alt['description']}")
     for conv in d.get("conversions", []):
         site = conv.get("call_site") or {}
+        # the line of the converter call (from_keras_model, not the later convert()) when known
         at = (f"cell {site['cell'] + 1}:{site.get('cell_line')}" if "cell" in site
-              else f"line {site.get('line')}")
+              else f"line {conv.get('call_line') or site.get('line')}")
         lines.append(f"  conversion at {at} ({conv.get('call')}, {conv.get('converter_version')}):")
         lines.extend("    " + ln for ln in _conversion_text(
             conv, verbose=verbose, color=color, hint=TRACE_VERIFY_HINT).splitlines())

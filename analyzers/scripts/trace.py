@@ -135,6 +135,9 @@ def _trace(script: str, text: str, nb: notebook.Notebook | None, opts: TraceOpti
         progress(f"trace: checking conversion {rec['index'] + 1}/{len(run.records)} "
                  f"({rec['call']} at line {(rec.get('call_site') or {}).get('line')})")
         rep = _conversion_report(script, rec, opts, progress)
+        conv = _static_conversion(static, rec)
+        if rep is not None and conv is not None:  # the line of the call that makes the converter
+            rep = replace(rep, extra=dict(rep.extra, call_line=conv["line"]))
         checked.append((rec, rep))
         if rep is None:
             findings.append(_record_finding(script, rec))
@@ -270,15 +273,16 @@ def _verify_rewrites(script, text, nb, static, checked, findings, opts, tmp, pro
                if f in fixable else f for f in out]
         if rep is not None:  # the conversion's findings share the rewrite's state: one fix, one state
             idx = next(i for i, (r, _) in enumerate(checked) if r is rec)
-            checked[idx] = (rec, _under_rewrite(rep, conv["line"], ok, after))
+            checked[idx] = (rec, _under_rewrite(rep, fixable[0], ok, after))
     return out
 
 
-def _under_rewrite(rep: ConversionReport, line: int, ok: bool, after: dict | None) -> ConversionReport:
+def _under_rewrite(rep: ConversionReport, fix_of: Finding, ok: bool, after: dict | None) -> ConversionReport:
     """The conversion's findings under a rewrite of its call: their repair is that rewrite."""
     from convlint.analyzers.report.findings import Repair
 
-    fix = Repair("rewrite-call", f"the rewrite of the converter call at line {line} (the fix above)",
+    fix = Repair("rewrite-call", f"the fix of line {fix_of.location.line} above "
+                 f"({fix_of.repair.description if fix_of.repair else fix_of.rule})",
                  verified=ok, metrics_after=after)
     fs = tuple(f.with_(repair=fix) if f.severity == "error" else f for f in rep.findings)
     return replace(rep, findings=fs)
