@@ -266,6 +266,11 @@ def test_model_explorer_sync_mapping_has_model_explorer_s_shape():
     lefts = [i for e in m["mappingEntries"] for i in e["leftNodeIds"]]
     rights = [i for e in m["mappingEntries"] for i in e["rightNodeIds"]]
     assert len(lefts) == len(set(lefts)) and len(rights) == len(set(rights))
+    # an ONNX target: the tensor's producing node too (Model Explorer's ONNX adapter's node id)
+    from convlint.analyzers.report.sync import _targets
+
+    assert _targets("/conv1/Conv_output_0", "onnx") == ["/conv1/Conv_output_0", "/conv1/Conv"]
+    assert _targets("/conv1/Conv_output_0", "tflite") == ["/conv1/Conv_output_0"]
     # the clean twin (no localization): no mapping, no file
     clean = dict(d, localization=None, verdict="equivalent")
     assert sync_mapping(clean) is None
@@ -280,8 +285,10 @@ def test_model_explorer_sync_file_links_the_source_s_layers_to_the_target_s_tens
     model = onnx.load(str(MODELS / "resnet.torch.tampered.onnx"))
     tensors = {o for n in model.graph.node for o in n.output} | {i.name for i in model.graph.input}
     rights = {i for e in m["mappingEntries"] for i in e["rightNodeIds"]}
-    assert rights and rights <= tensors
+    nodes = {n.name for n in model.graph.node}
+    assert rights and rights <= tensors | nodes
     overlay = json.loads((tmp / "overlay.json").read_text())
-    assert rights == set(overlay["results"])  # every coloured node is linked to its source layers
+    assert rights & tensors == set(overlay["results"])  # every coloured node is linked to its source layers
+    assert rights & nodes  # and by the node ids Model Explorer's ONNX adapter gives
     lefts = {i for e in m["mappingEntries"] for i in e["leftNodeIds"]}
     assert {r["layer"] for r in doc["localization"]["layers"]} >= lefts

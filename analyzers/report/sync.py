@@ -29,12 +29,13 @@ def sync_mapping(r: dict) -> dict | None:
         for g in layer_groups(((r.get("localization") or {}).get("layers")) or [])
         if g.get("target")
     ]
+    fmt = (r.get("target") or {}).get("format")
     entries: list = []
     seen_left: set = set()
     seen_right: set = set()
     for g in groups:
         left = [n for n in [g["layer"], *g.get("fused", [])] if n not in seen_left]
-        right = [t for t in _targets(g["target"]) if t not in seen_right]
+        right = [t for t in _targets(g["target"], fmt) if t not in seen_right]
         if not left or not right:
             continue
         seen_left.update(left)
@@ -55,7 +56,14 @@ def sync_mapping(r: dict) -> dict | None:
     }
 
 
-def _targets(name) -> list:
-    """The target node ids a tensor stands for: a TFLite tensor name ``a;b`` names both ops."""
-    parts = [p for p in str(name).split(";") if p]
-    return [str(name)] + [p for p in parts if p != str(name)] if len(parts) > 1 else [str(name)]
+def _targets(name, fmt: str | None = None) -> list:
+    """The target node ids a tensor stands for: a TFLite tensor name ``a;b`` names both ops; an
+    ONNX tensor ``/conv1/Conv_output_0`` is also given as its node ``/conv1/Conv`` (Model
+    Explorer's ONNX adapter names a node by the ONNX node's name)."""
+    name = str(name)
+    parts = [p for p in name.split(";") if p]
+    out = [name] + ([p for p in parts if p != name] if len(parts) > 1 else [])
+    stem, sep, idx = name.rpartition("_output_")
+    if fmt == "onnx" and sep and idx.isdigit() and stem:
+        out.append(stem)
+    return out
