@@ -28,20 +28,26 @@ $(STAMP): $(BIN)/python pyproject.toml
 	-$(BIN)/convlint serve --prepare
 	@touch $(STAMP)
 
+# a faulty pair exits 1 by design (a fault was found): say so instead of make's "Error 1 (ignored)"
+EXPECT_1 = rc=$$?; if [ $$rc -eq 1 ]; then echo "(exit 1: expected, the pair is divergent)"; \
+	elif [ $$rc -ne 0 ]; then echo "(exit $$rc: could not analyse)"; exit $$rc; fi
+
 demo: install
 	@rm -rf .demo && mkdir -p .demo
 	@echo "== a clean conversion: Keras -> TFLite (float)"
-	-$(BIN)/convlint diff fixtures/models/mobilenet.keras fixtures/models/mobilenet.tflite
+	$(BIN)/convlint diff fixtures/models/mobilenet.keras fixtures/models/mobilenet.tflite
 	@echo
 	@echo "== a faulty twin: Keras -> TFLite with Optimize.DEFAULT (weights silently int8): found, localized, repaired"
-	-$(BIN)/convlint diff fixtures/models/mobilenet.keras fixtures/models/mobilenet.dynint8.tflite --repair --output .demo/mobilenet.repaired.tflite \
-	    --html .demo/mobilenet.report.html --model-explorer .demo/mobilenet.overlay.json
+	@$(BIN)/convlint diff fixtures/models/mobilenet.keras fixtures/models/mobilenet.dynint8.tflite --repair \
+	    --repaired-output .demo/mobilenet.repaired.tflite \
+	    --html .demo/mobilenet.report.html --model-explorer .demo/mobilenet.overlay.json; $(EXPECT_1)
 	@echo
 	@echo "== a faulty twin: torch -> ONNX with one tampered weight tensor: found, localized, repaired"
-	-$(BIN)/convlint diff fixtures/models/resnet.pt2 fixtures/models/resnet.torch.tampered.onnx --repair --output .demo/resnet.repaired.onnx
+	@$(BIN)/convlint diff fixtures/models/resnet.pt2 fixtures/models/resnet.torch.tampered.onnx --repair \
+	    --repaired-output .demo/resnet.repaired.onnx; $(EXPECT_1)
 	@echo
 	@echo "== the repaired model, checked again"
-	-$(BIN)/convlint diff fixtures/models/resnet.pt2 .demo/resnet.repaired.onnx
+	$(BIN)/convlint diff fixtures/models/resnet.pt2 .demo/resnet.repaired.onnx
 
 test: test-python test-extension
 

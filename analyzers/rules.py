@@ -196,7 +196,7 @@ TRACE_SCRIPT_FAILED = rule("CL460", "trace-script-failed", "error", "runtime",
                            "the traced script raised an exception")
 TRACE_TIMEOUT = rule("CL461", "trace-timeout", "error", "runtime",
                      "the traced script did not finish within the timeout")
-TRACE_NO_CONVERSION = rule("CL462", "trace-no-conversion", "info", "conversion-tool",
+TRACE_NO_CONVERSION = rule("CL462", "trace-no-conversion", "warning", "conversion-tool",
                            "the traced script made no converter call convlint captures")
 CONVERSION_FAILED = rule("CL463", "conversion-failed", "error", "conversion-tool",
                          "a converter call raised an exception")

@@ -125,8 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     _diff_options(d)
     d.add_argument("--repair", action="store_true",
                    help="repair what localization found into a new file and verify it by checking again")
-    d.add_argument("--output", metavar="PATH",
-                   help="where --repair writes the repaired model (default: <target stem>.repaired.<ext>)")
+    d.add_argument("--repaired-output", "--output", dest="output", metavar="PATH",
+                   help="where --repair writes the repaired model (default: <target stem>.repaired.<ext>); "
+                   "--output is its older name, kept as an alias (the report's path is --output-file)")
     d.add_argument("--calibration", metavar="PATH",
                    help="calibration data (.npy, .npz or a folder of images, preprocessed like "
                    "--inputs) with which --repair re-quantizes a full-integer target (CL205)")
@@ -149,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "or pyproject.toml with [tool.convlint])")
     c.add_argument("--select", type=_codes, metavar="CODES", help="only these rules or prefixes, e.g. CL4,CL100")
     c.add_argument("--ignore", type=_codes, metavar="CODES", help="never these rules or prefixes")
-    c.add_argument("--jobs", "-j", type=_positive_int, default=1, metavar="N",
+    c.add_argument("--jobs", "-j", type=_positive_int, default=None, metavar="N",
                    help="check model pairs in N parallel worker processes (default 1)")
     c.add_argument("--no-cache", action="store_true", help="re-check pairs even when nothing changed")
     c.add_argument("--no-tvm", action="store_true", help="skip the TVM cross-check of pairs")
@@ -166,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--changed-since", metavar="GIT_REF",
                    help="check only the pairs whose source, target or inputs changed since this "
                    "git ref (git diff, plus untracked files); list the others as skipped")
-    c.add_argument("--executor", choices=("local", "ray"), default="local",
+    c.add_argument("--executor", choices=("local", "ray"),
                    help="where pairs are checked: local worker processes (the default) or one Ray task "
                    "per pair (needs convlint[ray]; a local Ray of --jobs CPUs unless --ray-address)")
     c.add_argument("--ray-address", metavar="ADDR",
@@ -186,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-verify-fix", action="store_true",
                    help="do not trace the rewritten script to verify the suggested rewrites")
     t.add_argument("--write-fixed", metavar="PATH", help="write the verified rewritten script here")
+    t.add_argument("--keep-outputs", action="store_true",
+                   help="let the script write its outputs (the converted models) where it says; by "
+                   "default they go to convlint's cache and the working folder is left as it was")
     t.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
     _diff_options(t)
     t.add_argument("--unsafe-load", action="store_true",
@@ -326,26 +330,16 @@ def _diff_request(args, source: str = "", target: str = ""):
 
 
 def cmd_check(args) -> tuple:
-    from dataclasses import replace
+    from convlint.analyzers import app
 
-    from convlint.analyzers import config as C
-    from convlint.analyzers.project import CheckOptions, run_check
-
-    start = args.paths[0] if args.paths else "."
-    cfg = C.load(args.config or C.find_config(start))
-    for key in ("select", "ignore"):
-        v = getattr(args, key)
-        if v is not None:
-            cfg = replace(cfg, **{key: getattr(C.parse({key: list(v)}, "the command line"), key)})
-    paths = list(args.paths) or [os.path.relpath(os.path.dirname(cfg.path)) if cfg.path else "."]
-    opts = CheckOptions(paths, cfg, jobs=args.jobs, use_cache=not args.no_cache, use_tvm=not args.no_tvm,
-                        train=args.train if args.train is not None else cfg.train,
-                        allow_exec=cfg.allow_exec if args.allow_exec is None else args.allow_exec,
-                        changed_since=args.changed_since, baseline=args.baseline,
-                        update_baseline=args.update_baseline, executor=args.executor,
-                        ray_address=args.ray_address)
-    report = run_check(opts, progress=args.progress)
-    return report, {}
+    # None is "not given": the request (or the project configuration) has the default
+    req = app.CheckRequest.from_dict(dict(
+        paths=tuple(args.paths), config=args.config, select=args.select, ignore=args.ignore,
+        jobs=args.jobs, use_cache=not args.no_cache, use_tvm=not args.no_tvm, train=args.train,
+        allow_exec=args.allow_exec, changed_since=args.changed_since, baseline=args.baseline,
+        update_baseline=args.update_baseline, executor=args.executor,
+        ray_address=args.ray_address))
+    return app.check(req, progress=args.progress), {}
 
 
 def cmd_trace(args) -> tuple:
@@ -355,7 +349,8 @@ def cmd_trace(args) -> tuple:
     req = app.TraceRequest(args.script, allow_exec=args.allow_exec, timeout=args.timeout,
                            python=args.python, cwd=args.cwd, args=tuple(args.script_args),
                            verify_fixes=not args.no_verify_fix, write_fixed=args.write_fixed,
-                           memory_mb=args.memory_limit, atol=d.atol, rtol=d.rtol,
+                           memory_mb=args.memory_limit, keep_outputs=args.keep_outputs,
+                           atol=d.atol, rtol=d.rtol,
                            num_inputs=d.num_inputs, seed=d.seed, use_tvm=d.use_tvm,
                            localize=d.localize, unsafe_load=d.unsafe_load)
     return app.trace(req, d, progress=args.progress), {}
@@ -493,6 +488,7 @@ def main(argv: list | None = None) -> int:
     paths: dict = {"command": command, "script": "." if command in ("check", "trace", "train-check") else None}
     try:
         args = parser.parse_args(argv)
+        args.argv = argv  # the command line, for the HTML report's header
         if not getattr(args, "command", None):
             parser.print_help()
             return 2
@@ -598,9 +594,14 @@ def _write_extras(args, report, protect: tuple) -> None:
     from convlint.analyzers.report.io import write_new_file
 
     if getattr(args, "html", None):
+        import shlex
+
         from convlint.analyzers.report.html import to_html
 
-        write_new_file(args.html, to_html(report), protect=protect, report=True)
+        when = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        command = shlex.join(["convlint", *args.argv])
+        write_new_file(args.html, to_html(report, command=command, when=when, path=args.html),
+                       protect=protect, report=True)
         print(f"convlint: HTML report written to {args.html}", file=sys.stderr)
     if getattr(args, "model_explorer", None):
         import json
@@ -620,6 +621,25 @@ def _write_extras(args, report, protect: tuple) -> None:
             print(f"convlint: Model Explorer node data for {conv['target']['path']} written to {path} "
                   "(open the converted model in Model Explorer, then load this file as custom node data)",
                   file=sys.stderr)
+            _write_sync(conv, path, protect)
+
+
+def _write_sync(conv: dict, overlay_path: str, protect: tuple) -> None:
+    """Beside the overlay, ``<overlay stem>.sync.json``: the alignment as Model Explorer's
+    split-pane sync mapping (source on the left, the converted model on the right)."""
+    import json
+
+    from convlint.analyzers.report.io import write_new_file
+    from convlint.analyzers.report.sync import sync_mapping
+
+    mapping = sync_mapping(conv)
+    if mapping is None:
+        return
+    stem, ext = os.path.splitext(overlay_path)
+    path = f"{stem}.sync{ext or '.json'}"
+    write_new_file(path, json.dumps(mapping, indent=1) + "\n", protect=protect, report=True)
+    print(f"convlint: Model Explorer sync mapping written to {path} (open the source and the converted "
+          "model side by side, then upload this file as the split pane's sync mapping)", file=sys.stderr)
 
 
 def _emit_error(report, fmt: str, msg: str, command: str | None = None) -> None:

@@ -152,3 +152,41 @@ def test_verbose_shows_the_engine_debug_log_and_the_default_does_not(tmp_path, m
     assert quiet.returncode == loud.returncode == 0, quiet.stdout + quiet.stderr
     assert "debug:" not in quiet.stderr
     assert "convlint: debug: convlint.analyzers.project: result cache not written to" in loud.stderr
+
+
+def test_repaired_output_names_the_repair_path_and_output_stays_its_alias():
+    from convlint.server.cli import build_parser
+
+    p = build_parser()
+    for flag in ("--repaired-output", "--output"):
+        args = p.parse_args(["diff", "a.onnx", "b.onnx", "--repair", flag, "r.onnx", "--output-file", "rep.txt"])
+        assert args.output == "r.onnx" and args.output_file == "rep.txt"
+    assert p.parse_args(["diff", "a.onnx", "b.onnx"]).output is None  # the twin: the default stem
+
+
+def test_make_demo_says_exit_1_is_expected_for_the_faulty_pairs(tmp_path):
+    """The demo's recipe, run with a stand-in convlint that exits 1 on the faulty twins: each
+    faulty pair is followed by the explanation, the demo goes on, and make reports no error."""
+    import shutil
+    import subprocess
+
+    from conftest import ROOT
+
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "convlint"
+    fake.write_text("#!/bin/sh\ncase \"$*\" in *dynint8*|*tampered*) exit 1;; esac\nexit 0\n")
+    fake.chmod(0o755)
+    stamp = ROOT / ".venv" / ".convlint-installed"
+    p = subprocess.run(["make", "-s", "--no-print-directory", "demo", f"BIN={bin_dir}", f"STAMP={stamp}",
+                        f"-o{stamp}"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.count("(exit 1: expected, the pair is divergent)") == 2, p.stdout
+    assert "Error 1" not in p.stdout + p.stderr and "ignored" not in p.stdout + p.stderr
+    # a pair that cannot be analysed (exit 2) still stops the demo
+    fake.write_text("#!/bin/sh\ncase \"$*\" in *dynint8*) exit 2;; esac\nexit 0\n")
+    p = subprocess.run(["make", "-s", "--no-print-directory", "demo", f"BIN={bin_dir}", f"STAMP={stamp}",
+                        f"-o{stamp}"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0 and "(exit 2: could not analyse)" in p.stdout

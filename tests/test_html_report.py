@@ -99,6 +99,7 @@ def test_clean_twin_html_says_so_and_writes_no_overlay(clean):
     assert "v-equivalent" in html and "no per-layer comparison was needed" in html
     assert 'class="plot"' not in html
     assert not (tmp / "overlay.json").exists() and "no per-layer errors to overlay" in err
+    assert not (tmp / "overlay.sync.json").exists()
     dom = _render(tmp / "report.html", tmp)
     assert 'data-plots="0"' in dom
 
@@ -216,3 +217,78 @@ def test_reports_never_overwrite_an_input_or_a_model(tmp_path):
         p = subprocess.run([sys.executable, "-m", "convlint", "check", str(q), flag, str(q / "r.html")], cwd=tmp_path,
                            capture_output=True, text=True, timeout=300)
         assert p.returncode == 2 and "cannot write" in p.stderr and "internal error" not in p.stderr, p.stderr
+
+
+def test_html_puts_errors_first_collapses_info_and_carries_the_run(tmp_path):
+    from convlint.analyzers.report.findings import Finding, ModelRef, Repair
+    from convlint.analyzers.report.html import CSS, to_html
+
+    info = Finding("CL206", "info", "parameters", "int8 noise budget")
+    err = Finding("CL201", "error", "parameters", "conv_layer_with_a_long_name weights differ",
+                  layer="conv_layer_with_a_long_name",
+                  repair=Repair("patch-weights", "copy", str(tmp_path / "out" / "m.repaired.onnx"), True))
+    r = ConversionReport(ModelRef("m.pt2", "torch-exported"), ModelRef("m.onnx", "onnx"), {"count": 4, "origin": "random"},
+                         "divergent", {"max_abs": 0.1, "mean_abs": 0.01, "cosine_min": 0.9999951,
+                                       "top1_agreement": 1.0}, (info, err))
+    html = to_html(r, command="convlint diff m.pt2 m.onnx --html r.html", when="2026-12-07 21:00:00 UTC",
+                   path=str(tmp_path / "r.html"))
+    assert html.index("CL201") < html.index("CL206")  # the error above the info
+    details = html[html.index("<details class=infos>"):]
+    assert "1 info finding</summary>" in details and "CL206" in details and "CL201" not in details
+    assert "<b>0.999995</b><span>min cosine" in html  # not rounded up to 1
+    assert '<a class=mono href="out/m.repaired.onnx">' in html  # the repaired file, a relative link
+    assert "convlint diff m.pt2 m.onnx --html r.html" in html and "2026-12-07 21:00:00 UTC" in html
+    assert "convlint 0." in html
+    assert "break-all" not in CSS and "anywhere" not in CSS  # names never wrap mid-word
+    # the clean twin: no findings, no collapsed section, no header extras unless given
+    clean = to_html(ConversionReport(None, None, {}, "equivalent", {"cosine_min": 1.0}, ()))
+    assert "<details class=infos>" not in clean and "No findings." in clean and "cmd" not in clean
+
+
+def test_model_explorer_sync_mapping_has_model_explorer_s_shape():
+    """The split-pane sync file: Model Explorer's SyncNavigationData (``mapping`` one-to-one,
+    ``mappingEntries`` with leftNodeIds/rightNodeIds for one-to-many and many-to-one), each node id
+    in one entry only."""
+    from convlint.analyzers.report.sync import sync_mapping
+
+    d = _synthetic("conv")
+    d["localization"]["layers"].append({"layer": "head", "target": "t_x;t_y", "rel_err": 0.5})
+    m = sync_mapping(d)
+    json.dumps(m, allow_nan=False)
+    assert set(m) == {"mapping", "mappingEntries", "showDiffHighlights", "disableMappingFallback"}
+    for e in m["mappingEntries"]:
+        assert set(e) == {"leftNodeIds", "rightNodeIds"}
+        assert all(isinstance(i, str) for i in e["leftNodeIds"] + e["rightNodeIds"])
+    by_left = {tuple(e["leftNodeIds"]): e["rightNodeIds"] for e in m["mappingEntries"]}
+    assert by_left[("bn", "conv")] == ["t_fused"]  # many-to-one: a fused chain, one target op
+    assert by_left[("head",)] == ["t_x;t_y", "t_x", "t_y"]  # one-to-many: a tensor naming two ops
+    assert m["mapping"] == {"input": "input", "a": "t_a", "out": "t_out"}  # one-to-one
+    lefts = [i for e in m["mappingEntries"] for i in e["leftNodeIds"]]
+    rights = [i for e in m["mappingEntries"] for i in e["rightNodeIds"]]
+    assert len(lefts) == len(set(lefts)) and len(rights) == len(set(rights))
+    # an ONNX target: the tensor's producing node too (Model Explorer's ONNX adapter's node id)
+    from convlint.analyzers.report.sync import _targets
+
+    assert _targets("/conv1/Conv_output_0", "onnx") == ["/conv1/Conv_output_0", "/conv1/Conv"]
+    assert _targets("/conv1/Conv_output_0", "tflite") == ["/conv1/Conv_output_0"]
+    # the clean twin (no localization): no mapping, no file
+    clean = dict(d, localization=None, verdict="equivalent")
+    assert sync_mapping(clean) is None
+
+
+def test_model_explorer_sync_file_links_the_source_s_layers_to_the_target_s_tensors(faulty):
+    import onnx
+
+    tmp, doc, err = faulty
+    m = json.loads((tmp / "overlay.sync.json").read_text())
+    assert "sync mapping written to" in err
+    model = onnx.load(str(MODELS / "resnet.torch.tampered.onnx"))
+    tensors = {o for n in model.graph.node for o in n.output} | {i.name for i in model.graph.input}
+    rights = {i for e in m["mappingEntries"] for i in e["rightNodeIds"]}
+    nodes = {n.name for n in model.graph.node}
+    assert rights and rights <= tensors | nodes
+    overlay = json.loads((tmp / "overlay.json").read_text())
+    assert rights & tensors == set(overlay["results"])  # every coloured node is linked to its source layers
+    assert rights & nodes  # and by the node ids Model Explorer's ONNX adapter gives
+    lefts = {i for e in m["mappingEntries"] for i in e["leftNodeIds"]}
+    assert {r["layer"] for r in doc["localization"]["layers"]} >= lefts

@@ -28,6 +28,10 @@ CASES = {
 }
 
 
+# script -> the line of its converter call (the static rules' converter_calls)
+CONVERTER_LINES = {"tflite_optimize.py": 14, "tf2onnx_opset.py": 14, "torch_training.py": 16}
+
+
 def _trace(script: Path, cwd: Path, *extra: str):
     p = run_cli("trace", str(script), "--allow-exec", "--cwd", str(cwd), "--no-tvm", "--format", "json",
                 *extra)
@@ -49,6 +53,9 @@ def test_trace_finds_the_fault_on_the_call_and_verifies_the_rewrite(name, tmp_pa
     (conv,) = doc["conversions"]
     assert conv["verdict"] in ("divergent", "crash")
     assert conv["call_site"]["line"] == call_line and conv["output"].endswith(output)
+    # the header names the line of the converter call itself (from_keras_model on line 14, not
+    # the convert() on line 16 that the run recorded)
+    assert conv["call_line"] == CONVERTER_LINES[name]
     errors = [f for f in conv["findings"] if f["severity"] == "error"]
     assert errors and all(f["location"]["line"] == call_line for f in errors)
     assert all(f["location"]["file"] == str(script) for f in errors)
@@ -57,11 +64,34 @@ def test_trace_finds_the_fault_on_the_call_and_verifies_the_rewrite(name, tmp_pa
     rep = static["repair"]
     assert rep["kind"] == "rewrite-call" and rep["verified"] is True, rep
     assert rep["metrics_after"]["verdict"] == "equivalent"
+    # one state: the conversion's errors carry the rewrite's repair, verified as it is
+    assert all(f["repair"]["kind"] == "rewrite-call" and f["repair"]["verified"] is True for f in errors)
+    # the script's outputs went to the cache, not beside it (--keep-outputs keeps them there)
+    assert sorted(x.name for x in tmp_path.iterdir()) == [name]
+    assert Path(conv["target"]["path"]).is_file()
+
+
+def test_keep_outputs_lets_the_script_write_where_it_says(tmp_path):
+    name, output = "torch_training.py", "model.onnx"
+    script = tmp_path / name
+    shutil.copy(SCRIPTS / name, script)
+    p, doc = _trace(script, tmp_path, "--keep-outputs")
+    assert p.returncode == 1, p.stderr[-2000:]
+    (conv,) = doc["conversions"]
     # the verification run wrote into its own folder: the user's output is the faulty model the
-    # first run produced (crash case: the model the converter wrote), never the rewritten one
-    target = Path(conv["target"]["path"])
-    assert _sha(tmp_path / output) == _sha(target)
+    # first run produced, never the rewritten one
+    assert _sha(tmp_path / output) == _sha(Path(conv["target"]["path"]))
     assert sorted(x.name for x in tmp_path.iterdir()) == sorted([name, output])
+
+
+def test_a_script_that_converts_nothing_is_not_a_silent_pass(tmp_path):
+    s = tmp_path / "noconv.py"
+    s.write_text("x = 1\n")
+    p = run_cli("trace", str(s), "--allow-exec", "--cwd", str(tmp_path), "--no-tvm")
+    assert p.returncode == 0 and "ISSUES" in p.stdout and "CL462 [warning]" in p.stdout, p.stdout
+    p, doc = _trace(s, tmp_path)
+    (f,) = doc["findings"]
+    assert doc["verdict"] == "issues" and f["rule"] == "CL462" and f["severity"] == "warning"
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

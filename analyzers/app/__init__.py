@@ -8,6 +8,10 @@
   finding that says why (what batch callers need to go on with the other pairs).
 - ``trace``: run a conversion script with its converters instrumented and check each conversion.
 - ``train``: run a training script with probes and check its training.
+- ``check``: lint a project (scripts, model pairs, training scripts) under its configuration.
+
+``diff`` reports its progress as steps of a known count (``progress.staged``), so a progress bar
+advances through the check's stages instead of spinning.
 
 Imports are lazy: the language server imports this package without any framework.
 """
@@ -17,18 +21,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from convlint.analyzers.app.requests import DiffRequest, TraceRequest, TrainRequest
+from convlint.analyzers.app.progress import staged
+from convlint.analyzers.app.requests import CheckRequest, DiffRequest, TraceRequest, TrainRequest
 
 if TYPE_CHECKING:
-    from convlint.analyzers.report.findings import ConversionReport, ScriptReport
+    from convlint.analyzers.report.findings import CheckReport, ConversionReport, ScriptReport
 
-__all__ = ["DiffRequest", "TraceRequest", "TrainRequest", "check_pair", "diff", "trace", "train"]
+__all__ = ["CheckRequest", "DiffRequest", "TraceRequest", "TrainRequest", "check", "check_pair",
+           "diff", "trace", "train"]
 
 
 def diff(req: DiffRequest, progress: Callable | None = None) -> ConversionReport:
     from convlint.analyzers.pipeline import check_paths
 
-    return check_paths(req.source, req.target, req.pipeline_options(), progress)
+    return check_paths(req.source, req.target, req.pipeline_options(), staged(progress, req))
+
+
+def check(req: CheckRequest, progress: Callable | None = None) -> CheckReport:
+    from convlint.analyzers.project import run_check
+
+    return run_check(req.options(), progress)
 
 
 def check_pair(req: DiffRequest, progress: Callable | None = None) -> ConversionReport:

@@ -117,6 +117,7 @@ class TraceRequest(_Request):
     verify_fixes: bool = True
     write_fixed: str | None = None  # write the verified rewritten script here
     memory_mb: int | None = None  # address-space limit (None: the machine's memory; 0: none)
+    keep_outputs: bool = False  # the script's outputs where it writes them (default: the cache)
     atol: float = D.ATOL
     rtol: float = D.RTOL
     num_inputs: int = D.NUM_INPUTS
@@ -148,7 +149,7 @@ class TraceRequest(_Request):
         return TraceOptions(d.pipeline_options(), allow_exec=self.allow_exec, timeout=self.timeout,
                             python=self.python, cwd=self.cwd, args=list(self.args),
                             verify_fixes=self.verify_fixes, write_fixed=self.write_fixed,
-                            memory_mb=self.memory_mb)
+                            memory_mb=self.memory_mb, keep_outputs=self.keep_outputs)
 
 
 @dataclass(frozen=True)
@@ -193,3 +194,57 @@ class TrainRequest(_Request):
         if thresholds is not None:
             opts.thresholds = thresholds
         return opts
+
+
+@dataclass(frozen=True)
+class CheckRequest(_Request):
+    """Lint a project: its conversion scripts, its model pairs and, with ``train``, its training
+    scripts (``convlint check``). Unset options (None) take the project configuration's value."""
+
+    paths: tuple = ()  # scripts or directories (default: the configuration's folder, or ".")
+    config: str | None = None  # the config file (default: the nearest one above the first path)
+    select: tuple | None = None  # only these rules or prefixes (default: the config's)
+    ignore: tuple | None = None  # never these rules or prefixes (default: the config's)
+    jobs: int = 1  # model pairs checked in parallel worker processes
+    use_cache: bool = True
+    use_tvm: bool = True
+    train: bool | None = None  # None: the config's ``train``
+    allow_exec: bool | None = None  # None: the config's ``allow-exec``
+    changed_since: str | None = None  # a git ref: only the pairs whose files changed since
+    baseline: str | None = None  # compare the pairs with this stored run
+    update_baseline: bool = False  # write this run's pairs to ``baseline``
+    executor: str = "local"  # "local" (a process pool of ``jobs``) or "ray" (one Ray task a pair)
+    ray_address: str | None = None  # with "ray": the cluster (default: a local Ray)
+
+    def __post_init__(self):
+        s = object.__setattr__
+        s(self, "paths", tuple(str(p) for p in self.paths))
+        s(self, "jobs", _check(D.count, self.jobs, "jobs"))
+        for name in ("select", "ignore"):
+            v = getattr(self, name)
+            if v is not None:
+                s(self, name, tuple(str(c) for c in v))
+        for name in ("use_cache", "use_tvm", "update_baseline"):
+            s(self, name, bool(getattr(self, name)))
+
+    def options(self):
+        """The engine's CheckOptions: the configuration loaded, this request's values over it."""
+        import os
+        from dataclasses import replace
+
+        from convlint.analyzers import config as C
+        from convlint.analyzers.project import CheckOptions
+
+        cfg = C.load(self.config or C.find_config(self.paths[0] if self.paths else "."))
+        for key in ("select", "ignore"):
+            v = getattr(self, key)
+            if v is not None:
+                cfg = replace(cfg, **{key: getattr(C.parse({key: list(v)}, "the command line"), key)})
+        paths = list(self.paths) or [os.path.relpath(os.path.dirname(cfg.path) or ".") if cfg.path else "."]
+        return CheckOptions(paths, cfg, jobs=self.jobs, use_cache=self.use_cache,
+                            use_tvm=self.use_tvm,
+                            train=cfg.train if self.train is None else self.train,
+                            allow_exec=cfg.allow_exec if self.allow_exec is None else self.allow_exec,
+                            changed_since=self.changed_since, baseline=self.baseline,
+                            update_baseline=self.update_baseline, executor=self.executor,
+                            ray_address=self.ray_address)

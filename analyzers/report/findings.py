@@ -47,7 +47,14 @@ class Location:
     notebook_end_line: int | None = None
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        d = {k: v for k, v in asdict(self).items() if v is not None}
+        if self.column is not None:  # added field: SARIF's and the text output's 1-based column
+            d["column_1based"] = self.column + 1
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> Location:
+        return cls(**{k: v for k, v in (d or {}).items() if k != "column_1based"})
 
 
 @dataclass(frozen=True)
@@ -106,7 +113,7 @@ class Finding:
         rep = d.get("repair")
         return cls(
             rule=d["rule"], severity=d["severity"], stage=d["stage"], message=d["message"],
-            layer=d.get("layer"), location=Location(**(d.get("location") or {})),
+            layer=d.get("layer"), location=Location.from_dict(d.get("location")),
             hyperparameter=d.get("hyperparameter"), evidence=d.get("evidence") or {},
             repair=Repair(**{**rep, "edits": tuple(rep.get("edits") or ())}) if rep else None,
         )

@@ -14,10 +14,15 @@ import base64
 import html
 import io
 import math
+import os
+from urllib.parse import quote
 
 from convlint import __version__
 from convlint.analyzers import rules as R
+from convlint.analyzers.report.render import repair_state
 
+_BASE: str | None = None  # the folder of the document being written (links are relative to it)
+SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 FLOOR = 1e-9  # an exact match (error 0) is drawn here on the log axis
 
 CSS = """
@@ -25,14 +30,14 @@ body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;color
 header{background:#1d2330;color:#fff;padding:18px 28px}header h1{margin:0;font-size:20px}
 header .sub{opacity:.75;font-size:13px}main{padding:18px 28px;max-width:1200px}
 section.report{background:#fff;border:1px solid #dde1e7;border-radius:8px;margin:0 0 22px;padding:16px 20px}
-h2{font-size:16px;margin:0 0 8px;word-break:break-all}h3{font-size:14px;margin:18px 0 6px}
+h2{font-size:16px;margin:0 0 8px;overflow-wrap:break-word}h3{font-size:14px;margin:18px 0 6px}
 .badge{display:inline-block;border-radius:10px;padding:1px 10px;font-size:12px;font-weight:600;color:#fff}
 .v-clean,.v-equivalent,.v-healthy{background:#1a7f37}.v-issues,.v-divergent,.v-faulty{background:#c62828}
 .v-crash,.v-error{background:#6e40c9}.s-error{color:#c62828}.s-warning{color:#9a6700}.s-info{color:#0969da}
 table{border-collapse:collapse;width:100%;font-size:13px;margin:4px 0}
 th,td{border-bottom:1px solid #eaecef;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f3f4f6;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
-td.mono,span.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;overflow-wrap:anywhere}
+td.mono,span.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;overflow-wrap:normal;word-break:normal}
 tr.first td{background:#fff1f0;font-weight:600}td.where{min-width:9em}tr.bad td.num{color:#c62828}
 .metrics{display:flex;flex-wrap:wrap;gap:10px;margin:8px 0}
 .metric{border:1px solid #dde1e7;border-radius:6px;padding:6px 12px;min-width:120px}
@@ -52,8 +57,13 @@ document.documentElement.setAttribute('data-plots-rendered',ok);});
 """
 
 
-def to_html(report) -> str:
-    """The report (a CheckReport, ConversionReport or ScriptReport) as one HTML document."""
+def to_html(report, *, command: str | None = None, when: str | None = None,
+            path: str | None = None) -> str:
+    """The report (a CheckReport, ConversionReport or ScriptReport) as one HTML document.
+    ``command`` (the command line) and ``when`` (the time) go in the header; ``path``, where the
+    document is written, makes the repaired files' links relative to it."""
+    global _BASE
+    _BASE = os.path.dirname(os.path.abspath(path)) if path else None
     d = report.to_dict()
     subs = sub_reports(d)
     verdict = d.get("verdict", "")
@@ -72,7 +82,9 @@ def to_html(report) -> str:
             "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
             f"<title>convlint report: {_e(verdict)}</title><style>{CSS}</style></head><body>"
             f"<header><h1>convlint report {_badge(verdict)}</h1>"
-            f"<div class=\"sub\">convlint {_e(__version__)} &middot; {sub}</div></header>"
+            f"<div class=\"sub\">convlint {_e(__version__)} &middot; {sub}"
+            + (f" &middot; {_e(when)}" if when else "") + "</div>"
+            + (f"<div class=\"sub mono cmd\">{_e(command)}</div>" if command else "") + "</header>"
             f"<main>{''.join(body) or '<p class=note>Nothing was checked.</p>'}</main>"
             f"<script>{SCRIPT}</script></body></html>\n")
 
@@ -247,9 +259,17 @@ def _alignment(loc: dict, groups: list, first: int | None, threshold: float | No
 def _findings(findings: list, before: dict) -> str:
     if not findings:
         return "<p class=note>No findings.</p>"
-    out = ["<h3>Findings</h3><table><tr><th>severity</th><th>rule</th><th>stage</th><th>layer / line</th>"
-           "<th>message and repair</th></tr>"]
+    # errors first; info findings collapsed under their own summary
+    findings = sorted(findings, key=lambda f: SEVERITY_ORDER.get(f["severity"], 3))
+    head = ("<table><tr><th>severity</th><th>rule</th><th>stage</th><th>layer / line</th>"
+            "<th>message and repair</th></tr>")
+    out = ["<h3>Findings</h3>" + head]
+    infos = 0
     for f in findings:
+        if f["severity"] == "info" and not infos:
+            infos = sum(1 for g in findings if g["severity"] == "info")
+            out.append(f"</table><details class=infos><summary>{infos} info finding"
+                       f"{'s' if infos > 1 else ''}</summary>{head}")
         code = f["rule"]
         name = R.RULES[code].name if code in R.RULES else ""
         href = R.RULES[code].docs if code in R.RULES else None
@@ -260,18 +280,18 @@ def _findings(findings: list, before: dict) -> str:
             where = (where + " " if where else "") + f"{loc['file']}:{loc['line']}"
         msg = f"{_e(f['message'])}{_repair(f.get('repair'), before)}"
         out.append(f"<tr><td class=\"s-{_e(f['severity'])}\">{_e(f['severity'])}</td><td>{rule}<br>"
-                   f"<span class=note>{_e(name)}</span></td><td>{_e(f['stage'])}</td><td class=\"mono where\">{_e(where)}</td>"
-                   f"<td>{msg}</td></tr>")
-    out.append("</table>")
+                   f"<span class=note>{_e(name)}</span></td><td>{_e(f['stage'])}</td>"
+                   f"<td class=\"mono where\">{_e(where)}</td><td>{msg}</td></tr>")
+    out.append("</table></details>" if infos else "</table>")
     return "".join(out)
 
 
 def _repair(rep: dict | None, before: dict) -> str:
     if not rep:
         return ""
-    state = "verified" if rep.get("verified") else "not verified"
+    state = _e(repair_state(rep))
     s = (f"<div class=\"repair{'' if rep.get('verified') else ' unverified'}\">repair ({_e(rep['kind'])}, {state}): "
-         f"{_e(rep['description'])}" + (f" &rarr; <span class=mono>{_e(rep['output'])}</span>" if rep.get("output") else ""))
+         f"{_e(rep['description'])}" + (f" &rarr; {_link(rep['output'])}" if rep.get("output") else ""))
     after = rep.get("metrics_after") or {}
     if after:
         s += ("<table><tr><th></th><th class=num>max_abs</th><th class=num>top-1 agreement</th><th>verdict</th></tr>"
@@ -295,10 +315,20 @@ def _script(r: dict) -> str:
 
 
 # --- helpers ----------------------------------------------------------------------------------
+def _link(path: str) -> str:
+    """A written file as a link, relative to the document's folder when that is known."""
+    href = path
+    if _BASE:
+        href = os.path.relpath(os.path.abspath(path), _BASE)
+    return f"<a class=mono href=\"{_e(quote(href.replace(os.sep, '/')))}\">{_e(path)}</a>"
+
+
 def _metrics(m: dict) -> str:
     labels = (("max_abs", "max |difference|"), ("mean_abs", "mean |difference|"), ("cosine_min", "min cosine"),
               ("top1_agreement", "top-1 agreement"))
-    cells = [f"<div class=metric><b>{_num(m.get(k))}</b><span>{_e(label)}</span></div>"
+    # the minimum cosine to 6 decimals, as the text output prints it (0.999995 is not 1)
+    cells = [f"<div class=metric><b>{_num(m.get(k)) if k != 'cosine_min' or m.get(k) is None else f'{m[k]:.6f}'}"
+             f"</b><span>{_e(label)}</span></div>"
              for k, label in labels if k in m]
     return f"<div class=metrics>{''.join(cells)}</div>" if cells else ""
 

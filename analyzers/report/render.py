@@ -30,6 +30,9 @@ def to_text(report, *, verbose: bool = False, color: bool = False) -> str:
         doc = report.to_dict()
         d = doc["summary"]
         parts += _check_sections(doc, verbose=verbose)
+        if not d["reports"] and not doc.get("skipped"):  # a silent pass would look like a clean one
+            parts.append("nothing to check: no conversion script, model pair or training script was found "
+                         "(scripts that call a converter, [tool.convlint] pairs; see README, convlint check)")
         parts.append(f"{d['reports']} report{'s' if d['reports'] != 1 else ''}: {d['error']} errors, "
                      f"{d['warning']} warnings, {d['info']} infos")
         return "\n\n".join(parts)
@@ -85,6 +88,20 @@ def position(loc: dict, default: str) -> str:
     return f"{where}:{loc['line']}:{col}"
 
 
+VERIFY_HINT = "rerun with --repair to write and verify it"
+TRACE_VERIFY_HINT = "convlint diff SOURCE TARGET --repair writes and verifies it"
+
+
+def repair_state(rep: dict, hint: str = VERIFY_HINT) -> str:
+    """A repair's state in words: verified, or how it can be (a model repair planned without
+    ``--repair`` was neither written nor checked)."""
+    if rep.get("verified"):
+        return "verified"
+    if rep.get("output") or rep.get("kind") in ("rewrite-call", "change-hyperparameter", "none"):
+        return "not verified"
+    return f"not verified: {hint}"
+
+
 def _script_text(report, *, verbose: bool, color: bool) -> str:
     """ruff-like lines: path:line:col: CODE message, then the fix and, for traces, each
     captured conversion's own report."""
@@ -103,7 +120,7 @@ def _script_text(report, *, verbose: bool, color: bool) -> str:
         where = position(f.get("location") or {}, d["script"])
         col = {"error": "31", "warning": "33", "info": "36"}[f["severity"]]
         layer = f" [{f['layer']}]" if d["kind"] == "training" and f.get("layer") else ""
-        lines.append(f"{where}: {c(col, f['rule'])}{layer} {f['message']}")
+        lines.append(f"{where}: {c(col, f['rule'])} [{f['severity']}]{layer} {f['message']}")
         rep = f.get("repair")
         if rep:
             state = (" (verified by tracing the rewritten script)" if rep.get("verified") else "")
@@ -112,18 +129,20 @@ def _script_text(report, *, verbose: bool, color: bool) -> str:
             lines.append(f"    or: {alt['description']}")
     for conv in d.get("conversions", []):
         site = conv.get("call_site") or {}
+        # the line of the converter call (from_keras_model, not the later convert()) when known
         at = (f"cell {site['cell'] + 1}:{site.get('cell_line')}" if "cell" in site
-              else f"line {site.get('line')}")
+              else f"line {conv.get('call_line') or site.get('line')}")
         lines.append(f"  conversion at {at} ({conv.get('call')}, {conv.get('converter_version')}):")
         lines.extend("    " + ln for ln in _conversion_text(
-            conv, verbose=verbose, color=color).splitlines())
+            conv, verbose=verbose, color=color, hint=TRACE_VERIFY_HINT).splitlines())
     hidden = len(d["findings"]) - len(shown)
     if hidden:
         lines.append(f"  ({hidden} info finding{'s' if hidden > 1 else ''} hidden; --verbose shows them)")
     return "\n".join(lines)
 
 
-def _conversion_text(report: ConversionReport | dict, *, verbose: bool = False, color: bool = False) -> str:
+def _conversion_text(report: ConversionReport | dict, *, verbose: bool = False, color: bool = False,
+                     hint: str = VERIFY_HINT) -> str:
     """A short summary: the verdict, the metrics, then one line per finding. Takes a report or
     its dict (a trace's conversions are already dicts)."""
     c = _paint(color)
@@ -155,7 +174,7 @@ def _conversion_text(report: ConversionReport | dict, *, verbose: bool = False, 
         lines.append(f"  {c(col, MARK[sev])} {f['rule']} {f['stage']}{where}: {f['message']}")
         rep = f.get("repair")
         if rep:
-            state = "verified" if rep.get("verified") else "not verified"
+            state = repair_state(rep, hint)
             lines.append(f"      repair ({rep['kind']}, {state}): {rep['description']}"
                          + (f" -> {rep['output']}" if rep.get("output") else ""))
     if hidden:

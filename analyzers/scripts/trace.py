@@ -51,6 +51,7 @@ class TraceOptions:
     verify_fixes: bool = True
     write_fixed: str | None = None  # write the verified rewritten script here
     memory_mb: int | None = None  # the script's address-space limit (None: the machine's memory; 0: none)
+    keep_outputs: bool = False  # let the script write its outputs where it says (default: the cache)
 
 
 @dataclass
@@ -125,23 +126,29 @@ def _trace(script: str, text: str, nb: notebook.Notebook | None, opts: TraceOpti
         return replace(static, kind="trace")
     tmp = _capture_dir(script, text, opts)
     progress(f"trace: running {script} (timeout {opts.timeout:g} s)")
-    run = run_script(script, opts, os.path.join(tmp, "run"), code=text if nb is not None else None)
+    # the script's own writes (the converted models) go to the cache unless the user keeps them
+    run = run_script(script, opts, os.path.join(tmp, "run"), code=text if nb is not None else None,
+                     redirect=None if opts.keep_outputs else os.path.join(tmp, "outputs"))
     findings = list(static.findings) + _run_findings(script, run, opts)
     checked = []  # (record, its conversion report, or None when it could not be checked)
     for rec in run.records:
         progress(f"trace: checking conversion {rec['index'] + 1}/{len(run.records)} "
                  f"({rec['call']} at line {(rec.get('call_site') or {}).get('line')})")
         rep = _conversion_report(script, rec, opts, progress)
+        conv = _static_conversion(static, rec)
+        if rep is not None and conv is not None:  # the line of the call that makes the converter
+            rep = replace(rep, extra=dict(rep.extra, call_line=conv["line"]))
         checked.append((rec, rep))
         if rep is None:
             findings.append(_record_finding(script, rec))
-    reports = [rep for _, rep in checked if rep is not None]
-    if opts.verify_fixes:
+    if opts.verify_fixes:  # may also update the checked reports (their repair is the rewrite)
         findings = _verify_rewrites(script, text, nb, static, checked, findings, opts, tmp,
                                     progress)
+    reports = [rep for _, rep in checked if rep is not None]
     crashed = run.status is None or run.error is not None
     errors = any(f.severity == "error" for f in findings) or any(r.exit_code == 1 for r in reports)
-    verdict = "crash" if crashed else "faulty" if errors else "clean"
+    # a script that converts nothing was not checked: say so in the verdict (CL462, a warning)
+    verdict = "crash" if crashed else "faulty" if errors else "issues" if not run.records else "clean"
     extra = {"run": {"status": run.status, "seconds": round(run.seconds, 2),
                      "conversions": [_rec_summary(r) for r in run.records]}}
     return ScriptReport(script, verdict, tuple(findings), "trace", tuple(reports), extra)
@@ -184,7 +191,7 @@ def _run_findings(script: str, run: Run, opts: TraceOptions) -> list:
                            f"the script exited with status {run.status}: {run.stderr.strip()[-300:]}",
                            location=Location(file=script, line=1, column=0)))
     if not run.records:
-        out.append(Finding(R.TRACE_NO_CONVERSION.code, "info", "conversion-tool",
+        out.append(Finding(R.TRACE_NO_CONVERSION.code, R.TRACE_NO_CONVERSION.severity, "conversion-tool",
                            "the script made no converter call convlint captures (TFLiteConverter, "
                            "tf2onnx, torch.onnx.export, keras Model.export, onnx2torch, onnx2tf, "
                            "litert_torch)",
@@ -265,4 +272,18 @@ def _verify_rewrites(script, text, nb, static, checked, findings, opts, tmp, pro
             written = opts.write_fixed
         out = [f.with_(repair=replace(f.repair, verified=ok, metrics_after=after, output=written))
                if f in fixable else f for f in out]
+        if rep is not None:  # the conversion's findings share the rewrite's state: one fix, one state
+            idx = next(i for i, (r, _) in enumerate(checked) if r is rec)
+            checked[idx] = (rec, _under_rewrite(rep, fixable[0], ok, after))
     return out
+
+
+def _under_rewrite(rep: ConversionReport, fix_of: Finding, ok: bool, after: dict | None) -> ConversionReport:
+    """The conversion's findings under a rewrite of its call: their repair is that rewrite."""
+    from convlint.analyzers.report.findings import Repair
+
+    fix = Repair("rewrite-call", f"the fix of line {fix_of.location.line} above "
+                 f"({fix_of.repair.description if fix_of.repair else fix_of.rule})",
+                 verified=ok, metrics_after=after)
+    fs = tuple(f.with_(repair=fix) if f.severity == "error" else f for f in rep.findings)
+    return replace(rep, findings=fs)
