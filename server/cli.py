@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import os
 import sys
-import time
 
 from convlint import __version__
 
@@ -222,9 +221,8 @@ def _serve_arguments(s: argparse.ArgumentParser) -> argparse.ArgumentParser:
     s.add_argument("--tcp", type=_address, metavar="[HOST:]PORT",
                    help="listen on a TCP port instead, for debugging")
     s.add_argument("--prepare", action="store_true",
-                   help="do not serve: run one editor-like session of the server in a scratch folder so that its "
-                   "start-up cache is filled, then exit (make install and the VS Code extension run it after "
-                   "installing; see docs/server.md)")
+                   help="do not serve: exit at once (kept for installers that still run it; the server keeps no "
+                   "start-up cache any more, see docs/server.md)")
     return s
 
 
@@ -237,40 +235,16 @@ def serve_main(argv: list) -> int:
     if args.prepare:
         if args.tcp:
             raise ConvlintError("--prepare does not serve; drop --tcp")
-        return _prepare()
+        return 0  # nothing to prepare: the start-up cache it filled is gone (docs/server.md, Start-up)
     import gc
 
     # no cyclic collection while the server starts: importing lsprotocol makes ~100,000 objects that
     # live as long as the server, and the collections their allocation triggers walk them all again
     # and again (~15% of a start) for next to no garbage; serve() freezes them and turns it back on
     gc.disable()
-    from convlint.server.lsp import codecache
-
-    if codecache.enabled():
-        from convlint.analyzers.cache import cache_dir
-
-        codecache.install(cache_dir())  # before lsprotocol is imported: see codecache
     from convlint.server.lsp.server import serve
 
     return serve(args.tcp)
-
-
-def _prepare() -> int:
-    from convlint.analyzers.cache import cache_dir
-    from convlint.server.lsp import codecache
-
-    if not codecache.enabled():
-        print("convlint: the start-up cache is off (CONVLINT_BYTECODE_CACHE=0); nothing to prepare", file=sys.stderr)
-        return 0
-    from convlint.server.lsp.prepare import prepare
-
-    t0 = time.monotonic()
-    info = prepare(cache_dir())
-    print(f"convlint: language server start-up cache ready: {info['path']} ({info['entries']} compiled pieces, "
-          f"{info['bytes'] / 1e6:.1f} MB; {time.monotonic() - t0:.1f} s)", file=sys.stderr)
-    return 0
-
-
 
 
 def _diff_options(d) -> None:
