@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="repair what localization found into a new file and verify it by checking again")
     d.add_argument("--output", metavar="PATH",
                    help="where --repair writes the repaired model (default: <target stem>.repaired.<ext>)")
+    d.add_argument("--save-capture", metavar="PATH",
+                   help="write the check's runs and the per-layer capture here (npz + JSON, no pickle), "
+                   "for localization without the models (docs/architecture.md, runs.py)")
     d.add_argument("--unsafe-load", action="store_true",
                    help="allow Keras models that carry Python code (Lambda layers); only for trusted files")
     d.add_argument("--verbose", "-v", action="store_true", help="show info findings, TVM routes and progress")
@@ -280,7 +283,7 @@ def _diff_request(args, source: str = "", target: str = ""):
                        input_shapes=parse_shape_arg(args.input_shape) if args.input_shape else {},
                        use_tvm=not args.no_tvm, localize=not args.no_localize,
                        repair=getattr(args, "repair", False), output=getattr(args, "output", None),
-                       unsafe_load=args.unsafe_load)
+                       unsafe_load=args.unsafe_load, save_capture=getattr(args, "save_capture", None))
 
 
 def cmd_check(args) -> tuple:
@@ -334,9 +337,14 @@ def cmd_train_check(args) -> tuple:
 
 def cmd_diff(args) -> tuple:
     from convlint.analyzers import app
+    from convlint.analyzers.errors import ConvlintError
     from convlint.analyzers.subproc import limit_memory
 
     req = _diff_request(args, args.source, args.target)
+    if req.save_capture and any(os.path.exists(req.save_capture) and os.path.samefile(req.save_capture, m)
+                                for m in (req.source, req.target)):
+        raise ConvlintError("--save-capture names one of the models; give a new file",
+                            hint="e.g. --save-capture capture.npz")
     limit_memory()  # the models run in this process: one that allocates without bound fails here
     return app.diff(req, progress=args.progress), {"source": args.source, "target": args.target}
 

@@ -38,6 +38,7 @@ from convlint.analyzers.differential.inputs import (
     plan_inputs,
     random_inputs,
 )
+from convlint.analyzers.differential.runs import RunResults
 from convlint.analyzers.errors import ConvlintError, StepFailed
 from convlint.analyzers.report.findings import ConversionReport, Finding, Location, ModelRef
 
@@ -116,11 +117,13 @@ def _memory_note(message: str) -> str:
             "CONVLINT_MEMORY_LIMIT_MB raises it, 0 lifts it)")
 
 
-def check_pair(source, target, opts: DiffOptions, progress: Callable | None = None) -> ConversionReport:
+def check_pair(source, target, opts: DiffOptions, progress: Callable | None = None,
+               record: RunResults | None = None) -> ConversionReport:
     """Run the differential check of ``target`` (converted) against ``source`` (original).
 
     ``source`` and ``target`` are Runners. Raises ConvlintError for unusable inputs; model
-    crashes come back as a report with verdict ``crash``.
+    crashes come back as a report with verdict ``crash``. ``record``, when given, receives the
+    inputs and every run by name (``runs.RUN_NAMES``).
     """
     progress = progress or (lambda msg: None)
     t_start = time.perf_counter()
@@ -205,6 +208,8 @@ def check_pair(source, target, opts: DiffOptions, progress: Callable | None = No
                 raise
             return crash(role, e)
     S, T = runs["source"], runs["target"]
+    if record is not None:
+        _record(record, samples, tsamples, S, T)
     S.tvm_shared = tuple(sorted(routes.shared(S.tvm_route, producer)))
     tol = Tolerance(opts.atol, opts.rtol)
     fault_tol = Tolerance(opts.atol * RUNTIME_FAULT_FACTOR, opts.rtol * RUNTIME_FAULT_FACTOR)
@@ -303,6 +308,15 @@ def check_pair(source, target, opts: DiffOptions, progress: Callable | None = No
             findings.append(_finding(R.OUTPUTS_DIVERGE, msg, evidence=ev))
     return _report(src_ref, tgt_ref, samples, origin, verdict, main.metrics(), findings, S, T,
                    eff, tol, noise, self_cmp, tvm_cmp, t_start)
+
+
+def _record(record: RunResults, samples: list, tsamples: list, S: ModelRuns, T: ModelRuns) -> None:
+    record.inputs = {"source": samples, "target": tsamples}
+    for r in (S, T):
+        for kind in ("native", "tvm"):
+            if getattr(r, kind) is not None:
+                record.add(f"{r.role}/{kind}", getattr(r, kind), r.output_names)
+        record.meta[f"{r.role}/tvm_route"] = r.tvm_route
 
 
 def target_producer(target) -> str | None:
