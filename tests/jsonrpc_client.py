@@ -29,7 +29,9 @@ class Client:
         if n is None:
             raise EOFError("the server closed its output")
         msg = json.loads(self.p.stdout.read(n))
-        if "method" in msg and "id" in msg:  # client/registerCapability, window/workDoneProgress/create, ...
+        if (
+            "method" in msg and "id" in msg
+        ):  # client/registerCapability, window/workDoneProgress/create, ...
             self.send({"id": msg["id"], "result": None})
         return msg
 
@@ -39,17 +41,22 @@ class Client:
         while "method" in (msg := self.recv()) or msg.get("id") != self.next_id:
             pass
         if "error" in msg:
-            raise RuntimeError(f"the server answered {method} with an error: {msg['error'].get('message')}")
+            raise RuntimeError(
+                f"the server answered {method} with an error: {msg['error'].get('message')}"
+            )
         return msg.get("result")
 
     def published(self, uri: str) -> list:
         while True:
             msg = self.recv()
-            if msg.get("method") == "textDocument/publishDiagnostics" and msg["params"]["uri"] == uri:
+            if (
+                msg.get("method") == "textDocument/publishDiagnostics"
+                and msg["params"]["uri"] == uri
+            ):
                 return msg["params"]["diagnostics"]
 
 
-SCRIPT = '''import keras
+SCRIPT = """import keras
 import tensorflow as tf
 
 model = keras.models.load_model("model.keras")
@@ -57,7 +64,7 @@ converter = tf.lite.TFLiteConverter.from_keras_model(model)
 converter.optimizations = [tf.lite.Optimize.DEFAULT]
 with open("model.tflite", "wb") as f:
     f.write(converter.convert())
-'''
+"""
 
 
 def one_session(python: str, ws, env: dict | None = None, timeout: float = 120.0) -> list:
@@ -69,18 +76,32 @@ def one_session(python: str, ws, env: dict | None = None, timeout: float = 120.0
 
     ws = Path(ws)
     (ws / "convert.py").write_text(SCRIPT)
-    p = subprocess.Popen([python, "-m", "convlint.server"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         cwd=ws, env=env)
+    p = subprocess.Popen(
+        [python, "-m", "convlint.server"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=ws,
+        env=env,
+    )
     timer = threading.Timer(timeout, p.kill)
     timer.start()
     try:
         c = Client(p)
-        c.request("initialize", {"processId": None, "rootUri": ws.as_uri(), "capabilities": {},
-                                 "initializationOptions": {"heavyChecks": False}})
+        c.request(
+            "initialize",
+            {
+                "processId": None,
+                "rootUri": ws.as_uri(),
+                "capabilities": {},
+                "initializationOptions": {"heavyChecks": False},
+            },
+        )
         c.notify("initialized", {})
         uri = (ws / "convert.py").as_uri()
-        c.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "python", "version": 1,
-                                                           "text": SCRIPT}})
+        c.notify(
+            "textDocument/didOpen",
+            {"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": SCRIPT}},
+        )
         codes = [d.get("code") for d in c.published(uri)]
         c.request("shutdown", None)
         c.notify("exit", None)

@@ -44,8 +44,15 @@ def test_a_foreign_or_pickled_file_is_refused_clearly(tmp_path):
 
 def _saved(tmp_path, target):
     cap = tmp_path / "capture.npz"
-    report = app.diff(app.DiffRequest(str(MODELS / "resnet.keras"), str(MODELS / target), num_inputs=4,
-                                      use_tvm=False, save_capture=str(cap)))
+    report = app.diff(
+        app.DiffRequest(
+            str(MODELS / "resnet.keras"),
+            str(MODELS / target),
+            num_inputs=4,
+            use_tvm=False,
+            save_capture=str(cap),
+        )
+    )
     return report, cap
 
 
@@ -71,8 +78,16 @@ def test_a_clean_pairs_saved_capture_localizes_nothing(tmp_path):
 
 
 def test_save_capture_never_writes_over_a_model():
-    p = run_cli("diff", str(MODELS / "resnet.keras"), str(MODELS / "resnet.tf2onnx.onnx"), "--no-tvm",
-                "--save-capture", str(MODELS / "resnet.tf2onnx.onnx"), "--format", "json")
+    p = run_cli(
+        "diff",
+        str(MODELS / "resnet.keras"),
+        str(MODELS / "resnet.tf2onnx.onnx"),
+        "--no-tvm",
+        "--save-capture",
+        str(MODELS / "resnet.tf2onnx.onnx"),
+        "--format",
+        "json",
+    )
     assert p.returncode == 2
     rep = json.loads(p.stdout)
     assert rep["verdict"] == "error" and "--save-capture" in rep["findings"][0]["message"]

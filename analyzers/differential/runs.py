@@ -39,9 +39,12 @@ class RunResults:
         """Record run ``name``; per-sample output lists are named by ``names`` (or their position)."""
         if name not in RUN_NAMES:
             raise ValueError(f"unknown run {name!r}; runs are {', '.join(RUN_NAMES)}")
-        self.runs[name] = [s if isinstance(s, dict) else
-                           {(names[i] if names and i < len(names) else str(i)): a for i, a in enumerate(s)}
-                           for s in samples]
+        self.runs[name] = [
+            s
+            if isinstance(s, dict)
+            else {(names[i] if names and i < len(names) else str(i)): a for i, a in enumerate(s)}
+            for s in samples
+        ]
 
     def outputs(self, name: str) -> list | None:
         """Run ``name`` as per-sample output lists (the order they were recorded in), or None."""
@@ -49,7 +52,9 @@ class RunResults:
         return None if r is None else [list(s.values()) for s in r]
 
     def save(self, path) -> None:
-        save_struct(path, {"kind": "runs", "runs": self.runs, "inputs": self.inputs, "meta": self.meta})
+        save_struct(
+            path, {"kind": "runs", "runs": self.runs, "inputs": self.inputs, "meta": self.meta}
+        )
 
     @classmethod
     def load(cls, path) -> RunResults:
@@ -62,19 +67,30 @@ class RunResults:
 def save_capture(path, capture, runs: RunResults | None = None) -> None:
     """Write a localization capture (``localize.stages.Capture``) and the check's runs to ``path``."""
     cap = {f.name: getattr(capture, f.name) for f in fields(capture)}
-    save_struct(path, {"kind": "capture", "capture": cap,
-                       "runs": None if runs is None else {"runs": runs.runs, "inputs": runs.inputs,
-                                                          "meta": runs.meta}})
+    save_struct(
+        path,
+        {
+            "kind": "capture",
+            "capture": cap,
+            "runs": None
+            if runs is None
+            else {"runs": runs.runs, "inputs": runs.inputs, "meta": runs.meta},
+        },
+    )
 
 
 def load_capture(path, capture_cls) -> tuple:
     """``(capture, runs)`` read back from ``save_capture``'s file; ``capture_cls`` builds the capture."""
     d = load_struct(path)
     if d.get("kind") != "capture":
-        raise ConvlintError(f"{path} holds no localization capture (it holds {d.get('kind')!r})",
-                            hint="write one with convlint diff --save-capture PATH")
+        raise ConvlintError(
+            f"{path} holds no localization capture (it holds {d.get('kind')!r})",
+            hint="write one with convlint diff --save-capture PATH",
+        )
     r = d["runs"]
-    return capture_cls(**d["capture"]), (None if r is None else RunResults(r["runs"], r["inputs"], r["meta"]))
+    return capture_cls(**d["capture"]), (
+        None if r is None else RunResults(r["runs"], r["inputs"], r["meta"])
+    )
 
 
 def save_struct(path, obj) -> None:
@@ -97,7 +113,9 @@ def load_struct(path):
         raise ConvlintError(f"{path} is an npz archive but not one convlint wrote (no __meta__)")
     meta = json.loads(arrays.pop("__meta__").tobytes().decode())
     if meta.get("format") != FORMAT:
-        raise ConvlintError(f"{path} was written in format {meta.get('format')!r}; this convlint reads {FORMAT}")
+        raise ConvlintError(
+            f"{path} was written in format {meta.get('format')!r}; this convlint reads {FORMAT}"
+        )
     return _decode(meta["value"], arrays)
 
 

@@ -10,8 +10,12 @@ server = LanguageServer("minimal", "0")
 
 @server.feature(T.TEXT_DOCUMENT_DID_OPEN)
 def did_open(ls: LanguageServer, params: T.DidOpenTextDocumentParams) -> None:
-    diag = T.Diagnostic(range=T.Range(T.Position(0, 0), T.Position(0, 1)), message="first line", source="minimal")
-    ls.text_document_publish_diagnostics(T.PublishDiagnosticsParams(uri=params.text_document.uri, diagnostics=[diag]))
+    diag = T.Diagnostic(
+        range=T.Range(T.Position(0, 0), T.Position(0, 1)), message="first line", source="minimal"
+    )
+    ls.text_document_publish_diagnostics(
+        T.PublishDiagnosticsParams(uri=params.text_document.uri, diagnostics=[diag])
+    )
 
 
 if __name__ == "__main__":
