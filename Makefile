@@ -24,8 +24,6 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet --timeout 5 --retries 0 --index-url $(TORCH_CPU_INDEX) 'torch==$(TORCH)' 2>/dev/null \
 	  || $(BIN)/pip install --quiet 'torch==$(TORCH)'
 	$(BIN)/pip install --quiet -e '.[all,dev,executorch]'
-	@# the language server's start-up cache (docs/server.md, Start-up); without it only the first start is slower
-	-$(BIN)/convlint serve --prepare
 	@touch $(STAMP)
 
 # a faulty pair exits 1 by design (a fault was found): say so instead of make's "Error 1 (ignored)"

@@ -12,9 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from convlint.analyzers import crash, oracle
+from convlint.analyzers import defaults as D
 from convlint.analyzers import rules as R
 from convlint.analyzers.differential.check import DiffOptions, check_pair
 from convlint.analyzers.differential.inputs import plan_inputs, random_inputs
+from convlint.analyzers.differential.runs import RunResults
 from convlint.analyzers.errors import StepFailed
 from convlint.analyzers.localize import quantization as Q
 from convlint.analyzers.localize import stages
@@ -31,6 +33,7 @@ class PipelineOptions:
     output: str | None = None
     unsafe_load: bool = False
     calibration: str | None = None  # calibration data for re-quantizing a full-integer target
+    save_capture: str | None = None  # write the check's runs and the capture here (runs.save_capture)
 
 
 def capture(source, target, opts: DiffOptions, n: int = LOCALIZE_SAMPLES) -> stages.Capture:
@@ -71,10 +74,13 @@ def check(source, target, popts: PipelineOptions, progress: Callable | None = No
         plan = plan_inputs(source.input_specs(), target.input_specs(), popts.diff.input_shapes)
         ranges, narrow = Q.calibrated_ranges(plan.pairs, qparams)
         popts = replace(popts, diff=replace(popts.diff, input_ranges=ranges))
-    report = check_pair(source, target, popts.diff, progress)
+    runs = RunResults(meta={"layer_rtol": max(popts.diff.rtol, 1e-6)}) if popts.save_capture else None
+    report = check_pair(source, target, popts.diff, progress, record=runs)
+    if runs is not None and report.verdict != "crash" and not (popts.localize and _needs_localization(report)):
+        _save_capture(popts, capture(source, target, popts.diff), runs, progress)  # a clean pair's too
     if (qparams and popts.localize and report.verdict == "divergent"
             and any(f.rule == R.OUTPUTS_DIVERGE.code for f in report.findings)):
-        return _check_quantized(source, target, report, qparams, narrow, popts, progress)
+        return _check_quantized(source, target, report, qparams, narrow, popts, progress, runs)
     if popts.localize and any(f.rule == R.RUNTIME_KERNEL_REFUSED.code for f in report.findings):
         findings = crash.name_runtime_faults(source, target, list(report.findings), popts,
                                              progress)
@@ -90,6 +96,8 @@ def check(source, target, popts: PipelineOptions, progress: Callable | None = No
     # the per-layer threshold follows the user's rtol (1e-6 at the tightest: float noise)
     layer_rtol = max(popts.diff.rtol, 1e-6)
     cap = capture(source, target, popts.diff)
+    if runs is not None:
+        _save_capture(popts, cap, runs, progress)
     loc = stages.run(cap, layer_rtol=layer_rtol)
     progress("localizing: replaying the first divergent layer alone")
     try:
@@ -118,6 +126,24 @@ def check(source, target, popts: PipelineOptions, progress: Callable | None = No
     return replace(report, findings=tuple(findings), extra=extra)
 
 
+def _save_capture(popts: PipelineOptions, cap: stages.Capture, runs: RunResults, progress) -> None:
+    from convlint.analyzers.differential.runs import save_capture
+
+    progress(f"saving the check's runs and the localization capture to {popts.save_capture}")
+    save_capture(popts.save_capture, cap, runs)
+
+
+def localize_saved(path: str, layer_rtol: float | None = None) -> stages.Localization:
+    """Localization replayed from ``save_capture``'s file, without the models: the stages over
+    the saved capture (the layer replay and repairs need the models and are not run)."""
+    from convlint.analyzers.differential.runs import load_capture
+
+    cap, runs = load_capture(path, stages.Capture)
+    if layer_rtol is None:
+        layer_rtol = (runs.meta.get("layer_rtol") if runs else None) or max(D.RTOL, 1e-6)
+    return stages.run(cap, layer_rtol=layer_rtol)
+
+
 def _activation_quantization(target) -> dict:
     """The target's integer activations (a full-integer model), or {} (float, weight-only)."""
     try:
@@ -127,7 +153,8 @@ def _activation_quantization(target) -> dict:
 
 
 def _check_quantized(source, target, report: ConversionReport, qparams: dict, narrow: dict,
-                     popts: PipelineOptions, progress: Callable) -> ConversionReport:
+                     popts: PipelineOptions, progress: Callable,
+                     runs: RunResults | None = None) -> ConversionReport:
     """A full-integer target always differs from its float source: judge each aligned layer by
     its own quantization step (localize/quantization.py). Within int8 noise the pair is
     equivalent, with the budget in an info finding; otherwise the layers at fault are named.
@@ -135,6 +162,8 @@ def _check_quantized(source, target, report: ConversionReport, qparams: dict, na
     and the float first-divergent layer (CL110) gives way to the layers beyond their step."""
     progress("int8 target: measuring each layer's error against its quantization step")
     cap = capture(source, target, popts.diff)
+    if runs is not None:
+        _save_capture(popts, cap, runs, progress)
     loc = stages.run(cap, layer_rtol=max(popts.diff.rtol, 1e-6))
     table = Q.layer_table(cap.source_layers, cap.source_runs, cap.target_runs, cap.source_inputs,
                           loc.alignment.activations, qparams, cap.layouts[0])

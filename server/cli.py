@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--calibration", metavar="PATH",
                    help="calibration data (.npy, .npz or a folder of images, preprocessed like "
                    "--inputs) with which --repair re-quantizes a full-integer target (CL205)")
+    d.add_argument("--save-capture", metavar="PATH",
+                   help="write the check's runs and the per-layer capture here (npz + JSON, no pickle), "
+                   "for localization without the models (docs/architecture.md, runs.py)")
     d.add_argument("--unsafe-load", action="store_true",
                    help="allow Keras models that carry Python code (Lambda layers); only for trusted files")
     d.add_argument("--verbose", "-v", action="store_true", help="show info findings, TVM routes and progress")
@@ -241,9 +244,8 @@ def _serve_arguments(s: argparse.ArgumentParser) -> argparse.ArgumentParser:
     s.add_argument("--tcp", type=_address, metavar="[HOST:]PORT",
                    help="listen on a TCP port instead, for debugging")
     s.add_argument("--prepare", action="store_true",
-                   help="do not serve: run one editor-like session of the server in a scratch folder so that its "
-                   "start-up cache is filled, then exit (make install and the VS Code extension run it after "
-                   "installing; see docs/server.md)")
+                   help="do not serve: exit at once (kept for installers that still run it; the server keeps no "
+                   "start-up cache any more, see docs/server.md)")
     return s
 
 
@@ -256,40 +258,16 @@ def serve_main(argv: list) -> int:
     if args.prepare:
         if args.tcp:
             raise ConvlintError("--prepare does not serve; drop --tcp")
-        return _prepare()
+        return 0  # nothing to prepare: the start-up cache it filled is gone (docs/server.md, Start-up)
     import gc
 
     # no cyclic collection while the server starts: importing lsprotocol makes ~100,000 objects that
     # live as long as the server, and the collections their allocation triggers walk them all again
     # and again (~15% of a start) for next to no garbage; serve() freezes them and turns it back on
     gc.disable()
-    from convlint.server.lsp import codecache
-
-    if codecache.enabled():
-        from convlint.analyzers.cache import cache_dir
-
-        codecache.install(cache_dir())  # before lsprotocol is imported: see codecache
     from convlint.server.lsp.server import serve
 
     return serve(args.tcp)
-
-
-def _prepare() -> int:
-    from convlint.analyzers.cache import cache_dir
-    from convlint.server.lsp import codecache
-
-    if not codecache.enabled():
-        print("convlint: the start-up cache is off (CONVLINT_BYTECODE_CACHE=0); nothing to prepare", file=sys.stderr)
-        return 0
-    from convlint.server.lsp.prepare import prepare
-
-    t0 = time.monotonic()
-    info = prepare(cache_dir())
-    print(f"convlint: language server start-up cache ready: {info['path']} ({info['entries']} compiled pieces, "
-          f"{info['bytes'] / 1e6:.1f} MB; {time.monotonic() - t0:.1f} s)", file=sys.stderr)
-    return 0
-
-
 
 
 def _diff_options(d) -> None:
@@ -326,7 +304,8 @@ def _diff_request(args, source: str = "", target: str = ""):
                        use_tvm=not args.no_tvm, localize=not args.no_localize,
                        repair=getattr(args, "repair", False), output=getattr(args, "output", None),
                        unsafe_load=args.unsafe_load,
-                       calibration=getattr(args, "calibration", None))
+                       calibration=getattr(args, "calibration", None),
+                       save_capture=getattr(args, "save_capture", None))
 
 
 def cmd_check(args) -> tuple:
@@ -374,9 +353,14 @@ def cmd_train_check(args) -> tuple:
 
 def cmd_diff(args) -> tuple:
     from convlint.analyzers import app
+    from convlint.analyzers.errors import ConvlintError
     from convlint.analyzers.subproc import limit_memory
 
     req = _diff_request(args, args.source, args.target)
+    if req.save_capture and any(os.path.exists(req.save_capture) and os.path.samefile(req.save_capture, m)
+                                for m in (req.source, req.target)):
+        raise ConvlintError("--save-capture names one of the models; give a new file",
+                            hint="e.g. --save-capture capture.npz")
     limit_memory()  # the models run in this process: one that allocates without bound fails here
     return app.diff(req, progress=args.progress), {"source": args.source, "target": args.target}
 

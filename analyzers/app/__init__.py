@@ -6,6 +6,7 @@
   repair); a pair that cannot be analysed raises ConvlintError.
 - ``check_pair``: the same, but an unanalysable pair becomes an ``error`` report with the one
   finding that says why (what batch callers need to go on with the other pairs).
+- ``localize_saved``: the localization stages over a capture ``diff`` saved, without the models.
 - ``trace``: run a conversion script with its converters instrumented and check each conversion.
 - ``train``: run a training script with probes and check its training.
 - ``check``: lint a project (scripts, model pairs, training scripts) under its configuration.
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from convlint.analyzers.report.findings import CheckReport, ConversionReport, ScriptReport
 
 __all__ = ["CheckRequest", "DiffRequest", "TraceRequest", "TrainRequest", "check", "check_pair",
-           "diff", "trace", "train"]
+           "diff", "localize_saved", "trace", "train"]
 
 
 def diff(req: DiffRequest, progress: Callable | None = None) -> ConversionReport:
@@ -47,6 +48,14 @@ def check_pair(req: DiffRequest, progress: Callable | None = None) -> Conversion
     from convlint.analyzers.pipeline import check_paths_or_error
 
     return check_paths_or_error(req.source, req.target, req.pipeline_options(), progress)
+
+
+def localize_saved(path: str, layer_rtol: float | None = None):
+    """The localization stages replayed on a capture ``convlint diff --save-capture`` wrote,
+    without the models (``pipeline.localize_saved``): a ``stages.Localization``."""
+    from convlint.analyzers.pipeline import localize_saved as run
+
+    return run(path, layer_rtol)
 
 
 def trace(req: TraceRequest, diff: DiffRequest | None = None,

@@ -76,6 +76,7 @@ class DiffRequest(_Request):
     output: str | None = None  # the repaired file (default: <stem>.repaired.<ext>)
     unsafe_load: bool = False
     calibration: str | None = None  # calibration data (.npy, .npz, images) to re-quantize with
+    save_capture: str | None = None  # write the check's runs and the localization capture here
 
     def __post_init__(self):
         s = object.__setattr__
@@ -100,7 +101,8 @@ class DiffRequest(_Request):
                         std=list(self.std) if self.std else None,
                         input_shapes=dict(self.input_shapes), use_tvm=self.use_tvm)
         return PipelineOptions(d, localize=self.localize, repair=self.repair, output=self.output,
-                               unsafe_load=self.unsafe_load, calibration=self.calibration)
+                               unsafe_load=self.unsafe_load, calibration=self.calibration,
+                               save_capture=self.save_capture)
 
 
 @dataclass(frozen=True)

@@ -31,13 +31,14 @@ from convlint.analyzers import defaults as D
 from convlint.analyzers import extras
 from convlint.analyzers import rules as R
 from convlint.analyzers.differential import routes
-from convlint.analyzers.differential.compare import Comparison, Tolerance, compare_runs
+from convlint.analyzers.differential.compare import Tolerance, compare_runs
 from convlint.analyzers.differential.inputs import (
     InputPlan,
     load_inputs,
     plan_inputs,
     random_inputs,
 )
+from convlint.analyzers.differential.runs import RunResults
 from convlint.analyzers.errors import ConvlintError, StepFailed
 from convlint.analyzers.report.findings import ConversionReport, Finding, Location, ModelRef
 
@@ -116,11 +117,13 @@ def _memory_note(message: str) -> str:
             "CONVLINT_MEMORY_LIMIT_MB raises it, 0 lifts it)")
 
 
-def check_pair(source, target, opts: DiffOptions, progress: Callable | None = None) -> ConversionReport:
+def check_pair(source, target, opts: DiffOptions, progress: Callable | None = None,
+               record: RunResults | None = None) -> ConversionReport:
     """Run the differential check of ``target`` (converted) against ``source`` (original).
 
     ``source`` and ``target`` are Runners. Raises ConvlintError for unusable inputs; model
-    crashes come back as a report with verdict ``crash``.
+    crashes come back as a report with verdict ``crash``. ``record``, when given, receives the
+    inputs and every run by name (``runs.RUN_NAMES``).
     """
     progress = progress or (lambda msg: None)
     t_start = time.perf_counter()
@@ -205,6 +208,8 @@ def check_pair(source, target, opts: DiffOptions, progress: Callable | None = No
                 raise
             return crash(role, e)
     S, T = runs["source"], runs["target"]
+    if record is not None:
+        _record(record, samples, tsamples, S, T)
     S.tvm_shared = tuple(sorted(routes.shared(S.tvm_route, producer)))
     tol = Tolerance(opts.atol, opts.rtol)
     fault_tol = Tolerance(opts.atol * RUNTIME_FAULT_FACTOR, opts.rtol * RUNTIME_FAULT_FACTOR)
@@ -235,7 +240,7 @@ def check_pair(source, target, opts: DiffOptions, progress: Callable | None = No
         self_cmp[r.role] = c
         if r.tvm_shared:
             continue
-        if isinstance(c, str) or not c.passed:
+        if not c.passed:
             tvm_ok[r.role] = False
             continue
         tvm_ok[r.role] = True
@@ -250,8 +255,8 @@ def check_pair(source, target, opts: DiffOptions, progress: Callable | None = No
 
     # 2. the verdict: source native against target native
     main = compare_runs(S.native, T.native, eff, S.output_names)
-    if isinstance(main, str):
-        findings.append(_finding(R.OUTPUT_SHAPE, f"outputs cannot be compared: {main}"))
+    if main.incomparable:
+        findings.append(_finding(R.OUTPUT_SHAPE, f"outputs cannot be compared: {main.incomparable}"))
         return _report(src_ref, tgt_ref, samples, origin, "divergent", _null_metrics(), findings,
                        S, T, eff, tol, noise, self_cmp, None, t_start)
     tvm_cmp = None
@@ -263,13 +268,13 @@ def check_pair(source, target, opts: DiffOptions, progress: Callable | None = No
     for r, model in ((S, source), (T, target)):
         if tvm_ok.get(r.role) is False and odd != r.role:
             c = self_cmp[r.role]  # every role in tvm_ok has its comparison in self_cmp
-            detail = c if isinstance(c, str) else f"max_abs {c.max_abs:.3g}"
+            detail = c.incomparable or f"max_abs {c.max_abs:.3g}"
             findings.append(_finding(
                 R.TVM_MISMATCH,
                 f"TVM and {model.backend} disagree on the same {r.role} model ({detail}): a TVM "
                 "frontend or kernel fault, not the converter's",
                 evidence={"model": r.role, "route": r.tvm_route,
-                          "metrics": c.metrics() if not isinstance(c, str) else c}))
+                          "metrics": c.summary()}))
     verdict = "equivalent"
     if any(f.rule == R.RUNTIME_KERNEL_REFUSED.code and f.evidence.get("model") == "target"
            for f in findings):
@@ -292,7 +297,7 @@ def check_pair(source, target, opts: DiffOptions, progress: Callable | None = No
             if main.top1_agreement is not None:
                 msg += f"; top-1 label agrees on {main.top1_agreement:.0%} of inputs"
             ev = {"mismatched": main.mismatched, "total": main.total, "worst_output": main.worst_output}
-            if isinstance(tvm_cmp, Comparison):
+            if tvm_cmp is not None and not tvm_cmp.incomparable:
                 ev["confirmed_by_tvm"] = not tvm_cmp.passed
             if odd == "source":
                 # the source in its own framework is the reference: TVM agreeing with the target
@@ -303,6 +308,15 @@ def check_pair(source, target, opts: DiffOptions, progress: Callable | None = No
             findings.append(_finding(R.OUTPUTS_DIVERGE, msg, evidence=ev))
     return _report(src_ref, tgt_ref, samples, origin, verdict, main.metrics(), findings, S, T,
                    eff, tol, noise, self_cmp, tvm_cmp, t_start)
+
+
+def _record(record: RunResults, samples: list, tsamples: list, S: ModelRuns, T: ModelRuns) -> None:
+    record.inputs = {"source": samples, "target": tsamples}
+    for r in (S, T):
+        for kind in ("native", "tvm"):
+            if getattr(r, kind) is not None:
+                record.add(f"{r.role}/{kind}", getattr(r, kind), r.output_names)
+        record.meta[f"{r.role}/tvm_route"] = r.tvm_route
 
 
 def target_producer(target) -> str | None:
@@ -325,7 +339,7 @@ def _odd_one_out(S: ModelRuns, T: ModelRuns, tol: Tolerance) -> str | None:
         if a is None or b is None:
             return None
         c = compare_runs(a, b, tol)
-        return (not isinstance(c, str)) and c.passed
+        return c.passed
 
     if T.tvm is not None and agree(S.native, T.tvm) and agree(T.native, T.tvm) is False \
             and agree(S.native, S.tvm) is not False:
@@ -351,14 +365,14 @@ def _report(src_ref, tgt_ref, samples, origin, verdict, metrics, findings, S, T,
         return {"tvm_route": r.tvm_route, "tvm_chain": routes.chain(r.tvm_route),
                 "tvm_independent": not r.tvm_shared,
                 "tvm_error": r.tvm_error.message if r.tvm_error else None,
-                "native_vs_tvm": (c.metrics() if isinstance(c, Comparison) else c),
+                "native_vs_tvm": c.summary() if c is not None else None,
                 "seconds": {k: round(v, 3) for k, v in r.seconds.items()}}
 
     extra = {
         "tolerance": {"atol": tol.atol, "rtol": tol.rtol, "atol_effective": eff.atol,
                       "noise_max_abs": noise},
         "runs": {"source": model_info(S), "target": model_info(T)},
-        "metrics_tvm": tvm_cmp.metrics() if isinstance(tvm_cmp, Comparison) else None,
+        "metrics_tvm": tvm_cmp.metrics() if tvm_cmp is not None and not tvm_cmp.incomparable else None,
         "seconds": round(time.perf_counter() - t_start, 3),
     }
     return ConversionReport(src_ref, tgt_ref, {"count": len(samples), "origin": origin}, verdict,

@@ -21,6 +21,9 @@ class Tolerance:
 
 @dataclass
 class Comparison:
+    """Two runs compared; ``incomparable`` says why they could not be (then nothing else is set
+    and the comparison does not pass)."""
+
     max_abs: float
     mean_abs: float
     cosine_min: float
@@ -28,14 +31,23 @@ class Comparison:
     mismatched: int  # elements that fail the tolerance
     total: int
     worst_output: str | None = None
+    incomparable: str | None = None
+
+    @classmethod
+    def refused(cls, why: str) -> Comparison:
+        return cls(float("nan"), float("nan"), float("nan"), None, 0, 0, None, why)
 
     @property
     def passed(self) -> bool:
-        return self.mismatched == 0
+        return self.incomparable is None and self.mismatched == 0
 
     def metrics(self) -> dict:
         return {"max_abs": self.max_abs, "mean_abs": self.mean_abs,
                 "cosine_min": self.cosine_min, "top1_agreement": self.top1_agreement}
+
+    def summary(self) -> dict | str:
+        """The metrics, or why the runs could not be compared (the report's shape)."""
+        return self.incomparable if self.incomparable is not None else self.metrics()
 
 
 def align_outputs(ref: list, other: list) -> list | str:
@@ -67,10 +79,9 @@ def _is_class_vector(a: np.ndarray) -> bool:
 
 
 def compare_runs(ref_runs: list[list], other_runs: list[list], tol: Tolerance,
-                 names: list | None = None) -> Comparison | str:
-    """Compare per-sample output lists (``runs[sample][output]``). Reference first.
-
-    Returns a Comparison, or a string saying why the outputs cannot be compared."""
+                 names: list | None = None) -> Comparison:
+    """Compare per-sample output lists (``runs[sample][output]``). Reference first. When the
+    outputs cannot be paired, the Comparison's ``incomparable`` says why."""
     max_abs = 0.0
     abs_sum = 0.0
     total = 0
@@ -81,7 +92,7 @@ def compare_runs(ref_runs: list[list], other_runs: list[list], tol: Tolerance,
     for ref, other in zip(ref_runs, other_runs, strict=True):
         pairs = align_outputs(ref, other)
         if isinstance(pairs, str):
-            return pairs
+            return Comparison.refused(pairs)
         flat_a, flat_b = [], []
         for j, (a, b) in enumerate(pairs):
             a64, b64 = a.astype(np.float64), b.astype(np.float64)

@@ -117,13 +117,10 @@ def summarize(rows: list) -> dict:
             "localize_over_diff": (min(ratios), sorted(ratios)[len(ratios) // 2], max(ratios)) if ratios else None}
 
 
-def mobilenetv2(cases_dir: Path, num_inputs: int, tol: float) -> dict:
-    """A MobileNetV2-size pair: Keras MobileNetV2(weights=None) -> TFLite Optimize.DEFAULT."""
+def mobilenetv2_pair(cases_dir: Path) -> tuple:
+    """A MobileNetV2-size pair, made once: Keras MobileNetV2(weights=None) -> TFLite Optimize.DEFAULT."""
     import keras
     import tensorflow as tf
-
-    from convlint.analyzers.differential.check import DiffOptions
-    from convlint.analyzers.pipeline import PipelineOptions, check_paths
 
     src, tgt = cases_dir / "mobilenetv2b.keras", cases_dir / "mobilenetv2b.dynint8.tflite"
     if not tgt.exists():
@@ -144,6 +141,15 @@ def mobilenetv2(cases_dir: Path, num_inputs: int, tol: float) -> dict:
         conv = tf.lite.TFLiteConverter.from_keras_model(m)
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         tgt.write_bytes(conv.convert())
+    return src, tgt
+
+
+def mobilenetv2(cases_dir: Path, num_inputs: int, tol: float) -> dict:
+    """The MobileNetV2-size pair's check and localization, timed."""
+    from convlint.analyzers.differential.check import DiffOptions
+    from convlint.analyzers.pipeline import PipelineOptions, check_paths
+
+    src, tgt = mobilenetv2_pair(cases_dir)
     t = time.perf_counter()
     r = check_paths(str(src), str(tgt), PipelineOptions(
         DiffOptions(num_inputs=num_inputs, atol=tol, rtol=tol), repair=False))

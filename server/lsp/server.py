@@ -30,7 +30,7 @@ from pygls.uris import to_fs_path
 
 from convlint import __version__
 from convlint.analyzers import defaults as D
-from convlint.server.lsp import adapter, codecache, commands
+from convlint.server.lsp import adapter, commands
 from convlint.server.lsp import settings as S
 from convlint.server.lsp.jobs import JobFailed, JobRunner, WorkerCrashed
 from convlint.server.lsp.session import (
@@ -422,7 +422,7 @@ class ConvlintServer(LanguageServer):
                 "busy": self.jobs.busy(),
                 "worker_crashes": self.jobs.crashes, "jobs_started": self.jobs.started, "settings": asdict(self.settings),
                 "config": self.config.path if self.config else None, "documents": len(self.docs),
-                "bytecode_cache": codecache.stats(), "time": time.time()}
+                "time": time.time()}
 
 
 @contextlib.contextmanager
@@ -453,7 +453,6 @@ def build() -> ConvlintServer:
 
     @ls.feature(T.INITIALIZED)
     async def initialized(ls: ConvlintServer, params: T.InitializedParams):
-        asyncio.get_running_loop().call_later(2.0, codecache.save)  # the start-up's generated code, for the next start
         ls.load_config()
         ls.publish_config()
         caps = ls.client_capabilities.workspace
@@ -562,6 +561,5 @@ def serve(tcp: str | None = None) -> int:
                                 hint="choose another port, or stop what listens there") from None
     else:
         ls.start_io()
-    codecache.save()
     return 0
 

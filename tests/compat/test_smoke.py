@@ -17,6 +17,7 @@ import sys
 import pytest
 
 from conftest import ROOT, run_cli
+from jsonrpc_client import one_session
 
 pytestmark = [pytest.mark.slow, pytest.mark.compat]
 
@@ -130,6 +131,7 @@ def test_train_check_a_faulty_program_and_its_fixed_twin(tmp_path, name):
 
 
 def test_language_server_session(tmp_path):
-    p = run_cli("serve", "--prepare", env={"CONVLINT_CACHE_DIR": str(tmp_path)})
-    assert p.returncode == 0, p.stderr
-    assert "cache ready" in p.stderr
+    import os
+
+    codes = one_session(sys.executable, tmp_path, env=dict(os.environ, CONVLINT_CACHE_DIR=str(tmp_path / "cache")))
+    assert "CL411" in codes  # Optimize.DEFAULT without a representative dataset
