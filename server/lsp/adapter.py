@@ -110,17 +110,30 @@ def conversion_diagnostics(report, call_range: T.Range, min_severity: str = "war
             for f in report.findings if f.severity in keep]
 
 
-def quick_fix(f: Finding, diag: T.Diagnostic, uri: str, version: int | None, lines, codec) -> T.CodeAction | None:
-    """A rule's text edits as a WorkspaceEdit on the document's version."""
-    if f.repair is None or not f.repair.edits:
-        return None
-    edits = []
-    for e in f.repair.edits:
+def quick_fixes(f: Finding, diag: T.Diagnostic, uri: str, version: int | None, lines, codec) -> list:
+    """Every fix a finding carries, as quick fixes (WorkspaceEdits on the document's version): the
+    rule's preferred rewrite first (``isPreferred``), then its alternatives (``evidence["fixes"]``,
+    e.g. "keep float16 weights instead"), not preferred."""
+    fixes = []
+    if f.repair is not None and f.repair.edits:
+        fixes.append((f.repair.description, f.repair.edits, True))
+    alts = f.evidence.get("fixes") if isinstance(f.evidence, dict) else None
+    for alt in alts if isinstance(alts, list) else ():
+        if isinstance(alt, dict) and alt.get("edits"):
+            fixes.append((alt.get("description") or "alternative fix", alt["edits"], False))
+    return [_code_action(desc, edits, preferred, diag, uri, version, lines, codec)
+            for desc, edits, preferred in fixes]
+
+
+def _code_action(desc: str, edits, preferred: bool, diag: T.Diagnostic, uri: str, version: int | None,
+                 lines, codec) -> T.CodeAction:
+    text_edits = []
+    for e in edits:
         r = (e["start"]["line"] - 1, e["start"]["column"], e["end"]["line"] - 1, e["end"]["column"])
-        edits.append(T.TextEdit(to_range(codec, lines, r), e["new_text"]))
-    change = T.TextDocumentEdit(T.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version), edits)
-    return T.CodeAction(title=f"convlint: {f.repair.description}", kind=T.CodeActionKind.QuickFix,
-                        diagnostics=[diag], is_preferred=True, edit=T.WorkspaceEdit(document_changes=[change]))
+        text_edits.append(T.TextEdit(to_range(codec, lines, r), e["new_text"]))
+    change = T.TextDocumentEdit(T.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version), text_edits)
+    return T.CodeAction(title=f"convlint: {desc}", kind=T.CodeActionKind.QuickFix, diagnostics=[diag],
+                        is_preferred=preferred, edit=T.WorkspaceEdit(document_changes=[change]))
 
 
 def overlaps(a: T.Range, b: T.Range) -> bool:

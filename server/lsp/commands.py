@@ -76,14 +76,12 @@ def crash_report(kind: str, params: dict, e) -> dict:
 
 
 def failed_report(kind: str, params: dict, message: str, rule_code: str | None = None) -> dict:
-    """A job the worker reported as failed; ``rule_code`` is the worker's classification (an
-    older worker sends none: then the message tells)."""
+    """A job the worker reported as failed; ``rule_code`` is the worker's classification, kept as
+    sent (the worker ships with the server: a code it did not send, or one convlint does not know,
+    is a convlint bug, CL009)."""
     from convlint.analyzers.report.findings import Finding
 
-    if rule_code in R.RULES:
-        rule = R.get(rule_code)
-    else:
-        rule = R.INTERNAL_ERROR if message.startswith("internal error") else R.BAD_ARGUMENTS
+    rule = R.get(rule_code) if rule_code in R.RULES else R.INTERNAL_ERROR
     return _job_report(kind, params, "error", Finding(rule.code, "error", rule.stage, message))
 
 
@@ -232,9 +230,7 @@ def code_actions(ls, params: T.CodeActionParams) -> list:
     if want_fix:
         for d, f, origin in st.diags:
             if origin == "static" and adapter.overlaps(d.range, params.range) and st.version == (doc.version if doc else None):
-                a = adapter.quick_fix(f, d, uri, st.version, st.lines, codec)
-                if a is not None:
-                    out.append(a)
+                out += adapter.quick_fixes(f, d, uri, st.version, st.lines, codec)
     if st.calls and (not only or any(str(k).startswith("source") for k in only) or want_fix):
         out.append(T.CodeAction("convlint: run conversion check now", kind=T.CodeActionKind.Source,
                                 command=T.Command("Run conversion check", "convlint.runCheck", arguments=[uri])))

@@ -34,9 +34,6 @@ from convlint.server.lsp import adapter, codecache, commands
 from convlint.server.lsp import settings as S
 from convlint.server.lsp.jobs import JobFailed, JobRunner, WorkerCrashed
 from convlint.server.lsp.session import (
-    CONFIG_NAMES,
-    MODEL_GLOB,
-    MODEL_SUFFIXES,
     DocState,
     config_pairs,
     line_of,
@@ -52,11 +49,12 @@ class _Ignored:
 
 
 class ConvlintProtocol(LanguageServerProtocol):
-    """Two gaps of pygls 2 closed here.
-    - A request whose params do not deserialize gets no answer; the client would wait forever.
-      Answer it with InvalidParams.
-    - ``$/cancelRequest`` for ``workspace/executeCommand`` only answers "cancelled": the
-      command's own task runs on. Cancel the task too (commands register it, ``track``)."""
+    """Two gaps of pygls 2 closed here, by overriding its public methods only (docs/server.md).
+    - ``structure_message``: a request whose params do not deserialize gets no answer; the client
+      would wait forever. Answer it with InvalidParams.
+    - ``handle_message``: ``$/cancelRequest`` for ``workspace/executeCommand`` only answers
+      "cancelled" (pygls runs that method as a generator, whose future is not the command's task):
+      the command's own task runs on. Cancel the task too (commands register it, ``track``)."""
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
@@ -64,23 +62,32 @@ class ConvlintProtocol(LanguageServerProtocol):
 
     def track(self) -> None:
         """Called from an async request handler: cancelling the request cancels this task."""
-        msg_id = self._ctx_msg_id.get(None)
+        msg_id = self.msg_id
         task = asyncio.current_task()
         if msg_id is not None and task is not None:
             self.request_tasks[msg_id] = task
             task.add_done_callback(lambda _t, m=msg_id: self.request_tasks.pop(m, None))
 
-    def _handle_cancel_notification(self, msg_id):
-        task = self.request_tasks.pop(msg_id, None)
-        super()._handle_cancel_notification(msg_id)
-        if task is not None:
-            task.cancel()
+    def handle_message(self, message):
+        if getattr(message, "method", None) == T.CANCEL_REQUEST and message.params is not None:
+            task = self.request_tasks.pop(message.params.id, None)
+            super().handle_message(message)
+            if task is not None:
+                task.cancel()
+            return
+        super().handle_message(message)
+
+    def cancel_request(self, msg_id) -> None:
+        """Cancel a request as the client's ``$/cancelRequest`` would (one response: "cancelled")."""
+        self.handle_message(T.CancelNotification(params=T.CancelParams(id=msg_id)))
 
     def structure_message(self, data):
         try:
             return super().structure_message(data)
         except JsonRpcException as e:
             if isinstance(data, dict) and "id" in data and "method" in data:
+                # pygls 2 has no public "send a response" method: _send_response is what its own
+                # handlers use (called, not patched)
                 self._send_response(data["id"], error=e.to_response_error())
                 return _Ignored()
             raise
@@ -441,108 +448,11 @@ def gc_paused():
 
 
 def build() -> ConvlintServer:
-    """The server with its routing table: one handler per LSP method."""
+    """The server with its routing table (``handlers.ROUTES``): one handler per LSP method."""
+    from convlint.server.lsp import handlers
+
     ls = ConvlintServer()
-
-    @ls.feature(T.INITIALIZE)
-    def initialize(ls: ConvlintServer, params: T.InitializeParams):
-        ls.settings, problems = S.parse(params.initialization_options)
-        ls.jobs.timeout = ls.settings.timeout
-        for p in problems:
-            log.warning(p)
-
-    @ls.feature(T.INITIALIZED)
-    async def initialized(ls: ConvlintServer, params: T.InitializedParams):
-        asyncio.get_running_loop().call_later(2.0, codecache.save)  # the start-up's generated code, for the next start
-        ls.load_config()
-        ls.publish_config()
-        caps = ls.client_capabilities.workspace
-        dyn = caps and caps.did_change_watched_files and caps.did_change_watched_files.dynamic_registration
-        if dyn and ls.settings.watch_files:
-            watchers = [T.FileSystemWatcher(glob_pattern=MODEL_GLOB),
-                        *[T.FileSystemWatcher(glob_pattern=f"**/{n}") for n in CONFIG_NAMES]]
-            try:
-                await ls.client_register_capability_async(T.RegistrationParams([T.Registration(
-                    "convlint-watch", T.WORKSPACE_DID_CHANGE_WATCHED_FILES,
-                    T.DidChangeWatchedFilesRegistrationOptions(watchers))]))
-            except Exception as e:  # a client that cannot watch files: model changes go unseen
-                log.warning("file watcher registration failed: %s", e)
-
-    @ls.feature(T.SHUTDOWN)
-    async def shutdown(ls: ConvlintServer, params):
-        await ls.jobs.shutdown()
-
-    @ls.feature(T.TEXT_DOCUMENT_DID_OPEN)
-    def did_open(ls: ConvlintServer, params: T.DidOpenTextDocumentParams):
-        ls.schedule_static(params.text_document.uri)
-
-    @ls.feature(T.TEXT_DOCUMENT_DID_CHANGE)
-    def did_change(ls: ConvlintServer, params: T.DidChangeTextDocumentParams):
-        if ls.settings.run == "onType":
-            ls.schedule_static(params.text_document.uri)
-
-    @ls.feature(T.TEXT_DOCUMENT_DID_SAVE, T.SaveOptions(include_text=False))
-    async def did_save(ls: ConvlintServer, params: T.DidSaveTextDocumentParams):
-        uri = params.text_document.uri
-        st = ls.doc_state(uri)
-        ls._static_once(st)
-        if ls.settings.heavy_allowed and st.report is not None:
-            await ls.check_document(uri)
-            if ls.settings.trace_on_save and st.calls:
-                await ls.trace_document(uri)
-
-    @ls.feature(T.TEXT_DOCUMENT_DID_CLOSE)
-    def did_close(ls: ConvlintServer, params: T.DidCloseTextDocumentParams):
-        uri = params.text_document.uri
-        st = ls.docs.pop(uri, None)
-        if st is not None:
-            from convlint.analyzers.scripts import reparse
-
-            reparse.forget(st.path)
-        ls.text_document_publish_diagnostics(T.PublishDiagnosticsParams(uri, []))
-
-    @ls.feature(T.WORKSPACE_DID_CHANGE_CONFIGURATION)
-    def did_change_configuration(ls: ConvlintServer, params: T.DidChangeConfigurationParams):
-        ls.settings, problems = S.parse(params.settings, ls.settings)
-        ls.jobs.timeout = ls.settings.timeout
-        for p in problems:
-            ls.log(f"convlint: {p}", T.MessageType.Warning)
-        for uri in list(ls.docs):
-            ls.schedule_static(uri)
-        ls.publish_config()
-
-    @ls.feature(T.WORKSPACE_DID_CHANGE_WATCHED_FILES)
-    def did_change_watched_files(ls: ConvlintServer, params: T.DidChangeWatchedFilesParams):
-        paths = {str(Path(to_fs_path(c.uri) or c.uri).resolve()) for c in params.changes}
-        if any(Path(p).name in CONFIG_NAMES for p in paths):
-            ls.load_config()
-            for uri in list(ls.docs):
-                ls.schedule_static(uri)
-            ls.publish_config()
-        models = {p for p in paths if p.endswith(MODEL_SUFFIXES) or Path(p).is_dir()}
-        for p in models:
-            ls.results = {k: v for k, v in ls.results.items() if p not in k}
-        if models:
-            ls.on_models_changed(models)
-
-    @ls.feature(T.WINDOW_WORK_DONE_PROGRESS_CANCEL)
-    def progress_cancel(ls: ConvlintServer, params: T.WorkDoneProgressCancelParams):
-        task = ls.progress_tasks.pop(str(params.token), None)
-        if task is None:
-            return
-        # a request's task: cancel the request, so that the client gets its one response
-        msg_id = next((m for m, t in ls.protocol.request_tasks.items() if t is task), None)
-        if msg_id is not None:
-            ls.protocol._handle_cancel_notification(msg_id)
-        else:
-            task.cancel()
-
-    @ls.feature(T.TEXT_DOCUMENT_CODE_ACTION, T.CodeActionOptions(
-        code_action_kinds=[T.CodeActionKind.QuickFix, T.CodeActionKind.Source]))
-    def code_action(ls: ConvlintServer, params: T.CodeActionParams):
-        return commands.code_actions(ls, params)
-
-    commands.register(ls)
+    handlers.register(ls)
     return ls
 
 
