@@ -50,7 +50,9 @@ def worker_hooks_env() -> dict:
             "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}
 
 
-async def start(tmp: Path, ws: Path, cache: Path | None = None, **options):
+async def start(tmp: Path, ws: Path, cache: Path | None = None, roots: list[Path] | None = None, **options):
+    """A server on ``ws`` (or on the workspace folders ``roots``, a multi-root workspace) with ``options``
+    as its initializationOptions."""
     env = dict(os.environ, CONVLINT_CACHE_DIR=str(cache or tmp / "cache"), **worker_hooks_env(),
                TF_CPP_MIN_LOG_LEVEL="3")
     cfg = ClientServerConfig([sys.executable, "-m", "convlint.server"], server_env=env)
@@ -63,7 +65,8 @@ async def start(tmp: Path, ws: Path, cache: Path | None = None, **options):
 
     await client.initialize_session(T.InitializeParams(
         capabilities=client_capabilities("visual-studio-code"), root_uri=ws.as_uri(),
-        workspace_folders=[T.WorkspaceFolder(ws.as_uri(), "ws")], initialization_options=options))
+        workspace_folders=[T.WorkspaceFolder(f.as_uri(), f.name) for f in roots or [ws]],
+        initialization_options=options))
     return client
 
 

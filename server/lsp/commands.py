@@ -111,7 +111,7 @@ def document_report(ls, uri: str):
     if st is None or st.report is None:
         raise JsonRpcInvalidParams.of(ValueError(f"{uri}: not an open document convlint has analysed"))
     reports = [st.report]
-    for p in script_pairs(st, ls.root):
+    for p in script_pairs(st, ls.session(st.path).root):
         if (p.source, p.target) in ls.results:
             reports.append(ls.results[(p.source, p.target)])
     if st.trace is not None:
@@ -138,7 +138,7 @@ def register(ls) -> None:
     @ls.command("convlint.runCheck")
     async def run_check(ls, *args):
         st = _script_command(ls, args)
-        pairs = script_pairs(st, ls.root)
+        pairs = script_pairs(st, ls.session(st.path).root)
         if not pairs:
             return {"reports": [], "message": "the script names no conversion whose source and target "
                     "files both exist; run convlint.trace to execute it instead"}
@@ -178,7 +178,7 @@ def register(ls) -> None:
             pairs = [_pair_arg(a)]
         else:
             st = ls.doc_state(_arg(args))
-            pairs = [(p.source, p.target) for p in script_pairs(st, ls.root)]
+            pairs = [(p.source, p.target) for p in script_pairs(st, ls.session(st.path).root)]
         _need_trust(ls)
         out = []
         for s, t in pairs:

@@ -26,6 +26,7 @@ log = logging.getLogger("convlint.server")
 
 
 def initialize(ls: ConvlintServer, params: T.InitializeParams):
+    ls.set_folder_options(params.initialization_options)  # a folder's own settings, by folder
     ls.settings, problems = S.parse(params.initialization_options)
     ls.jobs.timeout = ls.settings.timeout
     for p in problems:
@@ -99,7 +100,9 @@ def did_close(ls: ConvlintServer, params: T.DidCloseTextDocumentParams):
 
 
 def did_change_configuration(ls: ConvlintServer, params: T.DidChangeConfigurationParams):
+    ls.set_folder_options(params.settings)
     ls.settings, problems = S.parse(params.settings, ls.settings)
+    problems += ls.apply_settings()
     ls.jobs.timeout = ls.settings.timeout
     for p in problems:
         ls.log(f"convlint: {p}", T.MessageType.Warning)

@@ -35,9 +35,11 @@ from convlint.server.lsp import settings as S
 from convlint.server.lsp.jobs import JobFailed, JobRunner, WorkerCrashed
 from convlint.server.lsp.session import (
     DocState,
+    Session,
     config_pairs,
     line_of,
     script_pairs,
+    session_for,
     text_hash,
 )
 
@@ -99,8 +101,8 @@ class ConvlintServer(LanguageServer):
         self.settings = S.Settings()
         self.jobs = JobRunner()
         self.docs: dict[str, DocState] = {}
-        self.config = None  # the project's Config
-        self.config_error: str | None = None
+        self.sessions: list[Session] = []  # one per workspace folder
+        self.folder_options: dict[str, dict] = {}  # a folder's own settings (the client's "folders")
         self.results: dict[tuple, object] = {}  # (source, target) -> ConversionReport
         self.progress_tasks: dict[str, asyncio.Task] = {}
         self.tasks: set[asyncio.Task] = set()
@@ -122,27 +124,75 @@ class ConvlintServer(LanguageServer):
     def log(self, msg: str, kind=T.MessageType.Log) -> None:
         self.window_log_message(T.LogMessageParams(kind, msg))
 
+    def folders(self) -> list[str]:
+        """The workspace folders' paths (the root path for a client that sends no folders)."""
+        try:
+            paths = [to_fs_path(f.uri) for f in self.workspace.folders.values()]
+        except Exception:
+            paths = []
+        out = [str(Path(p).resolve()) for p in paths if p]
+        return out or ([str(Path(self.root).resolve())] if self.root else [])
+
+    @property
+    def config(self):
+        """The first folder's Config (the status, the workspace-wide commands)."""
+        return self.sessions[0].config if self.sessions else None
+
+    def session(self, path: str) -> Session:
+        return session_for(self.sessions, path) or Session(self.root, self.settings)
+
+    def set_folder_options(self, options) -> list[str]:
+        """Take the client's per-folder settings (``folders``: path or URI -> settings) out of its
+        options; the problems found in them."""
+        self.folder_options = {}
+        if not isinstance(options, dict):
+            return []
+        folders = (options.get("convlint") if isinstance(options.get("convlint"), dict) else options).pop("folders", None)
+        if not isinstance(folders, dict):
+            return [] if folders is None else ["convlint.folders must be an object (ignored)"]
+        for k, v in folders.items():
+            path = to_fs_path(k) if "://" in k else k
+            if path and isinstance(v, dict):
+                self.folder_options[str(Path(path).resolve())] = v
+        return []
+
+    def apply_settings(self) -> list[str]:
+        """Each session's settings: the editor's, overridden by its folder's own."""
+        problems = []
+        for sess in self.sessions:
+            sess.settings, ps = S.parse(dict(self.folder_options.get(sess.root or "", {})), self.settings)
+            problems += [f"{sess.root}: {p}" for p in ps]
+        return problems
+
     def load_config(self) -> None:
         from convlint.analyzers import config as C
         from convlint.analyzers.errors import ConvlintError
 
-        self.config_error = None
-        path = C.find_config(self.root) if self.root else None
-        try:
-            self.config = C.load(path)
-        except ConvlintError as e:
-            self.config, self.config_error = C.Config(path=str(path)), e.message
-            self.window_show_message(T.ShowMessageParams(T.MessageType.Error, f"convlint: {e.message}"))
+        sessions = []
+        for root in self.folders() or [None]:
+            sess = Session(root, self.settings)
+            path = C.find_config(root) if root else None
+            try:
+                sess.config = C.load(path)
+            except ConvlintError as e:
+                sess.config, sess.config_error = C.Config(path=str(path)), e.message
+                self.window_show_message(T.ShowMessageParams(T.MessageType.Error, f"convlint: {e.message}"))
+            sessions.append(sess)
+        self.sessions = sessions
+        for p in self.apply_settings():
+            self.log(f"convlint: {p}", T.MessageType.Warning)
 
-    def effective_config(self):
+    def effective_config(self, sess: Session | None = None):
         from convlint.analyzers.config import Config
 
-        return S.effective_config(self.config or Config(), self.settings)
+        sess = sess or (self.sessions[0] if self.sessions else Session(self.root, self.settings))
+        return S.effective_config(sess.config or Config(), sess.settings)
 
     def excluded(self, path: str) -> bool:
         from convlint.analyzers.config import excluded
 
-        return excluded(path, self.config.exclude if self.config else ())
+        cfg = self.session(path).config
+        return excluded(path, cfg.exclude if cfg else ())
 
     # -- static rules ----------------------------------------------------------------------------
     def doc_state(self, uri: str) -> DocState:
@@ -177,12 +227,13 @@ class ConvlintServer(LanguageServer):
         if doc is None:
             return
         version, text = doc.version, doc.source
-        if not self.settings.enable or self.excluded(st.path):
+        sess = self.session(st.path)
+        if not sess.settings.enable or self.excluded(st.path):
             st.report, st.calls = None, []
         else:
             with gc_paused():
                 report = analyze_source(text, st.path)
-            st.report = policy.apply(report, self.effective_config())
+            st.report = policy.apply(report, self.effective_config(sess))
             st.calls = report.extra.get("converter_calls", [])
         st.version, st.lines = version, list(doc.lines)
         h = text_hash(text)
@@ -199,9 +250,10 @@ class ConvlintServer(LanguageServer):
         codec = doc.position_codec if doc is not None else None
         lines = st.lines
         out = []
-        if st.report is not None and self.settings.enable:
+        sess = self.session(st.path)
+        if st.report is not None and sess.settings.enable:
             out += [(adapter.finding_diagnostic(f, lines, codec), f, "static") for f in st.report.findings]
-            for pair in script_pairs(st, self.root):
+            for pair in script_pairs(st, sess.root):
                 rep = self.results.get((pair.source, pair.target))
                 if rep is None:
                     continue
@@ -209,7 +261,7 @@ class ConvlintServer(LanguageServer):
                 rng = adapter.to_range(codec, lines, adapter.line_range(
                     lines, c["line"], c["column"], c.get("end_line"), c.get("end_column")))
                 out += [(d, f, "conversion") for d, f in adapter.conversion_diagnostics(
-                    self._policy(rep), rng)]
+                    self._policy(rep, sess), rng)]
             if st.trace is not None:
                 tr = st.trace
                 seen = {(d.code, d.range.start.line) for d, _, _ in out}
@@ -230,14 +282,18 @@ class ConvlintServer(LanguageServer):
         self.text_document_publish_diagnostics(T.PublishDiagnosticsParams(
             st.uri, [d for d, _, _ in out], version=st.version))
 
-    def _policy(self, report):
+    def _policy(self, report, sess: Session | None = None):
         from convlint.analyzers.report import policy
 
-        return policy.apply(report, self.effective_config())
+        return policy.apply(report, self.effective_config(sess))
 
     def publish_config(self) -> None:
-        """Config errors and the config pairs' findings, on the config file."""
-        cfg = self.config
+        """Each folder's config errors and config pairs' findings, on its config file."""
+        for sess in self.sessions:
+            self._publish_config(sess)
+
+    def _publish_config(self, sess: Session) -> None:
+        cfg = sess.config
         if cfg is None or not cfg.path:
             return
         uri = adapter.uri_of(cfg.path)
@@ -247,19 +303,19 @@ class ConvlintServer(LanguageServer):
             return
         lines = text.splitlines(True) or [""]
         out = []
-        if self.config_error:
+        if sess.config_error:
             from convlint.analyzers import rules as R
             from convlint.analyzers.report.findings import Finding
 
-            f = Finding(R.BAD_ARGUMENTS.code, "error", "input", self.config_error)
+            f = Finding(R.BAD_ARGUMENTS.code, "error", "input", sess.config_error)
             out.append(adapter.diagnostic(f, adapter.to_range(None, lines, adapter.line_range(lines, 1))))
-        for pair, s, t in config_pairs(cfg, self.root):
+        for pair, s, t in config_pairs(cfg, sess.root):
             rep = self.results.get((s, t))
             if rep is not None:
                 rel = os.path.relpath(t, Path(cfg.path).parent)
                 ln = next((line_of(text, n) for n in (pair.target, rel, Path(t).name) if n in text), 1)
                 rng = adapter.to_range(None, lines, adapter.line_range(lines, ln))
-                out += [d for d, _ in adapter.conversion_diagnostics(self._policy(rep), rng)]
+                out += [d for d, _ in adapter.conversion_diagnostics(self._policy(rep, sess), rng)]
         self.text_document_publish_diagnostics(T.PublishDiagnosticsParams(uri, out))
 
     # -- heavy checks ----------------------------------------------------------------------------
@@ -331,14 +387,15 @@ class ConvlintServer(LanguageServer):
         from convlint.analyzers import project
         from convlint.analyzers.config import Pair
 
-        s = self.settings
-        opts = project.CheckOptions(paths=[], config=self.effective_config(), atol=s.atol, rtol=s.rtol,
+        sess = self.session(target)  # the folder that holds the converted model
+        s = sess.settings
+        opts = project.CheckOptions(paths=[], config=self.effective_config(sess), atol=s.atol, rtol=s.rtol,
                                     use_tvm=s.tvm)
         pair = _replace(pair, source=source, target=target) if pair is not None else Pair(source, target)
         atol = pair.atol if pair.atol is not None else s.atol
         rtol = pair.rtol if pair.rtol is not None else s.rtol
         key = await asyncio.to_thread(project.cache_key, pair, opts)
-        cdir = project.check_cache_dir(self.config)
+        cdir = project.check_cache_dir(sess.config)
         hit = None if force else project.cache_read(cdir, key)
         if hit is not None:
             rep = hit
@@ -359,15 +416,16 @@ class ConvlintServer(LanguageServer):
 
     def republish_pair(self, source: str, target: str) -> None:
         for st in self.docs.values():
-            if any((p.source, p.target) == (source, target) for p in script_pairs(st, self.root)):
+            if any((p.source, p.target) == (source, target) for p in script_pairs(st, self.session(st.path).root)):
                 self.publish(st)
-        if any((s, t) == (source, target) for _, s, t in config_pairs(self.config, self.root)):
-            self.publish_config()
+        for sess in self.sessions:
+            if any((s, t) == (source, target) for _, s, t in config_pairs(sess.config, sess.root)):
+                self._publish_config(sess)
 
     async def check_document(self, uri: str) -> list:
         st = self.doc_state(uri)
         reports = []
-        for p in script_pairs(st, self.root):
+        for p in script_pairs(st, self.session(st.path).root):
             reports.append(await self.check_pair(p.source, p.target))
         return reports
 
@@ -378,7 +436,7 @@ class ConvlintServer(LanguageServer):
         h = st.text_hash
         from convlint.analyzers.app import TraceRequest
 
-        params = TraceRequest(st.path, cwd=self.root or str(Path(st.path).parent),
+        params = TraceRequest(st.path, cwd=self.session(st.path).root or str(Path(st.path).parent),
                               atol=self.settings.atol, rtol=self.settings.rtol,
                               use_tvm=self.settings.tvm, python=self.settings.python,
                               timeout=min(self.settings.timeout, D.MAX_SERVER_TIMEOUT)).to_dict()
@@ -398,7 +456,7 @@ class ConvlintServer(LanguageServer):
         h = st.text_hash
         from convlint.analyzers.app import TrainRequest
 
-        params = TrainRequest(st.path, cwd=self.root or str(Path(st.path).parent),
+        params = TrainRequest(st.path, cwd=self.session(st.path).root or str(Path(st.path).parent),
                               python=self.settings.python,
                               timeout=min(self.settings.timeout, D.MAX_SERVER_TIMEOUT)).to_dict()
         rep = await self.run_job("train-check", params, f"convlint: checking training of {Path(st.path).name}",
@@ -418,9 +476,9 @@ class ConvlintServer(LanguageServer):
 
     def all_pairs(self) -> list:
         """(source, target, config Pair or None) for the open scripts and the project config."""
-        out = {(s, t): cp for cp, s, t in config_pairs(self.config, self.root)}
+        out = {(s, t): cp for sess in self.sessions for cp, s, t in config_pairs(sess.config, sess.root)}
         for st in self.docs.values():
-            for p in script_pairs(st, self.root):
+            for p in script_pairs(st, self.session(st.path).root):
                 out.setdefault((p.source, p.target), None)
         return [(s, t, cp) for (s, t), cp in sorted(out.items())]
 
