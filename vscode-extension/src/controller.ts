@@ -112,6 +112,24 @@ export class Controller implements vscode.Disposable {
     return s;
   }
 
+  /** The options the server is given (at start and on a change): the window's settings and, in a
+   * multi-root workspace, each folder's own (`folders`: folder URI -> options), so that a file is
+   * checked with its own folder's settings. */
+  serverOptions(s: ConvlintSettings, interpreter?: string): Record<string, unknown> {
+    const opts = initializationOptions(s, this.trusted, interpreter);
+    const folders = vscode.workspace.workspaceFolders ?? [];
+    if (folders.length > 1) {
+      const problems: string[] = [];
+      opts.folders = Object.fromEntries(folders.map((f) => [f.uri.toString(), initializationOptions(
+        readSettings(vscode.workspace.getConfiguration("convlint", f.uri), { workspaceFolder: f.uri.fsPath }, problems),
+        this.trusted, interpreter)]));
+      for (const p of problems) {
+        this.log(p);
+      }
+    }
+    return opts;
+  }
+
   /** Register everything and start the server. */
   async activate(): Promise<void> {
     const reg = (id: string, fn: (...a: any[]) => unknown) =>
@@ -181,7 +199,7 @@ export class Controller implements vscode.Disposable {
       vscode.workspace.createFileSystemWatcher(CONFIG_GLOB)];
     const client = this.deps.createClient({
       server: serverCommand(interp.path, this.settings.serverArgs, cwd, libs),
-      initializationOptions: initializationOptions(this.settings, this.trusted, interp.path),
+      initializationOptions: this.serverOptions(this.settings, interp.path),
       documentSelector: [{ scheme: "file", language: "python" }, { scheme: "file", language: "shellscript" }],
       fileWatchers,
       outputChannel: this.output,
@@ -359,7 +377,7 @@ export class Controller implements vscode.Disposable {
     }
     this.settings = after;
     await this.client.sendNotification("workspace/didChangeConfiguration", {
-      settings: { convlint: initializationOptions(after, this.trusted, this.interpreter?.path) },
+      settings: { convlint: this.serverOptions(after, this.interpreter?.path) },
     });
   }
 

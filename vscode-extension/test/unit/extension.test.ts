@@ -428,3 +428,30 @@ describe("a crash loop is bounded", () => {
     assert.ok(h.ctl.client);
   });
 });
+
+describe("multi-root workspaces", () => {
+  it("send each folder's own settings, and again when they change", async () => {
+    state.folders = ["/a", "/b"];
+    state.config = { severity: { CL411: "warning" } };
+    state.folderConfig = { "/b": { severity: { CL411: "info" } } };
+    const h = harness({ python: "/usr/bin/python3" });
+    await h.ctl.activate();
+    const opts = h.clients[0].spec.initializationOptions as any;
+    assert.deepEqual(opts.severity, { CL411: "warning" });
+    assert.deepEqual(Object.keys(opts.folders), ["file:///a", "file:///b"]);
+    assert.deepEqual(opts.folders["file:///a"].severity, { CL411: "warning" });
+    assert.deepEqual(opts.folders["file:///b"].severity, { CL411: "info" });
+    state.folderConfig["/b"] = { severity: { CL411: "error" } };
+    state.setConfig({});
+    await tick();
+    const sent = h.clients[0].notifications.find((n) => n.method === "workspace/didChangeConfiguration")!;
+    assert.deepEqual(sent.params.settings.convlint.folders["file:///b"].severity, { CL411: "error" });
+  });
+
+  it("a single folder is sent no folders (its settings are the window's)", async () => {
+    state.folders = ["/ws"];
+    const h = harness({ python: "/usr/bin/python3" });
+    await h.ctl.activate();
+    assert.equal("folders" in h.clients[0].spec.initializationOptions, false);
+  });
+});
