@@ -219,7 +219,7 @@ def register(ls) -> None:
 
 def code_actions(ls, params: T.CodeActionParams) -> list:
     uri = params.text_document.uri
-    st = ls.docs.get(uri)
+    st = ls.docs.get(uri) or ls.cells.get(uri)  # a script, or a notebook's cell
     if st is None:
         return []
     doc = ls.workspace.get_text_document(uri)

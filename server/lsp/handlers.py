@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from lsprotocol import types as T
 from pygls.uris import to_fs_path
 
-from convlint.server.lsp import codecache, commands
+from convlint.server.lsp import codecache, commands, notebooks
 from convlint.server.lsp import settings as S
 from convlint.server.lsp.session import CONFIG_NAMES, MODEL_GLOB, MODEL_SUFFIXES
 
@@ -99,6 +99,23 @@ def did_close(ls: ConvlintServer, params: T.DidCloseTextDocumentParams):
     ls.text_document_publish_diagnostics(T.PublishDiagnosticsParams(uri, []))
 
 
+def notebook_did_open(ls: ConvlintServer, params: T.DidOpenNotebookDocumentParams):
+    notebooks.check(ls, params.notebook_document.uri)
+
+
+def notebook_did_change(ls: ConvlintServer, params: T.DidChangeNotebookDocumentParams):
+    if ls.settings.run == "onType":
+        notebooks.check(ls, params.notebook_document.uri)
+
+
+def notebook_did_save(ls: ConvlintServer, params: T.DidSaveNotebookDocumentParams):
+    notebooks.check(ls, params.notebook_document.uri)
+
+
+def notebook_did_close(ls: ConvlintServer, params: T.DidCloseNotebookDocumentParams):
+    notebooks.close(ls, params)
+
+
 def did_change_configuration(ls: ConvlintServer, params: T.DidChangeConfigurationParams):
     ls.set_folder_options(params.settings)
     ls.settings, problems = S.parse(params.settings, ls.settings)
@@ -106,18 +123,14 @@ def did_change_configuration(ls: ConvlintServer, params: T.DidChangeConfiguratio
     ls.jobs.timeout = ls.settings.timeout
     for p in problems:
         ls.log(f"convlint: {p}", T.MessageType.Warning)
-    for uri in list(ls.docs):
-        ls.schedule_static(uri)
-    ls.publish_config()
+    recheck(ls)
 
 
 def did_change_watched_files(ls: ConvlintServer, params: T.DidChangeWatchedFilesParams):
     paths = {str(Path(to_fs_path(c.uri) or c.uri).resolve()) for c in params.changes}
     if any(Path(p).name in CONFIG_NAMES for p in paths):
         ls.load_config()
-        for uri in list(ls.docs):
-            ls.schedule_static(uri)
-        ls.publish_config()
+        recheck(ls)
     models = {p for p in paths if p.endswith(MODEL_SUFFIXES) or Path(p).is_dir()}
     for p in models:
         ls.results = {k: v for k, v in ls.results.items() if p not in k}
@@ -141,6 +154,15 @@ def code_action(ls: ConvlintServer, params: T.CodeActionParams):
     return commands.code_actions(ls, params)
 
 
+def recheck(ls: ConvlintServer) -> None:
+    """Every open script and notebook, and the configs, again (the config or settings changed)."""
+    for uri in list(ls.docs):
+        ls.schedule_static(uri)
+    for uri in list(ls.workspace.notebook_documents):
+        notebooks.check(ls, uri)
+    ls.publish_config()
+
+
 # method -> (handler, registration options)
 ROUTES = {
     T.INITIALIZE: (initialize, None),
@@ -150,6 +172,10 @@ ROUTES = {
     T.TEXT_DOCUMENT_DID_CHANGE: (did_change, None),
     T.TEXT_DOCUMENT_DID_SAVE: (did_save, T.SaveOptions(include_text=False)),
     T.TEXT_DOCUMENT_DID_CLOSE: (did_close, None),
+    T.NOTEBOOK_DOCUMENT_DID_OPEN: (notebook_did_open, None),
+    T.NOTEBOOK_DOCUMENT_DID_CHANGE: (notebook_did_change, None),
+    T.NOTEBOOK_DOCUMENT_DID_SAVE: (notebook_did_save, None),
+    T.NOTEBOOK_DOCUMENT_DID_CLOSE: (notebook_did_close, None),
     T.WORKSPACE_DID_CHANGE_CONFIGURATION: (did_change_configuration, None),
     T.WORKSPACE_DID_CHANGE_WATCHED_FILES: (did_change_watched_files, None),
     T.WINDOW_WORK_DONE_PROGRESS_CANCEL: (progress_cancel, None),

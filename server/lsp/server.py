@@ -97,10 +97,14 @@ class ConvlintProtocol(LanguageServerProtocol):
 
 class ConvlintServer(LanguageServer):
     def __init__(self):
-        super().__init__("convlint", __version__, protocol_cls=ConvlintProtocol, max_workers=2)
+        from convlint.server.lsp import notebooks
+
+        super().__init__("convlint", __version__, protocol_cls=ConvlintProtocol, max_workers=2,
+                         notebook_document_sync=notebooks.SYNC)
         self.settings = S.Settings()
         self.jobs = JobRunner()
         self.docs: dict[str, DocState] = {}
+        self.cells: dict[str, DocState] = {}  # notebook cells by cell URI (notebooks.py)
         self.sessions: list[Session] = []  # one per workspace folder
         self.folder_options: dict[str, dict] = {}  # a folder's own settings (the client's "folders")
         self.results: dict[tuple, object] = {}  # (source, target) -> ConversionReport
