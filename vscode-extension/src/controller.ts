@@ -28,7 +28,9 @@ export interface ClientLike {
 export interface ClientSpec {
   server: ServerCommand;
   initializationOptions: Record<string, unknown>;
-  documentSelector: { scheme: string; language: string }[];
+  /** Scripts by scheme and language; Jupyter notebooks' Python cells by notebook type (the server
+   * syncs them as LSP 3.17 notebook documents). */
+  documentSelector: ({ scheme: string; language: string } | { notebook: string; language: string })[];
   fileWatchers: vscode.FileSystemWatcher[];
   outputChannel: vscode.OutputChannel;
   /** The server stopped unexpectedly: "restart" it, or "stop" (a crash loop; the user was told). */
@@ -200,7 +202,8 @@ export class Controller implements vscode.Disposable {
     const client = this.deps.createClient({
       server: serverCommand(interp.path, this.settings.serverArgs, cwd, libs),
       initializationOptions: this.serverOptions(this.settings, interp.path),
-      documentSelector: [{ scheme: "file", language: "python" }, { scheme: "file", language: "shellscript" }],
+      documentSelector: [{ scheme: "file", language: "python" }, { scheme: "file", language: "shellscript" },
+        { notebook: "jupyter-notebook", language: "python" }],
       fileWatchers,
       outputChannel: this.output,
       onClosed: () => this.onServerClosed(client),

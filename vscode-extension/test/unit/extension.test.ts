@@ -448,6 +448,13 @@ describe("multi-root workspaces", () => {
     assert.deepEqual(sent.params.settings.convlint.folders["file:///b"].severity, { CL411: "error" });
   });
 
+  it("the server is given scripts and Jupyter notebooks' Python cells", async () => {
+    const h = harness({ python: "/usr/bin/python3" });
+    await h.ctl.activate();
+    assert.deepEqual(h.clients[0].spec.documentSelector, [{ scheme: "file", language: "python" },
+      { scheme: "file", language: "shellscript" }, { notebook: "jupyter-notebook", language: "python" }]);
+  });
+
   it("a single folder is sent no folders (its settings are the window's)", async () => {
     state.folders = ["/ws"];
     const h = harness({ python: "/usr/bin/python3" });
