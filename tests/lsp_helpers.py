@@ -127,3 +127,10 @@ async def raw_request(client, method: str, params, msg_id: str, timeout: float =
 
 def raw_notify(client, method: str, params) -> None:
     client.protocol._send_data({"jsonrpc": "2.0", "method": method, "params": params})
+
+
+async def code_actions(client, uri: str, d: T.Diagnostic) -> tuple[list, list]:
+    """The code actions the server offers for diagnostic ``d``, and the quick fixes among them."""
+    actions = await client.text_document_code_action_async(T.CodeActionParams(
+        T.TextDocumentIdentifier(uri), d.range, T.CodeActionContext([d])))
+    return actions, [a for a in actions if isinstance(a, T.CodeAction) and a.kind == T.CodeActionKind.QuickFix]

@@ -11,6 +11,7 @@ import pytest
 from lsp_helpers import (
     CLEAN,
     FAULTY,
+    code_actions,
     codes,
     command,
     diagnostics,
@@ -87,9 +88,7 @@ async def test_quick_fix_is_a_versioned_edit_that_clears_the_diagnostic(tmp_path
         uri = open_doc(client, ws / "convert.py")
         ds = await diagnostics(client, uri, lambda ds: "CL411" in codes(ds))
         d = next(d for d in ds if d.code == "CL411")
-        actions = await client.text_document_code_action_async(T.CodeActionParams(
-            T.TextDocumentIdentifier(uri), d.range, T.CodeActionContext([d])))
-        fixes = [a for a in actions if isinstance(a, T.CodeAction) and a.kind == T.CodeActionKind.QuickFix]
+        actions, fixes = await code_actions(client, uri, d)
         assert fixes and all(a.edit.document_changes[0].text_document.version == 1 for a in fixes)
         # lsprotocol's client reads a CodeAction that carries a command as a Command: match titles
         titles = {a.title for a in actions}
@@ -116,9 +115,7 @@ async def test_every_fix_is_a_quick_fix_the_preferred_one_first(tmp_path):
         uri = open_doc(client, ws / "convert.py")
         ds = await diagnostics(client, uri, lambda ds: "CL411" in codes(ds))
         d = next(d for d in ds if d.code == "CL411")
-        actions = await client.text_document_code_action_async(T.CodeActionParams(
-            T.TextDocumentIdentifier(uri), d.range, T.CodeActionContext([d])))
-        fixes = [a for a in actions if isinstance(a, T.CodeAction) and a.kind == T.CodeActionKind.QuickFix]
+        actions, fixes = await code_actions(client, uri, d)
         assert [a.is_preferred for a in fixes] == [True, False]
         assert "remove the optimizations" in fixes[0].title
         assert "keep float16 weights" in fixes[1].title

@@ -5,7 +5,7 @@ settings to another cell moves the diagnostic with them."""
 
 from __future__ import annotations
 
-from lsp_helpers import codes, diagnostics, start, stop, workspace
+from lsp_helpers import code_actions, codes, diagnostics, start, stop, workspace
 from lsprotocol import types as T
 
 FAST = {"watchFiles": False, "heavyChecks": False}
@@ -57,9 +57,7 @@ async def test_a_notebook_is_one_script_with_diagnostics_and_quick_fixes_per_cel
         assert "CL411" not in codes(await diagnostics(client, load))
 
         # both fixes edit the converting cell, the preferred one first
-        actions = await client.text_document_code_action_async(T.CodeActionParams(
-            T.TextDocumentIdentifier(conv), d.range, T.CodeActionContext([d])))
-        fixes = [a for a in actions if isinstance(a, T.CodeAction) and a.kind == T.CodeActionKind.QuickFix]
+        _, fixes = await code_actions(client, conv, d)
         assert [a.is_preferred for a in fixes] == [True, False]
         for a in fixes:
             (change,) = a.edit.document_changes
