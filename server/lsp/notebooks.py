@@ -57,7 +57,7 @@ def check(ls, notebook_uri: str) -> None:
         ls.cells[doc.uri] = st
         st.version, st.lines = doc.version, list(doc.lines)
         codec = doc.position_codec
-        st.diags = [(adapter.finding_diagnostic(g, st.lines, codec), g, "static") for g in found.get(i, [])]
+        st.diags = adapter.document_diagnostics(st.lines, codec, path, static=found.get(i, ()))
         ls.text_document_publish_diagnostics(T.PublishDiagnosticsParams(
             doc.uri, [d for d, _, _ in st.diags], version=doc.version))
 

@@ -19,7 +19,7 @@ import logging
 import os
 import time
 import uuid
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 from lsprotocol import types as T
@@ -253,35 +253,20 @@ class ConvlintServer(LanguageServer):
         doc = self.workspace.get_text_document(st.uri)
         codec = doc.position_codec if doc is not None else None
         lines = st.lines
-        out = []
         sess = self.session(st.path)
+        out = []
         if st.report is not None and sess.settings.enable:
-            out += [(adapter.finding_diagnostic(f, lines, codec), f, "static") for f in st.report.findings]
+            conversions = []
             for pair in script_pairs(st, sess.root):
                 rep = self.results.get((pair.source, pair.target))
-                if rep is None:
-                    continue
-                c = st.calls[pair.index]
-                rng = adapter.to_range(codec, lines, adapter.line_range(
-                    lines, c["line"], c["column"], c.get("end_line"), c.get("end_column")))
-                out += [(d, f, "conversion") for d, f in adapter.conversion_diagnostics(
-                    self._policy(rep, sess), rng)]
-            if st.trace is not None:
-                tr = st.trace
-                seen = {(d.code, d.range.start.line) for d, _, _ in out}
-                for f in list(tr.findings) + [f for c in tr.conversions for f in c.findings if f.location.line]:
-                    if f.severity == "info" or not f.location.line:
-                        continue
-                    d = adapter.finding_diagnostic(f, lines, codec, origin="trace")
-                    if (d.code, d.range.start.line) not in seen:
-                        out.append((d, f, "trace"))
-            if st.training is not None:
-                for f in st.training.findings:
-                    if f.severity == "info" or (f.location.file and os.path.abspath(f.location.file) != st.path):
-                        continue
-                    # a run-level finding with no line of its own (no site known) goes on the first line
-                    g = f if f.location.line else f.with_(location=replace(f.location, file=st.path, line=1))
-                    out.append((adapter.finding_diagnostic(g, lines, codec, origin="training"), f, "training"))
+                if rep is not None:
+                    c = st.calls[pair.index]
+                    rng = adapter.to_range(codec, lines, adapter.line_range(
+                        lines, c["line"], c["column"], c.get("end_line"), c.get("end_column")))
+                    conversions.append((self._policy(rep, sess), rng))
+            out = adapter.document_diagnostics(lines, codec, st.path, static=st.report.findings,
+                                               conversions=conversions, trace=st.trace,
+                                               training=st.training)
         st.diags = out
         self.text_document_publish_diagnostics(T.PublishDiagnosticsParams(
             st.uri, [d for d, _, _ in out], version=st.version))
