@@ -32,10 +32,18 @@ async def test_each_folder_checks_its_scripts_with_its_own_config_and_settings(t
         assert "CL411" not in codes(ds_a)  # a's config ignores it
 
         # the editor changes b's own settings: only b's script follows them
-        client.workspace_did_change_configuration(T.DidChangeConfigurationParams(
-            {"convlint": {**FAST, "folders": {str(b): {"severity": {"CL411": "warning"}}}}}))
-        ds_b = await diagnostics(client, ub, lambda ds: any(
-            d.code == "CL411" and d.severity == T.DiagnosticSeverity.Warning for d in ds))
+        client.workspace_did_change_configuration(
+            T.DidChangeConfigurationParams(
+                {"convlint": {**FAST, "folders": {str(b): {"severity": {"CL411": "warning"}}}}}
+            )
+        )
+        ds_b = await diagnostics(
+            client,
+            ub,
+            lambda ds: any(
+                d.code == "CL411" and d.severity == T.DiagnosticSeverity.Warning for d in ds
+            ),
+        )
         ds_a = await diagnostics(client, ua)
         assert "CL411" not in codes(ds_a)
     finally:
@@ -50,7 +58,9 @@ async def test_without_folder_settings_both_folders_follow_the_editor_settings(t
     try:
         ua, ub = open_doc(client, a / "convert.py"), open_doc(client, b / "convert.py")
         ds_b = await diagnostics(client, ub, lambda ds: "CL411" in codes(ds))
-        assert next(d for d in ds_b if d.code == "CL411").severity != T.DiagnosticSeverity.Information
+        assert (
+            next(d for d in ds_b if d.code == "CL411").severity != T.DiagnosticSeverity.Information
+        )
         assert "CL411" not in codes(await diagnostics(client, ua))
     finally:
         await stop(client)

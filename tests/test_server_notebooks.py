@@ -11,11 +11,13 @@ from lsprotocol import types as T
 FAST = {"watchFiles": False, "heavyChecks": False}
 LOAD = 'import keras\nimport tensorflow as tf\n\nmodel = keras.models.load_model("models/mobilenet.keras")\n'
 NOTE = "# Convert to TFLite\n"
-CONVERT = ('converter = tf.lite.TFLiteConverter.from_keras_model(model)\n'
-           'converter.optimizations = [tf.lite.Optimize.DEFAULT]\n'
-           'tflite_model = converter.convert()\n'
-           'with open("models/mobilenet.dynint8.tflite", "wb") as f:\n'
-           '    f.write(tflite_model)\n')
+CONVERT = (
+    "converter = tf.lite.TFLiteConverter.from_keras_model(model)\n"
+    "converter.optimizations = [tf.lite.Optimize.DEFAULT]\n"
+    "tflite_model = converter.convert()\n"
+    'with open("models/mobilenet.dynint8.tflite", "wb") as f:\n'
+    "    f.write(tflite_model)\n"
+)
 
 
 def cell_uri(nb, i: int) -> str:
@@ -25,20 +27,40 @@ def cell_uri(nb, i: int) -> str:
 def open_notebook(client, nb, cells) -> list[str]:
     """Open a notebook of (kind, language, text) cells; the cells' URIs."""
     uris = [cell_uri(nb, i) for i in range(len(cells))]
-    client.notebook_document_did_open(T.DidOpenNotebookDocumentParams(
-        T.NotebookDocument(nb.as_uri(), "jupyter-notebook", 1, [
-            T.NotebookCell(kind, u) for (kind, _, _), u in zip(cells, uris, strict=True)]),
-        [T.TextDocumentItem(u, lang, 1, text) for (_, lang, text), u in zip(cells, uris, strict=True)]))
+    client.notebook_document_did_open(
+        T.DidOpenNotebookDocumentParams(
+            T.NotebookDocument(
+                nb.as_uri(),
+                "jupyter-notebook",
+                1,
+                [T.NotebookCell(kind, u) for (kind, _, _), u in zip(cells, uris, strict=True)],
+            ),
+            [
+                T.TextDocumentItem(u, lang, 1, text)
+                for (_, lang, text), u in zip(cells, uris, strict=True)
+            ],
+        )
+    )
     return uris
 
 
 def edit_cells(client, nb, version: int, texts: dict[str, str]) -> None:
-    client.notebook_document_did_change(T.DidChangeNotebookDocumentParams(
-        T.VersionedNotebookDocumentIdentifier(version, nb.as_uri()),
-        T.NotebookDocumentChangeEvent(cells=T.NotebookDocumentCellChanges(text_content=[
-            T.NotebookDocumentCellContentChanges(T.VersionedTextDocumentIdentifier(version, u),
-                                                 [T.TextDocumentContentChangeWholeDocument(t)])
-            for u, t in texts.items()]))))
+    client.notebook_document_did_change(
+        T.DidChangeNotebookDocumentParams(
+            T.VersionedNotebookDocumentIdentifier(version, nb.as_uri()),
+            T.NotebookDocumentChangeEvent(
+                cells=T.NotebookDocumentCellChanges(
+                    text_content=[
+                        T.NotebookDocumentCellContentChanges(
+                            T.VersionedTextDocumentIdentifier(version, u),
+                            [T.TextDocumentContentChangeWholeDocument(t)],
+                        )
+                        for u, t in texts.items()
+                    ]
+                )
+            ),
+        )
+    )
 
 
 CODE, MARKUP = T.NotebookCellKind.Code, T.NotebookCellKind.Markup
@@ -71,8 +93,12 @@ async def test_a_notebook_is_one_script_with_diagnostics_and_quick_fixes_per_cel
         assert next(d for d in ds if d.code == "CL411").range.start.line == n + 1
         await diagnostics(client, conv, lambda ds: "CL411" not in codes(ds))
 
-        client.notebook_document_did_close(T.DidCloseNotebookDocumentParams(
-            T.NotebookDocumentIdentifier(nb.as_uri()), [T.TextDocumentIdentifier(u) for u in (load, _note, conv)]))
+        client.notebook_document_did_close(
+            T.DidCloseNotebookDocumentParams(
+                T.NotebookDocumentIdentifier(nb.as_uri()),
+                [T.TextDocumentIdentifier(u) for u in (load, _note, conv)],
+            )
+        )
         await diagnostics(client, load, lambda ds: not ds)
     finally:
         await stop(client)
@@ -84,11 +110,16 @@ async def test_a_clean_notebook_publishes_no_finding_on_any_cell(tmp_path):
     nb = ws / "clean.ipynb"
     client = await start(tmp_path, ws, **FAST)
     try:
-        clean = CONVERT.replace("converter.optimizations = [tf.lite.Optimize.DEFAULT]\n", "").replace(
-            "dynint8.tflite", "tflite")
+        clean = CONVERT.replace(
+            "converter.optimizations = [tf.lite.Optimize.DEFAULT]\n", ""
+        ).replace("dynint8.tflite", "tflite")
         uris = open_notebook(client, nb, [(CODE, "python", LOAD), (CODE, "python", clean)])
         for u in uris:
             ds = await diagnostics(client, u)
-            assert not [d for d in ds if d.severity in (T.DiagnosticSeverity.Error, T.DiagnosticSeverity.Warning)]
+            assert not [
+                d
+                for d in ds
+                if d.severity in (T.DiagnosticSeverity.Error, T.DiagnosticSeverity.Warning)
+            ]
     finally:
         await stop(client)

@@ -22,9 +22,13 @@ from convlint.server.lsp.session import DocState
 
 # the notebooks the server syncs: Jupyter notebooks' Python cells
 SYNC = T.NotebookDocumentSyncOptions(
-    notebook_selector=[T.NotebookDocumentFilterWithCells(
-        cells=[T.NotebookCellLanguage("python")], notebook="jupyter-notebook")],
-    save=True)
+    notebook_selector=[
+        T.NotebookDocumentFilterWithCells(
+            cells=[T.NotebookCellLanguage("python")], notebook="jupyter-notebook"
+        )
+    ],
+    save=True,
+)
 
 
 def check(ls, notebook_uri: str) -> None:
@@ -38,9 +42,18 @@ def check(ls, notebook_uri: str) -> None:
         return
     path = to_fs_path(notebook_uri) or notebook_uri
     cells = [(c, ls.workspace.get_text_document(c.document)) for c in nb.cells]
-    raw = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
-        {"cell_type": "code" if c.kind == T.NotebookCellKind.Code else "markdown",
-         "source": doc.source if doc is not None else ""} for c, doc in cells]}
+    raw = {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {},
+        "cells": [
+            {
+                "cell_type": "code" if c.kind == T.NotebookCellKind.Code else "markdown",
+                "source": doc.source if doc is not None else "",
+            }
+            for c, doc in cells
+        ],
+    }
     book = parse_notebook(json.dumps(raw), path)
     sess = ls.session(path)
     found: dict[int, list] = {}
@@ -58,8 +71,9 @@ def check(ls, notebook_uri: str) -> None:
         st.version, st.lines = doc.version, list(doc.lines)
         codec = doc.position_codec
         st.diags = adapter.document_diagnostics(st.lines, codec, path, static=found.get(i, ()))
-        ls.text_document_publish_diagnostics(T.PublishDiagnosticsParams(
-            doc.uri, [d for d, _, _ in st.diags], version=doc.version))
+        ls.text_document_publish_diagnostics(
+            T.PublishDiagnosticsParams(doc.uri, [d for d, _, _ in st.diags], version=doc.version)
+        )
 
 
 def close(ls, params: T.DidCloseNotebookDocumentParams) -> None:
@@ -81,13 +95,22 @@ def in_cell(f):
         rep = replace(rep, edits=_cell_edits(rep.edits, cell))
     ev = f.evidence
     if isinstance(ev, dict) and isinstance(ev.get("fixes"), list):
-        ev = {**ev, "fixes": [{**x, "edits": list(_cell_edits(x.get("edits") or (), cell))}
-                              for x in ev["fixes"] if isinstance(x, dict)]}
+        ev = {
+            **ev,
+            "fixes": [
+                {**x, "edits": list(_cell_edits(x.get("edits") or (), cell))}
+                for x in ev["fixes"]
+                if isinstance(x, dict)
+            ],
+        }
     return f.with_(location=location, repair=rep, evidence=ev)
 
 
 def _cell_edits(edits, cell: int) -> tuple:
     """The edits in the cell's lines; none when any of them is in another cell (or spans cells)."""
-    out = tuple({**e, "start": e["cell_start"], "end": e["cell_end"]} for e in edits
-                if e.get("cell") == cell and "cell_start" in e)
+    out = tuple(
+        {**e, "start": e["cell_start"], "end": e["cell_end"]}
+        for e in edits
+        if e.get("cell") == cell and "cell_start" in e
+    )
     return out if len(out) == len(edits) else ()
