@@ -50,7 +50,9 @@ def worker_hooks_env() -> dict:
             "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}
 
 
-async def start(tmp: Path, ws: Path, cache: Path | None = None, **options):
+async def start(tmp: Path, ws: Path, cache: Path | None = None, roots: list[Path] | None = None, **options):
+    """A server on ``ws`` (or on the workspace folders ``roots``, a multi-root workspace) with ``options``
+    as its initializationOptions."""
     env = dict(os.environ, CONVLINT_CACHE_DIR=str(cache or tmp / "cache"), **worker_hooks_env(),
                TF_CPP_MIN_LOG_LEVEL="3")
     cfg = ClientServerConfig([sys.executable, "-m", "convlint.server"], server_env=env)
@@ -63,7 +65,8 @@ async def start(tmp: Path, ws: Path, cache: Path | None = None, **options):
 
     await client.initialize_session(T.InitializeParams(
         capabilities=client_capabilities("visual-studio-code"), root_uri=ws.as_uri(),
-        workspace_folders=[T.WorkspaceFolder(ws.as_uri(), "ws")], initialization_options=options))
+        workspace_folders=[T.WorkspaceFolder(f.as_uri(), f.name) for f in roots or [ws]],
+        initialization_options=options))
     return client
 
 
@@ -124,3 +127,10 @@ async def raw_request(client, method: str, params, msg_id: str, timeout: float =
 
 def raw_notify(client, method: str, params) -> None:
     client.protocol._send_data({"jsonrpc": "2.0", "method": method, "params": params})
+
+
+async def code_actions(client, uri: str, d: T.Diagnostic) -> tuple[list, list]:
+    """The code actions the server offers for diagnostic ``d``, and the quick fixes among them."""
+    actions = await client.text_document_code_action_async(T.CodeActionParams(
+        T.TextDocumentIdentifier(uri), d.range, T.CodeActionContext([d])))
+    return actions, [a for a in actions if isinstance(a, T.CodeAction) and a.kind == T.CodeActionKind.QuickFix]

@@ -11,6 +11,7 @@ import pytest
 from lsp_helpers import (
     CLEAN,
     FAULTY,
+    code_actions,
     codes,
     command,
     diagnostics,
@@ -87,9 +88,7 @@ async def test_quick_fix_is_a_versioned_edit_that_clears_the_diagnostic(tmp_path
         uri = open_doc(client, ws / "convert.py")
         ds = await diagnostics(client, uri, lambda ds: "CL411" in codes(ds))
         d = next(d for d in ds if d.code == "CL411")
-        actions = await client.text_document_code_action_async(T.CodeActionParams(
-            T.TextDocumentIdentifier(uri), d.range, T.CodeActionContext([d])))
-        fixes = [a for a in actions if isinstance(a, T.CodeAction) and a.kind == T.CodeActionKind.QuickFix]
+        actions, fixes = await code_actions(client, uri, d)
         assert fixes and all(a.edit.document_changes[0].text_document.version == 1 for a in fixes)
         # lsprotocol's client reads a CodeAction that carries a command as a Command: match titles
         titles = {a.title for a in actions}
@@ -102,6 +101,40 @@ async def test_quick_fix_is_a_versioned_edit_that_clears_the_diagnostic(tmp_path
             T.VersionedTextDocumentIdentifier(version=2, uri=uri), [T.TextDocumentContentChangeWholeDocument(new)]))
         ds = await diagnostics(client, uri, lambda ds: "CL411" not in codes(ds))
         assert all(d.severity != T.DiagnosticSeverity.Error for d in ds)
+    finally:
+        await stop(client)
+
+
+async def test_every_fix_is_a_quick_fix_the_preferred_one_first(tmp_path):
+    """CL411 has a preferred rewrite (remove the optimizations: a float model) and an alternative
+    (keep float16 weights): both are offered, the preferred one first and alone marked preferred;
+    the alternative's edit, applied, clears CL411. The clean script is offered no quick fix."""
+    ws = workspace(tmp_path)
+    client = await start(tmp_path, ws, **FAST)
+    try:
+        uri = open_doc(client, ws / "convert.py")
+        ds = await diagnostics(client, uri, lambda ds: "CL411" in codes(ds))
+        d = next(d for d in ds if d.code == "CL411")
+        actions, fixes = await code_actions(client, uri, d)
+        assert [a.is_preferred for a in fixes] == [True, False]
+        assert "remove the optimizations" in fixes[0].title
+        assert "keep float16 weights" in fixes[1].title
+        alt = fixes[1].edit.document_changes[0]
+        assert alt.text_document.version == 1
+        edits = [TextEdit(e.range.start.line + 1, e.range.start.character, e.range.end.line + 1,
+                          e.range.end.character, e.new_text) for e in alt.edits]
+        new = apply(FAULTY, edits)
+        assert "supported_types" in new and "Optimize.DEFAULT" in new
+        client.text_document_did_change(T.DidChangeTextDocumentParams(
+            T.VersionedTextDocumentIdentifier(version=2, uri=uri), [T.TextDocumentContentChangeWholeDocument(new)]))
+        await diagnostics(client, uri, lambda ds: "CL411" not in codes(ds))
+
+        clean = open_doc(client, ws / "clean.py", CLEAN)
+        await diagnostics(client, clean)
+        rng = T.Range(T.Position(0, 0), T.Position(len(CLEAN.splitlines()), 0))
+        actions = await client.text_document_code_action_async(T.CodeActionParams(
+            T.TextDocumentIdentifier(clean), rng, T.CodeActionContext([])))
+        assert not [a for a in actions or [] if isinstance(a, T.CodeAction) and a.kind == T.CodeActionKind.QuickFix]
     finally:
         await stop(client)
 

@@ -1,12 +1,15 @@
 """Findings to LSP, in one place: diagnostics, ranges, related information and quick fixes.
 
-In: ``Finding`` values (from the static script rules, a conversion check, a trace) and the
-document's lines. Out: lsprotocol ``Diagnostic`` and ``CodeAction`` values. Finding columns
+In: ``Finding`` values (from the static script rules, a conversion check, a trace, a training
+check; a notebook cell's mapped to the cell) and the document's lines; ``document_diagnostics``
+merges every source for one document. Out: lsprotocol ``Diagnostic`` and ``CodeAction`` values. Finding columns
 are 0-based characters (code points); the position codec turns them into the client's units.
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import replace
 from pathlib import Path
 
 from lsprotocol import types as T
@@ -110,17 +113,62 @@ def conversion_diagnostics(report, call_range: T.Range, min_severity: str = "war
             for f in report.findings if f.severity in keep]
 
 
-def quick_fix(f: Finding, diag: T.Diagnostic, uri: str, version: int | None, lines, codec) -> T.CodeAction | None:
-    """A rule's text edits as a WorkspaceEdit on the document's version."""
-    if f.repair is None or not f.repair.edits:
-        return None
-    edits = []
-    for e in f.repair.edits:
+def document_diagnostics(lines, codec, path: str, *, static=(), conversions=(), trace=None,
+                         training=None) -> list:
+    """Every diagnostic of one document (a script, or a notebook cell), merged from every source,
+    as (Diagnostic, Finding, origin) in this order:
+    - ``static``: the static rules' findings (policy applied);
+    - ``conversions``: (ConversionReport with policy applied, the converter call's range) pairs,
+      each report's findings on its call;
+    - ``trace``: a trace ScriptReport's findings with a line, unless a diagnostic above already
+      shows the same rule on the same line;
+    - ``training``: a train-check ScriptReport's findings in this file (a run-level one, with no
+      line of its own, on the first line).
+    Info findings of a trace or a training check stay in their report."""
+    out = [(finding_diagnostic(f, lines, codec), f, "static") for f in static]
+    for rep, rng in conversions:
+        out += [(d, f, "conversion") for d, f in conversion_diagnostics(rep, rng)]
+    if trace is not None:
+        seen = {(d.code, d.range.start.line) for d, _, _ in out}
+        for f in list(trace.findings) + [f for c in trace.conversions for f in c.findings if f.location.line]:
+            if f.severity == "info" or not f.location.line:
+                continue
+            d = finding_diagnostic(f, lines, codec, origin="trace")
+            if (d.code, d.range.start.line) not in seen:
+                out.append((d, f, "trace"))
+    if training is not None:
+        for f in training.findings:
+            if f.severity == "info" or (f.location.file and os.path.abspath(f.location.file) != path):
+                continue
+            g = f if f.location.line else f.with_(location=replace(f.location, file=path, line=1))
+            out.append((finding_diagnostic(g, lines, codec, origin="training"), f, "training"))
+    return out
+
+
+def quick_fixes(f: Finding, diag: T.Diagnostic, uri: str, version: int | None, lines, codec) -> list:
+    """Every fix a finding carries, as quick fixes (WorkspaceEdits on the document's version): the
+    rule's preferred rewrite first (``isPreferred``), then its alternatives (``evidence["fixes"]``,
+    e.g. "keep float16 weights instead"), not preferred."""
+    fixes = []
+    if f.repair is not None and f.repair.edits:
+        fixes.append((f.repair.description, f.repair.edits, True))
+    alts = f.evidence.get("fixes") if isinstance(f.evidence, dict) else None
+    for alt in alts if isinstance(alts, list) else ():
+        if isinstance(alt, dict) and alt.get("edits"):
+            fixes.append((alt.get("description") or "alternative fix", alt["edits"], False))
+    return [_code_action(desc, edits, preferred, diag, uri, version, lines, codec)
+            for desc, edits, preferred in fixes]
+
+
+def _code_action(desc: str, edits, preferred: bool, diag: T.Diagnostic, uri: str, version: int | None,
+                 lines, codec) -> T.CodeAction:
+    text_edits = []
+    for e in edits:
         r = (e["start"]["line"] - 1, e["start"]["column"], e["end"]["line"] - 1, e["end"]["column"])
-        edits.append(T.TextEdit(to_range(codec, lines, r), e["new_text"]))
-    change = T.TextDocumentEdit(T.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version), edits)
-    return T.CodeAction(title=f"convlint: {f.repair.description}", kind=T.CodeActionKind.QuickFix,
-                        diagnostics=[diag], is_preferred=True, edit=T.WorkspaceEdit(document_changes=[change]))
+        text_edits.append(T.TextEdit(to_range(codec, lines, r), e["new_text"]))
+    change = T.TextDocumentEdit(T.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version), text_edits)
+    return T.CodeAction(title=f"convlint: {desc}", kind=T.CodeActionKind.QuickFix, diagnostics=[diag],
+                        is_preferred=preferred, edit=T.WorkspaceEdit(document_changes=[change]))
 
 
 def overlaps(a: T.Range, b: T.Range) -> bool:

@@ -76,14 +76,12 @@ def crash_report(kind: str, params: dict, e) -> dict:
 
 
 def failed_report(kind: str, params: dict, message: str, rule_code: str | None = None) -> dict:
-    """A job the worker reported as failed; ``rule_code`` is the worker's classification (an
-    older worker sends none: then the message tells)."""
+    """A job the worker reported as failed; ``rule_code`` is the worker's classification, kept as
+    sent (the worker ships with the server: a code it did not send, or one convlint does not know,
+    is a convlint bug, CL009)."""
     from convlint.analyzers.report.findings import Finding
 
-    if rule_code in R.RULES:
-        rule = R.get(rule_code)
-    else:
-        rule = R.INTERNAL_ERROR if message.startswith("internal error") else R.BAD_ARGUMENTS
+    rule = R.get(rule_code) if rule_code in R.RULES else R.INTERNAL_ERROR
     return _job_report(kind, params, "error", Finding(rule.code, "error", rule.stage, message))
 
 
@@ -113,7 +111,7 @@ def document_report(ls, uri: str):
     if st is None or st.report is None:
         raise JsonRpcInvalidParams.of(ValueError(f"{uri}: not an open document convlint has analysed"))
     reports = [st.report]
-    for p in script_pairs(st, ls.root):
+    for p in script_pairs(st, ls.session(st.path).root):
         if (p.source, p.target) in ls.results:
             reports.append(ls.results[(p.source, p.target)])
     if st.trace is not None:
@@ -140,7 +138,7 @@ def register(ls) -> None:
     @ls.command("convlint.runCheck")
     async def run_check(ls, *args):
         st = _script_command(ls, args)
-        pairs = script_pairs(st, ls.root)
+        pairs = script_pairs(st, ls.session(st.path).root)
         if not pairs:
             return {"reports": [], "message": "the script names no conversion whose source and target "
                     "files both exist; run convlint.trace to execute it instead"}
@@ -180,7 +178,7 @@ def register(ls) -> None:
             pairs = [_pair_arg(a)]
         else:
             st = ls.doc_state(_arg(args))
-            pairs = [(p.source, p.target) for p in script_pairs(st, ls.root)]
+            pairs = [(p.source, p.target) for p in script_pairs(st, ls.session(st.path).root)]
         _need_trust(ls)
         out = []
         for s, t in pairs:
@@ -221,7 +219,7 @@ def register(ls) -> None:
 
 def code_actions(ls, params: T.CodeActionParams) -> list:
     uri = params.text_document.uri
-    st = ls.docs.get(uri)
+    st = ls.docs.get(uri) or ls.cells.get(uri)  # a script, or a notebook's cell
     if st is None:
         return []
     doc = ls.workspace.get_text_document(uri)
@@ -232,9 +230,7 @@ def code_actions(ls, params: T.CodeActionParams) -> list:
     if want_fix:
         for d, f, origin in st.diags:
             if origin == "static" and adapter.overlaps(d.range, params.range) and st.version == (doc.version if doc else None):
-                a = adapter.quick_fix(f, d, uri, st.version, st.lines, codec)
-                if a is not None:
-                    out.append(a)
+                out += adapter.quick_fixes(f, d, uri, st.version, st.lines, codec)
     if st.calls and (not only or any(str(k).startswith("source") for k in only) or want_fix):
         out.append(T.CodeAction("convlint: run conversion check now", kind=T.CodeActionKind.Source,
                                 command=T.Command("Run conversion check", "convlint.runCheck", arguments=[uri])))

@@ -19,7 +19,7 @@ import logging
 import os
 import time
 import uuid
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 from lsprotocol import types as T
@@ -34,13 +34,12 @@ from convlint.server.lsp import adapter, commands
 from convlint.server.lsp import settings as S
 from convlint.server.lsp.jobs import JobFailed, JobRunner, WorkerCrashed
 from convlint.server.lsp.session import (
-    CONFIG_NAMES,
-    MODEL_GLOB,
-    MODEL_SUFFIXES,
     DocState,
+    Session,
     config_pairs,
     line_of,
     script_pairs,
+    session_for,
     text_hash,
 )
 
@@ -52,11 +51,12 @@ class _Ignored:
 
 
 class ConvlintProtocol(LanguageServerProtocol):
-    """Two gaps of pygls 2 closed here.
-    - A request whose params do not deserialize gets no answer; the client would wait forever.
-      Answer it with InvalidParams.
-    - ``$/cancelRequest`` for ``workspace/executeCommand`` only answers "cancelled": the
-      command's own task runs on. Cancel the task too (commands register it, ``track``)."""
+    """Two gaps of pygls 2 closed here, by overriding its public methods only (docs/server.md).
+    - ``structure_message``: a request whose params do not deserialize gets no answer; the client
+      would wait forever. Answer it with InvalidParams.
+    - ``handle_message``: ``$/cancelRequest`` for ``workspace/executeCommand`` only answers
+      "cancelled" (pygls runs that method as a generator, whose future is not the command's task):
+      the command's own task runs on. Cancel the task too (commands register it, ``track``)."""
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
@@ -64,23 +64,32 @@ class ConvlintProtocol(LanguageServerProtocol):
 
     def track(self) -> None:
         """Called from an async request handler: cancelling the request cancels this task."""
-        msg_id = self._ctx_msg_id.get(None)
+        msg_id = self.msg_id
         task = asyncio.current_task()
         if msg_id is not None and task is not None:
             self.request_tasks[msg_id] = task
             task.add_done_callback(lambda _t, m=msg_id: self.request_tasks.pop(m, None))
 
-    def _handle_cancel_notification(self, msg_id):
-        task = self.request_tasks.pop(msg_id, None)
-        super()._handle_cancel_notification(msg_id)
-        if task is not None:
-            task.cancel()
+    def handle_message(self, message):
+        if getattr(message, "method", None) == T.CANCEL_REQUEST and message.params is not None:
+            task = self.request_tasks.pop(message.params.id, None)
+            super().handle_message(message)
+            if task is not None:
+                task.cancel()
+            return
+        super().handle_message(message)
+
+    def cancel_request(self, msg_id) -> None:
+        """Cancel a request as the client's ``$/cancelRequest`` would (one response: "cancelled")."""
+        self.handle_message(T.CancelNotification(params=T.CancelParams(id=msg_id)))
 
     def structure_message(self, data):
         try:
             return super().structure_message(data)
         except JsonRpcException as e:
             if isinstance(data, dict) and "id" in data and "method" in data:
+                # pygls 2 has no public "send a response" method: _send_response is what its own
+                # handlers use (called, not patched)
                 self._send_response(data["id"], error=e.to_response_error())
                 return _Ignored()
             raise
@@ -88,12 +97,16 @@ class ConvlintProtocol(LanguageServerProtocol):
 
 class ConvlintServer(LanguageServer):
     def __init__(self):
-        super().__init__("convlint", __version__, protocol_cls=ConvlintProtocol, max_workers=2)
+        from convlint.server.lsp import notebooks
+
+        super().__init__("convlint", __version__, protocol_cls=ConvlintProtocol, max_workers=2,
+                         notebook_document_sync=notebooks.SYNC)
         self.settings = S.Settings()
         self.jobs = JobRunner()
         self.docs: dict[str, DocState] = {}
-        self.config = None  # the project's Config
-        self.config_error: str | None = None
+        self.cells: dict[str, DocState] = {}  # notebook cells by cell URI (notebooks.py)
+        self.sessions: list[Session] = []  # one per workspace folder
+        self.folder_options: dict[str, dict] = {}  # a folder's own settings (the client's "folders")
         self.results: dict[tuple, object] = {}  # (source, target) -> ConversionReport
         self.progress_tasks: dict[str, asyncio.Task] = {}
         self.tasks: set[asyncio.Task] = set()
@@ -115,27 +128,75 @@ class ConvlintServer(LanguageServer):
     def log(self, msg: str, kind=T.MessageType.Log) -> None:
         self.window_log_message(T.LogMessageParams(kind, msg))
 
+    def folders(self) -> list[str]:
+        """The workspace folders' paths (the root path for a client that sends no folders)."""
+        try:
+            paths = [to_fs_path(f.uri) for f in self.workspace.folders.values()]
+        except Exception:
+            paths = []
+        out = [str(Path(p).resolve()) for p in paths if p]
+        return out or ([str(Path(self.root).resolve())] if self.root else [])
+
+    @property
+    def config(self):
+        """The first folder's Config (the status, the workspace-wide commands)."""
+        return self.sessions[0].config if self.sessions else None
+
+    def session(self, path: str) -> Session:
+        return session_for(self.sessions, path) or Session(self.root, self.settings)
+
+    def set_folder_options(self, options) -> list[str]:
+        """Take the client's per-folder settings (``folders``: path or URI -> settings) out of its
+        options; the problems found in them."""
+        self.folder_options = {}
+        if not isinstance(options, dict):
+            return []
+        folders = (options.get("convlint") if isinstance(options.get("convlint"), dict) else options).pop("folders", None)
+        if not isinstance(folders, dict):
+            return [] if folders is None else ["convlint.folders must be an object (ignored)"]
+        for k, v in folders.items():
+            path = to_fs_path(k) if "://" in k else k
+            if path and isinstance(v, dict):
+                self.folder_options[str(Path(path).resolve())] = v
+        return []
+
+    def apply_settings(self) -> list[str]:
+        """Each session's settings: the editor's, overridden by its folder's own."""
+        problems = []
+        for sess in self.sessions:
+            sess.settings, ps = S.parse(dict(self.folder_options.get(sess.root or "", {})), self.settings)
+            problems += [f"{sess.root}: {p}" for p in ps]
+        return problems
+
     def load_config(self) -> None:
         from convlint.analyzers import config as C
         from convlint.analyzers.errors import ConvlintError
 
-        self.config_error = None
-        path = C.find_config(self.root) if self.root else None
-        try:
-            self.config = C.load(path)
-        except ConvlintError as e:
-            self.config, self.config_error = C.Config(path=str(path)), e.message
-            self.window_show_message(T.ShowMessageParams(T.MessageType.Error, f"convlint: {e.message}"))
+        sessions = []
+        for root in self.folders() or [None]:
+            sess = Session(root, self.settings)
+            path = C.find_config(root) if root else None
+            try:
+                sess.config = C.load(path)
+            except ConvlintError as e:
+                sess.config, sess.config_error = C.Config(path=str(path)), e.message
+                self.window_show_message(T.ShowMessageParams(T.MessageType.Error, f"convlint: {e.message}"))
+            sessions.append(sess)
+        self.sessions = sessions
+        for p in self.apply_settings():
+            self.log(f"convlint: {p}", T.MessageType.Warning)
 
-    def effective_config(self):
+    def effective_config(self, sess: Session | None = None):
         from convlint.analyzers.config import Config
 
-        return S.effective_config(self.config or Config(), self.settings)
+        sess = sess or (self.sessions[0] if self.sessions else Session(self.root, self.settings))
+        return S.effective_config(sess.config or Config(), sess.settings)
 
     def excluded(self, path: str) -> bool:
         from convlint.analyzers.config import excluded
 
-        return excluded(path, self.config.exclude if self.config else ())
+        cfg = self.session(path).config
+        return excluded(path, cfg.exclude if cfg else ())
 
     # -- static rules ----------------------------------------------------------------------------
     def doc_state(self, uri: str) -> DocState:
@@ -170,12 +231,13 @@ class ConvlintServer(LanguageServer):
         if doc is None:
             return
         version, text = doc.version, doc.source
-        if not self.settings.enable or self.excluded(st.path):
+        sess = self.session(st.path)
+        if not sess.settings.enable or self.excluded(st.path):
             st.report, st.calls = None, []
         else:
             with gc_paused():
                 report = analyze_source(text, st.path)
-            st.report = policy.apply(report, self.effective_config())
+            st.report = policy.apply(report, self.effective_config(sess))
             st.calls = report.extra.get("converter_calls", [])
         st.version, st.lines = version, list(doc.lines)
         h = text_hash(text)
@@ -191,46 +253,36 @@ class ConvlintServer(LanguageServer):
         doc = self.workspace.get_text_document(st.uri)
         codec = doc.position_codec if doc is not None else None
         lines = st.lines
+        sess = self.session(st.path)
         out = []
-        if st.report is not None and self.settings.enable:
-            out += [(adapter.finding_diagnostic(f, lines, codec), f, "static") for f in st.report.findings]
-            for pair in script_pairs(st, self.root):
+        if st.report is not None and sess.settings.enable:
+            conversions = []
+            for pair in script_pairs(st, sess.root):
                 rep = self.results.get((pair.source, pair.target))
-                if rep is None:
-                    continue
-                c = st.calls[pair.index]
-                rng = adapter.to_range(codec, lines, adapter.line_range(
-                    lines, c["line"], c["column"], c.get("end_line"), c.get("end_column")))
-                out += [(d, f, "conversion") for d, f in adapter.conversion_diagnostics(
-                    self._policy(rep), rng)]
-            if st.trace is not None:
-                tr = st.trace
-                seen = {(d.code, d.range.start.line) for d, _, _ in out}
-                for f in list(tr.findings) + [f for c in tr.conversions for f in c.findings if f.location.line]:
-                    if f.severity == "info" or not f.location.line:
-                        continue
-                    d = adapter.finding_diagnostic(f, lines, codec, origin="trace")
-                    if (d.code, d.range.start.line) not in seen:
-                        out.append((d, f, "trace"))
-            if st.training is not None:
-                for f in st.training.findings:
-                    if f.severity == "info" or (f.location.file and os.path.abspath(f.location.file) != st.path):
-                        continue
-                    # a run-level finding with no line of its own (no site known) goes on the first line
-                    g = f if f.location.line else f.with_(location=replace(f.location, file=st.path, line=1))
-                    out.append((adapter.finding_diagnostic(g, lines, codec, origin="training"), f, "training"))
+                if rep is not None:
+                    c = st.calls[pair.index]
+                    rng = adapter.to_range(codec, lines, adapter.line_range(
+                        lines, c["line"], c["column"], c.get("end_line"), c.get("end_column")))
+                    conversions.append((self._policy(rep, sess), rng))
+            out = adapter.document_diagnostics(lines, codec, st.path, static=st.report.findings,
+                                               conversions=conversions, trace=st.trace,
+                                               training=st.training)
         st.diags = out
         self.text_document_publish_diagnostics(T.PublishDiagnosticsParams(
             st.uri, [d for d, _, _ in out], version=st.version))
 
-    def _policy(self, report):
+    def _policy(self, report, sess: Session | None = None):
         from convlint.analyzers.report import policy
 
-        return policy.apply(report, self.effective_config())
+        return policy.apply(report, self.effective_config(sess))
 
     def publish_config(self) -> None:
-        """Config errors and the config pairs' findings, on the config file."""
-        cfg = self.config
+        """Each folder's config errors and config pairs' findings, on its config file."""
+        for sess in self.sessions:
+            self._publish_config(sess)
+
+    def _publish_config(self, sess: Session) -> None:
+        cfg = sess.config
         if cfg is None or not cfg.path:
             return
         uri = adapter.uri_of(cfg.path)
@@ -240,19 +292,19 @@ class ConvlintServer(LanguageServer):
             return
         lines = text.splitlines(True) or [""]
         out = []
-        if self.config_error:
+        if sess.config_error:
             from convlint.analyzers import rules as R
             from convlint.analyzers.report.findings import Finding
 
-            f = Finding(R.BAD_ARGUMENTS.code, "error", "input", self.config_error)
+            f = Finding(R.BAD_ARGUMENTS.code, "error", "input", sess.config_error)
             out.append(adapter.diagnostic(f, adapter.to_range(None, lines, adapter.line_range(lines, 1))))
-        for pair, s, t in config_pairs(cfg, self.root):
+        for pair, s, t in config_pairs(cfg, sess.root):
             rep = self.results.get((s, t))
             if rep is not None:
                 rel = os.path.relpath(t, Path(cfg.path).parent)
                 ln = next((line_of(text, n) for n in (pair.target, rel, Path(t).name) if n in text), 1)
                 rng = adapter.to_range(None, lines, adapter.line_range(lines, ln))
-                out += [d for d, _ in adapter.conversion_diagnostics(self._policy(rep), rng)]
+                out += [d for d, _ in adapter.conversion_diagnostics(self._policy(rep, sess), rng)]
         self.text_document_publish_diagnostics(T.PublishDiagnosticsParams(uri, out))
 
     # -- heavy checks ----------------------------------------------------------------------------
@@ -324,14 +376,15 @@ class ConvlintServer(LanguageServer):
         from convlint.analyzers import project
         from convlint.analyzers.config import Pair
 
-        s = self.settings
-        opts = project.CheckOptions(paths=[], config=self.effective_config(), atol=s.atol, rtol=s.rtol,
+        sess = self.session(target)  # the folder that holds the converted model
+        s = sess.settings
+        opts = project.CheckOptions(paths=[], config=self.effective_config(sess), atol=s.atol, rtol=s.rtol,
                                     use_tvm=s.tvm)
         pair = _replace(pair, source=source, target=target) if pair is not None else Pair(source, target)
         atol = pair.atol if pair.atol is not None else s.atol
         rtol = pair.rtol if pair.rtol is not None else s.rtol
         key = await asyncio.to_thread(project.cache_key, pair, opts)
-        cdir = project.check_cache_dir(self.config)
+        cdir = project.check_cache_dir(sess.config)
         hit = None if force else project.cache_read(cdir, key)
         if hit is not None:
             rep = hit
@@ -352,15 +405,16 @@ class ConvlintServer(LanguageServer):
 
     def republish_pair(self, source: str, target: str) -> None:
         for st in self.docs.values():
-            if any((p.source, p.target) == (source, target) for p in script_pairs(st, self.root)):
+            if any((p.source, p.target) == (source, target) for p in script_pairs(st, self.session(st.path).root)):
                 self.publish(st)
-        if any((s, t) == (source, target) for _, s, t in config_pairs(self.config, self.root)):
-            self.publish_config()
+        for sess in self.sessions:
+            if any((s, t) == (source, target) for _, s, t in config_pairs(sess.config, sess.root)):
+                self._publish_config(sess)
 
     async def check_document(self, uri: str) -> list:
         st = self.doc_state(uri)
         reports = []
-        for p in script_pairs(st, self.root):
+        for p in script_pairs(st, self.session(st.path).root):
             reports.append(await self.check_pair(p.source, p.target))
         return reports
 
@@ -371,7 +425,7 @@ class ConvlintServer(LanguageServer):
         h = st.text_hash
         from convlint.analyzers.app import TraceRequest
 
-        params = TraceRequest(st.path, cwd=self.root or str(Path(st.path).parent),
+        params = TraceRequest(st.path, cwd=self.session(st.path).root or str(Path(st.path).parent),
                               atol=self.settings.atol, rtol=self.settings.rtol,
                               use_tvm=self.settings.tvm, python=self.settings.python,
                               timeout=min(self.settings.timeout, D.MAX_SERVER_TIMEOUT)).to_dict()
@@ -391,7 +445,7 @@ class ConvlintServer(LanguageServer):
         h = st.text_hash
         from convlint.analyzers.app import TrainRequest
 
-        params = TrainRequest(st.path, cwd=self.root or str(Path(st.path).parent),
+        params = TrainRequest(st.path, cwd=self.session(st.path).root or str(Path(st.path).parent),
                               python=self.settings.python,
                               timeout=min(self.settings.timeout, D.MAX_SERVER_TIMEOUT)).to_dict()
         rep = await self.run_job("train-check", params, f"convlint: checking training of {Path(st.path).name}",
@@ -411,9 +465,9 @@ class ConvlintServer(LanguageServer):
 
     def all_pairs(self) -> list:
         """(source, target, config Pair or None) for the open scripts and the project config."""
-        out = {(s, t): cp for cp, s, t in config_pairs(self.config, self.root)}
+        out = {(s, t): cp for sess in self.sessions for cp, s, t in config_pairs(sess.config, sess.root)}
         for st in self.docs.values():
-            for p in script_pairs(st, self.root):
+            for p in script_pairs(st, self.session(st.path).root):
                 out.setdefault((p.source, p.target), None)
         return [(s, t, cp) for (s, t), cp in sorted(out.items())]
 
@@ -441,107 +495,11 @@ def gc_paused():
 
 
 def build() -> ConvlintServer:
-    """The server with its routing table: one handler per LSP method."""
+    """The server with its routing table (``handlers.ROUTES``): one handler per LSP method."""
+    from convlint.server.lsp import handlers
+
     ls = ConvlintServer()
-
-    @ls.feature(T.INITIALIZE)
-    def initialize(ls: ConvlintServer, params: T.InitializeParams):
-        ls.settings, problems = S.parse(params.initialization_options)
-        ls.jobs.timeout = ls.settings.timeout
-        for p in problems:
-            log.warning(p)
-
-    @ls.feature(T.INITIALIZED)
-    async def initialized(ls: ConvlintServer, params: T.InitializedParams):
-        ls.load_config()
-        ls.publish_config()
-        caps = ls.client_capabilities.workspace
-        dyn = caps and caps.did_change_watched_files and caps.did_change_watched_files.dynamic_registration
-        if dyn and ls.settings.watch_files:
-            watchers = [T.FileSystemWatcher(glob_pattern=MODEL_GLOB),
-                        *[T.FileSystemWatcher(glob_pattern=f"**/{n}") for n in CONFIG_NAMES]]
-            try:
-                await ls.client_register_capability_async(T.RegistrationParams([T.Registration(
-                    "convlint-watch", T.WORKSPACE_DID_CHANGE_WATCHED_FILES,
-                    T.DidChangeWatchedFilesRegistrationOptions(watchers))]))
-            except Exception as e:  # a client that cannot watch files: model changes go unseen
-                log.warning("file watcher registration failed: %s", e)
-
-    @ls.feature(T.SHUTDOWN)
-    async def shutdown(ls: ConvlintServer, params):
-        await ls.jobs.shutdown()
-
-    @ls.feature(T.TEXT_DOCUMENT_DID_OPEN)
-    def did_open(ls: ConvlintServer, params: T.DidOpenTextDocumentParams):
-        ls.schedule_static(params.text_document.uri)
-
-    @ls.feature(T.TEXT_DOCUMENT_DID_CHANGE)
-    def did_change(ls: ConvlintServer, params: T.DidChangeTextDocumentParams):
-        if ls.settings.run == "onType":
-            ls.schedule_static(params.text_document.uri)
-
-    @ls.feature(T.TEXT_DOCUMENT_DID_SAVE, T.SaveOptions(include_text=False))
-    async def did_save(ls: ConvlintServer, params: T.DidSaveTextDocumentParams):
-        uri = params.text_document.uri
-        st = ls.doc_state(uri)
-        ls._static_once(st)
-        if ls.settings.heavy_allowed and st.report is not None:
-            await ls.check_document(uri)
-            if ls.settings.trace_on_save and st.calls:
-                await ls.trace_document(uri)
-
-    @ls.feature(T.TEXT_DOCUMENT_DID_CLOSE)
-    def did_close(ls: ConvlintServer, params: T.DidCloseTextDocumentParams):
-        uri = params.text_document.uri
-        st = ls.docs.pop(uri, None)
-        if st is not None:
-            from convlint.analyzers.scripts import reparse
-
-            reparse.forget(st.path)
-        ls.text_document_publish_diagnostics(T.PublishDiagnosticsParams(uri, []))
-
-    @ls.feature(T.WORKSPACE_DID_CHANGE_CONFIGURATION)
-    def did_change_configuration(ls: ConvlintServer, params: T.DidChangeConfigurationParams):
-        ls.settings, problems = S.parse(params.settings, ls.settings)
-        ls.jobs.timeout = ls.settings.timeout
-        for p in problems:
-            ls.log(f"convlint: {p}", T.MessageType.Warning)
-        for uri in list(ls.docs):
-            ls.schedule_static(uri)
-        ls.publish_config()
-
-    @ls.feature(T.WORKSPACE_DID_CHANGE_WATCHED_FILES)
-    def did_change_watched_files(ls: ConvlintServer, params: T.DidChangeWatchedFilesParams):
-        paths = {str(Path(to_fs_path(c.uri) or c.uri).resolve()) for c in params.changes}
-        if any(Path(p).name in CONFIG_NAMES for p in paths):
-            ls.load_config()
-            for uri in list(ls.docs):
-                ls.schedule_static(uri)
-            ls.publish_config()
-        models = {p for p in paths if p.endswith(MODEL_SUFFIXES) or Path(p).is_dir()}
-        for p in models:
-            ls.results = {k: v for k, v in ls.results.items() if p not in k}
-        if models:
-            ls.on_models_changed(models)
-
-    @ls.feature(T.WINDOW_WORK_DONE_PROGRESS_CANCEL)
-    def progress_cancel(ls: ConvlintServer, params: T.WorkDoneProgressCancelParams):
-        task = ls.progress_tasks.pop(str(params.token), None)
-        if task is None:
-            return
-        # a request's task: cancel the request, so that the client gets its one response
-        msg_id = next((m for m, t in ls.protocol.request_tasks.items() if t is task), None)
-        if msg_id is not None:
-            ls.protocol._handle_cancel_notification(msg_id)
-        else:
-            task.cancel()
-
-    @ls.feature(T.TEXT_DOCUMENT_CODE_ACTION, T.CodeActionOptions(
-        code_action_kinds=[T.CodeActionKind.QuickFix, T.CodeActionKind.Source]))
-    def code_action(ls: ConvlintServer, params: T.CodeActionParams):
-        return commands.code_actions(ls, params)
-
-    commands.register(ls)
+    handlers.register(ls)
     return ls
 
 

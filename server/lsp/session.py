@@ -1,4 +1,5 @@
-"""The language server's session state: documents, the project config, pairs and results.
+"""The language server's session state: a Session per workspace folder (its config, its settings),
+the open documents, pairs and results.
 
 Only the server's event loop mutates it. A document's static report belongs to one version of
 its text; conversion results belong to a pair of model files (by absolute path) and are
@@ -34,6 +35,28 @@ class DocState:
     training: object | None = None  # the last train-check ScriptReport, valid while text_hash is unchanged
     training_hash: str = ""
     diags: list = field(default_factory=list)  # (Diagnostic, Finding, origin) as published
+
+
+@dataclass
+class Session:
+    """One workspace folder: the config found from it (``pyproject.toml``/``convlint.toml``) and
+    its settings (the editor's settings, overridden by that folder's own, ``folders`` in the
+    options). A document is checked with the session of the folder that holds it."""
+    root: str | None
+    settings: object  # settings.Settings
+    config: object | None = None  # the folder's Config
+    config_error: str | None = None
+
+    def holds(self, path: str) -> bool:
+        return self.root is not None and (path == self.root or path.startswith(self.root.rstrip(os.sep) + os.sep))
+
+
+def session_for(sessions: list[Session], path: str) -> Session | None:
+    """The session of the innermost folder that holds ``path`` (the first session otherwise)."""
+    held = [s for s in sessions if s.holds(path)]
+    if held:
+        return max(held, key=lambda s: len(s.root or ""))
+    return sessions[0] if sessions else None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import {
   Bundle, ServerCommand, Interpreter, ProbeResult, PythonApiLike, installCommands, neededExtras, prepareCommand,
   probe as realProbe, readBundle, resolveInterpreter, serverCommand,
 } from "./python";
+import { CRASH_WINDOW_MS, CrashGuard } from "./crashes";
 import { ConvlintSettings, initializationOptions, needsRestart, readSettings } from "./settings";
 
 export const MODEL_GLOB = "**/*.{onnx,tflite,keras,h5,hdf5,pt2,pt,pth,ts,jit,xml}";
@@ -27,9 +28,13 @@ export interface ClientLike {
 export interface ClientSpec {
   server: ServerCommand;
   initializationOptions: Record<string, unknown>;
-  documentSelector: { scheme: string; language: string }[];
+  /** Scripts by scheme and language; Jupyter notebooks' Python cells by notebook type (the server
+   * syncs them as LSP 3.17 notebook documents). */
+  documentSelector: ({ scheme: string; language: string } | { notebook: string; language: string })[];
   fileWatchers: vscode.FileSystemWatcher[];
   outputChannel: vscode.OutputChannel;
+  /** The server stopped unexpectedly: "restart" it, or "stop" (a crash loop; the user was told). */
+  onClosed(): "restart" | "stop";
 }
 
 export interface Deps {
@@ -40,6 +45,8 @@ export interface Deps {
   run?(command: string, args: string[], log: (s: string) => void): Promise<number>;
   /** What the .vsix carries (default: read from the extension's bundled/ folder). */
   bundle?(): Bundle | undefined;
+  /** The clock of the crash-loop bound, in milliseconds (default: Date.now). */
+  now?(): number;
 }
 
 export const NEEDS_TRUST = "convlint: this command loads the workspace's models or runs its scripts, so it needs a trusted workspace (Workspace Trust).";
@@ -72,6 +79,7 @@ export class Controller implements vscode.Disposable {
   private disposables: vscode.Disposable[] = [];
   private clientDisposables: vscode.Disposable[] = [];
   private starting: Promise<void> | undefined;
+  readonly crashes: CrashGuard;
 
   constructor(private readonly context: vscode.ExtensionContext, private readonly deps: Deps) {
     this.output = vscode.window.createOutputChannel("convlint");
@@ -81,6 +89,7 @@ export class Controller implements vscode.Disposable {
     this.status.text = "convlint: starting";
     this.status.command = { title: "Show output", command: COMMANDS.showOutput };
     this.settings = this.readSettings();
+    this.crashes = new CrashGuard(deps.now ?? Date.now);
   }
 
   get trusted(): boolean {
@@ -105,6 +114,24 @@ export class Controller implements vscode.Disposable {
     return s;
   }
 
+  /** The options the server is given (at start and on a change): the window's settings and, in a
+   * multi-root workspace, each folder's own (`folders`: folder URI -> options), so that a file is
+   * checked with its own folder's settings. */
+  serverOptions(s: ConvlintSettings, interpreter?: string): Record<string, unknown> {
+    const opts = initializationOptions(s, this.trusted, interpreter);
+    const folders = vscode.workspace.workspaceFolders ?? [];
+    if (folders.length > 1) {
+      const problems: string[] = [];
+      opts.folders = Object.fromEntries(folders.map((f) => [f.uri.toString(), initializationOptions(
+        readSettings(vscode.workspace.getConfiguration("convlint", f.uri), { workspaceFolder: f.uri.fsPath }, problems),
+        this.trusted, interpreter)]));
+      for (const p of problems) {
+        this.log(p);
+      }
+    }
+    return opts;
+  }
+
   /** Register everything and start the server. */
   async activate(): Promise<void> {
     const reg = (id: string, fn: (...a: any[]) => unknown) =>
@@ -115,7 +142,7 @@ export class Controller implements vscode.Disposable {
     reg(COMMANDS.repair, (uri?: vscode.Uri) => this.repair(uri));
     reg(COMMANDS.trainCheck, (uri?: vscode.Uri) => this.scriptCommand("convlint.trainCheck", "checking training", uri));
     reg(COMMANDS.showReport, (uri?: vscode.Uri) => this.showReport(uri));
-    reg(COMMANDS.restart, () => this.restart());
+    reg(COMMANDS.restart, () => { this.crashes.reset(); return this.restart(); });
     reg(COMMANDS.showOutput, () => this.output.show(true));
     this.disposables.push(
       vscode.workspace.onDidChangeConfiguration((e) => {
@@ -174,10 +201,12 @@ export class Controller implements vscode.Disposable {
       vscode.workspace.createFileSystemWatcher(CONFIG_GLOB)];
     const client = this.deps.createClient({
       server: serverCommand(interp.path, this.settings.serverArgs, cwd, libs),
-      initializationOptions: initializationOptions(this.settings, this.trusted, interp.path),
-      documentSelector: [{ scheme: "file", language: "python" }, { scheme: "file", language: "shellscript" }],
+      initializationOptions: this.serverOptions(this.settings, interp.path),
+      documentSelector: [{ scheme: "file", language: "python" }, { scheme: "file", language: "shellscript" },
+        { notebook: "jupyter-notebook", language: "python" }],
       fileWatchers,
       outputChannel: this.output,
+      onClosed: () => this.onServerClosed(client),
     });
     this.clientDisposables.push(...fileWatchers, client.onNotification("convlint/status", (p) => this.onStatus(p)));
     this.client = client;
@@ -197,6 +226,34 @@ export class Controller implements vscode.Disposable {
     } else {
       this.setStatus("convlint", what + (this.trusted ? "" : " — untrusted workspace: static checks only"));
     }
+  }
+
+  /** The language client saw the server stop unexpectedly: restart it, unless this is the
+   * 5th time within 3 minutes (then stop, say why, and offer the log). */
+  onServerClosed(client: ClientLike): "restart" | "stop" {
+    if (this.crashes.stopped()) {
+      this.log(`the server stopped unexpectedly (${this.crashes.count} time(s) in the last 3 minutes); restarting it`);
+      return "restart";
+    }
+    const minutes = CRASH_WINDOW_MS / 60000;
+    const why = `the server stopped unexpectedly ${this.crashes.count} times in ${minutes} minutes, so it is `
+      + "not restarted again. The log says why; fix that, then run \"convlint: Restart server\".";
+    this.log(why);
+    if (this.client === client) {
+      this.client = undefined;
+      for (const d of this.clientDisposables.splice(0)) {
+        d.dispose();
+      }
+    }
+    this.setStatus("convlint: server stopped", why, vscode.LanguageStatusSeverity.Error);
+    void vscode.window.showErrorMessage(`convlint: ${why}`, "Show log", "Restart server").then((a) => {
+      if (a === "Show log") {
+        this.output.show(true);
+      } else if (a === "Restart server") {
+        void vscode.commands.executeCommand(COMMANDS.restart);
+      }
+    });
+    return "stop";
   }
 
   bundle(): Bundle | undefined {
@@ -323,7 +380,7 @@ export class Controller implements vscode.Disposable {
     }
     this.settings = after;
     await this.client.sendNotification("workspace/didChangeConfiguration", {
-      settings: { convlint: initializationOptions(after, this.trusted, this.interpreter?.path) },
+      settings: { convlint: this.serverOptions(after, this.interpreter?.path) },
     });
   }
 

@@ -3,7 +3,9 @@
 
 import * as vscode from "vscode";
 import { PythonExtension } from "@vscode/python-extension";
-import { LanguageClient, LanguageClientOptions, ServerOptions, TransportKind } from "vscode-languageclient/node";
+import {
+  CloseAction, ErrorAction, LanguageClient, LanguageClientOptions, ServerOptions, TransportKind,
+} from "vscode-languageclient/node";
 
 import { ClientLike, ClientSpec, Controller } from "./controller";
 import { PythonApiLike } from "./python";
@@ -23,6 +25,13 @@ function createClient(spec: ClientSpec): ClientLike {
     synchronize: { fileEvents: spec.fileWatchers },
     outputChannel: spec.outputChannel,
     traceOutputChannel: spec.outputChannel,
+    // the crash-loop bound is the controller's (crashes.ts), not the client's default handler's
+    errorHandler: {
+      error: () => ({ action: ErrorAction.Continue }),
+      closed: () => (spec.onClosed() === "restart"
+        ? { action: CloseAction.Restart, handled: true }
+        : { action: CloseAction.DoNotRestart, handled: true }),
+    },
   };
   return new LanguageClient("convlint", "convlint", serverOptions, clientOptions) as unknown as ClientLike;
 }

@@ -53,6 +53,8 @@ export interface Message { level: "error" | "warning" | "info"; text: string; it
 /** What the tests set and read. */
 export const state = {
   config: {} as Record<string, unknown>,
+  /** A workspace folder's own settings (by folder path), over `config`. */
+  folderConfig: {} as Record<string, Record<string, unknown>>,
   trusted: true,
   folders: [] as string[],
   messages: [] as Message[],
@@ -74,6 +76,7 @@ export const state = {
   trustListeners: new EventEmitter<void>(),
   reset(): void {
     this.config = {};
+    this.folderConfig = {};
     this.trusted = true;
     this.folders = [];
     this.messages = [];
@@ -153,10 +156,11 @@ export const workspace = {
   async findFiles(_include: string, _exclude?: string, _max?: number) {
     return state.files.map((f) => Uri.file(f));
   },
-  getConfiguration(section?: string) {
+  getConfiguration(_section?: string, scope?: { fsPath?: string }) {
+    const own = (scope?.fsPath && state.folderConfig[scope.fsPath]) || {};
     return {
       get<T>(key: string): T | undefined {
-        return state.config[section ? key : key] as T | undefined;
+        return (key in own ? own[key] : state.config[key]) as T | undefined;
       },
     };
   },

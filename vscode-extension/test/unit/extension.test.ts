@@ -48,7 +48,7 @@ const BUNDLE: Bundle = { wheel: "/ext/bundled/wheels/convlint-0.1.0-py3-none-any
   libs: "/ext/bundled/libs", version: "0.1.0", python: "3.11", platform: "linux-x86_64" };
 
 function harness(opts: { probe?: (py: string) => ProbeResult; python?: string | undefined; onRun?: () => void;
-  exitCode?: (args: string[]) => number; bundle?: Bundle | null } = {}): Harness {
+  exitCode?: (args: string[]) => number; bundle?: Bundle | null; now?: () => number } = {}): Harness {
   const clients: FakeClient[] = [];
   const probes: string[] = [];
   const runs: string[][] = [];
@@ -65,6 +65,7 @@ function harness(opts: { probe?: (py: string) => ProbeResult; python?: string | 
     probe: async (py) => { probes.push(py); return (opts.probe ?? (() => ({ convlint: "0.1.0", python: "3.11.7" })))(py); },
     run: async (cmd, args) => { runs.push([cmd, ...args]); opts.onRun?.(); return opts.exitCode?.(args) ?? 0; },
     bundle: () => opts.bundle === null ? undefined : opts.bundle ?? BUNDLE,
+    now: opts.now,
   });
   return { ctl, clients, probes, runs };
 }
@@ -378,5 +379,86 @@ describe("settings changes and commands", () => {
     assert.equal(h.ctl.client, undefined);
     assert.ok(state.messages.some((m) => m.level === "error" && /did not start.*spawn EACCES/.test(m.text)));
     fs.rmSync(tmp, { recursive: true });
+  });
+});
+
+describe("a crash loop is bounded", () => {
+  it("restarts after unexpected stops, gives up at the 5th within 3 minutes, and Restart server counts again", async () => {
+    let clock = 0;
+    const h = harness({ python: "/usr/bin/python3", now: () => clock });
+    await h.ctl.activate();
+    const crash = () => h.clients[h.clients.length - 1].spec.onClosed();
+    const minute = 60_000;
+    // four stops within 3 minutes: each one restarts; nothing is shown to the user
+    for (let i = 0; i < 4; i++) {
+      assert.equal(crash(), "restart");
+      clock += 30_000;
+    }
+    assert.equal(state.messages.length, 0);
+    // the 5th within 3 minutes: no restart, the reason, and a button to show the log
+    state.answers = { "stopped unexpectedly": "Show log" };
+    assert.equal(crash(), "stop");
+    const m = state.messages.find((x) => x.level === "error")!;
+    assert.match(m.text, /stopped unexpectedly 5 times in 3 minutes/);
+    assert.deepEqual(m.items, ["Show log", "Restart server"]);
+    await tick();
+    assert.equal(state.outputs[0].shown, 1, "Show log shows the output channel");
+    assert.equal(h.ctl.client, undefined);
+    assert.equal(state.statusItems[0].severity, mock.LanguageStatusSeverity.Error);
+    // "Restart server" starts a new server and the count again: four more stops restart it
+    await state.commands.get(COMMANDS.restart)!();
+    assert.ok(h.ctl.client);
+    state.messages = [];
+    for (let i = 0; i < 4; i++) {
+      assert.equal(crash(), "restart");
+    }
+    assert.equal(state.messages.length, 0);
+    assert.equal(crash(), "stop");
+  });
+
+  it("stops spread wider than 3 minutes never stop the restarts (the clean twin)", async () => {
+    let clock = 0;
+    const h = harness({ python: "/usr/bin/python3", now: () => clock });
+    await h.ctl.activate();
+    for (let i = 0; i < 12; i++) {
+      assert.equal(h.clients[0].spec.onClosed(), "restart");
+      clock += 50_000;  // at most 4 stops in any 3 minutes
+    }
+    assert.equal(state.messages.length, 0);
+    assert.ok(h.ctl.client);
+  });
+});
+
+describe("multi-root workspaces", () => {
+  it("send each folder's own settings, and again when they change", async () => {
+    state.folders = ["/a", "/b"];
+    state.config = { severity: { CL411: "warning" } };
+    state.folderConfig = { "/b": { severity: { CL411: "info" } } };
+    const h = harness({ python: "/usr/bin/python3" });
+    await h.ctl.activate();
+    const opts = h.clients[0].spec.initializationOptions as any;
+    assert.deepEqual(opts.severity, { CL411: "warning" });
+    assert.deepEqual(Object.keys(opts.folders), ["file:///a", "file:///b"]);
+    assert.deepEqual(opts.folders["file:///a"].severity, { CL411: "warning" });
+    assert.deepEqual(opts.folders["file:///b"].severity, { CL411: "info" });
+    state.folderConfig["/b"] = { severity: { CL411: "error" } };
+    state.setConfig({});
+    await tick();
+    const sent = h.clients[0].notifications.find((n) => n.method === "workspace/didChangeConfiguration")!;
+    assert.deepEqual(sent.params.settings.convlint.folders["file:///b"].severity, { CL411: "error" });
+  });
+
+  it("the server is given scripts and Jupyter notebooks' Python cells", async () => {
+    const h = harness({ python: "/usr/bin/python3" });
+    await h.ctl.activate();
+    assert.deepEqual(h.clients[0].spec.documentSelector, [{ scheme: "file", language: "python" },
+      { scheme: "file", language: "shellscript" }, { notebook: "jupyter-notebook", language: "python" }]);
+  });
+
+  it("a single folder is sent no folders (its settings are the window's)", async () => {
+    state.folders = ["/ws"];
+    const h = harness({ python: "/usr/bin/python3" });
+    await h.ctl.activate();
+    assert.equal("folders" in h.clients[0].spec.initializationOptions, false);
   });
 });

@@ -1,0 +1,116 @@
+"""LSP 3.17 notebook documents (``notebookDocument/didOpen|didChange|didSave|didClose``).
+
+A notebook's cells are joined into one script as ``convlint check nb.ipynb`` joins them
+(``analyzers/scripts/notebook.py``: code cells in order, magics and shell escapes blanked), so a
+model loaded in one cell and converted in another is one conversion. The static rules run on
+that script; each finding is mapped back to its cell and published on the cell's URI, with its
+range and its fixes' edits in the cell's own lines, so a quick fix edits the right cell (a fix
+whose edits span cells is not offered). The cells' states are kept apart from the scripts'
+(``ConvlintServer.cells``) so that nothing schedules a cell as a script of its own.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+from lsprotocol import types as T
+from pygls.uris import to_fs_path
+
+from convlint.server.lsp import adapter
+from convlint.server.lsp.session import DocState
+
+# the notebooks the server syncs: Jupyter notebooks' Python cells
+SYNC = T.NotebookDocumentSyncOptions(
+    notebook_selector=[
+        T.NotebookDocumentFilterWithCells(
+            cells=[T.NotebookCellLanguage("python")], notebook="jupyter-notebook"
+        )
+    ],
+    save=True,
+)
+
+
+def check(ls, notebook_uri: str) -> None:
+    """Run the static rules on the notebook and publish every cell's diagnostics."""
+    from convlint.analyzers.report import policy
+    from convlint.analyzers.scripts.check import analyze_source
+    from convlint.analyzers.scripts.notebook import parse_notebook
+
+    nb = ls.workspace.get_notebook_document(notebook_uri=notebook_uri)
+    if nb is None:
+        return
+    path = to_fs_path(notebook_uri) or notebook_uri
+    cells = [(c, ls.workspace.get_text_document(c.document)) for c in nb.cells]
+    raw = {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {},
+        "cells": [
+            {
+                "cell_type": "code" if c.kind == T.NotebookCellKind.Code else "markdown",
+                "source": doc.source if doc is not None else "",
+            }
+            for c, doc in cells
+        ],
+    }
+    book = parse_notebook(json.dumps(raw), path)
+    sess = ls.session(path)
+    found: dict[int, list] = {}
+    if sess.settings.enable and not ls.excluded(path):
+        report = policy.apply(analyze_source(book.text, path), ls.effective_config(sess))
+        for f in book.map_report(report).findings:
+            g = in_cell(f)
+            if g is not None:
+                found.setdefault(f.location.cell, []).append(g)
+    for i, (_c, doc) in enumerate(cells):
+        if doc is None:
+            continue
+        st = ls.cells.get(doc.uri) or DocState(doc.uri, path)
+        ls.cells[doc.uri] = st
+        st.version, st.lines = doc.version, list(doc.lines)
+        codec = doc.position_codec
+        st.diags = adapter.document_diagnostics(st.lines, codec, path, static=found.get(i, ()))
+        ls.text_document_publish_diagnostics(
+            T.PublishDiagnosticsParams(doc.uri, [d for d, _, _ in st.diags], version=doc.version)
+        )
+
+
+def close(ls, params: T.DidCloseNotebookDocumentParams) -> None:
+    for cell in params.cell_text_documents:
+        ls.cells.pop(cell.uri, None)
+        ls.text_document_publish_diagnostics(T.PublishDiagnosticsParams(cell.uri, []))
+
+
+def in_cell(f):
+    """A finding mapped by ``Notebook.map_report`` as its cell sees it: the location and every
+    fix's edits in the cell's own lines; None for a finding with no cell (a run-level one)."""
+    loc = f.location
+    if loc.cell is None or not loc.cell_line:
+        return None
+    cell = loc.cell
+    location = replace(loc, line=loc.cell_line, end_line=loc.cell_end_line or loc.cell_line)
+    rep = f.repair
+    if rep is not None and rep.edits:
+        rep = replace(rep, edits=_cell_edits(rep.edits, cell))
+    ev = f.evidence
+    if isinstance(ev, dict) and isinstance(ev.get("fixes"), list):
+        ev = {
+            **ev,
+            "fixes": [
+                {**x, "edits": list(_cell_edits(x.get("edits") or (), cell))}
+                for x in ev["fixes"]
+                if isinstance(x, dict)
+            ],
+        }
+    return f.with_(location=location, repair=rep, evidence=ev)
+
+
+def _cell_edits(edits, cell: int) -> tuple:
+    """The edits in the cell's lines; none when any of them is in another cell (or spans cells)."""
+    out = tuple(
+        {**e, "start": e["cell_start"], "end": e["cell_end"]}
+        for e in edits
+        if e.get("cell") == cell and "cell_start" in e
+    )
+    return out if len(out) == len(edits) else ()
