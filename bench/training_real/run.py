@@ -1,0 +1,129 @@
+"""Score `convlint train-check` on the real-bug cases the way DeepLocalize and DeepDiagnosis do.
+
+Each buggy program and its fixed twin runs through the real CLI, as a user runs it:
+`convlint train-check SCRIPT --allow-exec --format json` (plus `--verify-fix` when the installed
+train-check offers it). Per case:
+- detect: the buggy program's verdict is `faulty`;
+- localize: the top finding (first error, else first warning) names what the patch changes: its
+  line is a line the patch edits, or its layer or hyperparameter is the case's expected one;
+- right fix: the top finding's proposed fix (repair description, else message) names the change
+  the patch makes (the case's fix keywords), and does not leave a value unchanged (`a → a`);
+- fix verified: the top finding's repair has `verified: true` (only with --verify-fix);
+- false alarm: the fixed twin's verdict is not `healthy`.
+Writes results.json and prints a progress line per program and the table.
+Usage: python run.py [-j 2] [case ...]"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import json
+import pathlib
+import re
+import subprocess
+import sys
+import time
+
+from cases import CASES, HERE
+
+CLI = [sys.executable, "-m", "convlint", "train-check"]
+
+
+def verify_fix_supported() -> bool:
+    p = subprocess.run([*CLI, "--help"], capture_output=True, text=True)
+    return "--verify-fix" in p.stdout
+
+
+def check(path: pathlib.Path, verify: bool, timeout: int) -> dict:
+    cmd = [*CLI, str(path), "--allow-exec", "--format", "json", "--timeout", str(timeout)]
+    if verify:
+        cmd.append("--verify-fix")
+    t0 = time.time()
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout * 3, cwd=HERE)
+        report = json.loads(p.stdout)
+    except (subprocess.TimeoutExpired, json.JSONDecodeError) as e:
+        report = {"verdict": "error", "findings": [], "error": str(e)[-300:]}
+    report["seconds"] = round(time.time() - t0, 1)
+    return report
+
+
+def top_finding(report: dict) -> dict | None:
+    for sev in ("error", "warning"):
+        for f in report.get("findings", []):
+            if f.get("severity") == sev:
+                return f
+    return None
+
+
+def patched_lines(name: str) -> set[int]:
+    text = (HERE / "buggy" / f"{name}.py").read_text()
+    lines = set()
+    for old, _ in CASES[name]["patch"]:
+        start = text.index(old)
+        first = text.count("\n", 0, start) + 1
+        lines.update(range(first, first + old.count("\n") + 1))
+    return lines
+
+
+def score(name: str, buggy: dict, fixed: dict, verify: bool) -> dict:
+    case, top = CASES[name], top_finding(buggy)
+    localized = fix_ok = verified = False
+    if top is not None:
+        line = (top.get("location") or {}).get("line")
+        where = set(case["where"])
+        localized = (line in patched_lines(name) or top.get("layer") in where
+                     or top.get("hyperparameter") in where)
+        repair = top.get("repair") or {}
+        text = (repair.get("description") or top.get("message") or "").lower()
+        noop = any(a.strip() == b.strip() for a, b in re.findall(r"([\w.\-]+)\s*(?:→|->)\s*([\w.\-]+)", text))
+        fix_ok = any(k in text for k in case["fix"]) and not noop
+        verified = verify and repair.get("verified") is True
+    return {
+        "case": name, "framework": "keras" if name.startswith("k_") else "pytorch",
+        "origin": case["origin"], "patch": case["change"],
+        "detected": buggy.get("verdict") == "faulty", "localized": localized,
+        "right_fix": fix_ok, "fix_verified": verified,
+        "false_alarm": fixed.get("verdict") != "healthy",
+        "buggy_verdict": buggy.get("verdict"), "fixed_verdict": fixed.get("verdict"),
+        "top_finding": None if top is None else {
+            k: top.get(k) for k in ("rule", "layer", "hyperparameter", "message")}
+        | {"line": (top.get("location") or {}).get("line"),
+           "fix": (top.get("repair") or {}).get("description")},
+        "seconds": buggy.get("seconds", 0) + fixed.get("seconds", 0),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("-j", type=int, default=2)
+    ap.add_argument("--timeout", type=int, default=300, help="seconds per train-check run")
+    ap.add_argument("cases", nargs="*")
+    args = ap.parse_args()
+    names = args.cases or list(CASES)
+    verify = verify_fix_supported()
+    reports: dict[tuple[str, str], dict] = {}
+    with cf.ThreadPoolExecutor(args.j) as ex:
+        futs = {ex.submit(check, HERE / kind / f"{n}.py", verify, args.timeout): (n, kind)
+                for n in names for kind in ("buggy", "fixed")}
+        for i, f in enumerate(cf.as_completed(futs), 1):
+            n, kind = futs[f]
+            reports[(n, kind)] = r = f.result()
+            print(f"[{i}/{len(futs)}] {n} {kind}: {r.get('verdict')} ({r['seconds']} s)",
+                  flush=True)
+    rows = [score(n, reports[(n, "buggy")], reports[(n, "fixed")], verify) for n in names]
+    total = {k: sum(r[k] for r in rows) for k in
+             ("detected", "localized", "right_fix", "fix_verified", "false_alarm")}
+    out = {"command": "python bench/training_real/run.py -j %d" % args.j, "cases": len(rows),
+           "verify_fix": verify, "totals": total, "per_case": rows}
+    if not args.cases:
+        (HERE / "results.json").write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
+    n = len(rows)
+    print(f"detected {total['detected']}/{n}, localized {total['localized']}/{n}, "
+          f"right fix {total['right_fix']}/{n}"
+          + (f", fix verified {total['fix_verified']}/{n}" if verify else "")
+          + f", false alarms on fixed twins {total['false_alarm']}/{n}")
+
+
+if __name__ == "__main__":
+    main()
