@@ -110,6 +110,19 @@ CASES: dict[str, dict] = {
         change="train on standardized features",
         patch=[("x = torch.tensor(x, dtype", "x = torch.tensor(x_scaled, dtype")],
         where=["input", "data", "0"], fix=["scal", "normali", "standard"], good=0.93),
+    "t_detach": dict(
+        origin="PyTorch forum (a .detach() in forward: the first layer never gets a gradient)",
+        change="remove .detach() from the hidden activation",
+        patch=[("torch.relu(self.fc1(x)).detach()", "torch.relu(self.fc1(x))")],
+        where=["fc1", "detach"], fix=["detach", "graph", "gradient"], good=0.93),
+    "t_mse_classes": dict(
+        origin="Stack Overflow / PyTorch forum (classification trained with MSELoss on the index)",
+        change="10 output logits and CrossEntropyLoss on the integer labels",
+        patch=[("torch.nn.Linear(32, 1))", "torch.nn.Linear(32, 10))"),
+               ("torch.nn.MSELoss()", "torch.nn.CrossEntropyLoss()"),
+               ("loss_fn(out[:, 0], y[i:i + 64].float())", "loss_fn(out, y[i:i + 64])")],
+        where=["2", "loss", "output"], fix=["crossentropy", "cross_entropy", "cross-entropy"],
+        good=0.9),
 }
 
 
