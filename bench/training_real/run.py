@@ -10,8 +10,9 @@ train-check offers it). Per case:
   the patch makes (the case's fix keywords), and does not leave a value unchanged (`a → a`);
 - fix verified: the top finding's repair has `verified: true` (only with --verify-fix);
 - false alarm: the fixed twin's verdict is not `healthy`.
-Writes results.json and prints a progress line per program and the table.
-Usage: python run.py [-j 2] [case ...]"""
+Writes results.json and the "Training checks on real bugs (issue 24)" section of bench/RESULTS.md
+(a full run only), and prints a progress line per program and the totals.
+Usage: python run.py [-j 2] [case ...]; python run.py --render (the section from results.json)"""
 
 from __future__ import annotations
 
@@ -72,57 +73,162 @@ def score(name: str, buggy: dict, fixed: dict, verify: bool) -> dict:
     if top is not None:
         line = (top.get("location") or {}).get("line")
         where = set(case["where"])
-        localized = (line in patched_lines(name) or top.get("layer") in where
-                     or top.get("hyperparameter") in where)
+        localized = (
+            line in patched_lines(name)
+            or top.get("layer") in where
+            or top.get("hyperparameter") in where
+        )
         repair = top.get("repair") or {}
         text = (repair.get("description") or top.get("message") or "").lower()
-        noop = any(a.strip() == b.strip() for a, b in re.findall(r"([\w.\-]+)\s*(?:→|->)\s*([\w.\-]+)", text))
+        noop = any(
+            a.strip() == b.strip()
+            for a, b in re.findall(r"([\w.\-]+)\s*(?:→|->)\s*([\w.\-]+)", text)
+        )
         fix_ok = any(k in text for k in case["fix"]) and not noop
         verified = verify and repair.get("verified") is True
     return {
-        "case": name, "framework": "keras" if name.startswith("k_") else "pytorch",
-        "origin": case["origin"], "patch": case["change"],
-        "detected": buggy.get("verdict") == "faulty", "localized": localized,
-        "right_fix": fix_ok, "fix_verified": verified,
+        "case": name,
+        "framework": "keras" if name.startswith("k_") else "pytorch",
+        "origin": case["origin"],
+        "patch": case["change"],
+        "detected": buggy.get("verdict") == "faulty",
+        "localized": localized,
+        "right_fix": fix_ok,
+        "fix_verified": verified,
         "false_alarm": fixed.get("verdict") != "healthy",
-        "buggy_verdict": buggy.get("verdict"), "fixed_verdict": fixed.get("verdict"),
-        "top_finding": None if top is None else {
-            k: top.get(k) for k in ("rule", "layer", "hyperparameter", "message")}
-        | {"line": (top.get("location") or {}).get("line"),
-           "fix": (top.get("repair") or {}).get("description")},
+        "buggy_verdict": buggy.get("verdict"),
+        "fixed_verdict": fixed.get("verdict"),
+        "top_finding": None
+        if top is None
+        else {k: top.get(k) for k in ("rule", "layer", "hyperparameter", "message")}
+        | {
+            "line": (top.get("location") or {}).get("line"),
+            "fix": (top.get("repair") or {}).get("description"),
+        },
         "seconds": buggy.get("seconds", 0) + fixed.get("seconds", 0),
     }
+
+
+SECTION = "## Training checks on real bugs (issue 24)"
+PUBLISHED = [
+    ("DeepLocalize (ICSE 2021), its 40 bugs", "34/40", "21/40", "n/a", "n/a"),
+    ("DeepDiagnosis (ICSE 2022), its 53 bugs", "46/53", "34/53", "28/53", "n/a"),
+]
+
+
+def render(out: dict) -> str:
+    """The RESULTS.md section for a results.json."""
+    n, t, yes = out["cases"], out["totals"], {True: "yes", False: "-"}
+    fixv = f"{t['fix_verified']}/{n}" if out["verify_fix"] else "not run"
+    lines = [
+        SECTION,
+        "",
+        f"Command: `{out['command']}` (on {out['date']}; {out['keras']} Keras and "
+        f"{out['pytorch']} PyTorch cases, each a real buggy program with its fixed twin, "
+        "[bench/training_real/README.md](training_real/README.md); the pairs' validation without "
+        "convlint is in [VALIDATION.md](training_real/VALIDATION.md)). Each program goes through "
+        "`convlint train-check SCRIPT --allow-exec --format json` as a user runs it.",
+        "",
+        "| tool, bugs | detected | localized | right fix | fix verified | false alarms on fixed twins |",
+        "|---|---|---|---|---|---|",
+        f"| convlint train-check, these {n} | {t['detected']}/{n} | {t['localized']}/{n} | "
+        f"{t['right_fix']}/{n} | {fixv} | {t['false_alarm']}/{n} |",
+        *[
+            f"| {a} (published) | {b} | {c} | {d} | {e} | not reported |"
+            for a, b, c, d, e in PUBLISHED
+        ],
+        "",
+        "The published rows are the papers' own numbers on their own (Keras) benchmarks, not a run "
+        "here; they are the scale to read ours against. Localize and right fix are judged on the "
+        "top finding only (the scoring is in the README).",
+        "",
+        "| case | detected | localized | right fix | fixed twin | top finding on the buggy program |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in out["per_case"]:
+        top = r["top_finding"] or {}
+        desc = (
+            (
+                f"{top.get('rule')} [{top.get('layer')}] line {top.get('line')}: "
+                f"{(top.get('fix') or top.get('message') or '')[:110]}"
+            )
+            if top
+            else "none"
+        )
+        desc = desc.replace("|", "/").replace("\n", " ")
+        lines.append(
+            f"| {r['case']} | {yes[r['detected']]} | {yes[r['localized']]} | "
+            f"{yes[r['right_fix']]} | {r['fixed_verdict']} | {desc} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_section(text: str) -> None:
+    path = HERE.parent / "RESULTS.md"
+    old = path.read_text()
+    if SECTION in old:
+        head, rest = old.split(SECTION, 1)
+        tail = rest[rest.find("\n## ") :] if "\n## " in rest else ""
+        new = head + text + tail
+    else:
+        new = old.rstrip("\n") + "\n\n" + text
+    path.write_text(new)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("-j", type=int, default=2)
     ap.add_argument("--timeout", type=int, default=300, help="seconds per train-check run")
+    ap.add_argument(
+        "--render",
+        action="store_true",
+        help="only rewrite the RESULTS.md section from results.json",
+    )
     ap.add_argument("cases", nargs="*")
     args = ap.parse_args()
+    if args.render:
+        write_section(render(json.loads((HERE / "results.json").read_text())))
+        return
     names = args.cases or list(CASES)
     verify = verify_fix_supported()
     reports: dict[tuple[str, str], dict] = {}
     with cf.ThreadPoolExecutor(args.j) as ex:
-        futs = {ex.submit(check, HERE / kind / f"{n}.py", verify, args.timeout): (n, kind)
-                for n in names for kind in ("buggy", "fixed")}
+        futs = {
+            ex.submit(check, HERE / kind / f"{n}.py", verify, args.timeout): (n, kind)
+            for n in names
+            for kind in ("buggy", "fixed")
+        }
         for i, f in enumerate(cf.as_completed(futs), 1):
             n, kind = futs[f]
             reports[(n, kind)] = r = f.result()
-            print(f"[{i}/{len(futs)}] {n} {kind}: {r.get('verdict')} ({r['seconds']} s)",
-                  flush=True)
+            print(
+                f"[{i}/{len(futs)}] {n} {kind}: {r.get('verdict')} ({r['seconds']} s)", flush=True
+            )
     rows = [score(n, reports[(n, "buggy")], reports[(n, "fixed")], verify) for n in names]
-    total = {k: sum(r[k] for r in rows) for k in
-             ("detected", "localized", "right_fix", "fix_verified", "false_alarm")}
-    out = {"command": "python bench/training_real/run.py -j %d" % args.j, "cases": len(rows),
-           "verify_fix": verify, "totals": total, "per_case": rows}
+    total = {
+        k: sum(r[k] for r in rows)
+        for k in ("detected", "localized", "right_fix", "fix_verified", "false_alarm")
+    }
+    out = {
+        "command": f".venv/bin/python bench/training_real/run.py -j {args.j}",
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "cases": len(rows),
+        "keras": sum(r["framework"] == "keras" for r in rows),
+        "pytorch": sum(r["framework"] == "pytorch" for r in rows),
+        "verify_fix": verify,
+        "totals": total,
+        "per_case": rows,
+    }
     if not args.cases:
         (HERE / "results.json").write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
+        write_section(render(out))
     n = len(rows)
-    print(f"detected {total['detected']}/{n}, localized {total['localized']}/{n}, "
-          f"right fix {total['right_fix']}/{n}"
-          + (f", fix verified {total['fix_verified']}/{n}" if verify else "")
-          + f", false alarms on fixed twins {total['false_alarm']}/{n}")
+    print(
+        f"detected {total['detected']}/{n}, localized {total['localized']}/{n}, "
+        f"right fix {total['right_fix']}/{n}"
+        + (f", fix verified {total['fix_verified']}/{n}" if verify else "")
+        + f", false alarms on fixed twins {total['false_alarm']}/{n}"
+    )
 
 
 if __name__ == "__main__":

@@ -18,8 +18,9 @@ from cases import CASES, HERE
 def run(path: pathlib.Path, timeout: float = 600) -> float:
     """The RESULT value the script prints (NaN when it crashes or prints none)."""
     try:
-        p = subprocess.run([sys.executable, str(path)], capture_output=True, text=True,
-                           timeout=timeout, cwd=HERE)
+        p = subprocess.run(
+            [sys.executable, str(path)], capture_output=True, text=True, timeout=timeout, cwd=HERE
+        )
     except subprocess.TimeoutExpired:
         return math.nan
     for line in reversed(p.stdout.splitlines()):
@@ -47,20 +48,24 @@ def main() -> None:
         sep = (math.isnan(b) or b < good) and f >= good
         ok += sep
         rows.append(f"| {n} | {b:.3f} | {f:.3f} | >= {good} | {'yes' if sep else 'NO'} |")
-    text = "\n".join([
-        "# Validation of the real-bug training cases",
-        "",
-        f"Command: `.venv/bin/python bench/training_real/validate.py -j {args.j}` "
-        f"({time.strftime('%Y-%m-%d', time.gmtime())}). Each program runs plainly, without convlint;",
-        "the metric is the script's RESULT line (training accuracy, or R^2 for a regression; nan:",
-        "the loss diverged). A pair separates when the buggy one stays below the case's threshold",
-        "and the fixed one reaches it.",
-        "",
-        f"**{ok}/{len(names)} pairs separate.**",
-        "",
-        "| case | buggy | fixed | trains well when | separates |",
-        "|---|---|---|---|---|",
-        *rows, ""])
+    text = "\n".join(
+        [
+            "# Validation of the real-bug training cases",
+            "",
+            f"Command: `.venv/bin/python bench/training_real/validate.py -j {args.j}` "
+            f"({time.strftime('%Y-%m-%d', time.gmtime())}). Each program runs plainly, without convlint;",
+            "the metric is the script's RESULT line (training accuracy, or R^2 for a regression; nan:",
+            "the loss diverged). A pair separates when the buggy one stays below the case's threshold",
+            "and the fixed one reaches it.",
+            "",
+            f"**{ok}/{len(names)} pairs separate.**",
+            "",
+            "| case | buggy | fixed | trains well when | separates |",
+            "|---|---|---|---|---|",
+            *rows,
+            "",
+        ]
+    )
     if not args.cases:
         (HERE / "VALIDATION.md").write_text(text)
     print(text)
