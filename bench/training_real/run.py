@@ -11,8 +11,9 @@ train-check offers it). Per case:
 - fix verified: the top finding's repair has `verified: true` (only with --verify-fix);
 - false alarm: the fixed twin's verdict is not `healthy`.
 Writes results.json and the "Training checks on real bugs (issue 24)" section of bench/RESULTS.md
-(a full run only), and prints a progress line per program and the totals.
-Usage: python run.py [-j 2] [case ...]; python run.py --render (the section from results.json)"""
+after every case (named cases, or --keep, merge into the results already there), and prints a
+progress line per program and the totals.
+Usage: python run.py [-j 2] [--keep] [case ...]; python run.py --render"""
 
 from __future__ import annotations
 
@@ -120,10 +121,12 @@ def render(out: dict) -> str:
     """The RESULTS.md section for a results.json."""
     n, t, yes = out["cases"], out["totals"], {True: "yes", False: "-"}
     fixv = f"{t['fix_verified']}/{n}" if out["verify_fix"] else "not run"
+    of = out.get("of_cases", n)
+    partial = "" if of == n else f"**partial: {n} of the {of} cases scored**; "
     lines = [
         SECTION,
         "",
-        f"Command: `{out['command']}` (on {out['date']}; {out['keras']} Keras and "
+        f"Command: `{out['command']}` (on {out['date']}; {partial}{out['keras']} Keras and "
         f"{out['pytorch']} PyTorch cases, each a real buggy program with its fixed twin, "
         "[bench/training_real/README.md](training_real/README.md); the pairs' validation without "
         "convlint is in [VALIDATION.md](training_real/VALIDATION.md)). Each program goes through "
@@ -175,22 +178,59 @@ def write_section(text: str) -> None:
     path.write_text(new)
 
 
+def summarize(rows: list[dict], verify: bool, jobs: int) -> dict:
+    total = {
+        k: sum(r[k] for r in rows)
+        for k in ("detected", "localized", "right_fix", "fix_verified", "false_alarm")
+    }
+    return {
+        "command": f".venv/bin/python bench/training_real/run.py -j {jobs}",
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "cases": len(rows),
+        "of_cases": len(CASES),
+        "keras": sum(r["framework"] == "keras" for r in rows),
+        "pytorch": sum(r["framework"] == "pytorch" for r in rows),
+        "verify_fix": verify,
+        "totals": total,
+        "per_case": rows,
+    }
+
+
+def save(rows: dict[str, dict], verify: bool, jobs: int) -> dict:
+    """results.json and the RESULTS.md section, over every case scored so far (kept in CASES order)."""
+    out = summarize([rows[n] for n in CASES if n in rows], verify, jobs)
+    (HERE / "results.json").write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
+    write_section(render(out))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("-j", type=int, default=2)
-    ap.add_argument("--timeout", type=int, default=300, help="seconds per train-check run")
+    ap.add_argument("--timeout", type=int, default=600, help="seconds per train-check run")
     ap.add_argument(
         "--render",
         action="store_true",
         help="only rewrite the RESULTS.md section from results.json",
     )
+    ap.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the cases already in results.json and run only the others",
+    )
     ap.add_argument("cases", nargs="*")
     args = ap.parse_args()
+    path = HERE / "results.json"
     if args.render:
-        write_section(render(json.loads((HERE / "results.json").read_text())))
+        write_section(render(json.loads(path.read_text())))
         return
-    names = args.cases or list(CASES)
     verify = verify_fix_supported()
+    rows: dict[str, dict] = {}
+    if (args.keep or args.cases) and path.exists():
+        old = json.loads(path.read_text())
+        if old.get("verify_fix") == verify:
+            rows = {r["case"]: r for r in old["per_case"] if r["case"] in CASES}
+    names = args.cases or [n for n in CASES if not (args.keep and n in rows)]
     reports: dict[tuple[str, str], dict] = {}
     with cf.ThreadPoolExecutor(args.j) as ex:
         futs = {
@@ -204,30 +244,15 @@ def main() -> None:
             print(
                 f"[{i}/{len(futs)}] {n} {kind}: {r.get('verdict')} ({r['seconds']} s)", flush=True
             )
-    rows = [score(n, reports[(n, "buggy")], reports[(n, "fixed")], verify) for n in names]
-    total = {
-        k: sum(r[k] for r in rows)
-        for k in ("detected", "localized", "right_fix", "fix_verified", "false_alarm")
-    }
-    out = {
-        "command": f".venv/bin/python bench/training_real/run.py -j {args.j}",
-        "date": time.strftime("%Y-%m-%d", time.gmtime()),
-        "cases": len(rows),
-        "keras": sum(r["framework"] == "keras" for r in rows),
-        "pytorch": sum(r["framework"] == "pytorch" for r in rows),
-        "verify_fix": verify,
-        "totals": total,
-        "per_case": rows,
-    }
-    if not args.cases:
-        (HERE / "results.json").write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
-        write_section(render(out))
-    n = len(rows)
+            if (n, "buggy") in reports and (n, "fixed") in reports:
+                rows[n] = score(n, reports[(n, "buggy")], reports[(n, "fixed")], verify)
+                out = save(rows, verify, args.j)
+    out = save(rows, verify, args.j)
+    t, n = out["totals"], out["cases"]
     print(
-        f"detected {total['detected']}/{n}, localized {total['localized']}/{n}, "
-        f"right fix {total['right_fix']}/{n}"
-        + (f", fix verified {total['fix_verified']}/{n}" if verify else "")
-        + f", false alarms on fixed twins {total['false_alarm']}/{n}"
+        f"detected {t['detected']}/{n}, localized {t['localized']}/{n}, right fix {t['right_fix']}/{n}"
+        + (f", fix verified {t['fix_verified']}/{n}" if verify else "")
+        + f", false alarms on fixed twins {t['false_alarm']}/{n}"
     )
 
 
