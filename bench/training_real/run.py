@@ -143,7 +143,9 @@ def render(out: dict) -> str:
         "",
         "The published rows are the papers' own numbers on their own (Keras) benchmarks, not a run "
         "here; they are the scale to read ours against. Localize and right fix are judged on the "
-        "top finding only (the scoring is in the README).",
+        "top finding only (the scoring is in the README). A pair took "
+        f"{sum(r['seconds'] for r in out['per_case']) / max(n, 1):.0f} s on average here (the two "
+        "programs' train-check runs, on the shared 2-core machine).",
         "",
         "| case | detected | localized | right fix | fixed twin | top finding on the buggy program |",
         "|---|---|---|---|---|---|",
