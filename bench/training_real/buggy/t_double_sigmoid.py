@@ -7,7 +7,7 @@ torch.manual_seed(0)
 x, y = make_classification(n_samples=1000, n_features=20, n_informative=6, random_state=2)
 x = torch.tensor(x, dtype=torch.float32)
 y = torch.tensor(y, dtype=torch.float32)
-model = torch.nn.Sequential(torch.nn.Linear(20, 16), torch.nn.Sigmoid(), torch.nn.Linear(16, 1),
+model = torch.nn.Sequential(torch.nn.Linear(20, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1),
                             torch.nn.Sigmoid())
 optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
 loss_fn = torch.nn.BCEWithLogitsLoss()
