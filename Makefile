@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 TORCH  ?= 2.13.0
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: install demo test test-python test-extension test-fast test-compat lint fixtures bench-faults bench-realbugs bench-scripts bench-check bench-server bench-training bench-fuzz bench-quant docs-screenshot clean bench-zoo
+.PHONY: install demo test test-python test-extension test-fast test-compat lint fixtures bench-faults bench-realbugs bench-scripts bench-check bench-server bench-training bench-fuzz bench-quant docs-screenshot clean bench-zoo bench-training-real
 
 install: $(STAMP)
 
@@ -107,6 +107,11 @@ bench-training: install
 bench-zoo: install
 	$(BIN)/pip install --quiet -e '.[ray]'
 	$(BIN)/python bench/zoo/run.py --workers 1 2
+# real buggy training programs (DeepLocalize, DeepFD, PyTorch forum) and their fixed twins:
+# each pair checked plainly, then scored through `convlint train-check` (bench/training_real/README.md)
+bench-training-real: install
+	$(BIN)/python bench/training_real/validate.py -j 2
+	$(BIN)/python bench/training_real/run.py -j 2
 
 bench-fuzz: install
 	$(BIN)/python bench/fuzz/run.py --n 10000

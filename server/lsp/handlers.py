@@ -7,7 +7,6 @@ the state they change lives in the session (``session.py``) and only the event l
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING
 from lsprotocol import types as T
 from pygls.uris import to_fs_path
 
-from convlint.server.lsp import codecache, commands, notebooks
+from convlint.server.lsp import commands, notebooks
 from convlint.server.lsp import settings as S
 from convlint.server.lsp.session import CONFIG_NAMES, MODEL_GLOB, MODEL_SUFFIXES
 
@@ -34,9 +33,6 @@ def initialize(ls: ConvlintServer, params: T.InitializeParams):
 
 
 async def initialized(ls: ConvlintServer, params: T.InitializedParams):
-    asyncio.get_running_loop().call_later(
-        2.0, codecache.save
-    )  # the start-up's generated code, for the next start
     ls.load_config()
     ls.publish_config()
     caps = ls.client_capabilities.workspace

@@ -1,0 +1,22 @@
+# Stack Overflow 55675345 ("Should I use softmax as output when using cross entropy loss in
+# pytorch?"): a softmax before nn.CrossEntropyLoss, which applies log-softmax itself.
+import torch
+from sklearn.datasets import load_digits
+from sklearn.preprocessing import StandardScaler
+
+torch.manual_seed(0)
+x, y = load_digits(return_X_y=True)
+x = torch.tensor(StandardScaler().fit_transform(x), dtype=torch.float32)
+y = torch.tensor(y)
+model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.Sigmoid(), torch.nn.Linear(32, 10),
+                            torch.nn.Softmax(dim=1))
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+loss_fn = torch.nn.CrossEntropyLoss()
+for epoch in range(4):
+    for i in range(0, len(x), 32):
+        optimizer.zero_grad()
+        loss = loss_fn(model(x[i:i + 32]), y[i:i + 32])
+        loss.backward()
+        optimizer.step()
+with torch.no_grad():
+    print("RESULT", float((model(x).argmax(1) == y).float().mean()))
