@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -103,7 +104,7 @@ def save_struct(path, obj) -> None:
         np.savez_compressed(f, **arrays)
 
 
-def load_struct(path):
+def load_struct(path) -> Any:
     try:
         with np.load(Path(path), allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

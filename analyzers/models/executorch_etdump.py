@@ -1,3 +1,6 @@
+# pyright: reportAttributeAccessIssue=false, reportOptionalMemberAccess=false
+# (executorch's program schema types its values as unions of dataclasses: the runner reads the
+# member each value's tag selects, which pyright cannot narrow)
 """Per-instruction outputs of an ExecuTorch program, recorded by ETDump (the runtime's event
 tracer with a debug buffer): the program runs once more with the tracer on, and each debug event
 of the main chain names its instruction and where its output tensor lies in the debug buffer.

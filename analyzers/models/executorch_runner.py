@@ -1,3 +1,6 @@
+# pyright: reportAttributeAccessIssue=false, reportOptionalMemberAccess=false
+# (executorch's program schema types its values as unions of dataclasses: the runner reads the
+# member each value's tag selects, which pyright cannot narrow)
 """ExecuTorch programs (``.pte``): run with ExecuTorch's own Python runtime (``executorch.runtime``).
 
 Layers are the program's kernel calls (``aten::convolution``, ``aten::addmm``, ...), their constant
@@ -114,7 +117,7 @@ class ExecuTorchRunner(Runner):
             if hasattr(v, attr):
                 return getattr(v, attr)
         if hasattr(v, "items") and type(v).__name__ == "IntList":
-            return [self._scalar(j) for j in v.items]
+            return [self._scalar(int(j)) for j in v.items]
         if hasattr(v, "items"):
             return list(v.items)
         return None
