@@ -26,7 +26,7 @@ from convlint.analyzers import rules as R
 from convlint.analyzers.report.findings import Repair
 
 ROUNDS = 4  # keep-in-float rounds: each adds the layers the previous candidate still loses
-MAX_KEPT_SHARE = 1 / 3  # never keep more than this share of the quantized tensors in float:
+MAX_KEPT_SHARE = 1 / 3  # never keep more than this share of the model's layers in float:
 #                           beyond it the repair is no longer a quantized model
 
 
@@ -101,6 +101,13 @@ ELEMENTWISE = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "H
                "Elu", "Selu", "PRelu", "Gelu", "Softplus", "MaxPool"}
 
 
+def _node_count(path: str) -> int:
+    import onnx
+
+    g = onnx.load(path, load_external_data=False).graph
+    return sum(n.op_type not in ("Constant", "Identity") for n in g.node)
+
+
 def _chain(path: str, nodes: list) -> list:
     """The nodes of the float ONNX model whose tensors carry the same range as the outputs of
     ``nodes``: back through element-wise activations and max-pooling to the node that computes
@@ -159,7 +166,10 @@ def search(source, target, faults: list, report_before, popts, progress: Callabl
     from convlint.analyzers.report.io import write_new_file
 
     samples = calibration_samples(popts.calibration, source, target, popts.diff)
-    quantized = set(target.activation_quantization() or {})
+    # what the kept layers are counted against: the float graph's nodes (ONNX, whose names the
+    # keep set holds) or the target's quantized tensors (TFLite, whose tensor names it holds)
+    layers = (_node_count(source.path) if target.format == "onnx"
+              else len(target.activation_quantization() or {}))
     per_channel = target.format == "tflite" or _per_channel(target.path)
     suffix = ".tflite" if target.format == "tflite" else ".onnx"
     tried: list = []
@@ -209,7 +219,7 @@ def search(source, target, faults: list, report_before, popts, progress: Callabl
                 # the range a kept layer's output carries stays quantized at the QDQ pairs of
                 # the nodes that pass it on and read it
                 more += [n for n in _chain(source.path, keep + more) if n not in keep + more]
-            if not more or len(keep) + len(more) > max(1, MAX_KEPT_SHARE * len(quantized)):
+            if not more or len(keep) + len(more) > max(1, MAX_KEPT_SHARE * layers):
                 break
             keep += more
             r, path = attempt(keep, pc)
