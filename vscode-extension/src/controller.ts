@@ -13,7 +13,7 @@ import {
 import { CRASH_WINDOW_MS, CrashGuard } from "./crashes";
 import { ConvlintSettings, initializationOptions, needsRestart, readSettings } from "./settings";
 
-export const MODEL_GLOB = "**/*.{onnx,tflite,keras,h5,hdf5,pt2,pt,pth,ts,jit,xml}";
+export const MODEL_GLOB = "**/*.{onnx,tflite,keras,h5,hdf5,pt2,pt,pth,ts,jit,xml,pte}";
 export const CONFIG_GLOB = "**/{pyproject.toml,convlint.toml}";
 
 /** What the controller needs of a language client (vscode-languageclient's LanguageClient). */
@@ -64,7 +64,7 @@ export const COMMANDS = {
   showOutput: "convlint.editor.showOutput",
 } as const;
 
-const MODEL_FILTERS = { "Models": ["onnx", "tflite", "keras", "h5", "hdf5", "pt2", "pt", "pth", "ts", "jit", "xml"], "All files": ["*"] };
+const MODEL_FILTERS = { "Models": ["onnx", "tflite", "keras", "h5", "hdf5", "pt2", "pt", "pth", "ts", "jit", "xml", "pte"], "All files": ["*"] };
 
 type Report = { kind?: string; verdict?: string; findings?: { rule: string; severity: string; message: string }[];
   source?: string; target?: string; script?: string };

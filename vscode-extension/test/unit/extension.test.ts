@@ -131,7 +131,7 @@ describe("start-up", () => {
     assert.equal(spec.initializationOptions.atol, 0.01);
     assert.deepEqual(spec.initializationOptions.severity, { CL411: "info" });
     assert.equal(spec.initializationOptions.trustedExecution, true);
-    assert.deepEqual(state.watchers.sort(), ["**/*.{onnx,tflite,keras,h5,hdf5,pt2,pt,pth,ts,jit,xml}", "**/{pyproject.toml,convlint.toml}"]);
+    assert.deepEqual(state.watchers.sort(), ["**/*.{onnx,tflite,keras,h5,hdf5,pt2,pt,pth,ts,jit,xml,pte}", "**/{pyproject.toml,convlint.toml}"]);
     assert.ok(h.clients[0].started);
     const out = state.outputs[0].lines.join("\n");
     assert.match(out, /convlint 0\.1\.0 on \/usr\/bin\/python3\.11 \(Python 3\.11\.7, from python extension\)/);
