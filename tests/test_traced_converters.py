@@ -73,11 +73,11 @@ def test_check_knows_litert_torch_convert_its_recipe_and_export(tmp_path):
         """
         import torch
         import litert_torch
-        from litert_torch.quantize import quant_recipes
+        from litert_torch.generative.quantize import quant_recipes
 
         model = torch.nn.Linear(4, 2).eval()
         edge = litert_torch.convert(model, (torch.randn(1, 4),),
-                                    quant_config=quant_recipes.full_int8_dynamic_recipe())
+                                    quant_config=quant_recipes.full_dynamic_recipe())
         edge.export("model.tflite")
     """,
     )
@@ -164,7 +164,7 @@ def test_trace_of_the_clean_onnx2torch_twin_is_clean(tmp_path):
 LITERT_SCRIPT = """
 import torch
 import litert_torch
-from litert_torch.quantize import quant_recipes
+from litert_torch.generative.quantize import quant_recipes
 
 
 class Net(torch.nn.Module):
@@ -191,7 +191,7 @@ edge.export("model.tflite")
 @pytest.mark.parametrize(
     "recipe, faulty",
     [
-        (", quant_config=quant_recipes.full_int8_dynamic_recipe()", True),
+        (", quant_config=quant_recipes.full_dynamic_recipe()", True),
         ("", False),
     ],
 )
@@ -201,6 +201,12 @@ def test_trace_of_litert_torch_captures_the_recipe_and_finds_quantized_weights(
     python = _env("litert")
     script = tmp_path / "convert.py"
     script.write_text(LITERT_SCRIPT.format(recipe=recipe))
+    call_line = (
+        script.read_text()
+        .splitlines()
+        .index(next(x for x in script.read_text().splitlines() if "litert_torch.convert(" in x))
+        + 1
+    )
     p = run_cli(
         "trace",
         str(script),
@@ -218,7 +224,7 @@ def test_trace_of_litert_torch_captures_the_recipe_and_finds_quantized_weights(
     )
     assert p.returncode in (0, 1), p.stderr[-3000:]
     (conv,) = json.loads(p.stdout)["conversions"]
-    assert conv["converter"] == "litert_torch" and conv["call_site"]["line"] == 23
+    assert conv["converter"] == "litert_torch" and conv["call_site"]["line"] == call_line
     if faulty:
         assert conv["flags"]["quant_config"], conv["flags"]
         assert "CL201" in {f["rule"] for f in conv["findings"]}, conv["findings"]

@@ -67,6 +67,26 @@ def _check_names(path: str, program) -> None:
             )
 
 
+def _check_indices(path: str, plan) -> None:
+    """Every value, operator and delegate index of the plan must point inside its table."""
+    n = len(plan.values)
+    refs = list(plan.inputs) + list(plan.outputs)
+    for chain in plan.chains:
+        for ins in chain.instructions:
+            a = ins.instr_args
+            refs += list(getattr(a, "args", []))
+            if type(a).__name__ == "KernelCall" and not 0 <= a.op_index < len(plan.operators):
+                refs.append(-1)
+            if type(a).__name__ == "DelegateCall" and not 0 <= a.delegate_index < len(
+                plan.delegates
+            ):
+                refs.append(-1)
+    if not plan.chains or any(not 0 <= int(i) < n for i in refs):
+        raise ModelLoadError(
+            f"{path}: a corrupt ExecuTorch program (an index outside its tables)", path=path
+        )
+
+
 class ExecuTorchRunner(Runner):
     format = "executorch"
     backend = "executorch"
@@ -89,8 +109,13 @@ class ExecuTorchRunner(Runner):
                 path=self.path,
             )
         self._plan_program = deserialize_pte_binary(data).program
+        if not self._plan_program.execution_plan:
+            raise ModelLoadError(
+                f"{self.path}: an ExecuTorch program with no method", path=self.path
+            )
         self.plan = self._plan_program.execution_plan[0]
         _check_names(self.path, self._plan_program)
+        _check_indices(self.path, self.plan)
         planned = sum(int(n) for n in self.plan.non_const_buffer_sizes[1:])
         if planned > max_model_bytes():  # the runtime allocates it all before it runs anything
             raise ModelLoadError(
