@@ -27,33 +27,27 @@ from .record import RAW, Recorder, StopTraining
 
 
 def tf_rows(tensors: list, acts: list):
-    """One row of RAW columns per tensor (see ``fused.torch_rows``), in TensorFlow ops."""
+    """One row of RAW columns per tensor (see ``fused.torch_rows``), in TensorFlow ops inside
+    the step: plain per-tensor reductions (measured faster on CPU than one concatenation
+    reduced with ``unsorted_segment_*``, which made a small CNN's step 6x slower)."""
     import tensorflow as tf
 
-    flat = [tf.reshape(tf.cast(t, tf.float32), [-1]) for t in tensors]
-    sizes = tf.stack([tf.size(f) for f in flat])
-    x = tf.concat(flat, 0)
-    seg = tf.repeat(tf.range(len(flat)), sizes)
-    fin = tf.math.is_finite(x)
-    xz = tf.where(fin, x, 0.0)
     f32 = tf.float32
-    zero = tf.zeros_like(xz)
-    sat = any(a in ("sigmoid", "tanh") for a in acts)
-    cols = tf.stack([tf.cast(tf.logical_not(fin), f32), xz, xz * xz, tf.cast(tf.not_equal(x, 0.0), f32),
-                     tf.cast(fin & ((xz < 0.01) | (xz > 0.99)), f32) if sat else zero,
-                     tf.cast(tf.abs(xz) > 0.99, f32) if sat else zero], 1)
-    n = len(flat)
-    sums = tf.math.unsorted_segment_sum(cols, seg, n)
-    mn = tf.math.unsorted_segment_min(tf.where(fin, x, float("inf")), seg, n)
-    mx = tf.math.unsorted_segment_max(tf.where(fin, x, float("-inf")), seg, n)
-    dead = []
+    rows = []
     for t, a in zip(tensors, acts, strict=True):
+        x = tf.cast(t, f32)
+        bad = tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(x)), f32))
+        sat_s = tf.reduce_sum(tf.cast((x < 0.01) | (x > 0.99), f32)) if a == "sigmoid" else tf.constant(-1.0)
+        sat_t = tf.reduce_sum(tf.cast(tf.abs(x) > 0.99, f32)) if a == "tanh" else tf.constant(-1.0)
         if a in ("relu", "leaky_relu") and len(t.shape) >= 2:  # a unit is dead when never positive
-            alive = tf.reduce_any(tf.reshape(tf.cast(t, f32) > 0, [-1, t.shape[-1]]), 0)
-            dead.append(1.0 - tf.reduce_mean(tf.cast(alive, f32)))
+            alive = tf.reduce_max(tf.reshape(x, [-1, t.shape[-1]]), 0) > 0
+            dead = 1.0 - tf.reduce_mean(tf.cast(alive, f32))
         else:
-            dead.append(tf.constant(-1.0))
-    return tf.concat([tf.cast(sizes, f32)[:, None], sums, mn[:, None], mx[:, None], tf.stack(dead)[:, None]], 1)
+            dead = tf.constant(-1.0)
+        rows.append(tf.stack([tf.cast(tf.size(x), f32), bad, tf.reduce_sum(x), tf.reduce_sum(x * x),
+                              tf.cast(tf.math.count_nonzero(x), f32), sat_s, sat_t, tf.reduce_min(x),
+                              tf.reduce_max(x), dead]))
+    return tf.stack(rows)
 
 
 def _readback(values: list) -> list:
