@@ -37,16 +37,33 @@ def tf_rows(tensors: list, acts: list):
     for t, a in zip(tensors, acts, strict=True):
         x = tf.cast(t, f32)
         bad = tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(x)), f32))
-        sat_s = tf.reduce_sum(tf.cast((x < 0.01) | (x > 0.99), f32)) if a == "sigmoid" else tf.constant(-1.0)
+        sat_s = (
+            tf.reduce_sum(tf.cast((x < 0.01) | (x > 0.99), f32))
+            if a == "sigmoid"
+            else tf.constant(-1.0)
+        )
         sat_t = tf.reduce_sum(tf.cast(tf.abs(x) > 0.99, f32)) if a == "tanh" else tf.constant(-1.0)
         if a in ("relu", "leaky_relu") and len(t.shape) >= 2:  # a unit is dead when never positive
             alive = tf.reduce_max(tf.reshape(x, [-1, t.shape[-1]]), 0) > 0
             dead = 1.0 - tf.reduce_mean(tf.cast(alive, f32))
         else:
             dead = tf.constant(-1.0)
-        rows.append(tf.stack([tf.cast(tf.size(x), f32), bad, tf.reduce_sum(x), tf.reduce_sum(x * x),
-                              tf.cast(tf.math.count_nonzero(x), f32), sat_s, sat_t, tf.reduce_min(x),
-                              tf.reduce_max(x), dead]))
+        rows.append(
+            tf.stack(
+                [
+                    tf.cast(tf.size(x), f32),
+                    bad,
+                    tf.reduce_sum(x),
+                    tf.reduce_sum(x * x),
+                    tf.cast(tf.math.count_nonzero(x), f32),
+                    sat_s,
+                    sat_t,
+                    tf.reduce_min(x),
+                    tf.reduce_max(x),
+                    dead,
+                ]
+            )
+        )
     return tf.stack(rows)
 
 
@@ -70,7 +87,9 @@ class KerasStepProbe:
         self.rec = rec
         self.buffer = fused.StepBuffer(rec, _readback, size=flush_every)
         self.owner = None  # the ConvlintCallback recording the current fit/train_on_batch, if any
-        self.capture: dict | None = None  # layer -> {"pre", "post", "act"} while a callback wraps layers
+        self.capture: dict | None = (
+            None  # layer -> {"pre", "post", "act"} while a callback wraps layers
+        )
         self.gouts: dict = {}
         self.target = None  # the loss of the last tape.gradient call
         self.pending: tuple | None = None  # (sig, rows) of the owner's last step
@@ -100,7 +119,11 @@ class KerasStepProbe:
     def apply(self, orig, opt, grads, variables=None):
         import tensorflow as tf
 
-        vs = list(variables) if variables is not None else list(getattr(opt, "_trainable_variables", []) or [])
+        vs = (
+            list(variables)
+            if variables is not None
+            else list(getattr(opt, "_trainable_variables", []) or [])
+        )
         grads = list(grads)
         if self.xla or not vs or len(vs) != len(grads) or self.owner is None and not self.custom:
             return orig(opt, grads, variables)
@@ -124,7 +147,9 @@ class KerasStepProbe:
                 sig.append((name, "gw", None))
         for n, d in (self.capture or {}).items():
             for kind in ("pre", "post"):
-                if d.get(kind) is not None and (kind == "pre" or d.get("act") not in (None, "linear")):
+                if d.get(kind) is not None and (
+                    kind == "pre" or d.get("act") not in (None, "linear")
+                ):
                     tensors.append(d[kind])
                     sig.append((n, kind, d.get("act") if kind == "post" else None))
             if n in self.gouts:
@@ -141,8 +166,13 @@ class KerasStepProbe:
             self._host(sig, rows, loss)
         else:
             ins = [rows] if loss is None else [rows, tf.cast(loss, tf.float32)]
-            tf.numpy_function(lambda *r, sig=sig: self._host(sig, *r) or 0, ins, tf.int64, stateful=True,
-                              name="convlint_probe")
+            tf.numpy_function(
+                lambda *r, sig=sig: self._host(sig, *r) or 0,
+                ins,
+                tf.int64,
+                stateful=True,
+                name="convlint_probe",
+            )
         return out
 
     def _host(self, sig, rows, loss=None) -> None:
@@ -168,8 +198,13 @@ class KerasStepProbe:
         self.declared.add(frozenset(ids))
         from .probe_keras import _act_name
 
-        owners = [la for la in list(self.layers) if la.trainable_weights and not getattr(la, "layers", None)
-                  and any(id(w) in ids for w in la.trainable_weights)]
+        owners = [
+            la
+            for la in list(self.layers)
+            if la.trainable_weights
+            and not getattr(la, "layers", None)
+            and any(id(w) in ids for w in la.trainable_weights)
+        ]
         order = {id(v): i for i, v in enumerate(vs)}
         owners.sort(key=lambda la: min(order.get(id(w), 1 << 30) for w in la.trainable_weights))
         if owners and "framework" not in self.rec.meta:
@@ -177,24 +212,40 @@ class KerasStepProbe:
 
             # no callback wraps the layers' activations in a custom loop: say so, so that a
             # non-finite loss is not blamed on the loss computation for want of forward evidence
-            meta: dict = {"framework": "keras", "loop": "custom", "optimizer": type(opt).__name__,
-                          "forward_recorded": False}
+            meta: dict = {
+                "framework": "keras",
+                "loop": "custom",
+                "optimizer": type(opt).__name__,
+                "forward_recorded": False,
+            }
             try:
                 with tf.init_scope():  # read eagerly, even while a tf.function is traced
                     meta["learning_rate"] = float(opt.learning_rate.numpy())
-                    meta["optimizer_config"] = {k: v for k, v in opt.get_config().items()
-                                                if isinstance(v, (int, float, str, bool))}
+                    meta["optimizer_config"] = {
+                        k: v
+                        for k, v in opt.get_config().items()
+                        if isinstance(v, (int, float, str, bool))
+                    }
             except Exception:
                 pass
             self.rec.set_meta(**meta)
         for la in owners:
             k = la.trainable_weights[0]
-            fan_in = int(k.shape[0]) if len(k.shape) == 2 else (
-                int(k.shape[0] * k.shape[1] * k.shape[2]) if len(k.shape) == 4 else None)
+            fan_in = (
+                int(k.shape[0])
+                if len(k.shape) == 2
+                else (int(k.shape[0] * k.shape[1] * k.shape[2]) if len(k.shape) == 4 else None)
+            )
             site = getattr(la, "_convlint_site", None) or {}
-            self.rec.layer(la.name, type=type(la).__name__, activation=_act_name(getattr(la, "activation", None)),
-                           file=site.get("file"), line=site.get("line"),
-                           params=int(sum(math.prod(v.shape) for v in la.weights)), fan_in=fan_in)
+            self.rec.layer(
+                la.name,
+                type=type(la).__name__,
+                activation=_act_name(getattr(la, "activation", None)),
+                file=site.get("file"),
+                line=site.get("line"),
+                params=int(sum(math.prod(v.shape) for v in la.weights)),
+                fan_in=fan_in,
+            )
 
 
 def _layer_name(v) -> str | None:
