@@ -22,25 +22,31 @@ X = (X / 16).astype("float32")
 LR = float(__import__("sys").argv[1])
 """
 
-KERAS = DATA + """
+KERAS = (
+    DATA
+    + """
 import keras
 keras.utils.set_random_seed(0)
 model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(64, activation="relu"),
                           keras.layers.Dense(10, activation="softmax")])
 """
+)
 
 LOOPS = {
-    "keras_fit": KERAS + """
+    "keras_fit": KERAS
+    + """
 model.compile(keras.optimizers.SGD(LR), "sparse_categorical_crossentropy", metrics=["accuracy"])
 model.fit(X, y, epochs=4, batch_size=32, verbose=0)
 """,
-    "keras_train_on_batch": KERAS + """
+    "keras_train_on_batch": KERAS
+    + """
 model.compile(keras.optimizers.SGD(LR), "sparse_categorical_crossentropy", metrics=["accuracy"])
 for epoch in range(4):
     for i in range(0, len(X), 32):
         model.train_on_batch(X[i:i + 32], y[i:i + 32])
 """,
-    "keras_gradient_tape": KERAS + """
+    "keras_gradient_tape": KERAS
+    + """
 import tensorflow as tf
 opt = keras.optimizers.SGD(LR)
 loss_fn = keras.losses.SparseCategoricalCrossentropy()
@@ -55,7 +61,8 @@ for epoch in range(4):
     for i in range(0, len(X), 32):
         step(X[i:i + 32], y[i:i + 32])
 """,
-    "torch_plain": DATA + """
+    "torch_plain": DATA
+    + """
 import torch
 torch.manual_seed(0)
 model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
@@ -68,7 +75,8 @@ for epoch in range(4):
         loss.backward()
         opt.step()
 """,
-    "lightning": DATA + """
+    "lightning": DATA
+    + """
 import torch, lightning as L
 torch.manual_seed(0)
 class Net(L.LightningModule):
@@ -87,7 +95,8 @@ L.Trainer(max_epochs=4, logger=False, enable_checkpointing=False, enable_progres
     # a plain module returning {"loss", "logits"} (what Trainer needs); a tiny BertConfig model is
     # observed too, but its healthy run trips CL520 on attention gradients that start near zero
     # and grow (a rules false alarm of issue 24, not a probe one)
-    "hf_trainer": DATA + """
+    "hf_trainer": DATA
+    + """
 import tempfile, torch
 from transformers import Trainer, TrainingArguments
 torch.manual_seed(0)
@@ -112,9 +121,17 @@ CASES = [
     ("keras_fit", None, 1e6, 0.1),
     ("keras_train_on_batch", None, 1e6, 0.1),
     ("torch_plain", None, 1e6, 0.1),
-    pytest.param("keras_gradient_tape", "", 1e6, 0.1, marks=pytest.mark.bench, id="keras_tape_eager"),
-    pytest.param("keras_gradient_tape", "step = tf.function(step)", 1e6, 0.1, marks=pytest.mark.bench,
-                 id="keras_tape_tf_function"),
+    pytest.param(
+        "keras_gradient_tape", "", 1e6, 0.1, marks=pytest.mark.bench, id="keras_tape_eager"
+    ),
+    pytest.param(
+        "keras_gradient_tape",
+        "step = tf.function(step)",
+        1e6,
+        0.1,
+        marks=pytest.mark.bench,
+        id="keras_tape_tf_function",
+    ),
     pytest.param("lightning", None, 1e6, 0.1, marks=pytest.mark.bench, id="lightning"),
     pytest.param("hf_trainer", None, 1e6, 0.1, marks=pytest.mark.bench, id="hf_trainer"),
 ]
@@ -123,8 +140,25 @@ NEEDS = {"lightning": "lightning", "hf_trainer": "transformers"}
 
 def _check(path, lr) -> tuple[int, dict]:
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TF_CPP_MIN_LOG_LEVEL="3")
-    p = subprocess.run([sys.executable, "-m", "convlint", "train-check", "--allow-exec", "--format", "json", str(path),
-                        "--", str(lr)], capture_output=True, text=True, cwd=path.parent, timeout=900, env=env)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "convlint",
+            "train-check",
+            "--allow-exec",
+            "--format",
+            "json",
+            str(path),
+            "--",
+            str(lr),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=path.parent,
+        timeout=900,
+        env=env,
+    )
     return p.returncode, json.loads(p.stdout)
 
 

@@ -16,7 +16,11 @@ from .record import RAW, Recorder, decode_row
 NCOL = len(RAW)
 
 
-ZERO_KINDS = ("post", "dw", "gw")  # where zeros mean something: dead units, frozen weights, no gradient
+ZERO_KINDS = (
+    "post",
+    "dw",
+    "gw",
+)  # where zeros mean something: dead units, frozen weights, no gradient
 BIG = 1 << 16  # tensors larger than this are reduced alone (no copy into a group)
 
 
@@ -58,8 +62,20 @@ def torch_rows(tensors: list, acts: list, kinds: list | None = None):
                 nonzero = torch.count_nonzero(x, dim=1).float()
             else:
                 nonzero = torch.full_like(s, -1.0)
-            parts.append(torch.stack([torch.full_like(s, float(n)), bad, s, torch.linalg.vecdot(x, x), nonzero,
-                                      x.amin(1), x.amax(1)], 1))
+            parts.append(
+                torch.stack(
+                    [
+                        torch.full_like(s, float(n)),
+                        bad,
+                        s,
+                        torch.linalg.vecdot(x, x),
+                        nonzero,
+                        x.amin(1),
+                        x.amax(1),
+                    ],
+                    1,
+                )
+            )
             order += idx
         rows = torch.cat(parts) if len(parts) > 1 else parts[0]
         ext = []
@@ -97,7 +113,9 @@ class StepBuffer:
         self.items: list = []
         rec.flushers.append(self.flush)
 
-    def push(self, step: int, epoch, sig: list, rows, loss=None, metrics: dict | None = None) -> str | None:
+    def push(
+        self, step: int, epoch, sig: list, rows, loss=None, metrics: dict | None = None
+    ) -> str | None:
         self.items.append((step, epoch, sig, rows, loss, metrics or {}))
         return self.flush() if len(self.items) >= self.size else None
 
@@ -106,19 +124,32 @@ class StepBuffer:
         if not items:
             return None
         mkeys = sorted({k for it in items for k in it[5]})
-        values = self.readback([it[3] for it in items] + [it[4] for it in items] +
-                               [it[5].get(k) for it in items for k in mkeys])
+        values = self.readback(
+            [it[3] for it in items]
+            + [it[4] for it in items]
+            + [it[5].get(k) for it in items for k in mkeys]
+        )
         n = len(items)
-        rows_list, losses, mvals = values[:n], values[n:2 * n], values[2 * n:]
+        rows_list, losses, mvals = values[:n], values[n : 2 * n], values[2 * n :]
         reason = None
         for j, (step, epoch, sig, _rows, _loss, _m) in enumerate(items):
             layers: dict = {}
             for (layer, kind, act), row in zip(sig, rows_list[j], strict=True):
                 layers.setdefault(layer, {})[kind] = decode_row(row, act)
-            metrics = {k: mvals[j * len(mkeys) + i] for i, k in enumerate(mkeys)
-                       if mvals[j * len(mkeys) + i] is not None}
-            r = self.rec.add_step({"step": step, "epoch": epoch, "layers": layers, "loss": losses[j],
-                                   "metrics": metrics})
+            metrics = {
+                k: mvals[j * len(mkeys) + i]
+                for i, k in enumerate(mkeys)
+                if mvals[j * len(mkeys) + i] is not None
+            }
+            r = self.rec.add_step(
+                {
+                    "step": step,
+                    "epoch": epoch,
+                    "layers": layers,
+                    "loss": losses[j],
+                    "metrics": metrics,
+                }
+            )
             reason = reason or r
         return reason
 

@@ -113,7 +113,8 @@ def _keras_model(kind: str, w: int):
     return keras.Sequential([*layers, L.Dense(10, activation="softmax")])
 
 
-def overhead(epochs: int = 3, repeats: int = 3, frameworks: tuple = ("torch", "keras")) -> list[dict]:
+def overhead(epochs: int = 3, repeats: int = 3, frameworks: tuple = ("torch", "keras"),
+             models: tuple | None = None) -> list[dict]:
     """Probed against unprobed training in this process: the same model, data, seed and loop;
     best of ``repeats`` runs each, alternated so load on the machine hits both alike."""
     X, y = _digits()
@@ -144,6 +145,8 @@ def overhead(epochs: int = 3, repeats: int = 3, frameworks: tuple = ("torch", "k
             return time.perf_counter() - t0
 
         for name, kind, w in OVERHEAD_MODELS:
+            if models and name not in models:
+                continue
             rows += _measure("torch", name, lambda e, kind=kind, w=w: torch_run(kind, w, e), repeats)
     if "keras" in frameworks:
         import keras
@@ -161,6 +164,8 @@ def overhead(epochs: int = 3, repeats: int = 3, frameworks: tuple = ("torch", "k
             return time.perf_counter() - t0
 
         for name, kind, w in OVERHEAD_MODELS[:3]:  # a large Keras CNN takes minutes per run here
+            if models and name not in models:
+                continue
             rows += _measure("keras", name, lambda e, kind=kind, w=w: keras_run(kind, w, e), repeats)
     return rows
 
@@ -212,13 +217,16 @@ def main() -> int:
                     "programs in this run; writes the 'probe-overhead' section of bench/RESULTS.md")
     ap.add_argument("--frameworks", default="torch,keras", help="overhead: torch, keras or both")
     ap.add_argument("--repeats", type=int, default=3, help="overhead: runs of each variant (best is kept)")
+    ap.add_argument("--models", default="", help="overhead: only these models (MLP, CNN, large MLP, large CNN)")
     args = ap.parse_args()
     t0 = time.perf_counter()
     if args.overhead_only:
-        over = overhead(repeats=args.repeats, frameworks=tuple(args.frameworks.split(",")))
+        over = overhead(repeats=args.repeats, frameworks=tuple(args.frameworks.split(",")),
+                        models=tuple(args.models.split(",")) if args.models else None)
         cmd = "python bench/training/run.py --overhead-only" + (
             f" --frameworks {args.frameworks}" if args.frameworks != "torch,keras" else "") + (
-            f" --repeats {args.repeats}" if args.repeats != 3 else "")
+            f" --repeats {args.repeats}" if args.repeats != 3 else "") + (
+            f" --models '{args.models}'" if args.models else "")
         md = render_overhead(over, cmd)
         print(md)
         if not args.no_write:
