@@ -19,12 +19,17 @@ import pytest
 from conftest import MODELS
 
 HERE = Path(__file__).resolve().parent
-PAIRS = [("mobilenet.tf2onnx.onnx", "mobilenet.tflite2onnx.onnx"),
-         ("mobilenet.tf2onnx.onnx", "mobilenet.tf2onnx.tampered.onnx"),
-         ("resnet.tf2onnx.onnx", "resnet.tflite2onnx.onnx")]
+PAIRS = [
+    ("mobilenet.tf2onnx.onnx", "mobilenet.tflite2onnx.onnx"),
+    ("mobilenet.tf2onnx.onnx", "mobilenet.tf2onnx.tampered.onnx"),
+    ("resnet.tf2onnx.onnx", "resnet.tflite2onnx.onnx"),
+]
 # a head of `ray start` uses token authentication (Ray >= 2.5x): its clients say so too
-HOOKS = {"CONVLINT_WORKER_PLUGINS": "pair_hooks", "RAY_AUTH_MODE": "token",
-         "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}
+HOOKS = {
+    "CONVLINT_WORKER_PLUGINS": "pair_hooks",
+    "RAY_AUTH_MODE": "token",
+    "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
+}
 
 
 def _free_port() -> int:
@@ -39,11 +44,27 @@ def head():
     pytest.importorskip("ray")
     port = _free_port()
     ray = Path(sys.executable).with_name("ray")
-    proc = subprocess.Popen([str(ray), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
-                             "--port", str(port), "--num-cpus", "2", "--include-dashboard", "false",
-                             "--disable-usage-stats"],
-                            env=dict(os.environ, **HOOKS), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            str(ray),
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--num-cpus",
+            "2",
+            "--include-dashboard",
+            "false",
+            "--disable-usage-stats",
+        ],
+        env=dict(os.environ, **HOOKS),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline:
         with socket.socket() as s:
@@ -66,16 +87,25 @@ def _project(tmp_path: Path, envs: list | None = None) -> Path:
     lines = []
     for k, (s, t) in enumerate(PAIRS):
         env = (envs or [None] * len(PAIRS))[k]
-        extra = f", runtime-env = {{env_vars = {json.dumps(env)}}}".replace('":', '" =') if env else ""
+        extra = (
+            f", runtime-env = {{env_vars = {json.dumps(env)}}}".replace('":', '" =') if env else ""
+        )
         lines.append(f"{{source = '{MODELS / s}', target = '{MODELS / t}'{extra}}}")
-    (tmp_path / "convlint.toml").write_text("pairs = [" + ",\n  ".join(lines) + "]\ncache-dir = '.cache'\n")
+    (tmp_path / "convlint.toml").write_text(
+        "pairs = [" + ",\n  ".join(lines) + "]\ncache-dir = '.cache'\n"
+    )
     return tmp_path
 
 
 def _check(cwd: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "convlint", "check", "--no-tvm", "--format", "json", *args],
-                          cwd=cwd, capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, RAY_AUTH_MODE="token", **(env or {})))
+    return subprocess.run(
+        [sys.executable, "-m", "convlint", "check", "--no-tvm", "--format", "json", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, RAY_AUTH_MODE="token", **(env or {})),
+    )
 
 
 def _convs(p: subprocess.CompletedProcess) -> list:
@@ -108,18 +138,27 @@ def test_ray_gives_the_local_pool_s_reports_and_caches_them(head, tmp_path):
 @pytest.mark.slow
 def test_a_dead_worker_is_retried_and_a_pair_that_keeps_killing_it_is_a_crash(head, tmp_path):
     marker = tmp_path / "aborted-once"
-    proj = _project(tmp_path, [{"CONVLINT_TEST_ABORT_ONCE": str(marker)},
-                               {"CONVLINT_TEST_ABORT_ALWAYS": "1"}, None])
+    proj = _project(
+        tmp_path,
+        [{"CONVLINT_TEST_ABORT_ONCE": str(marker)}, {"CONVLINT_TEST_ABORT_ALWAYS": "1"}, None],
+    )
     p = _check(proj, "--executor", "ray", "--ray-address", head, "-v", "--no-cache")
     assert p.returncode == 1, p.stderr[-2000:]
     convs = _convs(p)
-    assert [(r["source"]["path"], r["target"]["path"]) for r in convs] == \
-        [(str(MODELS / s), str(MODELS / t)) for s, t in PAIRS]  # every pair once, in order
+    assert [(r["source"]["path"], r["target"]["path"]) for r in convs] == [
+        (str(MODELS / s), str(MODELS / t)) for s, t in PAIRS
+    ]  # every pair once, in order
     assert marker.exists()
-    assert (convs[0]["verdict"], convs[0]["executor"]) == ("equivalent", {"name": "ray", "retries": 1})
+    assert (convs[0]["verdict"], convs[0]["executor"]) == (
+        "equivalent",
+        {"name": "ray", "retries": 1},
+    )
     assert (convs[1]["verdict"], convs[1]["executor"]["retries"]) == ("crash", 1)
     assert [f["rule"] for f in convs[1]["findings"]] == ["CL014"]
-    assert (convs[2]["verdict"], convs[2]["executor"]) == ("equivalent", {"name": "ray", "retries": 0})
+    assert (convs[2]["verdict"], convs[2]["executor"]) == (
+        "equivalent",
+        {"name": "ray", "retries": 0},
+    )
 
 
 def test_without_ray_the_error_names_the_extra(tmp_path):
@@ -138,9 +177,18 @@ def test_a_pair_s_runtime_env_is_read_from_the_config_and_checked(tmp_path):
     from convlint.analyzers.errors import ConvlintError
 
     env = {"pip": ["tf2onnx==1.16.1"], "env_vars": {"A": "1"}}
-    cfg = C.parse({"pairs": [{"source": "a.onnx", "target": "b.onnx", "runtime-env": env},
-                             {"source": "a.onnx", "target": "c.onnx"}]}, str(tmp_path / "convlint.toml"))
+    cfg = C.parse(
+        {
+            "pairs": [
+                {"source": "a.onnx", "target": "b.onnx", "runtime-env": env},
+                {"source": "a.onnx", "target": "c.onnx"},
+            ]
+        },
+        str(tmp_path / "convlint.toml"),
+    )
     assert [p.runtime_env for p in cfg.pairs] == [env, None]
     with pytest.raises(ConvlintError, match=r"pairs\[0\]\.runtime-env"):
-        C.parse({"pairs": [{"source": "a.onnx", "target": "b.onnx", "runtime-env": "tf"}]},
-                str(tmp_path / "convlint.toml"))
+        C.parse(
+            {"pairs": [{"source": "a.onnx", "target": "b.onnx", "runtime-env": "tf"}]},
+            str(tmp_path / "convlint.toml"),
+        )
