@@ -511,9 +511,10 @@ class StructureWatch:
     - ``no_grad``: layers whose parameters are in the optimizer but got no gradient from backward;
     - ``not_in_optimizer``: layers of a trained model with trainable parameters no optimizer holds;
     - ``frozen``: layers whose parameters all have ``requires_grad`` False;
-    - ``accumulating``: backward passes that started on gradients left from before an optimizer
-      step (no ``zero_grad`` between steps); intentional accumulation over micro-batches, which
-      clears after each step, is not counted;
+    - ``accumulating``: optimizer steps whose gradients were never seen clear (before a backward)
+      since that optimizer's previous step (no ``zero_grad`` in the loop); accumulation over
+      micro-batches that clears after each step, and another optimizer's backward in between
+      (a GAN's loop), are not counted;
     - ``zeroed_before_step``: steps whose gradients were non-zero after backward and all zero or
       None at ``step()`` (``zero_grad`` between backward and step).
     Only one parameter's gradient is read per check besides the per-layer pass at the first steps.
@@ -524,8 +525,8 @@ class StructureWatch:
     def __init__(self, rec: Recorder, probe: TorchProbe):
         self.rec, self.probe = rec, probe
         self.optimizers: list = []  # weakrefs
-        self.stepped = False  # an optimizer step since the gradients were last seen clear
-        self.backwards = 0
+        self.cleared: dict[int, bool] = {}  # id(optimizer) -> its gradients seen clear since its last step
+        self.stepped_once: set[int] = set()
         self.steps = 0
         self.grad_after_backward = False
         self.s: dict[str, Any] = {"accumulating": 0, "zeroed_before_step": 0, "checked_steps": 0}
@@ -553,26 +554,31 @@ class StructureWatch:
             pass
 
     def before_backward(self) -> None:
-        if self.backwards >= self.CHECKED:
+        """Per optimizer: are its gradients clear before this backward (``zero_grad`` ran)?"""
+        if self.steps > self.CHECKED:
             return
-        ps = [p for p in self._params() if p.requires_grad]
-        if ps and self.stepped and self._has_grad(ps[0]):
-            self.s["accumulating"] += 1
-        elif ps and not self._has_grad(ps[0]):
-            self.stepped = False
+        for r in self.optimizers:
+            o = r()
+            ps = [p for g in (o.param_groups if o is not None else ()) for p in g["params"] if p.requires_grad]
+            if ps and not self._has_grad(ps[0]):
+                self.cleared[id(o)] = True
 
     def after_backward(self) -> None:
-        if self.backwards >= self.CHECKED:
+        if self.steps > self.CHECKED:
             return
-        self.backwards += 1
         ps = [p for p in self._params() if p.requires_grad]
         self.grad_after_backward = any(self._has_grad(p) for p in ps)
 
     def at_step(self, optimizer) -> None:
-        """Before ``step()``: which layers hold a gradient; were the gradients cleared."""
-        self.stepped = True
+        """Before ``step()``: which layers hold a gradient; were the gradients cleared since this
+        optimizer's last step (else they accumulate: another optimizer's backward in between, as
+        in a GAN's loop, does not count)."""
         if self.steps >= self.CHECKED:
             return
+        if id(optimizer) in self.stepped_once and not self.cleared.get(id(optimizer)):
+            self.s["accumulating"] += 1
+        self.cleared[id(optimizer)] = False
+        self.stepped_once.add(id(optimizer))
         self.steps += 1
         self.s["checked_steps"] = self.steps
         ps = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
