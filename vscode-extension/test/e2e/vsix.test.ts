@@ -14,7 +14,7 @@ import * as os from "os";
 import * as path from "path";
 import { after, describe, it } from "node:test";
 
-import { installCommands, prepareCommand, readBundle, serverCommand } from "../../src/python";
+import { installCommands, readBundle, serverCommand } from "../../src/python";
 
 const EXT_DIR = path.resolve(__dirname, "..", "..", "..");  // out/test/<kind>/
 const REPO = path.resolve(EXT_DIR, "..");
@@ -45,14 +45,17 @@ describe("the .vsix installs convlint from its own contents", { skip: !fs.exists
       { env, encoding: "utf8" });
     assert.equal(bare.stdout.trim(), "None None", "the venv is bare");
 
-    // 1. the server from the bundle, on the bare interpreter: a real LSP session (serve --prepare
-    //    drives one: initialize, didOpen of a conversion script, its diagnostics, shutdown)
+    // 1. the server from the bundle, on the bare interpreter: a real LSP session (the tests'
+    //    standard-library client: initialize, didOpen of a conversion script, its diagnostics, shutdown)
     const server = serverCommand(py, [], ext, bundle.libs);
-    const prep = prepareCommand(py);
-    const served = spawnSync(prep.command, prep.args, { cwd: ext, env: { ...server.options.env, ...env,
-      PYTHONPATH: server.options.env.PYTHONPATH }, encoding: "utf8", timeout: 120000 });
+    const session = "import os, sys, tempfile; sys.path.insert(0, sys.argv[1]); " +
+      "from jsonrpc_client import one_session; " +
+      "print(' '.join(one_session(sys.executable, tempfile.mkdtemp(), env=dict(os.environ))))";
+    const served = spawnSync(py, ["-c", session, path.join(process.cwd(), "..", "tests")], { cwd: ext,
+      env: { ...server.options.env, ...env, PYTHONPATH: server.options.env.PYTHONPATH },
+      encoding: "utf8", timeout: 120000 });
     assert.equal(served.status, 0, served.stderr);
-    assert.match(served.stderr, /cache ready/);
+    assert.match(served.stdout, /CL411/);
 
     // 2. "Install convlint": the extension's first command installs from the .vsix alone
     const [offline] = installCommands(py, bundle);
