@@ -5,37 +5,13 @@ program has a healthy twin that raises nothing."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
 from test_training import healthy, rules_of
 from training_faults import FAULTS, torch_program
 
+from conftest import train_check_json
 from convlint.analyzers.training.causes import noop
 from convlint.analyzers.training.rules import analyze
-
-
-def _train_check(path, *extra):
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "convlint",
-            "train-check",
-            str(path),
-            "--allow-exec",
-            "--format",
-            "json",
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        cwd=path.parent,
-        timeout=900,
-    )
-    return p.returncode, json.loads(p.stdout)
 
 
 # -- end to end: PyTorch programs on load_digits ---------------------------------------------------
@@ -45,7 +21,7 @@ def test_torch_structural_and_label_faults_are_the_root_cause(tmp_path, name):
     change, rule = FAULTS[name]
     s = tmp_path / f"{name}.py"
     s.write_text(torch_program(**change))
-    rc, rep = _train_check(s)
+    rc, rep = train_check_json(s)
     assert rc == 1, rep
     roots = [f for f in rep["findings"] if f["rule"] != "CL540"]
     assert roots and roots[0]["rule"] == rule, rep["findings"]
@@ -57,7 +33,7 @@ def test_torch_structural_and_label_faults_are_the_root_cause(tmp_path, name):
 def test_the_healthy_torch_twin_raises_nothing(tmp_path):
     s = tmp_path / "healthy.py"
     s.write_text(torch_program())
-    rc, rep = _train_check(s)
+    rc, rep = train_check_json(s)
     assert (rc, rep["verdict"], rep["findings"]) == (0, "healthy", []), rep["findings"]
 
 
@@ -84,7 +60,7 @@ def test_keras_one_hot_labels_with_a_sparse_loss_and_the_fixed_twin(tmp_path):
             labels="keras.utils.to_categorical(y, 3)", loss="sparse_categorical_crossentropy"
         )
     )
-    rc, rep = _train_check(s)
+    rc, rep = train_check_json(s)
     f = next(f for f in rep["findings"] if f["rule"] == "CL536")
     assert (
         rc == 1
@@ -95,7 +71,7 @@ def test_keras_one_hot_labels_with_a_sparse_loss_and_the_fixed_twin(tmp_path):
     s.write_text(
         KERAS.format(labels="keras.utils.to_categorical(y, 3)", loss="categorical_crossentropy")
     )
-    rc, rep = _train_check(s)
+    rc, rep = train_check_json(s)
     assert (rc, rep["verdict"], rep["findings"]) == (0, "healthy", []), rep["findings"]
 
 

@@ -4,37 +4,13 @@ fix is refused; the user's script is never modified."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
 from training_faults import torch_program
 
+from conftest import train_check_json
 from convlint.analyzers.report.findings import Finding, Location, Repair, ScriptReport
 from convlint.analyzers.training.check import TrainOptions, _train_check
 from convlint.analyzers.training.verify import edits_for, verify
-
-
-def _cli(path, *extra):
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "convlint",
-            "train-check",
-            str(path),
-            "--allow-exec",
-            "--format",
-            "json",
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        cwd=path.parent,
-        timeout=900,
-    )
-    return p.returncode, json.loads(p.stdout)
 
 
 @pytest.mark.slow
@@ -43,14 +19,14 @@ def test_verify_fix_verifies_the_zero_grad_fix_and_writes_the_fixed_copy(tmp_pat
     src = torch_program(loop="no_zero_grad")
     s.write_text(src)
     out = tmp_path / "train.fixed.py"
-    rc, rep = _cli(s, "--verify-fix", "--write-fixed", str(out))
+    rc, rep = train_check_json(s, "--verify-fix", "--write-fixed", str(out))
     f = next(f for f in rep["findings"] if f["rule"] == "CL507")
     assert f["repair"]["verified"] is True and f["repair"]["output"] == str(out), f
     assert f["repair"]["metrics_after"]["verdict"] == "healthy"
     assert (
         "optimizer.zero_grad()" in out.read_text() and s.read_text() == src
     )  # the script is untouched
-    rc, rep = _cli(s, "--write-fixed", str(s))
+    rc, rep = train_check_json(s, "--write-fixed", str(s))
     assert rc == 2 and "script itself" in rep["findings"][0]["message"]
 
 
