@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 TORCH  ?= 2.13.0
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: install demo test test-python test-extension test-fast test-compat lint fixtures bench-faults bench-realbugs bench-scripts bench-check bench-server bench-training bench-fuzz bench-quant docs-screenshot clean bench-zoo bench-training-real
+.PHONY: install demo test test-python test-extension test-explorer test-fast test-compat lint fixtures bench-faults bench-realbugs bench-scripts bench-check bench-server bench-training bench-fuzz bench-quant docs-screenshot clean bench-zoo bench-training-real
 
 install: $(STAMP)
 
@@ -75,6 +75,12 @@ $(COMPAT)/.convlint-installed: pyproject.toml tests/compat/oldest.txt
 
 test-compat: $(COMPAT)/.convlint-installed
 	$(COMPAT)/bin/python -m pytest -m compat tests/compat $(PYTEST_ARGS)
+
+# --model-explorer's files in the real Model Explorer (tests/test_model_explorer.py, about a
+# minute): Model Explorer, its ONNX adapter and playwright, driving the system's chromium
+test-explorer: install
+	$(BIN)/pip install --quiet -e '.[explorer-test]'
+	$(BIN)/python -m pytest -m bench tests/test_model_explorer.py $(PYTEST_ARGS)
 
 test-fast: install
 	$(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS)

@@ -590,9 +590,10 @@ def _write_extras(args, report, protect: tuple) -> None:
     if getattr(args, "model_explorer", None):
         import json
 
+        from convlint.analyzers.models.explorer_ids import node_ids
         from convlint.analyzers.report.overlay import overlays
 
-        found = overlays(report)
+        found = overlays(report, node_ids)
         if not found:
             print("convlint: no per-layer errors to overlay (every pair agrees, or localization did not run); "
                   f"{args.model_explorer} not written", file=sys.stderr)
@@ -613,10 +614,13 @@ def _write_sync(conv: dict, overlay_path: str, protect: tuple) -> None:
     split-pane sync mapping (source on the left, the converted model on the right)."""
     import json
 
+    from convlint.analyzers.models.explorer_ids import node_ids
     from convlint.analyzers.report.io import write_new_file
     from convlint.analyzers.report.sync import sync_mapping
 
-    mapping = sync_mapping(conv)
+    src, tgt = conv.get("source") or {}, conv.get("target") or {}
+    mapping = sync_mapping(conv, node_ids(src.get("path"), src.get("format")),
+                           node_ids(tgt.get("path"), tgt.get("format")))
     if mapping is None:
         return
     stem, ext = os.path.splitext(overlay_path)

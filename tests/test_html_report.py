@@ -105,20 +105,23 @@ def test_clean_twin_html_says_so_and_writes_no_overlay(clean):
 
 
 @pytest.mark.slow
-def test_model_explorer_overlay_is_keyed_by_the_target_s_tensors(faulty):
+def test_model_explorer_overlay_is_keyed_by_the_target_s_node_ids(faulty):
+    """Keyed as Model Explorer's ONNX adapter names the nodes (the node's name, ``[value] x`` for a
+    graph input): its nodes carry no ``tensor_name``, so tensor names would colour nothing
+    (checked in Model Explorer itself: tests/test_model_explorer.py)."""
     import onnx
 
     tmp, doc, _ = faulty
     data = json.loads((tmp / "overlay.json").read_text())
     assert set(data) == {"results", "thresholds"}
     model = onnx.load(str(MODELS / "resnet.torch.tampered.onnx"))
-    tensors = {o for n in model.graph.node for o in n.output} | {i.name for i in model.graph.input}
-    assert data["results"] and set(data["results"]) <= tensors
+    ids = {n.name for n in model.graph.node} | {f"[value] {i.name}" for i in model.graph.input}
+    assert data["results"] and set(data["results"]) <= ids
     assert all(isinstance(v["value"], float) and v["value"] >= 0 for v in data["results"].values())
     marked = [k for k, v in data["results"].items() if "bgColor" in v]
     assert len(marked) == 1  # the node where the error first jumps
     first = next(f for f in doc["findings"] if f["rule"] == "CL110")
-    producer = next(n for n in model.graph.node if marked[0] in n.output)
+    producer = next(n for n in model.graph.node if n.name == marked[0])
     assert producer.op_type in ("Conv", "BatchNormalization", "Relu") and data["results"][marked[0]]["value"] > \
         first["evidence"]["threshold"]
     th = [t["value"] for t in data["thresholds"]]
@@ -276,19 +279,26 @@ def test_model_explorer_sync_mapping_has_model_explorer_s_shape():
     assert sync_mapping(clean) is None
 
 
-def test_model_explorer_sync_file_links_the_source_s_layers_to_the_target_s_tensors(faulty):
+def test_model_explorer_sync_file_links_the_source_s_nodes_to_the_target_s_nodes(faulty):
+    """Both sides by Model Explorer's node ids: the .pt2 source's FX node names, the ONNX
+    target's node names (the overlay's keys); a convolution whose batch norm the converter folded
+    into it is linked with that one Conv, not with whatever tensor it was compared with."""
     import onnx
+    import torch
 
     tmp, doc, err = faulty
     m = json.loads((tmp / "overlay.sync.json").read_text())
     assert "sync mapping written to" in err
     model = onnx.load(str(MODELS / "resnet.torch.tampered.onnx"))
-    tensors = {o for n in model.graph.node for o in n.output} | {i.name for i in model.graph.input}
+    ids = {n.name for n in model.graph.node} | {f"[value] {i.name}" for i in model.graph.input}
     rights = {i for e in m["mappingEntries"] for i in e["rightNodeIds"]}
-    nodes = {n.name for n in model.graph.node}
-    assert rights and rights <= tensors | nodes
     overlay = json.loads((tmp / "overlay.json").read_text())
-    assert rights & tensors == set(overlay["results"])  # every coloured node is linked to its source layers
-    assert rights & nodes  # and by the node ids Model Explorer's ONNX adapter gives
+    assert rights and rights <= ids and rights == set(overlay["results"])  # every coloured node linked
+    fx = {n.name for n in torch.export.load(str(MODELS / "resnet.pt2")).graph.nodes}
     lefts = {i for e in m["mappingEntries"] for i in e["leftNodeIds"]}
-    assert {r["layer"] for r in doc["localization"]["layers"]} >= lefts
+    assert lefts and lefts <= fx
+    by_right = {tuple(e["rightNodeIds"]): set(e["leftNodeIds"]) for e in m["mappingEntries"]}
+    assert by_right[("/conv1/Conv",)] == {"conv2d_1", "batch_norm_1"}
+    assert by_right[("/conv2/Conv",)] == {"conv2d_2", "batch_norm_2"}
+    assert by_right[("/relu/Relu",)] == {"relu_1"}
+    assert by_right[("[value] input",)] == {"x"}

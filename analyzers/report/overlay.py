@@ -3,12 +3,13 @@
 Model Explorer (https://github.com/google-ai-edge/model-explorer) colours a graph's nodes from a
 "node data" JSON file loaded next to the model. We write its single-graph form::
 
-    {"results": {"<tensor name>": {"value": 0.0036, "bgColor": "..."}, ...},
+    {"results": {"<node id>": {"value": 0.0036, "bgColor": "..."}, ...},
      "thresholds": [{"value": 0.0001, "bgColor": "..."}, ...]}
 
-keyed by the converted model's output tensor names (the adapters match a key against each node's
-``tensor_name`` output metadata), valued by the relative error of the source layer that tensor
-reproduces. Open the *converted* model in Model Explorer and load the file as custom node data:
+keyed by the node ids Model Explorer's adapter gives the converted model (``ids``, from
+``analyzers/models/explorer_ids.py``: an ONNX node's name) or, where the adapter matches them, by
+its output tensor names (TFLite: a key matches a node's ``tensor_name`` output metadata), valued by
+the relative error of the source layer that tensor reproduces. Open the *converted* model in Model Explorer and load the file as custom node data:
 nodes within the threshold are green, up to ten times over it amber, beyond red, and the node where
 the error first jumps is solid red.
 """
@@ -22,20 +23,23 @@ from convlint.analyzers.report.html import first_jump, layer_groups, sub_reports
 BIG = 1e30  # a non-finite error (NaN or inf in the target) as a finite JSON number
 
 
-def overlays(report) -> list:
-    """One (conversion report dict, node data dict) per conversion that has per-layer errors."""
+def overlays(report, resolve=None) -> list:
+    """One (conversion report dict, node data dict) per conversion that has per-layer errors.
+    ``resolve(path, format)`` gives a model's {tensor name: [Model Explorer node ids]}."""
     convs = []
     for r in sub_reports(report.to_dict()):
         convs += [r] if r.get("kind") == "conversion" else list(r.get("conversions") or [])
     out = []
     for r in convs:
-        data = node_data(r)
+        tgt = r.get("target") or {}
+        ids = resolve(tgt.get("path"), tgt.get("format")) if resolve and tgt.get("path") else None
+        data = node_data(r, ids)
         if data is not None:
             out.append((r, data))
     return out
 
 
-def node_data(r: dict) -> dict | None:
+def node_data(r: dict, ids: dict | None = None) -> dict | None:
     groups = layer_groups(((r.get("localization") or {}).get("layers")) or [])
     groups = [g for g in groups if g.get("target")]
     if not groups:
@@ -49,7 +53,8 @@ def node_data(r: dict) -> dict | None:
         res: dict[str, float | str] = {"value": v}
         if i == first:
             res.update(bgColor="#d32f2f", textColor="#ffffff")
-        results[g["target"]] = res
+        for key in (ids or {}).get(g["target"]) or [g["target"]]:
+            results[key] = res
     return {"results": results,
             "thresholds": [{"value": th, "bgColor": "#c8e6c9"},
                            {"value": th * 10, "bgColor": "#ffe082"},

@@ -12,30 +12,50 @@ sync menu)::
 ``mappingEntries`` supersedes ``mapping`` and carries the one-to-many and many-to-one links: a
 converter fuses a chain (conv, batch norm, activation) into one op (many source layers, one target
 tensor), and a TFLite tensor may name several ops (``a;b``: one source layer, several target
-nodes). Each node id appears in at most one entry, as Model Explorer asks. Left is the source
-(layer names), right the converted model (tensor names, as the overlay keys them).
+nodes). Each node id appears in at most one entry, as Model Explorer asks. Left is the source,
+right the converted model (the overlay keys the same right-hand ids).
+
+Node ids are Model Explorer's (``left_ids``/``right_ids`` from ``analyzers/models/explorer_ids.py``:
+a torch source's FX node names, an ONNX target's node names), else convlint's own names.
+
+A source layer compared with a target tensor it does not match (its error more than twice that of
+the best layer compared with that tensor: a convolution whose batch norm the converter folded into
+it), or one the localization marks ``fused_into`` a later layer, is linked with the next layer
+that does match: the op it was folded into.
 
 In: a conversion report dict with a localization. Out: the mapping dict, or None without one.
 """
 
 from __future__ import annotations
 
-from convlint.analyzers.report.html import layer_groups
+import math
 
 
-def sync_mapping(r: dict) -> dict | None:
-    groups = [
-        g
-        for g in layer_groups(((r.get("localization") or {}).get("layers")) or [])
-        if g.get("target")
-    ]
+def sync_mapping(r: dict, left_ids: dict | None = None, right_ids: dict | None = None) -> dict | None:
+    rows = [row for row in ((r.get("localization") or {}).get("layers")) or [] if row.get("target")]
+    best: dict = {}
+    for row in rows:
+        if not row.get("fused_into"):
+            best[str(row["target"])] = min(best.get(str(row["target"]), math.inf), _err(row))
+    groups: dict = {}  # target -> source layers, in forward order
+    pending: list = []  # layers with no counterpart yet: folded into the next matching one
+    for row in rows:
+        t = str(row["target"])
+        if row.get("fused_into") or _err(row) > 2 * best.get(t, math.inf):
+            pending.append(row["layer"])
+            continue
+        groups.setdefault(t, []).append(row["layer"])
+        groups[t] += pending
+        pending = []
     fmt = (r.get("target") or {}).get("format")
     entries: list = []
     seen_left: set = set()
     seen_right: set = set()
-    for g in groups:
-        left = [n for n in [g["layer"], *g.get("fused", [])] if n not in seen_left]
-        right = [t for t in _targets(g["target"], fmt) if t not in seen_right]
+    for t, layers in groups.items():
+        left = [i for n in layers for i in (left_ids or {}).get(n) or [n]]
+        right = (right_ids or {}).get(t) or _targets(t, fmt)
+        left = [i for i in dict.fromkeys(left) if i not in seen_left]
+        right = [i for i in dict.fromkeys(right) if i not in seen_right]
         if not left or not right:
             continue
         seen_left.update(left)
@@ -54,6 +74,11 @@ def sync_mapping(r: dict) -> dict | None:
         "showDiffHighlights": True,
         "disableMappingFallback": True,
     }
+
+
+def _err(row: dict) -> float:
+    e = row.get("rel_err")
+    return math.inf if e is None or not math.isfinite(float(e)) else float(e)
 
 
 def _targets(name, fmt: str | None = None) -> list:
