@@ -64,3 +64,44 @@ async def test_without_folder_settings_both_folders_follow_the_editor_settings(t
         assert "CL411" not in codes(await diagnostics(client, ua))
     finally:
         await stop(client)
+
+
+def _folders_changed(client, added=(), removed=()):
+    client.workspace_did_change_workspace_folders(T.DidChangeWorkspaceFoldersParams(
+        T.WorkspaceFoldersChangeEvent(
+            added=[T.WorkspaceFolder(f.as_uri(), f.name) for f in added],
+            removed=[T.WorkspaceFolder(f.as_uri(), f.name) for f in removed])))
+
+
+async def test_a_folder_added_mid_session_gets_its_session_and_loses_it_when_removed(tmp_path):
+    """``workspace/didChangeWorkspaceFolders``: a's script is first checked with b's session (a is
+    not a folder yet: CL411 reported); once a is added, with a's own config (CL411 ignored); once a
+    is removed again, with b's (CL411 back)."""
+    a, b = folders(tmp_path)
+    client = await start(tmp_path, b, roots=[b], **FAST)
+    try:
+        ua = open_doc(client, a / "convert.py")
+        await diagnostics(client, ua, lambda ds: "CL411" in codes(ds))
+        _folders_changed(client, added=[a])
+        await diagnostics(client, ua, lambda ds: "CL411" not in codes(ds))
+        _folders_changed(client, removed=[a])
+        await diagnostics(client, ua, lambda ds: "CL411" in codes(ds))
+    finally:
+        await stop(client)
+
+
+async def test_a_folder_added_without_a_config_keeps_the_defaults(tmp_path):
+    """The clean twin: an added folder with no config of its own checks with the defaults (CL411
+    still reported), and the first folder's script is unchanged."""
+    a, b = folders(tmp_path)
+    (a / "pyproject.toml").unlink()
+    client = await start(tmp_path, b, roots=[b], **FAST)
+    try:
+        ua, ub = open_doc(client, a / "convert.py"), open_doc(client, b / "convert.py")
+        await diagnostics(client, ua, lambda ds: "CL411" in codes(ds))
+        client.diagnostics.pop(ua, None)
+        _folders_changed(client, added=[a])
+        assert "CL411" in codes(await diagnostics(client, ua))
+        assert "CL411" in codes(await diagnostics(client, ub))
+    finally:
+        await stop(client)

@@ -122,6 +122,15 @@ def did_change_configuration(ls: ConvlintServer, params: T.DidChangeConfiguratio
     recheck(ls)
 
 
+def did_change_workspace_folders(ls: ConvlintServer, params: T.DidChangeWorkspaceFoldersParams):
+    """A folder added mid-session gets its Session, a removed one loses it; open documents are
+    checked again with the session of the folder that now holds them."""
+    added, removed = ls.update_folders()
+    if added or removed:
+        ls.log(f"convlint: workspace folders added {added}, removed {removed}")
+        recheck(ls)
+
+
 def did_change_watched_files(ls: ConvlintServer, params: T.DidChangeWatchedFilesParams):
     paths = {str(Path(to_fs_path(c.uri) or c.uri).resolve()) for c in params.changes}
     if any(Path(p).name in CONFIG_NAMES for p in paths):
@@ -174,6 +183,7 @@ ROUTES = {
     T.NOTEBOOK_DOCUMENT_DID_CLOSE: (notebook_did_close, None),
     T.WORKSPACE_DID_CHANGE_CONFIGURATION: (did_change_configuration, None),
     T.WORKSPACE_DID_CHANGE_WATCHED_FILES: (did_change_watched_files, None),
+    T.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS: (did_change_workspace_folders, None),
     T.WINDOW_WORK_DONE_PROGRESS_CANCEL: (progress_cancel, None),
     T.TEXT_DOCUMENT_CODE_ACTION: (
         code_action,

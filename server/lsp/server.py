@@ -169,22 +169,35 @@ class ConvlintServer(LanguageServer):
         return problems
 
     def load_config(self) -> None:
+        self.sessions = [self._new_session(root) for root in self.folders() or [None]]
+        for p in self.apply_settings():
+            self.log(f"convlint: {p}", T.MessageType.Warning)
+
+    def _new_session(self, root: str | None) -> Session:
+        """A folder's Session with the config found from it (an unreadable config is shown once
+        and replaced by the defaults)."""
         from convlint.analyzers import config as C
         from convlint.analyzers.errors import ConvlintError
 
-        sessions = []
-        for root in self.folders() or [None]:
-            sess = Session(root, self.settings)
-            path = C.find_config(root) if root else None
-            try:
-                sess.config = C.load(path)
-            except ConvlintError as e:
-                sess.config, sess.config_error = C.Config(path=str(path)), e.message
-                self.window_show_message(T.ShowMessageParams(T.MessageType.Error, f"convlint: {e.message}"))
-            sessions.append(sess)
-        self.sessions = sessions
+        sess = Session(root, self.settings)
+        path = C.find_config(root) if root else None
+        try:
+            sess.config = C.load(path)
+        except ConvlintError as e:
+            sess.config, sess.config_error = C.Config(path=str(path)), e.message
+            self.window_show_message(T.ShowMessageParams(T.MessageType.Error, f"convlint: {e.message}"))
+        return sess
+
+    def update_folders(self) -> tuple[list, list]:
+        """After ``workspace/didChangeWorkspaceFolders`` (pygls has updated ``workspace.folders``):
+        an added folder gets its Session (its config, its folder settings), a removed one loses
+        it; the other folders keep theirs. Out: (added roots, removed roots)."""
+        kept = {s.root: s for s in self.sessions}
+        roots = self.folders() or [None]
+        self.sessions = [kept.get(r) or self._new_session(r) for r in roots]
         for p in self.apply_settings():
             self.log(f"convlint: {p}", T.MessageType.Warning)
+        return [r for r in roots if r not in kept], [r for r in kept if r not in roots]
 
     def effective_config(self, sess: Session | None = None):
         from convlint.analyzers.config import Config
