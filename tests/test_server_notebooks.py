@@ -5,7 +5,8 @@ settings to another cell moves the diagnostic with them."""
 
 from __future__ import annotations
 
-from lsp_helpers import code_actions, codes, diagnostics, start, stop, workspace
+import pytest
+from lsp_helpers import code_actions, codes, diagnostics, start, stop, wait_for, workspace
 from lsprotocol import types as T
 
 FAST = {"watchFiles": False, "heavyChecks": False}
@@ -121,5 +122,62 @@ async def test_a_clean_notebook_publishes_no_finding_on_any_cell(tmp_path):
                 for d in ds
                 if d.severity in (T.DiagnosticSeverity.Error, T.DiagnosticSeverity.Warning)
             ]
+    finally:
+        await stop(client)
+
+
+HEAVY = {"watchFiles": False, "heavyChecks": True, "trustedExecution": True, "tvm": False}
+
+
+def save_notebook(client, nb) -> None:
+    client.notebook_document_did_save(
+        T.DidSaveNotebookDocumentParams(T.NotebookDocumentIdentifier(nb.as_uri()))
+    )
+
+
+@pytest.mark.slow
+async def test_saving_a_notebook_checks_its_conversion_and_lands_on_the_converting_cell(tmp_path):
+    """Heavy checks for a notebook: on save, the pair its cells name (mobilenet.keras ->
+    mobilenet.dynint8.tflite) is checked in the worker, and the conversion's findings land on the
+    converter call in the cell that holds it (its first line), none on the other cells."""
+    ws = workspace(tmp_path)
+    nb = ws / "convert.ipynb"
+    client = await start(tmp_path, ws, **HEAVY)
+    try:
+        cells = [(CODE, "python", LOAD), (MARKUP, "markdown", NOTE), (CODE, "python", CONVERT)]
+        load, _note, conv = open_notebook(client, nb, cells)
+        await diagnostics(client, conv, lambda ds: "CL411" in codes(ds))
+        save_notebook(client, nb)
+        ds = await diagnostics(client, conv, lambda ds: "CL201" in codes(ds), timeout=240)
+        mine = [d for d in ds if d.data and d.data.get("origin") == "conversion"]
+        assert {"CL201"} <= codes(mine) and all(d.range.start.line == 0 for d in mine)
+        assert not [d for d in await diagnostics(client, load)
+                    if d.data and d.data.get("origin") == "conversion"]
+    finally:
+        await stop(client)
+
+
+@pytest.mark.slow
+async def test_saving_a_clean_notebook_checks_its_conversion_and_finds_nothing(tmp_path):
+    """The clean twin: the float conversion (mobilenet.tflite) is checked on save, equivalent."""
+    ws = workspace(tmp_path)
+    nb = ws / "clean.ipynb"
+    client = await start(tmp_path, ws, **HEAVY)
+    try:
+        clean = CONVERT.replace(
+            "converter.optimizations = [tf.lite.Optimize.DEFAULT]\n", ""
+        ).replace("dynint8.tflite", "tflite")
+        _, conv = open_notebook(client, nb, [(CODE, "python", LOAD), (CODE, "python", clean)])
+        await diagnostics(client, conv)
+        save_notebook(client, nb)
+        await wait_for(lambda: [r for st in client.statuses
+                                if (r := getattr(st, "result", None) or (st.get("result")
+                                    if isinstance(st, dict) else None))],
+                       240, "the check's result")
+        results = [getattr(st, "result", None) or (st.get("result") if isinstance(st, dict)
+                   else None) for st in client.statuses]
+        assert [r for r in results if r] == ["equivalent"]
+        ds = await diagnostics(client, conv)
+        assert not [d for d in ds if d.data and d.data.get("origin") == "conversion"]
     finally:
         await stop(client)

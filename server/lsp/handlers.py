@@ -104,8 +104,11 @@ def notebook_did_change(ls: ConvlintServer, params: T.DidChangeNotebookDocumentP
         notebooks.check(ls, params.notebook_document.uri)
 
 
-def notebook_did_save(ls: ConvlintServer, params: T.DidSaveNotebookDocumentParams):
-    notebooks.check(ls, params.notebook_document.uri)
+async def notebook_did_save(ls: ConvlintServer, params: T.DidSaveNotebookDocumentParams):
+    uri = params.notebook_document.uri
+    notebooks.check(ls, uri)
+    if ls.settings.heavy_allowed:
+        await notebooks.check_pairs(ls, uri)
 
 
 def notebook_did_close(ls: ConvlintServer, params: T.DidCloseNotebookDocumentParams):

@@ -7,6 +7,11 @@ that script; each finding is mapped back to its cell and published on the cell's
 range and its fixes' edits in the cell's own lines, so a quick fix edits the right cell (a fix
 whose edits span cells is not offered). The cells' states are kept apart from the scripts'
 (``ConvlintServer.cells``) so that nothing schedules a cell as a script of its own.
+
+Heavy checks: on save (when heavy checks are on and the workspace is trusted), each conversion
+whose model files exist is checked in the worker as a script's are (``check_pairs``), and its
+findings land on the converter call in the cell that holds it (``ConvlintServer.notebook_pairs``
+keeps each notebook's pairs for that). Trace and train-check of a notebook run from the CLI.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from lsprotocol import types as T
 from pygls.uris import to_fs_path
 
 from convlint.server.lsp import adapter
-from convlint.server.lsp.session import DocState
+from convlint.server.lsp.session import DocState, script_pairs
 
 # the notebooks the server syncs: Jupyter notebooks' Python cells
 SYNC = T.NotebookDocumentSyncOptions(
@@ -57,12 +62,26 @@ def check(ls, notebook_uri: str) -> None:
     book = parse_notebook(json.dumps(raw), path)
     sess = ls.session(path)
     found: dict[int, list] = {}
+    calls: dict[int, list] = {}  # cell -> (ConversionReport, the converter call as the cell sees it)
+    pairs: list = []
     if sess.settings.enable and not ls.excluded(path):
-        report = policy.apply(analyze_source(book.text, path), ls.effective_config(sess))
+        raw_report = analyze_source(book.text, path)
+        report = policy.apply(raw_report, ls.effective_config(sess))
         for f in book.map_report(report).findings:
             g = in_cell(f)
             if g is not None:
                 found.setdefault(f.location.cell, []).append(g)
+        whole = DocState(notebook_uri, path, calls=raw_report.extra.get("converter_calls", []))
+        for p in script_pairs(whole, sess.root):
+            pairs.append((p.source, p.target))
+            rep, c = ls.results.get((p.source, p.target)), whole.calls[p.index]
+            at, end = book.position(c["line"]), book.position(c.get("end_line") or c["line"])
+            if rep is not None and at is not None:
+                same = end is not None and end[0] == at[0]
+                call = {**c, "line": at[1], "end_line": end[1] if same else at[1],
+                        "end_column": c.get("end_column") if same else None}
+                calls.setdefault(at[0], []).append((ls._policy(rep, sess), call))
+    ls.notebook_pairs[notebook_uri] = pairs
     for i, (_c, doc) in enumerate(cells):
         if doc is None:
             continue
@@ -70,13 +89,26 @@ def check(ls, notebook_uri: str) -> None:
         ls.cells[doc.uri] = st
         st.version, st.lines = doc.version, list(doc.lines)
         codec = doc.position_codec
-        st.diags = adapter.document_diagnostics(st.lines, codec, path, static=found.get(i, ()))
+        conversions = [
+            (rep, adapter.to_range(codec, st.lines, adapter.line_range(
+                st.lines, c["line"], c["column"], c.get("end_line"), c.get("end_column"))))
+            for rep, c in calls.get(i, ())
+        ]
+        st.diags = adapter.document_diagnostics(st.lines, codec, path, static=found.get(i, ()),
+                                                conversions=conversions)
         ls.text_document_publish_diagnostics(
             T.PublishDiagnosticsParams(doc.uri, [d for d, _, _ in st.diags], version=doc.version)
         )
 
 
+async def check_pairs(ls, notebook_uri: str) -> list:
+    """The notebook's conversions checked in the worker (the model files it names, as a script's
+    are); each result is published on its converter call's cell. Out: the conversion reports."""
+    return [await ls.check_pair(s, t) for s, t in ls.notebook_pairs.get(notebook_uri, ())]
+
+
 def close(ls, params: T.DidCloseNotebookDocumentParams) -> None:
+    ls.notebook_pairs.pop(params.notebook_document.uri, None)
     for cell in params.cell_text_documents:
         ls.cells.pop(cell.uri, None)
         ls.text_document_publish_diagnostics(T.PublishDiagnosticsParams(cell.uri, []))

@@ -105,6 +105,7 @@ class ConvlintServer(LanguageServer):
         self.jobs = JobRunner()
         self.docs: dict[str, DocState] = {}
         self.cells: dict[str, DocState] = {}  # notebook cells by cell URI (notebooks.py)
+        self.notebook_pairs: dict[str, list] = {}  # notebook URI -> the (source, target) it converts
         self.sessions: list[Session] = []  # one per workspace folder
         self.folder_options: dict[str, dict] = {}  # a folder's own settings (the client's "folders")
         self.results: dict[tuple, object] = {}  # (source, target) -> ConversionReport
@@ -417,9 +418,14 @@ class ConvlintServer(LanguageServer):
         return rep
 
     def republish_pair(self, source: str, target: str) -> None:
+        from convlint.server.lsp import notebooks
+
         for st in self.docs.values():
             if any((p.source, p.target) == (source, target) for p in script_pairs(st, self.session(st.path).root)):
                 self.publish(st)
+        for uri, pairs in list(self.notebook_pairs.items()):
+            if (source, target) in pairs:
+                notebooks.check(self, uri)
         for sess in self.sessions:
             if any((s, t) == (source, target) for _, s, t in config_pairs(sess.config, sess.root)):
                 self._publish_config(sess)
@@ -482,6 +488,9 @@ class ConvlintServer(LanguageServer):
         for st in self.docs.values():
             for p in script_pairs(st, self.session(st.path).root):
                 out.setdefault((p.source, p.target), None)
+        for pairs in self.notebook_pairs.values():
+            for pair in pairs:
+                out.setdefault(pair, None)
         return [(s, t, cp) for (s, t), cp in sorted(out.items())]
 
     def status(self) -> dict:
