@@ -181,3 +181,44 @@ async def test_saving_a_clean_notebook_checks_its_conversion_and_finds_nothing(t
         assert not [d for d in ds if d.data and d.data.get("origin") == "conversion"]
     finally:
         await stop(client)
+
+
+@pytest.mark.slow
+async def test_trace_on_save_puts_a_notebook_s_trace_findings_on_their_cells(tmp_path):
+    """``traceOnSave``: the saved notebook is traced in the worker (its code cells as one script)
+    and the conversion's findings land on the converter call's cell and line; an edit of the
+    code drops them (the trace belongs to the code it ran), the static ones stay."""
+    import json
+
+    from test_notebooks import SCRIPTS, notebook_of
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    nb = ws / "export.ipynb"
+    where = notebook_of(SCRIPTS / "torch_training.py", nb)
+    cells = []
+    for c in json.loads(nb.read_text())["cells"]:
+        src = c["source"] if isinstance(c["source"], str) else "".join(c["source"])
+        code = c["cell_type"] == "code"
+        cells.append((CODE if code else MARKUP, "python" if code else "markdown", src))
+    client = await start(tmp_path, ws, **HEAVY, traceOnSave=True)
+    try:
+        uris = open_notebook(client, nb, cells)
+        (cell, line), (scell, _) = where[16], where[17]
+        await diagnostics(client, uris[scell], lambda ds: "CL430" in codes(ds))
+
+        def traced(ds):
+            return [d for d in ds if d.data and d.data.get("origin") == "trace"]
+
+        save_notebook(client, nb)
+        ds = await diagnostics(client, uris[cell], lambda ds: bool(traced(ds)), timeout=300)
+        assert any(d.range.start.line == line - 1 for d in traced(ds)), traced(ds)
+        for i, (kind, _, _) in enumerate(cells):
+            if kind == MARKUP:
+                assert not await diagnostics(client, uris[i])
+        # the code changes: the trace's findings go, the static rule's stay
+        edit_cells(client, nb, 2, {uris[cell]: cells[cell][2] + "\nprint('edited')\n"})
+        await diagnostics(client, uris[cell], lambda ds: not traced(ds))
+        assert "CL430" in codes(await diagnostics(client, uris[scell]))
+    finally:
+        await stop(client)

@@ -109,6 +109,8 @@ async def notebook_did_save(ls: ConvlintServer, params: T.DidSaveNotebookDocumen
     notebooks.check(ls, uri)
     if ls.settings.heavy_allowed:
         await notebooks.check_pairs(ls, uri)
+        if ls.settings.trace_on_save and uri in ls.notebook_converting:
+            await notebooks.trace(ls, uri)
 
 
 def notebook_did_close(ls: ConvlintServer, params: T.DidCloseNotebookDocumentParams):

@@ -11,19 +11,23 @@ whose edits span cells is not offered). The cells' states are kept apart from th
 Heavy checks: on save (when heavy checks are on and the workspace is trusted), each conversion
 whose model files exist is checked in the worker as a script's are (``check_pairs``), and its
 findings land on the converter call in the cell that holds it (``ConvlintServer.notebook_pairs``
-keeps each notebook's pairs for that). Trace and train-check of a notebook run from the CLI.
+keeps each notebook's pairs for that). With ``traceOnSave`` the saved notebook is traced too
+(``trace``: its code cells run in order as one script, in the worker), and the trace's findings,
+which carry their cell, land on their cells until the cells' code changes. Train-check of a
+notebook runs from the CLI.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 from lsprotocol import types as T
 from pygls.uris import to_fs_path
 
 from convlint.server.lsp import adapter
-from convlint.server.lsp.session import DocState, script_pairs
+from convlint.server.lsp.session import DocState, script_pairs, text_hash
 
 # the notebooks the server syncs: Jupyter notebooks' Python cells
 SYNC = T.NotebookDocumentSyncOptions(
@@ -64,6 +68,7 @@ def check(ls, notebook_uri: str) -> None:
     found: dict[int, list] = {}
     calls: dict[int, list] = {}  # cell -> (ConversionReport, the converter call as the cell sees it)
     pairs: list = []
+    whole_calls: list = []
     if sess.settings.enable and not ls.excluded(path):
         raw_report = analyze_source(book.text, path)
         report = policy.apply(raw_report, ls.effective_config(sess))
@@ -71,7 +76,8 @@ def check(ls, notebook_uri: str) -> None:
             g = in_cell(f)
             if g is not None:
                 found.setdefault(f.location.cell, []).append(g)
-        whole = DocState(notebook_uri, path, calls=raw_report.extra.get("converter_calls", []))
+        whole_calls = raw_report.extra.get("converter_calls", [])
+        whole = DocState(notebook_uri, path, calls=whole_calls)
         for p in script_pairs(whole, sess.root):
             pairs.append((p.source, p.target))
             rep, c = ls.results.get((p.source, p.target)), whole.calls[p.index]
@@ -82,6 +88,14 @@ def check(ls, notebook_uri: str) -> None:
                         "end_column": c.get("end_column") if same else None}
                 calls.setdefault(at[0], []).append((ls._policy(rep, sess), call))
     ls.notebook_pairs[notebook_uri] = pairs
+    if whole_calls:
+        ls.notebook_converting.add(notebook_uri)
+    else:
+        ls.notebook_converting.discard(notebook_uri)
+    traced = ls.notebook_traces.get(notebook_uri)
+    if traced is not None and traced[0] != text_hash(book.text):
+        ls.notebook_traces.pop(notebook_uri, None)  # the trace belongs to the code it ran
+        traced = None
     for i, (_c, doc) in enumerate(cells):
         if doc is None:
             continue
@@ -95,7 +109,8 @@ def check(ls, notebook_uri: str) -> None:
             for rep, c in calls.get(i, ())
         ]
         st.diags = adapter.document_diagnostics(st.lines, codec, path, static=found.get(i, ()),
-                                                conversions=conversions)
+                                                conversions=conversions,
+                                                trace=_cell_trace(traced[1], i) if traced else None)
         ls.text_document_publish_diagnostics(
             T.PublishDiagnosticsParams(doc.uri, [d for d, _, _ in st.diags], version=doc.version)
         )
@@ -107,8 +122,46 @@ async def check_pairs(ls, notebook_uri: str) -> list:
     return [await ls.check_pair(s, t) for s, t in ls.notebook_pairs.get(notebook_uri, ())]
 
 
+async def trace(ls, notebook_uri: str) -> dict:
+    """``convlint trace`` of the saved notebook in the worker; its findings are published on
+    their cells. Out: the trace report dict."""
+    from convlint.analyzers import defaults as D
+    from convlint.analyzers.app import TraceRequest
+    from convlint.analyzers.errors import ConvlintError
+    from convlint.analyzers.report.findings import ScriptReport
+    from convlint.analyzers.scripts.notebook import read_notebook
+
+    path = to_fs_path(notebook_uri) or notebook_uri
+    try:
+        h = text_hash(read_notebook(path).text)  # the saved file is what the trace runs
+    except ConvlintError:
+        return {}
+    s = ls.settings
+    params = TraceRequest(path, cwd=ls.session(path).root or str(Path(path).parent),
+                          atol=s.atol, rtol=s.rtol, use_tvm=s.tvm, python=s.python,
+                          timeout=min(s.timeout, D.MAX_SERVER_TIMEOUT)).to_dict()
+    rep = await ls.run_job("trace", params, f"convlint: tracing {Path(path).name}",
+                           key=f"trace:{path}:{h}")
+    if rep.get("kind") == "trace":
+        ls.notebook_traces[notebook_uri] = (h, ScriptReport.from_dict(rep))
+        check(ls, notebook_uri)
+    return rep
+
+
+def _cell_trace(rep, cell: int):
+    """A trace report's findings that belong to ``cell``, as the cell sees them."""
+    from convlint.analyzers.report.findings import ScriptReport
+
+    mine = [f for f in list(rep.findings) + [f for c in rep.conversions for f in c.findings]
+            if f.location.cell == cell]
+    found = [g for g in (in_cell(f) for f in mine) if g is not None]
+    return ScriptReport(rep.script, rep.verdict, tuple(found), kind="trace")
+
+
 def close(ls, params: T.DidCloseNotebookDocumentParams) -> None:
     ls.notebook_pairs.pop(params.notebook_document.uri, None)
+    ls.notebook_traces.pop(params.notebook_document.uri, None)
+    ls.notebook_converting.discard(params.notebook_document.uri)
     for cell in params.cell_text_documents:
         ls.cells.pop(cell.uri, None)
         ls.text_document_publish_diagnostics(T.PublishDiagnosticsParams(cell.uri, []))

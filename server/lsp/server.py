@@ -106,6 +106,8 @@ class ConvlintServer(LanguageServer):
         self.docs: dict[str, DocState] = {}
         self.cells: dict[str, DocState] = {}  # notebook cells by cell URI (notebooks.py)
         self.notebook_pairs: dict[str, list] = {}  # notebook URI -> the (source, target) it converts
+        self.notebook_traces: dict[str, tuple] = {}  # notebook URI -> (code hash, trace ScriptReport)
+        self.notebook_converting: set[str] = set()  # notebooks with a converter call (traced on save)
         self.sessions: list[Session] = []  # one per workspace folder
         self.folder_options: dict[str, dict] = {}  # a folder's own settings (the client's "folders")
         self.results: dict[tuple, object] = {}  # (source, target) -> ConversionReport
