@@ -293,7 +293,8 @@ def test_model_explorer_sync_file_links_the_source_s_nodes_to_the_target_s_nodes
     ids = {n.name for n in model.graph.node} | {f"[value] {i.name}" for i in model.graph.input}
     rights = {i for e in m["mappingEntries"] for i in e["rightNodeIds"]}
     overlay = json.loads((tmp / "overlay.json").read_text())
-    assert rights and rights <= ids and rights == set(overlay["results"])  # every coloured node linked
+    assert rights and rights <= ids
+    assert rights == set(overlay["results"])  # every coloured node is linked
     fx = {n.name for n in torch.export.load(str(MODELS / "resnet.pt2")).graph.nodes}
     lefts = {i for e in m["mappingEntries"] for i in e["leftNodeIds"]}
     assert lefts and lefts <= fx

@@ -126,6 +126,8 @@ async def test_a_clean_notebook_publishes_no_finding_on_any_cell(tmp_path):
         await stop(client)
 
 
+# heavy checks in the worker (TF or torch): 35-60 s a test, so marked bench, outside `make test`;
+# run them with `pytest -m bench tests/test_server_notebooks.py`
 HEAVY = {"watchFiles": False, "heavyChecks": True, "trustedExecution": True, "tvm": False}
 
 
@@ -135,7 +137,7 @@ def save_notebook(client, nb) -> None:
     )
 
 
-@pytest.mark.slow
+@pytest.mark.bench
 async def test_saving_a_notebook_checks_its_conversion_and_lands_on_the_converting_cell(tmp_path):
     """Heavy checks for a notebook: on save, the pair its cells name (mobilenet.keras ->
     mobilenet.dynint8.tflite) is checked in the worker, and the conversion's findings land on the
@@ -157,7 +159,7 @@ async def test_saving_a_notebook_checks_its_conversion_and_lands_on_the_converti
         await stop(client)
 
 
-@pytest.mark.slow
+@pytest.mark.bench
 async def test_saving_a_clean_notebook_checks_its_conversion_and_finds_nothing(tmp_path):
     """The clean twin: the float conversion (mobilenet.tflite) is checked on save, equivalent."""
     ws = workspace(tmp_path)
@@ -183,7 +185,7 @@ async def test_saving_a_clean_notebook_checks_its_conversion_and_finds_nothing(t
         await stop(client)
 
 
-@pytest.mark.slow
+@pytest.mark.bench
 async def test_trace_on_save_puts_a_notebook_s_trace_findings_on_their_cells(tmp_path):
     """``traceOnSave``: the saved notebook is traced in the worker (its code cells as one script)
     and the conversion's findings land on the converter call's cell and line; an edit of the

@@ -35,7 +35,9 @@ def _onnx(path: str) -> dict[str, list[str]]:
 
     g = onnx.load(path, load_external_data=False).graph
     init = {i.name for i in g.initializer}
-    ids: dict[str, list[str]] = {i.name: [f"[value] {i.name}"] for i in g.input if i.name not in init}
+    ids: dict[str, list[str]] = {
+        i.name: [f"[value] {i.name}"] for i in g.input if i.name not in init
+    }
     for n in g.node:
         if n.name:
             for o in n.output:

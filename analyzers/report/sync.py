@@ -31,7 +31,9 @@ from __future__ import annotations
 import math
 
 
-def sync_mapping(r: dict, left_ids: dict | None = None, right_ids: dict | None = None) -> dict | None:
+def sync_mapping(
+    r: dict, left_ids: dict | None = None, right_ids: dict | None = None
+) -> dict | None:
     rows = [row for row in ((r.get("localization") or {}).get("layers")) or [] if row.get("target")]
     best: dict = {}
     for row in rows:

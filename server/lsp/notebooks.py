@@ -66,7 +66,7 @@ def check(ls, notebook_uri: str) -> None:
     book = parse_notebook(json.dumps(raw), path)
     sess = ls.session(path)
     found: dict[int, list] = {}
-    calls: dict[int, list] = {}  # cell -> (ConversionReport, the converter call as the cell sees it)
+    calls: dict[int, list] = {}  # cell -> (ConversionReport, its converter call in the cell)
     pairs: list = []
     whole_calls: list = []
     if sess.settings.enable and not ls.excluded(path):

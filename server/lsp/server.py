@@ -105,9 +105,9 @@ class ConvlintServer(LanguageServer):
         self.jobs = JobRunner()
         self.docs: dict[str, DocState] = {}
         self.cells: dict[str, DocState] = {}  # notebook cells by cell URI (notebooks.py)
-        self.notebook_pairs: dict[str, list] = {}  # notebook URI -> the (source, target) it converts
-        self.notebook_traces: dict[str, tuple] = {}  # notebook URI -> (code hash, trace ScriptReport)
-        self.notebook_converting: set[str] = set()  # notebooks with a converter call (traced on save)
+        self.notebook_pairs: dict[str, list] = {}  # notebook URI -> its (source, target) pairs
+        self.notebook_traces: dict[str, tuple] = {}  # notebook URI -> (code hash, trace report)
+        self.notebook_converting: set[str] = set()  # notebooks with a converter call
         self.sessions: list[Session] = []  # one per workspace folder
         self.folder_options: dict[str, dict] = {}  # a folder's own settings (the client's "folders")
         self.results: dict[tuple, object] = {}  # (source, target) -> ConversionReport
@@ -188,7 +188,8 @@ class ConvlintServer(LanguageServer):
             sess.config = C.load(path)
         except ConvlintError as e:
             sess.config, sess.config_error = C.Config(path=str(path)), e.message
-            self.window_show_message(T.ShowMessageParams(T.MessageType.Error, f"convlint: {e.message}"))
+            self.window_show_message(
+                T.ShowMessageParams(T.MessageType.Error, f"convlint: {e.message}"))
         return sess
 
     def update_folders(self) -> tuple[list, list]:
