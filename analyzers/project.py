@@ -4,7 +4,8 @@ In: paths, a ``Config`` and options. Scripts found under the paths get the stati
 config's model pairs get the conversion check, in parallel worker processes (``jobs``), or as
 Ray tasks with ``executor="ray"`` (analyzers/ray_executor.py), each cached on disk as it finishes
 by the content hash of both models and the options, so an unchanged or interrupted run's rerun
-only reads what is done. Training scripts (opt-in: ``train``, with consent to execute) get train-check,
+only reads what is done. Training scripts (opt-in: ``train``, with consent to execute) get
+train-check,
 cached by the content of the script and the Python files beside it. With ``changed_since`` only
 the pairs whose files git says changed are checked (the rest are listed as skipped); with a
 ``baseline`` the pairs are compared with a stored run (analyzers/baseline.py). Out: a
@@ -67,7 +68,9 @@ def run_check(opts: CheckOptions, progress: Callable | None = None) -> CheckRepo
 
         ray_executor.require()
     elif opts.executor != "local":
-        raise ConvlintError(f"unknown executor {opts.executor!r}: expected local or ray", rule=R.BAD_ARGUMENTS.code)
+        raise ConvlintError(
+            f"unknown executor {opts.executor!r}: expected local or ray", rule=R.BAD_ARGUMENTS.code
+        )
     root = Path(cfg.path).parent if cfg.path else Path.cwd()
     old = _baseline_before(opts)
     pairs, skipped = _changed_pairs(cfg.pairs, root, opts.changed_since)
@@ -76,8 +79,11 @@ def run_check(opts: CheckOptions, progress: Callable | None = None) -> CheckRepo
     if opts.train:
         from convlint.analyzers.subproc import require_consent
 
-        require_consent(opts.allow_exec, "the training checks run the training scripts, which executes their code",
-                        hint="pass --allow-exec, or set allow-exec = true in the config, if you trust them")
+        require_consent(
+            opts.allow_exec,
+            "the training checks run the training scripts, which executes their code",
+            hint="pass --allow-exec, or set allow-exec = true in the config, if you trust them",
+        )
         training = discover_training(opts.paths, cfg.exclude, cfg.train_scripts)
     total = len(scripts) + len(pairs) + len(training)
     reports = []
@@ -178,9 +184,15 @@ def _digest(path: str) -> str:
 
 
 def cache_key(pair: Pair, opts: CheckOptions) -> str:
-    parts = {"v": __version__, "engine": engine_fingerprint(), "pair": asdict(pair), "source": _digest(pair.source), "target": _digest(pair.target),
-             "inputs": _digest(pair.inputs) if pair.inputs else None,
-             "opts": [opts.atol, opts.rtol, opts.num_inputs, opts.seed, opts.use_tvm]}
+    parts = {
+        "v": __version__,
+        "engine": engine_fingerprint(),
+        "pair": asdict(pair),
+        "source": _digest(pair.source),
+        "target": _digest(pair.target),
+        "inputs": _digest(pair.inputs) if pair.inputs else None,
+        "opts": [opts.atol, opts.rtol, opts.num_inputs, opts.seed, opts.use_tvm],
+    }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -205,13 +217,23 @@ def _pairs(opts: CheckOptions, pairs: list, progress, before: int = 0, total: in
     if todo and opts.executor == "ray":
         from convlint.analyzers import ray_executor
 
-        where = f"the Ray cluster at {opts.ray_address}" if opts.ray_address else f"a local Ray of {opts.jobs} CPU(s)"
+        where = (
+            f"the Ray cluster at {opts.ray_address}"
+            if opts.ray_address
+            else f"a local Ray of {opts.jobs} CPU(s)"
+        )
         progress(Step(f"checking {len(todo)} pair(s) as Ray tasks on {where}", None, total))
         results.update(ray_executor.run(todo, opts, _pair_task,
                                         lambda d, key, pair: _done(d, key, cdir, pair, count),
                                         lambda pair: _crashed(pair, count), opts.ray_address))
     elif todo:
-        progress(Step(f"checking {len(todo)} pair(s) with {min(opts.jobs, len(todo))} worker(s)", None, total))
+        progress(
+            Step(
+                f"checking {len(todo)} pair(s) with {min(opts.jobs, len(todo))} worker(s)",
+                None,
+                total,
+            )
+        )
         results.update(_isolated(todo, opts, cdir, count))
     return [ConversionReport.from_dict(results[i]) for i in sorted(results)]
 
@@ -291,9 +313,18 @@ def training_cache_key(script: str, opts: CheckOptions) -> str:
     here = Path(script).resolve().parent
     files = sorted({Path(script).resolve(), *here.glob("*.py")})
     th = opts.config.training
-    parts = {"v": __version__, "engine": engine_fingerprint(), "script": str(Path(script).resolve()), "files": [[f.name, _digest(str(f))] for f in files],
-             "thresholds": asdict(th) if th is not None else None, "timeout": opts.train_timeout}
-    return "train-" + hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    parts = {
+        "v": __version__,
+        "engine": engine_fingerprint(),
+        "script": str(Path(script).resolve()),
+        "files": [[f.name, _digest(str(f))] for f in files],
+        "thresholds": asdict(th) if th is not None else None,
+        "timeout": opts.train_timeout,
+    }
+    return (
+        "train-"
+        + hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    )
 
 
 def _isolated(todo: list, opts: CheckOptions, cdir: Path, progress) -> dict:
@@ -326,7 +357,9 @@ def _isolated(todo: list, opts: CheckOptions, cdir: Path, progress) -> dict:
     for i, pair, key in sorted(again, key=lambda t: t[0]):
         with ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=init_worker) as ex:
             try:
-                out[i] = _done(_result(ex, ex.submit(_pair_task, pair, opts)), key, cdir, pair, progress)
+                out[i] = _done(
+                    _result(ex, ex.submit(_pair_task, pair, opts)), key, cdir, pair, progress
+                )
             except BrokenProcessPool:
                 out[i] = _crashed(pair, progress)
     return out
@@ -353,9 +386,13 @@ def _crashed(pair: Pair, progress) -> dict:
     from convlint.analyzers.report.findings import Finding
 
     progress(f"pair {pair.label}: the worker process died")
-    f = Finding(R.WORKER_CRASHED.code, "error", "runtime",
-                f"the worker process checking {pair.source} -> {pair.target} died (a native crash in a "
-                "framework or runtime, or the out-of-memory killer); the other pairs were checked")
+    f = Finding(
+        R.WORKER_CRASHED.code,
+        "error",
+        "runtime",
+        f"the worker process checking {pair.source} -> {pair.target} died (a native crash in a "
+        "framework or runtime, or the out-of-memory killer); the other pairs were checked",
+    )
     return ConversionReport.unanalysed(pair.source, pair.target, "crash", f).to_dict()
 
 

@@ -136,7 +136,9 @@ class TraceRequest(_Request):
         s(self, "rtol", _check(D.tolerance, self.rtol, "rtol"))
         s(self, "num_inputs", _check(D.count, self.num_inputs, "num_inputs"))
         if self.memory_mb is not None and int(self.memory_mb) < 0:
-            raise ConvlintError(f"memory_mb: expected a number of at least 0, got {self.memory_mb!r}")
+            raise ConvlintError(
+                f"memory_mb: expected a number of at least 0, got {self.memory_mb!r}"
+            )
 
     def options(self, diff: DiffRequest | None = None):
         """The trace's options; ``diff`` carries the check options the CLI has beyond these."""
@@ -183,7 +185,9 @@ class TrainRequest(_Request):
             if v is not None:
                 s(self, name, _check(D.count, v, name))
         if self.memory_mb is not None and int(self.memory_mb) < 0:
-            raise ConvlintError(f"memory_mb: expected a number of at least 0, got {self.memory_mb!r}")
+            raise ConvlintError(
+                f"memory_mb: expected a number of at least 0, got {self.memory_mb!r}"
+            )
 
     def options(self, thresholds: Any = None):
         from convlint.analyzers.training.check import TrainOptions
@@ -241,12 +245,23 @@ class CheckRequest(_Request):
         for key in ("select", "ignore"):
             v = getattr(self, key)
             if v is not None:
-                cfg = replace(cfg, **{key: getattr(C.parse({key: list(v)}, "the command line"), key)})
-        paths = list(self.paths) or [os.path.relpath(os.path.dirname(cfg.path) or ".") if cfg.path else "."]
-        return CheckOptions(paths, cfg, jobs=self.jobs, use_cache=self.use_cache,
-                            use_tvm=self.use_tvm,
-                            train=cfg.train if self.train is None else self.train,
-                            allow_exec=cfg.allow_exec if self.allow_exec is None else self.allow_exec,
-                            changed_since=self.changed_since, baseline=self.baseline,
-                            update_baseline=self.update_baseline, executor=self.executor,
-                            ray_address=self.ray_address)
+                cfg = replace(
+                    cfg, **{key: getattr(C.parse({key: list(v)}, "the command line"), key)}
+                )
+        paths = list(self.paths) or [
+            os.path.relpath(os.path.dirname(cfg.path) or ".") if cfg.path else "."
+        ]
+        return CheckOptions(
+            paths,
+            cfg,
+            jobs=self.jobs,
+            use_cache=self.use_cache,
+            use_tvm=self.use_tvm,
+            train=cfg.train if self.train is None else self.train,
+            allow_exec=cfg.allow_exec if self.allow_exec is None else self.allow_exec,
+            changed_since=self.changed_since,
+            baseline=self.baseline,
+            update_baseline=self.update_baseline,
+            executor=self.executor,
+            ray_address=self.ray_address,
+        )
