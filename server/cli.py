@@ -30,7 +30,9 @@ def _floats(text: str) -> list:
     try:
         return [float(v) for v in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
 
 
 def _checked(validate):
@@ -64,7 +66,9 @@ def _address(text: str) -> str:
     """``PORT`` or ``HOST:PORT`` -> ``HOST:PORT`` (host 127.0.0.1 by default)."""
     host, _, port = text.rpartition(":")
     if not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"expected PORT or HOST:PORT with a port from 1 to 65535, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected PORT or HOST:PORT with a port from 1 to 65535, got {text!r}"
+        )
     return f"{host or '127.0.0.1'}:{int(port)}"
 
 
@@ -89,23 +93,40 @@ def _script_options(p, script_help: str, python_help: str) -> None:
     from convlint.analyzers import defaults as D
 
     p.add_argument("script", help=script_help)
-    p.add_argument("script_args", nargs="*", metavar="ARG", help="arguments for the script (after --)")
+    p.add_argument(
+        "script_args", nargs="*", metavar="ARG", help="arguments for the script (after --)"
+    )
     p.add_argument("--allow-exec", action="store_true", help="consent to run the script (required)")
     p.add_argument("--timeout", type=_timeout, default=D.SCRIPT_TIMEOUT,
                    help=f"seconds the script may run (default {D.SCRIPT_TIMEOUT:g})")
-    p.add_argument("--memory-limit", type=_non_negative_int, metavar="MB", default=None,
-                   help="the script's address-space limit in MB (default: the machine's memory, at least "
-                   "8192; 0: none)")
+    p.add_argument(
+        "--memory-limit",
+        type=_non_negative_int,
+        metavar="MB",
+        default=None,
+        help="the script's address-space limit in MB (default: the machine's memory, at least "
+        "8192; 0: none)",
+    )
     p.add_argument("--python", metavar="EXE", help=python_help)
-    p.add_argument("--cwd", metavar="DIR", help="where the script runs (default: the current directory)")
+    p.add_argument(
+        "--cwd", metavar="DIR", help="where the script runs (default: the current directory)"
+    )
 
 
 def _report_options(p, overlay: bool = True) -> None:
-    p.add_argument("--html", metavar="PATH", help="also write a self-contained HTML report here (plots, "
-                   "alignment table, findings with their repairs); never over an existing input")
+    p.add_argument(
+        "--html",
+        metavar="PATH",
+        help="also write a self-contained HTML report here (plots, "
+        "alignment table, findings with their repairs); never over an existing input",
+    )
     if overlay:
-        p.add_argument("--model-explorer", metavar="PATH", help="also write the per-node divergence of the "
-                       "converted model as Google Model Explorer custom node data (JSON) here")
+        p.add_argument(
+            "--model-explorer",
+            metavar="PATH",
+            help="also write the per-node divergence of the "
+            "converted model as Google Model Explorer custom node data (JSON) here",
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,47 +140,91 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("diff", help="check that a converted model computes what its source does",
                        description="Run SOURCE and TARGET on the same inputs, natively and through "
                        "Apache TVM, and compare their outputs.")
-    d.add_argument("source", help="the original model (.keras .h5 .onnx .tflite .pt2 .pt, or a SavedModel directory)")
+    d.add_argument(
+        "source",
+        help="the original model (.keras .h5 .onnx .tflite .pt2 .pt, or a SavedModel directory)",
+    )
     d.add_argument("target", help="the converted model")
-    d.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
+    d.add_argument(
+        "--format", choices=FORMATS, default="text", help="output format (default: text)"
+    )
     _diff_options(d)
-    d.add_argument("--repair", action="store_true",
-                   help="repair what localization found into a new file and verify it by checking again")
-    d.add_argument("--repaired-output", "--output", dest="output", metavar="PATH",
-                   help="where --repair writes the repaired model (default: <target stem>.repaired.<ext>); "
-                   "--output is its older name, kept as an alias (the report's path is --output-file)")
+    d.add_argument(
+        "--repair",
+        action="store_true",
+        help="repair what localization found into a new file and verify it by checking again",
+    )
+    d.add_argument(
+        "--repaired-output",
+        "--output",
+        dest="output",
+        metavar="PATH",
+        help="where --repair writes the repaired model (default: <target stem>.repaired.<ext>); "
+        "--output is its older name, kept as an alias (the report's path is --output-file)",
+    )
     d.add_argument("--calibration", metavar="PATH",
                    help="calibration data (.npy, .npz or a folder of images, preprocessed like "
                    "--inputs) with which --repair re-quantizes a full-integer target (CL205)")
-    d.add_argument("--save-capture", metavar="PATH",
-                   help="write the check's runs and the per-layer capture here (npz + JSON, no pickle), "
-                   "for localization without the models (docs/architecture.md, runs.py)")
-    d.add_argument("--unsafe-load", action="store_true",
-                   help="allow Keras models that carry Python code (Lambda layers); only for trusted files")
-    d.add_argument("--verbose", "-v", action="store_true", help="show info findings, TVM routes and progress")
+    d.add_argument(
+        "--save-capture",
+        metavar="PATH",
+        help="write the check's runs and the per-layer capture here (npz + JSON, no pickle), "
+        "for localization without the models (docs/architecture.md, runs.py)",
+    )
+    d.add_argument(
+        "--unsafe-load",
+        action="store_true",
+        help="allow Keras models that carry Python code (Lambda layers); only for trusted files",
+    )
+    d.add_argument(
+        "--verbose", "-v", action="store_true", help="show info findings, TVM routes and progress"
+    )
     d.add_argument("--output-file", metavar="PATH", help="write the report here instead of stdout")
     _report_options(d)
     d.set_defaults(func=cmd_diff)
 
-    c = sub.add_parser("check", help="lint a project: conversion scripts and model pairs (CI mode)",
-                       description="Run the static script rules on the scripts under PATHS (Python, "
-                       "shell scripts and Makefiles with tf2onnx command lines; directories are searched) "
-                       "and the conversion check on the model pairs of the project configuration "
-                       "([tool.convlint] in pyproject.toml, or convlint.toml); with --train, also the training "
-                       "check of the training scripts. Flags override the config.")
-    c.add_argument("paths", nargs="*", metavar="PATH", help="scripts or directories (default: the project)")
-    c.add_argument("--format", choices=CHECK_FORMATS, default="text", help="output format (default: text)")
-    c.add_argument("--config", metavar="FILE", help="the config file (default: the nearest convlint.toml, "
-                   "or pyproject.toml with [tool.convlint])")
-    c.add_argument("--select", type=_codes, metavar="CODES", help="only these rules or prefixes, e.g. CL4,CL100")
+    c = sub.add_parser(
+        "check",
+        help="lint a project: conversion scripts and model pairs (CI mode)",
+        description="Run the static script rules on the scripts under PATHS (Python, "
+        "shell scripts and Makefiles with tf2onnx command lines; directories are searched) "
+        "and the conversion check on the model pairs of the project configuration "
+        "([tool.convlint] in pyproject.toml, or convlint.toml); with --train, also the training "
+        "check of the training scripts. Flags override the config.",
+    )
+    c.add_argument(
+        "paths", nargs="*", metavar="PATH", help="scripts or directories (default: the project)"
+    )
+    c.add_argument(
+        "--format", choices=CHECK_FORMATS, default="text", help="output format (default: text)"
+    )
+    c.add_argument(
+        "--config",
+        metavar="FILE",
+        help="the config file (default: the nearest convlint.toml, "
+        "or pyproject.toml with [tool.convlint])",
+    )
+    c.add_argument(
+        "--select",
+        type=_codes,
+        metavar="CODES",
+        help="only these rules or prefixes, e.g. CL4,CL100",
+    )
     c.add_argument("--ignore", type=_codes, metavar="CODES", help="never these rules or prefixes")
     c.add_argument("--jobs", "-j", type=_positive_int, default=None, metavar="N",
                    help="check model pairs in N parallel worker processes (default 1)")
-    c.add_argument("--no-cache", action="store_true", help="re-check pairs even when nothing changed")
+    c.add_argument(
+        "--no-cache", action="store_true", help="re-check pairs even when nothing changed"
+    )
     c.add_argument("--no-tvm", action="store_true", help="skip the TVM cross-check of pairs")
-    c.add_argument("--train", action="store_true", default=None,
-                   help="also run the training check on the training scripts (the config's train-scripts, "
-                   "else the scripts under PATHS that train a model); needs --allow-exec (config: train = true)")
+    c.add_argument(
+        "--train",
+        action="store_true",
+        default=None,
+        help="also run the training check on the training scripts (the config's train-scripts, "
+        "else the scripts under PATHS that train a model); needs --allow-exec (config: train "
+        "= true)",
+    )
     c.add_argument("--allow-exec", action="store_true", default=None,
                    help="consent to run the training scripts (config: allow-exec = true)")
     c.add_argument("--baseline", metavar="FILE",
@@ -170,30 +235,48 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--changed-since", metavar="GIT_REF",
                    help="check only the pairs whose source, target or inputs changed since this "
                    "git ref (git diff, plus untracked files); list the others as skipped")
-    c.add_argument("--executor", choices=("local", "ray"),
-                   help="where pairs are checked: local worker processes (the default) or one Ray task "
-                   "per pair (needs convlint[ray]; a local Ray of --jobs CPUs unless --ray-address)")
-    c.add_argument("--ray-address", metavar="ADDR",
-                   help="with --executor ray: the Ray cluster to run on (host:port of `ray start --head`)")
+    c.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        help="where pairs are checked: local worker processes (the default) or one Ray task "
+        "per pair (needs convlint[ray]; a local Ray of --jobs CPUs unless --ray-address)",
+    )
+    c.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="with --executor ray: the Ray cluster to run on (host:port of `ray start --head`)",
+    )
     c.add_argument("--exit-zero", action="store_true", help="exit 0 even when errors are found")
-    c.add_argument("--verbose", "-v", action="store_true", help="show info findings, clean reports and progress")
+    c.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="show info findings, clean reports and progress",
+    )
     c.add_argument("--output-file", metavar="PATH", help="write the report here instead of stdout")
     _report_options(c)
     c.set_defaults(func=cmd_check)
 
-    t = sub.add_parser("trace", help="run a conversion script with instruments and check what it converted",
-                       description="Run SCRIPT in a subprocess with the converters wrapped, capture each "
-                       "conversion (source model, flags, output, call site), check each pair, map the "
-                       "findings to the converter call, and verify the suggested rewrites by tracing the "
-                       "rewritten script (its writes redirected to a temporary folder).")
-    _script_options(t, "the conversion script", "the interpreter that runs the script (default: convlint's)")
+    t = sub.add_parser(
+        "trace",
+        help="run a conversion script with instruments and check what it converted",
+        description="Run SCRIPT in a subprocess with the converters wrapped, capture each "
+        "conversion (source model, flags, output, call site), check each pair, map the "
+        "findings to the converter call, and verify the suggested rewrites by tracing the "
+        "rewritten script (its writes redirected to a temporary folder).",
+    )
+    _script_options(
+        t, "the conversion script", "the interpreter that runs the script (default: convlint's)"
+    )
     t.add_argument("--no-verify-fix", action="store_true",
                    help="do not trace the rewritten script to verify the suggested rewrites")
     t.add_argument("--write-fixed", metavar="PATH", help="write the verified rewritten script here")
     t.add_argument("--keep-outputs", action="store_true",
                    help="let the script write its outputs (the converted models) where it says; by "
                    "default they go to convlint's cache and the working folder is left as it was")
-    t.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
+    t.add_argument(
+        "--format", choices=FORMATS, default="text", help="output format (default: text)"
+    )
     _diff_options(t)
     t.add_argument("--unsafe-load", action="store_true",
                    help="allow captured Keras models that carry Python code (Lambda layers)")
@@ -202,50 +285,86 @@ def build_parser() -> argparse.ArgumentParser:
     _report_options(t)
     t.set_defaults(func=cmd_trace)
 
-    tc = sub.add_parser("train-check", help="run a training script with probes and find training faults",
-                        description="Run SCRIPT in a subprocess with probes attached (Keras Model.fit gets a "
-                        "callback; PyTorch models get forward and gradient hooks and optimizer-step hooks), record "
-                        "per-layer statistics while it trains, and report numerical errors, bad trends and set-up "
-                        "faults, each localized to a layer, the line that built it and the hyperparameter to change. "
-                        "Training stops early once a fault is certain. See docs/training.md.")
-    _script_options(tc, "the training script (.py)",
-                    "the interpreter that runs the script (default: convlint's; it must have convlint installed)")
+    tc = sub.add_parser(
+        "train-check",
+        help="run a training script with probes and find training faults",
+        description="Run SCRIPT in a subprocess with probes attached (Keras Model.fit gets a "
+        "callback; PyTorch models get forward and gradient hooks and optimizer-step hooks), "
+        "record per-layer statistics while it trains, and report numerical errors, bad "
+        "trends and set-up faults, each localized to a layer, the line that built it and the "
+        "hyperparameter to change. Training stops early once a fault is certain. See "
+        "docs/training.md.",
+    )
+    _script_options(
+        tc,
+        "the training script (.py)",
+        "the interpreter that runs the script (default: convlint's; it must have convlint "
+        "installed)",
+    )
     tc.add_argument("--max-epochs", type=_positive_int, default=None, metavar="N",
                     help=f"cap every Keras fit at N epochs (default {D.MAX_EPOCHS})")
     tc.add_argument("--max-steps", type=_positive_int, default=None, metavar="N",
                     help=f"stop the script after N optimizer steps (default {D.MAX_STEPS})")
-    tc.add_argument("--every", type=_positive_int, default=None, metavar="K",
-                    help="record every K-th step (default: Keras records about 120 steps of the run, "
-                    "PyTorch every step)")
-    tc.add_argument("--verify-fix", action="store_true",
-                    help="apply each proposed fix to a copy of the script and rerun a short training in the same "
-                    "sandbox; a fix is verified when the symptom is gone and the metric improved")
-    tc.add_argument("--verify-budget", type=_timeout, default=None, metavar="SECONDS",
-                    help=f"seconds for all the --verify-fix reruns together (default {D.VERIFY_BUDGET:g})")
-    tc.add_argument("--write-fixed", metavar="PATH",
-                    help="with --verify-fix: write the verified fixed copy of the script here (never over it)")
-    tc.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
+    tc.add_argument(
+        "--every",
+        type=_positive_int,
+        default=None,
+        metavar="K",
+        help="record every K-th step (default: Keras records about 120 steps of the run, "
+        "PyTorch every step)",
+    )
+    tc.add_argument(
+        "--verify-fix",
+        action="store_true",
+        help="apply each proposed fix to a copy of the script and rerun a short training in the "
+        "same sandbox; a fix is verified when the symptom is gone and the metric improved",
+    )
+    tc.add_argument(
+        "--verify-budget",
+        type=_timeout,
+        default=None,
+        metavar="SECONDS",
+        help=f"seconds for all the --verify-fix reruns together (default {D.VERIFY_BUDGET:g})",
+    )
+    tc.add_argument(
+        "--write-fixed",
+        metavar="PATH",
+        help="with --verify-fix: write the verified fixed copy of the script here (never over it)",
+    )
+    tc.add_argument(
+        "--format", choices=FORMATS, default="text", help="output format (default: text)"
+    )
     tc.add_argument("--verbose", "-v", action="store_true", help="show info findings and progress")
     tc.add_argument("--output-file", metavar="PATH", help="write the report here instead of stdout")
     _report_options(tc, overlay=False)
     tc.set_defaults(func=cmd_train_check)
 
-    _serve_arguments(sub.add_parser("serve", help="run the language server (LSP over stdio, or TCP for debugging)",
-                                    description=SERVE_DESCRIPTION))
+    _serve_arguments(
+        sub.add_parser(
+            "serve",
+            help="run the language server (LSP over stdio, or TCP for debugging)",
+            description=SERVE_DESCRIPTION,
+        )
+    )
     return p
 
 
-SERVE_DESCRIPTION = ("Speak the Language Server Protocol over stdio (the default) or on a TCP port. Editors "
-                     "start it; see docs/server.md for settings and commands.")
+SERVE_DESCRIPTION = (
+    "Speak the Language Server Protocol over stdio (the default) or on a TCP port. Editors "
+    "start it; see docs/server.md for settings and commands."
+)
 
 
 def _serve_arguments(s: argparse.ArgumentParser) -> argparse.ArgumentParser:
     s.add_argument("--stdio", action="store_true", help="use stdin/stdout (the default)")
     s.add_argument("--tcp", type=_address, metavar="[HOST:]PORT",
                    help="listen on a TCP port instead, for debugging")
-    s.add_argument("--prepare", action="store_true",
-                   help="do not serve: exit at once (kept for installers that still run it; the server keeps no "
-                   "start-up cache any more, see docs/server.md)")
+    s.add_argument(
+        "--prepare",
+        action="store_true",
+        help="do not serve: exit at once (kept for installers that still run it; the server "
+        "keeps no start-up cache any more, see docs/server.md)",
+    )
     return s
 
 
@@ -254,11 +373,14 @@ def serve_main(argv: list) -> int:
     from convlint.analyzers.errors import ConvlintError
 
     # the serve command's parser alone: the whole CLI's takes ~10 ms to build, on every editor start
-    args = _serve_arguments(_Parser(prog="convlint serve", description=SERVE_DESCRIPTION)).parse_args(argv)
+    args = _serve_arguments(
+        _Parser(prog="convlint serve", description=SERVE_DESCRIPTION)
+    ).parse_args(argv)
     if args.prepare:
         if args.tcp:
             raise ConvlintError("--prepare does not serve; drop --tcp")
-        return 0  # nothing to prepare: the start-up cache it filled is gone (docs/server.md, Start-up)
+        # nothing to prepare: the start-up cache it filled is gone (docs/server.md, Start-up)
+        return 0
     import gc
 
     # no cyclic collection while the server starts: importing lsprotocol makes ~100,000 objects that
@@ -276,20 +398,51 @@ def _diff_options(d) -> None:
 
     d.add_argument("--num-inputs", type=_positive_int, default=D.NUM_INPUTS, metavar="N",
                    help=f"number of seeded random inputs (default: {D.NUM_INPUTS})")
-    d.add_argument("--inputs", metavar="PATH",
-                   help="inputs from a .npy (one input), a .npz (arrays named by input) or a folder of images")
-    d.add_argument("--scale", type=float, default=1.0, help="image preprocessing: multiply pixels by this (default 1)")
-    d.add_argument("--mean", type=_floats, help="image preprocessing: subtract this, per channel (e.g. 0.485,0.456,0.406)")
-    d.add_argument("--std", type=_floats, help="image preprocessing: then divide by this, per channel")
-    d.add_argument("--input-shape", metavar="SHAPES",
-                   help="fix input shapes, e.g. 'input:1x3x224x224' (needed for TorchScript sources)")
-    d.add_argument("--atol", type=_tolerance, default=D.ATOL,
-                   help=f"absolute tolerance (default {D.ATOL:g}); an element fails when beyond both atol and rtol")
-    d.add_argument("--rtol", type=_tolerance, default=D.RTOL, help=f"relative tolerance (default {D.RTOL:g})")
-    d.add_argument("--seed", type=int, default=D.SEED, help=f"seed of the random inputs (default {D.SEED})")
-    d.add_argument("--no-tvm", action="store_true", help="skip the TVM cross-check (faster, less certain)")
-    d.add_argument("--no-localize", action="store_true",
-                   help="on divergence, skip the staged localization (layer, weights, converter settings)")
+    d.add_argument(
+        "--inputs",
+        metavar="PATH",
+        help="inputs from a .npy (one input), a .npz (arrays named by input) or a folder of images",
+    )
+    d.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="image preprocessing: multiply pixels by this (default 1)",
+    )
+    d.add_argument(
+        "--mean",
+        type=_floats,
+        help="image preprocessing: subtract this, per channel (e.g. 0.485,0.456,0.406)",
+    )
+    d.add_argument(
+        "--std", type=_floats, help="image preprocessing: then divide by this, per channel"
+    )
+    d.add_argument(
+        "--input-shape",
+        metavar="SHAPES",
+        help="fix input shapes, e.g. 'input:1x3x224x224' (needed for TorchScript sources)",
+    )
+    d.add_argument(
+        "--atol",
+        type=_tolerance,
+        default=D.ATOL,
+        help=f"absolute tolerance (default {D.ATOL:g}); an element fails when beyond both atol "
+        f"and rtol",
+    )
+    d.add_argument(
+        "--rtol", type=_tolerance, default=D.RTOL, help=f"relative tolerance (default {D.RTOL:g})"
+    )
+    d.add_argument(
+        "--seed", type=int, default=D.SEED, help=f"seed of the random inputs (default {D.SEED})"
+    )
+    d.add_argument(
+        "--no-tvm", action="store_true", help="skip the TVM cross-check (faster, less certain)"
+    )
+    d.add_argument(
+        "--no-localize",
+        action="store_true",
+        help="on divergence, skip the staged localization (layer, weights, converter settings)",
+    )
 
 
 def _diff_request(args, source: str = "", target: str = ""):
@@ -341,12 +494,21 @@ def cmd_train_check(args) -> tuple:
     from convlint.analyzers.report.policy import apply as apply_policy
 
     cfg = C.load(C.find_config(os.getcwd()))
-    req = app.TrainRequest(args.script, allow_exec=args.allow_exec, max_epochs=args.max_epochs,
-                           max_steps=args.max_steps, timeout=args.timeout, every=args.every,
-                           python=args.python, cwd=args.cwd, args=tuple(args.script_args),
-                           memory_mb=args.memory_limit, verify_fix=args.verify_fix or bool(args.write_fixed),
-                           write_fixed=args.write_fixed,
-                           **({"verify_budget": args.verify_budget} if args.verify_budget else {}))
+    req = app.TrainRequest(
+        args.script,
+        allow_exec=args.allow_exec,
+        max_epochs=args.max_epochs,
+        max_steps=args.max_steps,
+        timeout=args.timeout,
+        every=args.every,
+        python=args.python,
+        cwd=args.cwd,
+        args=tuple(args.script_args),
+        memory_mb=args.memory_limit,
+        verify_fix=args.verify_fix or bool(args.write_fixed),
+        write_fixed=args.write_fixed,
+        **({"verify_budget": args.verify_budget} if args.verify_budget else {}),
+    )
     rep = app.train(req, cfg.training, progress=args.progress)
     return apply_policy(rep, cfg), {}
 
@@ -357,8 +519,10 @@ def cmd_diff(args) -> tuple:
     from convlint.analyzers.subproc import limit_memory
 
     req = _diff_request(args, args.source, args.target)
-    if req.save_capture and any(os.path.exists(req.save_capture) and os.path.samefile(req.save_capture, m)
-                                for m in (req.source, req.target)):
+    if req.save_capture and any(
+        os.path.exists(req.save_capture) and os.path.samefile(req.save_capture, m)
+        for m in (req.source, req.target)
+    ):
         raise ConvlintError("--save-capture names one of the models; give a new file",
                             hint="e.g. --save-capture capture.npz")
     limit_memory()  # the models run in this process: one that allocates without bound fails here
@@ -382,14 +546,25 @@ def _progress(verbose: bool, tty: bool):
         )
 
         console = Console(file=sys.stderr, stderr=True)
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console, transient=True) as bar:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
             task = bar.add_task("starting", total=None)
 
             def show(msg: str) -> None:
                 total, done = getattr(msg, "total", None), getattr(msg, "done", None)
-                bar.update(task, description=_fit(str(msg), 60), **({"total": total} if total else {}),
-                           **({"completed": done} if done is not None else {}))
+                bar.update(
+                    task,
+                    description=_fit(str(msg), 60),
+                    **({"total": total} if total else {}),
+                    **({"completed": done} if done is not None else {}),
+                )
                 if verbose:
                     bar.console.print(f"convlint: {msg}", markup=False, highlight=False)
 
@@ -458,7 +633,8 @@ def main(argv: list | None = None) -> int:
     if _is_main_process():
         from convlint.analyzers.subproc import raise_on_sigterm
 
-        raise_on_sigterm()  # a CI cancel (SIGTERM) cleans up like Ctrl-C: no partial files, no stray scripts
+        # a CI cancel (SIGTERM) cleans up like Ctrl-C: no partial files, no stray scripts
+        raise_on_sigterm()
     if argv[:1] == ["serve"]:
         try:
             return serve_main(argv[1:])
@@ -469,7 +645,10 @@ def main(argv: list | None = None) -> int:
     parser = build_parser()
     command = next((a for a in argv if not a.startswith("-")), None)
     # known before parsing, so an argument error is reported in the command's own document shape
-    paths: dict = {"command": command, "script": "." if command in ("check", "trace", "train-check") else None}
+    paths: dict = {
+        "command": command,
+        "script": "." if command in ("check", "trace", "train-check") else None,
+    }
     try:
         args = parser.parse_args(argv)
         args.argv = argv  # the command line, for the HTML report's header
@@ -477,9 +656,14 @@ def main(argv: list | None = None) -> int:
             parser.print_help()
             return 2
         fmt = getattr(args, "format", fmt)
-        paths = {"source": getattr(args, "source", None), "target": getattr(args, "target", None),
-                 "script": getattr(args, "script", None) or (getattr(args, "paths", None) or ["."])[0]
-                 if args.command in ("check", "trace", "train-check") else None, "command": args.command}
+        paths = {
+            "source": getattr(args, "source", None),
+            "target": getattr(args, "target", None),
+            "script": getattr(args, "script", None) or (getattr(args, "paths", None) or ["."])[0]
+            if args.command in ("check", "trace", "train-check")
+            else None,
+            "command": args.command,
+        }
         _quiet_frameworks()
         if getattr(args, "verbose", False):  # -v also lets native libraries' own log lines through
             os.environ.setdefault("CONVLINT_NATIVE_LOGS", "1")
@@ -511,11 +695,19 @@ def main(argv: list | None = None) -> int:
         else:  # a convlint bug: say so, never a raw framework traceback
             if os.environ.get("CONVLINT_DEBUG"):
                 raise
-            msg = (f"internal error: {type(e).__name__}: {' '.join(str(e).split())[:500]}. "
-                   "This is a convlint bug; rerun with CONVLINT_DEBUG=1 for the traceback and report it")
+            msg = (
+                f"internal error: {type(e).__name__}: {' '.join(str(e).split())[:500]}. This is "
+                f"a convlint bug; rerun with CONVLINT_DEBUG=1 for the traceback and report it"
+            )
             rule = "CL009"
-        report = error_report(msg, rule, paths.get("source"), paths.get("target"), paths.get("script"),
-                              paths.get("command"))
+        report = error_report(
+            msg,
+            rule,
+            paths.get("source"),
+            paths.get("target"),
+            paths.get("script"),
+            paths.get("command"),
+        )
         _emit_error(report, fmt, msg, paths.get("command"))
         return 2
 
@@ -558,8 +750,16 @@ def _emit(text: str, output_file: str | None, out, inputs: tuple = ()) -> None:
 
 
 def _inputs(args) -> tuple:
-    return tuple(p for p in (getattr(args, "source", None), getattr(args, "target", None),
-                             getattr(args, "script", None), *(getattr(args, "paths", None) or ())) if p)
+    return tuple(
+        p
+        for p in (
+            getattr(args, "source", None),
+            getattr(args, "target", None),
+            getattr(args, "script", None),
+            *(getattr(args, "paths", None) or ()),
+        )
+        if p
+    )
 
 
 def _check_outputs(args) -> None:
@@ -594,17 +794,24 @@ def _write_extras(args, report, protect: tuple) -> None:
 
         found = overlays(report)
         if not found:
-            print("convlint: no per-layer errors to overlay (every pair agrees, or localization did not run); "
-                  f"{args.model_explorer} not written", file=sys.stderr)
+            print(
+                f"convlint: no per-layer errors to overlay (every pair agrees, or localization "
+                f"did not run); {args.model_explorer} not written",
+                file=sys.stderr,
+            )
         for conv, data in found:
             path = args.model_explorer
             if len(found) > 1:  # one file per converted model: name.<target stem>.json
                 stem, ext = os.path.splitext(path)
-                path = f"{stem}.{os.path.splitext(os.path.basename(conv['target']['path']))[0]}{ext or '.json'}"
+                target_stem = os.path.splitext(os.path.basename(conv["target"]["path"]))[0]
+                path = f"{stem}.{target_stem}{ext or '.json'}"
             write_new_file(path, json.dumps(data, indent=1) + "\n", protect=protect, report=True)
-            print(f"convlint: Model Explorer node data for {conv['target']['path']} written to {path} "
-                  "(open the converted model in Model Explorer, then load this file as custom node data)",
-                  file=sys.stderr)
+            print(
+                f"convlint: Model Explorer node data for {conv['target']['path']} written to "
+                f"{path} (open the converted model in Model Explorer, then load this file as "
+                f"custom node data)",
+                file=sys.stderr,
+            )
             _write_sync(conv, path, protect)
 
 
@@ -622,8 +829,11 @@ def _write_sync(conv: dict, overlay_path: str, protect: tuple) -> None:
     stem, ext = os.path.splitext(overlay_path)
     path = f"{stem}.sync{ext or '.json'}"
     write_new_file(path, json.dumps(mapping, indent=1) + "\n", protect=protect, report=True)
-    print(f"convlint: Model Explorer sync mapping written to {path} (open the source and the converted "
-          "model side by side, then upload this file as the split pane's sync mapping)", file=sys.stderr)
+    print(
+        f"convlint: Model Explorer sync mapping written to {path} (open the source and the "
+        f"converted model side by side, then upload this file as the split pane's sync mapping)",
+        file=sys.stderr,
+    )
 
 
 def _emit_error(report, fmt: str, msg: str, command: str | None = None) -> None:
@@ -643,7 +853,9 @@ def _emit_error(report, fmt: str, msg: str, command: str | None = None) -> None:
 
 def _wants_json(argv: list) -> bool:
     for i, a in enumerate(argv):
-        if a == "--format=json" or (a == "--format" and i + 1 < len(argv) and argv[i + 1] == "json"):
+        if a == "--format=json" or (
+            a == "--format" and i + 1 < len(argv) and argv[i + 1] == "json"
+        ):
             return True
     return False
 

@@ -52,7 +52,9 @@ def parse(options, base: Settings | None = None) -> tuple[Settings, list[str]]:
     s = base or Settings()
     problems: list[str] = []
     if not isinstance(options, dict):
-        return s, ([] if options is None else [f"settings must be an object, not {type(options).__name__}"])
+        return s, (
+            [] if options is None else [f"settings must be an object, not {type(options).__name__}"]
+        )
     if isinstance(options.get("convlint"), dict):
         options = options["convlint"]
     changes = {}
@@ -68,7 +70,9 @@ def parse(options, base: Settings | None = None) -> tuple[Settings, list[str]]:
         if typ is int and isinstance(v, (int, float)) and not isinstance(v, bool):
             v = int(v)
         if not isinstance(v, typ) or isinstance(v, bool) and typ is not bool:
-            problems.append(f"convlint.{k} must be {typ.__name__}, not {type(v).__name__} (ignored)")
+            problems.append(
+                f"convlint.{k} must be {typ.__name__}, not {type(v).__name__} (ignored)"
+            )
             continue
         if name == "run" and v not in ("onType", "onSave"):
             problems.append(f"convlint.run must be onType or onSave, not {v!r} (ignored)")
@@ -76,7 +80,9 @@ def parse(options, base: Settings | None = None) -> tuple[Settings, list[str]]:
         if name == "severity":
             bad = {c: sv for c, sv in v.items() if sv not in SEVERITIES}
             if bad:
-                problems.append(f"convlint.severity: {bad} must be one of {', '.join(SEVERITIES)} (ignored)")
+                problems.append(
+                    f"convlint.severity: {bad} must be one of {', '.join(SEVERITIES)} (ignored)"
+                )
             v = {str(c).upper(): sv for c, sv in v.items() if sv in SEVERITIES}
         if name in ("atol", "rtol", "timeout"):  # the same rules as the CLI's and the config's
             try:
