@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from convlint import __version__
-from convlint.analyzers import defaults as D
 from convlint.analyzers import rules as R
+from convlint.analyzers.app.requests import DiffRequest, TrainRequest
 from convlint.analyzers.cache import engine_fingerprint
 from convlint.analyzers.config import Config, Pair
 from convlint.analyzers.errors import ConvlintError
@@ -41,19 +41,26 @@ class CheckOptions:
     config: Config
     jobs: int = 1
     use_cache: bool = True
-    atol: float = D.ATOL
-    rtol: float = D.RTOL
-    num_inputs: int = D.NUM_INPUTS
-    seed: int = D.SEED
-    use_tvm: bool = True
+    # the pairs' check options: the request's defaults (a pair's own tolerances win)
+    atol: float = DiffRequest.atol
+    rtol: float = DiffRequest.rtol
+    num_inputs: int = DiffRequest.num_inputs
+    seed: int = DiffRequest.seed
+    use_tvm: bool = DiffRequest.use_tvm
     train: bool = False       # run the training checks too (opt-in)
     allow_exec: bool = False  # consent to run scripts (the config's allow-exec, or --allow-exec)
-    train_timeout: float = D.SCRIPT_TIMEOUT
+    train_timeout: float = TrainRequest.timeout
     changed_since: str | None = None  # a git ref: check only the pairs whose files changed since
     baseline: str | None = None       # a baseline file to compare the pairs with
     update_baseline: bool = False     # write this run's pairs to ``baseline``
     executor: str = "local"           # "local" (a process pool of ``jobs``) or "ray" (ray_executor)
     ray_address: str | None = None    # the Ray cluster to use; None: a local Ray of ``jobs`` CPUs
+
+    def pair_request(self, pair: Pair) -> DiffRequest:
+        """The request that checks ``pair`` under these options."""
+        base = DiffRequest("", "", num_inputs=self.num_inputs, seed=self.seed, atol=self.atol,
+                           rtol=self.rtol, use_tvm=self.use_tvm)
+        return base.for_pair(pair)
 
 
 def run_check(opts: CheckOptions, progress: Callable | None = None) -> CheckReport:
@@ -169,11 +176,7 @@ def _pair_task(pair: Pair, opts: CheckOptions) -> dict:
     report when it cannot be analysed)."""
     from convlint.analyzers import app
 
-    req = app.DiffRequest(pair.source, pair.target, num_inputs=opts.num_inputs, seed=opts.seed,
-                          atol=pair.atol if pair.atol is not None else opts.atol,
-                          rtol=pair.rtol if pair.rtol is not None else opts.rtol,
-                          inputs=pair.inputs, use_tvm=opts.use_tvm)
-    return app.check_pair(req).to_dict()
+    return app.check_pair(opts.pair_request(pair)).to_dict()
 
 
 def _digest(path: str) -> str:
@@ -184,14 +187,20 @@ def _digest(path: str) -> str:
 
 
 def cache_key(pair: Pair, opts: CheckOptions) -> str:
+    return request_cache_key(opts.pair_request(pair), pair)
+
+
+def request_cache_key(req: DiffRequest, pair: Pair) -> str:
+    """The one result-cache key of a pair check (``convlint check`` and the language server):
+    the engine, the pair, the content hash of its files and the request's check options."""
     parts = {
         "v": __version__,
         "engine": engine_fingerprint(),
         "pair": asdict(pair),
-        "source": _digest(pair.source),
-        "target": _digest(pair.target),
-        "inputs": _digest(pair.inputs) if pair.inputs else None,
-        "opts": [opts.atol, opts.rtol, opts.num_inputs, opts.seed, opts.use_tvm],
+        "source": _digest(req.source),
+        "target": _digest(req.target),
+        "inputs": _digest(req.inputs) if req.inputs else None,
+        "opts": [req.atol, req.rtol, req.num_inputs, req.seed, req.use_tvm],
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 

@@ -35,21 +35,6 @@ def _floats(text: str) -> list:
         ) from None
 
 
-def _checked(validate):
-    """An argparse type from one of analyzers/defaults.py's validators (the same the config,
-    the LSP settings and the worker use)."""
-    def parse(text: str):
-        try:
-            return validate(text)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e).split(": ", 1)[-1]) from None
-    return parse
-
-
-def _positive_int(text: str) -> int:
-    from convlint.analyzers import defaults as D
-
-    return _checked(D.count)(text)
 
 
 def _non_negative_int(text: str) -> int:
@@ -76,29 +61,20 @@ def _codes(text: str) -> tuple:
     return tuple(c.strip() for c in text.split(",") if c.strip())
 
 
-def _tolerance(text: str) -> float:
-    from convlint.analyzers import defaults as D
-
-    return _checked(D.tolerance)(text)
-
-
-def _timeout(text: str) -> float:
-    from convlint.analyzers import defaults as D
-
-    return _checked(D.timeout)(text)
 
 
 def _script_options(p, script_help: str, python_help: str) -> None:
     """What trace and train-check share: the script, consent, and how it runs."""
-    from convlint.analyzers import defaults as D
+    from convlint.analyzers.app.requests import TraceRequest
 
     p.add_argument("script", help=script_help)
     p.add_argument(
         "script_args", nargs="*", metavar="ARG", help="arguments for the script (after --)"
     )
     p.add_argument("--allow-exec", action="store_true", help="consent to run the script (required)")
-    p.add_argument("--timeout", type=_timeout, default=D.SCRIPT_TIMEOUT,
-                   help=f"seconds the script may run (default {D.SCRIPT_TIMEOUT:g})")
+    p.add_argument(
+        "--timeout", help=f"seconds the script may run (default {TraceRequest.timeout:g})"
+    )
     p.add_argument(
         "--memory-limit",
         type=_non_negative_int,
@@ -130,7 +106,7 @@ def _report_options(p, overlay: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from convlint.analyzers import defaults as D
+    from convlint.analyzers.app.requests import CheckRequest, TrainRequest
 
     p = _Parser(prog="convlint", description="A linter for deep-learning model conversions and "
                 "training: finds, localizes and repairs silent faults.")
@@ -211,8 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="only these rules or prefixes, e.g. CL4,CL100",
     )
     c.add_argument("--ignore", type=_codes, metavar="CODES", help="never these rules or prefixes")
-    c.add_argument("--jobs", "-j", type=_positive_int, default=None, metavar="N",
-                   help="check model pairs in N parallel worker processes (default 1)")
+    c.add_argument("--jobs", "-j", metavar="N",
+                   help=f"check model pairs in N parallel worker processes "
+                   f"(default {CheckRequest.jobs})")
     c.add_argument(
         "--no-cache", action="store_true", help="re-check pairs even when nothing changed"
     )
@@ -301,14 +278,13 @@ def build_parser() -> argparse.ArgumentParser:
         "the interpreter that runs the script (default: convlint's; it must have convlint "
         "installed)",
     )
-    tc.add_argument("--max-epochs", type=_positive_int, default=None, metavar="N",
-                    help=f"cap every Keras fit at N epochs (default {D.MAX_EPOCHS})")
-    tc.add_argument("--max-steps", type=_positive_int, default=None, metavar="N",
-                    help=f"stop the script after N optimizer steps (default {D.MAX_STEPS})")
+    tc.add_argument("--max-epochs", metavar="N",
+                    help=f"cap every Keras fit at N epochs (default {TrainRequest.max_epochs})")
+    tc.add_argument("--max-steps", metavar="N",
+                    help=f"stop the script after N optimizer steps "
+                    f"(default {TrainRequest.max_steps})")
     tc.add_argument(
         "--every",
-        type=_positive_int,
-        default=None,
         metavar="K",
         help="record every K-th step (default: Keras records about 120 steps of the run, "
         "PyTorch every step)",
@@ -321,10 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tc.add_argument(
         "--verify-budget",
-        type=_timeout,
-        default=None,
         metavar="SECONDS",
-        help=f"seconds for all the --verify-fix reruns together (default {D.VERIFY_BUDGET:g})",
+        help=f"seconds for all the --verify-fix reruns together "
+        f"(default {TrainRequest.verify_budget:g})",
     )
     tc.add_argument(
         "--write-fixed",
@@ -394,10 +369,10 @@ def serve_main(argv: list) -> int:
 
 def _diff_options(d) -> None:
     """The conversion-check options shared by diff and trace."""
-    from convlint.analyzers import defaults as D
+    from convlint.analyzers.app.requests import DiffRequest as R
 
-    d.add_argument("--num-inputs", type=_positive_int, default=D.NUM_INPUTS, metavar="N",
-                   help=f"number of seeded random inputs (default: {D.NUM_INPUTS})")
+    d.add_argument("--num-inputs", metavar="N",
+                   help=f"number of seeded random inputs (default: {R.num_inputs})")
     d.add_argument(
         "--inputs",
         metavar="PATH",
@@ -405,9 +380,7 @@ def _diff_options(d) -> None:
     )
     d.add_argument(
         "--scale",
-        type=float,
-        default=1.0,
-        help="image preprocessing: multiply pixels by this (default 1)",
+        help=f"image preprocessing: multiply pixels by this (default {R.scale:g})",
     )
     d.add_argument(
         "--mean",
@@ -424,17 +397,11 @@ def _diff_options(d) -> None:
     )
     d.add_argument(
         "--atol",
-        type=_tolerance,
-        default=D.ATOL,
-        help=f"absolute tolerance (default {D.ATOL:g}); an element fails when beyond both atol "
+        help=f"absolute tolerance (default {R.atol:g}); an element fails when beyond both atol "
         f"and rtol",
     )
-    d.add_argument(
-        "--rtol", type=_tolerance, default=D.RTOL, help=f"relative tolerance (default {D.RTOL:g})"
-    )
-    d.add_argument(
-        "--seed", type=int, default=D.SEED, help=f"seed of the random inputs (default {D.SEED})"
-    )
+    d.add_argument("--rtol", help=f"relative tolerance (default {R.rtol:g})")
+    d.add_argument("--seed", help=f"seed of the random inputs (default {R.seed})")
     d.add_argument(
         "--no-tvm", action="store_true", help="skip the TVM cross-check (faster, less certain)"
     )
@@ -450,22 +417,36 @@ def _diff_request(args, source: str = "", target: str = ""):
     from convlint.analyzers.app import DiffRequest
     from convlint.analyzers.differential.inputs import parse_shape_arg
 
-    return DiffRequest(source, target, num_inputs=args.num_inputs, seed=args.seed, atol=args.atol,
-                       rtol=args.rtol, inputs=args.inputs, scale=args.scale, mean=args.mean,
-                       std=args.std,
-                       input_shapes=parse_shape_arg(args.input_shape) if args.input_shape else {},
-                       use_tvm=not args.no_tvm, localize=not args.no_localize,
-                       repair=getattr(args, "repair", False), output=getattr(args, "output", None),
-                       unsafe_load=args.unsafe_load,
-                       calibration=getattr(args, "calibration", None),
-                       save_capture=getattr(args, "save_capture", None))
+    return _request(DiffRequest, dict(
+        source=source, target=target, num_inputs=args.num_inputs, seed=args.seed,
+        atol=args.atol, rtol=args.rtol, inputs=args.inputs, scale=args.scale, mean=args.mean,
+        std=args.std,
+        input_shapes=parse_shape_arg(args.input_shape) if args.input_shape else {},
+        use_tvm=not args.no_tvm, localize=not args.no_localize,
+        repair=getattr(args, "repair", False), output=getattr(args, "output", None),
+        unsafe_load=args.unsafe_load, calibration=getattr(args, "calibration", None),
+        save_capture=getattr(args, "save_capture", None)))
+
+
+def _request(cls, values: dict):
+    """A use-case request from the command line's values: None is "not given" (the request has
+    the default), and the request judges every value (the same way it judges the server's)."""
+    from convlint.analyzers.errors import ConvlintError
+
+    try:
+        return cls.from_dict(values)
+    except ConvlintError as e:  # name the flag: "num_inputs: ..." -> "--num-inputs: ..."
+        name, sep, rest = e.message.partition(": ")
+        if sep and name in values:
+            raise ConvlintError(f"--{name.replace('_', '-')}: {rest}", hint=e.hint) from None
+        raise
 
 
 def cmd_check(args) -> tuple:
     from convlint.analyzers import app
 
     # None is "not given": the request (or the project configuration) has the default
-    req = app.CheckRequest.from_dict(dict(
+    req = _request(app.CheckRequest, dict(
         paths=tuple(args.paths), config=args.config, select=args.select, ignore=args.ignore,
         jobs=args.jobs, use_cache=not args.no_cache, use_tvm=not args.no_tvm, train=args.train,
         allow_exec=args.allow_exec, changed_since=args.changed_since, baseline=args.baseline,
@@ -478,13 +459,13 @@ def cmd_trace(args) -> tuple:
     from convlint.analyzers import app
 
     d = _diff_request(args)
-    req = app.TraceRequest(args.script, allow_exec=args.allow_exec, timeout=args.timeout,
-                           python=args.python, cwd=args.cwd, args=tuple(args.script_args),
-                           verify_fixes=not args.no_verify_fix, write_fixed=args.write_fixed,
-                           memory_mb=args.memory_limit, keep_outputs=args.keep_outputs,
-                           atol=d.atol, rtol=d.rtol,
-                           num_inputs=d.num_inputs, seed=d.seed, use_tvm=d.use_tvm,
-                           localize=d.localize, unsafe_load=d.unsafe_load)
+    req = _request(app.TraceRequest, dict(
+        script=args.script, allow_exec=args.allow_exec, timeout=args.timeout,
+        python=args.python, cwd=args.cwd, args=tuple(args.script_args),
+        verify_fixes=not args.no_verify_fix, write_fixed=args.write_fixed,
+        memory_mb=args.memory_limit, keep_outputs=args.keep_outputs, atol=d.atol, rtol=d.rtol,
+        num_inputs=d.num_inputs, seed=d.seed, use_tvm=d.use_tvm, localize=d.localize,
+        unsafe_load=d.unsafe_load))
     return app.trace(req, d, progress=args.progress), {}
 
 
@@ -494,8 +475,8 @@ def cmd_train_check(args) -> tuple:
     from convlint.analyzers.report.policy import apply as apply_policy
 
     cfg = C.load(C.find_config(os.getcwd()))
-    req = app.TrainRequest(
-        args.script,
+    req = _request(app.TrainRequest, dict(
+        script=args.script,
         allow_exec=args.allow_exec,
         max_epochs=args.max_epochs,
         max_steps=args.max_steps,
@@ -507,8 +488,8 @@ def cmd_train_check(args) -> tuple:
         memory_mb=args.memory_limit,
         verify_fix=args.verify_fix or bool(args.write_fixed),
         write_fixed=args.write_fixed,
-        **({"verify_budget": args.verify_budget} if args.verify_budget else {}),
-    )
+        verify_budget=args.verify_budget,
+    ))
     rep = app.train(req, cfg.training, progress=args.progress)
     return apply_policy(rep, cfg), {}
 

@@ -21,7 +21,6 @@ from lsprotocol import types as T
 from pygls.exceptions import JsonRpcInvalidParams
 
 from convlint.analyzers import rules as R
-from convlint.analyzers.app import DiffRequest
 from convlint.server.lsp import adapter
 from convlint.server.lsp.session import script_pairs
 
@@ -203,8 +202,7 @@ def register(ls) -> None:
         _need_trust(ls)
         out = []
         for s, t in pairs:
-            params = DiffRequest(s, t, atol=ls.settings.atol, rtol=ls.settings.rtol,
-                                 use_tvm=ls.settings.tvm, repair=True).to_dict()
+            params = ls.settings.diff_request(s, t, repair=True).to_dict()
             rep = await ls.run_job("check-pair", params, f"convlint: repairing {Path(t).name}")
             written = [
                 f["repair"]

@@ -25,6 +25,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from convlint.analyzers import defaults as D
 from convlint.server.lsp import protocol as P
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,8 @@ class Worker:
 
 
 class JobRunner:
-    def __init__(self, python: str | None = None, timeout: float = 900.0, env: dict | None = None):
+    def __init__(self, python: str | None = None, timeout: float = D.JOB_TIMEOUT,
+                 env: dict | None = None):
         self.python = python or sys.executable
         self.timeout = timeout
         self.env = env

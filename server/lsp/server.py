@@ -29,7 +29,6 @@ from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
 
 from convlint import __version__
-from convlint.analyzers import defaults as D
 from convlint.server.lsp import adapter, commands
 from convlint.server.lsp import settings as S
 from convlint.server.lsp.jobs import JobFailed, JobRunner, WorkerCrashed
@@ -390,28 +389,19 @@ class ConvlintServer(LanguageServer):
         from convlint.analyzers.config import Pair
 
         sess = self.session(target)  # the folder that holds the converted model
-        s = sess.settings
-        opts = project.CheckOptions(
-            paths=[], config=self.effective_config(sess), atol=s.atol, rtol=s.rtol, use_tvm=s.tvm
-        )
         pair = (
             _replace(pair, source=source, target=target)
             if pair is not None
             else Pair(source, target)
         )
-        atol = pair.atol if pair.atol is not None else s.atol
-        rtol = pair.rtol if pair.rtol is not None else s.rtol
-        key = await asyncio.to_thread(project.cache_key, pair, opts)
+        req = sess.settings.diff_request(source, target, pair)
+        key = await asyncio.to_thread(project.request_cache_key, req, pair)
         cdir = project.check_cache_dir(sess.config)
         hit = None if force else project.cache_read(cdir, key)
         if hit is not None:
             rep = hit
         else:
-            from convlint.analyzers.app import DiffRequest
-
-            params = DiffRequest(source, target, atol=atol, rtol=rtol, use_tvm=s.tvm,
-                                 inputs=pair.inputs).to_dict()
-            rep = await self.run_job("check-pair", params,
+            rep = await self.run_job("check-pair", req.to_dict(),
                                      f"convlint: {Path(source).name} -> {Path(target).name}", key)
             if not commands.is_worker_crash(rep):
                 project.cache_write(cdir, key, rep)
@@ -444,12 +434,8 @@ class ConvlintServer(LanguageServer):
 
         st = self.doc_state(uri)
         h = st.text_hash
-        from convlint.analyzers.app import TraceRequest
-
-        params = TraceRequest(st.path, cwd=self.session(st.path).root or str(Path(st.path).parent),
-                              atol=self.settings.atol, rtol=self.settings.rtol,
-                              use_tvm=self.settings.tvm, python=self.settings.python,
-                              timeout=min(self.settings.timeout, D.MAX_SERVER_TIMEOUT)).to_dict()
+        cwd = self.session(st.path).root or str(Path(st.path).parent)
+        params = self.settings.trace_request(st.path, cwd).to_dict()
         rep = await self.run_job("trace", params, f"convlint: tracing {Path(st.path).name}",
                                  key=f"trace:{st.path}:{h}")
         if st.text_hash == h:
@@ -464,11 +450,8 @@ class ConvlintServer(LanguageServer):
 
         st = self.doc_state(uri)
         h = st.text_hash
-        from convlint.analyzers.app import TrainRequest
-
-        params = TrainRequest(st.path, cwd=self.session(st.path).root or str(Path(st.path).parent),
-                              python=self.settings.python,
-                              timeout=min(self.settings.timeout, D.MAX_SERVER_TIMEOUT)).to_dict()
+        cwd = self.session(st.path).root or str(Path(st.path).parent)
+        params = self.settings.train_request(st.path, cwd).to_dict()
         rep = await self.run_job(
             "train-check",
             params,
