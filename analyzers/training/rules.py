@@ -169,6 +169,11 @@ def _loss_loc(meta: dict) -> Location:
     return loc if loc.line else _site(meta, "backward_site")
 
 
+NORMALIZE_INPUTS = (
+    "normalize the inputs: (x - mean) / std (e.g. StandardScaler), or x / 255 for pixels"
+)
+
+
 def _lr_fix(v: View, direction: str) -> str:
     lr = v.meta.get("learning_rate")
     opt = str(v.meta.get("optimizer") or "").lower()
@@ -254,13 +259,7 @@ def hypothesis(v: View, symptom: str, layer: dict | None) -> tuple[str | None, s
         if early is not None and early > v.th.high_ratio:
             return "learning_rate", _lr_fix(v, "down"), ev, opt_loc
         if input_bad:
-            return (
-                "data",
-                "normalize the inputs: (x - mean) / std (e.g. StandardScaler), or x / 255 for "
-                "pixels",
-                {**ev, **input_bad},
-                fit_loc,
-            )
+            return "data", NORMALIZE_INPUTS, {**ev, **input_bad}, fit_loc
         if symptom == "oscillate" and (v.meta.get("batch_size") or 0) == 1:
             return "batch_size", "batch_size 1 → 32", {**ev, "batch_size": 1}, fit_loc
         if symptom == "dead":
@@ -299,13 +298,7 @@ def hypothesis(v: View, symptom: str, layer: dict | None) -> tuple[str | None, s
         if ratio is not None and ratio < v.th.slow_ratio:
             return "learning_rate", _lr_fix(v, "up"), ev, opt_loc
         if input_bad:
-            return (
-                "data",
-                "normalize the inputs: (x - mean) / std (e.g. StandardScaler), or x / 255 for "
-                "pixels",
-                {**ev, **input_bad},
-                fit_loc,
-            )
+            return "data", NORMALIZE_INPUTS, {**ev, **input_bad}, fit_loc
         if sat_hidden:
             return (
                 "activation",
@@ -941,11 +934,7 @@ def _setup(v: View) -> list[Finding]:
                 location=_site(m, "fit_site"),
                 hyperparameter="data",
                 evidence=bad,
-                repair=Repair(
-                    "change-hyperparameter",
-                    "normalize the inputs: (x - mean) / std (e.g. "
-                    "StandardScaler), or x / 255 for pixels",
-                ),
+                repair=Repair("change-hyperparameter", NORMALIZE_INPUTS),
             )
         )
     return out
