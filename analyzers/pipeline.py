@@ -420,6 +420,5 @@ def check_paths_or_error(source_path: str, target_path: str, popts: PipelineOpti
     try:
         return check_paths(source_path, target_path, popts, progress)
     except ConvlintError as e:
-        rule = e.rule if e.rule in R.RULES else R.UNREADABLE_MODEL.code
-        f = Finding(rule, "error", "input", e.message + (f". {e.hint}" if e.hint else ""))
+        f = Finding.from_error(e, R.UNREADABLE_MODEL.code)
         return ConversionReport.unanalysed(source_path, target_path, "error", f)

@@ -312,8 +312,7 @@ def _train_one(script: str, opts: CheckOptions):
     try:
         return train_check(script, topts)
     except ConvlintError as e:
-        rule = e.rule if e.rule in R.RULES else R.BAD_ARGUMENTS.code
-        f = Finding(rule, "error", "input", e.message + (f". {e.hint}" if e.hint else ""))
+        f = Finding.from_error(e, R.BAD_ARGUMENTS.code)
         return ScriptReport(script, "error", (f,), kind="training")
 
 

@@ -95,6 +95,15 @@ class Finding:
         if self.stage not in CONVERSION_STAGES + TRAINING_STAGES:
             raise ValueError(f"bad stage {self.stage!r}")
 
+    @classmethod
+    def from_error(cls, e, fallback: str) -> Finding:
+        """A ``ConvlintError`` as the one error finding that says why: its rule (``fallback``
+        when it names none convlint knows), its message and hint."""
+        from convlint.analyzers import rules as R
+
+        rule = e.rule if e.rule in R.RULES else fallback
+        return cls(rule, "error", "input", e.message + (f". {e.hint}" if e.hint else ""))
+
     def with_(self, **changes: Any) -> Finding:
         return replace(self, **changes)
 
