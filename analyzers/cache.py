@@ -10,7 +10,9 @@ from pathlib import Path
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("CONVLINT_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "convlint")
+    base = os.environ.get("CONVLINT_CACHE_DIR") or os.path.join(
+        os.path.expanduser("~"), ".cache", "convlint"
+    )
     return Path(base)
 
 

@@ -6,13 +6,14 @@ the file and the key (``ConvlintError``, exit 2). Command-line flags override wh
     [tool.convlint]                      # in convlint.toml: the same keys at top level
     pairs = [{source = "m.keras", target = "m.tflite", inputs = "x.npz", atol = 1e-4, rtol = 1e-4},
              {source = "zoo/*/model.keras", target = "{dir}/model.tflite"},  # one pair per match
-             {source = "a.onnx", target = "a.xml", runtime-env = {pip = ["openvino==2025.4"]}}]  # Ray's
+             # Ray's runtime-env for one pair:
+             {source = "a.onnx", target = "a.xml", runtime-env = {pip = ["openvino==2025.4"]}}]
     select = ["CL4", "CL1"]              # rule codes or prefixes (default: all)
     ignore = ["CL431"]
     exclude = ["legacy/**"]
     cache-dir = ".convlint-cache"
     allow-exec = false                   # may `check` run scripts (training checks)?
-    train = false                        # `check` also runs the training checks (opt-in; needs allow-exec)
+    train = false                        # `check` also runs the training checks (needs allow-exec)
     train-scripts = ["train.py"]         # which scripts train (default: found by what they call)
     [tool.convlint.training]             # thresholds of the training rules (docs/rules.md)
     dead = 0.8
@@ -35,8 +36,18 @@ from convlint.analyzers.errors import ConvlintError
 if TYPE_CHECKING:
     from convlint.analyzers.training.rules import Thresholds
 
-KEYS = {"pairs", "select", "ignore", "exclude", "cache-dir", "allow-exec", "severity", "training", "train",
-        "train-scripts"}
+KEYS = {
+    "pairs",
+    "select",
+    "ignore",
+    "exclude",
+    "cache-dir",
+    "allow-exec",
+    "severity",
+    "training",
+    "train",
+    "train-scripts",
+}
 PAIR_KEYS = {"source", "target", "inputs", "atol", "rtol", "name", "runtime-env"}
 # what a pattern pair's target, inputs and name may say about each source it matched
 PLACEHOLDERS = ("dir", "stem", "name")
@@ -118,7 +129,9 @@ def _codes(file: str, key: str, v) -> tuple:
     out = _strings(file, key, v)
     for c in out:
         if not c.startswith("CL") or not any(code.startswith(c) for code in R.RULES):
-            raise _err(file, key, f"{c!r} matches no rule (codes look like CL411, prefixes like CL4)")
+            raise _err(
+                file, key, f"{c!r} matches no rule (codes look like CL411, prefixes like CL4)"
+            )
     return out
 
 
@@ -127,7 +140,11 @@ def parse(table: dict, file: str = "<config>", where: str = "the top level") -> 
         raise _err(file, "tool.convlint", "expected a table")
     unknown = set(table) - KEYS
     if unknown:
-        raise _err(file, sorted(unknown)[0], f"unknown key in {where}; known keys: {', '.join(sorted(KEYS))}")
+        raise _err(
+            file,
+            sorted(unknown)[0],
+            f"unknown key in {where}; known keys: {', '.join(sorted(KEYS))}",
+        )
     base = Path(file).parent if file != "<config>" else Path(".")
     cfg = Config(path=file)
     for i, p in enumerate(table.get("pairs", [])):
@@ -136,7 +153,11 @@ def parse(table: dict, file: str = "<config>", where: str = "the top level") -> 
             raise _err(file, key, "expected a table like {source = ..., target = ...}")
         bad = set(p) - PAIR_KEYS
         if bad:
-            raise _err(file, f"{key}.{sorted(bad)[0]}", f"unknown key; known: {', '.join(sorted(PAIR_KEYS))}")
+            raise _err(
+                file,
+                f"{key}.{sorted(bad)[0]}",
+                f"unknown key; known: {', '.join(sorted(PAIR_KEYS))}",
+            )
         for k in ("source", "target"):
             if not isinstance(p.get(k), str):
                 raise _err(file, f"{key}.{k}", "required, a path")
@@ -265,7 +286,8 @@ def _template(text: str, file: str, key: str) -> None:
 
 
 def excluded(path: str, patterns: tuple) -> bool:
-    """Whether ``exclude`` (glob patterns, matched as pathlib does, from the right) covers a path."""
+    """Whether ``exclude`` (glob patterns, matched as pathlib does, from the right) covers a
+    path."""
     return any(Path(path).match(x) for x in patterns or ())
 
 

@@ -18,6 +18,7 @@ NUM_INPUTS = 32  # random inputs per check
 SEED = 0
 SCRIPT_TIMEOUT = 600.0  # seconds a traced or training script may run
 MAX_SERVER_TIMEOUT = 3600.0  # the language server's ceiling on a script's time
+JOB_TIMEOUT = 900.0  # the language server: seconds before a background job counts as hung
 MAX_EPOCHS = 20  # train-check caps every Keras fit at this many epochs
 MAX_STEPS = 400  # train-check stops the script after this many optimizer steps
 VERIFY_BUDGET = 600.0  # train-check --verify-fix: seconds for all the reruns together

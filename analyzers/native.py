@@ -26,7 +26,8 @@ def quiet():
         return
     try:
         fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # no real stderr (a captured stream): nothing to do
+    # no real stderr (a captured stream): nothing to do
+    except (AttributeError, OSError, ValueError):
         yield
         return
     sys.stderr.flush()

@@ -63,7 +63,9 @@ def run(target, cap, loc, layer_rtol: float, source=None) -> OracleResult:
         ref = O.run_reference(sub, feeds)[0]
         rt = O.run_runtime(sub, feeds)[0]
     except Exception as e:  # noqa: BLE001 - an op the reference lacks: no oracle for this layer
-        return OracleResult(evidence={"replay": p.to_dict(), "error": " ".join(str(e).split())[:300]})
+        return OracleResult(
+            evidence={"replay": p.to_dict(), "error": " ".join(str(e).split())[:300]}
+        )
     res = replay.judge(expected, p.in_source_layout(ref), p.in_source_layout(rt), close)
     ev = {"replay": dict(p.to_dict(), **res.to_dict(), close=close)}
     out = OracleResult(evidence=ev, verdict=res.verdict)
@@ -90,7 +92,9 @@ def run(target, cap, loc, layer_rtol: float, source=None) -> OracleResult:
     e = _edited_error(sub, p, feeds, expected, GraphEdit("remove", together)) if extra else None
     if extra and (e is None or e > close):  # together they do not explain it: which one alone?
         for f in extra:
-            e = _edited_error(sub, p, feeds, expected, GraphEdit("remove", list(f.evidence["nodes"])))
+            e = _edited_error(
+                sub, p, feeds, expected, GraphEdit("remove", list(f.evidence["nodes"]))
+            )
             if e is None or e > close:
                 out.refuted.append(f)
     if _explained(loc, {id(f) for f in out.refuted}) & set(group):
@@ -233,14 +237,26 @@ def _graph_finding(first, p, hit, res, ev) -> Finding:
             evidence={**evidence, "replay_error_after": err, **ev})
 
     if edit.action == "insert-op":
-        return finding(R.MISSING_OP, f"the target lacks a {edit.op} after {edit.tensor}: with it inserted",
-                       edit.tensor, {"kind": edit.op, "op": edit.op, "after_tensor": edit.tensor, "nodes": []})
+        return finding(
+            R.MISSING_OP,
+            f"the target lacks a {edit.op} after {edit.tensor}: with it inserted",
+            edit.tensor,
+            {"kind": edit.op, "op": edit.op, "after_tensor": edit.tensor, "nodes": []},
+        )
     if edit.action == "floor-divide":
-        return finding(R.MISSING_OP, f"the target's {edit.nodes[0]} truncates where the source floors: with "
-                       "its result rounded toward minus infinity", edit.nodes[0],
-                       {"kind": "floor", "op": "floor-divide", "node": edit.nodes[0], "nodes": []})
-    return finding(R.EXTRA_OP, f"the target's {edit.nodes[0]} has no counterpart in the source: without it",
-                   edit.nodes[0], {"kind": "op", "nodes": list(edit.nodes)})
+        return finding(
+            R.MISSING_OP,
+            f"the target's {edit.nodes[0]} truncates where the source floors: with "
+            "its result rounded toward minus infinity",
+            edit.nodes[0],
+            {"kind": "floor", "op": "floor-divide", "node": edit.nodes[0], "nodes": []},
+        )
+    return finding(
+        R.EXTRA_OP,
+        f"the target's {edit.nodes[0]} has no counterpart in the source: without it",
+        edit.nodes[0],
+        {"kind": "op", "nodes": list(edit.nodes)},
+    )
 
 
 def _fmt(v) -> str:
@@ -297,7 +313,9 @@ def _as_if(source, target, cap, loc, first, layer_rtol: float) -> OracleResult:
         nodes = _downstream_nodes(cap.source_layers, order.index(name))
         outs = [o.name for o in source.model.graph.output]
         try:
-            y_t = next(iter(target.run({s.name: tgt0[s.name] for s in target.input_specs()}).values()))
+            y_t = next(
+                iter(target.run({s.name: tgt0[s.name] for s in target.input_specs()}).values())
+            )
         except Exception:  # noqa: BLE001 - no final output to compare with
             return OracleResult()
         where = "output"
@@ -338,8 +356,11 @@ def _as_if(source, target, cap, loc, first, layer_rtol: float) -> OracleResult:
                 evidence={"node": name, "op": node.op_type, "changes": [[a, v] for a, v in changes],
                           "source": [_show(node, a) for a, _ in changes], "direction": "as-if",
                           "replay_error_after": err})
-    return OracleResult([f], {"replay": {"layer": name, "direction": "as-if", "changes": f.evidence["changes"]}},
-                        "conversion")
+    return OracleResult(
+        [f],
+        {"replay": {"layer": name, "direction": "as-if", "changes": f.evidence["changes"]}},
+        "conversion",
+    )
 
 
 def _axes_candidates(node, feeds) -> list:

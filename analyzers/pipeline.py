@@ -33,7 +33,8 @@ class PipelineOptions:
     output: str | None = None
     unsafe_load: bool = False
     calibration: str | None = None  # calibration data for re-quantizing a full-integer target
-    save_capture: str | None = None  # write the check's runs and the capture here (runs.save_capture)
+    # write the check's runs and the capture here (runs.save_capture)
+    save_capture: str | None = None
 
 
 def capture(source, target, opts: DiffOptions, n: int = LOCALIZE_SAMPLES) -> stages.Capture:
@@ -66,7 +67,9 @@ def _needs_localization(report: ConversionReport) -> bool:
         for f in report.findings)
 
 
-def check(source, target, popts: PipelineOptions, progress: Callable | None = None) -> ConversionReport:
+def check(
+    source, target, popts: PipelineOptions, progress: Callable | None = None
+) -> ConversionReport:
     progress = progress or (lambda m: None)
     qparams = _activation_quantization(target)
     narrow: dict = {}
@@ -74,10 +77,17 @@ def check(source, target, popts: PipelineOptions, progress: Callable | None = No
         plan = plan_inputs(source.input_specs(), target.input_specs(), popts.diff.input_shapes)
         ranges, narrow = Q.calibrated_ranges(plan.pairs, qparams)
         popts = replace(popts, diff=replace(popts.diff, input_ranges=ranges))
-    runs = RunResults(meta={"layer_rtol": max(popts.diff.rtol, 1e-6)}) if popts.save_capture else None
+    runs = (
+        RunResults(meta={"layer_rtol": max(popts.diff.rtol, 1e-6)}) if popts.save_capture else None
+    )
     report = check_pair(source, target, popts.diff, progress, record=runs)
-    if runs is not None and report.verdict != "crash" and not (popts.localize and _needs_localization(report)):
-        _save_capture(popts, capture(source, target, popts.diff), runs, progress)  # a clean pair's too
+    if (
+        runs is not None
+        and report.verdict != "crash"
+        and not (popts.localize and _needs_localization(report))
+    ):
+        # a clean pair's too
+        _save_capture(popts, capture(source, target, popts.diff), runs, progress)
     if (qparams and popts.localize and report.verdict == "divergent"
             and any(f.rule == R.OUTPUTS_DIVERGE.code for f in report.findings)):
         return _check_quantized(source, target, report, qparams, narrow, popts, progress, runs)
@@ -106,7 +116,9 @@ def check(source, target, popts: PipelineOptions, progress: Callable | None = No
         import logging
 
         logging.getLogger(__name__).debug("layer replay failed", exc_info=True)
-        orc = oracle.OracleResult(evidence={"replay": None, "error": f"{type(e).__name__}: {e}"[:300]})
+        orc = oracle.OracleResult(
+            evidence={"replay": None, "error": f"{type(e).__name__}: {e}"[:300]}
+        )
     refuted = {id(f) for f in orc.refuted}
     findings = _weigh_vote(list(report.findings), orc) + [
         f.with_(severity="info", message=f.message + " (refuted: the layer replayed without it "
@@ -120,7 +132,10 @@ def check(source, target, popts: PipelineOptions, progress: Callable | None = No
         findings = _repair(source, target, loc, findings, popts, progress)
         if not any(f.repair and f.repair.verified for f in findings):
             findings = reconvert.search(source, target, findings, popts, progress, _verify)
-    timing = {"localize": round(t1 - t0, 3), "stage1_and_repair": round(time.perf_counter() - t1, 3)}
+    timing = {
+        "localize": round(t1 - t0, 3),
+        "stage1_and_repair": round(time.perf_counter() - t1, 3),
+    }
     evidence = dict(loc.evidence(), **orc.evidence, seconds=timing, culprit=culprit(findings))
     extra = dict(report.extra, localization=evidence)
     return replace(report, findings=tuple(findings), extra=extra)
@@ -172,12 +187,16 @@ def _check_quantized(source, target, report: ConversionReport, qparams: dict, na
                 {k: list(v) for k, v in narrow.items()}}
     localization = dict(loc.evidence(), quantization=evidence["quantization"])
     if j.noise:
-        f = Finding(R.INT8_NOISE.code, "info", "parameters",
-                    f"within int8 noise: every aligned layer adds at most "
-                    f"{max((q.added for q in table), default=0.0):.3g} relative error "
-                    f"(at most {max((q.added_steps for q in table), default=0.0):.2g} of its "
-                    f"step; uniform rounding is {Q.IDEAL_STEPS:.2f}), and {_budget_text(j, report)}",
-                    evidence=evidence)
+        f = Finding(
+            R.INT8_NOISE.code,
+            "info",
+            "parameters",
+            f"within int8 noise: every aligned layer adds at most "
+            f"{max((q.added for q in table), default=0.0):.3g} relative error "
+            f"(at most {max((q.added_steps for q in table), default=0.0):.2g} of its "
+            f"step; uniform rounding is {Q.IDEAL_STEPS:.2f}), and {_budget_text(j, report)}",
+            evidence=evidence,
+        )
         kept = [x for x in report.findings if x.rule != R.OUTPUTS_DIVERGE.code]
         return replace(report, verdict="equivalent", findings=(*kept, f),
                        extra=dict(report.extra, localization=localization))
@@ -326,13 +345,17 @@ def _repair(source, target, loc, findings, popts: PipelineOptions, progress) -> 
     from convlint.analyzers.repair.plan import plan_repairs
     from convlint.analyzers.repair.weights import repaired_path
 
-    if any(f.rule == R.CONVERTER_QUANTIZED.code and f.repair and f.repair.verified for f in findings):
+    if any(
+        f.rule == R.CONVERTER_QUANTIZED.code and f.repair and f.repair.verified for f in findings
+    ):
         return findings  # re-conversion already repaired the model
     plan = plan_repairs(findings, loc.matches, target.format)
     if not plan.steps:
         return findings
     out = repaired_path(target.path, popts.output)
-    progress(f"repair: patching {len(plan.patches)} tensors and {len(plan.edits)} attributes into {out}")
+    progress(
+        f"repair: patching {len(plan.patches)} tensors and {len(plan.edits)} attributes into {out}"
+    )
     done = apply.apply(target.format, target.path, plan, out)
     r = _verify(source, out, popts)
     ok = r.verdict == "equivalent"
@@ -340,9 +363,18 @@ def _repair(source, target, loc, findings, popts: PipelineOptions, progress) -> 
     for f in findings:
         step = plan.steps.get(id(f))
         if step is not None:
-            f = f.with_(repair=Repair(step.kind, step.description, out, ok, _after(r)) if step.key in done else Repair(
-                "none", "this target cannot be patched in place (storage or format); re-convert instead",
-                None, False, None))
+            f = f.with_(
+                repair=Repair(step.kind, step.description, out, ok, _after(r))
+                if step.key in done
+                else Repair(
+                    "none",
+                    "this target cannot be patched in place (storage or format); re-convert "
+                    "instead",
+                    None,
+                    False,
+                    None,
+                )
+            )
         result.append(f)
     return result
 
@@ -357,8 +389,12 @@ def check_paths(source_path: str, target_path: str, popts: PipelineOptions,
 
     if popts.calibration and not Path(popts.calibration).exists():
         raise ConvlintError(f"--calibration: {popts.calibration} does not exist")
-    src = open_model(source_path, unsafe_load=popts.unsafe_load, input_shapes=popts.diff.input_shapes)
-    tgt = open_model(target_path, unsafe_load=popts.unsafe_load, input_shapes=popts.diff.input_shapes)
+    src = open_model(
+        source_path, unsafe_load=popts.unsafe_load, input_shapes=popts.diff.input_shapes
+    )
+    tgt = open_model(
+        target_path, unsafe_load=popts.unsafe_load, input_shapes=popts.diff.input_shapes
+    )
     with src, tgt:
         return check(src, tgt, popts, progress)
 
@@ -367,8 +403,12 @@ def check_paths(source_path: str, target_path: str, popts: PipelineOptions,
 def diff_paths(source_path: str, target_path: str, opts: DiffOptions, *,
                unsafe_load: bool = False, progress: Callable | None = None) -> ConversionReport:
     """The plain differential check of two files, without localization."""
-    return check_paths(source_path, target_path, PipelineOptions(opts, localize=False, unsafe_load=unsafe_load),
-                       progress)
+    return check_paths(
+        source_path,
+        target_path,
+        PipelineOptions(opts, localize=False, unsafe_load=unsafe_load),
+        progress,
+    )
 
 def check_paths_or_error(source_path: str, target_path: str, popts: PipelineOptions,
                          progress: Callable | None = None) -> ConversionReport:
@@ -380,6 +420,5 @@ def check_paths_or_error(source_path: str, target_path: str, popts: PipelineOpti
     try:
         return check_paths(source_path, target_path, popts, progress)
     except ConvlintError as e:
-        rule = e.rule if e.rule in R.RULES else R.UNREADABLE_MODEL.code
-        f = Finding(rule, "error", "input", e.message + (f". {e.hint}" if e.hint else ""))
+        f = Finding.from_error(e, R.UNREADABLE_MODEL.code)
         return ConversionReport.unanalysed(source_path, target_path, "error", f)

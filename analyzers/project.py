@@ -4,7 +4,8 @@ In: paths, a ``Config`` and options. Scripts found under the paths get the stati
 config's model pairs get the conversion check, in parallel worker processes (``jobs``), or as
 Ray tasks with ``executor="ray"`` (analyzers/ray_executor.py), each cached on disk as it finishes
 by the content hash of both models and the options, so an unchanged or interrupted run's rerun
-only reads what is done. Training scripts (opt-in: ``train``, with consent to execute) get train-check,
+only reads what is done. Training scripts (opt-in: ``train``, with consent to execute) get
+train-check,
 cached by the content of the script and the Python files beside it. With ``changed_since`` only
 the pairs whose files git says changed are checked (the rest are listed as skipped); with a
 ``baseline`` the pairs are compared with a stored run (analyzers/baseline.py). Out: a
@@ -23,8 +24,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from convlint import __version__
-from convlint.analyzers import defaults as D
 from convlint.analyzers import rules as R
+from convlint.analyzers.app.requests import DiffRequest, TrainRequest
 from convlint.analyzers.cache import engine_fingerprint
 from convlint.analyzers.config import Config, Pair
 from convlint.analyzers.errors import ConvlintError
@@ -40,19 +41,26 @@ class CheckOptions:
     config: Config
     jobs: int = 1
     use_cache: bool = True
-    atol: float = D.ATOL
-    rtol: float = D.RTOL
-    num_inputs: int = D.NUM_INPUTS
-    seed: int = D.SEED
-    use_tvm: bool = True
+    # the pairs' check options: the request's defaults (a pair's own tolerances win)
+    atol: float = DiffRequest.atol
+    rtol: float = DiffRequest.rtol
+    num_inputs: int = DiffRequest.num_inputs
+    seed: int = DiffRequest.seed
+    use_tvm: bool = DiffRequest.use_tvm
     train: bool = False       # run the training checks too (opt-in)
     allow_exec: bool = False  # consent to run scripts (the config's allow-exec, or --allow-exec)
-    train_timeout: float = D.SCRIPT_TIMEOUT
+    train_timeout: float = TrainRequest.timeout
     changed_since: str | None = None  # a git ref: check only the pairs whose files changed since
     baseline: str | None = None       # a baseline file to compare the pairs with
     update_baseline: bool = False     # write this run's pairs to ``baseline``
     executor: str = "local"           # "local" (a process pool of ``jobs``) or "ray" (ray_executor)
     ray_address: str | None = None    # the Ray cluster to use; None: a local Ray of ``jobs`` CPUs
+
+    def pair_request(self, pair: Pair) -> DiffRequest:
+        """The request that checks ``pair`` under these options."""
+        base = DiffRequest("", "", num_inputs=self.num_inputs, seed=self.seed, atol=self.atol,
+                           rtol=self.rtol, use_tvm=self.use_tvm)
+        return base.for_pair(pair)
 
 
 def run_check(opts: CheckOptions, progress: Callable | None = None) -> CheckReport:
@@ -67,7 +75,9 @@ def run_check(opts: CheckOptions, progress: Callable | None = None) -> CheckRepo
 
         ray_executor.require()
     elif opts.executor != "local":
-        raise ConvlintError(f"unknown executor {opts.executor!r}: expected local or ray", rule=R.BAD_ARGUMENTS.code)
+        raise ConvlintError(
+            f"unknown executor {opts.executor!r}: expected local or ray", rule=R.BAD_ARGUMENTS.code
+        )
     root = Path(cfg.path).parent if cfg.path else Path.cwd()
     old = _baseline_before(opts)
     pairs, skipped = _changed_pairs(cfg.pairs, root, opts.changed_since)
@@ -76,8 +86,11 @@ def run_check(opts: CheckOptions, progress: Callable | None = None) -> CheckRepo
     if opts.train:
         from convlint.analyzers.subproc import require_consent
 
-        require_consent(opts.allow_exec, "the training checks run the training scripts, which executes their code",
-                        hint="pass --allow-exec, or set allow-exec = true in the config, if you trust them")
+        require_consent(
+            opts.allow_exec,
+            "the training checks run the training scripts, which executes their code",
+            hint="pass --allow-exec, or set allow-exec = true in the config, if you trust them",
+        )
         training = discover_training(opts.paths, cfg.exclude, cfg.train_scripts)
     total = len(scripts) + len(pairs) + len(training)
     reports = []
@@ -163,11 +176,7 @@ def _pair_task(pair: Pair, opts: CheckOptions) -> dict:
     report when it cannot be analysed)."""
     from convlint.analyzers import app
 
-    req = app.DiffRequest(pair.source, pair.target, num_inputs=opts.num_inputs, seed=opts.seed,
-                          atol=pair.atol if pair.atol is not None else opts.atol,
-                          rtol=pair.rtol if pair.rtol is not None else opts.rtol,
-                          inputs=pair.inputs, use_tvm=opts.use_tvm)
-    return app.check_pair(req).to_dict()
+    return app.check_pair(opts.pair_request(pair)).to_dict()
 
 
 def _digest(path: str) -> str:
@@ -178,9 +187,21 @@ def _digest(path: str) -> str:
 
 
 def cache_key(pair: Pair, opts: CheckOptions) -> str:
-    parts = {"v": __version__, "engine": engine_fingerprint(), "pair": asdict(pair), "source": _digest(pair.source), "target": _digest(pair.target),
-             "inputs": _digest(pair.inputs) if pair.inputs else None,
-             "opts": [opts.atol, opts.rtol, opts.num_inputs, opts.seed, opts.use_tvm]}
+    return request_cache_key(opts.pair_request(pair), pair)
+
+
+def request_cache_key(req: DiffRequest, pair: Pair) -> str:
+    """The one result-cache key of a pair check (``convlint check`` and the language server):
+    the engine, the pair, the content hash of its files and the request's check options."""
+    parts = {
+        "v": __version__,
+        "engine": engine_fingerprint(),
+        "pair": asdict(pair),
+        "source": _digest(req.source),
+        "target": _digest(req.target),
+        "inputs": _digest(req.inputs) if req.inputs else None,
+        "opts": [req.atol, req.rtol, req.num_inputs, req.seed, req.use_tvm],
+    }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -205,13 +226,23 @@ def _pairs(opts: CheckOptions, pairs: list, progress, before: int = 0, total: in
     if todo and opts.executor == "ray":
         from convlint.analyzers import ray_executor
 
-        where = f"the Ray cluster at {opts.ray_address}" if opts.ray_address else f"a local Ray of {opts.jobs} CPU(s)"
+        where = (
+            f"the Ray cluster at {opts.ray_address}"
+            if opts.ray_address
+            else f"a local Ray of {opts.jobs} CPU(s)"
+        )
         progress(Step(f"checking {len(todo)} pair(s) as Ray tasks on {where}", None, total))
         results.update(ray_executor.run(todo, opts, _pair_task,
                                         lambda d, key, pair: _done(d, key, cdir, pair, count),
                                         lambda pair: _crashed(pair, count), opts.ray_address))
     elif todo:
-        progress(Step(f"checking {len(todo)} pair(s) with {min(opts.jobs, len(todo))} worker(s)", None, total))
+        progress(
+            Step(
+                f"checking {len(todo)} pair(s) with {min(opts.jobs, len(todo))} worker(s)",
+                None,
+                total,
+            )
+        )
         results.update(_isolated(todo, opts, cdir, count))
     return [ConversionReport.from_dict(results[i]) for i in sorted(results)]
 
@@ -281,8 +312,7 @@ def _train_one(script: str, opts: CheckOptions):
     try:
         return train_check(script, topts)
     except ConvlintError as e:
-        rule = e.rule if e.rule in R.RULES else R.BAD_ARGUMENTS.code
-        f = Finding(rule, "error", "input", e.message + (f". {e.hint}" if e.hint else ""))
+        f = Finding.from_error(e, R.BAD_ARGUMENTS.code)
         return ScriptReport(script, "error", (f,), kind="training")
 
 
@@ -291,9 +321,18 @@ def training_cache_key(script: str, opts: CheckOptions) -> str:
     here = Path(script).resolve().parent
     files = sorted({Path(script).resolve(), *here.glob("*.py")})
     th = opts.config.training
-    parts = {"v": __version__, "engine": engine_fingerprint(), "script": str(Path(script).resolve()), "files": [[f.name, _digest(str(f))] for f in files],
-             "thresholds": asdict(th) if th is not None else None, "timeout": opts.train_timeout}
-    return "train-" + hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    parts = {
+        "v": __version__,
+        "engine": engine_fingerprint(),
+        "script": str(Path(script).resolve()),
+        "files": [[f.name, _digest(str(f))] for f in files],
+        "thresholds": asdict(th) if th is not None else None,
+        "timeout": opts.train_timeout,
+    }
+    return (
+        "train-"
+        + hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    )
 
 
 def _isolated(todo: list, opts: CheckOptions, cdir: Path, progress) -> dict:
@@ -326,7 +365,9 @@ def _isolated(todo: list, opts: CheckOptions, cdir: Path, progress) -> dict:
     for i, pair, key in sorted(again, key=lambda t: t[0]):
         with ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=init_worker) as ex:
             try:
-                out[i] = _done(_result(ex, ex.submit(_pair_task, pair, opts)), key, cdir, pair, progress)
+                out[i] = _done(
+                    _result(ex, ex.submit(_pair_task, pair, opts)), key, cdir, pair, progress
+                )
             except BrokenProcessPool:
                 out[i] = _crashed(pair, progress)
     return out
@@ -353,9 +394,13 @@ def _crashed(pair: Pair, progress) -> dict:
     from convlint.analyzers.report.findings import Finding
 
     progress(f"pair {pair.label}: the worker process died")
-    f = Finding(R.WORKER_CRASHED.code, "error", "runtime",
-                f"the worker process checking {pair.source} -> {pair.target} died (a native crash in a "
-                "framework or runtime, or the out-of-memory killer); the other pairs were checked")
+    f = Finding(
+        R.WORKER_CRASHED.code,
+        "error",
+        "runtime",
+        f"the worker process checking {pair.source} -> {pair.target} died (a native crash in a "
+        "framework or runtime, or the out-of-memory killer); the other pairs were checked",
+    )
     return ConversionReport.unanalysed(pair.source, pair.target, "crash", f).to_dict()
 
 

@@ -78,7 +78,9 @@ def _connect(ray, address: str | None, jobs: int) -> bool:
             )
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise ConvlintError(
-            f"cannot {'connect to the Ray cluster at ' + address if address else 'start a local Ray'}: {e}",
+            f"cannot "
+            f"{'connect to the Ray cluster at ' + address if address else 'start a local Ray'}: "
+            f"{e}",
             rule="CL001",
             hint="start one with `ray start --head` and pass its address (host:port; with "
             "token authentication, RAY_AUTH_MODE=token and the cluster's token), or leave out "

@@ -75,9 +75,14 @@ NOISE_TOLERANCE = rule("CL012", "noise-adapted-tolerance", "info", "runtime",
 WORKER_CRASHED = rule("CL014", "worker-crashed", "error", "runtime",
                       "the background worker running a check crashed or hung; the check was "
                       "abandoned and the worker replaced")
-RUNTIME_KERNEL_REFUSED = rule("CL015", "runtime-kernel-refused", "error", "runtime",
-                              "the target runtime's default kernels (a delegate) refuse a node that "
-                              "its plain kernels run: a runtime fault, not the converter's")
+RUNTIME_KERNEL_REFUSED = rule(
+    "CL015",
+    "runtime-kernel-refused",
+    "error",
+    "runtime",
+    "the target runtime's default kernels (a delegate) refuse a node that "
+    "its plain kernels run: a runtime fault, not the converter's",
+)
 TVM_PATH = rule("CL013", "tvm-import-path", "info", "runtime",
                 "a model reached TVM through an intermediate conversion, which is recorded")
 
@@ -138,8 +143,13 @@ ACTIVATION_BOUNDS = rule("CL302", "activation-bounds-changed", "error", "hyperpa
 EXTRA_OP = rule("CL120", "extra-op", "error", "graph",
                 "the target has an op (Transpose, Pad, Slice, Cast, Q/DQ, activation) the source "
                 "does not, where the divergence starts")
-MISSING_OP = rule("CL121", "missing-op", "error", "graph",
-                  "the target lacks an op of the source (an activation), where the divergence starts")
+MISSING_OP = rule(
+    "CL121",
+    "missing-op",
+    "error",
+    "graph",
+    "the target lacks an op of the source (an activation), where the divergence starts",
+)
 
 # --- inputs (localization) -------------------------------------------------------------------
 INPUT_LAYOUT = rule("CL022", "input-layout-changed", "error", "input",
@@ -164,8 +174,13 @@ TFLITE_FLOAT16 = rule("CL412", "tflite-float16-weights", "warning", "conversion-
                       "TFLiteConverter with float16 target types stores weights as float16")
 TFLITE_INT_IO = rule("CL413", "tflite-integer-io", "warning", "conversion-tool",
                      "the TFLite model's inputs or outputs are int8/uint8: float pipelines break")
-TFLITE_EXTRA_RUNTIME = rule("CL414", "tflite-needs-extra-ops", "warning", "conversion-tool",
-                            "custom or TF select ops: the model needs a runtime with those ops linked")
+TFLITE_EXTRA_RUNTIME = rule(
+    "CL414",
+    "tflite-needs-extra-ops",
+    "warning",
+    "conversion-tool",
+    "custom or TF select ops: the model needs a runtime with those ops linked",
+)
 TFLITE_LEGACY = rule("CL415", "tflite-legacy-converter", "warning", "conversion-tool",
                      "experimental_new_converter=False selects the deprecated TOCO converter")
 OPSET_TOO_LOW = rule("CL420", "onnx-opset-too-low", "error", "conversion-tool",
@@ -207,19 +222,39 @@ CAPTURE_INCOMPLETE = rule("CL464", "capture-incomplete", "warning", "conversion-
 # --- training: probes over a training run (convlint train-check; docs/rules.md "Training") ---
 TRAIN_INVALID_LOSS = rule("CL501", "invalid-loss", "error", "loss",
                           "the training loss became NaN or infinite")
-TRAIN_NONFINITE_FORWARD = rule("CL502", "nonfinite-activation", "error", "forward",
-                               "a layer's output became NaN or infinite, before or after its activation")
-TRAIN_NONFINITE_WEIGHTS = rule("CL503", "nonfinite-weights", "error", "backward",
-                               "a layer's weights, their update or their gradient became NaN or infinite")
+TRAIN_NONFINITE_FORWARD = rule(
+    "CL502",
+    "nonfinite-activation",
+    "error",
+    "forward",
+    "a layer's output became NaN or infinite, before or after its activation",
+)
+TRAIN_NONFINITE_WEIGHTS = rule(
+    "CL503",
+    "nonfinite-weights",
+    "error",
+    "backward",
+    "a layer's weights, their update or their gradient became NaN or infinite",
+)
 TRAIN_INVALID_ACCURACY = rule("CL504", "invalid-accuracy", "error", "metric",
                               "the accuracy is NaN or outside [0, 1]")
 TRAIN_NOT_LEARNING = rule("CL505", "model-not-learning", "error", "trend",
                           "neither the loss nor the accuracy improves over training")
-TRAIN_NEVER_TRAINED = rule("CL506", "parameters-never-train", "error", "backward",
-                           "a layer's parameters never train: no gradient reaches them, or no optimizer "
-                           "updates them (not passed to it, requires_grad False, a frozen layer)")
-TRAIN_GRAD_ACCUMULATE = rule("CL507", "gradients-accumulate", "error", "backward",
-                             "gradients accumulate across optimizer steps (no zero_grad in the loop)")
+TRAIN_NEVER_TRAINED = rule(
+    "CL506",
+    "parameters-never-train",
+    "error",
+    "backward",
+    "a layer's parameters never train: no gradient reaches them, or no optimizer "
+    "updates them (not passed to it, requires_grad False, a frozen layer)",
+)
+TRAIN_GRAD_ACCUMULATE = rule(
+    "CL507",
+    "gradients-accumulate",
+    "error",
+    "backward",
+    "gradients accumulate across optimizer steps (no zero_grad in the loop)",
+)
 TRAIN_GRAD_ZEROED = rule("CL508", "gradients-zeroed-before-step", "error", "backward",
                          "the gradients are cleared after backward and before the optimizer step")
 TRAIN_EXPLODING_TENSOR = rule("CL510", "exploding-tensor", "error", "forward",
@@ -236,8 +271,13 @@ TRAIN_LOSS_FLAT = rule("CL515", "loss-not-decreasing", "warning", "trend",
                        "the training loss does not decrease")
 TRAIN_ACC_FLAT = rule("CL516", "accuracy-not-increasing", "warning", "metric",
                       "the training accuracy does not increase")
-TRAIN_VANISHING = rule("CL517", "vanishing-gradient", "error", "backward",
-                       "the gradients of the first layers are orders of magnitude below the last layer's")
+TRAIN_VANISHING = rule(
+    "CL517",
+    "vanishing-gradient",
+    "error",
+    "backward",
+    "the gradients of the first layers are orders of magnitude below the last layer's",
+)
 TRAIN_EXPLODING_GRAD = rule("CL520", "exploding-gradient", "error", "backward",
                             "the gradients grow by orders of magnitude during training")
 TRAIN_OSCILLATING = rule("CL521", "oscillating-loss", "warning", "trend",
@@ -257,15 +297,29 @@ TRAIN_FROM_LOGITS = rule("CL533", "from-logits-mismatch", "error", "loss",
                          "(softmax or sigmoid)")
 TRAIN_UNNORMALIZED = rule("CL534", "unnormalized-inputs", "warning", "data",
                           "the inputs lie far outside [-1, 1]")
-TRAIN_LABEL_RANGE = rule("CL535", "labels-outside-loss-range", "error", "data",
-                         "class labels outside [0, C) for a cross-entropy, or binary targets outside "
-                         "[0, 1]")
-TRAIN_LABEL_ENCODING = rule("CL536", "label-encoding-mismatch", "error", "loss",
-                            "the labels' encoding does not match the loss: one-hot labels with a sparse "
-                            "loss, class indices with a categorical loss, real-valued targets with a "
-                            "classification loss")
-TRAIN_OUTPUT_WIDTH = rule("CL537", "output-width-mismatch", "error", "loss",
-                          "the output layer's width cannot represent the number of classes in the labels")
+TRAIN_LABEL_RANGE = rule(
+    "CL535",
+    "labels-outside-loss-range",
+    "error",
+    "data",
+    "class labels outside [0, C) for a cross-entropy, or binary targets outside [0, 1]",
+)
+TRAIN_LABEL_ENCODING = rule(
+    "CL536",
+    "label-encoding-mismatch",
+    "error",
+    "loss",
+    "the labels' encoding does not match the loss: one-hot labels with a sparse "
+    "loss, class indices with a categorical loss, real-valued targets with a "
+    "classification loss",
+)
+TRAIN_OUTPUT_WIDTH = rule(
+    "CL537",
+    "output-width-mismatch",
+    "error",
+    "loss",
+    "the output layer's width cannot represent the number of classes in the labels",
+)
 TRAIN_DOUBLE_ACTIVATION = rule("CL538", "activation-applied-twice", "error", "loss",
                                "a softmax/sigmoid output fed to a loss that applies it again")
 TRAIN_SCRIPT_FAILED = rule("CL540", "training-script-failed", "error", "trend",

@@ -44,18 +44,24 @@ def limits(memory_mb: int | None = None):
             _, hard = resource.getrlimit(resource.RLIMIT_AS)
             if hard != resource.RLIM_INFINITY:
                 b = min(b, hard)
-            resource.setrlimit(resource.RLIMIT_AS, (b, hard if hard != resource.RLIM_INFINITY else b))
+            resource.setrlimit(
+                resource.RLIMIT_AS, (b, hard if hard != resource.RLIM_INFINITY else b)
+            )
     return apply
 
 
-def require_consent(allowed: bool, what: str, hint: str = "pass --allow-exec if you trust this script") -> None:
+def require_consent(
+    allowed: bool, what: str, hint: str = "pass --allow-exec if you trust this script"
+) -> None:
     """Refuse to run user code without consent: ``what`` says what would run (\"convlint trace
     runs x.py, which executes its code\"); exit 2 with ``hint`` saying how to consent."""
     if not allowed:
         from convlint.analyzers import rules as R
         from convlint.analyzers.errors import ConvlintError
 
-        raise ConvlintError(f"{what}; refusing without consent", rule=R.BAD_ARGUMENTS.code, hint=hint)
+        raise ConvlintError(
+            f"{what}; refusing without consent", rule=R.BAD_ARGUMENTS.code, hint=hint
+        )
 
 
 class _Tail:
@@ -88,7 +94,9 @@ class _Tail:
         self.thread.join(timeout=5)
         data = b"".join(self.chunks)[-self.limit:]
         cut = self.total - len(data)
-        return (f"[{cut} earlier bytes of output not kept]\n" if cut > 0 else "") + data.decode("utf-8", "replace")
+        return (f"[{cut} earlier bytes of output not kept]\n" if cut > 0 else "") + data.decode(
+            "utf-8", "replace"
+        )
 
 
 @dataclass
@@ -98,17 +106,30 @@ class Finished:
     output: str  # the tail of the child's stdout and stderr, interleaved as written
 
 
-def run_script_process(cmd: list, *, cwd: str, env: dict, timeout: float, memory_mb: int | None = None,
-                       output_limit: int = OUTPUT_TAIL) -> Finished:
+def run_script_process(
+    cmd: list,
+    *,
+    cwd: str,
+    env: dict,
+    timeout: float,
+    memory_mb: int | None = None,
+    output_limit: int = OUTPUT_TAIL,
+) -> Finished:
     """Run ``cmd`` with the limits above; kill it after ``timeout`` seconds. Its output (stdout
     and stderr together) is read through a pipe of which only the last ``output_limit`` bytes
     are kept. A command that cannot start raises ConvlintError."""
     from convlint.analyzers.errors import ConvlintError
 
     try:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL,
-                                preexec_fn=limits(memory_mb) if os.name == "posix" else None)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=limits(memory_mb) if os.name == "posix" else None,
+        )
     except OSError as e:
         raise ConvlintError(f"cannot run {cmd[0]}: {e.strerror}", hint="check --python") from None
     out = _Tail(proc.stdout, output_limit)

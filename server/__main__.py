@@ -1,4 +1,5 @@
-"""``python -m convlint.server``: the language server over stdio (``--tcp [HOST:]PORT`` for debugging)."""
+"""``python -m convlint.server``: the language server over stdio (``--tcp [HOST:]PORT`` for
+debugging)."""
 
 import sys
 

@@ -30,24 +30,11 @@ def _floats(text: str) -> list:
     try:
         return [float(v) for v in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
 
 
-def _checked(validate):
-    """An argparse type from one of analyzers/defaults.py's validators (the same the config,
-    the LSP settings and the worker use)."""
-    def parse(text: str):
-        try:
-            return validate(text)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e).split(": ", 1)[-1]) from None
-    return parse
-
-
-def _positive_int(text: str) -> int:
-    from convlint.analyzers import defaults as D
-
-    return _checked(D.count)(text)
 
 
 def _non_negative_int(text: str) -> int:
@@ -64,7 +51,9 @@ def _address(text: str) -> str:
     """``PORT`` or ``HOST:PORT`` -> ``HOST:PORT`` (host 127.0.0.1 by default)."""
     host, _, port = text.rpartition(":")
     if not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"expected PORT or HOST:PORT with a port from 1 to 65535, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected PORT or HOST:PORT with a port from 1 to 65535, got {text!r}"
+        )
     return f"{host or '127.0.0.1'}:{int(port)}"
 
 
@@ -72,44 +61,52 @@ def _codes(text: str) -> tuple:
     return tuple(c.strip() for c in text.split(",") if c.strip())
 
 
-def _tolerance(text: str) -> float:
-    from convlint.analyzers import defaults as D
-
-    return _checked(D.tolerance)(text)
-
-
-def _timeout(text: str) -> float:
-    from convlint.analyzers import defaults as D
-
-    return _checked(D.timeout)(text)
 
 
 def _script_options(p, script_help: str, python_help: str) -> None:
     """What trace and train-check share: the script, consent, and how it runs."""
-    from convlint.analyzers import defaults as D
+    from convlint.analyzers.app.requests import TraceRequest
 
     p.add_argument("script", help=script_help)
-    p.add_argument("script_args", nargs="*", metavar="ARG", help="arguments for the script (after --)")
+    p.add_argument(
+        "script_args", nargs="*", metavar="ARG", help="arguments for the script (after --)"
+    )
     p.add_argument("--allow-exec", action="store_true", help="consent to run the script (required)")
-    p.add_argument("--timeout", type=_timeout, default=D.SCRIPT_TIMEOUT,
-                   help=f"seconds the script may run (default {D.SCRIPT_TIMEOUT:g})")
-    p.add_argument("--memory-limit", type=_non_negative_int, metavar="MB", default=None,
-                   help="the script's address-space limit in MB (default: the machine's memory, at least "
-                   "8192; 0: none)")
+    p.add_argument(
+        "--timeout", help=f"seconds the script may run (default {TraceRequest.timeout:g})"
+    )
+    p.add_argument(
+        "--memory-limit",
+        type=_non_negative_int,
+        metavar="MB",
+        default=None,
+        help="the script's address-space limit in MB (default: the machine's memory, at least "
+        "8192; 0: none)",
+    )
     p.add_argument("--python", metavar="EXE", help=python_help)
-    p.add_argument("--cwd", metavar="DIR", help="where the script runs (default: the current directory)")
+    p.add_argument(
+        "--cwd", metavar="DIR", help="where the script runs (default: the current directory)"
+    )
 
 
 def _report_options(p, overlay: bool = True) -> None:
-    p.add_argument("--html", metavar="PATH", help="also write a self-contained HTML report here (plots, "
-                   "alignment table, findings with their repairs); never over an existing input")
+    p.add_argument(
+        "--html",
+        metavar="PATH",
+        help="also write a self-contained HTML report here (plots, "
+        "alignment table, findings with their repairs); never over an existing input",
+    )
     if overlay:
-        p.add_argument("--model-explorer", metavar="PATH", help="also write the per-node divergence of the "
-                       "converted model as Google Model Explorer custom node data (JSON) here")
+        p.add_argument(
+            "--model-explorer",
+            metavar="PATH",
+            help="also write the per-node divergence of the "
+            "converted model as Google Model Explorer custom node data (JSON) here",
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from convlint.analyzers import defaults as D
+    from convlint.analyzers.app.requests import CheckRequest, TrainRequest
 
     p = _Parser(prog="convlint", description="A linter for deep-learning model conversions and "
                 "training: finds, localizes and repairs silent faults.")
@@ -119,47 +116,92 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("diff", help="check that a converted model computes what its source does",
                        description="Run SOURCE and TARGET on the same inputs, natively and through "
                        "Apache TVM, and compare their outputs.")
-    d.add_argument("source", help="the original model (.keras .h5 .onnx .tflite .pt2 .pt, or a SavedModel directory)")
+    d.add_argument(
+        "source",
+        help="the original model (.keras .h5 .onnx .tflite .pt2 .pt, or a SavedModel directory)",
+    )
     d.add_argument("target", help="the converted model")
-    d.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
+    d.add_argument(
+        "--format", choices=FORMATS, default="text", help="output format (default: text)"
+    )
     _diff_options(d)
-    d.add_argument("--repair", action="store_true",
-                   help="repair what localization found into a new file and verify it by checking again")
-    d.add_argument("--repaired-output", "--output", dest="output", metavar="PATH",
-                   help="where --repair writes the repaired model (default: <target stem>.repaired.<ext>); "
-                   "--output is its older name, kept as an alias (the report's path is --output-file)")
+    d.add_argument(
+        "--repair",
+        action="store_true",
+        help="repair what localization found into a new file and verify it by checking again",
+    )
+    d.add_argument(
+        "--repaired-output",
+        "--output",
+        dest="output",
+        metavar="PATH",
+        help="where --repair writes the repaired model (default: <target stem>.repaired.<ext>); "
+        "--output is its older name, kept as an alias (the report's path is --output-file)",
+    )
     d.add_argument("--calibration", metavar="PATH",
                    help="calibration data (.npy, .npz or a folder of images, preprocessed like "
                    "--inputs) with which --repair re-quantizes a full-integer target (CL205)")
-    d.add_argument("--save-capture", metavar="PATH",
-                   help="write the check's runs and the per-layer capture here (npz + JSON, no pickle), "
-                   "for localization without the models (docs/architecture.md, runs.py)")
-    d.add_argument("--unsafe-load", action="store_true",
-                   help="allow Keras models that carry Python code (Lambda layers); only for trusted files")
-    d.add_argument("--verbose", "-v", action="store_true", help="show info findings, TVM routes and progress")
+    d.add_argument(
+        "--save-capture",
+        metavar="PATH",
+        help="write the check's runs and the per-layer capture here (npz + JSON, no pickle), "
+        "for localization without the models (docs/architecture.md, runs.py)",
+    )
+    d.add_argument(
+        "--unsafe-load",
+        action="store_true",
+        help="allow Keras models that carry Python code (Lambda layers); only for trusted files",
+    )
+    d.add_argument(
+        "--verbose", "-v", action="store_true", help="show info findings, TVM routes and progress"
+    )
     d.add_argument("--output-file", metavar="PATH", help="write the report here instead of stdout")
     _report_options(d)
     d.set_defaults(func=cmd_diff)
 
-    c = sub.add_parser("check", help="lint a project: conversion scripts and model pairs (CI mode)",
-                       description="Run the static script rules on the scripts under PATHS (Python, "
-                       "shell scripts and Makefiles with tf2onnx command lines; directories are searched) "
-                       "and the conversion check on the model pairs of the project configuration "
-                       "([tool.convlint] in pyproject.toml, or convlint.toml); with --train, also the training "
-                       "check of the training scripts. Flags override the config.")
-    c.add_argument("paths", nargs="*", metavar="PATH", help="scripts or directories (default: the project)")
-    c.add_argument("--format", choices=CHECK_FORMATS, default="text", help="output format (default: text)")
-    c.add_argument("--config", metavar="FILE", help="the config file (default: the nearest convlint.toml, "
-                   "or pyproject.toml with [tool.convlint])")
-    c.add_argument("--select", type=_codes, metavar="CODES", help="only these rules or prefixes, e.g. CL4,CL100")
+    c = sub.add_parser(
+        "check",
+        help="lint a project: conversion scripts and model pairs (CI mode)",
+        description="Run the static script rules on the scripts under PATHS (Python, "
+        "shell scripts and Makefiles with tf2onnx command lines; directories are searched) "
+        "and the conversion check on the model pairs of the project configuration "
+        "([tool.convlint] in pyproject.toml, or convlint.toml); with --train, also the training "
+        "check of the training scripts. Flags override the config.",
+    )
+    c.add_argument(
+        "paths", nargs="*", metavar="PATH", help="scripts or directories (default: the project)"
+    )
+    c.add_argument(
+        "--format", choices=CHECK_FORMATS, default="text", help="output format (default: text)"
+    )
+    c.add_argument(
+        "--config",
+        metavar="FILE",
+        help="the config file (default: the nearest convlint.toml, "
+        "or pyproject.toml with [tool.convlint])",
+    )
+    c.add_argument(
+        "--select",
+        type=_codes,
+        metavar="CODES",
+        help="only these rules or prefixes, e.g. CL4,CL100",
+    )
     c.add_argument("--ignore", type=_codes, metavar="CODES", help="never these rules or prefixes")
-    c.add_argument("--jobs", "-j", type=_positive_int, default=None, metavar="N",
-                   help="check model pairs in N parallel worker processes (default 1)")
-    c.add_argument("--no-cache", action="store_true", help="re-check pairs even when nothing changed")
+    c.add_argument("--jobs", "-j", metavar="N",
+                   help=f"check model pairs in N parallel worker processes "
+                   f"(default {CheckRequest.jobs})")
+    c.add_argument(
+        "--no-cache", action="store_true", help="re-check pairs even when nothing changed"
+    )
     c.add_argument("--no-tvm", action="store_true", help="skip the TVM cross-check of pairs")
-    c.add_argument("--train", action="store_true", default=None,
-                   help="also run the training check on the training scripts (the config's train-scripts, "
-                   "else the scripts under PATHS that train a model); needs --allow-exec (config: train = true)")
+    c.add_argument(
+        "--train",
+        action="store_true",
+        default=None,
+        help="also run the training check on the training scripts (the config's train-scripts, "
+        "else the scripts under PATHS that train a model); needs --allow-exec (config: train "
+        "= true)",
+    )
     c.add_argument("--allow-exec", action="store_true", default=None,
                    help="consent to run the training scripts (config: allow-exec = true)")
     c.add_argument("--baseline", metavar="FILE",
@@ -170,30 +212,48 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--changed-since", metavar="GIT_REF",
                    help="check only the pairs whose source, target or inputs changed since this "
                    "git ref (git diff, plus untracked files); list the others as skipped")
-    c.add_argument("--executor", choices=("local", "ray"),
-                   help="where pairs are checked: local worker processes (the default) or one Ray task "
-                   "per pair (needs convlint[ray]; a local Ray of --jobs CPUs unless --ray-address)")
-    c.add_argument("--ray-address", metavar="ADDR",
-                   help="with --executor ray: the Ray cluster to run on (host:port of `ray start --head`)")
+    c.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        help="where pairs are checked: local worker processes (the default) or one Ray task "
+        "per pair (needs convlint[ray]; a local Ray of --jobs CPUs unless --ray-address)",
+    )
+    c.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="with --executor ray: the Ray cluster to run on (host:port of `ray start --head`)",
+    )
     c.add_argument("--exit-zero", action="store_true", help="exit 0 even when errors are found")
-    c.add_argument("--verbose", "-v", action="store_true", help="show info findings, clean reports and progress")
+    c.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="show info findings, clean reports and progress",
+    )
     c.add_argument("--output-file", metavar="PATH", help="write the report here instead of stdout")
     _report_options(c)
     c.set_defaults(func=cmd_check)
 
-    t = sub.add_parser("trace", help="run a conversion script with instruments and check what it converted",
-                       description="Run SCRIPT in a subprocess with the converters wrapped, capture each "
-                       "conversion (source model, flags, output, call site), check each pair, map the "
-                       "findings to the converter call, and verify the suggested rewrites by tracing the "
-                       "rewritten script (its writes redirected to a temporary folder).")
-    _script_options(t, "the conversion script", "the interpreter that runs the script (default: convlint's)")
+    t = sub.add_parser(
+        "trace",
+        help="run a conversion script with instruments and check what it converted",
+        description="Run SCRIPT in a subprocess with the converters wrapped, capture each "
+        "conversion (source model, flags, output, call site), check each pair, map the "
+        "findings to the converter call, and verify the suggested rewrites by tracing the "
+        "rewritten script (its writes redirected to a temporary folder).",
+    )
+    _script_options(
+        t, "the conversion script", "the interpreter that runs the script (default: convlint's)"
+    )
     t.add_argument("--no-verify-fix", action="store_true",
                    help="do not trace the rewritten script to verify the suggested rewrites")
     t.add_argument("--write-fixed", metavar="PATH", help="write the verified rewritten script here")
     t.add_argument("--keep-outputs", action="store_true",
                    help="let the script write its outputs (the converted models) where it says; by "
                    "default they go to convlint's cache and the working folder is left as it was")
-    t.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
+    t.add_argument(
+        "--format", choices=FORMATS, default="text", help="output format (default: text)"
+    )
     _diff_options(t)
     t.add_argument("--unsafe-load", action="store_true",
                    help="allow captured Keras models that carry Python code (Lambda layers)")
@@ -202,50 +262,84 @@ def build_parser() -> argparse.ArgumentParser:
     _report_options(t)
     t.set_defaults(func=cmd_trace)
 
-    tc = sub.add_parser("train-check", help="run a training script with probes and find training faults",
-                        description="Run SCRIPT in a subprocess with probes attached (Keras Model.fit gets a "
-                        "callback; PyTorch models get forward and gradient hooks and optimizer-step hooks), record "
-                        "per-layer statistics while it trains, and report numerical errors, bad trends and set-up "
-                        "faults, each localized to a layer, the line that built it and the hyperparameter to change. "
-                        "Training stops early once a fault is certain. See docs/training.md.")
-    _script_options(tc, "the training script (.py)",
-                    "the interpreter that runs the script (default: convlint's; it must have convlint installed)")
-    tc.add_argument("--max-epochs", type=_positive_int, default=None, metavar="N",
-                    help=f"cap every Keras fit at N epochs (default {D.MAX_EPOCHS})")
-    tc.add_argument("--max-steps", type=_positive_int, default=None, metavar="N",
-                    help=f"stop the script after N optimizer steps (default {D.MAX_STEPS})")
-    tc.add_argument("--every", type=_positive_int, default=None, metavar="K",
-                    help="record every K-th step (default: Keras records about 120 steps of the run, "
-                    "PyTorch every step)")
-    tc.add_argument("--verify-fix", action="store_true",
-                    help="apply each proposed fix to a copy of the script and rerun a short training in the same "
-                    "sandbox; a fix is verified when the symptom is gone and the metric improved")
-    tc.add_argument("--verify-budget", type=_timeout, default=None, metavar="SECONDS",
-                    help=f"seconds for all the --verify-fix reruns together (default {D.VERIFY_BUDGET:g})")
-    tc.add_argument("--write-fixed", metavar="PATH",
-                    help="with --verify-fix: write the verified fixed copy of the script here (never over it)")
-    tc.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
+    tc = sub.add_parser(
+        "train-check",
+        help="run a training script with probes and find training faults",
+        description="Run SCRIPT in a subprocess with probes attached (Keras Model.fit gets a "
+        "callback; PyTorch models get forward and gradient hooks and optimizer-step hooks), "
+        "record per-layer statistics while it trains, and report numerical errors, bad "
+        "trends and set-up faults, each localized to a layer, the line that built it and the "
+        "hyperparameter to change. Training stops early once a fault is certain. See "
+        "docs/training.md.",
+    )
+    _script_options(
+        tc,
+        "the training script (.py)",
+        "the interpreter that runs the script (default: convlint's; it must have convlint "
+        "installed)",
+    )
+    tc.add_argument("--max-epochs", metavar="N",
+                    help=f"cap every Keras fit at N epochs (default {TrainRequest.max_epochs})")
+    tc.add_argument("--max-steps", metavar="N",
+                    help=f"stop the script after N optimizer steps "
+                    f"(default {TrainRequest.max_steps})")
+    tc.add_argument(
+        "--every",
+        metavar="K",
+        help="record every K-th step (default: Keras records about 120 steps of the run, "
+        "PyTorch every step)",
+    )
+    tc.add_argument(
+        "--verify-fix",
+        action="store_true",
+        help="apply each proposed fix to a copy of the script and rerun a short training in the "
+        "same sandbox; a fix is verified when the symptom is gone and the metric improved",
+    )
+    tc.add_argument(
+        "--verify-budget",
+        metavar="SECONDS",
+        help=f"seconds for all the --verify-fix reruns together "
+        f"(default {TrainRequest.verify_budget:g})",
+    )
+    tc.add_argument(
+        "--write-fixed",
+        metavar="PATH",
+        help="with --verify-fix: write the verified fixed copy of the script here (never over it)",
+    )
+    tc.add_argument(
+        "--format", choices=FORMATS, default="text", help="output format (default: text)"
+    )
     tc.add_argument("--verbose", "-v", action="store_true", help="show info findings and progress")
     tc.add_argument("--output-file", metavar="PATH", help="write the report here instead of stdout")
     _report_options(tc, overlay=False)
     tc.set_defaults(func=cmd_train_check)
 
-    _serve_arguments(sub.add_parser("serve", help="run the language server (LSP over stdio, or TCP for debugging)",
-                                    description=SERVE_DESCRIPTION))
+    _serve_arguments(
+        sub.add_parser(
+            "serve",
+            help="run the language server (LSP over stdio, or TCP for debugging)",
+            description=SERVE_DESCRIPTION,
+        )
+    )
     return p
 
 
-SERVE_DESCRIPTION = ("Speak the Language Server Protocol over stdio (the default) or on a TCP port. Editors "
-                     "start it; see docs/server.md for settings and commands.")
+SERVE_DESCRIPTION = (
+    "Speak the Language Server Protocol over stdio (the default) or on a TCP port. Editors "
+    "start it; see docs/server.md for settings and commands."
+)
 
 
 def _serve_arguments(s: argparse.ArgumentParser) -> argparse.ArgumentParser:
     s.add_argument("--stdio", action="store_true", help="use stdin/stdout (the default)")
     s.add_argument("--tcp", type=_address, metavar="[HOST:]PORT",
                    help="listen on a TCP port instead, for debugging")
-    s.add_argument("--prepare", action="store_true",
-                   help="do not serve: exit at once (kept for installers that still run it; the server keeps no "
-                   "start-up cache any more, see docs/server.md)")
+    s.add_argument(
+        "--prepare",
+        action="store_true",
+        help="do not serve: exit at once (kept for installers that still run it; the server "
+        "keeps no start-up cache any more, see docs/server.md)",
+    )
     return s
 
 
@@ -254,11 +348,14 @@ def serve_main(argv: list) -> int:
     from convlint.analyzers.errors import ConvlintError
 
     # the serve command's parser alone: the whole CLI's takes ~10 ms to build, on every editor start
-    args = _serve_arguments(_Parser(prog="convlint serve", description=SERVE_DESCRIPTION)).parse_args(argv)
+    args = _serve_arguments(
+        _Parser(prog="convlint serve", description=SERVE_DESCRIPTION)
+    ).parse_args(argv)
     if args.prepare:
         if args.tcp:
             raise ConvlintError("--prepare does not serve; drop --tcp")
-        return 0  # nothing to prepare: the start-up cache it filled is gone (docs/server.md, Start-up)
+        # nothing to prepare: the start-up cache it filled is gone (docs/server.md, Start-up)
+        return 0
     import gc
 
     # no cyclic collection while the server starts: importing lsprotocol makes ~100,000 objects that
@@ -272,24 +369,47 @@ def serve_main(argv: list) -> int:
 
 def _diff_options(d) -> None:
     """The conversion-check options shared by diff and trace."""
-    from convlint.analyzers import defaults as D
+    from convlint.analyzers.app.requests import DiffRequest as R
 
-    d.add_argument("--num-inputs", type=_positive_int, default=D.NUM_INPUTS, metavar="N",
-                   help=f"number of seeded random inputs (default: {D.NUM_INPUTS})")
-    d.add_argument("--inputs", metavar="PATH",
-                   help="inputs from a .npy (one input), a .npz (arrays named by input) or a folder of images")
-    d.add_argument("--scale", type=float, default=1.0, help="image preprocessing: multiply pixels by this (default 1)")
-    d.add_argument("--mean", type=_floats, help="image preprocessing: subtract this, per channel (e.g. 0.485,0.456,0.406)")
-    d.add_argument("--std", type=_floats, help="image preprocessing: then divide by this, per channel")
-    d.add_argument("--input-shape", metavar="SHAPES",
-                   help="fix input shapes, e.g. 'input:1x3x224x224' (needed for TorchScript sources)")
-    d.add_argument("--atol", type=_tolerance, default=D.ATOL,
-                   help=f"absolute tolerance (default {D.ATOL:g}); an element fails when beyond both atol and rtol")
-    d.add_argument("--rtol", type=_tolerance, default=D.RTOL, help=f"relative tolerance (default {D.RTOL:g})")
-    d.add_argument("--seed", type=int, default=D.SEED, help=f"seed of the random inputs (default {D.SEED})")
-    d.add_argument("--no-tvm", action="store_true", help="skip the TVM cross-check (faster, less certain)")
-    d.add_argument("--no-localize", action="store_true",
-                   help="on divergence, skip the staged localization (layer, weights, converter settings)")
+    d.add_argument("--num-inputs", metavar="N",
+                   help=f"number of seeded random inputs (default: {R.num_inputs})")
+    d.add_argument(
+        "--inputs",
+        metavar="PATH",
+        help="inputs from a .npy (one input), a .npz (arrays named by input) or a folder of images",
+    )
+    d.add_argument(
+        "--scale",
+        help=f"image preprocessing: multiply pixels by this (default {R.scale:g})",
+    )
+    d.add_argument(
+        "--mean",
+        type=_floats,
+        help="image preprocessing: subtract this, per channel (e.g. 0.485,0.456,0.406)",
+    )
+    d.add_argument(
+        "--std", type=_floats, help="image preprocessing: then divide by this, per channel"
+    )
+    d.add_argument(
+        "--input-shape",
+        metavar="SHAPES",
+        help="fix input shapes, e.g. 'input:1x3x224x224' (needed for TorchScript sources)",
+    )
+    d.add_argument(
+        "--atol",
+        help=f"absolute tolerance (default {R.atol:g}); an element fails when beyond both atol "
+        f"and rtol",
+    )
+    d.add_argument("--rtol", help=f"relative tolerance (default {R.rtol:g})")
+    d.add_argument("--seed", help=f"seed of the random inputs (default {R.seed})")
+    d.add_argument(
+        "--no-tvm", action="store_true", help="skip the TVM cross-check (faster, less certain)"
+    )
+    d.add_argument(
+        "--no-localize",
+        action="store_true",
+        help="on divergence, skip the staged localization (layer, weights, converter settings)",
+    )
 
 
 def _diff_request(args, source: str = "", target: str = ""):
@@ -297,22 +417,36 @@ def _diff_request(args, source: str = "", target: str = ""):
     from convlint.analyzers.app import DiffRequest
     from convlint.analyzers.differential.inputs import parse_shape_arg
 
-    return DiffRequest(source, target, num_inputs=args.num_inputs, seed=args.seed, atol=args.atol,
-                       rtol=args.rtol, inputs=args.inputs, scale=args.scale, mean=args.mean,
-                       std=args.std,
-                       input_shapes=parse_shape_arg(args.input_shape) if args.input_shape else {},
-                       use_tvm=not args.no_tvm, localize=not args.no_localize,
-                       repair=getattr(args, "repair", False), output=getattr(args, "output", None),
-                       unsafe_load=args.unsafe_load,
-                       calibration=getattr(args, "calibration", None),
-                       save_capture=getattr(args, "save_capture", None))
+    return _request(DiffRequest, dict(
+        source=source, target=target, num_inputs=args.num_inputs, seed=args.seed,
+        atol=args.atol, rtol=args.rtol, inputs=args.inputs, scale=args.scale, mean=args.mean,
+        std=args.std,
+        input_shapes=parse_shape_arg(args.input_shape) if args.input_shape else {},
+        use_tvm=not args.no_tvm, localize=not args.no_localize,
+        repair=getattr(args, "repair", False), output=getattr(args, "output", None),
+        unsafe_load=args.unsafe_load, calibration=getattr(args, "calibration", None),
+        save_capture=getattr(args, "save_capture", None)))
+
+
+def _request(cls, values: dict):
+    """A use-case request from the command line's values: None is "not given" (the request has
+    the default), and the request judges every value (the same way it judges the server's)."""
+    from convlint.analyzers.errors import ConvlintError
+
+    try:
+        return cls.from_dict(values)
+    except ConvlintError as e:  # name the flag: "num_inputs: ..." -> "--num-inputs: ..."
+        name, sep, rest = e.message.partition(": ")
+        if sep and name in values:
+            raise ConvlintError(f"--{name.replace('_', '-')}: {rest}", hint=e.hint) from None
+        raise
 
 
 def cmd_check(args) -> tuple:
     from convlint.analyzers import app
 
     # None is "not given": the request (or the project configuration) has the default
-    req = app.CheckRequest.from_dict(dict(
+    req = _request(app.CheckRequest, dict(
         paths=tuple(args.paths), config=args.config, select=args.select, ignore=args.ignore,
         jobs=args.jobs, use_cache=not args.no_cache, use_tvm=not args.no_tvm, train=args.train,
         allow_exec=args.allow_exec, changed_since=args.changed_since, baseline=args.baseline,
@@ -325,13 +459,13 @@ def cmd_trace(args) -> tuple:
     from convlint.analyzers import app
 
     d = _diff_request(args)
-    req = app.TraceRequest(args.script, allow_exec=args.allow_exec, timeout=args.timeout,
-                           python=args.python, cwd=args.cwd, args=tuple(args.script_args),
-                           verify_fixes=not args.no_verify_fix, write_fixed=args.write_fixed,
-                           memory_mb=args.memory_limit, keep_outputs=args.keep_outputs,
-                           atol=d.atol, rtol=d.rtol,
-                           num_inputs=d.num_inputs, seed=d.seed, use_tvm=d.use_tvm,
-                           localize=d.localize, unsafe_load=d.unsafe_load)
+    req = _request(app.TraceRequest, dict(
+        script=args.script, allow_exec=args.allow_exec, timeout=args.timeout,
+        python=args.python, cwd=args.cwd, args=tuple(args.script_args),
+        verify_fixes=not args.no_verify_fix, write_fixed=args.write_fixed,
+        memory_mb=args.memory_limit, keep_outputs=args.keep_outputs, atol=d.atol, rtol=d.rtol,
+        num_inputs=d.num_inputs, seed=d.seed, use_tvm=d.use_tvm, localize=d.localize,
+        unsafe_load=d.unsafe_load))
     return app.trace(req, d, progress=args.progress), {}
 
 
@@ -341,12 +475,21 @@ def cmd_train_check(args) -> tuple:
     from convlint.analyzers.report.policy import apply as apply_policy
 
     cfg = C.load(C.find_config(os.getcwd()))
-    req = app.TrainRequest(args.script, allow_exec=args.allow_exec, max_epochs=args.max_epochs,
-                           max_steps=args.max_steps, timeout=args.timeout, every=args.every,
-                           python=args.python, cwd=args.cwd, args=tuple(args.script_args),
-                           memory_mb=args.memory_limit, verify_fix=args.verify_fix or bool(args.write_fixed),
-                           write_fixed=args.write_fixed,
-                           **({"verify_budget": args.verify_budget} if args.verify_budget else {}))
+    req = _request(app.TrainRequest, dict(
+        script=args.script,
+        allow_exec=args.allow_exec,
+        max_epochs=args.max_epochs,
+        max_steps=args.max_steps,
+        timeout=args.timeout,
+        every=args.every,
+        python=args.python,
+        cwd=args.cwd,
+        args=tuple(args.script_args),
+        memory_mb=args.memory_limit,
+        verify_fix=args.verify_fix or bool(args.write_fixed),
+        write_fixed=args.write_fixed,
+        verify_budget=args.verify_budget,
+    ))
     rep = app.train(req, cfg.training, progress=args.progress)
     return apply_policy(rep, cfg), {}
 
@@ -357,8 +500,10 @@ def cmd_diff(args) -> tuple:
     from convlint.analyzers.subproc import limit_memory
 
     req = _diff_request(args, args.source, args.target)
-    if req.save_capture and any(os.path.exists(req.save_capture) and os.path.samefile(req.save_capture, m)
-                                for m in (req.source, req.target)):
+    if req.save_capture and any(
+        os.path.exists(req.save_capture) and os.path.samefile(req.save_capture, m)
+        for m in (req.source, req.target)
+    ):
         raise ConvlintError("--save-capture names one of the models; give a new file",
                             hint="e.g. --save-capture capture.npz")
     limit_memory()  # the models run in this process: one that allocates without bound fails here
@@ -382,14 +527,25 @@ def _progress(verbose: bool, tty: bool):
         )
 
         console = Console(file=sys.stderr, stderr=True)
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console, transient=True) as bar:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
             task = bar.add_task("starting", total=None)
 
             def show(msg: str) -> None:
                 total, done = getattr(msg, "total", None), getattr(msg, "done", None)
-                bar.update(task, description=_fit(str(msg), 60), **({"total": total} if total else {}),
-                           **({"completed": done} if done is not None else {}))
+                bar.update(
+                    task,
+                    description=_fit(str(msg), 60),
+                    **({"total": total} if total else {}),
+                    **({"completed": done} if done is not None else {}),
+                )
                 if verbose:
                     bar.console.print(f"convlint: {msg}", markup=False, highlight=False)
 
@@ -458,7 +614,8 @@ def main(argv: list | None = None) -> int:
     if _is_main_process():
         from convlint.analyzers.subproc import raise_on_sigterm
 
-        raise_on_sigterm()  # a CI cancel (SIGTERM) cleans up like Ctrl-C: no partial files, no stray scripts
+        # a CI cancel (SIGTERM) cleans up like Ctrl-C: no partial files, no stray scripts
+        raise_on_sigterm()
     if argv[:1] == ["serve"]:
         try:
             return serve_main(argv[1:])
@@ -469,7 +626,10 @@ def main(argv: list | None = None) -> int:
     parser = build_parser()
     command = next((a for a in argv if not a.startswith("-")), None)
     # known before parsing, so an argument error is reported in the command's own document shape
-    paths: dict = {"command": command, "script": "." if command in ("check", "trace", "train-check") else None}
+    paths: dict = {
+        "command": command,
+        "script": "." if command in ("check", "trace", "train-check") else None,
+    }
     try:
         args = parser.parse_args(argv)
         args.argv = argv  # the command line, for the HTML report's header
@@ -477,9 +637,14 @@ def main(argv: list | None = None) -> int:
             parser.print_help()
             return 2
         fmt = getattr(args, "format", fmt)
-        paths = {"source": getattr(args, "source", None), "target": getattr(args, "target", None),
-                 "script": getattr(args, "script", None) or (getattr(args, "paths", None) or ["."])[0]
-                 if args.command in ("check", "trace", "train-check") else None, "command": args.command}
+        paths = {
+            "source": getattr(args, "source", None),
+            "target": getattr(args, "target", None),
+            "script": getattr(args, "script", None) or (getattr(args, "paths", None) or ["."])[0]
+            if args.command in ("check", "trace", "train-check")
+            else None,
+            "command": args.command,
+        }
         _quiet_frameworks()
         if getattr(args, "verbose", False):  # -v also lets native libraries' own log lines through
             os.environ.setdefault("CONVLINT_NATIVE_LOGS", "1")
@@ -511,11 +676,19 @@ def main(argv: list | None = None) -> int:
         else:  # a convlint bug: say so, never a raw framework traceback
             if os.environ.get("CONVLINT_DEBUG"):
                 raise
-            msg = (f"internal error: {type(e).__name__}: {' '.join(str(e).split())[:500]}. "
-                   "This is a convlint bug; rerun with CONVLINT_DEBUG=1 for the traceback and report it")
+            msg = (
+                f"internal error: {type(e).__name__}: {' '.join(str(e).split())[:500]}. This is "
+                f"a convlint bug; rerun with CONVLINT_DEBUG=1 for the traceback and report it"
+            )
             rule = "CL009"
-        report = error_report(msg, rule, paths.get("source"), paths.get("target"), paths.get("script"),
-                              paths.get("command"))
+        report = error_report(
+            msg,
+            rule,
+            paths.get("source"),
+            paths.get("target"),
+            paths.get("script"),
+            paths.get("command"),
+        )
         _emit_error(report, fmt, msg, paths.get("command"))
         return 2
 
@@ -558,8 +731,16 @@ def _emit(text: str, output_file: str | None, out, inputs: tuple = ()) -> None:
 
 
 def _inputs(args) -> tuple:
-    return tuple(p for p in (getattr(args, "source", None), getattr(args, "target", None),
-                             getattr(args, "script", None), *(getattr(args, "paths", None) or ())) if p)
+    return tuple(
+        p
+        for p in (
+            getattr(args, "source", None),
+            getattr(args, "target", None),
+            getattr(args, "script", None),
+            *(getattr(args, "paths", None) or ()),
+        )
+        if p
+    )
 
 
 def _check_outputs(args) -> None:
@@ -595,17 +776,24 @@ def _write_extras(args, report, protect: tuple) -> None:
 
         found = overlays(report, node_ids)
         if not found:
-            print("convlint: no per-layer errors to overlay (every pair agrees, or localization did not run); "
-                  f"{args.model_explorer} not written", file=sys.stderr)
+            print(
+                f"convlint: no per-layer errors to overlay (every pair agrees, or localization "
+                f"did not run); {args.model_explorer} not written",
+                file=sys.stderr,
+            )
         for conv, data in found:
             path = args.model_explorer
             if len(found) > 1:  # one file per converted model: name.<target stem>.json
                 stem, ext = os.path.splitext(path)
-                path = f"{stem}.{os.path.splitext(os.path.basename(conv['target']['path']))[0]}{ext or '.json'}"
+                target_stem = os.path.splitext(os.path.basename(conv["target"]["path"]))[0]
+                path = f"{stem}.{target_stem}{ext or '.json'}"
             write_new_file(path, json.dumps(data, indent=1) + "\n", protect=protect, report=True)
-            print(f"convlint: Model Explorer node data for {conv['target']['path']} written to {path} "
-                  "(open the converted model in Model Explorer, then load this file as custom node data)",
-                  file=sys.stderr)
+            print(
+                f"convlint: Model Explorer node data for {conv['target']['path']} written to "
+                f"{path} (open the converted model in Model Explorer, then load this file as "
+                f"custom node data)",
+                file=sys.stderr,
+            )
             _write_sync(conv, path, protect)
 
 
@@ -626,8 +814,11 @@ def _write_sync(conv: dict, overlay_path: str, protect: tuple) -> None:
     stem, ext = os.path.splitext(overlay_path)
     path = f"{stem}.sync{ext or '.json'}"
     write_new_file(path, json.dumps(mapping, indent=1) + "\n", protect=protect, report=True)
-    print(f"convlint: Model Explorer sync mapping written to {path} (open the source and the converted "
-          "model side by side, then upload this file as the split pane's sync mapping)", file=sys.stderr)
+    print(
+        f"convlint: Model Explorer sync mapping written to {path} (open the source and the "
+        f"converted model side by side, then upload this file as the split pane's sync mapping)",
+        file=sys.stderr,
+    )
 
 
 def _emit_error(report, fmt: str, msg: str, command: str | None = None) -> None:
@@ -647,7 +838,9 @@ def _emit_error(report, fmt: str, msg: str, command: str | None = None) -> None:
 
 def _wants_json(argv: list) -> bool:
     for i, a in enumerate(argv):
-        if a == "--format=json" or (a == "--format" and i + 1 < len(argv) and argv[i + 1] == "json"):
+        if a == "--format=json" or (
+            a == "--format" and i + 1 < len(argv) and argv[i + 1] == "json"
+        ):
             return True
     return False
 

@@ -33,9 +33,23 @@ def run_cli(*args: str, env: dict | None = None, timeout: int = 600) -> subproce
 def train_check_json(path: Path, *extra: str) -> tuple[int, dict]:
     """``convlint train-check PATH --allow-exec --format json EXTRA`` run from the script's folder,
     as a user runs it: ``(exit code, report)``."""
-    p = subprocess.run([sys.executable, "-m", "convlint", "train-check", str(path), "--allow-exec",
-                        "--format", "json", *extra], capture_output=True, text=True, cwd=path.parent,
-                       timeout=900)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "convlint",
+            "train-check",
+            str(path),
+            "--allow-exec",
+            "--format",
+            "json",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=path.parent,
+        timeout=900,
+    )
     return p.returncode, json.loads(p.stdout)
 
 

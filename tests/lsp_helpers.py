@@ -29,8 +29,11 @@ with open("models/mobilenet.dynint8.tflite", "wb") as f:
     f.write(tflite_model)
 '''
 
-CLEAN = FAULTY.replace("converter.optimizations = [tf.lite.Optimize.DEFAULT]\n", "").replace(
-    "mobilenet.dynint8.tflite", "mobilenet.tflite").replace("with Optimize.DEFAULT (weights silently int8)", "float")
+CLEAN = (
+    FAULTY.replace("converter.optimizations = [tf.lite.Optimize.DEFAULT]\n", "")
+    .replace("mobilenet.dynint8.tflite", "mobilenet.tflite")
+    .replace("with Optimize.DEFAULT (weights silently int8)", "float")
+)
 
 
 def workspace(tmp: Path) -> Path:
@@ -50,8 +53,11 @@ def worker_hooks_env() -> dict:
             "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}
 
 
-async def start(tmp: Path, ws: Path, cache: Path | None = None, roots: list[Path] | None = None, **options):
-    """A server on ``ws`` (or on the workspace folders ``roots``, a multi-root workspace) with ``options``
+async def start(
+    tmp: Path, ws: Path, cache: Path | None = None, roots: list[Path] | None = None, **options
+):
+    """A server on ``ws`` (or on the workspace folders ``roots``, a multi-root workspace) with
+    ``options``
     as its initializationOptions."""
     env = dict(os.environ, CONVLINT_CACHE_DIR=str(cache or tmp / "cache"), **worker_hooks_env(),
                TF_CPP_MIN_LOG_LEVEL="3")
@@ -133,4 +139,6 @@ async def code_actions(client, uri: str, d: T.Diagnostic) -> tuple[list, list]:
     """The code actions the server offers for diagnostic ``d``, and the quick fixes among them."""
     actions = await client.text_document_code_action_async(T.CodeActionParams(
         T.TextDocumentIdentifier(uri), d.range, T.CodeActionContext([d])))
-    return actions, [a for a in actions if isinstance(a, T.CodeAction) and a.kind == T.CodeActionKind.QuickFix]
+    return actions, [
+        a for a in actions if isinstance(a, T.CodeAction) and a.kind == T.CodeActionKind.QuickFix
+    ]

@@ -86,9 +86,15 @@ def test_diff_progress_advances_through_known_stages():
     assert total == 11
     seen = []
     cb = staged(seen.append, req)
-    for msg in ["source: loading a.onnx", "target: loading b.tflite", "source: running 32 inputs on onnxruntime",
-                "source: compiling through TVM", "source: running 32 inputs on TVM", "some other note",
-                "source: running 32 inputs on TVM"]:
+    for msg in [
+        "source: loading a.onnx",
+        "target: loading b.tflite",
+        "source: running 32 inputs on onnxruntime",
+        "source: compiling through TVM",
+        "source: running 32 inputs on TVM",
+        "some other note",
+        "source: running 32 inputs on TVM",
+    ]:
         cb(msg)
     assert [m.done for m in seen] == [1, 2, 3, 4, 5, 5, 5]
     assert all(m.total == total for m in seen) and str(seen[0]) == "source: loading a.onnx"

@@ -141,10 +141,14 @@ def test_a_corrupt_pt2_prints_no_traceback_on_any_stream(tmp_path, models, damag
                 if not name.endswith("/version"):
                     zout.writestr(name, zin.read(name))
     for fmt in ("json", "text"):
-        p = run_cli("diff", str(bad), str(models / "resnet.torch.onnx"), "--format", fmt, "--no-tvm")
+        p = run_cli(
+            "diff", str(bad), str(models / "resnet.torch.onnx"), "--format", fmt, "--no-tvm"
+        )
         assert p.returncode == 2
         assert "Traceback" not in p.stderr + p.stdout and "torch/export" not in p.stderr
         assert "cannot be read as a torch-exported model by torch" in p.stdout + p.stderr
     # the clean twin: the intact file loads
-    p = run_cli("diff", str(src), str(models / "resnet.torch.onnx"), "--no-tvm", "--num-inputs", "2")
+    p = run_cli(
+        "diff", str(src), str(models / "resnet.torch.onnx"), "--no-tvm", "--num-inputs", "2"
+    )
     assert p.returncode == 0, p.stdout + p.stderr

@@ -56,8 +56,11 @@ async def test_cancelling_a_server_job_stops_the_script_and_removes_its_temporar
 
     tmpdir, script = _project(tmp_path)
     runner = JobRunner(env=dict(os.environ, TMPDIR=str(tmpdir)))
-    task = asyncio.create_task(runner.submit("train-check", {"script": str(script), "cwd": str(tmp_path),
-                                                             "timeout": 300}, key="t"))
+    task = asyncio.create_task(
+        runner.submit(
+            "train-check", {"script": str(script), "cwd": str(tmp_path), "timeout": 300}, key="t"
+        )
+    )
     for _ in range(600):
         if (tmp_path / "pid").exists() and (tmp_path / "pid").read_text():
             break
@@ -68,12 +71,16 @@ async def test_cancelling_a_server_job_stops_the_script_and_removes_its_temporar
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert await asyncio.to_thread(_wait_for, lambda: not _alive(pid) and not _alive(worker_pid), 10)
+    assert await asyncio.to_thread(
+        _wait_for, lambda: not _alive(pid) and not _alive(worker_pid), 10
+    )
     assert list(tmpdir.iterdir()) == []  # removed by the worker on SIGTERM, not left for the OS
     # the server goes on: a new worker runs the next job
     p2 = tmp_path / "ok.py"
     p2.write_text("x = 1\n")
-    rep = await runner.submit("train-check", {"script": str(p2), "cwd": str(tmp_path), "timeout": 60})
+    rep = await runner.submit(
+        "train-check", {"script": str(p2), "cwd": str(tmp_path), "timeout": 60}
+    )
     assert rep["kind"] == "training" and rep["verdict"] == "error"  # nothing trained, said so
     assert runner.pid not in (None, worker_pid)
     await runner.shutdown()
@@ -84,10 +91,25 @@ async def test_cancelling_a_server_job_stops_the_script_and_removes_its_temporar
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupting_the_cli_stops_the_script_and_leaves_no_files(tmp_path, sig):
     tmpdir, script = _project(tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "convlint", "train-check", str(script), "--allow-exec",
-                             "--format", "json", "--html", str(tmp_path / "report.html")], cwd=tmp_path,
-                            env=dict(os.environ, TMPDIR=str(tmpdir)), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "convlint",
+            "train-check",
+            str(script),
+            "--allow-exec",
+            "--format",
+            "json",
+            "--html",
+            str(tmp_path / "report.html"),
+        ],
+        cwd=tmp_path,
+        env=dict(os.environ, TMPDIR=str(tmpdir)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert _wait_for(lambda: (tmp_path / "pid").exists() and (tmp_path / "pid").read_text(), 120)
     pid = int((tmp_path / "pid").read_text())
     proc.send_signal(sig)
@@ -95,7 +117,8 @@ def test_interrupting_the_cli_stops_the_script_and_leaves_no_files(tmp_path, sig
     assert proc.returncode == 2 and "interrupted" in err, err[-2000:]
     assert _wait_for(lambda: not _alive(pid), 10)
     assert list(tmpdir.iterdir()) == []
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["pid", "tmp", "train.py"]  # no report, no partial file
+    # no report, no partial file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pid", "tmp", "train.py"]
 
 
 def test_an_interrupted_write_leaves_neither_the_file_nor_its_temporary(tmp_path):
@@ -128,8 +151,24 @@ def test_an_interrupted_write_leaves_neither_the_file_nor_its_temporary(tmp_path
 def test_scripts_run_under_a_memory_limit(tmp_path, command):
     script = tmp_path / "greedy.py"
     script.write_text("import torch\nblob = bytearray(3 * 1024 ** 3)\nprint(len(blob))\n")
-    p = subprocess.run([sys.executable, "-m", "convlint", command, str(script), "--allow-exec", "--memory-limit",
-                        "2500", "--format", "json"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "convlint",
+            command,
+            str(script),
+            "--allow-exec",
+            "--memory-limit",
+            "2500",
+            "--format",
+            "json",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     import json
 
     doc = json.loads(p.stdout)
@@ -143,15 +182,25 @@ def test_scripts_run_under_a_memory_limit(tmp_path, command):
 def test_a_script_that_prints_without_end_fills_neither_memory_nor_disk(tmp_path):
     from convlint.analyzers.subproc import run_script_process
 
-    script = "import sys\nline = 'x' * 1023 + '\\n'\nfor _ in range(300_000):\n    sys.stdout.write(line)\n" \
-             "sys.stderr.write('the end\\n')\n"
+    script = (
+        "import sys\nline = 'x' * 1023 + '\\n'\nfor _ in range(300_000):\n    "
+        "sys.stdout.write(line)\nsys.stderr.write('the end\\n')\n"
+    )
     before = shutil.disk_usage(tmp_path).used
-    run = run_script_process([sys.executable, "-c", script], cwd=str(tmp_path), env=dict(os.environ),
-                             timeout=120, output_limit=4096)
+    run = run_script_process(
+        [sys.executable, "-c", script],
+        cwd=str(tmp_path),
+        env=dict(os.environ),
+        timeout=120,
+        output_limit=4096,
+    )
     assert run.returncode == 0 and not run.timed_out
     assert run.output.endswith("the end\n") and len(run.output) < 4096 + 100
     assert "earlier bytes of output not kept" in run.output
-    assert list(tmp_path.iterdir()) == [] and shutil.disk_usage(tmp_path).used - before < 50 * 1024 * 1024
+    assert (
+        list(tmp_path.iterdir()) == []
+        and shutil.disk_usage(tmp_path).used - before < 50 * 1024 * 1024
+    )
 
 
 def test_a_worker_whose_sigterm_was_swallowed_still_exits_after_the_job(tmp_path):
@@ -162,10 +211,18 @@ def test_a_worker_whose_sigterm_was_swallowed_still_exits_after_the_job(tmp_path
     from lsp_helpers import worker_hooks_env
 
     env = dict(os.environ, **worker_hooks_env())
-    proc = subprocess.Popen([sys.executable, "-m", "convlint.server.lsp.worker"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "convlint.server.lsp.worker"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
     assert json.loads(proc.stdout.readline())["event"] == "ready"
-    proc.stdin.write(json.dumps({"id": "1", "kind": "sleep", "params": {"seconds": 30, "swallow": True}}) + "\n")
+    proc.stdin.write(
+        json.dumps({"id": "1", "kind": "sleep", "params": {"seconds": 30, "swallow": True}}) + "\n"
+    )
     proc.stdin.flush()
     assert json.loads(proc.stdout.readline())["event"] == "progress"
     proc.send_signal(signal.SIGTERM)

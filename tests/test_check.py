@@ -18,8 +18,14 @@ SCRIPTS = ROOT / "fixtures" / "scripts"
 
 
 def _check(cwd, *args, env=None):
-    return subprocess.run([sys.executable, "-m", "convlint", "check", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=600, env=dict(os.environ, **(env or {})))
+    return subprocess.run(
+        [sys.executable, "-m", "convlint", "check", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, **(env or {})),
+    )
 
 
 @pytest.fixture
@@ -40,12 +46,15 @@ def test_exit_codes(project, tmp_path):
 
 
 def test_select_ignore_and_severity_from_config_and_flags(project):
-    (project / "pyproject.toml").write_text("[project]\nname='x'\n\n[tool.convlint]\nselect = [\"CL43\"]\n"
-                                            "[tool.convlint.severity]\nCL431 = \"error\"\n")
+    (project / "pyproject.toml").write_text(
+        "[project]\nname='x'\n\n[tool.convlint]\nselect = [\"CL43\"]\n"
+        '[tool.convlint.severity]\nCL431 = "error"\n'
+    )
     doc = json.loads(_check(project, "--format", "json").stdout)
     rules = sorted((f["rule"], f["severity"]) for r in doc["reports"] for f in r["findings"])
     assert rules == [("CL431", "error"), ("CL432", "error")]
-    doc = json.loads(_check(project, "--format", "json", "--select", "CL41").stdout)  # the flag wins
+    # the flag wins
+    doc = json.loads(_check(project, "--format", "json", "--select", "CL41").stdout)
     assert [f["rule"] for r in doc["reports"] for f in r["findings"]] == ["CL411"]
 
 
@@ -71,9 +80,10 @@ def test_config_errors_name_the_key_and_the_file(project, text, key):
 @pytest.mark.slow
 def test_pairs_run_in_workers_and_an_unchanged_rerun_reads_the_cache(project):
     (project / "convlint.toml").write_text(
-        f"pairs = [{{source = '{MODELS / 'mobilenet.keras'}', target = '{MODELS / 'mobilenet.tflite'}'}},\n"
-        f"         {{source = '{MODELS / 'resnet.pt2'}', target = '{MODELS / 'resnet.torch.tampered.onnx'}'}}]\n"
-        "cache-dir = '.cache'\n")
+        f"pairs = [{{source = '{MODELS / 'mobilenet.keras'}', target = "
+        f"'{MODELS / 'mobilenet.tflite'}'}},\n         {{source = '{MODELS / 'resnet.pt2'}', "
+        f"target = '{MODELS / 'resnet.torch.tampered.onnx'}'}}]\ncache-dir = '.cache'\n"
+    )
     first = _check(project, "--format", "json", "--jobs", "2", "--no-tvm", "-v")
     assert first.returncode == 1, first.stderr[-2000:]
     d1 = json.loads(first.stdout)
@@ -89,8 +99,10 @@ def test_pairs_run_in_workers_and_an_unchanged_rerun_reads_the_cache(project):
 
 def test_github_annotations(project):
     out = _check(project, "--format", "github").stdout.splitlines()
-    assert any(line.startswith("::error file=tflite_optimize.py,line=15,col=1") and "title=CL411" in line
-               for line in out), out
+    assert any(
+        line.startswith("::error file=tflite_optimize.py,line=15,col=1") and "title=CL411" in line
+        for line in out
+    ), out
     assert any(line.startswith("::warning ") and "CL431" in line for line in out)
 
 
@@ -99,7 +111,10 @@ def test_junit_parses(project):
     suite = root.find("testsuite")
     cases = suite.findall("testcase")
     assert len(cases) == 3 and suite.get("failures") == "2"
-    assert {c.get("name") for c in cases if c.find("failure") is not None} == {"tflite_optimize.py", "torch_not_eval.py"}
+    assert {c.get("name") for c in cases if c.find("failure") is not None} == {
+        "tflite_optimize.py",
+        "torch_not_eval.py",
+    }
 
 
 def test_sarif_structure(project):
@@ -108,7 +123,11 @@ def test_sarif_structure(project):
     run = doc["runs"][0]
     ids = [r["id"] for r in run["tool"]["driver"]["rules"]]
     for res in run["results"]:
-        assert ids[res["ruleIndex"]] == res["ruleId"] and res["level"] in ("error", "warning", "note")
+        assert ids[res["ruleIndex"]] == res["ruleId"] and res["level"] in (
+            "error",
+            "warning",
+            "note",
+        )
         region = res["locations"][0]["physicalLocation"]["region"]
         assert region["startLine"] >= 1 and region["startColumn"] >= 1
     fix = next(r for r in run["results"] if r["ruleId"] == "CL411")["fixes"][0]
@@ -118,9 +137,17 @@ def test_sarif_structure(project):
 
 def test_argument_errors_keep_each_command_s_document_shape(tmp_path):
     doc = json.loads(_check(tmp_path, "--jobs", "0", "--format", "json").stdout)
-    assert doc["kind"] == "check" and doc["verdict"] == "error" and doc["reports"][0]["findings"][0]["rule"] == "CL001"
-    p = subprocess.run([sys.executable, "-m", "convlint", "trace", "x.py", "--timeout", "-1", "--format", "json"],
-                       cwd=tmp_path, capture_output=True, text=True)
+    assert (
+        doc["kind"] == "check"
+        and doc["verdict"] == "error"
+        and doc["reports"][0]["findings"][0]["rule"] == "CL001"
+    )
+    p = subprocess.run(
+        [sys.executable, "-m", "convlint", "trace", "x.py", "--timeout", "-1", "--format", "json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     doc = json.loads(p.stdout)
     assert p.returncode == 2 and doc["kind"] == "trace" and doc["verdict"] == "error"
 
@@ -167,16 +194,20 @@ def test_a_corrupt_cache_entry_is_a_miss_and_is_rebuilt(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_native_crash_checking_one_pair_is_a_finding_and_the_other_pairs_are_checked(project, tmp_path):
+def test_a_native_crash_checking_one_pair_is_a_finding_and_the_other_pairs_are_checked(
+    project, tmp_path
+):
     import shutil
 
     crash_dir = tmp_path / "abort_here"
     crash_dir.mkdir()
     shutil.copy(MODELS / "mobilenet.keras", crash_dir / "mobilenet.keras")
     (project / "convlint.toml").write_text(
-        f"pairs = [{{source = '{crash_dir / 'mobilenet.keras'}', target = '{MODELS / 'mobilenet.tflite'}'}},\n"
-        f"         {{source = '{MODELS / 'mobilenet.keras'}', target = '{MODELS / 'mobilenet.tflite'}'}}]\n"
-        "cache-dir = '.cache'\n")
+        f"pairs = [{{source = '{crash_dir / 'mobilenet.keras'}', target = "
+        f"'{MODELS / 'mobilenet.tflite'}'}},\n         {{source = "
+        f"'{MODELS / 'mobilenet.keras'}', target = '{MODELS / 'mobilenet.tflite'}'}}]\ncache-dir "
+        f"= '.cache'\n"
+    )
     from lsp_helpers import worker_hooks_env
 
     env = {**worker_hooks_env(), "CONVLINT_TEST_ABORT_ON": "abort_here"}
@@ -186,7 +217,8 @@ def test_a_native_crash_checking_one_pair_is_a_finding_and_the_other_pairs_are_c
     assert [r["verdict"] for r in convs] == ["crash", "equivalent"]
     f = convs[0]["findings"][0]
     assert f["rule"] == "CL014" and "died" in f["message"] and "abort_here" in f["message"]
-    again = _check(project, "--format", "json", "--no-tvm", "-v", env=env)  # a crash is never cached
+    # a crash is never cached
+    again = _check(project, "--format", "json", "--no-tvm", "-v", env=env)
     assert "pair " in again.stderr and [r["verdict"] for r in json.loads(again.stdout)["reports"]
                                          if r["kind"] == "conversion"] == ["crash", "equivalent"]
 
@@ -200,19 +232,23 @@ def _training_project(tmp_path):
     bad, good = programs.sources(case)
     (tmp_path / "train_bad.py").write_text(bad)
     (tmp_path / "train_good.py").write_text(good)
-    (tmp_path / "notes.py").write_text("import torch\nprint(torch.ones(1))\n")  # uses torch, trains nothing
+    # uses torch, trains nothing
+    (tmp_path / "notes.py").write_text("import torch\nprint(torch.ones(1))\n")
     return case
 
 
 def test_training_checks_are_opt_in_and_need_consent(tmp_path):
     _training_project(tmp_path)
     p = _check(tmp_path, "--format", "json")
-    assert p.returncode == 0 and all(r["kind"] != "training" for r in json.loads(p.stdout)["reports"])
+    assert p.returncode == 0 and all(
+        r["kind"] != "training" for r in json.loads(p.stdout)["reports"]
+    )
     p = _check(tmp_path, "--train", "--format", "json")
     assert p.returncode == 2
     msg = json.loads(p.stdout)["reports"][0]["findings"][0]["message"]
     assert "consent" in msg and "--allow-exec" in msg
-    (tmp_path / "convlint.toml").write_text("train = true\n")  # opting in from the config needs consent too
+    # opting in from the config needs consent too
+    (tmp_path / "convlint.toml").write_text("train = true\n")
     assert _check(tmp_path).returncode == 2
     (tmp_path / "convlint.toml").write_text("train = 'yes'\n")
     assert "train: expected true or false" in _check(tmp_path).stderr
@@ -228,19 +264,24 @@ def test_check_runs_the_training_scripts_finds_the_fault_passes_the_twin_and_cac
     p = _check(tmp_path, "--train", "--allow-exec", "--format", "json", "-j", "2")
     assert p.returncode == 1, p.stderr[-2000:]
     reps = {r["script"]: r for r in json.loads(p.stdout)["reports"] if r["kind"] == "training"}
-    assert set(reps) == {"train_bad.py", "train_good.py"}  # found by what they call; notes.py trains nothing
+    # found by what they call; notes.py trains nothing
+    assert set(reps) == {"train_bad.py", "train_good.py"}
     assert reps["train_bad.py"]["verdict"] == "faulty"
     assert any(f["rule"] in case.rules for f in reps["train_bad.py"]["findings"])
     assert (reps["train_good.py"]["verdict"], reps["train_good.py"]["findings"]) == ("healthy", [])
     junit = _check(tmp_path, "--train", "--allow-exec", "--format", "junit", "-v")
-    assert "training train_bad.py: unchanged (cached)" in junit.stderr  # the unchanged rerun reads the cache
+    # the unchanged rerun reads the cache
+    assert "training train_bad.py: unchanged (cached)" in junit.stderr
     cases = ET.fromstring(junit.stdout.split("?>", 1)[1]).find("testsuite").findall("testcase")
     assert {c.get("name") for c in cases if c.find("failure") is not None} == {"train_bad.py"}
     # the config names the training scripts (and opts in, with consent)
-    (tmp_path / "convlint.toml").write_text("cache-dir = '.cache'\ntrain = true\nallow-exec = true\n"
-                                            "train-scripts = ['train_good.py']\n")
+    (tmp_path / "convlint.toml").write_text(
+        "cache-dir = '.cache'\ntrain = true\nallow-exec = true\ntrain-scripts = ['train_good.py']\n"
+    )
     p = _check(tmp_path, "--format", "json")
-    assert p.returncode == 0 and [r["script"] for r in json.loads(p.stdout)["reports"]] == ["train_good.py"]
+    assert p.returncode == 0 and [r["script"] for r in json.loads(p.stdout)["reports"]] == [
+        "train_good.py"
+    ]
 
 
 def test_progress_is_a_bar_on_a_terminal_and_quiet_otherwise(project):
@@ -248,8 +289,14 @@ def test_progress_is_a_bar_on_a_terminal_and_quiet_otherwise(project):
 
     assert _check(project, "--exit-zero").stderr == ""  # not a terminal: nothing but the report
     master, slave = pty.openpty()
-    p = subprocess.run([sys.executable, "-m", "convlint", "check", "--exit-zero"], cwd=project, stdout=subprocess.PIPE,
-                       stderr=slave, timeout=300, env=dict(os.environ, COLUMNS="120", TERM="xterm"))
+    p = subprocess.run(
+        [sys.executable, "-m", "convlint", "check", "--exit-zero"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        timeout=300,
+        env=dict(os.environ, COLUMNS="120", TERM="xterm"),
+    )
     os.close(slave)
     err = b""
     while True:
@@ -262,7 +309,8 @@ def test_progress_is_a_bar_on_a_terminal_and_quiet_otherwise(project):
         err += chunk
     os.close(master)
     text = err.decode("utf-8", "replace")
-    assert p.returncode == 0 and "3/3" in text and "\u2501" in text, text[-1000:]  # the bar, complete
+    # the bar, complete
+    assert p.returncode == 0 and "3/3" in text and "\u2501" in text, text[-1000:]
     assert "CL411" in p.stdout.decode()  # the report itself still goes to stdout
 
 
@@ -276,13 +324,26 @@ def test_ctrl_c_keeps_the_finished_pairs_and_a_rerun_resumes_from_them(tmp_path)
     from lsp_helpers import worker_hooks_env
 
     fast = (MODELS / "mobilenet.tf2onnx.onnx", MODELS / "mobilenet.tflite2onnx.onnx")
-    slow = (MODELS / "resnet.tf2onnx.onnx", MODELS / "resnet.tflite2onnx.onnx")  # "resnet": the hook sleeps
+    # "resnet": the hook sleeps
+    slow = (MODELS / "resnet.tf2onnx.onnx", MODELS / "resnet.tflite2onnx.onnx")
     (tmp_path / "convlint.toml").write_text(
-        f"pairs = [{{source = '{fast[0]}', target = '{fast[1]}'}}, {{source = '{slow[0]}', target = '{slow[1]}'}}]\n"
-        "cache-dir = '.cache'\n")
-    env = {**os.environ, **worker_hooks_env(), "CONVLINT_WORKER_PLUGINS": "pair_hooks", "CONVLINT_TEST_SLOW_ON": "resnet"}
-    proc = subprocess.Popen([sys.executable, "-m", "convlint", "check", "--no-tvm", "--format", "json"], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        f"pairs = [{{source = '{fast[0]}', target = '{fast[1]}'}}, {{source = '{slow[0]}', "
+        f"target = '{slow[1]}'}}]\ncache-dir = '.cache'\n"
+    )
+    env = {
+        **os.environ,
+        **worker_hooks_env(),
+        "CONVLINT_WORKER_PLUGINS": "pair_hooks",
+        "CONVLINT_TEST_SLOW_ON": "resnet",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "convlint", "check", "--no-tvm", "--format", "json"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     cache = tmp_path / ".cache" / "check"
     deadline = time.time() + 300
     while time.time() < deadline and not list(cache.glob("*.json")):
@@ -292,9 +353,13 @@ def test_ctrl_c_keeps_the_finished_pairs_and_a_rerun_resumes_from_them(tmp_path)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "interrupted" in err, err[-2000:]
     assert len(list(cache.glob("*.json"))) == 1  # the finished pair, and only it
-    again = _check(tmp_path, "--no-tvm", "--format", "json", "-v")  # no hook: the slow pair runs now
+    # no hook: the slow pair runs now
+    again = _check(tmp_path, "--no-tvm", "--format", "json", "-v")
     assert again.returncode == 0, again.stderr[-2000:]
-    assert again.stderr.count("unchanged (cached)") == 1 and "mobilenet" in again.stderr.split("unchanged (cached)")[0]
+    assert (
+        again.stderr.count("unchanged (cached)") == 1
+        and "mobilenet" in again.stderr.split("unchanged (cached)")[0]
+    )
     convs = [r for r in json.loads(again.stdout)["reports"] if r["kind"] == "conversion"]
     assert [(r["source"]["path"], r["verdict"]) for r in convs] == [(str(fast[0]), "equivalent"),
                                                                     (str(slow[0]), "equivalent")]

@@ -13,9 +13,18 @@ from convlint.server.lsp import settings as S
 
 
 def test_the_library_owns_the_defaults():
-    assert (DiffOptions().atol, DiffOptions().rtol, DiffOptions().num_inputs) == (D.ATOL, D.RTOL, D.NUM_INPUTS)
+    assert (DiffOptions().atol, DiffOptions().rtol, DiffOptions().num_inputs) == (
+        D.ATOL,
+        D.RTOL,
+        D.NUM_INPUTS,
+    )
     o = CheckOptions([], C.Config())
-    assert (o.atol, o.rtol, o.num_inputs, o.train_timeout) == (D.ATOL, D.RTOL, D.NUM_INPUTS, D.SCRIPT_TIMEOUT)
+    assert (o.atol, o.rtol, o.num_inputs, o.train_timeout) == (
+        D.ATOL,
+        D.RTOL,
+        D.NUM_INPUTS,
+        D.SCRIPT_TIMEOUT,
+    )
     assert (S.Settings().atol, S.Settings().rtol) == (D.ATOL, D.RTOL)
 
 

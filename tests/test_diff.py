@@ -14,7 +14,9 @@ PAIRS = manifest_pairs()
 @pytest.mark.slow
 @pytest.mark.parametrize("pair", PAIRS, ids=[f"{p['source']}->{p['target']}" for p in PAIRS])
 def test_pair_verdict(models, pair):
-    r = diff_paths(str(models / pair["source"]), str(models / pair["target"]), DiffOptions(num_inputs=8))
+    r = diff_paths(
+        str(models / pair["source"]), str(models / pair["target"]), DiffOptions(num_inputs=8)
+    )
     assert r.verdict == pair["expected"], [f.message for f in r.findings]
     rules = {f.rule for f in r.findings}
     for rule in pair["rules"]:
@@ -55,7 +57,9 @@ def test_cli_json_faulty_twin(models):
 
 @pytest.mark.slow
 def test_cli_text_crash_names_the_node(models):
-    p = run_cli("diff", "fixtures/models/gelu_exact.keras", "fixtures/models/gelu_exact.tf2onnx.onnx")
+    p = run_cli(
+        "diff", "fixtures/models/gelu_exact.keras", "fixtures/models/gelu_exact.tf2onnx.onnx"
+    )
     assert p.returncode == 1
     assert "CRASH" in p.stdout and "Erfc" in p.stdout and "Traceback" not in p.stdout + p.stderr
 
@@ -64,7 +68,10 @@ def test_cli_text_crash_names_the_node(models):
 def test_inputs_from_npz_and_tolerances(models, tmp_path):
     import numpy as np
 
-    np.savez(tmp_path / "x.npz", image=np.random.default_rng(0).uniform(0, 1, (3, 32, 32, 3)).astype(np.float32))
+    np.savez(
+        tmp_path / "x.npz",
+        image=np.random.default_rng(0).uniform(0, 1, (3, 32, 32, 3)).astype(np.float32),
+    )
     r = diff_paths(str(models / "mobilenet.keras"), str(models / "mobilenet.dynint8.tflite"),
                    DiffOptions(inputs_path=str(tmp_path / "x.npz"), use_tvm=False))
     assert r.inputs == {"count": 3, "origin": "file"} and r.verdict == "divergent"
@@ -91,7 +98,8 @@ def _se_block_with_normalization(folder):
     s = keras.layers.Reshape((1, 1, 8), name="se_reshape")(s)
     s = keras.layers.Conv2D(8, 1, activation="sigmoid", name="excite")(s)
     y = keras.layers.Multiply(name="scale")([c, s])
-    y = keras.layers.Dense(8, name="pointwise")(y)  # a Dense on 4-D: Tensordot reshapes to [-1, 8] (ConvNeXt)
+    # a Dense on 4-D: Tensordot reshapes to [-1, 8] (ConvNeXt)
+    y = keras.layers.Dense(8, name="pointwise")(y)
     y = keras.layers.Dense(4, name="head")(keras.layers.GlobalAveragePooling2D(name="pool")(y))
     m = keras.Model(x, y)
     m.save(folder / "se.keras")
@@ -146,7 +154,9 @@ def test_verbose_shows_the_engine_debug_log_and_the_default_does_not(tmp_path, m
         shutil.copy(models / name, tmp_path / name)
     (tmp_path / "blocker").write_text("a file where the cache folder would be")
     (tmp_path / "convlint.toml").write_text(
-        'pairs = [{source = "resnet.torch.onnx", target = "resnet.torch.onnx"}]\ncache-dir = "blocker/cache"\n')
+        'pairs = [{source = "resnet.torch.onnx", target = "resnet.torch.onnx"}]\ncache-dir = '
+        '"blocker/cache"\n'
+    )
     quiet = run_cli("check", str(tmp_path), "--no-tvm")
     loud = run_cli("check", str(tmp_path), "--no-tvm", "-v")
     assert quiet.returncode == loud.returncode == 0, quiet.stdout + quiet.stderr
@@ -159,7 +169,9 @@ def test_repaired_output_names_the_repair_path_and_output_stays_its_alias():
 
     p = build_parser()
     for flag in ("--repaired-output", "--output"):
-        args = p.parse_args(["diff", "a.onnx", "b.onnx", "--repair", flag, "r.onnx", "--output-file", "rep.txt"])
+        args = p.parse_args(
+            ["diff", "a.onnx", "b.onnx", "--repair", flag, "r.onnx", "--output-file", "rep.txt"]
+        )
         assert args.output == "r.onnx" and args.output_file == "rep.txt"
     assert p.parse_args(["diff", "a.onnx", "b.onnx"]).output is None  # the twin: the default stem
 
@@ -180,13 +192,39 @@ def test_make_demo_says_exit_1_is_expected_for_the_faulty_pairs(tmp_path):
     fake.write_text("#!/bin/sh\ncase \"$*\" in *dynint8*|*tampered*) exit 1;; esac\nexit 0\n")
     fake.chmod(0o755)
     stamp = ROOT / ".venv" / ".convlint-installed"
-    p = subprocess.run(["make", "-s", "--no-print-directory", "demo", f"BIN={bin_dir}", f"STAMP={stamp}",
-                        f"-o{stamp}"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        [
+            "make",
+            "-s",
+            "--no-print-directory",
+            "demo",
+            f"BIN={bin_dir}",
+            f"STAMP={stamp}",
+            f"-o{stamp}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode == 0, p.stderr
     assert p.stdout.count("(exit 1: expected, the pair is divergent)") == 2, p.stdout
     assert "Error 1" not in p.stdout + p.stderr and "ignored" not in p.stdout + p.stderr
     # a pair that cannot be analysed (exit 2) still stops the demo
     fake.write_text("#!/bin/sh\ncase \"$*\" in *dynint8*) exit 2;; esac\nexit 0\n")
-    p = subprocess.run(["make", "-s", "--no-print-directory", "demo", f"BIN={bin_dir}", f"STAMP={stamp}",
-                        f"-o{stamp}"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        [
+            "make",
+            "-s",
+            "--no-print-directory",
+            "demo",
+            f"BIN={bin_dir}",
+            f"STAMP={stamp}",
+            f"-o{stamp}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode != 0 and "(exit 2: could not analyse)" in p.stdout

@@ -22,9 +22,16 @@ def test_mutated_model_files_are_loaded_or_refused_never_crash(fmt, tmp_path):
     if fmt == "pte":
         pytest.importorskip("executorch", reason="install convlint[executorch] to fuzz .pte")
     out = tmp_path / "result.json"
-    p = subprocess.run([sys.executable, str(HARNESS), fmt, "500", "--out", str(out)], capture_output=True,
-                       text=True, timeout=1200)
-    assert out.exists(), f"the {fmt} loader crashed or hung (rc {p.returncode}); reproducer: {out}.case\n{p.stderr[-3000:]}"
+    p = subprocess.run(
+        [sys.executable, str(HARNESS), fmt, "500", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert out.exists(), (
+        f"the {fmt} loader crashed or hung (rc {p.returncode}); reproducer: "
+        f"{out}.case\n{p.stderr[-3000:]}"
+    )
     d = json.loads(out.read_text())
     assert d["cases"] == 500 and d["failures"] == [], d["failures"][:5]
     assert d["refused"] > 0  # the mutations do break files

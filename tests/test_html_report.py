@@ -19,10 +19,28 @@ SCHEMA = ROOT / "tests" / "schemas" / "sarif-2.1.0-rtm.5.json"
 
 
 def _diff(tmp, target, *extra):
-    p = subprocess.run([sys.executable, "-m", "convlint", "diff", str(MODELS / "resnet.pt2"), str(MODELS / target),
-                        "--no-tvm", "--format", "json", "--html", str(tmp / "report.html"),
-                        "--model-explorer", str(tmp / "overlay.json"), *extra],
-                       capture_output=True, text=True, timeout=600, cwd=tmp)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "convlint",
+            "diff",
+            str(MODELS / "resnet.pt2"),
+            str(MODELS / target),
+            "--no-tvm",
+            "--format",
+            "json",
+            "--html",
+            str(tmp / "report.html"),
+            "--model-explorer",
+            str(tmp / "overlay.json"),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp,
+    )
     return p, json.loads(p.stdout)
 
 
@@ -30,7 +48,9 @@ def _diff(tmp, target, *extra):
 def faulty(tmp_path_factory):
     """A pair with one tampered weight tensor, repaired: every part of the report is present."""
     tmp = tmp_path_factory.mktemp("faulty")
-    p, doc = _diff(tmp, "resnet.torch.tampered.onnx", "--repair", "--output", str(tmp / "repaired.onnx"))
+    p, doc = _diff(
+        tmp, "resnet.torch.tampered.onnx", "--repair", "--output", str(tmp / "repaired.onnx")
+    )
     assert p.returncode == 1, p.stderr[-2000:]
     return tmp, doc, p.stderr
 
@@ -44,7 +64,11 @@ def clean(tmp_path_factory):
 
 
 def _chromium():
-    exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    exe = (
+        shutil.which("chromium")
+        or shutil.which("chromium-browser")
+        or shutil.which("google-chrome")
+    )
     if exe is None:
         if os.environ.get("CI"):
             pytest.fail("headless Chromium is required in CI (.ci/run installs Debian's chromium)")
@@ -57,11 +81,17 @@ def _render(html_path, tmp, screenshot=None):
     flags = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
              "--disable-background-networking", "--no-first-run", "--disable-extensions",
              f"--user-data-dir={tmp / 'chromium-profile'}", "--virtual-time-budget=5000"]
-    dom = subprocess.run([*flags, "--dump-dom", html_path.as_uri()], capture_output=True, text=True, timeout=120)
+    dom = subprocess.run(
+        [*flags, "--dump-dom", html_path.as_uri()], capture_output=True, text=True, timeout=120
+    )
     assert dom.returncode == 0, dom.stderr[-2000:]
     if screenshot:
-        shot = subprocess.run([*flags, "--window-size=1280,2000", f"--screenshot={screenshot}", html_path.as_uri()],
-                              capture_output=True, text=True, timeout=120)
+        shot = subprocess.run(
+            [*flags, "--window-size=1280,2000", f"--screenshot={screenshot}", html_path.as_uri()],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert shot.returncode == 0 and screenshot.exists(), shot.stderr[-2000:]
     return dom.stdout
 
@@ -70,17 +100,24 @@ def _render(html_path, tmp, screenshot=None):
 def test_html_report_renders_in_headless_chromium_with_the_plot(faulty):
     tmp, doc, _ = faulty
     html = (tmp / "report.html").read_text()
-    assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html.split("<main>")[0]
+    assert (
+        "http://" not in html.replace("http://www.w3.org", "")
+        and "https://" not in html.split("<main>")[0]
+    )
     dom = _render(tmp / "report.html", tmp, screenshot=tmp / "shot.png")
     # the page's own script counts the plots that decoded: the per-layer plot is there and drawn
-    assert re.search(r'data-plots="1"', dom) and re.search(r'data-plots-rendered="1"', dom), dom[:500]
-    # the plot marks where the error first jumps: the first-divergent finding's layer (its fused group)
+    assert re.search(r'data-plots="1"', dom) and re.search(r'data-plots-rendered="1"', dom), dom[
+        :500
+    ]
+    # the plot marks where the error first jumps: the first-divergent finding's layer (its fused
+    # group)
     first = next(f for f in doc["findings"] if f["rule"] == "CL110")
     group = {first["layer"], *first["evidence"]["fused_group"]}
     alt = re.search(r'<img class="plot" alt="([^"]+)"', dom).group(1)
     jump = alt.split("first jumps at ")[1].split(" (with ")[0]
     assert jump in group, (alt, group)
-    # the alignment table highlights the same layer; the findings carry the verified repair with before/after
+    # the alignment table highlights the same layer; the findings carry the verified repair with
+    # before/after
     row = re.search(r'<tr class="first">(.*?)</tr>', dom, re.S).group(1)
     assert jump in row
     assert "CL204" in dom and "verified" in dom and "before" in dom and "after" in dom
@@ -88,13 +125,16 @@ def test_html_report_renders_in_headless_chromium_with_the_plot(faulty):
     from PIL import Image
 
     img = Image.open(tmp / "shot.png").convert("RGB")
-    assert img.size == (1280, 2000) and len(set(img.getdata())) > 50  # a rendered page, not a blank one
+    # a rendered page, not a blank one
+    assert img.size == (1280, 2000) and len(set(img.getdata())) > 50
 
 
 @pytest.mark.slow
 def test_clean_twin_html_says_so_and_writes_no_overlay(clean):
     tmp, doc, err = clean
-    assert doc["verdict"] == "equivalent" and not [f for f in doc["findings"] if f["severity"] == "error"]
+    assert doc["verdict"] == "equivalent" and not [
+        f for f in doc["findings"] if f["severity"] == "error"
+    ]
     html = (tmp / "report.html").read_text()
     assert "v-equivalent" in html and "no per-layer comparison was needed" in html
     assert 'class="plot"' not in html
@@ -132,7 +172,9 @@ def _validator():
     import jsonschema
 
     schema = json.loads(SCHEMA.read_text())
-    return jsonschema.Draft4Validator(schema, format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER)
+    return jsonschema.Draft4Validator(
+        schema, format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER
+    )
 
 
 def test_the_shipped_schema_is_the_official_one_and_rejects_bad_documents():
@@ -145,8 +187,13 @@ def test_the_shipped_schema_is_the_official_one_and_rejects_bad_documents():
 def test_sarif_of_scripts_validates_against_the_official_schema(tmp_path):
     for name in ("tflite_optimize.py", "torch_not_eval.py", "layout.clean.py"):
         shutil.copy(ROOT / "fixtures" / "scripts" / name, tmp_path)
-    p = subprocess.run([sys.executable, "-m", "convlint", "check", "--format", "sarif"], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "convlint", "check", "--format", "sarif"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     doc = json.loads(p.stdout)
     errors = list(_validator().iter_errors(doc))
     assert not errors, [e.message for e in errors[:5]]
@@ -168,18 +215,40 @@ def test_sarif_of_a_conversion_with_a_repair_validates(faulty):
 def _synthetic(layer="conv<script>alert(1)</script>"):
     layers = [{"layer": "input", "target": "input", "rel_err": 0.0},
               {"layer": "a", "target": "t_a", "rel_err": 1e-7},
-              {"layer": layer, "target": "t_fused", "rel_err": 2.0},   # fused away: compared with the chain's output
+              # fused away: compared with the chain's output
+              {"layer": layer, "target": "t_fused", "rel_err": 2.0},
               {"layer": "bn", "target": "t_fused", "rel_err": 0.3},
               {"layer": "out", "target": "t_out", "rel_err": None}]   # non-finite in the target
-    return {"tool": {"name": "convlint", "version": "0"}, "kind": "conversion",
-            "source": {"path": "m.keras", "format": "keras"}, "target": {"path": "m.tflite", "format": "tflite"},
-            "inputs": {"count": 4, "origin": "random"}, "verdict": "divergent",
-            "metrics": {"max_abs": 1.0, "mean_abs": 0.1, "cosine_min": 0.5, "top1_agreement": 0.5},
-            "findings": [{"rule": "CL110", "severity": "error", "stage": "graph", "message": f"first divergent layer: {layer}",
-                          "layer": layer, "location": {}, "hyperparameter": None,
-                          "evidence": {"rel_err": 0.3, "fused_group": [layer, "bn"], "threshold": 1e-4}, "repair": None}],
-            "localization": {"layers": layers, "alignment": {"kernels": [{"source": layer, "target": "t_fused",
-                                                                          "method": "weights", "score": 1.0}]}}}
+    return {
+        "tool": {"name": "convlint", "version": "0"},
+        "kind": "conversion",
+        "source": {"path": "m.keras", "format": "keras"},
+        "target": {"path": "m.tflite", "format": "tflite"},
+        "inputs": {"count": 4, "origin": "random"},
+        "verdict": "divergent",
+        "metrics": {"max_abs": 1.0, "mean_abs": 0.1, "cosine_min": 0.5, "top1_agreement": 0.5},
+        "findings": [
+            {
+                "rule": "CL110",
+                "severity": "error",
+                "stage": "graph",
+                "message": f"first divergent layer: {layer}",
+                "layer": layer,
+                "location": {},
+                "hyperparameter": None,
+                "evidence": {"rel_err": 0.3, "fused_group": [layer, "bn"], "threshold": 1e-4},
+                "repair": None,
+            }
+        ],
+        "localization": {
+            "layers": layers,
+            "alignment": {
+                "kernels": [
+                    {"source": layer, "target": "t_fused", "method": "weights", "score": 1.0}
+                ]
+            },
+        },
+    }
 
 
 def test_html_escapes_model_strings_and_groups_fused_layers():
@@ -187,7 +256,10 @@ def test_html_escapes_model_strings_and_groups_fused_layers():
 
     d = _synthetic()
     html = to_html(ConversionReport.from_dict(d))
-    assert "<script>alert(1)</script>" not in html and "conv&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert (
+        "<script>alert(1)</script>" not in html
+        and "conv&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    )
     assert html.count("<script>") == 1  # only the page's own
     groups = layer_groups(d["localization"]["layers"])
     assert [g["layer"] for g in groups] == ["input", "a", "bn", "out"]
@@ -212,14 +284,27 @@ def test_reports_never_overwrite_an_input_or_a_model(tmp_path):
     model = tmp_path / "m.onnx"
     model.write_bytes(b"not really a model")
     for flag, path in (("--html", q), ("--html", model), ("--output-file", model)):
-        p = subprocess.run([sys.executable, "-m", "convlint", "check", str(q), flag, str(path)], cwd=tmp_path,
-                           capture_output=True, text=True, timeout=300)
+        p = subprocess.run(
+            [sys.executable, "-m", "convlint", "check", str(q), flag, str(path)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert p.returncode == 2 and "refusing to overwrite" in p.stderr, (flag, path, p.stderr)
     assert q.read_text() == "x = 1\n" and model.read_bytes() == b"not really a model"
-    for flag in ("--html", "--output-file", "--model-explorer"):  # an unwritable path: a clear error, not a bug
-        p = subprocess.run([sys.executable, "-m", "convlint", "check", str(q), flag, str(q / "r.html")], cwd=tmp_path,
-                           capture_output=True, text=True, timeout=300)
-        assert p.returncode == 2 and "cannot write" in p.stderr and "internal error" not in p.stderr, p.stderr
+    # an unwritable path: a clear error, not a bug
+    for flag in ("--html", "--output-file", "--model-explorer"):
+        p = subprocess.run(
+            [sys.executable, "-m", "convlint", "check", str(q), flag, str(q / "r.html")],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert (
+            p.returncode == 2 and "cannot write" in p.stderr and "internal error" not in p.stderr
+        ), p.stderr
 
 
 def test_html_puts_errors_first_collapses_info_and_carries_the_run(tmp_path):
@@ -227,14 +312,28 @@ def test_html_puts_errors_first_collapses_info_and_carries_the_run(tmp_path):
     from convlint.analyzers.report.html import CSS, to_html
 
     info = Finding("CL206", "info", "parameters", "int8 noise budget")
-    err = Finding("CL201", "error", "parameters", "conv_layer_with_a_long_name weights differ",
-                  layer="conv_layer_with_a_long_name",
-                  repair=Repair("patch-weights", "copy", str(tmp_path / "out" / "m.repaired.onnx"), True))
-    r = ConversionReport(ModelRef("m.pt2", "torch-exported"), ModelRef("m.onnx", "onnx"), {"count": 4, "origin": "random"},
-                         "divergent", {"max_abs": 0.1, "mean_abs": 0.01, "cosine_min": 0.9999951,
-                                       "top1_agreement": 1.0}, (info, err))
-    html = to_html(r, command="convlint diff m.pt2 m.onnx --html r.html", when="2026-12-07 21:00:00 UTC",
-                   path=str(tmp_path / "r.html"))
+    err = Finding(
+        "CL201",
+        "error",
+        "parameters",
+        "conv_layer_with_a_long_name weights differ",
+        layer="conv_layer_with_a_long_name",
+        repair=Repair("patch-weights", "copy", str(tmp_path / "out" / "m.repaired.onnx"), True),
+    )
+    r = ConversionReport(
+        ModelRef("m.pt2", "torch-exported"),
+        ModelRef("m.onnx", "onnx"),
+        {"count": 4, "origin": "random"},
+        "divergent",
+        {"max_abs": 0.1, "mean_abs": 0.01, "cosine_min": 0.9999951, "top1_agreement": 1.0},
+        (info, err),
+    )
+    html = to_html(
+        r,
+        command="convlint diff m.pt2 m.onnx --html r.html",
+        when="2026-12-07 21:00:00 UTC",
+        path=str(tmp_path / "r.html"),
+    )
     assert html.index("CL201") < html.index("CL206")  # the error above the info
     details = html[html.index("<details class=infos>"):]
     assert "1 info finding</summary>" in details and "CL206" in details and "CL201" not in details

@@ -1,4 +1,5 @@
-"""Staged localization and verified repair, end to end on faulty twins, and silence on clean twins."""
+"""Staged localization and verified repair, end to end on faulty twins, and silence on clean
+twins."""
 
 import shutil
 import sys
@@ -63,7 +64,10 @@ def test_kernels_align_by_weights_not_by_name_or_order():
     src = [kernel("first", a, 0), kernel("second", b, 1)]
     tgt = [kernel("Conv__9", b * 2, 0), kernel("Conv__3", a * 0.5, 1)]
     matches, un_s, un_t = match_kernels(src, tgt)
-    assert {(m.source.layer, m.target.layer) for m in matches} == {("first", "Conv__3"), ("second", "Conv__9")}
+    assert {(m.source.layer, m.target.layer) for m in matches} == {
+        ("first", "Conv__3"),
+        ("second", "Conv__9"),
+    }
     assert un_s == un_t == []
 
 
@@ -118,7 +122,11 @@ def test_tampered_tensor_localized_and_patched(tmp_path, source, target, layer):
         assert bad.layer == layer
     assert bad.location.target_node
     rep = bad.repair
-    assert rep.kind == "patch-weights" and rep.verified and rep.metrics_after["verdict"] == "equivalent"
+    assert (
+        rep.kind == "patch-weights"
+        and rep.verified
+        and rep.metrics_after["verdict"] == "equivalent"
+    )
     assert rep.output.endswith(".repaired.onnx")
     assert (MODELS / target).read_bytes() == (tmp_path / target).read_bytes()  # input untouched
 
@@ -207,7 +215,9 @@ def test_injected_input_faults(tmp_path, fault, source, clean):
     assert hit.stage == "input" and hit.layer == by_rule(r)["CL110"][0].layer
     assert hit.repair.kind == "patch-graph" and hit.repair.verified, hit.repair
     if fault == "input-scaling":
-        assert hit.evidence["scale"] == pytest.approx(0.5) and hit.evidence["shift"] == pytest.approx(0.5)
+        assert hit.evidence["scale"] == pytest.approx(0.5) and hit.evidence[
+            "shift"
+        ] == pytest.approx(0.5)
 
 
 @pytest.mark.slow
@@ -261,8 +271,15 @@ def test_onnx_qdq_weights_are_aligned_through_dequantize_linear(tmp_path):
             return next(self.data, None)
 
     qdq = tmp_path / "resnet.qdq.onnx"
-    quantize_static(str(MODELS / "resnet.torch.onnx"), str(qdq), Reader(), quant_format=QuantFormat.QDQ,
-                    weight_type=QuantType.QInt8, activation_type=QuantType.QInt8, per_channel=True)
+    quantize_static(
+        str(MODELS / "resnet.torch.onnx"),
+        str(qdq),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        weight_type=QuantType.QInt8,
+        activation_type=QuantType.QInt8,
+        per_channel=True,
+    )
     r = run("resnet.pt2", qdq, tmp_path)
     kernels = r.extra["localization"]["alignment"]["kernels"]
     assert {k["source"] for k in kernels} == {"stem.0", "conv1", "conv2", "fc"}

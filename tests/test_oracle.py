@@ -182,7 +182,11 @@ def test_a_delegate_that_refuses_a_node_is_a_runtime_fault(tmp_path, rank7):
     assert r.verdict == "crash" and r.metrics["max_abs"] < 1e-5  # builtin kernels: exact
     (f,) = [f for f in r.findings if f.severity == "error"]
     assert f.rule == "CL015" and f.stage == "runtime" and f.layer == "fc"
-    assert r.extra["localization"]["culprit"] == {"rule": "CL015", "stage": "runtime", "layer": "fc"}
+    assert r.extra["localization"]["culprit"] == {
+        "rule": "CL015",
+        "stage": "runtime",
+        "layer": "fc",
+    }
 
 
 def _flip(axes):

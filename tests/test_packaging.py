@@ -38,7 +38,9 @@ def test_generic_top_level_names_are_not_importable_outside_the_repo(tmp_path):
 def _loaded_after(code: str) -> set:
     probe = (f"{code}\nimport sys; print('LOADED:' + ' '.join(m for m in {HEAVY!r} "
              "if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", probe], cwd=Path("/"), capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=Path("/"), capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stderr
     line = [ln for ln in out.stdout.splitlines() if ln.startswith("LOADED:")][-1]
     return set(line[len("LOADED:"):].split())
@@ -66,10 +68,15 @@ def test_version():
 
 def test_language_server_start_and_static_rules_load_no_framework():
     scripts = ROOT / "fixtures" / "scripts"
-    assert _loaded_after("from convlint.server.lsp.server import build\nbuild()\n"
-                         "from pathlib import Path\n"
-                         "from convlint.analyzers.scripts.check import analyze_file\n"
-                         f"[analyze_file(str(p)) for p in sorted(Path({str(scripts)!r}).iterdir())]") == set()
+    assert (
+        _loaded_after(
+            "from convlint.server.lsp.server import build\nbuild()\n"
+            "from pathlib import Path\n"
+            "from convlint.analyzers.scripts.check import analyze_file\n"
+            f"[analyze_file(str(p)) for p in sorted(Path({str(scripts)!r}).iterdir())]"
+        )
+        == set()
+    )
 
 
 # --- the light core: `pip install .` without extras, in a virtual environment of its own ------
@@ -81,8 +88,23 @@ def bare_venv(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("bare")
     wheels = tmp / "wheels"
-    p = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                        "-w", str(wheels), str(ROOT)], capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(wheels),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr
     env_dir = tmp / "venv"
     venv.create(env_dir, with_pip=True)
@@ -95,37 +117,63 @@ def bare_venv(tmp_path_factory):
 
 
 def _bare(env_dir, *args, timeout=600):
-    return subprocess.run([str(env_dir / "bin" / "convlint"), *args], cwd=str(env_dir), capture_output=True,
-                          text=True, timeout=timeout, env={"PATH": f"{env_dir / 'bin'}:/usr/bin:/bin",
-                                                           "HOME": str(env_dir), "NO_COLOR": "1"})
+    return subprocess.run(
+        [str(env_dir / "bin" / "convlint"), *args],
+        cwd=str(env_dir),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={"PATH": f"{env_dir / 'bin'}:/usr/bin:/bin", "HOME": str(env_dir), "NO_COLOR": "1"},
+    )
 
 
 @pytest.mark.slow
 def test_the_light_core_installs_no_framework(bare_venv):
-    p = subprocess.run([str(bare_venv / "bin" / "python"), "-m", "pip", "list", "--format", "freeze"],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        [str(bare_venv / "bin" / "python"), "-m", "pip", "list", "--format", "freeze"],
+        capture_output=True,
+        text=True,
+    )
     names = {ln.split("==")[0].lower() for ln in p.stdout.splitlines()}
     assert "convlint" in names
-    assert not names & {"tensorflow", "tensorflow-cpu", "torch", "apache-tvm", "tf2onnx", "keras"}, names
+    assert not names & {
+        "tensorflow",
+        "tensorflow-cpu",
+        "torch",
+        "apache-tvm",
+        "tf2onnx",
+        "keras",
+    }, names
 
 
 @pytest.mark.slow
 def test_the_light_core_checks_onnx_pairs_and_says_tvm_is_missing(bare_venv):
-    p = _bare(bare_venv, "diff", str(MODELS / "resnet.torch.onnx"), str(MODELS / "resnet.torch.tampered.onnx"),
-              "--format", "json")
+    p = _bare(
+        bare_venv,
+        "diff",
+        str(MODELS / "resnet.torch.onnx"),
+        str(MODELS / "resnet.torch.tampered.onnx"),
+        "--format",
+        "json",
+    )
     assert p.returncode == 1, p.stderr
     rep = json.loads(p.stdout)
     rules = [f["rule"] for f in rep["findings"]]
-    assert "CL204" in rules and "CL011" in rules  # found and localized; the TVM leg skipped with a note
+    # found and localized; the TVM leg skipped with a note
+    assert "CL204" in rules and "CL011" in rules
     assert "Traceback" not in p.stderr
     # the clean twin: an ONNX model against itself is equivalent, no error
-    p = _bare(bare_venv, "diff", str(MODELS / "resnet.torch.onnx"), str(MODELS / "resnet.torch.onnx"))
+    p = _bare(
+        bare_venv, "diff", str(MODELS / "resnet.torch.onnx"), str(MODELS / "resnet.torch.onnx")
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     assert "EQUIVALENT" in p.stdout
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("source,extra", [("mobilenet.keras", "tensorflow"), ("resnet.pt2", "torch")])
+@pytest.mark.parametrize(
+    "source,extra", [("mobilenet.keras", "tensorflow"), ("resnet.pt2", "torch")]
+)
 def test_the_light_core_names_the_extra_a_format_needs(bare_venv, source, extra):
     target = "mobilenet.tf2onnx.onnx" if extra == "tensorflow" else "resnet.torch.onnx"
     p = _bare(bare_venv, "diff", str(MODELS / source), str(MODELS / target))
@@ -153,7 +201,8 @@ def test_the_light_core_runs_static_checks_and_the_server(bare_venv, tmp_path):
 
 
 def test_one_list_of_model_extensions():
-    """The format detector owns the model extensions; the server and the extension watch them all."""
+    """The format detector owns the model extensions; the server and the extension watch them
+    all."""
     import re
 
     from convlint.analyzers.models.detect import EXTENSIONS
@@ -171,7 +220,8 @@ def test_one_list_of_model_extensions():
 
 def test_the_oldest_pins_are_the_declared_lower_bounds():
     """tests/compat/oldest.txt (what `make test-compat` installs) pins every dependency and
-    framework extra at the lower bound pyproject.toml declares, so the range is tested at its floor."""
+    framework extra at the lower bound pyproject.toml declares, so the range is tested at its
+    floor."""
     import re
 
     from packaging.version import Version
@@ -186,7 +236,8 @@ def test_the_oldest_pins_are_the_declared_lower_bounds():
         if line:
             name, version = line.split("==")
             pins[name.lower()] = Version(version)
-    assert "<" not in " ".join(declared) and not project["requires-python"].count("<")  # no upper bound
+    # no upper bound
+    assert "<" not in " ".join(declared) and not project["requires-python"].count("<")
     for spec in declared:
         m = re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9.]+)", spec)
         assert m, f"{spec}: a framework or dependency is declared as a range with a lower bound"

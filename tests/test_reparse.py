@@ -1,5 +1,6 @@
 """The incremental re-parse of an edited script (analyzers/scripts/reparse.py) gives exactly what
-``ast.parse`` of the whole text gives: the same tree, lines and columns, and the same SyntaxErrors."""
+``ast.parse`` of the whole text gives: the same tree, lines and columns, and the same
+SyntaxErrors."""
 
 from __future__ import annotations
 
@@ -17,12 +18,49 @@ SCRIPTS = sorted((ROOT / "fixtures" / "scripts").glob("*.py")) + \
     [ROOT / "analyzers" / "scripts" / n for n in ("facts.py", "edits.py")]
 
 # lines an edit may insert: ordinary code, and every way a line can tie itself to its neighbours
-POOL = ["x = 1", "y = f(x)", "", "# a comment", "    z = 2", "        w = 3", "@decorator", "def g():",
-        "class C:", "    pass", "else:", "elif x:", "except ValueError:", "finally:", "if x:", "for i in y:",
-        "x = (", ")", "]", "x = [1,", '"""', "'''", 'doc = """', "x = 1; y = 2", "a = 1; b = (", "x = 1 + \\",
-        "    return x", "try:", "with open(p) as fh:", "    @property", "match x:", "    case 1:",
-        "converter.optimizations = [tf.lite.Optimize.DEFAULT]", "model.eval()", "\tx = 1", "x = 'é'  # ünïcode",
-        "lambda: (yield)", "async def h():", "    await g()", "\f", "x = 1\r"]
+POOL = [
+    "x = 1",
+    "y = f(x)",
+    "",
+    "# a comment",
+    "    z = 2",
+    "        w = 3",
+    "@decorator",
+    "def g():",
+    "class C:",
+    "    pass",
+    "else:",
+    "elif x:",
+    "except ValueError:",
+    "finally:",
+    "if x:",
+    "for i in y:",
+    "x = (",
+    ")",
+    "]",
+    "x = [1,",
+    '"""',
+    "'''",
+    'doc = """',
+    "x = 1; y = 2",
+    "a = 1; b = (",
+    "x = 1 + \\",
+    "    return x",
+    "try:",
+    "with open(p) as fh:",
+    "    @property",
+    "match x:",
+    "    case 1:",
+    "converter.optimizations = [tf.lite.Optimize.DEFAULT]",
+    "model.eval()",
+    "\tx = 1",
+    "x = 'é'  # ünïcode",
+    "lambda: (yield)",
+    "async def h():",
+    "    await g()",
+    "\f",
+    "x = 1\r",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -93,7 +131,8 @@ def test_random_edits_reparse_as_a_full_parse(script):
     reparse.forget(path)
     base = script.read_text().split("\n")
     outcomes = []
-    for _chain in range(4):  # chains of edits from the original, each through good and broken states
+    # chains of edits from the original, each through good and broken states
+    for _chain in range(4):
         lines = good = base
         _check("\n".join(lines), path)
         for _ in range(30):
@@ -115,9 +154,12 @@ def test_it_reuses_untouched_statements_and_reparses_only_the_edited_ones():
     t2 = reparse.parse(text.replace("return 1", "return 22"), path)  # typing in a line
     assert t2.body[0] is t1.body[0] and t2.body[2] is t1.body[2] and t2.body[3] is t1.body[3]
     assert t2.body[1] is not t1.body[1] and t2.body[1].body[0].value.value == 22
-    t3 = reparse.parse(text.replace("return 22", "return 1").replace("import a\n", "import a\nimport b\n"), path)
+    t3 = reparse.parse(
+        text.replace("return 22", "return 1").replace("import a\n", "import a\nimport b\n"), path
+    )
     assert t3.body[0] is t2.body[0] and t3.body[-1].lineno == 10  # a line added: what follows moved
-    assert reparse.parse(text.replace("import a\n", "import a\nimport b\n"), path) is t3  # unchanged text
+    # unchanged text
+    assert reparse.parse(text.replace("import a\n", "import a\nimport b\n"), path) is t3
 
 
 def test_a_script_with_lone_carriage_returns_is_parsed_whole():
@@ -129,7 +171,8 @@ def test_a_script_with_lone_carriage_returns_is_parsed_whole():
 
 
 def test_analysis_after_edits_equals_analysis_from_scratch():
-    """The rules see the same facts: findings after a chain of edits equal those of a fresh parse."""
+    """The rules see the same facts: findings after a chain of edits equal those of a fresh
+    parse."""
     src = (ROOT / "fixtures" / "scripts" / "tflite_optimize.py").read_text()
     path = "/virtual/analysis.py"
     reparse.forget(path)

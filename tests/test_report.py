@@ -19,14 +19,25 @@ FINDING_KEYS = {"rule", "severity", "stage", "message", "layer", "location", "hy
 
 
 def sample():
-    f = Finding("CL201", "error", "parameters", "conv2d_3 weights differ", layer="conv2d_3",
-                location=Location(file="convert.py", line=12, column=4, source_node="a", target_node="b"),
-                evidence={"max_abs": 0.012},
-                repair=Repair("patch-weights", "copy", "m.repaired.tflite", True, {"max_abs": 0.0}))
-    return ConversionReport(ModelRef("m.keras", "keras"), ModelRef("m.tflite", "tflite"),
-                            {"count": 32, "origin": "random"}, "divergent",
-                            {"max_abs": 0.5, "mean_abs": 0.1, "cosine_min": 0.9, "top1_agreement": None},
-                            (f,), {"tolerance": {"atol": 1e-4}})
+    f = Finding(
+        "CL201",
+        "error",
+        "parameters",
+        "conv2d_3 weights differ",
+        layer="conv2d_3",
+        location=Location(file="convert.py", line=12, column=4, source_node="a", target_node="b"),
+        evidence={"max_abs": 0.012},
+        repair=Repair("patch-weights", "copy", "m.repaired.tflite", True, {"max_abs": 0.0}),
+    )
+    return ConversionReport(
+        ModelRef("m.keras", "keras"),
+        ModelRef("m.tflite", "tflite"),
+        {"count": 32, "origin": "random"},
+        "divergent",
+        {"max_abs": 0.5, "mean_abs": 0.1, "cosine_min": 0.9, "top1_agreement": None},
+        (f,),
+        {"tolerance": {"atol": 1e-4}},
+    )
 
 
 def test_json_has_every_contract_field_and_reads_back():
@@ -74,11 +85,19 @@ def test_json_column_is_0_based_and_column_1based_matches_sarif():
     from convlint.analyzers.report.ci import to_sarif
     from convlint.analyzers.report.findings import CheckReport, ScriptReport
 
-    f = Finding("CL411", "error", "conversion-tool", "int8", location=Location(file="c.py", line=3, column=4))
+    f = Finding(
+        "CL411",
+        "error",
+        "conversion-tool",
+        "int8",
+        location=Location(file="c.py", line=3, column=4),
+    )
     rep = ScriptReport("c.py", "issues", (f,))
     loc = json.loads(to_json(rep))["findings"][0]["location"]
     assert loc["column"] == 4 and loc["column_1based"] == 5
-    region = json.loads(to_sarif(CheckReport((rep,))))["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["region"]
+    region = json.loads(to_sarif(CheckReport((rep,))))["runs"][0]["results"][0]["locations"][0][
+        "physicalLocation"
+    ]["region"]
     assert region["startColumn"] == loc["column_1based"]
     assert "c.py:3:5: CL411 [error] int8" in to_text(rep)  # text: 1-based, with the severity
     # the added field never breaks the read-back
@@ -89,8 +108,22 @@ def test_json_column_is_0_based_and_column_1based_matches_sarif():
 def test_every_script_finding_line_carries_its_severity():
     from convlint.analyzers.report.findings import ScriptReport
 
-    fs = (Finding("CL411", "error", "conversion-tool", "a", location=Location(file="c.py", line=1, column=0)),
-          Finding("CL420", "warning", "conversion-tool", "b", location=Location(file="c.py", line=2, column=0)))
+    fs = (
+        Finding(
+            "CL411",
+            "error",
+            "conversion-tool",
+            "a",
+            location=Location(file="c.py", line=1, column=0),
+        ),
+        Finding(
+            "CL420",
+            "warning",
+            "conversion-tool",
+            "b",
+            location=Location(file="c.py", line=2, column=0),
+        ),
+    )
     lines = to_text(ScriptReport("c.py", "issues", fs)).splitlines()[1:]
     assert lines == ["c.py:1:1: CL411 [error] a", "c.py:2:1: CL420 [warning] b"]
 
@@ -120,12 +153,21 @@ def test_trace_header_names_the_converter_call_s_line_and_hints_at_diff_repair()
     from convlint.analyzers.report.findings import ScriptReport
 
     f = Finding("CL201", "error", "parameters", "int8", repair=Repair("patch-weights", "copy"))
-    conv = ConversionReport(ModelRef("s.keras", "keras"), ModelRef("t.tflite", "tflite"), {}, "divergent", {},
-                            (f,), {"call_site": {"line": 16}, "call_line": 14, "call": "from_keras_model"})
+    conv = ConversionReport(
+        ModelRef("s.keras", "keras"),
+        ModelRef("t.tflite", "tflite"),
+        {},
+        "divergent",
+        {},
+        (f,),
+        {"call_site": {"line": 16}, "call_line": 14, "call": "from_keras_model"},
+    )
     t = to_text(ScriptReport("c.py", "faulty", (), kind="trace", conversions=(conv,)))
     assert "conversion at line 14 (from_keras_model" in t
     assert "not verified: convlint diff SOURCE TARGET --repair writes and verifies it" in t
     # the twin with no static converter call known: the recorded call site
-    twin = ConversionReport(None, None, {}, "equivalent", {}, (), {"call_site": {"line": 16}, "call": "x"})
+    twin = ConversionReport(
+        None, None, {}, "equivalent", {}, (), {"call_site": {"line": 16}, "call": "x"}
+    )
     assert "conversion at line 16 (x" in to_text(ScriptReport("c.py", "clean", (), kind="trace",
                                                               conversions=(twin,)))

@@ -126,9 +126,13 @@ def _model(path, n: int):
                               value=helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0])),
              helper.make_node("ReduceSum", ["big"], ["s"], keepdims=1),
              helper.make_node("Add", ["x", "s"], ["y"])]
-    g = helper.make_graph(nodes, "alloc", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
-                          initializer=[shape])
+    g = helper.make_graph(
+        nodes,
+        "alloc",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+        initializer=[shape],
+    )
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(path))
     return path
 
@@ -140,7 +144,11 @@ CEILING = {"CONVLINT_MEMORY_LIMIT_MB": "1500"}
 def alloc(tmp_path_factory):
     d = tmp_path_factory.mktemp("alloc")
     # the huge model allocates 4 GiB per run, over the ceiling; the twin is the small model again
-    return _model(d / "small.onnx", 2**20), _model(d / "huge.onnx", 2**30), _model(d / "twin.onnx", 2**20)
+    return (
+        _model(d / "small.onnx", 2**20),
+        _model(d / "huge.onnx", 2**30),
+        _model(d / "twin.onnx", 2**20),
+    )
 
 
 def test_a_model_over_the_memory_ceiling_fails_its_own_check(alloc):

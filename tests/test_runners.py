@@ -37,7 +37,10 @@ def test_runner_interface(models, name):
         if fmt != "torchscript":  # TorchScript records no shapes; they come from --input-shape
             assert specs[0].layout == layout
         shapes = shapes_for(r)
-        x = {n: np.random.default_rng(1).uniform(-1, 1, s).astype(np.float32) for n, s in shapes.items()}
+        x = {
+            n: np.random.default_rng(1).uniform(-1, 1, s).astype(np.float32)
+            for n, s in shapes.items()
+        }
         y = list(r.run(x).values())
         assert len(y) == 1 and y[0].shape == (1, 10) and np.all(np.isfinite(y[0]))
         table = r.layers()

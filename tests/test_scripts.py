@@ -71,8 +71,12 @@ def test_fixes_apply_and_clear_their_finding(name):
             edits = fix.edits if hasattr(fix, "edits") else fix["edits"]
             new = apply(text, [TextEdit.from_dict(e) for e in edits])
             after = analyze_source(new, str(path))
-            assert (f.rule, f.location.line) not in {(g.rule, g.location.line) for g in after.findings}
-            assert f.rule not in {g.rule for g in after.findings if g.location.line == f.location.line}
+            assert (f.rule, f.location.line) not in {
+                (g.rule, g.location.line) for g in after.findings
+            }
+            assert f.rule not in {
+                g.rule for g in after.findings if g.location.line == f.location.line
+            }
 
 
 def test_fix_texts_are_the_expected_rewrites():
@@ -127,15 +131,20 @@ def test_unicode_columns_are_characters():
 
 
 def test_static_analysis_imports_no_framework_and_is_fast():
-    code = ("import sys, time; from convlint.analyzers.scripts import analyze_file;"
-            f"analyze_file({str(SCRIPTS / 'torch_not_eval.py')!r});"
-            "t = time.perf_counter(); analyze_file(" + repr(str(SCRIPTS / 'layout.py')) + ");"
-            "print(time.perf_counter() - t);"
-            "print(sorted(m for m in ('tensorflow', 'torch', 'tvm', 'keras', 'onnxruntime') if m in sys.modules))")
+    code = (
+        "import sys, time; from convlint.analyzers.scripts import analyze_file;"
+        f"analyze_file({str(SCRIPTS / 'torch_not_eval.py')!r});"
+        "t = time.perf_counter(); analyze_file("
+        + repr(str(SCRIPTS / "layout.py"))
+        + ");print(time.perf_counter() - t);print(sorted(m for m in ('tensorflow', 'torch', "
+        "'tvm', 'keras', 'onnxruntime') if m in sys.modules))"
+    )
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
     assert out[1] == "[]"
 
 
@@ -164,7 +173,9 @@ def test_timing_budget_of_a_500_line_script():
 
 
 def _long_script(n: int) -> str:
-    block = (SCRIPTS / "tflite_optimize.py").read_text() + "\n" + (SCRIPTS / "layout.py").read_text()
+    block = (
+        (SCRIPTS / "tflite_optimize.py").read_text() + "\n" + (SCRIPTS / "layout.py").read_text()
+    )
     lines = []
     while len(lines) < n:
         lines += block.splitlines()
@@ -174,7 +185,8 @@ def _long_script(n: int) -> str:
 
 
 def test_columns_are_characters_not_the_parsers_utf8_bytes():
-    """ast counts columns in UTF-8 bytes; findings and the converter calls the editor lands conversion
+    """ast counts columns in UTF-8 bytes; findings and the converter calls the editor lands
+    conversion
     findings on count characters."""
     src = (SCRIPTS / "tflite_optimize.py").read_text()
     needle = "converter = tf.lite.TFLiteConverter"
@@ -184,35 +196,98 @@ def test_columns_are_characters_not_the_parsers_utf8_bytes():
     line = text.splitlines()[line_no - 1]
     report = analyze_source(text, "convert.py")
     (call,) = [c for c in report.extra["converter_calls"] if c["line"] == line_no]
-    assert call["column"] == line.index("tf.lite.TFLiteConverter") and call["end_column"] == len(line)
+    assert call["column"] == line.index("tf.lite.TFLiteConverter") and call["end_column"] == len(
+        line
+    )
     plain = analyze_source(src, "convert.py")
-    assert [(f.rule, f.location.line) for f in report.findings] == [(f.rule, f.location.line) for f in plain.findings]
+    assert [(f.rule, f.location.line) for f in report.findings] == [
+        (f.rule, f.location.line) for f in plain.findings
+    ]
 
 
 # every place a call can sit in Python 3.11 syntax: the walker (facts._walker_source, one
 # function per node type) must reach each of them
 _CALL = "tf.lite.TFLiteConverter.from_keras_model(m)"
 _PLACES = [
-    "x = {c}", "x: int = {c}", "x += {c}", "{c}", "print({c})", "f(k={c})", "f(*{c})", "f(**{c})",
-    "x = [{c}]", "x = ({c},)", "x = {{{c}}}", "x = {{1: {c}}}", "x = {{{c}: 1}}", "x = [{c} for i in y]",
-    "x = [i for i in {c}]", "x = [i for i in y if {c}]", "x = {{i: {c} for i in y}}", "x = ({c} for i in y)",
-    "x = {{{c} for i in y}}", "x = lambda: {c}", "x = lambda a={c}: a", "x = {c} if a else b",
-    "x = a if {c} else b", "x = not {c}", "x = a and {c}", "x = a < {c}", "x = a + {c}", "x = {c}[0]",
-    "x = y[{c}]", "x = y[{c}:]", "x = {c}.attr", "x = f'{{{c}}}'", "x = f'{{a:{{{c}}}}}'", "x = (y := {c})",
-    "x = await {c}", "x = yield {c}", "x = yield from {c}", "x = *{c},", "del x[{c}]",
-    "assert {c}", "assert a, {c}", "raise {c}", "raise E from {c}", "return {c}",
-    "if {c}:\n    pass", "if a:\n    {c}", "if a:\n    pass\nelse:\n    {c}", "if a:\n    pass\nelif {c}:\n    pass",
-    "while {c}:\n    pass", "while a:\n    {c}", "while a:\n    pass\nelse:\n    {c}",
-    "for i in {c}:\n    pass", "for i in a:\n    {c}", "for i in a:\n    pass\nelse:\n    {c}",
-    "async for i in {c}:\n    pass", "with {c}:\n    pass", "with a as b:\n    {c}", "async with {c}:\n    pass",
-    "try:\n    {c}\nexcept E:\n    pass", "try:\n    pass\nexcept {c}:\n    pass",
-    "try:\n    pass\nexcept E:\n    {c}", "try:\n    pass\nexcept E:\n    pass\nelse:\n    {c}",
-    "try:\n    pass\nfinally:\n    {c}", "try:\n    pass\nexcept* E:\n    {c}",
-    "def g():\n    {c}", "def g(a={c}):\n    pass", "def g(*, a={c}):\n    pass", "def g(a: {c}):\n    pass",
-    "def g() -> {c}:\n    pass", "@{c}\ndef g():\n    pass", "async def g():\n    {c}",
-    "class K({c}):\n    pass", "class K(metaclass={c}):\n    pass", "class K:\n    {c}", "@{c}\nclass K:\n    pass",
-    "match {c}:\n    case _:\n        pass", "match a:\n    case _ if {c}:\n        pass",
-    "match a:\n    case _:\n        {c}", "global x\nx = {c}",
+    "x = {c}",
+    "x: int = {c}",
+    "x += {c}",
+    "{c}",
+    "print({c})",
+    "f(k={c})",
+    "f(*{c})",
+    "f(**{c})",
+    "x = [{c}]",
+    "x = ({c},)",
+    "x = {{{c}}}",
+    "x = {{1: {c}}}",
+    "x = {{{c}: 1}}",
+    "x = [{c} for i in y]",
+    "x = [i for i in {c}]",
+    "x = [i for i in y if {c}]",
+    "x = {{i: {c} for i in y}}",
+    "x = ({c} for i in y)",
+    "x = {{{c} for i in y}}",
+    "x = lambda: {c}",
+    "x = lambda a={c}: a",
+    "x = {c} if a else b",
+    "x = a if {c} else b",
+    "x = not {c}",
+    "x = a and {c}",
+    "x = a < {c}",
+    "x = a + {c}",
+    "x = {c}[0]",
+    "x = y[{c}]",
+    "x = y[{c}:]",
+    "x = {c}.attr",
+    "x = f'{{{c}}}'",
+    "x = f'{{a:{{{c}}}}}'",
+    "x = (y := {c})",
+    "x = await {c}",
+    "x = yield {c}",
+    "x = yield from {c}",
+    "x = *{c},",
+    "del x[{c}]",
+    "assert {c}",
+    "assert a, {c}",
+    "raise {c}",
+    "raise E from {c}",
+    "return {c}",
+    "if {c}:\n    pass",
+    "if a:\n    {c}",
+    "if a:\n    pass\nelse:\n    {c}",
+    "if a:\n    pass\nelif {c}:\n    pass",
+    "while {c}:\n    pass",
+    "while a:\n    {c}",
+    "while a:\n    pass\nelse:\n    {c}",
+    "for i in {c}:\n    pass",
+    "for i in a:\n    {c}",
+    "for i in a:\n    pass\nelse:\n    {c}",
+    "async for i in {c}:\n    pass",
+    "with {c}:\n    pass",
+    "with a as b:\n    {c}",
+    "async with {c}:\n    pass",
+    "try:\n    {c}\nexcept E:\n    pass",
+    "try:\n    pass\nexcept {c}:\n    pass",
+    "try:\n    pass\nexcept E:\n    {c}",
+    "try:\n    pass\nexcept E:\n    pass\nelse:\n    {c}",
+    "try:\n    pass\nfinally:\n    {c}",
+    "try:\n    pass\nexcept* E:\n    {c}",
+    "def g():\n    {c}",
+    "def g(a={c}):\n    pass",
+    "def g(*, a={c}):\n    pass",
+    "def g(a: {c}):\n    pass",
+    "def g() -> {c}:\n    pass",
+    "@{c}\ndef g():\n    pass",
+    "async def g():\n    {c}",
+    "class K({c}):\n    pass",
+    "class K(metaclass={c}):\n    pass",
+    "class K:\n    {c}",
+    "@{c}\nclass K:\n    pass",
+    "match {c}:\n    case _:\n        pass",
+    "match a:\n    case _ if {c}:\n        pass",
+    "match a:\n    case _:\n        {c}",
+    "global x\nx = {c}",
 ]
 
 
@@ -222,13 +297,19 @@ def test_the_walk_reaches_a_call_in_every_syntactic_place():
     head = "import tensorflow as tf\n"
     for place in _PLACES:
         body = place.format(c=_CALL)
-        # yield / await / return outside a function do not parse: wrap them (async: await, async for/with)
+        # yield / await / return outside a function do not parse: wrap them (async: await, async
+        # for/with)
         if any(k in body for k in ("yield", "await", "return", "async for", "async with")):
-            body = "async def outer():\n" + "\n".join("    " + ln for ln in body.splitlines()) \
-                if "yield" not in body else "def outer():\n" + "\n".join("    " + ln for ln in body.splitlines())
+            body = (
+                "async def outer():\n" + "\n".join("    " + ln for ln in body.splitlines())
+                if "yield" not in body
+                else "def outer():\n" + "\n".join("    " + ln for ln in body.splitlines())
+            )
         facts = analyze_text(head + body + "\n", "walk.py")
         assert facts.syntax_error is None, (place, facts.syntax_error)
-        assert [c.call for c in facts.conversions] == ["tensorflow.lite.TFLiteConverter.from_keras_model"], place
+        assert [c.call for c in facts.conversions] == [
+            "tensorflow.lite.TFLiteConverter.from_keras_model"
+        ], place
 
 
 def test_the_walk_notes_exactly_the_blocks_of_one_statement():
@@ -239,7 +320,13 @@ def test_the_walk_notes_exactly_the_blocks_of_one_statement():
     text = "\n".join(p.format(c=_CALL) for p in _PLACES if not any(
         k in p for k in ("yield", "await", "return", "async")))
     facts = analyze_text("import tensorflow as tf\n" + text + "\n", "walk.py")
-    want = {id(block[0]) for node in ast.walk(facts.tree) if not isinstance(node, ast.Module)
-            for name in ("body", "orelse", "finalbody") if isinstance(block := getattr(node, name, None), list)
-            and len(block) == 1 and isinstance(block[0], ast.stmt)}
+    want = {
+        id(block[0])
+        for node in ast.walk(facts.tree)
+        if not isinstance(node, ast.Module)
+        for name in ("body", "orelse", "finalbody")
+        if isinstance(block := getattr(node, name, None), list)
+        and len(block) == 1
+        and isinstance(block[0], ast.stmt)
+    }
     assert facts.alone == want and len(want) > 30

@@ -56,7 +56,8 @@ async def test_open_script_gets_exact_diagnostics_and_clean_twin_none(tmp_path):
 
 async def test_positions_on_lines_with_non_ascii_text_are_utf16_code_units(tmp_path):
     """The parser counts columns in UTF-8 bytes, Python strings in code points, VS Code in UTF-16
-    units: a diagnostic, its quick fix and the conversion call after an emoji land where they should."""
+    units: a diagnostic, its quick fix and the conversion call after an emoji land where they
+    should."""
     ws = workspace(tmp_path)
     line = 'note = "ünï 🙂"; converter.optimizations = [tf.lite.Optimize.DEFAULT]'
     text = FAULTY.replace("converter.optimizations = [tf.lite.Optimize.DEFAULT]", line)
@@ -73,8 +74,13 @@ async def test_positions_on_lines_with_non_ascii_text_are_utf16_code_units(tmp_p
         assert d.range.end.character == len(line.encode("utf-16-le")) // 2
         actions = await client.text_document_code_action_async(T.CodeActionParams(
             T.TextDocumentIdentifier(uri), d.range, T.CodeActionContext([d])))
-        fix = next(a for a in actions if isinstance(a, T.CodeAction) and a.kind == T.CodeActionKind.QuickFix)
-        (e,) = fix.edit.document_changes[0].edits  # the statement goes, the one before the semicolon stays
+        fix = next(
+            a
+            for a in actions
+            if isinstance(a, T.CodeAction) and a.kind == T.CodeActionKind.QuickFix
+        )
+        # the statement goes, the one before the semicolon stays
+        (e,) = fix.edit.document_changes[0].edits
         assert (e.range.start.line, e.range.start.character) == (ln, utf16)
         assert (e.range.end.line, e.range.end.character) == (ln, len(line.encode("utf-16-le")) // 2)
     finally:
@@ -94,11 +100,23 @@ async def test_quick_fix_is_a_versioned_edit_that_clears_the_diagnostic(tmp_path
         titles = {a.title for a in actions}
         assert {"convlint: run conversion check now", "convlint: show report"} <= titles
         fix = fixes[0]
-        edits = [TextEdit(e.range.start.line + 1, e.range.start.character, e.range.end.line + 1,
-                          e.range.end.character, e.new_text) for e in fix.edit.document_changes[0].edits]
+        edits = [
+            TextEdit(
+                e.range.start.line + 1,
+                e.range.start.character,
+                e.range.end.line + 1,
+                e.range.end.character,
+                e.new_text,
+            )
+            for e in fix.edit.document_changes[0].edits
+        ]
         new = apply(FAULTY, edits)
-        client.text_document_did_change(T.DidChangeTextDocumentParams(
-            T.VersionedTextDocumentIdentifier(version=2, uri=uri), [T.TextDocumentContentChangeWholeDocument(new)]))
+        client.text_document_did_change(
+            T.DidChangeTextDocumentParams(
+                T.VersionedTextDocumentIdentifier(version=2, uri=uri),
+                [T.TextDocumentContentChangeWholeDocument(new)],
+            )
+        )
         ds = await diagnostics(client, uri, lambda ds: "CL411" not in codes(ds))
         assert all(d.severity != T.DiagnosticSeverity.Error for d in ds)
     finally:
@@ -125,8 +143,12 @@ async def test_every_fix_is_a_quick_fix_the_preferred_one_first(tmp_path):
                           e.range.end.character, e.new_text) for e in alt.edits]
         new = apply(FAULTY, edits)
         assert "supported_types" in new and "Optimize.DEFAULT" in new
-        client.text_document_did_change(T.DidChangeTextDocumentParams(
-            T.VersionedTextDocumentIdentifier(version=2, uri=uri), [T.TextDocumentContentChangeWholeDocument(new)]))
+        client.text_document_did_change(
+            T.DidChangeTextDocumentParams(
+                T.VersionedTextDocumentIdentifier(version=2, uri=uri),
+                [T.TextDocumentContentChangeWholeDocument(new)],
+            )
+        )
         await diagnostics(client, uri, lambda ds: "CL411" not in codes(ds))
 
         clean = open_doc(client, ws / "clean.py", CLEAN)
@@ -134,7 +156,11 @@ async def test_every_fix_is_a_quick_fix_the_preferred_one_first(tmp_path):
         rng = T.Range(T.Position(0, 0), T.Position(len(CLEAN.splitlines()), 0))
         actions = await client.text_document_code_action_async(T.CodeActionParams(
             T.TextDocumentIdentifier(clean), rng, T.CodeActionContext([])))
-        assert not [a for a in actions or [] if isinstance(a, T.CodeAction) and a.kind == T.CodeActionKind.QuickFix]
+        assert not [
+            a
+            for a in actions or []
+            if isinstance(a, T.CodeAction) and a.kind == T.CodeActionKind.QuickFix
+        ]
     finally:
         await stop(client)
 
@@ -147,8 +173,12 @@ async def test_bursts_of_changes_publish_for_the_newest_version(tmp_path):
         await diagnostics(client, uri, lambda ds: "CL411" in codes(ds))
         for v in range(2, 31):  # alternate; the last text (version 30) is the clean one
             text = FAULTY if v % 2 else CLEAN
-            client.text_document_did_change(T.DidChangeTextDocumentParams(
-                T.VersionedTextDocumentIdentifier(version=v, uri=uri), [T.TextDocumentContentChangeWholeDocument(text)]))
+            client.text_document_did_change(
+                T.DidChangeTextDocumentParams(
+                    T.VersionedTextDocumentIdentifier(version=v, uri=uri),
+                    [T.TextDocumentContentChangeWholeDocument(text)],
+                )
+            )
         await diagnostics(client, uri, lambda ds: ds == [])
         await asyncio.sleep(0.5)  # no result of an older version arrives afterwards
         assert list(client.diagnostics[uri]) == []
@@ -158,16 +188,22 @@ async def test_bursts_of_changes_publish_for_the_newest_version(tmp_path):
 
 async def test_settings_and_project_config(tmp_path):
     ws = workspace(tmp_path)
-    (ws / "pyproject.toml").write_text('[tool.convlint]\nignore = ["CL412"]\nseverity = {CL411 = "info"}\n')
+    (ws / "pyproject.toml").write_text(
+        '[tool.convlint]\nignore = ["CL412"]\nseverity = {CL411 = "info"}\n'
+    )
     client = await start(tmp_path, ws, **FAST, severity={"CL411": "warning"}, bogus=1)
     try:
         uri = open_doc(client, ws / "convert.py")
         ds = await diagnostics(client, uri, lambda ds: "CL411" in codes(ds))
         # the editor's severity override wins over the project's
         assert next(d for d in ds if d.code == "CL411").severity == T.DiagnosticSeverity.Warning
-        client.workspace_did_change_configuration(T.DidChangeConfigurationParams({"convlint": {"enable": False}}))
+        client.workspace_did_change_configuration(
+            T.DidChangeConfigurationParams({"convlint": {"enable": False}})
+        )
         await diagnostics(client, uri, lambda ds: ds == [])
-        client.workspace_did_change_configuration(T.DidChangeConfigurationParams({"convlint": {"enable": True, "severity": {}}}))
+        client.workspace_did_change_configuration(
+            T.DidChangeConfigurationParams({"convlint": {"enable": True, "severity": {}}})
+        )
         ds = await diagnostics(client, uri, lambda ds: "CL411" in codes(ds))
         assert next(d for d in ds if d.code == "CL411").severity == T.DiagnosticSeverity.Information
     finally:
@@ -221,12 +257,21 @@ async def test_save_runs_the_pair_check_with_progress_and_lands_on_the_converter
         d201 = next(d for d in conv if d.code == "CL201")
         assert "project_conv" in d201.message
         rel = {r.location.uri.rsplit("/", 1)[-1]: r.message for r in d201.related_information}
-        assert "mobilenet.keras" in rel and "mobilenet.dynint8.tflite" in rel and "project_conv" in rel["mobilenet.keras"]
+        assert (
+            "mobilenet.keras" in rel
+            and "mobilenet.dynint8.tflite" in rel
+            and "project_conv" in rel["mobilenet.keras"]
+        )
         kinds = [getattr(v, "kind", None) for vs in client.progress_reports.values() for v in vs]
         assert kinds[0] == "begin" and "report" in kinds and kinds[-1] == "end"
         assert any(m and "localizing" in m for m in _progress_messages(client))
-        states = [(st.state, getattr(st, "stage", None), getattr(st, "result", None)) for st in client.statuses]
-        assert states[0][0] == "checking" and any(s == "checking" and g and "localizing" in g for s, g, _ in states)
+        states = [
+            (st.state, getattr(st, "stage", None), getattr(st, "result", None))
+            for st in client.statuses
+        ]
+        assert states[0][0] == "checking" and any(
+            s == "checking" and g and "localizing" in g for s, g, _ in states
+        )
         assert [r for s, _, r in states if s == "idle"] == ["divergent"]
         # the clean twin: the same check, no finding
         clean = open_doc(client, ws / "convert_clean.py")
@@ -238,15 +283,21 @@ async def test_save_runs_the_pair_check_with_progress_and_lands_on_the_converter
         shown = await command(client, "convlint.showReport", uri)
         assert os.path.isfile(shown["path"]) and client.shown_documents
         assert [r["kind"] for r in shown["report"]["reports"]] == ["script", "conversion"]
-        again = await command(client, "convlint.showReport", uri)  # a second report never replaces the first
+        # a second report never replaces the first
+        again = await command(client, "convlint.showReport", uri)
         assert again["path"] != shown["path"] and os.path.isfile(shown["path"])
     finally:
         await stop(client)
 
 
 async def _start_check_and_wait_for_progress(client, uri, msg_id):
-    fut = asyncio.ensure_future(client.protocol.send_request_async(
-        "workspace/executeCommand", T.ExecuteCommandParams("convlint.runCheck", [uri]), msg_id=msg_id))
+    fut = asyncio.ensure_future(
+        client.protocol.send_request_async(
+            "workspace/executeCommand",
+            T.ExecuteCommandParams("convlint.runCheck", [uri]),
+            msg_id=msg_id,
+        )
+    )
     await wait_for(lambda: _running_token(client), 120, "a progress report of a running job")
     return fut
 
@@ -277,16 +328,25 @@ async def test_cancel_a_running_check_request_and_by_progress(tmp_path):
         # work-done progress cancellation of a check started by a save (no request involved)
         client.progress_reports.clear()
         client.text_document_did_save(T.DidSaveTextDocumentParams(T.TextDocumentIdentifier(uri)))
-        token = await wait_for(lambda: _running_token(client), 120, "a progress report of the save's check")
+        token = await wait_for(
+            lambda: _running_token(client), 120, "a progress report of the save's check"
+        )
         pid = (await command(client, "convlint.status"))["worker_pid"]
-        client.protocol.notify("window/workDoneProgress/cancel", T.WorkDoneProgressCancelParams(token))
-        await wait_for(lambda: any(getattr(v, "kind", "") == "end" for v in client.progress_reports[token]), 30,
-                       "the cancelled progress to end")
+        client.protocol.notify(
+            "window/workDoneProgress/cancel", T.WorkDoneProgressCancelParams(token)
+        )
+        await wait_for(
+            lambda: any(getattr(v, "kind", "") == "end" for v in client.progress_reports[token]),
+            30,
+            "the cancelled progress to end",
+        )
         await wait_for(lambda: not _alive(pid), 10, "the cancelled worker to stop")
         # work-done progress cancellation of a command request: the request gets its one answer
         client.progress_reports.clear()
         fut = await _start_check_and_wait_for_progress(client, uri, "cancel-by-progress")
-        client.protocol.notify("window/workDoneProgress/cancel", T.WorkDoneProgressCancelParams(_running_token(client)))
+        client.protocol.notify(
+            "window/workDoneProgress/cancel", T.WorkDoneProgressCancelParams(_running_token(client))
+        )
         with pytest.raises(JsonRpcException):
             await asyncio.wait_for(fut, 30)
         # the server still works, with a new worker
@@ -319,7 +379,9 @@ async def test_worker_killed_mid_check_or_aborting_becomes_a_finding(tmp_path):
         assert rep["verdict"] == "crash" and rep["findings"][0]["rule"] == "CL014"
         assert "SIGKILL" in rep["findings"][0]["message"]
         ds = await diagnostics(client, uri, lambda ds: "CL014" in codes(ds))
-        assert next(d for d in ds if d.code == "CL014").range.start.line == _line(FAULTY, "from_keras_model")
+        assert next(d for d in ds if d.code == "CL014").range.start.line == _line(
+            FAULTY, "from_keras_model"
+        )
         # a native abort() in a job (the crash-isolation hook of the worker)
         rep = await command(client, "convlint.testJob", {"kind": "abort"})
         assert rep["verdict"] == "crash" and "SIGABRT" in rep["findings"][0]["message"]
@@ -343,7 +405,8 @@ async def test_changed_model_file_rechecks_its_pair(tmp_path):
         client.text_document_did_save(T.DidSaveTextDocumentParams(T.TextDocumentIdentifier(uri)))
         await diagnostics(client, uri, lambda ds: "CL100" in codes(ds), timeout=240)
         target = ws / "models" / "mobilenet.dynint8.tflite"
-        target.write_bytes((ws / "models" / "mobilenet.tflite").read_bytes())  # re-converted in float
+        # re-converted in float
+        target.write_bytes((ws / "models" / "mobilenet.tflite").read_bytes())
         client.workspace_did_change_watched_files(T.DidChangeWatchedFilesParams(
             [T.FileEvent(target.as_uri(), T.FileChangeType.Changed)]))
         ds = await diagnostics(client, uri, lambda ds: "CL100" not in codes(ds), timeout=240)
@@ -369,14 +432,18 @@ async def test_config_error_is_a_diagnostic_on_the_config_file(tmp_path):
 @pytest.mark.slow
 async def test_config_pairs_are_checked_and_land_on_the_config_line(tmp_path):
     ws = workspace(tmp_path)
-    toml = ('[[pairs]]\nsource = "models/mobilenet.keras"\ntarget = "models/mobilenet.tflite"\n\n'
-            '[[pairs]]\nsource = "models/mobilenet.keras"\ntarget = "models/mobilenet.dynint8.tflite"\n')
+    toml = (
+        '[[pairs]]\nsource = "models/mobilenet.keras"\ntarget = "models/mobilenet.tflite"\n\n'
+        '[[pairs]]\nsource = "models/mobilenet.keras"\ntarget = "models/mobilenet.dynint8.tflite"\n'
+    )
     (ws / "convlint.toml").write_text(toml)
     client = await start(tmp_path, ws, **TRUSTED)
     try:
         res = await command(client, "convlint.checkWorkspace")
         assert sorted(r["verdict"] for r in res["reports"]) == ["divergent", "equivalent"]
-        ds = await diagnostics(client, (ws / "convlint.toml").as_uri(), lambda ds: "CL100" in codes(ds))
+        ds = await diagnostics(
+            client, (ws / "convlint.toml").as_uri(), lambda ds: "CL100" in codes(ds)
+        )
         assert {d.range.start.line for d in ds} == {_line(toml, "mobilenet.dynint8.tflite")}
     finally:
         await stop(client)
@@ -395,11 +462,16 @@ async def test_trace_command_runs_the_script_in_the_worker_and_lands_on_the_call
         uri = open_doc(client, script)
         await diagnostics(client, uri, lambda ds: "CL430" in codes(ds))
         rep = await command(client, "convlint.trace", uri)
-        assert rep["kind"] == "trace" and [c["verdict"] for c in rep["conversions"]] == ["divergent"]
-        ds = await diagnostics(client, uri, lambda ds: any(d.data and d.data.get("origin") == "trace" for d in ds))
+        assert rep["kind"] == "trace" and [c["verdict"] for c in rep["conversions"]] == [
+            "divergent"
+        ]
+        ds = await diagnostics(
+            client, uri, lambda ds: any(d.data and d.data.get("origin") == "trace" for d in ds)
+        )
         call = _line(text, "torch.onnx.export")
         assert {d.range.start.line for d in ds if d.data.get("origin") == "trace"} == {call}
-        # the script ran in the workspace; what it writes goes to the cache (issue 25), not beside it
+        # the script ran in the workspace; what it writes goes to the cache (issue 25), not beside
+        # it
         assert not (ws / "model.onnx").exists()
     finally:
         await stop(client)
@@ -415,13 +487,21 @@ async def test_repair_command_writes_a_new_verified_file_and_says_where(tmp_path
         uri = open_doc(client, ws / "convert.py")
         await diagnostics(client, uri, lambda ds: bool(ds))
         res = await command(client, "convlint.repair", uri)
-        outs = [f["repair"] for f in res["reports"][0]["findings"] if f.get("repair") and f["repair"].get("output")]
+        outs = [
+            f["repair"]
+            for f in res["reports"][0]["findings"]
+            if f.get("repair") and f["repair"].get("output")
+        ]
         assert outs and outs[0]["verified"] is True
         out = outs[0]["output"]
         assert os.path.isfile(out) and os.path.basename(out) not in before
-        assert {p.name: p.read_bytes() for p in models.iterdir() if p.name in before} == before  # inputs untouched
-        await wait_for(lambda: any(out in m.message and "verified" in m.message for m in client.messages), 10,
-                       "the message naming the repaired file")
+        # inputs untouched
+        assert {p.name: p.read_bytes() for p in models.iterdir() if p.name in before} == before
+        await wait_for(
+            lambda: any(out in m.message and "verified" in m.message for m in client.messages),
+            10,
+            "the message naming the repaired file",
+        )
     finally:
         await stop(client)
 
@@ -430,10 +510,16 @@ async def test_a_hung_worker_is_replaced_and_reported(tmp_path):
     ws = workspace(tmp_path)
     client = await start(tmp_path, ws, **TRUSTED, timeout=1.5)
     try:
-        rep = await command(client, "convlint.testJob", {"kind": "sleep", "params": {"seconds": 30}}, timeout=30)
+        rep = await command(
+            client, "convlint.testJob", {"kind": "sleep", "params": {"seconds": 30}}, timeout=30
+        )
         assert rep["verdict"] == "crash" and rep["findings"][0]["rule"] == "CL014"
-        assert "hung" in rep["findings"][0]["message"] and "sleeping" in rep["findings"][0]["message"]
-        rep = await command(client, "convlint.testJob", {"kind": "sleep", "params": {"seconds": 0.2}}, timeout=30)
+        assert (
+            "hung" in rep["findings"][0]["message"] and "sleeping" in rep["findings"][0]["message"]
+        )
+        rep = await command(
+            client, "convlint.testJob", {"kind": "sleep", "params": {"seconds": 0.2}}, timeout=30
+        )
         assert rep == {"slept": 0.2}  # a fresh worker took the next job
     finally:
         await stop(client)
@@ -444,8 +530,13 @@ async def test_identical_checks_asked_together_run_once(tmp_path):
     ws = workspace(tmp_path)
     client = await start(tmp_path, ws, **TRUSTED)
     try:
-        pair = {"source": str(ws / "models" / "mobilenet.keras"), "target": str(ws / "models" / "mobilenet.dynint8.tflite")}
-        a, b = await asyncio.gather(command(client, "convlint.checkPair", pair), command(client, "convlint.checkPair", pair))
+        pair = {
+            "source": str(ws / "models" / "mobilenet.keras"),
+            "target": str(ws / "models" / "mobilenet.dynint8.tflite"),
+        }
+        a, b = await asyncio.gather(
+            command(client, "convlint.checkPair", pair), command(client, "convlint.checkPair", pair)
+        )
         assert a == b and a["verdict"] == "divergent"
         assert (await command(client, "convlint.status"))["jobs_started"] == 1
     finally:
@@ -473,8 +564,14 @@ def test_serve_over_tcp_answers_initialize(tmp_path):
                 time.sleep(0.1)
         else:
             raise AssertionError("the server never listened")
-        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize",
-                           "params": {"processId": None, "rootUri": None, "capabilities": {}}}).encode()
+        body = json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {"processId": None, "rootUri": None, "capabilities": {}},
+            }
+        ).encode()
         conn.sendall(b"Content-Length: %d\r\n\r\n" % len(body) + body)
         data = b""
         while b"serverInfo" not in data or not data.rstrip().endswith(b"}"):
@@ -502,8 +599,12 @@ def test_serve_with_a_bad_or_busy_port_is_a_clear_error(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
-        p = subprocess.run([sys.executable, "-m", "convlint", "serve", "--tcp", str(s.getsockname()[1])],
-                           capture_output=True, text=True, timeout=60)
+        p = subprocess.run(
+            [sys.executable, "-m", "convlint", "serve", "--tcp", str(s.getsockname()[1])],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert p.returncode == 2 and "Traceback" not in p.stderr and "cannot listen" in p.stderr
 
 
@@ -530,10 +631,13 @@ async def test_train_check_command_lands_training_findings_on_the_lines_that_set
         client.workspace_did_change_configuration(T.DidChangeConfigurationParams(TRUSTED))
         rep = await command(client, "convlint.trainCheck", uri)
         assert rep["kind"] == "training" and rep["verdict"] == "faulty"
-        ds = await diagnostics(client, uri, lambda ds: any(d.data and d.data.get("origin") == "training" for d in ds))
+        ds = await diagnostics(
+            client, uri, lambda ds: any(d.data and d.data.get("origin") == "training" for d in ds)
+        )
         tr = [d for d in ds if d.data.get("origin") == "training"]
         vanish = next(d for d in tr if d.code == "CL517")
-        assert vanish.range.start.line == _line(bad, "('hidden1', nn.Linear")  # the line that built the layer
+        # the line that built the layer
+        assert vanish.range.start.line == _line(bad, "('hidden1', nn.Linear")
         assert "relu" in vanish.message and vanish.data["layer"] == "hidden1"
         assert any(s.state == "idle" and s.result == "faulty" for s in client.statuses)
     finally:

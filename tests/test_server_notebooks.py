@@ -10,7 +10,10 @@ from lsp_helpers import code_actions, codes, diagnostics, start, stop, wait_for,
 from lsprotocol import types as T
 
 FAST = {"watchFiles": False, "heavyChecks": False}
-LOAD = 'import keras\nimport tensorflow as tf\n\nmodel = keras.models.load_model("models/mobilenet.keras")\n'
+LOAD = (
+    "import keras\nimport tensorflow as tf\n\nmodel = "
+    'keras.models.load_model("models/mobilenet.keras")\n'
+)
 NOTE = "# Convert to TFLite\n"
 CONVERT = (
     "converter = tf.lite.TFLiteConverter.from_keras_model(model)\n"

@@ -33,8 +33,17 @@ CONVERTER_LINES = {"tflite_optimize.py": 14, "tf2onnx_opset.py": 14, "torch_trai
 
 
 def _trace(script: Path, cwd: Path, *extra: str):
-    p = run_cli("trace", str(script), "--allow-exec", "--cwd", str(cwd), "--no-tvm", "--format", "json",
-                *extra)
+    p = run_cli(
+        "trace",
+        str(script),
+        "--allow-exec",
+        "--cwd",
+        str(cwd),
+        "--no-tvm",
+        "--format",
+        "json",
+        *extra,
+    )
     return p, json.loads(p.stdout)
 
 
@@ -65,7 +74,9 @@ def test_trace_finds_the_fault_on_the_call_and_verifies_the_rewrite(name, tmp_pa
     assert rep["kind"] == "rewrite-call" and rep["verified"] is True, rep
     assert rep["metrics_after"]["verdict"] == "equivalent"
     # one state: the conversion's errors carry the rewrite's repair, verified as it is
-    assert all(f["repair"]["kind"] == "rewrite-call" and f["repair"]["verified"] is True for f in errors)
+    assert all(
+        f["repair"]["kind"] == "rewrite-call" and f["repair"]["verified"] is True for f in errors
+    )
     # the script's outputs went to the cache, not beside it (--keep-outputs keeps them there)
     assert sorted(x.name for x in tmp_path.iterdir()) == [name]
     assert Path(conv["target"]["path"]).is_file()
@@ -120,7 +131,11 @@ def test_written_rewrite_traces_clean(tmp_path):
 def test_trace_needs_consent(tmp_path):
     p = run_cli("trace", str(SCRIPTS / "torch_training.py"), "--format", "json")
     doc = json.loads(p.stdout)
-    assert p.returncode == 2 and doc["verdict"] == "error" and "--allow-exec" in doc["findings"][0]["message"]
+    assert (
+        p.returncode == 2
+        and doc["verdict"] == "error"
+        and "--allow-exec" in doc["findings"][0]["message"]
+    )
 
 
 def test_script_failure_lands_on_its_line(tmp_path):
@@ -163,7 +178,9 @@ def test_conversion_without_a_savable_source_is_reported_not_checked(tmp_path):
     p, doc = _trace(s, tmp_path)
     assert p.returncode == 0, doc
     f = next(f for f in doc["findings"] if f["rule"] == "CL464")
-    assert f["severity"] == "warning" and f["location"]["line"] == 8 and "source model" in f["message"]
+    assert (
+        f["severity"] == "warning" and f["location"]["line"] == 8 and "source model" in f["message"]
+    )
     assert doc["conversions"] == [] and doc["run"]["conversions"][0]["output"].endswith("f.tflite")
 
 
@@ -172,4 +189,8 @@ def test_a_binary_script_is_a_clear_error(tmp_path):
     s.write_bytes(b"\x80\x81\xfe\xff" * 16)
     p = run_cli("trace", str(s), "--allow-exec", "--format", "json")
     doc = json.loads(p.stdout)
-    assert p.returncode == 2 and doc["findings"][0]["rule"] == "CL001" and "UTF-8" in doc["findings"][0]["message"]
+    assert (
+        p.returncode == 2
+        and doc["findings"][0]["rule"] == "CL001"
+        and "UTF-8" in doc["findings"][0]["message"]
+    )

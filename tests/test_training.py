@@ -20,16 +20,50 @@ import programs  # noqa: E402
 
 
 def st(mean=0.0, std=1.0, absmax=3.0, norm=10.0, n=100, **kw):
-    return {"mean": mean, "std": std, "min": -absmax, "max": absmax, "absmax": absmax, "norm": norm, "n": n,
-            "frac_zero": 0.0, "frac_nonfinite": 0.0, **kw}
+    return {
+        "mean": mean,
+        "std": std,
+        "min": -absmax,
+        "max": absmax,
+        "absmax": absmax,
+        "norm": norm,
+        "n": n,
+        "frac_zero": 0.0,
+        "frac_nonfinite": 0.0,
+        **kw,
+    }
 
 
-LAYERS = [{"name": f"dense{i}", "index": i, "type": "Dense", "activation": a, "params": 100, "fan_in": 16,
-           "file": "train.py", "line": 10 + i} for i, a in enumerate(["relu", "relu", "softmax"])]
-META = {"framework": "keras", "optimizer": "SGD", "learning_rate": 0.05, "loss": "sparse_categorical_crossentropy",
-        "from_logits": False, "output_activation": "softmax", "output_units": 10, "labels": "index",
-        "optimizer_site": {"file": "train.py", "line": 20}, "loss_site": {"file": "train.py", "line": 21},
-        "fit_site": {"file": "train.py", "line": 22}, "input_mean": 0.0, "input_std": 1.0, "input_min": -3, "input_max": 3}
+LAYERS = [
+    {
+        "name": f"dense{i}",
+        "index": i,
+        "type": "Dense",
+        "activation": a,
+        "params": 100,
+        "fan_in": 16,
+        "file": "train.py",
+        "line": 10 + i,
+    }
+    for i, a in enumerate(["relu", "relu", "softmax"])
+]
+META = {
+    "framework": "keras",
+    "optimizer": "SGD",
+    "learning_rate": 0.05,
+    "loss": "sparse_categorical_crossentropy",
+    "from_logits": False,
+    "output_activation": "softmax",
+    "output_units": 10,
+    "labels": "index",
+    "optimizer_site": {"file": "train.py", "line": 20},
+    "loss_site": {"file": "train.py", "line": 21},
+    "fit_site": {"file": "train.py", "line": 22},
+    "input_mean": 0.0,
+    "input_std": 1.0,
+    "input_min": -3,
+    "input_max": 3,
+}
 
 
 def healthy(n=60, **over):
@@ -39,11 +73,28 @@ def healthy(n=60, **over):
         layers = {}
         for la in LAYERS:
             post = st(frac_dead=0.1) if la["activation"] == "relu" else st(0.1, 0.2, 1.0)
-            layers[la["name"]] = {"pre": st(), "post": post, "w": st(0, 0.25, 1.0, 10.0), "dw": st(0, 1e-3, 1e-2, 0.01),
-                                  "gw": st(0, 0.01, 0.05, 0.1)}
-        steps.append({"step": i, "epoch": i // 20, "layers": layers, "loss": 2.3 * math.exp(-i / 20),
-                      "metrics": {"accuracy": min(0.97, 0.1 + i / 60)}})
-    t = {"meta": dict(META), "layers": [dict(la) for la in LAYERS], "steps": steps, "end": {"steps": n}}
+            layers[la["name"]] = {
+                "pre": st(),
+                "post": post,
+                "w": st(0, 0.25, 1.0, 10.0),
+                "dw": st(0, 1e-3, 1e-2, 0.01),
+                "gw": st(0, 0.01, 0.05, 0.1),
+            }
+        steps.append(
+            {
+                "step": i,
+                "epoch": i // 20,
+                "layers": layers,
+                "loss": 2.3 * math.exp(-i / 20),
+                "metrics": {"accuracy": min(0.97, 0.1 + i / 60)},
+            }
+        )
+    t = {
+        "meta": dict(META),
+        "layers": [dict(la) for la in LAYERS],
+        "steps": steps,
+        "end": {"steps": n},
+    }
     for k, v in over.items():
         t["meta"][k] = v
     return t
@@ -71,7 +122,8 @@ def test_nan_in_a_layer_is_localized_to_the_first_layer_and_the_learning_rate():
     rep = analyze(t, "train.py")
     f = next(f for f in rep.findings if f.rule == "CL502")
     assert f.layer == "dense1" and f.hyperparameter == "learning_rate" and f.stage == "forward"
-    assert "learning_rate 0.05 → 0.01" in f.repair.description and f.location.line == 20  # the optimizer's line
+    # the optimizer's line
+    assert "learning_rate 0.05 → 0.01" in f.repair.description and f.location.line == 20
     assert "CL501" in rules_of(rep) and rep.verdict == "faulty" and rep.exit_code == 1
 
 
@@ -89,15 +141,20 @@ def test_dead_relu_and_saturated_sigmoid_are_localized_to_their_layer():
         s["layers"]["dense1"]["post"] = st(frac_dead=0.95)
     rep = analyze(t, "train.py")
     f = next(f for f in rep.findings if f.rule == "CL513")
-    assert f.layer == "dense1" and f.location.line == 11 and f.hyperparameter in ("activation", "initializer",
-                                                                                  "learning_rate")
+    assert (
+        f.layer == "dense1"
+        and f.location.line == 11
+        and f.hyperparameter in ("activation", "initializer", "learning_rate")
+    )
     t = healthy()
     t["layers"][0]["activation"] = "sigmoid"
     for s in t["steps"]:
         s["layers"]["dense0"]["post"] = st(frac_sat=0.97)
     rep = analyze(t, "train.py")
     f = next(f for f in rep.findings if f.rule == "CL512")
-    assert f.layer == "dense0" and f.hyperparameter == "activation" and "relu" in f.repair.description
+    assert (
+        f.layer == "dense0" and f.hyperparameter == "activation" and "relu" in f.repair.description
+    )
 
 
 def test_vanishing_and_exploding_gradients():
@@ -137,14 +194,36 @@ def test_optimizer_settings_out_of_range_are_blamed():
     assert f.hyperparameter == "optimizer" and "momentum 1.5 → 0.9" in f.repair.description
 
 
-@pytest.mark.parametrize("meta, rule", [
-    ({"output_activation": "softmax", "loss": "binary_crossentropy", "output_units": 1}, "CL530"),
-    ({"output_activation": "relu"}, "CL531"),
-    ({"output_activation": "sigmoid", "loss": "categorical_crossentropy", "labels": "onehot"}, "CL532"),
-    ({"from_logits": True}, "CL533"),
-    ({"output_activation": "sigmoid", "loss": "mse", "labels": "real", "label_min": 25.0, "label_max": 346.0}, "CL514"),
-    ({"input_mean": 4.8, "input_std": 6.0, "input_min": 0.0, "input_max": 16.0}, "CL534"),
-])
+@pytest.mark.parametrize(
+    "meta, rule",
+    [
+        (
+            {"output_activation": "softmax", "loss": "binary_crossentropy", "output_units": 1},
+            "CL530",
+        ),
+        ({"output_activation": "relu"}, "CL531"),
+        (
+            {
+                "output_activation": "sigmoid",
+                "loss": "categorical_crossentropy",
+                "labels": "onehot",
+            },
+            "CL532",
+        ),
+        ({"from_logits": True}, "CL533"),
+        (
+            {
+                "output_activation": "sigmoid",
+                "loss": "mse",
+                "labels": "real",
+                "label_min": 25.0,
+                "label_max": 346.0,
+            },
+            "CL514",
+        ),
+        ({"input_mean": 4.8, "input_std": 6.0, "input_min": 0.0, "input_max": 16.0}, "CL534"),
+    ],
+)
 def test_setup_faults_from_the_model_and_loss(meta, rule):
     rep = analyze(healthy(**meta), "train.py")
     assert rule in rules_of(rep), rep.findings
@@ -190,7 +269,9 @@ def test_recorder_streams_and_a_truncated_trace_is_read(tmp_path):
     with open(p, "a") as fh:
         fh.write('{"step": {"trunc')  # a killed run leaves half a line
     t = read_trace(str(p))
-    assert len(t["steps"]) == 4 and t["layers"][0]["line"] == 3 and t["meta"]["framework"] == "torch"
+    assert (
+        len(t["steps"]) == 4 and t["layers"][0]["line"] == 3 and t["meta"]["framework"] == "torch"
+    )
 
 
 def test_torch_probe_in_process_records_real_statistics():
@@ -198,7 +279,9 @@ def test_torch_probe_in_process_records_real_statistics():
     from convlint.analyzers.training import convlint_probe
 
     torch.manual_seed(0)
-    m = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(inplace=True), torch.nn.Linear(16, 3))
+    m = torch.nn.Sequential(
+        torch.nn.Linear(8, 16), torch.nn.ReLU(inplace=True), torch.nn.Linear(16, 3)
+    )
     opt = torch.optim.SGD(m.parameters(), lr=0.1)
     h = convlint_probe(m, opt)
     x, y = torch.randn(64, 8), torch.randint(0, 3, (64,))
@@ -209,9 +292,13 @@ def test_torch_probe_in_process_records_real_statistics():
         h.log(loss)
         opt.step()
     t = h.trace()
-    assert [la["name"] for la in t["layers"]] == ["0", "2"] and t["layers"][0]["activation"] == "relu"
+    assert [la["name"] for la in t["layers"]] == ["0", "2"] and t["layers"][0][
+        "activation"
+    ] == "relu"
     s = t["steps"][-1]["layers"]
-    assert {"pre", "post", "w", "dw", "gw", "gout"} <= set(s["0"]) and 0 <= s["0"]["post"]["frac_dead"] <= 1
+    assert {"pre", "post", "w", "dw", "gw", "gout"} <= set(s["0"]) and 0 <= s["0"]["post"][
+        "frac_dead"
+    ] <= 1
     assert s["0"]["w"]["norm"] == pytest.approx(float(m[0].weight.detach().norm()), rel=1e-5)
     assert t["steps"][-1]["loss"] == pytest.approx(float(loss), rel=1e-6)
     h.remove()
@@ -219,12 +306,33 @@ def test_torch_probe_in_process_records_real_statistics():
 
 
 # -- end to end: generated programs with a known fault, and their fixed twins ------------------
-E2E = ["t04_lr_too_high", "t12_custom_loss_log0", "t01_bce_on_linear_output", "k01_relu_output", "k10_deep_sigmoid"]
+E2E = [
+    "t04_lr_too_high",
+    "t12_custom_loss_log0",
+    "t01_bce_on_linear_output",
+    "k01_relu_output",
+    "k10_deep_sigmoid",
+]
 
 
 def _train_check(path, *extra):
-    p = subprocess.run([sys.executable, "-m", "convlint", "train-check", str(path), "--allow-exec", "--format", "json",
-                        *extra], capture_output=True, text=True, cwd=path.parent, timeout=600)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "convlint",
+            "train-check",
+            str(path),
+            "--allow-exec",
+            "--format",
+            "json",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=path.parent,
+        timeout=600,
+    )
     return p.returncode, json.loads(p.stdout)
 
 
@@ -240,11 +348,17 @@ def test_train_check_finds_the_planted_fault_and_passes_its_fixed_twin(tmp_path,
     hit = [f for f in rep["findings"] if f["rule"] in case.rules]
     assert hit, rep["findings"]
     assert any(f["hyperparameter"] == case.hyperparameter for f in rep["findings"])
-    assert any(case.fix_word.lower() in (f["repair"] or {}).get("description", "").lower() for f in rep["findings"])
+    assert any(
+        case.fix_word.lower() in (f["repair"] or {}).get("description", "").lower()
+        for f in rep["findings"]
+    )
     if case.layer:
         f = next(f for f in hit if f["layer"] == case.layer)
         line = f["location"]["line"]
-        assert f"name='{case.layer}'" in bad.splitlines()[line - 1] or f"('{case.layer}'" in bad.splitlines()[line - 1]
+        assert (
+            f"name='{case.layer}'" in bad.splitlines()[line - 1]
+            or f"('{case.layer}'" in bad.splitlines()[line - 1]
+        )
     rc, rep = _train_check(tmp_path / "good.py")
     assert (rc, rep["verdict"], rep["findings"]) == (0, "healthy", []), rep["findings"]
 
@@ -252,10 +366,18 @@ def test_train_check_finds_the_planted_fault_and_passes_its_fixed_twin(tmp_path,
 def test_train_check_needs_consent_and_training(tmp_path):
     s = tmp_path / "noop.py"
     s.write_text("print('no training here')\n")
-    p = subprocess.run([sys.executable, "-m", "convlint", "train-check", str(s), "--format", "json"],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        [sys.executable, "-m", "convlint", "train-check", str(s), "--format", "json"],
+        capture_output=True,
+        text=True,
+    )
     d = json.loads(p.stdout)
-    assert p.returncode == 2 and d["verdict"] == "error" and d["kind"] == "training" and "allow-exec" in d["findings"][0]["message"]
+    assert (
+        p.returncode == 2
+        and d["verdict"] == "error"
+        and d["kind"] == "training"
+        and "allow-exec" in d["findings"][0]["message"]
+    )
     rc, d = _train_check(s)
     assert rc == 2 and d["findings"][0]["rule"] == "CL542"
     s.write_text("import sys\nx = 1\nraise ValueError('broken data')\n")

@@ -75,7 +75,8 @@ def test_keras_one_hot_labels_with_a_sparse_loss_and_the_fixed_twin(tmp_path):
     assert (rc, rep["verdict"], rep["findings"]) == (0, "healthy", []), rep["findings"]
 
 
-# -- over traces: the rules alone --------------------------------------------------------------------
+# -- over traces: the rules alone
+# --------------------------------------------------------------------
 def _labels(**meta):
     t = healthy()
     t["meta"].update(meta)
@@ -172,7 +173,8 @@ def test_structure_faults_from_the_probes_meta():
     ):
         rep = _labels(structure=s)
         assert rep.findings[0].rule == rule and rep.verdict == "faulty", (s, rep.findings)
-    # a frozen backbone under a head that trains, in a run that learns: transfer learning, no finding
+    # a frozen backbone under a head that trains, in a run that learns: transfer learning, no
+    # finding
     assert (
         _labels(structure={"frozen": ["dense0"], "accumulating": 1, "checked_steps": 6}).findings
         == ()

@@ -82,7 +82,8 @@ torch.manual_seed(0)
 class Net(L.LightningModule):
     def __init__(self):
         super().__init__()
-        self.net = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+        self.net = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(),
+                                       torch.nn.Linear(64, 10))
     def training_step(self, batch, i):
         xb, yb = batch
         return torch.nn.functional.cross_entropy(self.net(xb), yb)
@@ -90,7 +91,8 @@ class Net(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=LR)
 ds = torch.utils.data.TensorDataset(torch.tensor(X), torch.tensor(y))
 L.Trainer(max_epochs=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-          enable_model_summary=False, accelerator="cpu").fit(Net(), torch.utils.data.DataLoader(ds, batch_size=32))
+          enable_model_summary=False, accelerator="cpu").fit(
+    Net(), torch.utils.data.DataLoader(ds, batch_size=32))
 """,
     # a plain module returning {"loss", "logits"} (what Trainer needs); a tiny BertConfig model is
     # observed too, but its healthy run trips CL520 on attention gradients that start near zero
@@ -103,14 +105,16 @@ torch.manual_seed(0)
 class Net(torch.nn.Module):
     def __init__(self):
         super().__init__()
-        self.net = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+        self.net = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(),
+                                       torch.nn.Linear(64, 10))
     def forward(self, x, labels=None):
         logits = self.net(x)
         return {"loss": torch.nn.functional.cross_entropy(logits, labels), "logits": logits}
 ds = [{"x": torch.tensor(X[i]), "labels": int(y[i])} for i in range(len(X))]
-args = TrainingArguments(tempfile.mkdtemp(), per_device_train_batch_size=32, num_train_epochs=4, learning_rate=LR,
-                         report_to=[], save_strategy="no", logging_strategy="no", use_cpu=True, disable_tqdm=True,
-                         optim="sgd", lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
+args = TrainingArguments(tempfile.mkdtemp(), per_device_train_batch_size=32, num_train_epochs=4,
+                         learning_rate=LR, report_to=[], save_strategy="no",
+                         logging_strategy="no", use_cpu=True, disable_tqdm=True, optim="sgd",
+                         lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
                          remove_unused_columns=False)
 Trainer(model=Net(), args=args, train_dataset=ds).train()
 """,

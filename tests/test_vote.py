@@ -27,7 +27,12 @@ class Fake(Runner):
 
     def __init__(self, name, native, tvm=None, tvm_error=None, run_error=None):
         super().__init__(name)
-        self.native, self.tvm, self.tvm_error, self.run_error = native, tvm or native, tvm_error, run_error
+        self.native, self.tvm, self.tvm_error, self.run_error = (
+            native,
+            tvm or native,
+            tvm_error,
+            run_error,
+        )
 
     def load(self):
         return self
@@ -173,7 +178,10 @@ def test_a_source_route_through_the_targets_converter_is_not_independent():
     (path,) = [f for f in r.findings if f.rule == "CL013"]
     assert path.evidence["shared_with_target"] == ["tf2onnx"]
     assert r.extra["runs"]["source"]["tvm_independent"] is False
-    assert r.extra["runs"]["source"]["tvm_chain"] == ["tf2onnx(opset 17, float)", "relax.frontend.onnx"]
+    assert r.extra["runs"]["source"]["tvm_chain"] == [
+        "tf2onnx(opset 17, float)",
+        "relax.frontend.onnx",
+    ]
     # its clean twin: nothing but the route note
     clean = check_pair(KerasLike("s", good), Tf2onnxTarget("t", good), OPTS)
     assert clean.verdict == "equivalent" and [f.rule for f in clean.findings] == ["CL013"]

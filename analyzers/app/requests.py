@@ -9,7 +9,7 @@ none of them restates a default.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any, TypeVar
 
 from convlint.analyzers import defaults as D
@@ -36,6 +36,15 @@ class _Request:
 
     def to_dict(self) -> dict:
         return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def validate(cls, name: str, value: Any) -> Any:
+        """``value`` for the option ``name`` as a request of this type would hold it, judged by
+        the request's own validation (ConvlintError when refused): what callers that keep an
+        option before they build the request (the server's settings) check it with."""
+        required = {f.name: "" for f in fields(cls) if f.default is MISSING  # type: ignore[arg-type]
+                    and f.default_factory is MISSING}
+        return getattr(cls.from_dict({**required, name: value}), name)
 
 
 def _check(fn, value, name: str):
@@ -91,6 +100,18 @@ class DiffRequest(_Request):
         for name in ("use_tvm", "localize", "repair", "unsafe_load"):
             s(self, name, bool(getattr(self, name)))
 
+    def for_pair(self, pair) -> DiffRequest:
+        """This request for one configured pair (``config.Pair``): the pair's files, and its own
+        tolerances and inputs where it has them."""
+        return replace(
+            self,
+            source=pair.source,
+            target=pair.target,
+            atol=self.atol if pair.atol is None else pair.atol,
+            rtol=self.rtol if pair.rtol is None else pair.rtol,
+            inputs=pair.inputs,
+        )
+
     def pipeline_options(self):
         from convlint.analyzers.differential.check import DiffOptions
         from convlint.analyzers.pipeline import PipelineOptions
@@ -136,12 +157,12 @@ class TraceRequest(_Request):
         s(self, "rtol", _check(D.tolerance, self.rtol, "rtol"))
         s(self, "num_inputs", _check(D.count, self.num_inputs, "num_inputs"))
         if self.memory_mb is not None and int(self.memory_mb) < 0:
-            raise ConvlintError(f"memory_mb: expected a number of at least 0, got {self.memory_mb!r}")
+            raise ConvlintError(
+                f"memory_mb: expected a number of at least 0, got {self.memory_mb!r}"
+            )
 
     def options(self, diff: DiffRequest | None = None):
         """The trace's options; ``diff`` carries the check options the CLI has beyond these."""
-        from dataclasses import replace
-
         from convlint.analyzers.scripts.trace import TraceOptions
 
         d = diff or DiffRequest("", "")
@@ -183,7 +204,9 @@ class TrainRequest(_Request):
             if v is not None:
                 s(self, name, _check(D.count, v, name))
         if self.memory_mb is not None and int(self.memory_mb) < 0:
-            raise ConvlintError(f"memory_mb: expected a number of at least 0, got {self.memory_mb!r}")
+            raise ConvlintError(
+                f"memory_mb: expected a number of at least 0, got {self.memory_mb!r}"
+            )
 
     def options(self, thresholds: Any = None):
         from convlint.analyzers.training.check import TrainOptions
@@ -232,7 +255,6 @@ class CheckRequest(_Request):
     def options(self):
         """The engine's CheckOptions: the configuration loaded, this request's values over it."""
         import os
-        from dataclasses import replace
 
         from convlint.analyzers import config as C
         from convlint.analyzers.project import CheckOptions
@@ -241,12 +263,23 @@ class CheckRequest(_Request):
         for key in ("select", "ignore"):
             v = getattr(self, key)
             if v is not None:
-                cfg = replace(cfg, **{key: getattr(C.parse({key: list(v)}, "the command line"), key)})
-        paths = list(self.paths) or [os.path.relpath(os.path.dirname(cfg.path) or ".") if cfg.path else "."]
-        return CheckOptions(paths, cfg, jobs=self.jobs, use_cache=self.use_cache,
-                            use_tvm=self.use_tvm,
-                            train=cfg.train if self.train is None else self.train,
-                            allow_exec=cfg.allow_exec if self.allow_exec is None else self.allow_exec,
-                            changed_since=self.changed_since, baseline=self.baseline,
-                            update_baseline=self.update_baseline, executor=self.executor,
-                            ray_address=self.ray_address)
+                cfg = replace(
+                    cfg, **{key: getattr(C.parse({key: list(v)}, "the command line"), key)}
+                )
+        paths = list(self.paths) or [
+            os.path.relpath(os.path.dirname(cfg.path) or ".") if cfg.path else "."
+        ]
+        return CheckOptions(
+            paths,
+            cfg,
+            jobs=self.jobs,
+            use_cache=self.use_cache,
+            use_tvm=self.use_tvm,
+            train=cfg.train if self.train is None else self.train,
+            allow_exec=cfg.allow_exec if self.allow_exec is None else self.allow_exec,
+            changed_since=self.changed_since,
+            baseline=self.baseline,
+            update_baseline=self.update_baseline,
+            executor=self.executor,
+            ray_address=self.ray_address,
+        )

@@ -155,12 +155,17 @@ def check_pair(source, target, opts: DiffOptions, progress: Callable | None = No
             evidence={"model": None, "step": "import", "op": None}))
     for role, model in (("source", source), ("target", target)):
         if model.format == "torchscript":
-            findings.append(_finding(
-                R.TORCHSCRIPT_DEPRECATED,
-                f"the {role} is a TorchScript file: torch.jit is deprecated in favour of torch.export; "
-                "save the model with torch.export.save(torch.export.export(model, args), 'model.pt2') "
-                "(convlint then checks it with its graph, layer by layer, and through TVM's own "
-                "torch importer)", evidence={"model": role, "path": model.path}))
+            findings.append(
+                _finding(
+                    R.TORCHSCRIPT_DEPRECATED,
+                    f"the {role} is a TorchScript file: torch.jit is deprecated in favour of "
+                    f"torch.export; save the model with "
+                    f"torch.export.save(torch.export.export(model, args), 'model.pt2') (convlint "
+                    f"then checks it with its graph, layer by layer, and through TVM's own torch "
+                    f"importer)",
+                    evidence={"model": role, "path": model.path},
+                )
+            )
         progress(f"{role}: loading {model.path}")
         try:
             model.load()
@@ -169,14 +174,19 @@ def check_pair(source, target, opts: DiffOptions, progress: Callable | None = No
     for role, model in (("source", source), ("target", target)):
         for rf in getattr(model, "runtime_faults", []):
             where = f" at {rf['op']}" if rf.get("op") else ""
-            findings.append(_finding(
-                R.RUNTIME_KERNEL_REFUSED,
-                f"the {role} model fails to {rf['step']} in {rf['backend']}{where}: {rf['message']}; "
-                f"{rf['fallback']} run it, and the check below used them: a runtime fault, not "
-                "the converter's", location=Location(**{f"{role}_node": rf.get("op")}),
-                evidence={"model": role, **rf}))
+            findings.append(
+                _finding(
+                    R.RUNTIME_KERNEL_REFUSED,
+                    f"the {role} model fails to {rf['step']} in {rf['backend']}{where}: "
+                    f"{rf['message']}; {rf['fallback']} run it, and the check below used them: a "
+                    f"runtime fault, not the converter's",
+                    location=Location(**{f"{role}_node": rf.get("op")}),
+                    evidence={"model": role, **rf},
+                )
+            )
     producer = target_producer(target)
-    source.tvm_avoid = frozenset({producer}) if producer else frozenset()  # this pair's, not the last
+    # this pair's, not the last
+    source.tvm_avoid = frozenset({producer}) if producer else frozenset()
     try:
         plan = plan_inputs(source.input_specs(), target.input_specs(), opts.input_shapes)
     except ConvlintError as e:
@@ -186,11 +196,14 @@ def check_pair(source, target, opts: DiffOptions, progress: Callable | None = No
         return ConversionReport(src_ref, tgt_ref, {"count": 0, "origin": origin}, "divergent",
                                 _null_metrics(), (f,))
     for s, (t, perm) in plan.transposed.items():
-        findings.append(_finding(
-            R.LAYOUT_TRANSPOSED,
-            f"input {s!r} is {_layout(perm)[0]} in the source and {_layout(perm)[1]} in the target; "
-            f"inputs were transposed with {list(perm)} for the target",
-            evidence={"source_input": s, "target_input": t, "permutation": list(perm)}))
+        findings.append(
+            _finding(
+                R.LAYOUT_TRANSPOSED,
+                f"input {s!r} is {_layout(perm)[0]} in the source and {_layout(perm)[1]} in the "
+                f"target; inputs were transposed with {list(perm)} for the target",
+                evidence={"source_input": s, "target_input": t, "permutation": list(perm)},
+            )
+        )
     if opts.inputs_path:
         samples = load_inputs(opts.inputs_path, plan, scale=opts.scale, mean=opts.mean,
                               std=opts.std, limit=opts.num_inputs)
@@ -247,16 +260,21 @@ def check_pair(source, target, opts: DiffOptions, progress: Callable | None = No
         noise = max(noise, c.max_abs)
     eff = Tolerance(max(tol.atol, NOISE_FACTOR * noise), tol.rtol)
     if eff.atol > tol.atol:
-        findings.append(_finding(
-            R.NOISE_TOLERANCE,
-            f"atol widened from {tol.atol:g} to {eff.atol:g}: native and TVM runs of the same model "
-            f"already differ by up to {noise:.3g}", evidence={"atol": tol.atol, "atol_effective": eff.atol,
-                                                              "noise_max_abs": noise}))
+        findings.append(
+            _finding(
+                R.NOISE_TOLERANCE,
+                f"atol widened from {tol.atol:g} to {eff.atol:g}: native and TVM runs of the "
+                f"same model already differ by up to {noise:.3g}",
+                evidence={"atol": tol.atol, "atol_effective": eff.atol, "noise_max_abs": noise},
+            )
+        )
 
     # 2. the verdict: source native against target native
     main = compare_runs(S.native, T.native, eff, S.output_names)
     if main.incomparable:
-        findings.append(_finding(R.OUTPUT_SHAPE, f"outputs cannot be compared: {main.incomparable}"))
+        findings.append(
+            _finding(R.OUTPUT_SHAPE, f"outputs cannot be compared: {main.incomparable}")
+        )
         return _report(src_ref, tgt_ref, samples, origin, "divergent", _null_metrics(), findings,
                        S, T, eff, tol, noise, self_cmp, None, t_start)
     tvm_cmp = None
@@ -296,7 +314,11 @@ def check_pair(source, target, opts: DiffOptions, progress: Callable | None = No
                    f"atol {eff.atol:g} and rtol {eff.rtol:g}")
             if main.top1_agreement is not None:
                 msg += f"; top-1 label agrees on {main.top1_agreement:.0%} of inputs"
-            ev = {"mismatched": main.mismatched, "total": main.total, "worst_output": main.worst_output}
+            ev = {
+                "mismatched": main.mismatched,
+                "total": main.total,
+                "worst_output": main.worst_output,
+            }
             if tvm_cmp is not None and not tvm_cmp.incomparable:
                 ev["confirmed_by_tvm"] = not tvm_cmp.passed
             if odd == "source":
@@ -369,10 +391,16 @@ def _report(src_ref, tgt_ref, samples, origin, verdict, metrics, findings, S, T,
                 "seconds": {k: round(v, 3) for k, v in r.seconds.items()}}
 
     extra = {
-        "tolerance": {"atol": tol.atol, "rtol": tol.rtol, "atol_effective": eff.atol,
-                      "noise_max_abs": noise},
+        "tolerance": {
+            "atol": tol.atol,
+            "rtol": tol.rtol,
+            "atol_effective": eff.atol,
+            "noise_max_abs": noise,
+        },
         "runs": {"source": model_info(S), "target": model_info(T)},
-        "metrics_tvm": tvm_cmp.metrics() if tvm_cmp is not None and not tvm_cmp.incomparable else None,
+        "metrics_tvm": tvm_cmp.metrics()
+        if tvm_cmp is not None and not tvm_cmp.incomparable
+        else None,
         "seconds": round(time.perf_counter() - t_start, 3),
     }
     return ConversionReport(src_ref, tgt_ref, {"count": len(samples), "origin": origin}, verdict,

@@ -98,8 +98,14 @@ def plan_inputs(source_specs, target_specs, given: dict | None = None) -> InputP
     src_shapes, tgt_shapes, dtypes, pairs = {}, {}, {}, {}
     for i, s in enumerate(source_specs):
         t = tmap[s.name] if by_name else target_specs[i]
-        g = given.get(s.name) or given.get(t.name) or (given.get("") if len(source_specs) == 1 else None)
-        shape = _concrete(g or s.shape, t.shape if t.shape and len(t.shape) == len(s.shape or ()) else None)
+        g = (
+            given.get(s.name)
+            or given.get(t.name)
+            or (given.get("") if len(source_specs) == 1 else None)
+        )
+        shape = _concrete(
+            g or s.shape, t.shape if t.shape and len(t.shape) == len(s.shape or ()) else None
+        )
         if shape is None and t.shape:  # the source says nothing (TorchScript): use the target's
             tshape = _concrete(t.shape, None)
             shape = tshape
@@ -163,7 +169,9 @@ def load_inputs(path: str, plan: InputPlan, *, scale: float = 1.0, mean=None, st
     elif p.suffix == ".npz":
         with np.load(p, allow_pickle=False) as z:
             keys = list(z.keys())
-            arrays = {n: z[n] if n in z else z[keys[i]] for i, n in enumerate(names) if i < len(keys)}
+            arrays = {
+                n: z[n] if n in z else z[keys[i]] for i, n in enumerate(names) if i < len(keys)
+            }
         if len(arrays) != len(names):
             raise ConvlintError(f"{flag}: {path} has {len(keys)} arrays for {len(names)} inputs")
     else:

@@ -37,7 +37,8 @@ class RunResults:
     meta: dict = field(default_factory=dict)
 
     def add(self, name: str, samples: list, names: list | None = None) -> None:
-        """Record run ``name``; per-sample output lists are named by ``names`` (or their position)."""
+        """Record run ``name``; per-sample output lists are named by ``names`` (or their
+        position)."""
         if name not in RUN_NAMES:
             raise ValueError(f"unknown run {name!r}; runs are {', '.join(RUN_NAMES)}")
         self.runs[name] = [
@@ -66,7 +67,8 @@ class RunResults:
 
 
 def save_capture(path, capture, runs: RunResults | None = None) -> None:
-    """Write a localization capture (``localize.stages.Capture``) and the check's runs to ``path``."""
+    """Write a localization capture (``localize.stages.Capture``) and the check's runs to
+    ``path``."""
     cap = {f.name: getattr(capture, f.name) for f in fields(capture)}
     save_struct(
         path,
@@ -81,7 +83,8 @@ def save_capture(path, capture, runs: RunResults | None = None) -> None:
 
 
 def load_capture(path, capture_cls) -> tuple:
-    """``(capture, runs)`` read back from ``save_capture``'s file; ``capture_cls`` builds the capture."""
+    """``(capture, runs)`` read back from ``save_capture``'s file; ``capture_cls`` builds the
+    capture."""
     d = load_struct(path)
     if d.get("kind") != "capture":
         raise ConvlintError(

@@ -83,9 +83,16 @@ def _candidates(s: Kernel, t: Kernel) -> list:
         return out
     if s.weight.shape == t.weight.shape:
         out.append(("weights", channel_score(s.weight, t.weight)))
-    if s.weight.ndim == 4 and np.swapaxes(s.weight, 2, 3).shape == t.weight.shape \
-            and s.weight.shape[2] != s.weight.shape[3] or (s.weight.ndim == 4 and s.weight.shape == t.weight.shape
-                                                            and s.weight.shape[2] == s.weight.shape[3] > 1):
+    if (
+        s.weight.ndim == 4
+        and np.swapaxes(s.weight, 2, 3).shape == t.weight.shape
+        and s.weight.shape[2] != s.weight.shape[3]
+        or (
+            s.weight.ndim == 4
+            and s.weight.shape == t.weight.shape
+            and s.weight.shape[2] == s.weight.shape[3] > 1
+        )
+    ):
         out.append(("weights-hw-swapped", channel_score(np.swapaxes(s.weight, 2, 3), t.weight)))
     return out
 

@@ -31,7 +31,8 @@ class Kernel:
     bias: np.ndarray | None
     weight_name: str
     bias_name: str | None
-    layout: str                # native layout (a key of TO_CANONICAL, or "HWIM" for Keras depthwise)
+    # native layout (a key of TO_CANONICAL, or "HWIM" for Keras depthwise)
+    layout: str
     stored_dtype: str          # dtype as stored in the file
     quant: dict | None = None  # scales, zero points, axis, for quantized storage
     attrs: dict = field(default_factory=dict)  # strides, dilations, groups, padding

@@ -153,8 +153,9 @@ def stage(src_layers, tgt_layers, acts, flagged_findings, rtol=LAYER_RTOL,
     first = order.get(group[0], -1)
     before = [e for n, e in errors.items()
               if n not in group and e <= rtol and order.get(n, 1 << 30) < first]
-    msg = (f"first divergent layer: {blamed} (relative error {errors[shown]:.3g} at {shown}"
-           + (f"; the {len(before)} layers before it match within {max(before):.1g})" if before else ")"))
+    msg = f"first divergent layer: {blamed} (relative error {errors[shown]:.3g} at {shown}" + (
+        f"; the {len(before)} layers before it match within {max(before):.1g})" if before else ")"
+    )
     f = Finding(R.FIRST_DIVERGENT.code, "error", "graph", msg, layer=blamed,
                 location=Location(source_node=shown, target_node=target_of.get(shown)),
                 evidence={"rel_err": errors[shown], "fused_group": group, "threshold": rtol})

@@ -69,7 +69,11 @@ def conv_stage(matches, src_layers, tgt_layers, layouts: tuple, src_run, tgt_run
             findings += _deconv(m)
         if m.source.kind != "conv" or m.source.weight.ndim != 4:
             continue
-        t_in = _input_hw(tgt_by[m.target.layer].inputs, tgt_run, tgt_nchw) if m.target.layer in tgt_by else None
+        t_in = (
+            _input_hw(tgt_by[m.target.layer].inputs, tgt_run, tgt_nchw)
+            if m.target.layer in tgt_by
+            else None
+        )
         s_layer = src_by.get(m.source.layer)
         s_in = _input_hw(s_layer.inputs, src_run, src_nchw) if s_layer else None
         gs = geometry(m.source, s_in or t_in)

@@ -48,7 +48,11 @@ def stage(matches, src_layers, tgt_layers, src_runs, tgt_runs, src_inputs: list,
     if s_in_name is None or t_node is None or not t_node.inputs:
         return []
     t_in_name = t_node.inputs[0]
-    x = np.asarray(src_runs[0].get(s_in_name), dtype=np.float64) if s_in_name in src_runs[0] else None
+    x = (
+        np.asarray(src_runs[0].get(s_in_name), dtype=np.float64)
+        if s_in_name in src_runs[0]
+        else None
+    )
     y = tgt_runs[0].get(t_in_name)
     if x is None or y is None or x.ndim != np.ndim(y):
         return []
@@ -63,17 +67,30 @@ def stage(matches, src_layers, tgt_layers, src_runs, tgt_runs, src_inputs: list,
         if _rel(v, y) <= TOL:
             want = expected[0] if expected else tuple(range(x.ndim))
             fix = tuple(int(i) for i in np.argsort(p)[list(want)]) if len(want) == len(p) else None
-            return [Finding(
-                R.INPUT_LAYOUT.code, "error", "input",
-                f"{first.target.layer} reads the input with its axes permuted {list(p)} (expected "
-                f"{list(want)}): the target's input layout is wrong", layer=first.source.layer,
-                location=loc, evidence={"permutation": list(p), "expected": list(want),
-                                        "tensor": t_in_name, "inverse": list(fix) if fix else None})]
+            return [
+                Finding(
+                    R.INPUT_LAYOUT.code,
+                    "error",
+                    "input",
+                    f"{first.target.layer} reads the input with its axes permuted {list(p)} "
+                    f"(expected {list(want)}): the target's input layout is wrong",
+                    layer=first.source.layer,
+                    location=loc,
+                    evidence={
+                        "permutation": list(p),
+                        "expected": list(want),
+                        "tensor": t_in_name,
+                        "inverse": list(fix) if fix else None,
+                    },
+                )
+            ]
     for p, v in views:
         if p not in expected:
             continue
         a, b = np.polyfit(v.ravel(), y.ravel(), 1)
-        if _rel(a * v + b, y) <= TOL and (abs(a - 1) > 1e-4 or abs(b) > 1e-4 * (np.abs(v).mean() + 1e-12)):
+        if _rel(a * v + b, y) <= TOL and (
+            abs(a - 1) > 1e-4 or abs(b) > 1e-4 * (np.abs(v).mean() + 1e-12)
+        ):
             return [Finding(
                 R.INPUT_SCALING.code, "error", "input",
                 f"{first.target.layer} reads the input scaled by {a:.6g} and shifted by {b:.6g}: "

@@ -50,7 +50,10 @@ def compare(m: KernelMatch) -> dict:
     if t.quant is not None or t.stored_dtype in ("int8", "uint8", "int16", "int4"):
         res["diagnosis"] = "quantized"
         res["scales"] = int(np.size((t.quant or {}).get("scales", [])))
-    elif t.stored_dtype == "float16" or _rel(w.astype(np.float16).astype(np.float64), t.weight) < 0.1 * rel_w:
+    elif (
+        t.stored_dtype == "float16"
+        or _rel(w.astype(np.float16).astype(np.float64), t.weight) < 0.1 * rel_w
+    ):
         res["diagnosis"] = "float16"
     elif _on_grid(t.weight):
         res["diagnosis"] = "quantized"
@@ -62,7 +65,9 @@ def compare(m: KernelMatch) -> dict:
         res["epsilon_target"] = eps
     else:
         res["diagnosis"] = "corrupted"
-        changed = np.abs(w - t.weight) > 1e-6 * (np.abs(w).max() + 1e-12) if rel_w > WEIGHT_RTOL else None
+        changed = (
+            np.abs(w - t.weight) > 1e-6 * (np.abs(w).max() + 1e-12) if rel_w > WEIGHT_RTOL else None
+        )
         res["changed_fraction"] = float(changed.mean()) if changed is not None else 0.0
         res["which"] = "weight" if rel_w > WEIGHT_RTOL else "bias"
     return res
@@ -110,26 +115,50 @@ def stage(matches: list) -> tuple:
         ev = {k: v for k, v in c.items() if v is not None}
         layer = m.source.layer
         if d == "quantized":
-            how = "fake-quantized to a 256-level grid" if c.get("fake_quantized") else \
-                f"stored as {c['stored_dtype']} ({'per-channel' if c.get('scales', 0) > 1 else 'per-tensor'} scale)"
-            f = Finding(R.WEIGHTS_QUANTIZED.code, "error", "parameters",
-                        f"{layer} weights are {how} in the target: relative error {c['rel_err_weight']:.3g}",
-                        layer=layer, location=loc, evidence=ev)
+            how = (
+                "fake-quantized to a 256-level grid"
+                if c.get("fake_quantized")
+                else f"stored as {c['stored_dtype']} "
+                f"({'per-channel' if c.get('scales', 0) > 1 else 'per-tensor'} scale)"
+            )
+            f = Finding(
+                R.WEIGHTS_QUANTIZED.code,
+                "error",
+                "parameters",
+                f"{layer} weights are {how} in the target: relative error "
+                f"{c['rel_err_weight']:.3g}",
+                layer=layer,
+                location=loc,
+                evidence=ev,
+            )
         elif d == "float16":
             f = Finding(R.WEIGHTS_FP16.code, "error", "parameters",
                         f"{layer} weights lost precision to float16 in the target: relative error "
                         f"{c['rel_err_weight']:.3g}", layer=layer, location=loc, evidence=ev)
         elif d == "bn-epsilon":
-            f = Finding(R.BN_EPSILON.code, "error", "hyperparameters",
-                        f"{layer}'s BatchNorm ({m.source.bn.get('layer')}) was folded with epsilon "
-                        f"{c['epsilon_target']:.3g} in the target; the source uses {c['epsilon_source']:.3g}",
-                        layer=m.source.bn.get("layer") or layer, location=loc, evidence=ev,
-                        hyperparameter=None)
+            f = Finding(
+                R.BN_EPSILON.code,
+                "error",
+                "hyperparameters",
+                f"{layer}'s BatchNorm ({m.source.bn.get('layer')}) was folded with epsilon "
+                f"{c['epsilon_target']:.3g} in the target; the source uses "
+                f"{c['epsilon_source']:.3g}",
+                layer=m.source.bn.get("layer") or layer,
+                location=loc,
+                evidence=ev,
+                hyperparameter=None,
+            )
         elif d == "transposed":
-            f = Finding(R.KERNEL_TRANSPOSED.code, "error", "parameters",
-                        f"{layer} kernel has its height and width swapped in the target "
-                        f"(matches the source after a swap: relative error {c['rel_err_after_swap']:.3g})",
-                        layer=layer, location=loc, evidence=ev)
+            f = Finding(
+                R.KERNEL_TRANSPOSED.code,
+                "error",
+                "parameters",
+                f"{layer} kernel has its height and width swapped in the target "
+                f"(matches the source after a swap: relative error {c['rel_err_after_swap']:.3g})",
+                layer=layer,
+                location=loc,
+                evidence=ev,
+            )
         else:
             what = c.get("which", "weight")
             err = c["rel_err_weight"] if what == "weight" else c["rel_err_bias"]

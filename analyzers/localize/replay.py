@@ -170,7 +170,9 @@ class ReplayResult:
                    ("reference_vs_source", "runtime_vs_source", "reference_vs_runtime")}}
 
 
-def judge(expected: np.ndarray, reference: np.ndarray, runtime: np.ndarray, close: float) -> ReplayResult:
+def judge(
+    expected: np.ndarray, reference: np.ndarray, runtime: np.ndarray, close: float
+) -> ReplayResult:
     """Which of source, op meaning (reference) and runtime disagrees; ``close`` is the relative
     error under which two outputs agree."""
     e = expected.astype(np.float64)
@@ -262,7 +264,9 @@ def candidates(node, schema: dict, numbers: list) -> list:
 
 def pairs(node, schema: dict) -> list:
     """Two string attributes changed at once (Resize's mode with its coordinate mode)."""
-    singles = [c for c in candidates(node, {k: v for k, v in schema.items() if v[0] == "string"}, [])]
+    singles = [
+        c for c in candidates(node, {k: v for k, v in schema.items() if v[0] == "string"}, [])
+    ]
     out = []
     for i, a in enumerate(singles):
         for b in singles[i + 1:]:

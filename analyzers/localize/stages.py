@@ -57,11 +57,15 @@ def not_same_model(src_k: list, matches: list, acts: list, inputs: list, rtol: f
     from convlint.analyzers import rules as R
     from convlint.analyzers.report.findings import Finding
 
-    return Finding(R.NOT_SAME_MODEL.code, "error", "graph",
-                   f"the target is not this source converted: {strong} of {len(src_k)} weight-bearing "
-                   "layers of the source are found in the target by their weights, and no layer's "
-                   "output is reproduced (another architecture or another checkpoint?)",
-                   evidence={"kernels": len(src_k), "found_by_weights": strong})
+    return Finding(
+        R.NOT_SAME_MODEL.code,
+        "error",
+        "graph",
+        f"the target is not this source converted: {strong} of {len(src_k)} weight-bearing "
+        "layers of the source are found in the target by their weights, and no layer's "
+        "output is reproduced (another architecture or another checkpoint?)",
+        evidence={"kernels": len(src_k), "found_by_weights": strong},
+    )
 
 
 def run(c: Capture, layer_rtol: float = graph.LAYER_RTOL) -> Localization:
@@ -71,7 +75,9 @@ def run(c: Capture, layer_rtol: float = graph.LAYER_RTOL) -> Localization:
     p_findings, table = parameters.stage(matches)
     acts, h_findings, g_findings, g_ev = [], [], [], {}
     if c.source_runs and c.target_runs:
-        acts = graph.align_activations(c.source_layers, c.source_runs, c.target_runs, c.source_inputs)
+        acts = graph.align_activations(
+            c.source_layers, c.source_runs, c.target_runs, c.source_inputs
+        )
         h_findings = hyperparameters.conv_stage(matches, c.source_layers, c.target_layers,
                                                 c.layouts, c.source_runs[0], c.target_runs[0])
         h_findings += hyperparameters.activation_stage(acts, c.source_layers, c.target_layers)

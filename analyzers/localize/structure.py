@@ -148,7 +148,9 @@ def explain(src_region, tgt_region, anchors_src: set, anchors_tgt: set, layouts:
                 category(c.op_type) == "activation" or c.op_type == "Activation"
                 for c in succ.get(src, []))
 
-        found.append(("extra", "activation", [x for x in acts if unexplained(x)] or acts[s_act:] or acts))
+        found.append(
+            ("extra", "activation", [x for x in acts if unexplained(x)] or acts[s_act:] or acts)
+        )
     elif t_act < s_act:
         src_acts = [x for x in src_region if x.name not in anchors_src and _has_activation(x)]
         found.append(("missing", "activation", src_acts[:s_act - t_act]))
@@ -187,7 +189,9 @@ def stage(first, group, src_layers, tgt_layers, acts, flagged: set, matches=(),
     before = next((match[n] for n in reversed(order[:order.index(group[0])])
                    if n in preds and n in match and match[n].target), None)
     if before is None:  # the group reads a model input: anchor there
-        before = next((match[n] for n in preds if n in match and n not in by_name and match[n].target), None)
+        before = next(
+            (match[n] for n in preds if n in match and n not in by_name and match[n].target), None
+        )
     if before is None:
         return []
     own = set(group)
@@ -209,7 +213,9 @@ def stage(first, group, src_layers, tgt_layers, acts, flagged: set, matches=(),
                    f"where the divergence starts")
             rule, layer, node = R.EXTRA_OP, first, names[0] if names else None
         else:
-            msg = f"the target lacks the {kind} of {', '.join(names)} (source), after {before.source}"
+            msg = (
+                f"the target lacks the {kind} of {', '.join(names)} (source), after {before.source}"
+            )
             rule, layer, node = R.MISSING_OP, names[0] if names else first, before.target
         ev = {"kind": kind, "nodes": names, "group": group,
               "after_layer": before.source, "after_tensor": before.target}
@@ -217,7 +223,9 @@ def stage(first, group, src_layers, tgt_layers, acts, flagged: set, matches=(),
             b = layer_bounds(nodes[0])
             ev["bounds"] = list(b) if b else None
             # an activation fused into a source kernel goes back after that kernel's target node
-            fused_in = next((m.target.layer for m in matches if m.source.layer == nodes[0].name), None)
+            fused_in = next(
+                (m.target.layer for m in matches if m.source.layer == nodes[0].name), None
+            )
             t_node = next((x for x in tgt_layers if x.name == fused_in), None)
             if t_node is not None and t_node.outputs:
                 ev["after_tensor"] = t_node.outputs[0]

@@ -70,9 +70,17 @@ def layout_hint(shape: tuple) -> str | None:
         return None
     c_last, c_first = shape[3], shape[1]
     small = {1, 3, 4}
-    if isinstance(c_last, int) and c_last in small and not (isinstance(c_first, int) and c_first in small):
+    if (
+        isinstance(c_last, int)
+        and c_last in small
+        and not (isinstance(c_first, int) and c_first in small)
+    ):
         return "NHWC"
-    if isinstance(c_first, int) and c_first in small and not (isinstance(c_last, int) and c_last in small):
+    if (
+        isinstance(c_first, int)
+        and c_first in small
+        and not (isinstance(c_last, int) and c_last in small)
+    ):
         return "NCHW"
     return None
 
@@ -298,8 +306,11 @@ def _failing_op(e: BaseException) -> str | None:
     m = re.search(r"running (\w+) node\. Name:'([^']*)'", text)  # onnxruntime at run time
     if m:
         return f"{m.group(2)} ({m.group(1)})" if m.group(2) else m.group(1)
-    for pat in (r"[Nn]ode(?: name)?[:=]?\s*'?\"?([\w/.:;\-]+)", r"[Oo]p(?:erator)?\s*'?\"?([A-Z][\w]+)",
-                r"OpNotImplemented:?\s*.*?([A-Z_][A-Z0-9_]+)"):
+    for pat in (
+        r"[Nn]ode(?: name)?[:=]?\s*'?\"?([\w/.:;\-]+)",
+        r"[Oo]p(?:erator)?\s*'?\"?([A-Z][\w]+)",
+        r"OpNotImplemented:?\s*.*?([A-Z_][A-Z0-9_]+)",
+    ):
         m = re.search(pat, text)
         if m:
             return m.group(1)

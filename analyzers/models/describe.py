@@ -59,13 +59,19 @@ def _auto_pad(a: dict) -> str | None:
 
 
 def _op_args(layer, op: str) -> list | None:
-    return next((o.get("args", []) for o in layer.attributes.get("ops", []) if o.get("op") == op), None)
+    return next(
+        (o.get("args", []) for o in layer.attributes.get("ops", []) if o.get("op") == op), None
+    )
 
 
 # --------------------------------------------------------------------------- per format
 def keras(layer) -> dict:
     a, op, out = layer.attributes, layer.op_type, {}
-    table = {"Conv2D": ("conv", "HWIO"), "DepthwiseConv2D": ("conv", "HWIM"), "Dense": ("dense", "IO")}
+    table = {
+        "Conv2D": ("conv", "HWIO"),
+        "DepthwiseConv2D": ("conv", "HWIM"),
+        "Dense": ("dense", "IO"),
+    }
     if op in table:
         kind, layout = table[op]
         out["kernel"] = {"kind": kind, "layout": layout, "strides": _pair(a.get("strides")),
@@ -209,7 +215,11 @@ def torch_exported(layer) -> dict:
         args = _op_args(layer, "conv2d")
         if args is not None:
             args = list(args) + [None] * 3
-            p = (0, 0) if args[1] is None else (None if isinstance(args[1], str) else _pair(args[1]))
+            p = (
+                (0, 0)
+                if args[1] is None
+                else (None if isinstance(args[1], str) else _pair(args[1]))
+            )
             kernel.update(strides=_pair(args[0]) or (1, 1), dilations=_pair(args[2]) or (1, 1),
                           pads=(p[0], p[1], p[0], p[1]) if p else None)
             if isinstance(args[1], str):
@@ -303,7 +313,8 @@ def torchscript(layer) -> dict:
 
 def openvino(layer) -> dict:
     """An OpenVINO IR operation (opset names): a Convolution's geometry (``pads_begin`` and
-    ``pads_end`` per spatial axis), a MatMul with a constant as a dense kernel, activation bounds."""
+    ``pads_end`` per spatial axis), a MatMul with a constant as a dense kernel, activation
+    bounds."""
     a, op, out = layer.attributes, layer.op_type, {}
     items = list(layer.weights.values())
     if op == "Convolution" and items and np.ndim(items[0]) == 4:

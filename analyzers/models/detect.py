@@ -49,9 +49,12 @@ def sniff(path: str) -> str | None:
         try:
             with zipfile.ZipFile(p) as z:
                 names = z.namelist()
-        except Exception:  # a corrupt archive (bad directory, undecodable names, ...): nothing certain
+        # a corrupt archive (bad directory, undecodable names, ...): nothing certain
+        except Exception:
             return None
-        if any(n.endswith("config.json") for n in names) and any(n.endswith(".weights.h5") for n in names):
+        if any(n.endswith("config.json") for n in names) and any(
+            n.endswith(".weights.h5") for n in names
+        ):
             return "keras"
         if any("serialized_exported_program" in n or n.endswith("archive_format") for n in names):
             return "torch-exported"
@@ -86,8 +89,11 @@ def detect_format(path: str) -> str:
         raise ModelLoadError(
             f"{path}: refused: a pickled PyTorch object (torch.save of a module or state_dict). "
             "convlint never unpickles model files, because unpickling can run arbitrary code",
-            path=path, rule="CL004",
-            hint="save the model with torch.export.save(...) as .pt2, or torch.jit.save(...) as TorchScript")
+            path=path,
+            rule="CL004",
+            hint="save the model with torch.export.save(...) as .pt2, or torch.jit.save(...) as "
+            "TorchScript",
+        )
     if by_ext == "openvino" and by_bytes != "openvino":  # .xml is everyone's extension
         raise ModelLoadError(f"{path}: not an OpenVINO IR (no <net> element near its start)",
                              path=path)

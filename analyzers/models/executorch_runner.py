@@ -1,7 +1,8 @@
 # pyright: reportAttributeAccessIssue=false, reportOptionalMemberAccess=false
 # (executorch's program schema types its values as unions of dataclasses: the runner reads the
 # member each value's tag selects, which pyright cannot narrow)
-"""ExecuTorch programs (``.pte``): run with ExecuTorch's own Python runtime (``executorch.runtime``).
+"""ExecuTorch programs (``.pte``): run with ExecuTorch's own Python runtime
+(``executorch.runtime``).
 
 Layers are the program's kernel calls (``aten::convolution``, ``aten::addmm``, ...), their constant
 tensors as weights (a weight the program transposes at run time with ``permute_copy`` is read
@@ -173,7 +174,8 @@ class ExecuTorchRunner(Runner):
         return [self._spec(i, f"output_{k}") for k, i in enumerate(self.plan.outputs)]
 
     def _calls(self) -> list:
-        """``(name, op, args)`` of each instruction in order; ``op`` names a kernel or a delegate."""
+        """``(name, op, args)`` of each instruction in order; ``op`` names a kernel or a
+        delegate."""
         out, seen = [], {}
         for ins in self.plan.chains[0].instructions:
             a = ins.instr_args

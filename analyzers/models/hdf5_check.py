@@ -38,9 +38,15 @@ def preflight(path: str, timeout: float | None = None) -> None:
         p = subprocess.run([sys.executable, "-c", _READ_ALL, path], capture_output=True, text=True,
                            timeout=limit, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
-        raise ModelLoadError(f"{path}: cannot be read as a keras model: reading its HDF5 contents did not finish "
-                             f"in {limit:.0f} s (a corrupt file)", path=path) from None
+        raise ModelLoadError(
+            f"{path}: cannot be read as a keras model: reading its HDF5 contents did not finish "
+            f"in {limit:.0f} s (a corrupt file)",
+            path=path,
+        ) from None
     if p.returncode != 0:
         last = (p.stderr.strip().splitlines() or ["the HDF5 reader died"])[-1]
-        raise ModelLoadError(f"{path}: cannot be read as a keras model: {last[:300]}", path=path,
-                             hint="check that the file is complete and of the format its extension says")
+        raise ModelLoadError(
+            f"{path}: cannot be read as a keras model: {last[:300]}",
+            path=path,
+            hint="check that the file is complete and of the format its extension says",
+        )

@@ -1,4 +1,5 @@
-"""Keras 3 (`.keras`, `.h5`) on TensorFlow. Loaded with ``safe_mode=True`` unless the user opts in."""
+"""Keras 3 (`.keras`, `.h5`) on TensorFlow. Loaded with ``safe_mode=True`` unless the user opts
+in."""
 
 from __future__ import annotations
 
@@ -32,7 +33,11 @@ def _lambda_layers(path: str) -> list:
 
             with h5py.File(path, "r") as f:
                 raw = f.attrs.get("model_config")
-                config = json.loads(raw if isinstance(raw, str) else raw.decode()) if raw is not None else {}
+                config = (
+                    json.loads(raw if isinstance(raw, str) else raw.decode())
+                    if raw is not None
+                    else {}
+                )
     except Exception:
         return []  # the loader itself will say what is wrong with the file
     from convlint.analyzers.models.keras_config import config_layers
@@ -79,10 +84,14 @@ class KerasRunner(Runner):
                 from convlint.analyzers.errors import ModelLoadError
 
                 raise ModelLoadError(
-                    f"{self.path}: refused: the model has Lambda layer(s) {', '.join(lambdas)}, whose "
-                    "Python code Keras would run on load; convlint loads Keras models in safe mode",
-                    rule="CL004", path=self.path,
-                    hint="if you trust this file, pass --unsafe-load (never for files from the internet)")
+                    f"{self.path}: refused: the model has Lambda layer(s) {', '.join(lambdas)}, "
+                    f"whose Python code Keras would run on load; convlint loads Keras models in "
+                    f"safe mode",
+                    rule="CL004",
+                    path=self.path,
+                    hint="if you trust this file, pass --unsafe-load (never for files from the "
+                    "internet)",
+                )
         # load_model is unannotated (pyright infers ``object | None``); a model file holds a Model
         self.model = cast("keras.Model", keras.saving.load_model(
             self.path, compile=False, safe_mode=not self.unsafe_load))
@@ -97,7 +106,9 @@ class KerasRunner(Runner):
 
     def _output_names(self) -> list:
         names = list(getattr(self.model, "output_names", None) or [])
-        return names if len(names) == len(self.model.outputs) else [t.name for t in self.model.outputs]
+        return (
+            names if len(names) == len(self.model.outputs) else [t.name for t in self.model.outputs]
+        )
 
     def _output_specs_impl(self):
         return [TensorSpec(n, _shape(t), str(np.dtype(t.dtype)), layout_hint(_shape(t)))
@@ -125,7 +136,11 @@ class KerasRunner(Runner):
                 cfg = layer.get_config()
             except Exception:
                 cfg = {}
-            attrs = {k: v for k, v in cfg.items() if isinstance(v, (int, float, str, bool, list, tuple, type(None)))}
+            attrs = {
+                k: v
+                for k, v in cfg.items()
+                if isinstance(v, (int, float, str, bool, list, tuple, type(None)))
+            }
             out.append(LayerInfo(layer.name, type(layer).__name__, weights, attrs,
                                  _producers(layer), [layer.name]))
         return out

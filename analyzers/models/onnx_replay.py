@@ -78,7 +78,14 @@ def set_attribute(model, node: str, attribute: str, value) -> bool:
     if attribute.startswith("input:"):
         k = int(attribute.split(":")[1])
         name = f"{n.name}_convlint_in{k}"
-        old = next((i for i in model.graph.initializer if i.name == (n.input[k] if k < len(n.input) else "")), None)
+        old = next(
+            (
+                i
+                for i in model.graph.initializer
+                if i.name == (n.input[k] if k < len(n.input) else "")
+            ),
+            None,
+        )
         dt = numpy_helper.to_array(old).dtype if old is not None else np.float32
         shape = tuple(old.dims) if old is not None else ()
         for i in list(model.graph.initializer):

@@ -116,9 +116,15 @@ class OnnxRunner(Runner):
                 if scale is None:  # a scale computed in the graph (a Constant node): not read here
                     continue
                 scales = scale.reshape(-1)
-                dq[n.output[0]] = (n.input[0], {"scales": scales, "axis": int(axis),
-                                                "zero_points": (zp if zp is not None else np.zeros(1)).reshape(-1),
-                                                "dtype": str(numpy_helper.to_array(inits[n.input[0]]).dtype)})
+                dq[n.output[0]] = (
+                    n.input[0],
+                    {
+                        "scales": scales,
+                        "axis": int(axis),
+                        "zero_points": (zp if zp is not None else np.zeros(1)).reshape(-1),
+                        "dtype": str(numpy_helper.to_array(inits[n.input[0]]).dtype),
+                    },
+                )
         opset = next((o.version for o in self.model.opset_import if o.domain in ("", "ai.onnx")), 0)
         shapes = self._shapes() if any((n.op_type in COERCED_2D and opset < 13) or _sized(n)
                                        for n in self.model.graph.node) else {}

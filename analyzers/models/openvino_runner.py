@@ -3,7 +3,8 @@
 Layers are the IR's operations (Convolution, Add, Relu, ...; constants are their weights, read
 through the Convert an fp16-compressed IR puts after each one); per-layer outputs come from the
 same model with every operation's output marked as a model output. The IR runs at f32
-(``INFERENCE_PRECISION_HINT``): the CPU plugin's default on bfloat16-capable CPUs is bf16. Relax has no OpenVINO
+(``INFERENCE_PRECISION_HINT``): the CPU plugin's default on bfloat16-capable CPUs is bf16. Relax has
+no OpenVINO
 importer: the TVM cross-check of an IR is skipped with a note (CL011), never a crash.
 """
 
@@ -70,7 +71,9 @@ class OpenVinoRunner(Runner):
 
     def _spec(self, port) -> TensorSpec:
         ps = port.get_partial_shape()
-        dims = tuple(d.get_length() if d.is_static else None for d in ps) if ps.rank.is_static else ()
+        dims = (
+            tuple(d.get_length() if d.is_static else None for d in ps) if ps.rank.is_static else ()
+        )
         dtype = str(np.dtype(port.get_element_type().to_dtype()))
         return TensorSpec(_port_name(port), dims, dtype, layout_hint(dims))
 
@@ -141,12 +144,22 @@ class OpenVinoRunner(Runner):
             version = str(rt["Runtime_version"]) if "Runtime_version" in rt else None
         except Exception:  # noqa: BLE001 - an IR without run-time info: no version to report
             log.debug("no Runtime_version in %s", self.path, exc_info=True)
-        dtypes = sorted({str(np.dtype(op.get_element_type().to_dtype()))
-                         for op in self.model.get_ordered_ops() if op.get_type_name() == "Constant"})
-        return {"converter": "openvino", "converter_version": version,
-                "conversion_evidence": {"tensor_dtypes": dtypes,
-                                        "float16_storage": "float16" in dtypes,
-                                        "quantized_storage": any(d in dtypes for d in ("int8", "uint8"))}}
+        dtypes = sorted(
+            {
+                str(np.dtype(op.get_element_type().to_dtype()))
+                for op in self.model.get_ordered_ops()
+                if op.get_type_name() == "Constant"
+            }
+        )
+        return {
+            "converter": "openvino",
+            "converter_version": version,
+            "conversion_evidence": {
+                "tensor_dtypes": dtypes,
+                "float16_storage": "float16" in dtypes,
+                "quantized_storage": any(d in dtypes for d in ("int8", "uint8")),
+            },
+        }
 
     def _tvm_import_impl(self, input_shapes: dict):
         raise StepFailed("compile", "tvm", "TVM's Relax has no OpenVINO IR importer")

@@ -38,7 +38,9 @@ def tf_function_to_tvm_builders(fn, specs, input_shapes: dict):
 
     def signature():
         tf = import_tf()
-        return tuple(tf.TensorSpec(tuple(input_shapes[s.name]), s.dtype, name=s.name) for s in specs)
+        return tuple(
+            tf.TensorSpec(tuple(input_shapes[s.name]), s.dtype, name=s.name) for s in specs
+        )
 
     def via_onnx():
         import tf2onnx
@@ -54,7 +56,9 @@ def tf_function_to_tvm_builders(fn, specs, input_shapes: dict):
         onnx.checker.check_model(proto)
         names = [i.name for i in proto.graph.input]
         if len(names) != len(specs):
-            raise RuntimeError(f"the ONNX graph takes {len(names)} inputs, the model {len(specs)}: {names}")
+            raise RuntimeError(
+                f"the ONNX graph takes {len(names)} inputs, the model {len(specs)}: {names}"
+            )
         shapes = {n: list(input_shapes[s.name]) for n, s in zip(names, specs, strict=True)}
         return from_onnx(proto, shape_dict=shapes)
 

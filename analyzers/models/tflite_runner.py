@@ -54,11 +54,19 @@ def verify_flatbuffer(buf: bytes) -> str | None:
                 return f"subgraph {si} tensor {ti} has {n} elements"
         for oi, op in enumerate(sg.operators if sg.operators is not None else []):
             if not 0 <= op.opcodeIndex < ncodes:
-                return f"subgraph {si} operator {oi} names operator code {op.opcodeIndex} of {ncodes}"
-            for i in [*(op.inputs if op.inputs is not None else []), *(op.outputs if op.outputs is not None else [])]:
+                return (
+                    f"subgraph {si} operator {oi} names operator code {op.opcodeIndex} of {ncodes}"
+                )
+            for i in [
+                *(op.inputs if op.inputs is not None else []),
+                *(op.outputs if op.outputs is not None else []),
+            ]:
                 if not -1 <= int(i) < nt:
                     return f"subgraph {si} operator {oi} names tensor {int(i)} of {nt}"
-        for i in [*(sg.inputs if sg.inputs is not None else []), *(sg.outputs if sg.outputs is not None else [])]:
+        for i in [
+            *(sg.inputs if sg.inputs is not None else []),
+            *(sg.outputs if sg.outputs is not None else []),
+        ]:
             if not 0 <= int(i) < nt:
                 return f"subgraph {si} input/output names tensor {int(i)} of {nt}"
     return None
@@ -91,9 +99,15 @@ class TFLiteRunner(Runner):
         except Exception:  # noqa: BLE001 - the builtin kernels refuse it too: a crash
             self.builtin_only = False
             raise _step("load", default_error) from default_error
-        self.runtime_faults.append({
-            "step": "load", "backend": "tflite (default delegates)", "message": _short_error(default_error),
-            "op": _tflite_op(default_error), "fallback": "tflite builtin kernels without delegates"})
+        self.runtime_faults.append(
+            {
+                "step": "load",
+                "backend": "tflite (default delegates)",
+                "message": _short_error(default_error),
+                "op": _tflite_op(default_error),
+                "fallback": "tflite builtin kernels without delegates",
+            }
+        )
 
     def _interpreter(self, preserve: bool):
         import warnings
@@ -216,9 +230,16 @@ class TFLiteRunner(Runner):
             if qparams:
                 attrs["quantization"] = qparams
             out_names = [tensors[o]["name"] for o in op["outputs"] if o >= 0]
-            layers.append(LayerInfo(out_names[0] if out_names else f"{op['op_name']}_{op['index']}",
-                                    op["op_name"], weights, attrs,
-                                    [tensors[t]["name"] for t in op["inputs"] if t >= 0], out_names))
+            layers.append(
+                LayerInfo(
+                    out_names[0] if out_names else f"{op['op_name']}_{op['index']}",
+                    op["op_name"],
+                    weights,
+                    attrs,
+                    [tensors[t]["name"] for t in op["inputs"] if t >= 0],
+                    out_names,
+                )
+            )
         return layers
 
     def _activation_quantization_impl(self):
@@ -272,7 +293,11 @@ class TFLiteRunner(Runner):
             size = b.DataLength()  # pyright: ignore[reportOptionalMemberAccess]
             raw = b.DataAsNumpy() if size else b""  # pyright: ignore[reportOptionalMemberAccess]
             raw = bytes(raw) if not isinstance(raw, int) else b""
-            meta[name] = raw.decode(errors="replace").rstrip("\x00") if name == "min_runtime_version" else len(raw)
+            meta[name] = (
+                raw.decode(errors="replace").rstrip("\x00")
+                if name == "min_runtime_version"
+                else len(raw)
+            )
         dtypes = {}
         for t in self.interp.get_tensor_details():
             dtypes[str(np.dtype(t["dtype"]))] = dtypes.get(str(np.dtype(t["dtype"])), 0) + 1
@@ -288,10 +313,16 @@ class TFLiteRunner(Runner):
                     "float16_storage": "float16" in dtypes}}
 
     def _shapes_at(self, input_shapes: dict) -> dict:
-        """Every tensor's shape (index -> list) in one run of the interpreter on zeros at these input shapes."""
+        """Every tensor's shape (index -> list) in one run of the interpreter on zeros at these
+        input shapes."""
         it = self._interpreter(preserve=True)
-        self._invoke(it, {s.name: np.zeros(input_shapes.get(s.name, [d or 1 for d in s.shape]), s.dtype)
-                          for s in self.input_specs()})
+        self._invoke(
+            it,
+            {
+                s.name: np.zeros(input_shapes.get(s.name, [d or 1 for d in s.shape]), s.dtype)
+                for s in self.input_specs()
+            },
+        )
         shapes = {}
         for t in it.get_tensor_details():
             try:
@@ -337,7 +368,12 @@ def _computed_reshape_targets(concrete_shapes):
         if len(ins) == 2 and self.has_expr(ins[1].tensor_idx) and not ins[0].qnn_params:
             out = self.get_output_tensors(op)[0]
             t = out.tensor
-            sig = [int(d) for d in (t.ShapeSignatureAsNumpy() if t.ShapeSignatureLength() else t.ShapeAsNumpy())]
+            sig = [
+                int(d)
+                for d in (
+                    t.ShapeSignatureAsNumpy() if t.ShapeSignatureLength() else t.ShapeAsNumpy()
+                )
+            ]
             if not sig or sum(d < 0 for d in sig) > 1:
                 sig = concrete().get(out.tensor_idx)
             if sig:

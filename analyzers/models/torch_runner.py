@@ -88,10 +88,12 @@ class ExportedProgramRunner(Runner):
             why = _short(logged[-1] if logged else e, 300)
             raise ModelLoadError(
                 f"{self.path}: cannot be read as a torch-exported model by torch "
-                f"{torch.__version__.split('+')[0]}: {why}", path=self.path,
-                hint="check that the file is complete; a .pt2 archive's layout changes between torch "
-                     "releases, so a file saved by a newer torch than this one must be exported again "
-                     "with this one") from None
+                f"{torch.__version__.split('+')[0]}: {why}",
+                path=self.path,
+                hint="check that the file is complete; a .pt2 archive's layout changes between "
+                "torch releases, so a file saved by a newer torch than this one must be "
+                "exported again with this one",
+            ) from None
         finally:
             logger.handlers[:], logger.propagate = saved
         self.module = self.ep.module()
@@ -106,9 +108,19 @@ class ExportedProgramRunner(Runner):
         out = []
         for n in self._placeholders():
             val = n.meta.get("val")
-            dims = tuple(int(d) if str(d).isdigit() else None for d in val.shape) if val is not None else ()
-            out.append(TensorSpec(n.name, dims, _np_dtype(val.dtype) if val is not None else "float32",
-                                  layout_hint(dims)))
+            dims = (
+                tuple(int(d) if str(d).isdigit() else None for d in val.shape)
+                if val is not None
+                else ()
+            )
+            out.append(
+                TensorSpec(
+                    n.name,
+                    dims,
+                    _np_dtype(val.dtype) if val is not None else "float32",
+                    layout_hint(dims),
+                )
+            )
         return out
 
     def _output_specs_impl(self):
@@ -117,7 +129,11 @@ class ExportedProgramRunner(Runner):
             if node.op == "output":
                 for i, a in enumerate(_flat_outputs(node.args[0])):
                     val = getattr(a, "meta", {}).get("val")
-                    dims = tuple(int(d) if str(d).isdigit() else None for d in val.shape) if val is not None else ()
+                    dims = (
+                        tuple(int(d) if str(d).isdigit() else None for d in val.shape)
+                        if val is not None
+                        else ()
+                    )
                     outs.append(TensorSpec(f"output_{i}", dims,
                                            _np_dtype(val.dtype) if val is not None else "float32",
                                            layout_hint(dims)))
@@ -134,7 +150,9 @@ class ExportedProgramRunner(Runner):
             from convlint.analyzers.errors import StepFailed
             from convlint.analyzers.models.base import _short
 
-            raise StepFailed("run", self.backend, _short(e), op=_failing_module(self.module, args)) from e
+            raise StepFailed(
+                "run", self.backend, _short(e), op=_failing_module(self.module, args)
+            ) from e
         return {f"output_{i}": _np(o) for i, o in enumerate(_flat_outputs(out))}
 
 
@@ -153,10 +171,14 @@ class ExportedProgramRunner(Runner):
                 src = owner.get(getattr(a, "name", None))
                 if src and src != name and src not in info.inputs:
                     info.inputs.append(src)
-            target = str(node.target).split(".")[-2] if "." in str(node.target) else str(node.target)
+            target = (
+                str(node.target).split(".")[-2] if "." in str(node.target) else str(node.target)
+            )
             args, extra = _call_args(node)
             attrs = [a for a in args[1:] if isinstance(a, (int, float, bool, str, list, tuple))]
-            attrs += [f"{k}={v}" for k, v in extra.items() if isinstance(v, (str, int, float, bool))]
+            attrs += [
+                f"{k}={v}" for k, v in extra.items() if isinstance(v, (str, int, float, bool))
+            ]
             info.attributes.setdefault("ops", []).append({"op": target, "args": attrs})
             info.outputs = [node.name]
         for key, val in state.items():
@@ -170,7 +192,9 @@ class ExportedProgramRunner(Runner):
         from torch.fx import Interpreter
 
         gm = self.module
-        owner = {node.name: _layer_of(node)[0] for node in gm.graph.nodes if node.op == "call_function"}
+        owner = {
+            node.name: _layer_of(node)[0] for node in gm.graph.nodes if node.op == "call_function"
+        }
         captured: dict = {}
 
         class Capture(Interpreter):
@@ -241,7 +265,9 @@ def _layer_of(node) -> tuple:
         path, cls = list(stack.values())[-1]
         name = _qualname(path)
         if name:
-            return name, cls.rsplit(".", 1)[-1] if isinstance(cls, str) else getattr(cls, "__name__", str(cls))
+            return name, cls.rsplit(".", 1)[-1] if isinstance(cls, str) else getattr(
+                cls, "__name__", str(cls)
+            )
     op = str(node.target).split(".")
     return f"forward.{node.name}", (op[-2] if len(op) > 1 else op[0])
 
@@ -290,7 +316,9 @@ class TorchScriptRunner(Runner):
         out = []
         for a in args:
             shape = tuple(self.given_shapes.get(a.name, ())) or None
-            out.append(TensorSpec(a.name, shape if shape else (), "float32", layout_hint(shape or ())))
+            out.append(
+                TensorSpec(a.name, shape if shape else (), "float32", layout_hint(shape or ()))
+            )
         return out
 
     def _output_specs_impl(self):
@@ -312,8 +340,11 @@ class TorchScriptRunner(Runner):
     def _layers_impl(self):
         layers = []
         for name, mod in self.module.named_modules():
-            weights = {f"{name}.{k}" if name else k: _np(v)
-                       for k, v in list(mod.named_parameters(recurse=False)) + list(mod.named_buffers(recurse=False))}
+            weights = {
+                f"{name}.{k}" if name else k: _np(v)
+                for k, v in list(mod.named_parameters(recurse=False))
+                + list(mod.named_buffers(recurse=False))
+            }
             info = LayerInfo(name, getattr(mod, "original_name", type(mod).__name__), weights)
             conv = _conv_args(mod)
             if conv:
@@ -350,8 +381,12 @@ class TorchScriptRunner(Runner):
             from tvm.relax.frontend.onnx import from_onnx
 
             onnx_runner = self.as_onnx(input_shapes).load()
-            return ("torchscript -> torch.onnx.export(dynamo=False, opset 17) -> relax.frontend.onnx",
-                    from_onnx(onnx_runner.model, shape_dict={k: list(v) for k, v in input_shapes.items()}))
+            return (
+                "torchscript -> torch.onnx.export(dynamo=False, opset 17) -> relax.frontend.onnx",
+                from_onnx(
+                    onnx_runner.model, shape_dict={k: list(v) for k, v in input_shapes.items()}
+                ),
+            )
 
         return build
 

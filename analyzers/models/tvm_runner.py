@@ -29,7 +29,9 @@ def cache_name(key: str) -> str:
 
     from convlint.analyzers import cache
 
-    return hashlib.sha256(f"{key}|tvm{tvm.__version__}|{cache.engine_fingerprint()}".encode()).hexdigest()
+    return hashlib.sha256(
+        f"{key}|tvm{tvm.__version__}|{cache.engine_fingerprint()}".encode()
+    ).hexdigest()
 
 
 def compile_cached(key: str, builder, input_names: list) -> TVMRunner:
@@ -177,8 +179,12 @@ def _op_from_tvm_error(e: BaseException) -> str | None:
     import re
 
     text = str(e)
-    for pat in (r"not supported[^:]*:\s*\{?'?([A-Za-z_][\w]*)", r"operators? (?:are )?not (?:yet )?(?:supported|implemented)[^\w]*\{?'?([A-Za-z_][\w]*)",
-                r"OpNotImplemented[^\w]*.*?([A-Z_][A-Z0-9_]{2,})", r"([A-Z][A-Za-z]+) is not (?:supported|implemented)"):
+    for pat in (
+        r"not supported[^:]*:\s*\{?'?([A-Za-z_][\w]*)",
+        r"operators? (?:are )?not (?:yet )?(?:supported|implemented)[^\w]*\{?'?([A-Za-z_][\w]*)",
+        r"OpNotImplemented[^\w]*.*?([A-Z_][A-Z0-9_]{2,})",
+        r"([A-Z][A-Za-z]+) is not (?:supported|implemented)",
+    ):
         m = re.search(pat, text)
         if m:
             return m.group(1)

@@ -88,7 +88,9 @@ def apply_onnx(model, edits: list) -> list:
             _insert(model, e.tensor, out, [act])
             done.append(act.name)
         elif e.action == "floor-divide":
-            node = next((n for n in model.graph.node if n.name == e.nodes[0] and n.op_type == "Div"), None)
+            node = next(
+                (n for n in model.graph.node if n.name == e.nodes[0] and n.op_type == "Div"), None
+            )
             if node is not None and _opset(model) >= 15:
                 _floor_divide(model, node)
                 done.append(node.name)
@@ -98,7 +100,9 @@ def apply_onnx(model, edits: list) -> list:
                 done.append(e.nodes[0])
         elif e.action == "insert-op" and e.tensor and e.op:
             out = e.key
-            _insert(model, e.tensor, out, [onnx.helper.make_node(e.op, [e.tensor], [out], name=out)])
+            _insert(
+                model, e.tensor, out, [onnx.helper.make_node(e.op, [e.tensor], [out], name=out)]
+            )
             done.append(out)
         elif e.action == "insert-transpose" and e.tensor and e.perm:
             out = f"{e.tensor}_convlint_layout"
@@ -131,17 +135,20 @@ def _floor_divide(model, node) -> None:
     a, b = node.input[0], node.input[1]
     out, t = node.output[0], f"{node.name}_convlint_floor"
     mk = onnx.helper.make_node
-    new = [mk("Div", [a, b], [f"{t}_q"], name=f"{t}_div"),
-           mk("Sub", [a, a], [f"{t}_za"], name=f"{t}_za"), mk("Sub", [b, b], [f"{t}_zb"], name=f"{t}_zb"),
-           mk("Mul", [f"{t}_q", b], [f"{t}_qb"], name=f"{t}_qb"),
-           mk("Equal", [f"{t}_qb", a], [f"{t}_exact"], name=f"{t}_exact"),
-           mk("Not", [f"{t}_exact"], [f"{t}_inexact"], name=f"{t}_inexact"),
-           mk("Less", [a, f"{t}_za"], [f"{t}_an"], name=f"{t}_an"),
-           mk("Less", [b, f"{t}_zb"], [f"{t}_bn"], name=f"{t}_bn"),
-           mk("Xor", [f"{t}_an", f"{t}_bn"], [f"{t}_neg"], name=f"{t}_neg"),
-           mk("And", [f"{t}_inexact", f"{t}_neg"], [f"{t}_fix"], name=f"{t}_fix"),
-           mk("CastLike", [f"{t}_fix", f"{t}_q"], [f"{t}_one"], name=f"{t}_one"),
-           mk("Sub", [f"{t}_q", f"{t}_one"], [out], name=node.name)]
+    new = [
+        mk("Div", [a, b], [f"{t}_q"], name=f"{t}_div"),
+        mk("Sub", [a, a], [f"{t}_za"], name=f"{t}_za"),
+        mk("Sub", [b, b], [f"{t}_zb"], name=f"{t}_zb"),
+        mk("Mul", [f"{t}_q", b], [f"{t}_qb"], name=f"{t}_qb"),
+        mk("Equal", [f"{t}_qb", a], [f"{t}_exact"], name=f"{t}_exact"),
+        mk("Not", [f"{t}_exact"], [f"{t}_inexact"], name=f"{t}_inexact"),
+        mk("Less", [a, f"{t}_za"], [f"{t}_an"], name=f"{t}_an"),
+        mk("Less", [b, f"{t}_zb"], [f"{t}_bn"], name=f"{t}_bn"),
+        mk("Xor", [f"{t}_an", f"{t}_bn"], [f"{t}_neg"], name=f"{t}_neg"),
+        mk("And", [f"{t}_inexact", f"{t}_neg"], [f"{t}_fix"], name=f"{t}_fix"),
+        mk("CastLike", [f"{t}_fix", f"{t}_q"], [f"{t}_one"], name=f"{t}_one"),
+        mk("Sub", [f"{t}_q", f"{t}_one"], [out], name=node.name),
+    ]
     i = list(model.graph.node).index(node)
     model.graph.node.remove(node)
     for k, n in enumerate(new):

@@ -73,12 +73,18 @@ def _attribute(f, m) -> Step | None:
     if f.rule == R.OP_SEMANTICS.code and ev.get("direction") == "as-if" and f.layer:
         return _as_if(f, ev)
     if f.rule == R.OP_SEMANTICS.code:
-        desc = ", ".join(f"{a} to {v:.6g}" if isinstance(v, float) else f"{a} to {v!r}" for a, v in ev["changes"])
+        desc = ", ".join(
+            f"{a} to {v:.6g}" if isinstance(v, float) else f"{a} to {v!r}" for a, v in ev["changes"]
+        )
         return Step("patch-attributes", node, f"set {node}'s {desc}",
                     edits=[AttrEdit(node, a, v) for a, v in ev["changes"]])
     attr = "clip" if f.rule == R.ACTIVATION_BOUNDS.code else ev["attribute"]
-    return Step("patch-attributes", node, f"set {node}'s {attr} to the source's {list(ev['source'])}",
-                edits=[AttrEdit(node, attr, list(ev["source"]))])
+    return Step(
+        "patch-attributes",
+        node,
+        f"set {node}'s {attr} to the source's {list(ev['source'])}",
+        edits=[AttrEdit(node, attr, list(ev["source"]))],
+    )
 
 
 def _as_if(f, ev) -> Step:
@@ -124,7 +130,10 @@ def _input_layout(f, m) -> Step | None:
 def _input_scaling(f, m) -> Step | None:
     a, b = f.evidence["scale"], f.evidence["shift"]
     e = GraphEdit("insert-affine", [], f.evidence["tensor"], affine=(1 / a, -b / a))
-    return _graph(e, f"undo the scaling of {e.tensor} ((x - {b:.6g}) / {a:.6g}) before {f.location.target_node}")
+    return _graph(
+        e,
+        f"undo the scaling of {e.tensor} ((x - {b:.6g}) / {a:.6g}) before {f.location.target_node}",
+    )
 
 
 def _missing_op(f, m) -> Step | None:
@@ -138,18 +147,29 @@ def _missing_op(f, m) -> Step | None:
     if ev.get("after_tensor"):
         b = ev.get("bounds")
         e = GraphEdit("insert-activation", [], ev["after_tensor"], tuple(b) if b else None)
-        return _graph(e, f"insert the missing {ev['kind']} after {e.tensor}" + (f" (bounds {b})" if b else ""))
+        return _graph(
+            e, f"insert the missing {ev['kind']} after {e.tensor}" + (f" (bounds {b})" if b else "")
+        )
     return None
 
 
 # rule -> the kind of patch its planner usually makes, and the planner; a target format is
 # checked against the step planned (a CL305 of the hyperparameter stage is a patch-graph)
 PLANNERS: dict[str, tuple[str, Callable]] = {
-    **{code: ("patch-weights", _weights) for code in (
-        R.WEIGHTS_CORRUPTED.code, R.WEIGHTS_FP16.code, R.KERNEL_TRANSPOSED.code, R.WEIGHTS_QUANTIZED.code,
-        R.BN_EPSILON.code)},
-    **{code: ("patch-attributes", _attribute) for code in (
-        R.CONV_GEOMETRY.code, R.ACTIVATION_BOUNDS.code, R.OP_SEMANTICS.code)},
+    **{
+        code: ("patch-weights", _weights)
+        for code in (
+            R.WEIGHTS_CORRUPTED.code,
+            R.WEIGHTS_FP16.code,
+            R.KERNEL_TRANSPOSED.code,
+            R.WEIGHTS_QUANTIZED.code,
+            R.BN_EPSILON.code,
+        )
+    },
+    **{
+        code: ("patch-attributes", _attribute)
+        for code in (R.CONV_GEOMETRY.code, R.ACTIVATION_BOUNDS.code, R.OP_SEMANTICS.code)
+    },
     R.EXTRA_OP.code: ("patch-graph", _extra_op),
     R.INPUT_LAYOUT.code: ("patch-graph", _input_layout),
     R.INPUT_SCALING.code: ("patch-graph", _input_scaling),
@@ -166,7 +186,9 @@ def plan_repairs(findings, matches, target_format: str) -> Plan:
         if f.repair is not None or f.severity != "error" or f.rule not in PLANNERS:
             continue
         _, planner = PLANNERS[f.rule]
-        m = by_layer.get(f.layer) or next((x for x in matches if (x.source.bn or {}).get("layer") == f.layer), None)
+        m = by_layer.get(f.layer) or next(
+            (x for x in matches if (x.source.bn or {}).get("layer") == f.layer), None
+        )
         step = planner(f, m)
         if step is not None and takes(target_format, step):
             plan.steps[id(f)] = step

@@ -23,19 +23,46 @@ from convlint.analyzers.report.findings import ConversionReport, Finding, Locati
 def candidates(source, target, producer: str | None) -> list:
     """``[(setting, call, suffix, convert)]``: ``convert(path)`` writes the converted model."""
     out = []
-    if source.format in ("keras", "savedmodel") and target.format == "onnx" and producer == "tf2onnx":
+    if (
+        source.format in ("keras", "savedmodel")
+        and target.format == "onnx"
+        and producer == "tf2onnx"
+    ):
         opset = (target.metadata().get("opset") or {}).get("ai.onnx")
         for o in (13, 15, 17, 18):
             if o != opset:
-                out.append((f"tf2onnx opset {o}", f"tf2onnx.convert.from_keras(model, opset={o}, ...)",
-                            ".onnx", lambda p, o=o: _tf2onnx(source, p, o)))
-        out.append(("tf2onnx through TFLite", "tf2onnx.convert.from_tflite(<TFLiteConverter float "
-                    "conversion of the model>, opset=17, ...)", ".onnx", lambda p: _tf2onnx_tflite(source, p)))
-    if source.format == "torch-exported" and target.format == "onnx" and producer == "torch.onnx.export":
+                out.append(
+                    (
+                        f"tf2onnx opset {o}",
+                        f"tf2onnx.convert.from_keras(model, opset={o}, ...)",
+                        ".onnx",
+                        lambda p, o=o: _tf2onnx(source, p, o),
+                    )
+                )
+        out.append(
+            (
+                "tf2onnx through TFLite",
+                "tf2onnx.convert.from_tflite(<TFLiteConverter float "
+                "conversion of the model>, opset=17, ...)",
+                ".onnx",
+                lambda p: _tf2onnx_tflite(source, p),
+            )
+        )
+    if (
+        source.format == "torch-exported"
+        and target.format == "onnx"
+        and producer == "torch.onnx.export"
+    ):
         for dynamo, o in ((False, 17), (True, 18), (False, 13)):
-            out.append((f"torch.onnx.export dynamo={dynamo} opset {o}",
-                        f"torch.onnx.export(model.eval(), args, path, dynamo={dynamo}, opset_version={o})",
-                        ".onnx", lambda p, d=dynamo, o=o: _torch_onnx(source, p, d, o)))
+            out.append(
+                (
+                    f"torch.onnx.export dynamo={dynamo} opset {o}",
+                    f"torch.onnx.export(model.eval(), args, path, dynamo={dynamo}, "
+                    f"opset_version={o})",
+                    ".onnx",
+                    lambda p, d=dynamo, o=o: _torch_onnx(source, p, d, o),
+                )
+            )
     if source.format in ("onnx", "torch-exported") and target.format == "openvino" \
             and producer == "openvino":
         out.append(("openvino.save_model compress_to_fp16=False",
@@ -43,8 +70,14 @@ def candidates(source, target, producer: str | None) -> list:
                     "default compresses every float weight to float16", ".xml",
                     lambda p: _openvino(source, p)))
     if source.format in ("keras", "savedmodel") and target.format == "tflite":
-        out.append(("TFLiteConverter float", "converter = tf.lite.TFLiteConverter.from_keras_model(model)",
-                    ".tflite", lambda p: Path(p).write_bytes(_tflite(source))))
+        out.append(
+            (
+                "TFLiteConverter float",
+                "converter = tf.lite.TFLiteConverter.from_keras_model(model)",
+                ".tflite",
+                lambda p: Path(p).write_bytes(_tflite(source)),
+            )
+        )
     return out
 
 
@@ -71,8 +104,11 @@ def _keep(source, target, path: str, popts, verify) -> tuple[str, ConversionRepo
 
     out = repaired_path(target.path, popts.output)
     if path.endswith(".xml"):  # an OpenVINO IR: its weights go beside it, named after it
-        write_new_file(str(Path(out).with_suffix(".bin")), Path(path).with_suffix(".bin").read_bytes(),
-                       protect=(target.path, source.path, str(Path(target.path).with_suffix(".bin"))))
+        write_new_file(
+            str(Path(out).with_suffix(".bin")),
+            Path(path).with_suffix(".bin").read_bytes(),
+            protect=(target.path, source.path, str(Path(target.path).with_suffix(".bin"))),
+        )
     write_new_file(out, Path(path).read_bytes(), protect=(target.path, source.path))
     return out, verify(source, out, popts)
 
@@ -111,7 +147,9 @@ def explain_quantization(source, target, loc, popts, progress, verify) -> list:
     """Stage 1 for a Keras -> TFLite pair whose weights came out quantized or float16: convert
     the source with each TFLiteConverter setting, name the setting that reproduces the fault and
     the one that removes it (CL401), with that conversion as the repair when asked."""
-    quantized = [f for f in loc.findings if f.rule in (R.WEIGHTS_QUANTIZED.code, R.WEIGHTS_FP16.code)]
+    quantized = [
+        f for f in loc.findings if f.rule in (R.WEIGHTS_QUANTIZED.code, R.WEIGHTS_FP16.code)
+    ]
     if not quantized or target.format != "tflite" or source.format not in ("keras", "savedmodel"):
         return []
     from convlint.analyzers.models.convert import TFLITE_CALLS, TFLITE_SETTINGS, tflite_from
@@ -122,8 +160,12 @@ def explain_quantization(source, target, loc, popts, progress, verify) -> list:
         for name, kw in TFLITE_SETTINGS.items():
             progress(f"stage 1: re-converting with {name}")
             paths[name] = str(Path(d) / f"{name.replace(' ', '_').replace('+', 'and')}.tflite")
-            results[name] = _judge(source, lambda p, kw=kw: Path(p).write_bytes(tflite_from(source, **kw)),
-                                   paths[name], popts)
+            results[name] = _judge(
+                source,
+                lambda p, kw=kw: Path(p).write_bytes(tflite_from(source, **kw)),
+                paths[name],
+                popts,
+            )
         clean = [n for n, v in results.items() if v.get("verdict") == "equivalent"]
         faulty = [n for n, v in results.items() if v.get("verdict") == "divergent"]
         cause = next((n for n in faulty if n != "float"), None)

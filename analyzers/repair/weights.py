@@ -63,7 +63,9 @@ def patch_onnx(target: str, patches: list, out: str, edits: Sequence = (),
             if _bypass_dequantize(m, init, np.asarray(p.value, np.float32)):
                 done.append(p.tensor)
             continue
-        new = numpy_helper.from_array(np.asarray(p.value).astype(dt).reshape(tuple(init.dims)), init.name)
+        new = numpy_helper.from_array(
+            np.asarray(p.value).astype(dt).reshape(tuple(init.dims)), init.name
+        )
         init.CopyFrom(new)
         done.append(p.tensor)
     done += apply_onnx(m, list(edits))
@@ -76,7 +78,11 @@ def _bypass_dequantize(m, init, value: np.ndarray) -> bool:
     """Feed the readers of ``DequantizeLinear(init)`` a new float initializer instead."""
     from onnx import numpy_helper
 
-    dqs = [n for n in m.graph.node if n.op_type == "DequantizeLinear" and n.input and n.input[0] == init.name]
+    dqs = [
+        n
+        for n in m.graph.node
+        if n.op_type == "DequantizeLinear" and n.input and n.input[0] == init.name
+    ]
     if not dqs:
         return False
     name = f"{init.name}_convlint_float"

@@ -59,7 +59,9 @@ def to_github(report) -> str:
                 props.append(f"col={loc['column'] + 1}")
             if loc.get("end_line"):
                 props.append(f"endLine={loc['end_line']}")
-        props.append(f"title={_esc(f['rule'] + ' ' + R.RULES[f['rule']].name if f['rule'] in R.RULES else f['rule'], True)}")
+        rule = f["rule"]
+        title = rule + " " + R.RULES[rule].name if rule in R.RULES else rule
+        props.append(f"title={_esc(title, True)}")
         out.append(f"::{kind} {','.join(props)}::{_esc(msg)}")
     return "\n".join(out)
 
@@ -77,18 +79,27 @@ def to_junit(report) -> str:
         errs = [f for s in subs for f in s["findings"] if f["severity"] == "error"]
         if r["verdict"] == "error":
             errors += 1
-            e = ET.SubElement(case, "error", message=errs[0]["message"][:500] if errs else "could not analyse")
+            e = ET.SubElement(
+                case, "error", message=errs[0]["message"][:500] if errs else "could not analyse"
+            )
             e.text = "\n".join(f"{f['rule']}: {f['message']}" for f in errs)
         elif errs:
             failures += 1
-            e = ET.SubElement(case, "failure", message=f"{len(errs)} error finding(s): {errs[0]['rule']}",
-                              type=errs[0]["rule"])
-            e.text = "\n".join(f"{f['rule']} line {(f.get('location') or {}).get('line')}: {f['message']}"
-                               for f in errs)
+            e = ET.SubElement(
+                case,
+                "failure",
+                message=f"{len(errs)} error finding(s): {errs[0]['rule']}",
+                type=errs[0]["rule"],
+            )
+            e.text = "\n".join(
+                f"{f['rule']} line {(f.get('location') or {}).get('line')}: {f['message']}"
+                for f in errs
+            )
         others = [f for s in subs for f in s["findings"] if f["severity"] != "error"]
         if others:
-            ET.SubElement(case, "system-out").text = "\n".join(f"{f['rule']} ({f['severity']}): {f['message']}"
-                                                                for f in others)
+            ET.SubElement(case, "system-out").text = "\n".join(
+                f"{f['rule']} ({f['severity']}): {f['message']}" for f in others
+            )
     suite.set("failures", str(failures))
     suite.set("errors", str(errors))
     root = ET.Element("testsuites", name="convlint", tests=tests, failures=str(failures),
@@ -107,7 +118,11 @@ def to_sarif(report) -> str:
     results = []
     for _, f, file, line in _items(report):
         loc = f.get("location") or {}
-        res = {"ruleId": f["rule"], "level": LEVEL[f["severity"]], "message": {"text": f["message"]}}
+        res = {
+            "ruleId": f["rule"],
+            "level": LEVEL[f["severity"]],
+            "message": {"text": f["message"]},
+        }
         if f["rule"] in index:
             res["ruleIndex"] = index[f["rule"]]
         if file:
@@ -141,18 +156,44 @@ def to_sarif(report) -> str:
         if edits:
             changes: dict = {}
             for e in edits:
-                changes.setdefault(e.get("file") or file, []).append({
-                    "deletedRegion": {"startLine": e["start"]["line"], "startColumn": e["start"]["column"] + 1,
-                                      "endLine": e["end"]["line"], "endColumn": e["end"]["column"] + 1},
-                    "insertedContent": {"text": e["new_text"]}})
-            res["fixes"] = [{"description": {"text": rep["description"]},
-                             "artifactChanges": [{"artifactLocation": {"uri": _uri(u)}, "replacements": reps}
-                                                 for u, reps in changes.items()]}]
+                changes.setdefault(e.get("file") or file, []).append(
+                    {
+                        "deletedRegion": {
+                            "startLine": e["start"]["line"],
+                            "startColumn": e["start"]["column"] + 1,
+                            "endLine": e["end"]["line"],
+                            "endColumn": e["end"]["column"] + 1,
+                        },
+                        "insertedContent": {"text": e["new_text"]},
+                    }
+                )
+            res["fixes"] = [
+                {
+                    "description": {"text": rep["description"]},
+                    "artifactChanges": [
+                        {"artifactLocation": {"uri": _uri(u)}, "replacements": reps}
+                        for u, reps in changes.items()
+                    ],
+                }
+            ]
         results.append(res)
-    doc = {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0",
-           "runs": [{"tool": {"driver": {"name": "convlint", "version": __version__,
-                                         "informationUri": R.DOCS_URL.split("/blob/")[0], "rules": rules}},
-                     "results": results}]}
+    doc = {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "convlint",
+                        "version": __version__,
+                        "informationUri": R.DOCS_URL.split("/blob/")[0],
+                        "rules": rules,
+                    }
+                },
+                "results": results,
+            }
+        ],
+    }
     return json.dumps(doc, indent=2)
 
 

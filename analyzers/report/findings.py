@@ -10,9 +10,12 @@ from typing import Any, Literal, get_args
 
 from convlint import __version__
 
-# the contract's closed vocabularies, as types (checked by pyright) and as tuples (checked at run time)
+# the contract's closed vocabularies, as types (checked by pyright) and as tuples (checked at run
+# time)
 Severity = Literal["error", "warning", "info"]
-ConversionStage = Literal["conversion-tool", "parameters", "hyperparameters", "graph", "input", "runtime"]
+ConversionStage = Literal[
+    "conversion-tool", "parameters", "hyperparameters", "graph", "input", "runtime"
+]
 TrainingStage = Literal["forward", "backward", "loss", "metric", "trend", "data"]
 Stage = Literal[ConversionStage, TrainingStage]
 RepairKind = Literal["patch-weights", "patch-attributes", "patch-graph", "rewrite-call",
@@ -92,6 +95,15 @@ class Finding:
         if self.stage not in CONVERSION_STAGES + TRAINING_STAGES:
             raise ValueError(f"bad stage {self.stage!r}")
 
+    @classmethod
+    def from_error(cls, e, fallback: str) -> Finding:
+        """A ``ConvlintError`` as the one error finding that says why: its rule (``fallback``
+        when it names none convlint knows), its message and hint."""
+        from convlint.analyzers import rules as R
+
+        rule = e.rule if e.rule in R.RULES else fallback
+        return cls(rule, "error", "input", e.message + (f". {e.hint}" if e.hint else ""))
+
     def with_(self, **changes: Any) -> Finding:
         return replace(self, **changes)
 
@@ -167,8 +179,14 @@ class ConversionReport:
                    finding: Finding) -> ConversionReport:
         """A pair that could not be analysed (``error``) or whose check crashed (``crash``):
         the one finding says why."""
-        return cls(ModelRef(source, "unknown"), ModelRef(target, "unknown"), {"count": 0, "origin": "none"},
-                   verdict, {}, (finding,))
+        return cls(
+            ModelRef(source, "unknown"),
+            ModelRef(target, "unknown"),
+            {"count": 0, "origin": "none"},
+            verdict,
+            {},
+            (finding,),
+        )
 
     @classmethod
     def from_dict(cls, d: dict) -> ConversionReport:
@@ -233,10 +251,14 @@ class ScriptReport:
     @classmethod
     def from_dict(cls, d: dict) -> ScriptReport:
         known = {"tool", "kind", "script", "verdict", "findings", "conversions"}
-        return cls(d["script"], d["verdict"], tuple(Finding.from_dict(f) for f in d.get("findings", [])),
-                   d.get("kind", "script"),
-                   tuple(ConversionReport.from_dict(c) for c in d.get("conversions", [])),
-                   {k: v for k, v in d.items() if k not in known})
+        return cls(
+            d["script"],
+            d["verdict"],
+            tuple(Finding.from_dict(f) for f in d.get("findings", [])),
+            d.get("kind", "script"),
+            tuple(ConversionReport.from_dict(c) for c in d.get("conversions", [])),
+            {k: v for k, v in d.items() if k not in known},
+        )
 
 
 @dataclass(frozen=True)
@@ -273,10 +295,16 @@ class CheckReport:
 
     def to_dict(self) -> dict:
         fs = self.all_findings()
-        d = {"tool": {"name": "convlint", "version": __version__}, "kind": "check", "verdict": self.verdict,
-             "reports": [r.to_dict() for r in self.reports],
-             "summary": {"reports": len(self.reports),
-                         **{s: sum(f.severity == s for f in fs) for s in SEVERITIES}}}
+        d = {
+            "tool": {"name": "convlint", "version": __version__},
+            "kind": "check",
+            "verdict": self.verdict,
+            "reports": [r.to_dict() for r in self.reports],
+            "summary": {
+                "reports": len(self.reports),
+                **{s: sum(f.severity == s for f in fs) for s in SEVERITIES},
+            },
+        }
         d.update(_jsonable(self.extra))
         if self.baseline is not None:
             d["baseline"] = _jsonable(self.baseline)

@@ -26,12 +26,15 @@ SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 FLOOR = 1e-9  # an exact match (error 0) is drawn here on the log axis
 
 CSS = """
-body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
+body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;color:#1d2330;
+background:#f6f7f9}
 header{background:#1d2330;color:#fff;padding:18px 28px}header h1{margin:0;font-size:20px}
 header .sub{opacity:.75;font-size:13px}main{padding:18px 28px;max-width:1200px}
-section.report{background:#fff;border:1px solid #dde1e7;border-radius:8px;margin:0 0 22px;padding:16px 20px}
+section.report{background:#fff;border:1px solid #dde1e7;border-radius:8px;margin:0 0 22px;
+padding:16px 20px}
 h2{font-size:16px;margin:0 0 8px;overflow-wrap:break-word}h3{font-size:14px;margin:18px 0 6px}
-.badge{display:inline-block;border-radius:10px;padding:1px 10px;font-size:12px;font-weight:600;color:#fff}
+.badge{display:inline-block;border-radius:10px;padding:1px 10px;font-size:12px;font-weight:600;
+color:#fff}
 .v-clean,.v-equivalent,.v-healthy{background:#1a7f37}.v-issues,.v-divergent,.v-faulty{background:#c62828}
 .v-crash,.v-error{background:#6e40c9}.s-error{color:#c62828}.s-warning{color:#9a6700}.s-info{color:#0969da}
 table{border-collapse:collapse;width:100%;font-size:13px;margin:4px 0}
@@ -50,7 +53,8 @@ details summary{cursor:pointer;color:#0969da}
 # Marks the document once every embedded plot has decoded (what the headless-browser test reads);
 # nothing else runs and nothing is fetched.
 SCRIPT = """
-window.addEventListener('load',function(){var imgs=[].slice.call(document.querySelectorAll('img.plot'));
+window.addEventListener('load',function(){
+var imgs=[].slice.call(document.querySelectorAll('img.plot'));
 var ok=imgs.filter(function(i){return i.complete&&i.naturalWidth>0}).length;
 document.documentElement.setAttribute('data-plots',imgs.length);
 document.documentElement.setAttribute('data-plots-rendered',ok);});
@@ -75,18 +79,24 @@ def to_html(report, *, command: str | None = None, when: str | None = None,
             body.append(_script(r))
     summary = d.get("summary") or {}
     counts = ", ".join(f"{summary[s]} {s}" for s in ("error", "warning", "info") if summary.get(s))
-    sub = f"{len(subs)} report{'s' if len(subs) != 1 else ''}" + (f" &middot; {_e(counts)}" if counts else "")
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
-            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
-            "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
-            f"<title>convlint report: {_e(verdict)}</title><style>{CSS}</style></head><body>"
-            f"<header><h1>convlint report {_badge(verdict)}</h1>"
-            f"<div class=\"sub\">convlint {_e(__version__)} &middot; {sub}"
-            + (f" &middot; {_e(when)}" if when else "") + "</div>"
-            + (f"<div class=\"sub mono cmd\">{_e(command)}</div>" if command else "") + "</header>"
-            f"<main>{''.join(body) or '<p class=note>Nothing was checked.</p>'}</main>"
-            f"<script>{SCRIPT}</script></body></html>\n")
+    sub = f"{len(subs)} report{'s' if len(subs) != 1 else ''}" + (
+        f" &middot; {_e(counts)}" if counts else ""
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; '
+        "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
+        f"<title>convlint report: {_e(verdict)}</title><style>{CSS}</style></head><body>"
+        f"<header><h1>convlint report {_badge(verdict)}</h1>"
+        f'<div class="sub">convlint {_e(__version__)} &middot; {sub}'
+        + (f" &middot; {_e(when)}" if when else "")
+        + "</div>"
+        + (f'<div class="sub mono cmd">{_e(command)}</div>' if command else "")
+        + "</header>"
+        f"<main>{''.join(body) or '<p class=note>Nothing was checked.</p>'}</main>"
+        f"<script>{SCRIPT}</script></body></html>\n"
+    )
 
 
 def sub_reports(d: dict) -> list:
@@ -109,10 +119,15 @@ def _conversion(r: dict) -> str:
         out.append("<h3>Per-layer error along the aligned graph</h3>")
         out.append(_plot(groups, first, threshold))
     elif r.get("verdict") == "equivalent":
-        out.append("<p class=note>The outputs agree within tolerance, so no per-layer comparison was needed.</p>")
+        out.append(
+            "<p class=note>The outputs agree within tolerance, so no per-layer comparison was "
+            "needed.</p>"
+        )
     elif r.get("verdict") == "divergent":
-        out.append("<p class=note>No per-layer comparison (localization was skipped or found no aligned "
-                   "layers).</p>")
+        out.append(
+            "<p class=note>No per-layer comparison (localization was skipped or found no aligned "
+            "layers).</p>"
+        )
     out.append(_findings(r.get("findings") or [], r.get("metrics") or {}))
     if groups or (loc.get("alignment") or {}).get("kernels"):
         out.append(_alignment(loc, groups, first, threshold))
@@ -137,8 +152,12 @@ def layer_groups(rows: list) -> list:
         members = own + [m for m in members if m not in own]
         best = min(_err(r) for _, r in own)
         i, shown = next((i, r) for i, r in own if _err(r) <= 2 * best)
-        owners[i] = {"layer": shown["layer"], "target": shown.get("target"), "rel_err": shown.get("rel_err"),
-                     "fused": [r["layer"] for _, r in members if r is not shown]}
+        owners[i] = {
+            "layer": shown["layer"],
+            "target": shown.get("target"),
+            "rel_err": shown.get("rel_err"),
+            "fused": [r["layer"] for _, r in members if r is not shown],
+        }
     return [owners[i] for i in sorted(owners)]
 
 
@@ -178,9 +197,13 @@ def _plot(groups: list, first: int | None, threshold: float | None) -> str:
     if first is not None and groups[first]["fused"]:
         where += f" (with {', '.join(groups[first]['fused'])} fused into it)"
     alt = f"relative error per layer, {len(groups)} layers{where}"
-    return (f"<img class=\"plot\" alt=\"{_e(alt)}\" src=\"data:image/png;base64,{base64.b64encode(png).decode()}\">"
-            f"<div class=note>{_e(alt[0].upper() + alt[1:])}. Each point is one layer's output against the "
-            "converted model's matching tensor; layers a converter fused away are shown by the fused op's output.</div>")
+    data = base64.b64encode(png).decode()
+    return (
+        f'<img class="plot" alt="{_e(alt)}" src="data:image/png;base64,{data}">'
+        f"<div class=note>{_e(alt[0].upper() + alt[1:])}. Each point is one layer's output against "
+        "the converted model's matching tensor; layers a converter fused away are shown by the "
+        "fused op's output.</div>"
+    )
 
 
 def plot_png(groups: list, first: int | None, threshold: float | None) -> bytes:
@@ -201,20 +224,35 @@ def plot_png(groups: list, first: int | None, threshold: float | None) -> bytes:
     ax.set_ylim(FLOOR / 3, max(ys) * 40)  # room above the highest point for the label
     ax.plot(xs, ys, color="#8c959f", linewidth=1, zorder=1)
     bad = [threshold is not None and y > threshold for y in ys]
-    for above, color, label in ((False, "#1a7f37", "within threshold"), (True, "#c62828", "above threshold")):
+    for above, color, label in (
+        (False, "#1a7f37", "within threshold"),
+        (True, "#c62828", "above threshold"),
+    ):
         pts = [(x, y) for x, y, b in zip(xs, ys, bad, strict=True) if b == above]
-        ax.scatter([x for x, _ in pts], [y for _, y in pts], color=color, s=22, zorder=2, label=label)
+        ax.scatter(
+            [x for x, _ in pts], [y for _, y in pts], color=color, s=22, zorder=2, label=label
+        )
     if threshold is not None:
-        ax.axhline(threshold, color="#9a6700", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
+        ax.axhline(
+            threshold,
+            color="#9a6700",
+            linestyle="--",
+            linewidth=1,
+            label=f"threshold {threshold:g}",
+        )
     if first is not None:
         ax.axvline(first, color="#c62828", linewidth=1.2, alpha=0.6)
         fused = groups[first]["fused"]
-        label = _short(groups[first]["layer"], 28) + (f" (+{_short(', '.join(fused), 28)})" if fused else "")
+        label = _short(groups[first]["layer"], 28) + (
+            f" (+{_short(', '.join(fused), 28)})" if fused else ""
+        )
         ax.annotate(f"first jump: {label}", xy=(first, ys[first]),
                     xytext=(8, 8), textcoords="offset points", color="#c62828", fontsize=9)
     if n <= 40:
         ax.set_xticks(xs)
-        ax.set_xticklabels([_short(g["layer"], 18) for g in groups], rotation=60, ha="right", fontsize=7)
+        ax.set_xticklabels(
+            [_short(g["layer"], 18) for g in groups], rotation=60, ha="right", fontsize=7
+        )
     else:
         ax.set_xlabel("layer (forward order)")
     ax.set_ylabel("relative error")
@@ -229,29 +267,47 @@ def plot_png(groups: list, first: int | None, threshold: float | None) -> bytes:
 def _alignment(loc: dict, groups: list, first: int | None, threshold: float | None) -> str:
     out = ["<h3>Alignment</h3>"]
     if groups:
-        out.append("<table><tr><th>#</th><th>source layer</th><th>target tensor</th>"
-                   "<th class=num>relative error</th><th>also compared here (fused layers)</th></tr>")
+        out.append(
+            "<table><tr><th>#</th><th>source layer</th><th>target tensor</th>"
+            "<th class=num>relative error</th><th>also compared here (fused layers)</th></tr>"
+        )
         for i, g in enumerate(groups):
             e = _err(g)
-            cls = "first" if i == first else ("bad" if threshold is not None and e > threshold else "")
-            out.append(f"<tr class=\"{cls}\"><td class=num>{i}</td><td class=mono>{_e(g['layer'])}</td>"
-                       f"<td class=mono>{_e(g['target'] or '(no tensor)')}</td><td class=num>{_num(g.get('rel_err'))}</td>"
-                       f"<td class=mono>{_e(', '.join(g['fused']))}</td></tr>")
+            cls = (
+                "first"
+                if i == first
+                else ("bad" if threshold is not None and e > threshold else "")
+            )
+            out.append(
+                f'<tr class="{cls}"><td class=num>{i}</td><td class=mono>{_e(g["layer"])}</td>'
+                f"<td class=mono>{_e(g['target'] or '(no tensor)')}</td>"
+                f"<td class=num>{_num(g.get('rel_err'))}</td>"
+                f"<td class=mono>{_e(', '.join(g['fused']))}</td></tr>"
+            )
         out.append("</table>")
     kernels = (loc.get("alignment") or {}).get("kernels") or []
     if kernels:
-        out.append(f"<details><summary>Weights: {len(kernels)} matched kernels</summary><table><tr>"
-                   "<th>source layer</th><th>target op</th><th>matched by</th><th class=num>score</th></tr>")
+        out.append(
+            f"<details><summary>Weights: {len(kernels)} matched "
+            f"kernels</summary><table><tr><th>source layer</th><th>target op</th><th>matched "
+            f"by</th><th class=num>score</th></tr>"
+        )
         for k in kernels:
             bn = f" + {k['bn_folded_from']}" if k.get("bn_folded_from") else ""
-            out.append(f"<tr><td class=mono>{_e(str(k.get('source')) + bn)}</td><td class=mono>{_e(k.get('target'))}</td>"
-                       f"<td>{_e(k.get('method'))}</td><td class=num>{_num(k.get('score'))}</td></tr>")
+            out.append(
+                f"<tr><td class=mono>{_e(str(k.get('source')) + bn)}</td><td "
+                f"class=mono>{_e(k.get('target'))}</td><td>{_e(k.get('method'))}</td><td "
+                f"class=num>{_num(k.get('score'))}</td></tr>"
+            )
         out.append("</table></details>")
     al = loc.get("alignment") or {}
     for key, label in (("unmatched_source", "source layers with no match"),
                        ("unmatched_target", "target ops with no match")):
         if al.get(key):
-            out.append(f"<div class=note>{_e(label)}: <span class=mono>{_e(', '.join(map(str, al[key])))}</span></div>")
+            out.append(
+                f"<div class=note>{_e(label)}: <span "
+                f"class=mono>{_e(', '.join(map(str, al[key])))}</span></div>"
+            )
     return "".join(out)
 
 
@@ -290,24 +346,37 @@ def _repair(rep: dict | None, before: dict) -> str:
     if not rep:
         return ""
     state = _e(repair_state(rep))
-    s = (f"<div class=\"repair{'' if rep.get('verified') else ' unverified'}\">repair ({_e(rep['kind'])}, {state}): "
-         f"{_e(rep['description'])}" + (f" &rarr; {_link(rep['output'])}" if rep.get("output") else ""))
+    s = (
+        f'<div class="repair{"" if rep.get("verified") else " unverified"}">'
+        f'repair ({_e(rep["kind"])}, {state}): '
+        f"{_e(rep['description'])}"
+        + (f" &rarr; {_link(rep['output'])}" if rep.get("output") else "")
+    )
     after = rep.get("metrics_after") or {}
     if after:
-        s += ("<table><tr><th></th><th class=num>max_abs</th><th class=num>top-1 agreement</th><th>verdict</th></tr>"
-              f"<tr><td>before</td><td class=num>{_num(before.get('max_abs'))}</td>"
-              f"<td class=num>{_num(before.get('top1_agreement'))}</td><td></td></tr>"
-              f"<tr><td>after</td><td class=num>{_num(after.get('max_abs'))}</td>"
-              f"<td class=num>{_num(after.get('top1_agreement'))}</td><td>{_e(after.get('verdict', ''))}</td></tr></table>")
+        s += (
+            "<table><tr><th></th><th class=num>max_abs</th><th class=num>top-1 agreement</th>"
+            "<th>verdict</th></tr>"
+            f"<tr><td>before</td><td class=num>{_num(before.get('max_abs'))}</td>"
+            f"<td class=num>{_num(before.get('top1_agreement'))}</td><td></td></tr>"
+            f"<tr><td>after</td><td class=num>{_num(after.get('max_abs'))}</td>"
+            f"<td class=num>{_num(after.get('top1_agreement'))}</td>"
+            f"<td>{_e(after.get('verdict', ''))}</td></tr></table>"
+        )
     return s + "</div>"
 
 
 # --- scripts, traces, training ----------------------------------------------------------------
+_KINDS = {"script": "static rules", "trace": "instrumented run", "training": "training check"}
+
+
 def _script(r: dict) -> str:
     kind = r.get("kind", "script")
-    out = [f"<section class=\"report\"><h2>{_e(r.get('script'))} {_badge(r.get('verdict'))}</h2>",
-           f"<div class=note>{_e({'script': 'static rules', 'trace': 'instrumented run', 'training': 'training check'}.get(kind, kind))}</div>",
-           _findings(r.get("findings") or [], {})]
+    out = [
+        f'<section class="report"><h2>{_e(r.get("script"))} {_badge(r.get("verdict"))}</h2>',
+        f"<div class=note>{_e(_KINDS.get(kind, kind))}</div>",
+        _findings(r.get("findings") or [], {}),
+    ]
     out.append("</section>")
     for c in r.get("conversions") or []:
         out.append(_conversion(c))
@@ -323,13 +392,23 @@ def _link(path: str) -> str:
     return f"<a class=mono href=\"{_e(quote(href.replace(os.sep, '/')))}\">{_e(path)}</a>"
 
 
+def _metric(m: dict, k: str) -> str:
+    return _num(m.get(k)) if k != "cosine_min" or m.get(k) is None else f"{m[k]:.6f}"
+
+
 def _metrics(m: dict) -> str:
-    labels = (("max_abs", "max |difference|"), ("mean_abs", "mean |difference|"), ("cosine_min", "min cosine"),
-              ("top1_agreement", "top-1 agreement"))
+    labels = (
+        ("max_abs", "max |difference|"),
+        ("mean_abs", "mean |difference|"),
+        ("cosine_min", "min cosine"),
+        ("top1_agreement", "top-1 agreement"),
+    )
     # the minimum cosine to 6 decimals, as the text output prints it (0.999995 is not 1)
-    cells = [f"<div class=metric><b>{_num(m.get(k)) if k != 'cosine_min' or m.get(k) is None else f'{m[k]:.6f}'}"
-             f"</b><span>{_e(label)}</span></div>"
-             for k, label in labels if k in m]
+    cells = [
+        f"<div class=metric><b>{_metric(m, k)}</b><span>{_e(label)}</span></div>"
+        for k, label in labels
+        if k in m
+    ]
     return f"<div class=metrics>{''.join(cells)}</div>" if cells else ""
 
 

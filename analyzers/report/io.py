@@ -7,10 +7,25 @@ import tempfile
 from pathlib import Path
 
 # files a report must never replace, whoever names them: models, scripts, configs
-PRECIOUS = (".onnx", ".tflite", ".keras", ".h5", ".hdf5", ".pt2", ".pt", ".pth", ".pb", ".py", ".sh", ".toml")
+PRECIOUS = (
+    ".onnx",
+    ".tflite",
+    ".keras",
+    ".h5",
+    ".hdf5",
+    ".pt2",
+    ".pt",
+    ".pth",
+    ".pb",
+    ".py",
+    ".sh",
+    ".toml",
+)
 
 
-def write_new_file(path: str, data: str | bytes, *, protect: tuple = (), report: bool = False) -> None:
+def write_new_file(
+    path: str, data: str | bytes, *, protect: tuple = (), report: bool = False
+) -> None:
     """Write ``data`` to ``path`` atomically (temp file, then rename).
 
     ``protect`` lists input paths that must never be overwritten. A ``report`` (text, HTML,
@@ -36,7 +51,9 @@ def write_new_file(path: str, data: str | bytes, *, protect: tuple = (), report:
 def _unwritable(path: str, e: OSError):
     from convlint.analyzers.errors import ConvlintError
 
-    return ConvlintError(f"cannot write {path}: {e.strerror or e}", hint="choose a writable output path")
+    return ConvlintError(
+        f"cannot write {path}: {e.strerror or e}", hint="choose a writable output path"
+    )
 
 
 def check_output_path(path: str, *, protect: tuple = (), report: bool = False) -> Path:
@@ -50,8 +67,10 @@ def check_output_path(path: str, *, protect: tuple = (), report: bool = False) -
             raise ConvlintError(f"refusing to overwrite the input {p}",
                                 hint="choose another output path")
     if report and target.exists() and (target.suffix.lower() in PRECIOUS or target.is_dir()):
-        raise ConvlintError(f"refusing to overwrite {path} with a report: it is a model, script or config file",
-                            hint="choose another output path")
+        raise ConvlintError(
+            f"refusing to overwrite {path} with a report: it is a model, script or config file",
+            hint="choose another output path",
+        )
     folder = next(d for d in target.parents if d.exists())  # the nearest folder that exists
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         raise ConvlintError(f"cannot write {path}: {folder} is not a writable folder",

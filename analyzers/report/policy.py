@@ -33,5 +33,7 @@ def apply(report, cfg: Config):
         bad = any(f.severity in ("error", "warning") for f in r.findings)
         r = replace(r, verdict="issues" if bad else "clean")
     if getattr(r, "kind", "") == "training" and r.verdict in ("healthy", "faulty"):
-        r = replace(r, verdict="faulty" if any(f.severity == "error" for f in r.findings) else "healthy")
+        r = replace(
+            r, verdict="faulty" if any(f.severity == "error" for f in r.findings) else "healthy"
+        )
     return r

@@ -31,10 +31,14 @@ def to_text(report, *, verbose: bool = False, color: bool = False) -> str:
         d = doc["summary"]
         parts += _check_sections(doc, verbose=verbose)
         if not d["reports"] and not doc.get("skipped"):  # a silent pass would look like a clean one
-            parts.append("nothing to check: no conversion script, model pair or training script was found "
-                         "(scripts that call a converter, [tool.convlint] pairs; see README, convlint check)")
-        parts.append(f"{d['reports']} report{'s' if d['reports'] != 1 else ''}: {d['error']} errors, "
-                     f"{d['warning']} warnings, {d['info']} infos")
+            parts.append(
+                "nothing to check: no conversion script, model pair or training script was found "
+                "(scripts that call a converter, [tool.convlint] pairs; see README, convlint check)"
+            )
+        parts.append(
+            f"{d['reports']} report{'s' if d['reports'] != 1 else ''}: {d['error']} errors, "
+            f"{d['warning']} warnings, {d['info']} infos"
+        )
         return "\n\n".join(parts)
     if kind in ("script", "trace", "training"):
         return _script_text(report, verbose=verbose, color=color)
@@ -107,8 +111,14 @@ def _script_text(report, *, verbose: bool, color: bool) -> str:
     captured conversion's own report."""
     c = _paint(color)
     d = report.to_dict()
-    vcol = {"clean": "32", "healthy": "32", "issues": "33", "faulty": "31", "crash": "31", "error": "33"}.get(
-        d["verdict"], "0")
+    vcol = {
+        "clean": "32",
+        "healthy": "32",
+        "issues": "33",
+        "faulty": "31",
+        "crash": "31",
+        "error": "33",
+    }.get(d["verdict"], "0")
     head = {"trace": " (traced)", "training": " (training)"}.get(d["kind"], "")
     tr = d.get("training") or {}
     if tr.get("steps_recorded") is not None:
@@ -124,7 +134,10 @@ def _script_text(report, *, verbose: bool, color: bool) -> str:
         rep = f.get("repair")
         if rep:
             state = (" (verified by tracing the rewritten script)" if rep.get("verified") else "")
-            lines.append(f"    fix: {rep['description']}{state}" + (f" -> {rep['output']}" if rep.get("output") else ""))
+            lines.append(
+                f"    fix: {rep['description']}{state}"
+                + (f" -> {rep['output']}" if rep.get("output") else "")
+            )
         for alt in (f.get("evidence") or {}).get("fixes", []):
             lines.append(f"    or: {alt['description']}")
     for conv in d.get("conversions", []):
@@ -137,7 +150,9 @@ def _script_text(report, *, verbose: bool, color: bool) -> str:
             conv, verbose=verbose, color=color, hint=TRACE_VERIFY_HINT).splitlines())
     hidden = len(d["findings"]) - len(shown)
     if hidden:
-        lines.append(f"  ({hidden} info finding{'s' if hidden > 1 else ''} hidden; --verbose shows them)")
+        lines.append(
+            f"  ({hidden} info finding{'s' if hidden > 1 else ''} hidden; --verbose shows them)"
+        )
     return "\n".join(lines)
 
 
@@ -153,12 +168,23 @@ def _conversion_text(report: ConversionReport | dict, *, verbose: bool = False, 
     if d.get("source") and d.get("target"):
         lines.append(f"{d['source']['path']} ({d['source']['format']}) -> "
                      f"{d['target']['path']} ({d['target']['format']})")
-    lines.append(f"verdict: {c(vcol, verdict.upper())}"
-                 + (f"   ({d['inputs']['count']} {d['inputs']['origin']} inputs)" if d.get("inputs", {}).get("count") else ""))
+    lines.append(
+        f"verdict: {c(vcol, verdict.upper())}"
+        + (
+            f"   ({d['inputs']['count']} {d['inputs']['origin']} inputs)"
+            if d.get("inputs", {}).get("count")
+            else ""
+        )
+    )
     m = d.get("metrics") or {}
     if any(v is not None for v in m.values()):
-        lines.append("metrics: " + "  ".join(
-            f"{k}={_fmt(v) if k != 'cosine_min' or v is None else f'{v:.6f}'}" for k, v in m.items()))
+        lines.append(
+            "metrics: "
+            + "  ".join(
+                f"{k}={_fmt(v) if k != 'cosine_min' or v is None else f'{v:.6f}'}"
+                for k, v in m.items()
+            )
+        )
     tol = d.get("tolerance")
     if tol:
         t = f"tolerance: atol={_fmt(tol.get('atol'))} rtol={_fmt(tol.get('rtol'))}"
@@ -178,14 +204,18 @@ def _conversion_text(report: ConversionReport | dict, *, verbose: bool = False, 
             lines.append(f"      repair ({rep['kind']}, {state}): {rep['description']}"
                          + (f" -> {rep['output']}" if rep.get("output") else ""))
     if hidden:
-        lines.append(f"  ({hidden} info finding{'s' if hidden > 1 else ''} hidden; --verbose shows them)")
+        lines.append(
+            f"  ({hidden} info finding{'s' if hidden > 1 else ''} hidden; --verbose shows them)"
+        )
     loc = d.get("localization")
     if verbose and loc:
         al = loc.get("alignment", {})
         lines.append("  alignment (weights):")
         for k in al.get("kernels", []):
             bn = f" + {k['bn_folded_from']}" if k.get("bn_folded_from") else ""
-            lines.append(f"    {k['source']}{bn} -> {k['target']}  ({k['method']}, score {k['score']:.3f})")
+            lines.append(
+                f"    {k['source']}{bn} -> {k['target']}  ({k['method']}, score {k['score']:.3f})"
+            )
         lines.append("  per-layer relative error (activations):")
         for row in loc.get("layers", []):
             if row.get("fused_into"):  # the target has no tensor of its own for it
@@ -193,8 +223,13 @@ def _conversion_text(report: ConversionReport | dict, *, verbose: bool = False, 
                              f"({row.get('target') or 'no tensor'})")
                 continue
             err = row.get("rel_err")
-            lines.append(f"    {row['layer']:<32} {_fmt(err):>10}  {row.get('target') or '(no tensor)'}")
+            lines.append(
+                f"    {row['layer']:<32} {_fmt(err):>10}  {row.get('target') or '(no tensor)'}"
+            )
     if verbose and d.get("runs"):
         for role, info in d["runs"].items():
-            lines.append(f"  {role}: TVM route: {info.get('tvm_route') or info.get('tvm_error') or 'not run'}")
+            lines.append(
+                f"  {role}: TVM route: "
+                f"{info.get('tvm_route') or info.get('tvm_error') or 'not run'}"
+            )
     return "\n".join(lines)

@@ -112,11 +112,19 @@ def _labels_meta(y, out_units: int | None) -> dict:
     yf = y.astype(np.float64)
     d: dict = {"label_min": float(yf.min()), "label_max": float(yf.max())}
     integral = bool(np.all(yf == np.round(yf)))
-    if yf.ndim >= 2 and yf.shape[-1] > 1 and np.all((yf == 0) | (yf == 1)) and np.all(yf.sum(-1) == 1):
+    if (
+        yf.ndim >= 2
+        and yf.shape[-1] > 1
+        and np.all((yf == 0) | (yf == 1))
+        and np.all(yf.sum(-1) == 1)
+    ):
         d.update(labels="onehot", num_classes=int(yf.shape[-1]))
     elif integral and yf.min() >= 0 and (yf.ndim == 1 or yf.shape[-1] == 1):
         k = int(yf.max()) + 1
-        d.update(labels="binary" if k <= 2 and (out_units in (None, 1)) else "index", num_classes=max(k, 2))
+        d.update(
+            labels="binary" if k <= 2 and (out_units in (None, 1)) else "index",
+            num_classes=max(k, 2),
+        )
     else:
         d["labels"] = "real"
     return d
@@ -209,7 +217,11 @@ def _make_callback_class():
                 pass
             ocfg = {}
             try:
-                ocfg = {k: v for k, v in opt.get_config().items() if isinstance(v, (int, float, str, bool))}
+                ocfg = {
+                    k: v
+                    for k, v in opt.get_config().items()
+                    if isinstance(v, (int, float, str, bool))
+                }
             except Exception:
                 pass
             layers = _leaf_layers(m)
@@ -219,14 +231,24 @@ def _make_callback_class():
                 out_units = int(m.outputs[0].shape[-1])
             except Exception:
                 pass
-            meta = {"framework": "keras", "optimizer": type(opt).__name__, "learning_rate": lr,
-                    "optimizer_config": ocfg, "batch_size": self.batch_size, "output_units": out_units,
-                    **_loss_meta(m)}
+            meta = {
+                "framework": "keras",
+                "optimizer": type(opt).__name__,
+                "learning_rate": lr,
+                "optimizer_config": ocfg,
+                "batch_size": self.batch_size,
+                "output_units": out_units,
+                **_loss_meta(m),
+            }
             # the output activation: the last layer's own, or a trailing activation layer's
             out_act = None
             for la in reversed(layers):
                 if type(la).__name__ in ACT_LAYERS or getattr(la, "activation", None) is not None:
-                    out_act = _act_name(getattr(la, "activation", None)) if hasattr(la, "activation") else type(la).__name__.lower()
+                    out_act = (
+                        _act_name(getattr(la, "activation", None))
+                        if hasattr(la, "activation")
+                        else type(la).__name__.lower()
+                    )
                     if type(la).__name__ == "Softmax":
                         out_act = "softmax"
                     break
@@ -253,11 +275,24 @@ def _make_callback_class():
                     continue
                 if la.weights:
                     k = la.trainable_weights[0] if la.trainable_weights else None
-                    fan_in = int(k.shape[0]) if k is not None and len(k.shape) == 2 else (
-                        int(k.shape[0] * k.shape[1] * k.shape[2]) if k is not None and len(k.shape) == 4 else None)
-                    self.rec.layer(la.name, type=kind, activation=_act_name(getattr(la, "activation", None)),
-                                   file=site.get("file"), line=site.get("line"),
-                                   params=int(sum(int(v.numpy().size) for v in la.weights)), fan_in=fan_in)
+                    fan_in = (
+                        int(k.shape[0])
+                        if k is not None and len(k.shape) == 2
+                        else (
+                            int(k.shape[0] * k.shape[1] * k.shape[2])
+                            if k is not None and len(k.shape) == 4
+                            else None
+                        )
+                    )
+                    self.rec.layer(
+                        la.name,
+                        type=kind,
+                        activation=_act_name(getattr(la, "activation", None)),
+                        file=site.get("file"),
+                        line=site.get("line"),
+                        params=int(sum(int(v.numpy().size) for v in la.weights)),
+                        fan_in=fan_in,
+                    )
                     for v in la.trainable_weights:
                         self._layer_of_var[id(v)] = (la.name, v)
             self._wrap(layers)
@@ -279,7 +314,10 @@ def _make_callback_class():
             self._step.owner, self._step.capture, self._step.pending = self, {}, None
             if self._buffer is None:
                 self._buffer = fused.StepBuffer(self.rec, _readback)
-            if m.__dict__.get("_convlint_step_fn") is None or m.__dict__["_convlint_step_fn"] is not m.train_function:
+            if (
+                m.__dict__.get("_convlint_step_fn") is None
+                or m.__dict__["_convlint_step_fn"] is not m.train_function
+            ):
                 m.make_train_function(force=True)  # traced again, with the probe in the step
                 object.__setattr__(m, "_convlint_step_fn", m.train_function)
 
@@ -292,7 +330,9 @@ def _make_callback_class():
             for la in layers:
                 kind = type(la).__name__
                 if la.weights and hasattr(la, "activation") and la.activation is not None:
-                    la.activation = self._act_wrapper(la.name, la.activation, _act_name(la.activation))
+                    la.activation = self._act_wrapper(
+                        la.name, la.activation, _act_name(la.activation)
+                    )
                     prev = la.name
                 elif la.weights:
                     la.call = self._call_wrapper(la.name, la.call, "pre")
@@ -355,7 +395,8 @@ def _make_callback_class():
             self.rec.begin_step(self._epoch)
             for vid, before in self._before:
                 own = self._layer_of_var.get(vid)
-                if own is None or len(own[1].shape) < 2:  # kernels only (biases are not the layer's W)
+                # kernels only (biases are not the layer's W)
+                if own is None or len(own[1].shape) < 2:
                     continue
                 w = own[1].numpy()
                 if self.rec.step == 0:  # the initial weights, before any update
@@ -380,8 +421,9 @@ def _make_callback_class():
             stop = self.rec.count_step()
             reason = None
             if pending is not None and self.rec.wants(step):
-                reason = cast("fused.StepBuffer", self._buffer).push(step, self._epoch, pending[0], pending[1],
-                                                                     logs.get("loss"), _metrics(logs))
+                reason = cast("fused.StepBuffer", self._buffer).push(
+                    step, self._epoch, pending[0], pending[1], logs.get("loss"), _metrics(logs)
+                )
             if reason or stop:
                 cast("fused.StepBuffer", self._buffer).flush()
                 cast("keras.Model", self.model).stop_training = True
@@ -405,7 +447,9 @@ def _make_callback_class():
                     v.assign(a)
             names = list(self._captured)
             targets = [self._captured[n].get("pre") for n in names]
-            weights = [v for v in m.trainable_weights if id(v) in self._layer_of_var and len(v.shape) >= 2]
+            weights = [
+                v for v in m.trainable_weights if id(v) in self._layer_of_var and len(v.shape) >= 2
+            ]
             grads = tape.gradient(loss, [t for t in targets if t is not None] + weights)
             gi = iter(grads)
             for n, t in zip(names, targets, strict=True):
@@ -422,7 +466,9 @@ def _make_callback_class():
                 g = next(gi)
                 if g is not None:
                     self.rec.put(self._layer_of_var[id(v)][0], "gw", nstats(g))
-            self.rec.set_meta(output_min=float(tf.reduce_min(y_pred)), output_max=float(tf.reduce_max(y_pred)))
+            self.rec.set_meta(
+                output_min=float(tf.reduce_min(y_pred)), output_max=float(tf.reduce_max(y_pred))
+            )
 
         def on_train_end(self, logs=None):
             self.rec.set_meta(epochs_run=self._epoch + 1)
@@ -437,7 +483,9 @@ def _make_callback_class():
                         import numpy as np
 
                         out = np.asarray(m(self.probe_data[0], training=False))
-                        self.rec.set_meta(output_min=float(np.nanmin(out)), output_max=float(np.nanmax(out)))
+                        self.rec.set_meta(
+                            output_min=float(np.nanmin(out)), output_max=float(np.nanmax(out))
+                        )
                     except Exception:
                         pass
 
@@ -488,8 +536,13 @@ def _pre_fit_labels(rec: Recorder, model, probe) -> None:
     except Exception:
         units = None
     try:
-        rec.set_meta(framework="keras", **_loss_meta(model), output_units=units, **_labels_meta(probe[1], units),
-                     **_label_extra(probe[1]))
+        rec.set_meta(
+            framework="keras",
+            **_loss_meta(model),
+            output_units=units,
+            **_labels_meta(probe[1], units),
+            **_label_extra(probe[1]),
+        )
     except Exception:  # the callback reads them again at on_train_begin
         pass
 
@@ -549,7 +602,11 @@ def install(rec: Recorder, script: str | None, max_epochs: int | None = None) ->
         cb = self.__dict__.get("_convlint_tob")
         if cb is None:
             rec.set_meta(fit_site=creation_site(script), loop="train_on_batch")
-            cb = callback_class()(_probe_batch(x, y), recorder=rec, batch_size=len(x) if x is not None and hasattr(x, "__len__") else None)
+            cb = callback_class()(
+                _probe_batch(x, y),
+                recorder=rec,
+                batch_size=len(x) if x is not None and hasattr(x, "__len__") else None,
+            )
             cb.set_model(self)
             object.__setattr__(self, "_convlint_tob", cb)
             self.make_train_function()

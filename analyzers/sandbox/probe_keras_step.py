@@ -87,8 +87,10 @@ class KerasStepProbe:
     def __init__(self, rec: Recorder, flush_every: int = 32):
         self.rec = rec
         self.buffer = fused.StepBuffer(rec, _readback, size=flush_every)
-        self.owner: Any = None  # the ConvlintCallback recording the current fit/train_on_batch, if any
-        self.capture: dict | None = None  # layer -> {"pre", "post", "act"} while a callback wraps layers
+        # the ConvlintCallback recording the current fit/train_on_batch, if any
+        self.owner: Any = None
+        # layer -> {"pre", "post", "act"} while a callback wraps layers
+        self.capture: dict | None = None
         self.gouts: dict = {}
         self.target = None  # the loss of the last tape.gradient call
         self.pending: tuple | None = None  # (sig, rows) of the owner's last step

@@ -21,16 +21,32 @@ from typing import Any
 from . import fused
 from .record import Recorder, StopTraining, creation_site
 
-ACTIVATIONS = {"ReLU": "relu", "ReLU6": "relu", "LeakyReLU": "leaky_relu", "ELU": "elu", "GELU": "gelu",
-               "SiLU": "silu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Softmax": "softmax",
-               "LogSoftmax": "log_softmax", "Hardtanh": "tanh", "Softplus": "softplus", "Mish": "mish"}
+ACTIVATIONS = {
+    "ReLU": "relu",
+    "ReLU6": "relu",
+    "LeakyReLU": "leaky_relu",
+    "ELU": "elu",
+    "GELU": "gelu",
+    "SiLU": "silu",
+    "Sigmoid": "sigmoid",
+    "Tanh": "tanh",
+    "Softmax": "softmax",
+    "LogSoftmax": "log_softmax",
+    "Hardtanh": "tanh",
+    "Softplus": "softplus",
+    "Mish": "mish",
+}
 
 
 def tstats(t, act: str | None = None, channel_axis: int = 1) -> dict | None:
     """Summary statistics of a tensor, computed by torch (no copy to numpy)."""
     import torch
 
-    if not isinstance(t, torch.Tensor) or t.numel() == 0 or not (t.is_floating_point() or t.is_complex()):
+    if (
+        not isinstance(t, torch.Tensor)
+        or t.numel() == 0
+        or not (t.is_floating_point() or t.is_complex())
+    ):
         return None
     with torch.no_grad():
         f = t.detach().float()
@@ -50,7 +66,12 @@ def tstats(t, act: str | None = None, channel_axis: int = 1) -> dict | None:
             d["frac_sat"] = float((g.abs() > 0.99).float().mean())
         elif act in ("relu", "leaky_relu") and f.dim() >= 2:
             # a unit is dead when it is zero (or negative) for every sample of the batch
-            alive = (torch.nan_to_num(f) > 0).movedim(channel_axis, 0).reshape(f.shape[channel_axis], -1).any(dim=1)
+            alive = (
+                (torch.nan_to_num(f) > 0)
+                .movedim(channel_axis, 0)
+                .reshape(f.shape[channel_axis], -1)
+                .any(dim=1)
+            )
             d["frac_dead"] = float(1.0 - alive.float().mean())
         return d
 
@@ -119,7 +140,8 @@ class TorchProbe:
             self._adopted.add(key)
             return
         tracked = [m for m in list(_TRACKED) if isinstance(m, torch.nn.Module)]
-        inner = {id(x) for c in tracked for x in c.modules() if x is not c}  # modules inside another
+        # modules inside another
+        inner = {id(x) for c in tracked for x in c.modules() if x is not c}
         for m in tracked:
             if id(m) not in inner and any(id(p) in ids for p in m.parameters()):
                 self.add_model(m)
@@ -141,9 +163,13 @@ class TorchProbe:
         module: the forward hook runs for every module call, so it does no other Python work."""
         info = self._mod_info.get(id(module))
         if info is None or info[4] is None:
-            info = (type(module).__name__, any(r() is module for r in self.roots),
-                    any(True for _ in module.children()), any(True for _ in module.parameters(recurse=False)),
-                    self._layer_name(module))
+            info = (
+                type(module).__name__,
+                any(r() is module for r in self.roots),
+                any(True for _ in module.children()),
+                any(True for _ in module.parameters(recurse=False)),
+                self._layer_name(module),
+            )
             self._mod_info[id(module)] = info
         return info
 
@@ -155,11 +181,21 @@ class TorchProbe:
             self._act_depth = max(0, self._act_depth - 1)
         if not module.training or not self.recording or not self.rec.wants():
             return
-        if is_root and "input_std" not in self.rec.meta and args and isinstance(args[0], torch.Tensor) \
-                and args[0].is_floating_point():
+        if (
+            is_root
+            and "input_std" not in self.rec.meta
+            and args
+            and isinstance(args[0], torch.Tensor)
+            and args[0].is_floating_point()
+        ):
             st = tstats(args[0])
             if st and "mean" in st:
-                self.rec.set_meta(input_min=st["min"], input_max=st["max"], input_mean=st["mean"], input_std=st["std"])
+                self.rec.set_meta(
+                    input_min=st["min"],
+                    input_max=st["max"],
+                    input_mean=st["mean"],
+                    input_std=st["std"],
+                )
         if has_children:
             if is_root and isinstance(output, torch.Tensor) and "output_min" not in self.rec.meta:
                 st = tstats(output)
@@ -187,7 +223,8 @@ class TorchProbe:
         self.pending.setdefault(target, {})["post"] = (output.detach(), act)
 
     def functional(self, act: str, output) -> None:
-        """A functional activation (``torch.relu(x)``, ``F.sigmoid``) outside an activation module."""
+        """A functional activation (``torch.relu(x)``, ``F.sigmoid``) outside an activation
+        module."""
         if self._act_depth == 0 and self.recording and self.rec.wants():
             self._post(act, output)
 
@@ -196,7 +233,9 @@ class TorchProbe:
             site = getattr(module, "_convlint_site", None)
             nparams = sum(p.numel() for p in module.parameters(recurse=False))
             w = getattr(module, "weight", None)
-            fan_in = int(w[0].numel()) if w is not None and getattr(w, "dim", lambda: 0)() >= 2 else None
+            fan_in = (
+                int(w[0].numel()) if w is not None and getattr(w, "dim", lambda: 0)() >= 2 else None
+            )
             self.rec.layer(name, type=kind, activation=act, file=(site or {}).get("file"),
                            line=(site or {}).get("line"), params=int(nparams), fan_in=fan_in)
 
@@ -209,7 +248,10 @@ class TorchProbe:
     def loss_seen(self, value, info: dict | None = None) -> None:
         self.loss = value
         if info is not None:  # this call's metrics replace the last ones; the rest is kept
-            self.loss_info = {**{k: v for k, v in (self.loss_info or {}).items() if k != "metrics"}, **info}
+            self.loss_info = {
+                **{k: v for k, v in (self.loss_info or {}).items() if k != "metrics"},
+                **info,
+            }
 
     def step_pre(self, optimizer, args, kwargs) -> None:
         import torch
@@ -223,9 +265,12 @@ class TorchProbe:
         lr = optimizer.param_groups[0].get("lr")
         if self._opt_seen != (id(optimizer), lr):  # the optimizer's settings, when they change
             self._opt_seen = (id(optimizer), lr)
-            self.rec.set_meta(framework="torch", optimizer=type(optimizer).__name__,
-                              learning_rate=float(lr) if lr is not None else None,
-                              optimizer_config={k: _plain(v) for k, v in optimizer.defaults.items()})
+            self.rec.set_meta(
+                framework="torch",
+                optimizer=type(optimizer).__name__,
+                learning_rate=float(lr) if lr is not None else None,
+                optimizer_config={k: _plain(v) for k, v in optimizer.defaults.items()},
+            )
         with torch.no_grad():
             for p in self._weights(optimizer):
                 self.snap[id(p)] = p.detach().clone()
@@ -272,7 +317,11 @@ class TorchProbe:
             if any(self.rec.meta.get(k) != v for k, v in info.items()):
                 self.rec.set_meta(**info)
         metrics = dict((self.loss_info or {}).get("metrics") or {})
-        loss = self.loss.detach().reshape(()) if self.loss is not None and self.loss.numel() == 1 else None
+        loss = (
+            self.loss.detach().reshape(())
+            if self.loss is not None and self.loss.numel() == 1
+            else None
+        )
         rows = None
         if tensors:  # the rows come in the order the reduction grouped them
             rows, order = fused.torch_rows(tensors, [s[2] for s in sig], [s[1] for s in sig])
@@ -316,7 +365,10 @@ def _loss_info(kind: str, inp, target, from_logits: bool | None = None, full: bo
         with torch.no_grad():
             x, y = inp.detach(), target.detach()
             if full:
-                info["output_min"], info["output_max"] = float(torch.nan_to_num(x).min()), float(torch.nan_to_num(x).max())
+                info["output_min"], info["output_max"] = (
+                    float(torch.nan_to_num(x).min()),
+                    float(torch.nan_to_num(x).max()),
+                )
             if x.dim() == 2 and not y.is_floating_point() and y.dim() == 1:
                 info["labels"], info["num_classes"] = "index", int(x.shape[1])
                 info["metrics"] = {"accuracy": (x.argmax(1) == y).float().mean()}
@@ -347,8 +399,16 @@ FULL_LOSS_INFO_EVERY = 50  # steps between full readings of a loss call (labels,
 _LOSSES = {"cross_entropy": True, "nll_loss": False, "binary_cross_entropy": False,
            "binary_cross_entropy_with_logits": True, "mse_loss": None, "l1_loss": None,
            "smooth_l1_loss": None, "huber_loss": None, "kl_div": None}
-_ACT_FUNCS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "softmax": "softmax",
-              "leaky_relu": "leaky_relu", "gelu": "gelu", "elu": "elu", "log_softmax": "log_softmax"}
+_ACT_FUNCS = {
+    "relu": "relu",
+    "sigmoid": "sigmoid",
+    "tanh": "tanh",
+    "softmax": "softmax",
+    "leaky_relu": "leaky_relu",
+    "gelu": "gelu",
+    "elu": "elu",
+    "log_softmax": "log_softmax",
+}
 
 
 def install(rec: Recorder, script: str | None) -> TorchProbe:
@@ -412,18 +472,30 @@ def _wrap_losses(probe: TorchProbe, F) -> None:  # noqa: N803
                 if "loss_site" not in probe.rec.meta:  # the line that computes the loss
                     probe.rec.set_meta(loss_site=creation_site(probe.script))
                 info = None
-                try:  # read before the call: a loss that raises (BCE on values outside [0, 1]) still tells
+                # read before the call: a loss that raises (BCE on values outside [0, 1]) still
+                # tells
+                try:
                     if probe.rec.wants() or not probe.rec.meta.get("loss"):
                         # the whole reading now and then; the accuracy (on the device) every step
-                        full = not probe.rec.meta.get("loss") or probe.rec.step % FULL_LOSS_INFO_EVERY == 0
+                        full = (
+                            not probe.rec.meta.get("loss")
+                            or probe.rec.step % FULL_LOSS_INFO_EVERY == 0
+                        )
                         info = _loss_info(name, input, target, logits, full)
-                        if not probe.rec.meta.get("label_checked"):  # the labels, once, before step 1
+                        # the labels, once, before step 1
+                        if not probe.rec.meta.get("label_checked"):
                             info.update(label_stats(input, target), label_checked=True)
                             full = True
                         if full:
-                            probe.rec.set_meta(**{k2: v for k2, v in info.items() if k2 != "metrics"})
+                            probe.rec.set_meta(
+                                **{k2: v for k2, v in info.items() if k2 != "metrics"}
+                            )
                         else:
-                            info = {"metrics": info["metrics"]} if info.get("metrics") is not None else {}
+                            info = (
+                                {"metrics": info["metrics"]}
+                                if info.get("metrics") is not None
+                                else {}
+                            )
                 except Exception:
                     pass
                 out = orig(input, target, *a, **k)
@@ -525,7 +597,8 @@ class StructureWatch:
     def __init__(self, rec: Recorder, probe: TorchProbe):
         self.rec, self.probe = rec, probe
         self.optimizers: list = []  # weakrefs
-        self.cleared: dict[int, bool] = {}  # id(optimizer) -> its gradients seen clear since its last step
+        # id(optimizer) -> its gradients seen clear since its last step
+        self.cleared: dict[int, bool] = {}
         self.stepped_once: set[int] = set()
         self.steps = 0
         self.grad_after_backward = False
@@ -559,7 +632,12 @@ class StructureWatch:
             return
         for r in self.optimizers:
             o = r()
-            ps = [p for g in (o.param_groups if o is not None else ()) for p in g["params"] if p.requires_grad]
+            ps = [
+                p
+                for g in (o.param_groups if o is not None else ())
+                for p in g["params"]
+                if p.requires_grad
+            ]
             if ps and not self._has_grad(ps[0]):
                 self.cleared[id(o)] = True
 

@@ -43,7 +43,12 @@ def creation_site(script: str | None, skip: tuple = ()) -> dict | None:
     here = os.path.dirname(os.path.abspath(__file__))
     for fr in reversed(frames):
         fn = os.path.abspath(fr.filename)
-        if fn.startswith(here) or "site-packages" in fn or fn.startswith("<") or any(s in fn for s in skip):
+        if (
+            fn.startswith(here)
+            or "site-packages" in fn
+            or fn.startswith("<")
+            or any(s in fn for s in skip)
+        ):
             continue
         return {"file": fn, "line": fr.lineno}
     return None
@@ -52,7 +57,18 @@ def creation_site(script: str | None, skip: tuple = ()) -> dict | None:
 # Fused statistics: a probe reduces all of a step's tensors at once (one concatenation, one
 # segment reduction per column) into rows of these raw columns, kept on the device and read back
 # in batches; ``decode_row`` turns one row into a stats dict (the keys of SUMMARY).
-RAW = ("n", "n_nonfinite", "sum", "sumsq", "n_nonzero", "n_sat_sigmoid", "n_sat_tanh", "min", "max", "dead")
+RAW = (
+    "n",
+    "n_nonfinite",
+    "sum",
+    "sumsq",
+    "n_nonzero",
+    "n_sat_sigmoid",
+    "n_sat_tanh",
+    "min",
+    "max",
+    "dead",
+)
 
 
 def decode_row(row, act: str | None = None) -> dict:
@@ -69,8 +85,16 @@ def decode_row(row, act: str | None = None) -> dict:
         return {"n": n, "frac_nonfinite": (n - nfin) / n}
     mean = s / nfin
     mn, mx = float(row[7]), float(row[8])
-    d = {"n": n, "mean": mean, "std": math.sqrt(max(ss / nfin - mean * mean, 0.0)), "min": mn, "max": mx,
-         "absmax": max(abs(mn), abs(mx)), "norm": math.sqrt(max(ss, 0.0)), "frac_nonfinite": (n - nfin) / n}
+    d = {
+        "n": n,
+        "mean": mean,
+        "std": math.sqrt(max(ss / nfin - mean * mean, 0.0)),
+        "min": mn,
+        "max": mx,
+        "absmax": max(abs(mn), abs(mx)),
+        "norm": math.sqrt(max(ss, 0.0)),
+        "frac_nonfinite": (n - nfin) / n,
+    }
     if float(row[4]) >= 0:  # zeros are counted where they mean something (probes may skip them)
         d["frac_zero"] = (n - float(row[4])) / nfin
     if act == "sigmoid" and float(row[5]) >= 0:
@@ -89,8 +113,15 @@ def finite(x) -> bool:
 class Recorder:
     """Collects the trace; writes it to ``path`` (JSON lines) as it goes when one is given."""
 
-    def __init__(self, path: str | None = None, *, every: int | None = 1, max_steps: int | None = None,
-                 stop_on_fault: bool = True, extend_to: int | None = None):
+    def __init__(
+        self,
+        path: str | None = None,
+        *,
+        every: int | None = 1,
+        max_steps: int | None = None,
+        stop_on_fault: bool = True,
+        extend_to: int | None = None,
+    ):
         self.path = path
         self.extend_to = extend_to  # the step limit may grow to this while the run is undecided
         self.auto_every = every is None  # a probe may choose: about TARGET_RECORDED steps per run
@@ -168,7 +199,12 @@ class Recorder:
         self.current = None
         self.step += 1
         reason = self.certain_fault(cur) if self.stop_on_fault else None
-        if reason is None and self.max_steps is not None and self.step >= self.max_steps and not self._extend():
+        if (
+            reason is None
+            and self.max_steps is not None
+            and self.step >= self.max_steps
+            and not self._extend()
+        ):
             reason = f"step limit ({self.max_steps}) reached"
         if reason:
             self.stopped = reason
@@ -212,7 +248,11 @@ class Recorder:
         if q < 3:
             return False
         prev, last = sum(losses[-2 * q:-q]) / q, sum(losses[-q:]) / q
-        accs = [s["metrics"].get("accuracy") for s in self.steps[-q:] if finite(s["metrics"].get("accuracy"))]
+        accs = [
+            s["metrics"].get("accuracy")
+            for s in self.steps[-q:]
+            if finite(s["metrics"].get("accuracy"))
+        ]
         if not prev > 0 or (prev - last) / prev <= 0.03 or (accs and sum(accs) / len(accs) >= 0.95):
             return False
         self.max_steps = min(self.extend_to, self.max_steps + max(100, self.max_steps // 2))
@@ -240,8 +280,12 @@ class Recorder:
     def trace(self) -> dict:
         """The whole trace as one dict (the form the rules read)."""
         self.flush()
-        return {"meta": dict(self.meta), "layers": sorted(self.layers.values(), key=lambda d: d["index"]),
-                "steps": list(self.steps), "end": {"steps": self.step, "stopped": self.stopped}}
+        return {
+            "meta": dict(self.meta),
+            "layers": sorted(self.layers.values(), key=lambda d: d["index"]),
+            "steps": list(self.steps),
+            "end": {"steps": self.step, "stopped": self.stopped},
+        }
 
 
 def read_trace(path: str) -> dict:

@@ -126,7 +126,9 @@ def _save_keras(rec: dict, model) -> None:
         model.save(path)
         rec["source"] = {"path": path, "format": "keras"}
     except Exception as e:
-        rec["notes"].append(f"saving the Keras source as .keras failed ({type(e).__name__}); trying a SavedModel")
+        rec["notes"].append(
+            f"saving the Keras source as .keras failed ({type(e).__name__}); trying a SavedModel"
+        )
         d = os.path.join(_dir(rec), "source_savedmodel")
         model.export(d, verbose=False)
         rec["source"] = {"path": d, "format": "savedmodel"}
@@ -202,7 +204,11 @@ def _patch_tflite(mod) -> None:
 
         setattr(cls, factory, make())
     for klass in list(vars(mod).values()):  # from_keras_model etc. return subclasses
-        if isinstance(klass, type) and klass.__name__.startswith("TFLite") and "convert" in vars(klass):
+        if (
+            isinstance(klass, type)
+            and klass.__name__.startswith("TFLite")
+            and "convert" in vars(klass)
+        ):
             klass.convert = _tflite_convert(klass.__dict__["convert"])
 
 
@@ -225,15 +231,21 @@ def _tflite_convert_outer(orig_convert, self, a, k):
     info = getattr(self, "_convlint", {})
     ts = getattr(self, "target_spec", None)
     flags = {
-        "factory": info.get("factory"), "optimizations": list(getattr(self, "optimizations", []) or []),
+        "factory": info.get("factory"),
+        "optimizations": list(getattr(self, "optimizations", []) or []),
         "target_spec.supported_types": list(getattr(ts, "supported_types", []) or []),
-        "target_spec.supported_ops": sorted(str(o) for o in (getattr(ts, "supported_ops", []) or [])),
+        "target_spec.supported_ops": sorted(
+            str(o) for o in (getattr(ts, "supported_ops", []) or [])
+        ),
         "representative_dataset": getattr(self, "representative_dataset", None) is not None,
         "inference_input_type": getattr(self, "inference_input_type", None),
         "inference_output_type": getattr(self, "inference_output_type", None),
         "allow_custom_ops": getattr(self, "allow_custom_ops", None),
-        "experimental_new_converter": getattr(self, "experimental_new_converter", None)}
-    rec = _new_record("tflite", f"tf.lite.TFLiteConverter.{info.get('factory')}", _version("tensorflow"), flags)
+        "experimental_new_converter": getattr(self, "experimental_new_converter", None),
+    }
+    rec = _new_record(
+        "tflite", f"tf.lite.TFLiteConverter.{info.get('factory')}", _version("tensorflow"), flags
+    )
     if info.get("site"):
         rec["factory_site"] = info["site"]
     data = _convert(rec, orig_convert, self, *a, **k)
@@ -274,7 +286,11 @@ def _patch_tf2onnx(mod) -> None:
             def wrapper(*a, **k):
                 args = _bound(orig, a, k)
                 first = a[0] if a else None
-                flags = {key: v for key, v in args.items() if key not in ("model", "function", "tflite_path")}
+                flags = {
+                    key: v
+                    for key, v in args.items()
+                    if key not in ("model", "function", "tflite_path")
+                }
                 rec = _new_record("tf2onnx", f"tf2onnx.convert.{name}", _version("tf2onnx"), flags)
                 if "output_path" in k and k["output_path"]:
                     k = dict(k, output_path=_redirect(k["output_path"]))
@@ -449,7 +465,9 @@ def _onnx2tf_call(orig, a, k, mod):
     found = sorted(f for f in os.listdir(real) if f.endswith("_float32.tflite")) \
         if os.path.isdir(real) else []
     if found:
-        _guard(rec, "copying the output", _copy_target, rec, os.path.join(real, found[0]), ".tflite")
+        _guard(
+            rec, "copying the output", _copy_target, rec, os.path.join(real, found[0]), ".tflite"
+        )
     else:
         rec["notes"].append(f"no *_float32.tflite in {folder}: the target is not saved")
     if src is not None:
@@ -525,7 +543,8 @@ def run_as_main(script: str, src: str, args: list, stop: tuple = ()) -> tuple:
     (type, message, the script's line, traceback) or None, and the exception of one of the
     ``stop`` types that ended the script on purpose, or None."""
     sys.argv = [script, *args]
-    sys.path[0] = os.path.dirname(script)  # not the boot's folder: its modules must not shadow the user's
+    # not the boot's folder: its modules must not shadow the user's
+    sys.path[0] = os.path.dirname(script)
     g = {"__name__": "__main__", "__file__": script, "__builtins__": builtins}
     try:
         exec(compile(src, script, "exec"), g)
@@ -535,7 +554,9 @@ def run_as_main(script: str, src: str, args: list, stop: tuple = ()) -> tuple:
         return (e.code if isinstance(e.code, int) else (0 if e.code is None else 1)), None, None
     except BaseException as e:
         tb = traceback.extract_tb(e.__traceback__)
-        line = next((fr.lineno for fr in reversed(tb) if os.path.abspath(fr.filename) == script), None)
+        line = next(
+            (fr.lineno for fr in reversed(tb) if os.path.abspath(fr.filename) == script), None
+        )
         return 3, {"type": type(e).__name__, "message": str(e)[:2000], "line": line,
                    "traceback": "".join(traceback.format_exception(e))[-4000:]}, None
     return 0, None, None

@@ -53,7 +53,10 @@ def _apply(name: str, module) -> None:
     try:
         PATCHES[name](module)
     except Exception as e:  # a framework version we do not know: run unprobed, say so
-        print(f"convlint train-check: could not attach the {name} probe: {type(e).__name__}: {e}", file=sys.stderr)
+        print(
+            f"convlint train-check: could not attach the {name} probe: {type(e).__name__}: {e}",
+            file=sys.stderr,
+        )
         _rec().set_meta(**{f"{name}_probe_error": f"{type(e).__name__}: {e}"[:300]})
 
 
@@ -90,7 +93,11 @@ def main(argv: list) -> int:
         src = fh.read()
     status, error, stop = run_as_main(SCRIPT, src, argv[1:], stop=(StopTraining,))
     stopped = stop.reason if stop is not None else None
-    if error is not None and REC.stopped and "StopTraining" in (error.get("message", "") + error.get("traceback", "")):
+    if (
+        error is not None
+        and REC.stopped
+        and "StopTraining" in (error.get("message", "") + error.get("traceback", ""))
+    ):
         # a stop raised inside a compiled step (tf.function) reaches the script as the
         # framework's own error: it was ours
         status, error, stopped = 0, None, REC.stopped

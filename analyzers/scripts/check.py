@@ -45,8 +45,10 @@ def read_script(path: str) -> str:
     try:
         return p.read_text(encoding="utf-8")
     except (UnicodeDecodeError, OSError) as e:
-        raise ConvlintError(f"{path}: cannot read it as a UTF-8 text script ({e.__class__.__name__})",
-                            rule=R.BAD_ARGUMENTS.code) from None
+        raise ConvlintError(
+            f"{path}: cannot read it as a UTF-8 text script ({e.__class__.__name__})",
+            rule=R.BAD_ARGUMENTS.code,
+        ) from None
 
 
 def analyze_file(path: str) -> ScriptReport:
@@ -64,8 +66,11 @@ def analyze_source(text: str, path: str) -> ScriptReport:
         facts = analyze_text(text, path)
         if facts.syntax_error is not None:
             e = facts.syntax_error
-            f = _finding(R.SCRIPT_SYNTAX, Location(file=path, line=e.lineno or 1, column=max((e.offset or 1) - 1, 0)),
-                         f"the script does not parse: {e.msg}")
+            f = _finding(
+                R.SCRIPT_SYNTAX,
+                Location(file=path, line=e.lineno or 1, column=max((e.offset or 1) - 1, 0)),
+                f"the script does not parse: {e.msg}",
+            )
             return ScriptReport(path, "error", (f,))
         ctx = Ctx(facts)
         findings = [f for chk in CHECKS for f in chk(ctx)]
@@ -80,9 +85,18 @@ def analyze_source(text: str, path: str) -> ScriptReport:
 def _summary(c, facts, lines: list) -> dict:
     flags = {k: _plain(a.value) for k, a in {**c.kwargs, **c.attrs}.items()}
     s = c.span  # the parser counts columns in UTF-8 bytes; reports count characters
-    return {"converter": c.converter, "call": c.call, "line": s.line, "column": E.char_col(lines, s.line, s.col),
-            "end_line": s.end_line, "end_column": E.char_col(lines, s.end_line, s.end_col),
-            "source": _source_of(c, facts), "output": c.output, "flags": flags, "lines": sorted(c.lines)}
+    return {
+        "converter": c.converter,
+        "call": c.call,
+        "line": s.line,
+        "column": E.char_col(lines, s.line, s.col),
+        "end_line": s.end_line,
+        "end_column": E.char_col(lines, s.end_line, s.end_col),
+        "source": _source_of(c, facts),
+        "output": c.output,
+        "flags": flags,
+        "lines": sorted(c.lines),
+    }
 
 
 def _source_of(c, facts) -> str | None:
@@ -98,7 +112,11 @@ def _source_of(c, facts) -> str | None:
         return None
     if isinstance(a.value, str):
         return a.value
-    if isinstance(a.node, ast.Name) and (m := facts.models.get(a.node.id)) is not None and m.origin == "load":
+    if (
+        isinstance(a.node, ast.Name)
+        and (m := facts.models.get(a.node.id)) is not None
+        and m.origin == "load"
+    ):
         return m.path
     return None
 
@@ -126,7 +144,9 @@ def _shell(text: str, path: str) -> list:
     out = []
     base = os.path.dirname(os.path.abspath(path))
     for cmd in find_tf2onnx_commands(text):
-        model = next((cmd.flags[k][0] for k in ("--keras", "--saved-model") if k in cmd.flags), None)
+        model = next(
+            (cmd.flags[k][0] for k in ("--keras", "--saved-model") if k in cmd.flags), None
+        )
         if not isinstance(model, str):
             continue
         layers = keras_layers(model, base)
@@ -134,18 +154,36 @@ def _shell(text: str, path: str) -> list:
             continue
         layers = [(c, cfg, None) for c, cfg in layers]
         opset = cmd.flags.get("--opset")
-        fault = tf2onnx_opset_fault(layers, int(opset[0]) if opset and str(opset[0]).isdigit() else None)
+        fault = tf2onnx_opset_fault(
+            layers, int(opset[0]) if opset and str(opset[0]).isdigit() else None
+        )
         if fault and opset is not None:  # a fault needs a numeric --opset
             needs, op, new = fault
             v, line, a, b = opset
-            out.append(_finding(
-                R.OPSET_TOO_LOW, Location(file=path, line=line, column=a, end_line=line, end_column=b),
-                opset_message(f"--opset {v} ({model})", needs, op),
-                evidence={"opset": int(v), "needs": needs, "op": op},
-                repair=Repair("rewrite-call", f"convert with --opset {new}",
-                              edits=(TextEdit(line, a, line, b, str(new)).to_dict(path),))))
+            out.append(
+                _finding(
+                    R.OPSET_TOO_LOW,
+                    Location(file=path, line=line, column=a, end_line=line, end_column=b),
+                    opset_message(f"--opset {v} ({model})", needs, op),
+                    evidence={"opset": int(v), "needs": needs, "op": op},
+                    repair=Repair(
+                        "rewrite-call",
+                        f"convert with --opset {new}",
+                        edits=(TextEdit(line, a, line, b, str(new)).to_dict(path),),
+                    ),
+                )
+            )
         gelu = _exact_gelu(layers)
         if gelu:
-            loc = Location(file=path, line=cmd.line, column=cmd.col, end_line=cmd.line, end_column=cmd.end_col)
-            out.append(_finding(R.TF2ONNX_EXACT_GELU, loc, gelu_message(model, gelu[0]), evidence={"op": gelu[0]}))
+            loc = Location(
+                file=path, line=cmd.line, column=cmd.col, end_line=cmd.line, end_column=cmd.end_col
+            )
+            out.append(
+                _finding(
+                    R.TF2ONNX_EXACT_GELU,
+                    loc,
+                    gelu_message(model, gelu[0]),
+                    evidence={"op": gelu[0]},
+                )
+            )
     return out

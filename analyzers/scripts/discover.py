@@ -18,13 +18,24 @@ from convlint.analyzers.errors import ConvlintError
 from convlint.analyzers.scripts import notebook
 from convlint.analyzers.scripts.check import is_shell
 
-MARKERS = re.compile(r"TFLiteConverter|tf2onnx|torch\.onnx|onnx\.export|onnx2tf|onnx2torch|litert_torch|"
-                     r"ai_edge_torch|\.export\(|"
-                     r"Interpreter\(|InferenceSession\(|running_mean|set_weights\(")
+MARKERS = re.compile(
+    r"TFLiteConverter|tf2onnx|torch\.onnx|onnx\.export|onnx2tf|onnx2torch|litert_torch|"
+    r"ai_edge_torch|\.export\(|"
+    r"Interpreter\(|InferenceSession\(|running_mean|set_weights\("
+)
 # a training script: it trains a Keras model or runs a PyTorch optimisation step
 TRAIN_MARKERS = re.compile(r"\.fit\(|\.train_on_batch\(|\.backward\(|\.step\(\)")
 FRAMEWORKS = re.compile(r"^\s*(import|from)\s+(torch|tensorflow|keras|tf_keras)\b", re.M)
-SKIP_DIRS = {"node_modules", "__pycache__", "site-packages", "build", "dist", ".git", ".venv", "venv"}
+SKIP_DIRS = {
+    "node_modules",
+    "__pycache__",
+    "site-packages",
+    "build",
+    "dist",
+    ".git",
+    ".venv",
+    "venv",
+}
 
 
 def discover(paths: list[str], exclude: tuple = ()) -> list[str]:
@@ -45,9 +56,13 @@ def discover_training(paths: list[str], exclude: tuple = (), listed: tuple = ())
 
         out = []
         for pattern in listed:
-            hits = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+            hits = (
+                sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+            )
             if not hits or not all(Path(h).is_file() for h in hits):
-                raise ConvlintError(f"train-scripts: {pattern}: no such file", rule=R.BAD_ARGUMENTS.code)
+                raise ConvlintError(
+                    f"train-scripts: {pattern}: no such file", rule=R.BAD_ARGUMENTS.code
+                )
             out += [os.path.normpath(h) for h in hits if not excluded(h, exclude)]
         return list(dict.fromkeys(out))
     def keep(name: str, f: str) -> bool:

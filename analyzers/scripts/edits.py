@@ -105,7 +105,11 @@ class Editor:
             for node in ast.walk(self.tree) if self.tree is not None else ():
                 for name in ("body", "orelse", "finalbody"):
                     block = getattr(node, name, None)
-                    if isinstance(block, list) and len(block) == 1 and not isinstance(node, ast.Module):
+                    if (
+                        isinstance(block, list)
+                        and len(block) == 1
+                        and not isinstance(node, ast.Module)
+                    ):
                         self._alone.add(id(block[0]))
         return id(stmt) in self._alone
 
@@ -120,7 +124,10 @@ class Editor:
             return self.replace(stmt, "pass")
         first = self.lines[line - 1]
         last = self.lines[end - 1]
-        alone = not first[: stmt.col_offset].strip() and not last.encode()[stmt.end_col_offset:].strip()
+        alone = (
+            not first[: stmt.col_offset].strip()
+            and not last.encode()[stmt.end_col_offset :].strip()
+        )
         if alone:
             return TextEdit(line, 0, end + 1, 0, "") if end < len(self.lines) else \
                 TextEdit(line, 0, end, len(last), "")

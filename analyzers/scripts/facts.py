@@ -22,12 +22,20 @@ if TYPE_CHECKING:
 UNKNOWN = object()  # a value that cannot be known without running the script
 
 # a few module paths users reach through other names
-_CANON = (("tensorflow.keras.", "keras."), ("tf_keras.", "keras."), ("keras.api.", "keras."),
-          ("tensorflow.compat.v1.lite.", "tensorflow.lite."), ("tensorflow.compat.v2.", "tensorflow."),
-          ("tensorflow.lite.TFLiteConverterV2.", "tensorflow.lite.TFLiteConverter."),
-          ("keras.models.Sequential", "keras.Sequential"), ("keras.models.Model", "keras.Model"),
-          ("keras.saving.load_model", "keras.models.load_model"), ("ai_edge_litert.interpreter.", "tflite.interp."),
-          ("tflite_runtime.interpreter.", "tflite.interp."), ("tensorflow.lite.Interpreter", "tflite.interp.Interpreter"))
+_CANON = (
+    ("tensorflow.keras.", "keras."),
+    ("tf_keras.", "keras."),
+    ("keras.api.", "keras."),
+    ("tensorflow.compat.v1.lite.", "tensorflow.lite."),
+    ("tensorflow.compat.v2.", "tensorflow."),
+    ("tensorflow.lite.TFLiteConverterV2.", "tensorflow.lite.TFLiteConverter."),
+    ("keras.models.Sequential", "keras.Sequential"),
+    ("keras.models.Model", "keras.Model"),
+    ("keras.saving.load_model", "keras.models.load_model"),
+    ("ai_edge_litert.interpreter.", "tflite.interp."),
+    ("tflite_runtime.interpreter.", "tflite.interp."),
+    ("tensorflow.lite.Interpreter", "tflite.interp.Interpreter"),
+)
 
 TFLITE_FACTORIES = {f"tensorflow.lite.TFLiteConverter.{m}": m
                     for m in ("from_keras_model", "from_saved_model", "from_concrete_functions")}
@@ -86,7 +94,10 @@ class Arg:
 @dataclass
 class Conversion:
     """One converter call and everything the script says about it."""
-    converter: str  # tflite | tf2onnx | torch.onnx | keras.export | onnx2tf | onnx2torch | litert_torch
+
+    converter: (
+        str  # tflite | tf2onnx | torch.onnx | keras.export | onnx2tf | onnx2torch | litert_torch
+    )
     call: str  # the canonical name of the call (or the factory, for TFLite)
     span: Span  # the call (for TFLite: the factory call)
     stmt: Span  # the statement holding the call
@@ -158,13 +169,17 @@ class ScriptFacts:
     assigns: dict = field(default_factory=dict)  # name -> [(line, expr)]
     functions: dict = field(default_factory=dict)  # name -> FunctionDef
     torch_classes: set = field(default_factory=set)
-    eval_lines: dict = field(default_factory=dict)  # model name -> lines where eval() / train(False)
+    eval_lines: dict = field(
+        default_factory=dict
+    )  # model name -> lines where eval() / train(False)
     train_lines: dict = field(default_factory=dict)  # model name -> lines where train()
     runtimes: dict = field(default_factory=dict)  # runtime var -> (kind, model path or result var)
     frameworks: set = field(default_factory=set)  # top-level modules imported
     syntax_error: SyntaxError | None = None
     tree: ast.Module | None = field(default=None, repr=False)
-    alone: set = field(default_factory=set)  # ids of statements that are the only one of their block
+    alone: set = field(
+        default_factory=set
+    )  # ids of statements that are the only one of their block
 
     # --- resolution helpers --------------------------------------------------------------
     def qual(self, node) -> str | None:
@@ -206,7 +221,10 @@ class ScriptFacts:
         if isinstance(node, ast.Name):
             return self.const(self.binding(node.id, before), before, depth + 1)
         if isinstance(node, ast.BinOp):
-            a, b = self.const(node.left, before, depth + 1), self.const(node.right, before, depth + 1)
+            a, b = (
+                self.const(node.left, before, depth + 1),
+                self.const(node.right, before, depth + 1),
+            )
             if isinstance(node.op, ast.Div) and isinstance(a, str) and isinstance(b, str):
                 return os.path.join(a, b)  # pathlib: Path(a) / "b"
             if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b)):
@@ -221,7 +239,11 @@ class ScriptFacts:
         if isinstance(node, ast.Call):
             q = self.qual(node.func)
             vals = [self.const(a, before, depth + 1) for a in node.args]
-            if q in ("os.path.join", "posixpath.join") and vals and all(isinstance(v, str) for v in vals):
+            if (
+                q in ("os.path.join", "posixpath.join")
+                and vals
+                and all(isinstance(v, str) for v in vals)
+            ):
                 return os.path.join(*vals)
             if q in ("pathlib.Path", "pathlib.PurePath", "str", "os.fspath") or (
                     isinstance(node.func, ast.Name) and node.func.id == "str"):
@@ -255,10 +277,33 @@ _METHODS = {"eval", "train", "convert", "write", "write_bytes", "save", "export"
 
 _BLOCKS = {"body", "orelse", "finalbody"}
 # nodes with nothing to visit below them (a Name holds a str and its context)
-_LEAVES = (ast.expr_context, ast.Constant, ast.Name, ast.operator, ast.cmpop, ast.unaryop, ast.boolop)
+_LEAVES = (
+    ast.expr_context,
+    ast.Constant,
+    ast.Name,
+    ast.operator,
+    ast.cmpop,
+    ast.unaryop,
+    ast.boolop,
+)
 # fields that hold a str, int or leaf in every node type that has them: never walked
-_NOT_NODES = {"id", "attr", "arg", "name", "asname", "module", "level", "type_comment", "kind", "ctx", "op",
-              "is_async", "conversion", "simple", "names"}
+_NOT_NODES = {
+    "id",
+    "attr",
+    "arg",
+    "name",
+    "asname",
+    "module",
+    "level",
+    "type_comment",
+    "kind",
+    "ctx",
+    "op",
+    "is_async",
+    "conversion",
+    "simple",
+    "names",
+}
 
 
 def _subclasses(t: type) -> set:
@@ -374,8 +419,9 @@ class _Walker(ast.NodeVisitor):
         for item in node.items:
             if isinstance(item.optional_vars, ast.Name) and isinstance(item.context_expr, ast.Call):
                 c = item.context_expr
-                if (isinstance(c.func, ast.Name) and c.func.id == "open") or self.f.qual(c.func) in (
-                        "tensorflow.io.gfile.GFile", "io.open"):
+                if (isinstance(c.func, ast.Name) and c.func.id == "open") or self.f.qual(
+                    c.func
+                ) in ("tensorflow.io.gfile.GFile", "io.open"):
                     p = self.f.const(c.args[0]) if c.args else UNKNOWN
                     if isinstance(p, str):
                         self.file_vars[item.optional_vars.id] = p
@@ -388,8 +434,12 @@ class _Walker(ast.NodeVisitor):
                 self._bind(t.id, node.value, node)
             elif isinstance(t, ast.Attribute):
                 self._set_attr(t, node)
-            elif isinstance(t, ast.Tuple) and t.elts and isinstance(t.elts[0], ast.Name) \
-                    and id(node.value) in self.by_call:  # model_proto, _ = tf2onnx.convert.from_keras(...)
+            elif (
+                isinstance(t, ast.Tuple)
+                and t.elts
+                and isinstance(t.elts[0], ast.Name)
+                and id(node.value) in self.by_call
+            ):  # model_proto, _ = tf2onnx.convert.from_keras(...)
                 self.by_call[id(node.value)].result_var = t.elts[0].id
 
     def visit_AnnAssign(self, node):
@@ -403,8 +453,12 @@ class _Walker(ast.NodeVisitor):
         call = value if isinstance(value, ast.Call) else None
         # model = Net().eval() / model = model.to(device)
         inner = call
-        while inner is not None and isinstance(inner.func, ast.Attribute) and \
-                inner.func.attr in ("eval", "to", "cpu", "float", "train") and isinstance(inner.func.value, ast.Call):
+        while (
+            inner is not None
+            and isinstance(inner.func, ast.Attribute)
+            and inner.func.attr in ("eval", "to", "cpu", "float", "train")
+            and isinstance(inner.func.value, ast.Call)
+        ):
             inner = inner.func.value
         if call is not None and id(call) in self.by_call:
             conv = self.by_call[id(call)]
@@ -413,7 +467,11 @@ class _Walker(ast.NodeVisitor):
             else:
                 conv.result_var = name
             return
-        if call is not None and isinstance(call.func, ast.Attribute) and call.func.attr == "convert":
+        if (
+            call is not None
+            and isinstance(call.func, ast.Attribute)
+            and call.func.attr == "convert"
+        ):
             conv = self._tflite_of(call.func.value)
             if conv is not None:
                 conv.result_var = name
@@ -424,7 +482,9 @@ class _Walker(ast.NodeVisitor):
             if q in KERAS_LOADS or q in TORCH_LOADS:
                 path = f.const(inner.args[0]) if inner.args else UNKNOWN
                 path = path if isinstance(path, str) else None
-                f.models[name] = ModelVar(name, "keras" if q in KERAS_LOADS else "torch", "load", path, Span.of(stmt))
+                f.models[name] = ModelVar(
+                    name, "keras" if q in KERAS_LOADS else "torch", "load", path, Span.of(stmt)
+                )
             elif q in KERAS_BUILDS or (q or "").startswith("keras.applications."):
                 f.models[name] = ModelVar(name, "keras", "build", None, Span.of(stmt))
             elif q == "torch.nn.Sequential" or (q or "").startswith("torchvision.models.") or (
@@ -480,21 +540,41 @@ class _Walker(ast.NodeVisitor):
         f = self.f
         q = f.qual(node.func)
         stmt = self.stmt or node
-        layer = q is not None and (q.startswith("keras.layers.") or q.startswith("torch.nn.") or q in (
-            "keras.activations.gelu", "tensorflow.nn.gelu", "tensorflow.image.resize"))
+        layer = q is not None and (
+            q.startswith("keras.layers.")
+            or q.startswith("torch.nn.")
+            or q in ("keras.activations.gelu", "tensorflow.nn.gelu", "tensorflow.image.resize")
+        )
         converter = q in TFLITE_FACTORIES or q in TF2ONNX_CALLS or q in OTHER_CONVERTERS
         method = isinstance(node.func, ast.Attribute) and node.func.attr in _METHODS
         if not (layer or converter or method):
-            if isinstance(node.func, ast.Name) and node.func.id in f.models and node.args:  # model(x)
+            if (
+                isinstance(node.func, ast.Name) and node.func.id in f.models and node.args
+            ):  # model(x)
                 m = f.models[node.func.id]
                 f.feeds.append(Feed("source", m.framework, m.name, node.args[0], Span.of(node)))
             return
         args = [Arg(f.const(a), a, Span.of(a)) for a in node.args]
         kwargs = {k.arg: Arg(f.const(k.value), k, Span.of(k)) for k in node.keywords if k.arg}
         if q in TFLITE_FACTORIES or q in TF2ONNX_CALLS or q in OTHER_CONVERTERS:
-            kind = "tflite" if q in TFLITE_FACTORIES else "tf2onnx" if q in TF2ONNX_CALLS else OTHER_CONVERTERS[q]
-            conv = Conversion(kind, q, Span.of(node), Span.of(stmt), args, kwargs, lines={
-                *range(stmt.lineno, (stmt.end_lineno or stmt.lineno) + 1)}, node=node, stmt_node=stmt)
+            kind = (
+                "tflite"
+                if q in TFLITE_FACTORIES
+                else "tf2onnx"
+                if q in TF2ONNX_CALLS
+                else OTHER_CONVERTERS[q]
+            )
+            conv = Conversion(
+                kind,
+                q,
+                Span.of(node),
+                Span.of(stmt),
+                args,
+                kwargs,
+                lines={*range(stmt.lineno, (stmt.end_lineno or stmt.lineno) + 1)},
+                node=node,
+                stmt_node=stmt,
+            )
             conv.output = self._output_of(conv)
             f.conversions.append(conv)
             self.by_call[id(node)] = conv
@@ -510,34 +590,58 @@ class _Walker(ast.NodeVisitor):
         name = recv.id if isinstance(recv, ast.Name) else None
         attr = func.attr
         if attr in ("eval", "train") and name:
-            mode = kwargs.get("mode").value if "mode" in kwargs else (args[0].value if args else True)
+            mode = (
+                kwargs.get("mode").value if "mode" in kwargs else (args[0].value if args else True)
+            )
             target = f.eval_lines if attr == "eval" or mode is False else f.train_lines
             target.setdefault(name, []).append(node.lineno)
         elif attr == "convert" and (conv := self._tflite_of(recv)) is not None:
             conv.convert_span = Span.of(node)
             conv.lines.add(node.lineno)
-        elif attr in ("write", "write_bytes", "save") and args and isinstance(args[0].node, ast.Name) \
-                or attr == "save" and name \
-                or attr == "export" and name and any(c.result_var == name for c in f.conversions):
+        elif (
+            attr in ("write", "write_bytes", "save")
+            and args
+            and isinstance(args[0].node, ast.Name)
+            or attr == "save"
+            and name
+            or attr == "export"
+            and name
+            and any(c.result_var == name for c in f.conversions)
+        ):
             self._written(node, func, args, stmt)  # litert_torch's edge_model.export(path) too
         elif attr == "export" and name in f.models and f.models[name].framework == "keras":
-            conv = Conversion("keras.export", "keras.Model.export", Span.of(node), Span.of(stmt), args,
-                              kwargs, lines={stmt.lineno}, node=node, stmt_node=stmt)
+            conv = Conversion(
+                "keras.export",
+                "keras.Model.export",
+                Span.of(node),
+                Span.of(stmt),
+                args,
+                kwargs,
+                lines={stmt.lineno},
+                node=node,
+                stmt_node=stmt,
+            )
             conv.var = name
             p = conv.kw("filepath", 0)
             conv.output = p if isinstance(p, str) else None
             f.conversions.append(conv)
         elif attr == "predict" and name in f.models and args:
-            f.feeds.append(Feed("source", f.models[name].framework, name, args[0].node, Span.of(node)))
+            f.feeds.append(
+                Feed("source", f.models[name].framework, name, args[0].node, Span.of(node))
+            )
         elif attr == "set_tensor" and name in f.runtimes and len(args) > 1:
-            f.feeds.append(Feed("target", "tflite", f.runtimes[name][1], args[1].node, Span.of(node)))
+            f.feeds.append(
+                Feed("target", "tflite", f.runtimes[name][1], args[1].node, Span.of(node))
+            )
         elif attr == "run" and name in f.runtimes and f.runtimes[name][0] == "onnxruntime":
             feed = kwargs.get("input_feed") or (args[1] if len(args) > 1 else None)
             d = feed.node.value if feed is not None and isinstance(feed.node, ast.keyword) else (
                 feed.node if feed is not None else None)
             if isinstance(d, ast.Dict):
                 for v in d.values:
-                    f.feeds.append(Feed("target", "onnxruntime", f.runtimes[name][1], v, Span.of(node)))
+                    f.feeds.append(
+                        Feed("target", "onnxruntime", f.runtimes[name][1], v, Span.of(node))
+                    )
 
     def _written(self, node, func: ast.Attribute, args, stmt):
         """fh.write(tflite_model), Path(p).write_bytes(m), onnx_program.save(p), onnx.save(m, p)."""
@@ -566,8 +670,12 @@ class _Walker(ast.NodeVisitor):
         self.generic_visit(node)
         call = node.value
         # onnx.save(model_proto, path) for a tf2onnx result
-        if isinstance(call, ast.Call) and self.f.qual(call.func) in ("onnx.save", "onnx.save_model") \
-                and len(call.args) > 1 and isinstance(call.args[0], ast.Name):
+        if (
+            isinstance(call, ast.Call)
+            and self.f.qual(call.func) in ("onnx.save", "onnx.save_model")
+            and len(call.args) > 1
+            and isinstance(call.args[0], ast.Name)
+        ):
             p = self.f.const(call.args[1])
             for c in self.f.conversions:
                 if c.result_var == call.args[0].id and isinstance(p, str):

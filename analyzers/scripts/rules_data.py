@@ -17,14 +17,41 @@ from convlint.analyzers.lazy import numpy as np
 from convlint.analyzers.scripts.facts import UNKNOWN, Conversion, Sym
 from convlint.analyzers.scripts.rules_static import KERAS_BN_EPS, TORCH_BN_EPS, Ctx, check
 
-_SHAPED = {"numpy.zeros", "numpy.ones", "numpy.empty", "numpy.random.rand", "numpy.random.randn",
-           "numpy.random.random", "numpy.random.uniform", "numpy.random.normal", "numpy.full",
-           "torch.randn", "torch.rand", "torch.zeros", "torch.ones", "torch.empty",
-           "numpy.random.default_rng().random", "tensorflow.random.normal", "tensorflow.random.uniform",
-           "tensorflow.zeros", "tensorflow.ones", "keras.random.normal", "keras.random.uniform"}
+_SHAPED = {
+    "numpy.zeros",
+    "numpy.ones",
+    "numpy.empty",
+    "numpy.random.rand",
+    "numpy.random.randn",
+    "numpy.random.random",
+    "numpy.random.uniform",
+    "numpy.random.normal",
+    "numpy.full",
+    "torch.randn",
+    "torch.rand",
+    "torch.zeros",
+    "torch.ones",
+    "torch.empty",
+    "numpy.random.default_rng().random",
+    "tensorflow.random.normal",
+    "tensorflow.random.uniform",
+    "tensorflow.zeros",
+    "tensorflow.ones",
+    "keras.random.normal",
+    "keras.random.uniform",
+}
 _PASS = {"astype", "float", "numpy", "to", "cpu", "contiguous", "detach", "copy", "half", "double"}
-_PASS_FN = {"numpy.asarray", "numpy.array", "numpy.float32", "torch.from_numpy", "torch.tensor",
-            "torch.as_tensor", "tensorflow.constant", "tensorflow.convert_to_tensor", "numpy.ascontiguousarray"}
+_PASS_FN = {
+    "numpy.asarray",
+    "numpy.array",
+    "numpy.float32",
+    "torch.from_numpy",
+    "torch.tensor",
+    "torch.as_tensor",
+    "tensorflow.constant",
+    "tensorflow.convert_to_tensor",
+    "numpy.ascontiguousarray",
+}
 
 
 def _ints(v) -> tuple | None:
@@ -118,7 +145,11 @@ def _feeds_of(ctx: Ctx, conv: Conversion):
     for fd in ctx.f.feeds:
         if fd.role != "target" or not fd.model:
             continue
-        if fd.model.startswith("var:") and fd.model[4:] == conv.result_var or _same_path(ctx, fd.model, conv.output):
+        if (
+            fd.model.startswith("var:")
+            and fd.model[4:] == conv.result_var
+            or _same_path(ctx, fd.model, conv.output)
+        ):
             yield fd
 
 
@@ -137,7 +168,11 @@ def _converted_layout(ctx: Ctx, c: Conversion) -> tuple[str, str] | None:
         return (lay, "the input_signature") if lay else None
     if c.converter == "onnx2tf":
         keep = c.kw("keep_ncw_or_nchw_or_ncdhw_input_names")
-        return None if keep not in (None, UNKNOWN) else ("NHWC", "onnx2tf (it transposes NCHW inputs to NHWC)")
+        return (
+            None
+            if keep not in (None, UNKNOWN)
+            else ("NHWC", "onnx2tf (it transposes NCHW inputs to NHWC)")
+        )
     return None
 
 
@@ -195,7 +230,9 @@ def affine_of(ctx: Ctx, node, before: int, env: dict | None = None, depth: int =
                 return b, s, t - rc
             if op is ast.Mult:
                 return b, s * rc, t * rc
-            return (b, s / rc, t / rc) if (rc != 0 if type(rc) is float else np.all(rc != 0)) else None
+            return (
+                (b, s / rc, t / rc) if (rc != 0 if type(rc) is float else np.all(rc != 0)) else None
+            )
         if lc is not None and rc is None and isinstance(node.op, (ast.Add, ast.Mult, ast.Sub)):
             inner = affine_of(ctx, node.right, before, env, depth + 1)
             if inner is None:
@@ -211,7 +248,11 @@ def affine_of(ctx: Ctx, node, before: int, env: dict | None = None, depth: int =
         q = f.qual(node.func)
         if q in _PASS_FN or q in ("numpy.expand_dims", "numpy.transpose", "torch.unsqueeze"):
             return affine_of(ctx, node.args[0], before, env, depth + 1) if node.args else None
-        if isinstance(node.func, ast.Attribute) and node.func.attr in _PASS | {"unsqueeze", "transpose", "permute"}:
+        if isinstance(node.func, ast.Attribute) and node.func.attr in _PASS | {
+            "unsqueeze",
+            "transpose",
+            "permute",
+        }:
             return affine_of(ctx, node.func.value, before, env, depth + 1)
         if isinstance(node.func, ast.Name) and node.func.id in f.functions:
             fn = f.functions[node.func.id]
@@ -220,7 +261,11 @@ def affine_of(ctx: Ctx, node, before: int, env: dict | None = None, depth: int =
             if len(ret) == 1 and ret[0].value is not None and len(node.args) == len(params):
                 local = dict(zip(params, node.args, strict=True))
                 for s in fn.body:  # simple local assignments
-                    if isinstance(s, ast.Assign) and len(s.targets) == 1 and isinstance(s.targets[0], ast.Name):
+                    if (
+                        isinstance(s, ast.Assign)
+                        and len(s.targets) == 1
+                        and isinstance(s.targets[0], ast.Name)
+                    ):
                         local[s.targets[0].id] = _subst(s.value, local)
                 return affine_of(ctx, _subst(ret[0].value, local), before, {}, depth + 1)
         return (_key(node), 1.0, 0.0)
@@ -316,9 +361,17 @@ def _sgn(v) -> str:
 def bn_epsilon_port(ctx: Ctx):
     f = ctx.f
     text = f.text
-    torch_bns = [lb for lb in f.layers if lb.call.rsplit(".", 1)[-1] in ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d")
-                 and lb.call.startswith("torch.")]
-    keras_bns = [lb for lb in f.layers if lb.call.startswith("keras.") and lb.call.endswith("BatchNormalization")]
+    torch_bns = [
+        lb
+        for lb in f.layers
+        if lb.call.rsplit(".", 1)[-1] in ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d")
+        and lb.call.startswith("torch.")
+    ]
+    keras_bns = [
+        lb
+        for lb in f.layers
+        if lb.call.startswith("keras.") and lb.call.endswith("BatchNormalization")
+    ]
     keras_eps = {float(lb.kwargs["epsilon"].value) if "epsilon" in lb.kwargs and isinstance(
         lb.kwargs["epsilon"].value, (int, float)) else KERAS_BN_EPS for lb in keras_bns}
     for m in f.models.values():  # a loaded .keras file's BatchNorms
@@ -328,7 +381,9 @@ def bn_epsilon_port(ctx: Ctx):
             for cls, cfg in keras_layers(m.path, ctx.base) or []:
                 if cls == "BatchNormalization":
                     keras_eps.add(float(cfg.get("epsilon", KERAS_BN_EPS)))
-    reads_keras = any(s in text for s in ("moving_mean", "moving_variance", "get_weights(")) or keras_bns
+    reads_keras = (
+        any(s in text for s in ("moving_mean", "moving_variance", "get_weights(")) or keras_bns
+    )
     writes_torch = any(s in text for s in ("running_mean", "running_var", "load_state_dict"))
     writes_keras = "set_weights(" in text or ".assign(" in text
     if not torch_bns or not (keras_bns or keras_eps) or not reads_keras:
@@ -339,13 +394,16 @@ def bn_epsilon_port(ctx: Ctx):
             eps = lb.kwargs["eps"].value if "eps" in lb.kwargs else TORCH_BN_EPS
             if isinstance(eps, (int, float)) and not _close(float(eps), float(want), 1e-3, 1e-8):
                 yield ctx.finding(
-                    R.BN_EPSILON_PORT, lb.node,
-                    f"{lb.call.rsplit('.', 1)[-1]} gets Keras BatchNormalization weights, but keeps "
-                    f"eps={eps:g} while the Keras layer uses epsilon={want:g}: every normalized "
-                    "activation is scaled by sqrt((var+eps_keras)/(var+eps_torch))",
+                    R.BN_EPSILON_PORT,
+                    lb.node,
+                    f"{lb.call.rsplit('.', 1)[-1]} gets Keras BatchNormalization weights, but "
+                    f"keeps eps={eps:g} while the Keras layer uses epsilon={want:g}: every "
+                    f"normalized activation is scaled by sqrt((var+eps_keras)/(var+eps_torch))",
                     edits=[ctx.ed.set_keyword(lb.node, "eps", f"{want:g}")],
-                    fix=f"construct it with eps={want:g}", hyperparameter="layers",
-                    evidence={"keras_epsilon": want, "torch_eps": eps})
+                    fix=f"construct it with eps={want:g}",
+                    hyperparameter="layers",
+                    evidence={"keras_epsilon": want, "torch_eps": eps},
+                )
     elif writes_keras and not writes_torch:  # PyTorch -> Keras: fix the Keras side
         want = {lb.kwargs["eps"].value if "eps" in lb.kwargs else TORCH_BN_EPS for lb in torch_bns}
         if len(want) != 1:
@@ -353,7 +411,11 @@ def bn_epsilon_port(ctx: Ctx):
         w = next(iter(want))
         for lb in keras_bns:
             eps = lb.kwargs["epsilon"].value if "epsilon" in lb.kwargs else KERAS_BN_EPS
-            if isinstance(eps, (int, float)) and isinstance(w, (int, float)) and not _close(float(eps), float(w), 1e-3, 1e-8):
+            if (
+                isinstance(eps, (int, float))
+                and isinstance(w, (int, float))
+                and not _close(float(eps), float(w), 1e-3, 1e-8)
+            ):
                 yield ctx.finding(
                     R.BN_EPSILON_PORT, lb.node,
                     f"BatchNormalization gets PyTorch BatchNorm weights, but keeps epsilon={eps:g} "

@@ -99,22 +99,29 @@ def tflite_flags(ctx: Ctx):
         opt = a.get("optimizations")
         types = a.get("target_spec.supported_types")
         fp16 = types is not None and any(s.endswith("float16") for s in _syms(types.value))
-        optimizing = opt is not None and any(s.endswith("DEFAULT", "OPTIMIZE_FOR_SIZE", "OPTIMIZE_FOR_LATENCY")
-                                             for s in _syms(opt.value))
+        optimizing = opt is not None and any(
+            s.endswith("DEFAULT", "OPTIMIZE_FOR_SIZE", "OPTIMIZE_FOR_LATENCY")
+            for s in _syms(opt.value)
+        )
         if optimizing and opt is not None and "representative_dataset" not in a and not fp16:
             stmt = opt.node
             alt_f16 = [ctx.ed.insert_line_after(stmt, f"{c.var}.target_spec.supported_types = "
                                                 f"[{_tf_name(ctx)}.float16]")]
             yield ctx.finding(
-                R.TFLITE_DYNAMIC_RANGE, stmt,
+                R.TFLITE_DYNAMIC_RANGE,
+                stmt,
                 "Optimize.DEFAULT without a representative_dataset: TFLiteConverter stores weight "
                 "tensors of more than 1024 elements as int8 (dynamic-range quantization), so the "
                 "model's outputs drift from the source's",
-                edits=[ctx.ed.delete_statement(stmt)], fix="remove the optimizations setting (float model)",
+                edits=[ctx.ed.delete_statement(stmt)],
+                fix="remove the optimizations setting (float model)",
                 alternatives=[("keep float16 weights instead (half size, small drift)", alt_f16)],
-                evidence={"converter": "tflite", "conversion_line": c.span.line})
+                evidence={"converter": "tflite", "conversion_line": c.span.line},
+            )
         if fp16 and types is not None:
-            dels = [ctx.ed.delete_statement(types.node)] + ([ctx.ed.delete_statement(opt.node)] if opt else [])
+            dels = [ctx.ed.delete_statement(types.node)] + (
+                [ctx.ed.delete_statement(opt.node)] if opt else []
+            )
             yield ctx.finding(
                 R.TFLITE_FLOAT16, types.node,
                 "float16 target types: weights are stored as float16 and lose precision "
@@ -143,10 +150,14 @@ def tflite_flags(ctx: Ctx):
                               "linked into the runtime); stock TFLite and TVM cannot run it")
         legacy = a.get("experimental_new_converter")
         if legacy is not None and legacy.value is False:
-            yield ctx.finding(R.TFLITE_LEGACY, legacy.node,
-                              "experimental_new_converter=False selects the deprecated TOCO "
-                              "converter, which mis-converts control flow and newer ops",
-                              edits=[ctx.ed.delete_statement(legacy.node)], fix="use the MLIR converter (the default)")
+            yield ctx.finding(
+                R.TFLITE_LEGACY,
+                legacy.node,
+                "experimental_new_converter=False selects the deprecated TOCO "
+                "converter, which mis-converts control flow and newer ops",
+                edits=[ctx.ed.delete_statement(legacy.node)],
+                fix="use the MLIR converter (the default)",
+            )
 
 
 def _tf_name(ctx: Ctx) -> str:
@@ -157,7 +168,9 @@ def _tf_name(ctx: Ctx) -> str:
 def _keras_min_opset(layers) -> tuple[int, str, object] | None:
     need = None
     for cls, cfg, node in layers:
-        interp = cfg.get("interpolation", "bilinear" if cls in ("Resizing", "resize") else "nearest")
+        interp = cfg.get(
+            "interpolation", "bilinear" if cls in ("Resizing", "resize") else "nearest"
+        )
         if cls == "resize":
             interp = cfg.get("method", "bilinear")
         interp = interp.name.rsplit(".", 1)[-1].lower() if isinstance(interp, Sym) else interp
@@ -248,41 +261,60 @@ def torch_export(ctx: Ctx):
                                           (training.endswith("PRESERVE") and in_eval is False)):
             kw = c.kwargs["training"].node
             yield ctx.finding(
-                R.TORCH_EXPORT_TRAINING, kw,
-                f"training={training.name.rsplit('.', 2)[-2]}.{training.name.rsplit('.', 1)[-1]}: the ONNX "
-                "graph computes dropout and batch statistics as in training, so its outputs differ "
-                "from the model's inference outputs",
+                R.TORCH_EXPORT_TRAINING,
+                kw,
+                f"training={'.'.join(training.name.rsplit('.', 2)[-2:])}: the ONNX graph computes "
+                "dropout and batch statistics as in training, so its outputs differ from the "
+                "model's inference outputs",
                 edits=[ctx.ed.delete_keyword(call, kw)] if call is not None else (),
                 fix="export in inference mode (drop the training argument)",
-                evidence={"conversion_line": c.span.line})
+                evidence={"conversion_line": c.span.line},
+            )
         elif in_eval is False and _has_stateful(ctx):
             stmt = c.stmt_node
             yield ctx.finding(
-                R.TORCH_EXPORT_NOT_EVAL, c.span,
+                R.TORCH_EXPORT_NOT_EVAL,
+                c.span,
                 f"{name} is exported without {name}.eval(): it is still in training mode. The "
                 "exporter switches to eval for the export, but the script's own reference outputs "
                 f"({name}(x)) use dropout and batch statistics and will not match the ONNX model",
-                edits=[ctx.ed.insert_line_before(stmt, f"{name}.eval()")] if stmt is not None else (),
-                fix=f"call {name}.eval() before exporting", evidence={"conversion_line": c.span.line})
+                edits=[ctx.ed.insert_line_before(stmt, f"{name}.eval()")]
+                if stmt is not None
+                else (),
+                fix=f"call {name}.eval() before exporting",
+                evidence={"conversion_line": c.span.line},
+            )
         if c.kw("export_params") is False:
             kw = c.kwargs["export_params"].node
             yield ctx.finding(
-                R.TORCH_EXPORT_NO_PARAMS, kw,
+                R.TORCH_EXPORT_NO_PARAMS,
+                kw,
                 "export_params=False: the ONNX file has no weights; every runtime needs them fed "
                 "as inputs, and loading it alone fails or computes with zeros",
                 edits=[ctx.ed.delete_keyword(call, kw)] if call is not None else (),
-                fix="export the parameters (drop export_params=False)", evidence={"conversion_line": c.span.line})
+                fix="export the parameters (drop export_params=False)",
+                evidence={"conversion_line": c.span.line},
+            )
         opset = c.kw("opset_version")
         need = _torch_min_opset(ctx)
         if need and isinstance(opset, int) and opset < need[0]:
             kw = c.kwargs["opset_version"].node
             yield ctx.finding(
-                R.OPSET_TOO_LOW, kw,
+                R.OPSET_TOO_LOW,
+                kw,
                 f"opset_version={opset} is too low for {need[1]} (needs opset {need[0]}): the "
                 "exporter fails, or approximates the op",
-                edits=[ctx.ed.set_keyword(call, "opset_version", str(max(need[0], 17)))] if call is not None else (),
+                edits=[ctx.ed.set_keyword(call, "opset_version", str(max(need[0], 17)))]
+                if call is not None
+                else (),
                 fix=f"export with opset_version={max(need[0], 17)}",
-                evidence={"opset": opset, "needs": need[0], "op": need[1], "conversion_line": c.span.line})
+                evidence={
+                    "opset": opset,
+                    "needs": need[0],
+                    "op": need[1],
+                    "conversion_line": c.span.line,
+                },
+            )
 
 
 def _in_eval(ctx: Ctx, name: str, line: int) -> bool | None:
@@ -300,7 +332,9 @@ def _in_eval(ctx: Ctx, name: str, line: int) -> bool | None:
 
 def _has_stateful(ctx: Ctx) -> bool:
     return any(lb.call.rsplit(".", 1)[-1] in _TORCH_STATEFUL for lb in ctx.f.layers) or any(
-        m.framework == "torch" and m.origin == "build" and not ctx.f.layers for m in ctx.f.models.values())
+        m.framework == "torch" and m.origin == "build" and not ctx.f.layers
+        for m in ctx.f.models.values()
+    )
 
 
 def _torch_min_opset(ctx: Ctx):
@@ -309,9 +343,16 @@ def _torch_min_opset(ctx: Ctx):
         short = lb.call.rsplit(".", 1)[-1]
         mode = lb.kwargs.get("mode").value if "mode" in lb.kwargs else None
         v = None
-        if short in ("Upsample", "interpolate") and mode in ("bilinear", "bicubic", "trilinear") and \
-                "align_corners" in lb.kwargs and lb.kwargs["align_corners"].value is True:
-            v, what = TORCH_MIN_OPSET["align_corners"], f"{short}(mode='{mode}', align_corners=True)"
+        if (
+            short in ("Upsample", "interpolate")
+            and mode in ("bilinear", "bicubic", "trilinear")
+            and "align_corners" in lb.kwargs
+            and lb.kwargs["align_corners"].value is True
+        ):
+            v, what = (
+                TORCH_MIN_OPSET["align_corners"],
+                f"{short}(mode='{mode}', align_corners=True)",
+            )
         elif short == "grid_sample":
             v, what = TORCH_MIN_OPSET["grid_sample"], "grid_sample"
         if v and (need is None or v > need[0]):

@@ -50,8 +50,10 @@ class TraceOptions:
     args: list = field(default_factory=list)
     verify_fixes: bool = True
     write_fixed: str | None = None  # write the verified rewritten script here
-    memory_mb: int | None = None  # the script's address-space limit (None: the machine's memory; 0: none)
-    keep_outputs: bool = False  # let the script write its outputs where it says (default: the cache)
+    # the script's address-space limit (None: the machine's memory; 0: none)
+    memory_mb: int | None = None
+    # let the script write its outputs where it says (default: the cache)
+    keep_outputs: bool = False
 
 
 @dataclass
@@ -91,13 +93,20 @@ def run_script(script: str, opts: TraceOptions, out_dir: str, code: str | None =
         data = json.loads(cap.read_text())
     if (Path(out_dir) / "status.json").exists():
         st = json.loads((Path(out_dir) / "status.json").read_text())
-    return Run(data.get("records", []), status, st.get("error"), stderr[-4000:], time.perf_counter() - t0)
+    return Run(
+        data.get("records", []), status, st.get("error"), stderr[-4000:], time.perf_counter() - t0
+    )
 
 
 def _loc(script: str, rec: dict) -> Location:
     site = rec.get("call_site") or {}
-    return Location(file=script if os.path.abspath(site.get("file") or script) == os.path.abspath(script)
-                    else site.get("file"), line=site.get("line"), column=0)
+    return Location(
+        file=script
+        if os.path.abspath(site.get("file") or script) == os.path.abspath(script)
+        else site.get("file"),
+        line=site.get("line"),
+        column=0,
+    )
 
 
 def _check(rec: dict, popts, progress) -> ConversionReport:
@@ -148,7 +157,9 @@ def _trace(script: str, text: str, nb: notebook.Notebook | None, opts: TraceOpti
     crashed = run.status is None or run.error is not None
     errors = any(f.severity == "error" for f in findings) or any(r.exit_code == 1 for r in reports)
     # a script that converts nothing was not checked: say so in the verdict (CL462, a warning)
-    verdict = "crash" if crashed else "faulty" if errors else "issues" if not run.records else "clean"
+    verdict = (
+        "crash" if crashed else "faulty" if errors else "issues" if not run.records else "clean"
+    )
     extra = {"run": {"status": run.status, "seconds": round(run.seconds, 2),
                      "conversions": [_rec_summary(r) for r in run.records]}}
     return ScriptReport(script, verdict, tuple(findings), "trace", tuple(reports), extra)
@@ -161,7 +172,9 @@ def _capture_dir(script: str, text: str, opts: TraceOptions) -> str:
 
     from convlint.analyzers.cache import cache_dir
 
-    key = hashlib.sha256("\0".join([os.path.abspath(script), text, *opts.args]).encode()).hexdigest()[:12]
+    key = hashlib.sha256(
+        "\0".join([os.path.abspath(script), text, *opts.args]).encode()
+    ).hexdigest()[:12]
     d = cache_dir() / "trace" / f"{Path(script).stem}-{key}"
     shutil.rmtree(d, ignore_errors=True)
     d.mkdir(parents=True)
@@ -187,15 +200,27 @@ def _run_findings(script: str, run: Run, opts: TraceOptions) -> list:
                            location=Location(file=script, line=e.get("line") or 1, column=0),
                            evidence={"traceback": e.get("traceback", "")[-2000:]}))
     elif run.status not in (0, None):
-        out.append(Finding(R.TRACE_SCRIPT_FAILED.code, "error", "runtime",
-                           f"the script exited with status {run.status}: {run.stderr.strip()[-300:]}",
-                           location=Location(file=script, line=1, column=0)))
+        out.append(
+            Finding(
+                R.TRACE_SCRIPT_FAILED.code,
+                "error",
+                "runtime",
+                f"the script exited with status {run.status}: {run.stderr.strip()[-300:]}",
+                location=Location(file=script, line=1, column=0),
+            )
+        )
     if not run.records:
-        out.append(Finding(R.TRACE_NO_CONVERSION.code, R.TRACE_NO_CONVERSION.severity, "conversion-tool",
-                           "the script made no converter call convlint captures (TFLiteConverter, "
-                           "tf2onnx, torch.onnx.export, keras Model.export, onnx2torch, onnx2tf, "
-                           "litert_torch)",
-                           location=Location(file=script, line=1, column=0)))
+        out.append(
+            Finding(
+                R.TRACE_NO_CONVERSION.code,
+                R.TRACE_NO_CONVERSION.severity,
+                "conversion-tool",
+                "the script made no converter call convlint captures (TFLiteConverter, "
+                "tf2onnx, torch.onnx.export, keras Model.export, onnx2torch, onnx2tf, "
+                "litert_torch)",
+                location=Location(file=script, line=1, column=0),
+            )
+        )
     return out
 
 
@@ -205,22 +230,38 @@ def _record_finding(script: str, rec: dict) -> Finding:
         return Finding(R.CONVERSION_FAILED.code, "error", "conversion-tool",
                        f"{rec['call']} raised {rec['error'][:600]}", location=loc,
                        evidence={"flags": rec.get("flags")})
-    return Finding(R.CAPTURE_INCOMPLETE.code, "warning", "conversion-tool",
-                   f"{rec['call']} was captured, but its " +
-                   ("source model" if not rec.get("source") else "output") +
-                   " could not be saved, so it was not checked" +
-                   (f" ({'; '.join(rec['notes'])[:400]})" if rec.get("notes") else ""), location=loc)
+    return Finding(
+        R.CAPTURE_INCOMPLETE.code,
+        "warning",
+        "conversion-tool",
+        f"{rec['call']} was captured, but its "
+        + ("source model" if not rec.get("source") else "output")
+        + " could not be saved, so it was not checked"
+        + (f" ({'; '.join(rec['notes'])[:400]})" if rec.get("notes") else ""),
+        location=loc,
+    )
 
 
-def _conversion_report(script: str, rec: dict, opts: TraceOptions, progress) -> ConversionReport | None:
+def _conversion_report(
+    script: str, rec: dict, opts: TraceOptions, progress
+) -> ConversionReport | None:
     if rec.get("error") or not rec.get("source") or not rec.get("target"):
         return None
     rep = _check(rec, opts.pipeline, progress)
     loc = _loc(script, rec)
-    fs = tuple(f.with_(location=replace(f.location, file=loc.file, line=loc.line, column=loc.column))
-               for f in rep.findings)
-    extra = dict(rep.extra, call_site=rec.get("call_site"), converter=rec["converter"], call=rec["call"],
-                 converter_version=rec.get("version"), flags=rec.get("flags"), output=rec.get("output"))
+    fs = tuple(
+        f.with_(location=replace(f.location, file=loc.file, line=loc.line, column=loc.column))
+        for f in rep.findings
+    )
+    extra = dict(
+        rep.extra,
+        call_site=rec.get("call_site"),
+        converter=rec["converter"],
+        call=rec["call"],
+        converter_version=rec.get("version"),
+        flags=rec.get("flags"),
+        output=rec.get("output"),
+    )
     return replace(rep, findings=fs, extra=extra)
 
 
@@ -242,8 +283,14 @@ def _verify_rewrites(script, text, nb, static, checked, findings, opts, tmp, pro
         conv = _static_conversion(static, rec)
         if not failed or conv is None:
             continue
-        fixable = [f for f in out if f.repair and f.repair.edits and f.evidence.get("conversion_line") == conv["line"]
-                   and f.severity == "error"]
+        fixable = [
+            f
+            for f in out
+            if f.repair
+            and f.repair.edits
+            and f.evidence.get("conversion_line") == conv["line"]
+            and f.severity == "error"
+        ]
         if not fixable:
             continue
         edits = [TextEdit.from_dict(e) for f in fixable for e in f.repair.edits]
@@ -251,15 +298,25 @@ def _verify_rewrites(script, text, nb, static, checked, findings, opts, tmp, pro
             new_text = apply(text, edits)
         except ValueError:
             continue
-        progress(f"trace: verifying the rewrite of line {conv['line']} by tracing the rewritten script")
+        progress(
+            f"trace: verifying the rewrite of line {conv['line']} by tracing the rewritten script"
+        )
         d = os.path.join(tmp, f"verify-{rec['index']}")
         run = run_script(script, opts, d, code=new_text, redirect=os.path.join(d, "writes"))
         again = next((r for r in run.records if r["index"] == rec["index"]), None)
         after, ok = None, False
-        if again is not None and not again.get("error") and again.get("source") and again.get("target"):
+        if (
+            again is not None
+            and not again.get("error")
+            and again.get("source")
+            and again.get("target")
+        ):
             r2 = _check(again, opts.pipeline, progress)
-            after = {"max_abs": r2.metrics.get("max_abs"), "top1_agreement": r2.metrics.get("top1_agreement"),
-                     "verdict": r2.verdict}
+            after = {
+                "max_abs": r2.metrics.get("max_abs"),
+                "top1_agreement": r2.metrics.get("top1_agreement"),
+                "verdict": r2.verdict,
+            }
             ok = r2.verdict == "equivalent" and run.error is None
         elif again is not None and again.get("error"):
             after = {"verdict": "crash", "error": again["error"][:300]}
@@ -272,13 +329,16 @@ def _verify_rewrites(script, text, nb, static, checked, findings, opts, tmp, pro
             written = opts.write_fixed
         out = [f.with_(repair=replace(f.repair, verified=ok, metrics_after=after, output=written))
                if f in fixable else f for f in out]
-        if rep is not None:  # the conversion's findings share the rewrite's state: one fix, one state
+        # the conversion's findings share the rewrite's state: one fix, one state
+        if rep is not None:
             idx = next(i for i, (r, _) in enumerate(checked) if r is rec)
             checked[idx] = (rec, _under_rewrite(rep, fixable[0], ok, after))
     return out
 
 
-def _under_rewrite(rep: ConversionReport, fix_of: Finding, ok: bool, after: dict | None) -> ConversionReport:
+def _under_rewrite(
+    rep: ConversionReport, fix_of: Finding, ok: bool, after: dict | None
+) -> ConversionReport:
     """The conversion's findings under a rewrite of its call: their repair is that rewrite."""
     from convlint.analyzers.report.findings import Repair
 

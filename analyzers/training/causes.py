@@ -118,8 +118,9 @@ def structural(meta: dict, layers: list, param_layers: list, symptoms: set) -> l
         out.append(
             _mk(
                 R.TRAIN_GRAD_ACCUMULATE,
-                f"{s['accumulating']} of the first {s.get('checked_steps')} backward "
-                "passes started on the previous step's gradients: nothing clears them between optimizer steps",
+                f"{s['accumulating']} of the first {s.get('checked_steps')} backward passes "
+                f"started on the previous step's gradients: nothing clears them between "
+                f"optimizer steps",
                 None,
                 bwd_loc,
                 "optimizer",
@@ -132,9 +133,9 @@ def structural(meta: dict, layers: list, param_layers: list, symptoms: set) -> l
         out.append(
             _mk(
                 R.TRAIN_GRAD_ZEROED,
-                f"at {s['zeroed_before_step']} of the first {s.get('checked_steps')} "
-                "optimizer steps the gradients were non-zero after backward and zero at step(): zero_grad() "
-                "runs between backward() and step()",
+                f"at {s['zeroed_before_step']} of the first {s.get('checked_steps')} optimizer "
+                f"steps the gradients were non-zero after backward and zero at step(): "
+                f"zero_grad() runs between backward() and step()",
                 None,
                 bwd_loc,
                 "optimizer",

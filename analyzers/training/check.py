@@ -38,7 +38,8 @@ class TrainOptions:
     extend_steps: int | None = D.MAX_STEPS_EXTENDED  # an undecided run is watched up to this (the
     # default window only: a --max-steps the user chose is a cap)
     timeout: float = D.SCRIPT_TIMEOUT
-    every: int | None = None  # record every k-th step; None: Keras picks about 120 steps, PyTorch all
+    # record every k-th step; None: Keras picks about 120 steps, PyTorch all
+    every: int | None = None
     python: str | None = None
     cwd: str | None = None
     args: list = field(default_factory=list)
@@ -67,7 +68,12 @@ def train_check(script: str, opts: TrainOptions, progress: Callable | None = Non
         from convlint.analyzers.training.verify import verify
 
         def rerun(path: str, seconds: float) -> ScriptReport:
-            o = replace(opts, timeout=max(5.0, min(opts.timeout, seconds)), extend_steps=None, verify_fix=False)
+            o = replace(
+                opts,
+                timeout=max(5.0, min(opts.timeout, seconds)),
+                extend_steps=None,
+                verify_fix=False,
+            )
             return _train_check(path, Path(path), None, o, lambda m: None)
 
         rep = verify(rep, script, rerun, opts.verify_budget, opts.write_fixed, progress)
@@ -78,8 +84,15 @@ def _train_check(script: str, p: Path, nb: notebook.Notebook | None, opts: Train
                  progress: Callable) -> ScriptReport:
     with tempfile.TemporaryDirectory(prefix="convlint-train-") as tmp:
         trace_file, status_file = Path(tmp) / "trace.jsonl", Path(tmp) / "status.json"
-        cmd = [opts.python or sys.executable, "-m", "convlint.analyzers.sandbox.training_boot", "--trace", str(trace_file),
-               "--status", str(status_file)]
+        cmd = [
+            opts.python or sys.executable,
+            "-m",
+            "convlint.analyzers.sandbox.training_boot",
+            "--trace",
+            str(trace_file),
+            "--status",
+            str(status_file),
+        ]
         if opts.every:
             cmd += ["--every", str(opts.every)]
         if opts.max_steps:
@@ -95,8 +108,15 @@ def _train_check(script: str, p: Path, nb: notebook.Notebook | None, opts: Train
             cmd += ["--code", str(code_file)]
             cwd = opts.cwd or str(p.resolve().parent)
         cmd += ["--", str(p.resolve()), *opts.args]
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"), PYTHONUNBUFFERED="1")
-        progress(f"train-check: running {script} (timeout {opts.timeout:g} s, at most {opts.max_steps} steps)")
+        env = dict(
+            os.environ,
+            TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"),
+            PYTHONUNBUFFERED="1",
+        )
+        progress(
+            f"train-check: running {script} (timeout {opts.timeout:g} s, at most "
+            f"{opts.max_steps} steps)"
+        )
         t0 = time.perf_counter()
         run = run_script_process(cmd, cwd=cwd, env=env, timeout=opts.timeout,
                                  memory_mb=opts.memory_mb, output_limit=opts.output_limit)
@@ -115,28 +135,57 @@ def _train_check(script: str, p: Path, nb: notebook.Notebook | None, opts: Train
     err = status.get("error")
     script_abs = str(p.resolve())
     if timed_out:
-        crash = Finding(R.TRAIN_TIMEOUT.code, R.TRAIN_TIMEOUT.severity, R.TRAIN_TIMEOUT.stage,
-                        f"{script} did not finish within {opts.timeout:g} s; the {len(trace['steps'])} recorded steps were "
-                        "analysed", evidence={"timeout": opts.timeout})
+        crash = Finding(
+            R.TRAIN_TIMEOUT.code,
+            R.TRAIN_TIMEOUT.severity,
+            R.TRAIN_TIMEOUT.stage,
+            f"{script} did not finish within {opts.timeout:g} s; the {len(trace['steps'])} "
+            f"recorded steps were analysed",
+            evidence={"timeout": opts.timeout},
+        )
     elif err:
-        crash = Finding(R.TRAIN_SCRIPT_FAILED.code, "error", R.TRAIN_SCRIPT_FAILED.stage,
-                        f"{err['type']}: {err['message'][:300]}" + (
-                            f" (the script may use {opts.memory_mb or default_memory_mb()} MB of address space: "
-                            "--memory-limit MB changes that, 0 lifts it)" if err["type"] == "MemoryError" else ""),
-                        location=Location(file=script, line=err.get("line")) if err.get("line") else Location(file=script),
-                        evidence={"traceback": err.get("traceback", "")[-2000:]})
+        crash = Finding(
+            R.TRAIN_SCRIPT_FAILED.code,
+            "error",
+            R.TRAIN_SCRIPT_FAILED.stage,
+            f"{err['type']}: {err['message'][:300]}"
+            + (
+                f" (the script may use {opts.memory_mb or default_memory_mb()} MB of address "
+                f"space: --memory-limit MB changes that, 0 lifts it)"
+                if err["type"] == "MemoryError"
+                else ""
+            ),
+            location=Location(file=script, line=err.get("line"))
+            if err.get("line")
+            else Location(file=script),
+            evidence={"traceback": err.get("traceback", "")[-2000:]},
+        )
     elif not status and rc != 0:
-        crash = Finding(R.TRAIN_SCRIPT_FAILED.code, "error", R.TRAIN_SCRIPT_FAILED.stage,
-                        f"the training process died (exit status {rc})" + (" — out of memory?" if rc in (-9, 137) else ""),
-                        evidence={"status": rc, "stderr": stderr[-2000:]})
+        crash = Finding(
+            R.TRAIN_SCRIPT_FAILED.code,
+            "error",
+            R.TRAIN_SCRIPT_FAILED.stage,
+            f"the training process died (exit status {rc})"
+            + (" — out of memory?" if rc in (-9, 137) else ""),
+            evidence={"status": rc, "stderr": stderr[-2000:]},
+        )
     extra = {"seconds": round(seconds, 2), "timed_out": timed_out, "exit_status": rc}
     if not trace["steps"] and not trace["layers"] and crash is None:
-        f = Finding(R.TRAIN_NOTHING.code, "error", R.TRAIN_NOTHING.stage,
-                    f"{script} ran, but no Keras Model.fit and no torch optimizer step was seen, so there was "
-                    "nothing to check", location=Location(file=script))
+        f = Finding(
+            R.TRAIN_NOTHING.code,
+            "error",
+            R.TRAIN_NOTHING.stage,
+            f"{script} ran, but no Keras Model.fit and no torch optimizer step was seen, so "
+            f"there was nothing to check",
+            location=Location(file=script),
+        )
         return ScriptReport(script, "error", (f,), kind="training", extra={"training": extra})
     rep = analyze(trace, script, opts.thresholds, extra, crash)
     # findings at the script's own lines carry the script's path as the user gave it
-    fs = tuple(f.with_(location=replace(f.location, file=script))
-               if f.location.file and os.path.abspath(f.location.file) == script_abs else f for f in rep.findings)
+    fs = tuple(
+        f.with_(location=replace(f.location, file=script))
+        if f.location.file and os.path.abspath(f.location.file) == script_abs
+        else f
+        for f in rep.findings
+    )
     return ScriptReport(rep.script, rep.verdict, fs, kind="training", extra=rep.extra)

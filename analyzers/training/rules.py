@@ -18,7 +18,17 @@ from convlint.analyzers.report.findings import Finding, Location, Repair, Script
 from convlint.analyzers.sandbox.record import finite
 from convlint.analyzers.training import causes
 
-ADAPTIVE = ("adam", "adamw", "adamax", "nadam", "rmsprop", "adagrad", "adadelta", "lion", "adafactor")
+ADAPTIVE = (
+    "adam",
+    "adamw",
+    "adamax",
+    "nadam",
+    "rmsprop",
+    "adagrad",
+    "adadelta",
+    "lion",
+    "adafactor",
+)
 PROB_LOSSES = ("binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy",
                "binarycrossentropy", "categoricalcrossentropy", "sparsecategoricalcrossentropy",
                "binary_cross_entropy", "nll_loss", "kl_div")
@@ -52,7 +62,9 @@ class Thresholds:
         names = {f.name: f.type for f in fields(cls)}
         bad = [k for k in d if k.replace("-", "_") not in names]
         if bad:
-            raise ValueError(f"unknown training threshold(s): {', '.join(bad)}; known: {', '.join(names)}")
+            raise ValueError(
+                f"unknown training threshold(s): {', '.join(bad)}; known: {', '.join(names)}"
+            )
         kw: dict[str, Any] = {k.replace("-", "_"): (tuple(v) if isinstance(v, list) else v)
                               for k, v in d.items()}
         return cls(**kw)
@@ -87,7 +99,11 @@ class View:
     def update_ratio(self, layer: str) -> list[tuple[int, float]]:
         dw = dict(self.series(layer, "dw", "norm"))
         w = dict(self.series(layer, "w", "norm"))
-        return [(i, dw[i] / w[i]) for i in sorted(dw) if i in w and w[i] and finite(w[i]) and finite(dw[i])]
+        return [
+            (i, dw[i] / w[i])
+            for i in sorted(dw)
+            if i in w and w[i] and finite(w[i]) and finite(dw[i])
+        ]
 
     def median_ratio(self, early: bool = False) -> float | None:
         """The median ‖ΔW‖/‖W‖ over layers and steps; ``early``: of the first update against the
@@ -153,6 +169,11 @@ def _loss_loc(meta: dict) -> Location:
     return loc if loc.line else _site(meta, "backward_site")
 
 
+NORMALIZE_INPUTS = (
+    "normalize the inputs: (x - mean) / std (e.g. StandardScaler), or x / 255 for pixels"
+)
+
+
 def _lr_fix(v: View, direction: str) -> str:
     lr = v.meta.get("learning_rate")
     opt = str(v.meta.get("optimizer") or "").lower()
@@ -175,7 +196,9 @@ def _bad_optimizer(v: View) -> str | None:
         if isinstance(x, (int, float)) and not isinstance(x, bool) and (x >= 1 or x < 0):
             return f"{k} {x:g} → {0.999 if k == 'beta_2' else 0.9:g} (it must lie in [0, 1))"
     betas = c.get("betas")
-    if isinstance(betas, (list, tuple)) and any(isinstance(b, (int, float)) and (b >= 1 or b < 0) for b in betas):
+    if isinstance(betas, (list, tuple)) and any(
+        isinstance(b, (int, float)) and (b >= 1 or b < 0) for b in betas
+    ):
         return f"betas {tuple(betas)} → (0.9, 0.999)"
     eps = c.get("epsilon", c.get("eps"))
     if isinstance(eps, (int, float)) and eps >= 1:
@@ -200,60 +223,105 @@ def hypothesis(v: View, symptom: str, layer: dict | None) -> tuple[str | None, s
     lr = v.meta.get("learning_rate")
     if lr is not None:
         ev["learning_rate"] = lr
-    scales = [x for x in (v.init_scale(la) for la in ([layer] if layer else v.param_layers)) if x is not None]
+    scales = [
+        x
+        for x in (v.init_scale(la) for la in ([layer] if layer else v.param_layers))
+        if x is not None
+    ]
     scale = max(scales) if scales else None
     if scale is not None:
         ev["init_scale"] = scale
     acts = [la.get("activation") for la in v.param_layers[:-1]]
     sat_hidden = [a for a in acts if a in ("sigmoid", "tanh")]
     if sat_hidden and layer is None:  # a run-level symptom: point at the first saturating layer
-        layer = next(la for la in v.param_layers[:-1] if la.get("activation") in ("sigmoid", "tanh"))
+        layer = next(
+            la for la in v.param_layers[:-1] if la.get("activation") in ("sigmoid", "tanh")
+        )
     input_bad = _input_unnormalized(v)
     opt_loc, fit_loc = _site(v.meta, "optimizer_site"), _site(v.meta, "fit_site")
     if opt_fix:
-        return "optimizer", opt_fix, {**ev, "optimizer_config": v.meta.get("optimizer_config")}, opt_loc
+        return (
+            "optimizer",
+            opt_fix,
+            {**ev, "optimizer_config": v.meta.get("optimizer_config")},
+            opt_loc,
+        )
     if symptom in ("nan", "explode", "explode_grad", "dead", "oscillate"):
         # an initializer far off the fan-in scaling explains huge first updates too: it goes first
         if scale is not None and scale > v.th.init_scale[1]:
-            return "initializer", f"initializer → {'he_normal' if symptom == 'dead' else 'glorot_uniform'} " \
-                f"(std(W)·√fan_in is {scale:.3g}, expected about 1)", ev, _loc(layer)
+            return (
+                "initializer",
+                f"initializer → {'he_normal' if symptom == 'dead' else 'glorot_uniform'} "
+                f"(std(W)·√fan_in is {scale:.3g}, expected about 1)",
+                ev,
+                _loc(layer),
+            )
         if early is not None and early > v.th.high_ratio:
             return "learning_rate", _lr_fix(v, "down"), ev, opt_loc
         if input_bad:
-            return "data", "normalize the inputs: (x - mean) / std (e.g. StandardScaler), or x / 255 for pixels", \
-                {**ev, **input_bad}, fit_loc
+            return "data", NORMALIZE_INPUTS, {**ev, **input_bad}, fit_loc
         if symptom == "oscillate" and (v.meta.get("batch_size") or 0) == 1:
             return "batch_size", "batch_size 1 → 32", {**ev, "batch_size": 1}, fit_loc
         if symptom == "dead":
-            return "activation", "relu → leaky_relu (or he_normal initialization with a lower learning rate)", ev, _loc(layer)
+            return (
+                "activation",
+                "relu → leaky_relu (or he_normal initialization with a lower learning rate)",
+                ev,
+                _loc(layer),
+            )
         if symptom == "nan" and lr is not None:
             return "learning_rate", _lr_fix(v, "down"), ev, opt_loc
         return "learning_rate", _lr_fix(v, "down"), ev, opt_loc
     if symptom in ("vanish", "saturate"):
         if sat_hidden:
-            return "activation", f"{sat_hidden[0]} → relu in the hidden layers (keep sigmoid/softmax on the output only), " \
-                "with he_normal initialization", {**ev, "hidden_activations": acts}, _loc(layer)
+            return (
+                "activation",
+                f"{sat_hidden[0]} → relu in the hidden layers (keep sigmoid/softmax on the "
+                f"output only), with he_normal initialization",
+                {**ev, "hidden_activations": acts},
+                _loc(layer),
+            )
         if scale is not None and scale < v.th.init_scale[0]:
-            return "initializer", f"initializer → he_normal (std(W)·√fan_in is {scale:.3g}, expected about 1)", ev, _loc(layer)
-        return "activation", "use relu hidden activations with he_normal initialization, or add BatchNormalization", \
-            ev, _loc(layer)
+            return (
+                "initializer",
+                f"initializer → he_normal (std(W)·√fan_in is {scale:.3g}, expected about 1)",
+                ev,
+                _loc(layer),
+            )
+        return (
+            "activation",
+            "use relu hidden activations with he_normal initialization, or add BatchNormalization",
+            ev,
+            _loc(layer),
+        )
     if symptom in ("flat", "slow", "unchanged"):
         if ratio is not None and ratio < v.th.slow_ratio:
             return "learning_rate", _lr_fix(v, "up"), ev, opt_loc
         if input_bad:
-            return "data", "normalize the inputs: (x - mean) / std (e.g. StandardScaler), or x / 255 for pixels", \
-                {**ev, **input_bad}, fit_loc
+            return "data", NORMALIZE_INPUTS, {**ev, **input_bad}, fit_loc
         if sat_hidden:
-            return "activation", f"{sat_hidden[0]} → relu in the hidden layers", {**ev, "hidden_activations": acts}, _loc(layer)
+            return (
+                "activation",
+                f"{sat_hidden[0]} → relu in the hidden layers",
+                {**ev, "hidden_activations": acts},
+                _loc(layer),
+            )
         if early is not None and early > v.th.high_ratio:
             return "learning_rate", _lr_fix(v, "down"), ev, opt_loc
         if ratio is not None and v.th.slow_ratio * 10 <= ratio <= v.th.high_ratio:
             # the weights move at a normal rate, yet nothing is learnt: the learning rate is not
             # what the evidence points at; the data is (labels not aligned with the inputs,
             # constant or uninformative), with the learning rate as the ranked alternative
-            return "data", "check the labels against the inputs (shuffled together, the right column, not " \
-                "constant): the weights move normally but nothing is learnt", \
-                {**ev, "alternatives": [{"fix": _lr_fix(v, "up"), "hyperparameter": "learning_rate"}]}, fit_loc
+            return (
+                "data",
+                "check the labels against the inputs (shuffled together, the right column, not "
+                "constant): the weights move normally but nothing is learnt",
+                {
+                    **ev,
+                    "alternatives": [{"fix": _lr_fix(v, "up"), "hyperparameter": "learning_rate"}],
+                },
+                fit_loc,
+            )
         return "learning_rate", _lr_fix(v, "up"), ev, opt_loc
     return None, "", ev, Location()
 
@@ -264,7 +332,12 @@ def _input_unnormalized(v: View) -> dict | None:
     if std is None or mean is None:
         return None
     if std > v.th.input_scale or abs(mean) > v.th.input_scale:
-        return {"input_min": m.get("input_min"), "input_max": m.get("input_max"), "input_mean": mean, "input_std": std}
+        return {
+            "input_min": m.get("input_min"),
+            "input_max": m.get("input_max"),
+            "input_mean": mean,
+            "input_std": std,
+        }
     return None
 
 
@@ -281,8 +354,17 @@ def _first(v: View, pred) -> tuple[int, dict] | None:
     return best
 
 
-def _finding(rule: R.Rule, message: str, layer: dict | None, v: View, symptom: str | None,
-             evidence: dict, fix: str | None = None, loc: Location | None = None, hp: str | None = None) -> Finding:
+def _finding(
+    rule: R.Rule,
+    message: str,
+    layer: dict | None,
+    v: View,
+    symptom: str | None,
+    evidence: dict,
+    fix: str | None = None,
+    loc: Location | None = None,
+    hp: str | None = None,
+) -> Finding:
     if symptom is not None:
         hp, hfix, hev, hloc = hypothesis(v, symptom, layer)
         evidence = {**hev, **evidence}
@@ -294,8 +376,17 @@ def _finding(rule: R.Rule, message: str, layer: dict | None, v: View, symptom: s
         location = _loc(layer)
     repair = Repair("change-hyperparameter", fix) if fix else None
     msg = message + (f"; likely cause: {hp} — try {fix}" if hp and fix else "")
-    return Finding(rule.code, rule.severity, rule.stage, msg, layer=(layer or {}).get("name"), location=location,
-                   hyperparameter=hp, evidence=evidence, repair=repair)
+    return Finding(
+        rule.code,
+        rule.severity,
+        rule.stage,
+        msg,
+        layer=(layer or {}).get("name"),
+        location=location,
+        hyperparameter=hp,
+        evidence=evidence,
+        repair=repair,
+    )
 
 
 # -- the rules ---------------------------------------------------------------------------------
@@ -303,23 +394,47 @@ def _nonfinite(v: View) -> list[Finding]:
     out = []
     losses = [(i, s.get("loss")) for i, s in enumerate(v.steps) if s.get("loss") is not None]
     bad_loss = next(((i, x) for i, x in losses if not finite(x)), None)
-    fwd = _first(v, lambda la, d: any((d.get(k) or {}).get("frac_nonfinite", 0) > 0 for k in ("pre", "post")))
-    wts = _first(v, lambda la, d: any((d.get(k) or {}).get("frac_nonfinite", 0) > 0 for k in ("w", "dw", "gw")))
+    fwd = _first(
+        v, lambda la, d: any((d.get(k) or {}).get("frac_nonfinite", 0) > 0 for k in ("pre", "post"))
+    )
+    wts = _first(
+        v,
+        lambda la, d: any((d.get(k) or {}).get("frac_nonfinite", 0) > 0 for k in ("w", "dw", "gw")),
+    )
     if fwd:
         i, la = fwd
         d = v.steps[i]["layers"][la["name"]]
         where = "before its activation" if (d.get("pre") or {}).get("frac_nonfinite", 0) > 0 else \
             f"after its activation ({la.get('activation')})"
-        out.append(_finding(R.TRAIN_NONFINITE_FORWARD, f"{la['name']} outputs NaN/Inf {where} from step "
-                            f"{v.steps[i]['step']}, the first layer to do so", la, v, "nan",
-                            {"step": v.steps[i]["step"], "frac_nonfinite": (d.get("pre") or d.get("post") or {}).get("frac_nonfinite")}))
+        out.append(
+            _finding(
+                R.TRAIN_NONFINITE_FORWARD,
+                f"{la['name']} outputs NaN/Inf {where} from step "
+                f"{v.steps[i]['step']}, the first layer to do so",
+                la,
+                v,
+                "nan",
+                {
+                    "step": v.steps[i]["step"],
+                    "frac_nonfinite": (d.get("pre") or d.get("post") or {}).get("frac_nonfinite"),
+                },
+            )
+        )
     if wts:
         i, la = wts
         d = v.steps[i]["layers"][la["name"]]
         what = next(k for k in ("gw", "dw", "w") if (d.get(k) or {}).get("frac_nonfinite", 0) > 0)
         name = {"w": "weights", "dw": "weight update", "gw": "weight gradient"}[what]
-        out.append(_finding(R.TRAIN_NONFINITE_WEIGHTS, f"the {name} of {la['name']} became NaN/Inf at step "
-                            f"{v.steps[i]['step']}", la, v, "nan", {"step": v.steps[i]["step"], "tensor": what}))
+        out.append(
+            _finding(
+                R.TRAIN_NONFINITE_WEIGHTS,
+                f"the {name} of {la['name']} became NaN/Inf at step {v.steps[i]['step']}",
+                la,
+                v,
+                "nan",
+                {"step": v.steps[i]["step"], "tensor": what},
+            )
+        )
     if bad_loss:
         i, x = bad_loss
         step = v.steps[i]["step"]
@@ -327,41 +442,112 @@ def _nonfinite(v: View) -> list[Finding]:
         after = (lambda j: j >= i) if v.meta.get("framework") == "keras" else (lambda j: j > i)
         if not fwd or after(fwd[0]):
             # the forward pass was finite (as far as recorded) when the loss broke: the loss itself
-            custom = str(v.meta.get("loss") or "custom").lower() in ("custom", "none", "<lambda>") or not v.meta.get("loss")
+            custom = str(v.meta.get("loss") or "custom").lower() in (
+                "custom",
+                "none",
+                "<lambda>",
+            ) or not v.meta.get("loss")
             out_min, out_max = v.meta.get("output_min"), v.meta.get("output_max")
-            fix = ("compute the loss from logits (from_logits=True / BCEWithLogitsLoss / CrossEntropyLoss), or "
-                   "clamp the log's argument: log(clip(p, 1e-7, 1)); guard divisions with + eps")
+            fix = (
+                "compute the loss from logits (from_logits=True / BCEWithLogitsLoss / "
+                "CrossEntropyLoss), or clamp the log's argument: log(clip(p, 1e-7, 1)); guard "
+                "divisions with + eps"
+            )
             hp = "loss"
-            ev = {"step": step, "loss": str(x), "loss_fn": v.meta.get("loss"), "output_min": out_min, "output_max": out_max}
+            ev = {
+                "step": step,
+                "loss": str(x),
+                "loss_fn": v.meta.get("loss"),
+                "output_min": out_min,
+                "output_max": out_max,
+            }
             early = v.median_ratio(early=True)
             if early is not None and early > v.th.high_ratio and not custom:
-                out.append(_finding(R.TRAIN_INVALID_LOSS, f"the loss is {x} from step {step}", None, v, "nan", ev))
+                out.append(
+                    _finding(
+                        R.TRAIN_INVALID_LOSS,
+                        f"the loss is {x} from step {step}",
+                        None,
+                        v,
+                        "nan",
+                        ev,
+                    )
+                )
             else:
-                out.append(_finding(R.TRAIN_INVALID_LOSS, f"the loss is {x} from step {step} while every recorded "
-                                    "layer output is finite: the loss computation itself (log(0), 0/0)", None, v, None,
-                                    ev, fix=fix, loc=_loss_loc(v.meta), hp=hp))
+                out.append(
+                    _finding(
+                        R.TRAIN_INVALID_LOSS,
+                        f"the loss is {x} from step {step} while every recorded "
+                        "layer output is finite: the loss computation itself (log(0), 0/0)",
+                        None,
+                        v,
+                        None,
+                        ev,
+                        fix=fix,
+                        loc=_loss_loc(v.meta),
+                        hp=hp,
+                    )
+                )
         else:
-            out.append(_finding(R.TRAIN_INVALID_LOSS, f"the loss is {x} from step {step}, after {fwd[1]['name']} "
-                                "produced NaN/Inf", fwd[1], v, "nan", {"step": step}))
+            out.append(
+                _finding(
+                    R.TRAIN_INVALID_LOSS,
+                    f"the loss is {x} from step {step}, after {fwd[1]['name']} produced NaN/Inf",
+                    fwd[1],
+                    v,
+                    "nan",
+                    {"step": step},
+                )
+            )
     acc = [(s["step"], (s.get("metrics") or {}).get("accuracy")) for s in v.steps]
-    bad_acc = next(((st, a) for st, a in acc if a is not None and (not finite(a) or a < -1e-6 or a > 1 + 1e-6)), None)
+    bad_acc = next(
+        (
+            (st, a)
+            for st, a in acc
+            if a is not None and (not finite(a) or a < -1e-6 or a > 1 + 1e-6)
+        ),
+        None,
+    )
     if bad_acc:
-        out.append(_finding(R.TRAIN_INVALID_ACCURACY, f"the accuracy is {bad_acc[1]} at step {bad_acc[0]}", None, v, None,
-                            {"step": bad_acc[0]}, fix="check the metric and the labels' encoding", hp=None))
+        out.append(
+            _finding(
+                R.TRAIN_INVALID_ACCURACY,
+                f"the accuracy is {bad_acc[1]} at step {bad_acc[0]}",
+                None,
+                v,
+                None,
+                {"step": bad_acc[0]},
+                fix="check the metric and the labels' encoding",
+                hp=None,
+            )
+        )
     return out
 
 
 def _exploding(v: View) -> list[Finding]:
     th = v.th
-    hit = _first(v, lambda la, d: any((d.get(k) or {}).get("absmax", 0) > th.explode_activation for k in ("pre", "post"))
-                 or (d.get("w") or {}).get("absmax", 0) > th.explode_weight)
+    hit = _first(
+        v,
+        lambda la, d: (
+            any((d.get(k) or {}).get("absmax", 0) > th.explode_activation for k in ("pre", "post"))
+            or (d.get("w") or {}).get("absmax", 0) > th.explode_weight
+        ),
+    )
     out = []
     if hit:
         i, la = hit
         d = v.steps[i]["layers"][la["name"]]
         mx = max((d.get(k) or {}).get("absmax", 0) for k in ("pre", "post", "w"))
-        out.append(_finding(R.TRAIN_EXPLODING_TENSOR, f"{la['name']} reaches |x| = {mx:.3g} at step {v.steps[i]['step']}",
-                            la, v, "explode", {"step": v.steps[i]["step"], "absmax": mx}))
+        out.append(
+            _finding(
+                R.TRAIN_EXPLODING_TENSOR,
+                f"{la['name']} reaches |x| = {mx:.3g} at step {v.steps[i]['step']}",
+                la,
+                v,
+                "explode",
+                {"step": v.steps[i]["step"], "absmax": mx},
+            )
+        )
     # exploding gradients: growth over the first recorded value, or huge magnitudes
     best = None
     for la in v.param_layers:
@@ -380,9 +566,17 @@ def _exploding(v: View) -> list[Finding]:
                 break
     if best:
         i, la, growth, am = best
-        out.append(_finding(R.TRAIN_EXPLODING_GRAD, f"the gradient of {la['name']} grew {growth:.3g}x by step "
-                            f"{v.steps[i]['step']} (max |g| {am:.3g})", la, v, "explode_grad",
-                            {"step": v.steps[i]["step"], "growth": growth, "grad_absmax": am}))
+        out.append(
+            _finding(
+                R.TRAIN_EXPLODING_GRAD,
+                f"the gradient of {la['name']} grew {growth:.3g}x by step "
+                f"{v.steps[i]['step']} (max |g| {am:.3g})",
+                la,
+                v,
+                "explode_grad",
+                {"step": v.steps[i]["step"], "growth": growth, "grad_absmax": am},
+            )
+        )
     return out
 
 
@@ -396,14 +590,30 @@ def _per_layer(v: View) -> list[Finding]:
         for la in v.param_layers:
             r = v.update_ratio(la["name"])[1:]
             if len(r) >= 2 and all(x < th.unchanged_ratio for _, x in r):
-                out.append(_finding(R.TRAIN_UNCHANGED_WEIGHTS, f"the weights of {la['name']} do not change "
-                                    f"(||ΔW||/||W|| ≤ {max(x for _, x in r):.2g} over {len(r)} steps)", la, v, "unchanged",
-                                    {"max_update_ratio": max(x for _, x in r)}))
+                out.append(
+                    _finding(
+                        R.TRAIN_UNCHANGED_WEIGHTS,
+                        f"the weights of {la['name']} do not change "
+                        f"(||ΔW||/||W|| ≤ {max(x for _, x in r):.2g} over {len(r)} steps)",
+                        la,
+                        v,
+                        "unchanged",
+                        {"max_update_ratio": max(x for _, x in r)},
+                    )
+                )
                 break
     # saturated sigmoid/tanh, dead ReLU: the first layer where it persists
     for rule, stat, limit, acts, symptom, what in (
-            (R.TRAIN_SATURATED, "frac_sat", th.saturated, ("sigmoid", "tanh"), "saturate", "saturated outputs"),
-            (R.TRAIN_DEAD_RELU, "frac_dead", th.dead, ("relu", "leaky_relu"), "dead", "dead units")):
+        (
+            R.TRAIN_SATURATED,
+            "frac_sat",
+            th.saturated,
+            ("sigmoid", "tanh"),
+            "saturate",
+            "saturated outputs",
+        ),
+        (R.TRAIN_DEAD_RELU, "frac_dead", th.dead, ("relu", "leaky_relu"), "dead", "dead units"),
+    ):
         found = None
         for la in v.layers:
             if la["name"] not in hidden_names or la.get("activation") not in acts:
@@ -415,19 +625,40 @@ def _per_layer(v: View) -> list[Finding]:
                     found = (start, la, _median([x for _, x in pts]))
         if found:
             start, la, med = found
-            out.append(_finding(rule, f"{la['name']} ({la.get('activation')}): {med:.0%} {what} from step "
-                                f"{v.steps[start]['step']} on", la, v, symptom, {"step": v.steps[start]["step"], stat: med}))
+            out.append(
+                _finding(
+                    rule,
+                    f"{la['name']} ({la.get('activation')}): {med:.0%} {what} from step "
+                    f"{v.steps[start]['step']} on",
+                    la,
+                    v,
+                    symptom,
+                    {"step": v.steps[start]["step"], stat: med},
+                )
+            )
     # vanishing gradient: first layer's gradient RMS against the last layer's
     if len(v.param_layers) >= 3:
         first, last = v.param_layers[0], v.param_layers[-1]
         a, b = dict(v.rms(first["name"], "gw")), dict(v.rms(last["name"], "gw"))
-        ratios = [(i, a[i] / b[i]) for i in sorted(a) if i in b and b[i] > 0 and finite(a[i]) and finite(b[i])]
+        ratios = [
+            (i, a[i] / b[i])
+            for i in sorted(a)
+            if i in b and b[i] > 0 and finite(a[i]) and finite(b[i])
+        ]
         pts = v.later(ratios)
         if len(pts) >= 2 and sum(x < th.vanishing_ratio for _, x in pts) >= th.sustained * len(pts):
             med = _median([x for _, x in pts])
-            out.append(_finding(R.TRAIN_VANISHING, f"the gradient reaching {first['name']} is {med:.2g} of "
-                                f"{last['name']}'s (RMS ratio over {len(v.param_layers)} layers)", first, v, "vanish",
-                                {"grad_rms_ratio": med, "depth": len(v.param_layers)}))
+            out.append(
+                _finding(
+                    R.TRAIN_VANISHING,
+                    f"the gradient reaching {first['name']} is {med:.2g} of "
+                    f"{last['name']}'s (RMS ratio over {len(v.param_layers)} layers)",
+                    first,
+                    v,
+                    "vanish",
+                    {"grad_rms_ratio": med, "depth": len(v.param_layers)},
+                )
+            )
     return out
 
 
@@ -462,23 +693,68 @@ def _trends(v: View, faulty: bool) -> list[Finding]:
         return out
     ratio = v.median_ratio()
     if oscillating:
-        out.append(_finding(R.TRAIN_OSCILLATING, f"the loss swings by {amp:.0%} of its mean between windows "
-                            f"({flips} reversals in {len(diffs)} windows)", None, v, "oscillate",
-                            {**ev, "reversals": flips, "amplitude": amp}))
+        out.append(
+            _finding(
+                R.TRAIN_OSCILLATING,
+                f"the loss swings by {amp:.0%} of its mean between windows "
+                f"({flips} reversals in {len(diffs)} windows)",
+                None,
+                v,
+                "oscillate",
+                {**ev, "reversals": flips, "amplitude": amp},
+            )
+        )
     if chance:
-        out.append(_finding(R.TRAIN_NOT_LEARNING, f"the model does not learn: {chance[0]}", None, v, "flat",
-                            {**ev, **chance[1]}))
+        out.append(
+            _finding(
+                R.TRAIN_NOT_LEARNING,
+                f"the model does not learn: {chance[0]}",
+                None,
+                v,
+                "flat",
+                {**ev, **chance[1]},
+            )
+        )
     elif loss_flat and (acc_flat is None or acc_flat):
-        what = "the loss does not decrease" + (" and the accuracy does not increase" if acc_flat else "")
+        what = "the loss does not decrease" + (
+            " and the accuracy does not increase" if acc_flat else ""
+        )
         out.append(_finding(R.TRAIN_NOT_LEARNING, f"the model does not learn: {what} "
                             f"(loss {head:.4g} → {tail:.4g})", None, v, "flat", ev))
     elif loss_flat:
-        out.append(_finding(R.TRAIN_LOSS_FLAT, f"the loss does not decrease ({head:.4g} → {tail:.4g})", None, v, "flat", ev))
+        out.append(
+            _finding(
+                R.TRAIN_LOSS_FLAT,
+                f"the loss does not decrease ({head:.4g} → {tail:.4g})",
+                None,
+                v,
+                "flat",
+                ev,
+            )
+        )
     elif acc_flat:
-        out.append(_finding(R.TRAIN_ACC_FLAT, f"the accuracy does not increase (gain {acc_gain:+.3f})", None, v, "flat", ev))
+        out.append(
+            _finding(
+                R.TRAIN_ACC_FLAT,
+                f"the accuracy does not increase (gain {acc_gain:+.3f})",
+                None,
+                v,
+                "flat",
+                ev,
+            )
+        )
     elif ratio is not None and ratio < th.slow_ratio and rel < 0.3:
-        out.append(_finding(R.TRAIN_SLOW, f"the weights move {ratio:.2g} of their norm per step; the loss fell only "
-                            f"{rel:.0%}", None, v, "slow", {**ev, "update_ratio": ratio}))
+        out.append(
+            _finding(
+                R.TRAIN_SLOW,
+                f"the weights move {ratio:.2g} of their norm per step; the loss fell only "
+                f"{rel:.0%}",
+                None,
+                v,
+                "slow",
+                {**ev, "update_ratio": ratio},
+            )
+        )
     return out
 
 
@@ -490,12 +766,20 @@ def _chance(v: View, acc: list, losses: list, k: int) -> tuple[str, dict] | None
     if acc and maj is not None and finite(maj) and len(acc) >= v.th.min_steps:
         last = _window_means(acc, k)[1]
         if last <= maj + 0.02 and maj < 0.9:
-            return (f"its accuracy {last:.3f} is no better than always predicting the majority class "
-                    f"({maj:.3f})", {"majority_rate": maj, "accuracy_last": last})
+            return (
+                f"its accuracy {last:.3f} is no better than always predicting the majority class "
+                f"({maj:.3f})",
+                {"majority_rate": maj, "accuracy_last": last},
+            )
     std = m.get("label_std")
     loss = str(m.get("loss") or "").lower()
-    if std is not None and finite(std) and std > 0 and loss in ("mse_loss", "mean_squared_error", "mse", "meansquarederror") and \
-            m.get("labels") == "real":
+    if (
+        std is not None
+        and finite(std)
+        and std > 0
+        and loss in ("mse_loss", "mean_squared_error", "mse", "meansquarederror")
+        and m.get("labels") == "real"
+    ):
         last = _window_means(losses, k)[1]
         if last >= 0.9 * std * std:
             return (f"its loss {last:.4g} is no better than predicting the targets' mean (variance "
@@ -521,54 +805,138 @@ def _setup(v: View) -> list[Finding]:
     is_bin = loss in BINARY_LOSSES or "binary" in loss
     if act == "softmax" and is_bin and "logits" not in loss:
         one = units == 1
-        out.append(Finding(R.TRAIN_SOFTMAX_BCE.code, "error" if one else "warning", "loss",
-                           f"softmax output{' over a single unit (always 1.0)' if one else ''} trained with {m.get('loss')}",
-                           layer=(last or {}).get("name"), location=last_loc, hyperparameter="loss",
-                           evidence={"output_activation": act, "output_units": units, "loss": m.get("loss")},
-                           repair=Repair("change-hyperparameter", "sigmoid + binary_crossentropy (one unit), or softmax "
-                                         "+ categorical_crossentropy (one unit per class)")))
-    if act in ("relu", "linear", "none", "identity") and loss in PROB_LOSSES and logits is False and \
-            (v.meta.get("framework") == "keras" or loss in ("binary_cross_entropy", "nll_loss")):
-        fix = "from_logits=True in the loss, or a softmax (sigmoid for one unit) output activation" if v.meta.get(
-            "framework") == "keras" else "BCEWithLogitsLoss / CrossEntropyLoss on the raw outputs, or a sigmoid/log_softmax output"
-        out.append(Finding(R.TRAIN_OUTPUT_NOT_PROB.code, R.TRAIN_OUTPUT_NOT_PROB.severity, "loss",
-                           f"the output activation is {act}, but {m.get('loss')} expects probabilities",
-                           layer=(last or {}).get("name"), location=last_loc, hyperparameter="activation",
-                           evidence={"output_activation": act, "loss": m.get("loss"), "from_logits": logits},
-                           repair=Repair("change-hyperparameter", fix)))
-    if act == "sigmoid" and (units or 0) > 1 and (loss in ("categorical_crossentropy", "sparse_categorical_crossentropy",
-                                                            "categoricalcrossentropy", "sparsecategoricalcrossentropy")) \
-            and labels in ("onehot", "index", None):
-        out.append(Finding(R.TRAIN_SIGMOID_MULTICLASS.code, R.TRAIN_SIGMOID_MULTICLASS.severity, "loss",
-                           f"sigmoid over {units} classes with {m.get('loss')}: the outputs are not a distribution",
-                           layer=(last or {}).get("name"), location=last_loc, hyperparameter="activation",
-                           evidence={"output_activation": act, "output_units": units, "loss": m.get("loss")},
-                           repair=Repair("change-hyperparameter", "softmax + categorical_crossentropy")))
+        out.append(
+            Finding(
+                R.TRAIN_SOFTMAX_BCE.code,
+                "error" if one else "warning",
+                "loss",
+                f"softmax output{' over a single unit (always 1.0)' if one else ''} trained with "
+                f"{m.get('loss')}",
+                layer=(last or {}).get("name"),
+                location=last_loc,
+                hyperparameter="loss",
+                evidence={"output_activation": act, "output_units": units, "loss": m.get("loss")},
+                repair=Repair(
+                    "change-hyperparameter",
+                    "sigmoid + binary_crossentropy (one unit), or softmax "
+                    "+ categorical_crossentropy (one unit per class)",
+                ),
+            )
+        )
+    if (
+        act in ("relu", "linear", "none", "identity")
+        and loss in PROB_LOSSES
+        and logits is False
+        and (v.meta.get("framework") == "keras" or loss in ("binary_cross_entropy", "nll_loss"))
+    ):
+        fix = (
+            "from_logits=True in the loss, or a softmax (sigmoid for one unit) output activation"
+            if v.meta.get("framework") == "keras"
+            else "BCEWithLogitsLoss / CrossEntropyLoss on the raw outputs, or a "
+                "sigmoid/log_softmax output"
+        )
+        out.append(
+            Finding(
+                R.TRAIN_OUTPUT_NOT_PROB.code,
+                R.TRAIN_OUTPUT_NOT_PROB.severity,
+                "loss",
+                f"the output activation is {act}, but {m.get('loss')} expects probabilities",
+                layer=(last or {}).get("name"),
+                location=last_loc,
+                hyperparameter="activation",
+                evidence={"output_activation": act, "loss": m.get("loss"), "from_logits": logits},
+                repair=Repair("change-hyperparameter", fix),
+            )
+        )
+    if (
+        act == "sigmoid"
+        and (units or 0) > 1
+        and (
+            loss
+            in (
+                "categorical_crossentropy",
+                "sparse_categorical_crossentropy",
+                "categoricalcrossentropy",
+                "sparsecategoricalcrossentropy",
+            )
+        )
+        and labels in ("onehot", "index", None)
+    ):
+        out.append(
+            Finding(
+                R.TRAIN_SIGMOID_MULTICLASS.code,
+                R.TRAIN_SIGMOID_MULTICLASS.severity,
+                "loss",
+                f"sigmoid over {units} classes with {m.get('loss')}: the outputs are not a "
+                f"distribution",
+                layer=(last or {}).get("name"),
+                location=last_loc,
+                hyperparameter="activation",
+                evidence={"output_activation": act, "output_units": units, "loss": m.get("loss")},
+                repair=Repair("change-hyperparameter", "softmax + categorical_crossentropy"),
+            )
+        )
     if logits is True and act in ("softmax", "sigmoid"):
-        out.append(Finding(R.TRAIN_FROM_LOGITS.code, R.TRAIN_FROM_LOGITS.severity, "loss",
-                           f"from_logits=True, but the output already goes through {act}",
-                           layer=(last or {}).get("name"), location=loc if loc.line else last_loc, hyperparameter="loss",
-                           evidence={"output_activation": act, "from_logits": True},
-                           repair=Repair("change-hyperparameter", f"from_logits=False (keep {act}), or a linear output with "
-                                         "from_logits=True")))
+        out.append(
+            Finding(
+                R.TRAIN_FROM_LOGITS.code,
+                R.TRAIN_FROM_LOGITS.severity,
+                "loss",
+                f"from_logits=True, but the output already goes through {act}",
+                layer=(last or {}).get("name"),
+                location=loc if loc.line else last_loc,
+                hyperparameter="loss",
+                evidence={"output_activation": act, "from_logits": True},
+                repair=Repair(
+                    "change-hyperparameter",
+                    f"from_logits=False (keep {act}), or a linear output with from_logits=True",
+                ),
+            )
+        )
     # output range against the labels (regression and binary labels)
     lmin, lmax = m.get("label_min"), m.get("label_max")
     rng = {"sigmoid": (0, 1), "softmax": (0, 1), "tanh": (-1, 1), "relu": (0, math.inf)}.get(act)
-    if rng and lmin is not None and lmax is not None and labels == "real" and (lmin < rng[0] - 1e-6 or lmax > rng[1] + 1e-6):
-        out.append(Finding(R.TRAIN_OUTPUT_RANGE.code, R.TRAIN_OUTPUT_RANGE.severity, "loss",
-                           f"the output activation {act} ranges over {rng}, but the labels span [{lmin:g}, {lmax:g}]",
-                           layer=(last or {}).get("name"), location=last_loc, hyperparameter="activation",
-                           evidence={"output_activation": act, "label_min": lmin, "label_max": lmax},
-                           repair=Repair("change-hyperparameter", "a linear output for regression (or scale the labels "
-                                         "into the activation's range)")))
+    if (
+        rng
+        and lmin is not None
+        and lmax is not None
+        and labels == "real"
+        and (lmin < rng[0] - 1e-6 or lmax > rng[1] + 1e-6)
+    ):
+        out.append(
+            Finding(
+                R.TRAIN_OUTPUT_RANGE.code,
+                R.TRAIN_OUTPUT_RANGE.severity,
+                "loss",
+                f"the output activation {act} ranges over {rng}, but the labels span [{lmin:g}, "
+                f"{lmax:g}]",
+                layer=(last or {}).get("name"),
+                location=last_loc,
+                hyperparameter="activation",
+                evidence={"output_activation": act, "label_min": lmin, "label_max": lmax},
+                repair=Repair(
+                    "change-hyperparameter",
+                    "a linear output for regression (or scale the labels "
+                    "into the activation's range)",
+                ),
+            )
+        )
     bad = _input_unnormalized(v)
     if bad:
-        out.append(Finding(R.TRAIN_UNNORMALIZED.code, R.TRAIN_UNNORMALIZED.severity, "data",
-                           f"the inputs span [{bad['input_min']:.3g}, {bad['input_max']:.3g}] (mean {bad['input_mean']:.3g}, "
-                           f"std {bad['input_std']:.3g}), far outside [-1, 1]", layer=None,
-                           location=_site(m, "fit_site"), hyperparameter="data", evidence=bad,
-                           repair=Repair("change-hyperparameter", "normalize the inputs: (x - mean) / std (e.g. "
-                                         "StandardScaler), or x / 255 for pixels")))
+        out.append(
+            Finding(
+                R.TRAIN_UNNORMALIZED.code,
+                R.TRAIN_UNNORMALIZED.severity,
+                "data",
+                f"the inputs span [{bad['input_min']:.3g}, {bad['input_max']:.3g}] (mean "
+                f"{bad['input_mean']:.3g}, std {bad['input_std']:.3g}), far outside [-1, 1]",
+                layer=None,
+                location=_site(m, "fit_site"),
+                hyperparameter="data",
+                evidence=bad,
+                repair=Repair("change-hyperparameter", NORMALIZE_INPUTS),
+            )
+        )
     return out
 
 
@@ -621,8 +989,12 @@ def _final(trace: dict) -> dict:
     v = View(trace, Thresholds())
     losses = [x for x in v.losses() if finite(x)]
     acc = [a for a in v.accuracy() if finite(a)]
-    d: dict = {"loss_last": _window_means(losses, max(1, len(losses) // 5))[1] if len(losses) >= 2 else None,
-               "accuracy_last": _window_means(acc, max(1, len(acc) // 5))[1] if len(acc) >= 2 else None}
+    d: dict = {
+        "loss_last": _window_means(losses, max(1, len(losses) // 5))[1]
+        if len(losses) >= 2
+        else None,
+        "accuracy_last": _window_means(acc, max(1, len(acc) // 5))[1] if len(acc) >= 2 else None,
+    }
     sites = {k: (v.meta.get(f"{k}_site") or {}).get("line") for k in ("optimizer", "fit", "loss")}
     if v.param_layers:
         sites["output"] = v.param_layers[-1].get("line")
@@ -630,8 +1002,13 @@ def _final(trace: dict) -> dict:
     return d
 
 
-def analyze(trace: dict, script: str, thresholds: Thresholds | None = None, extra: dict | None = None,
-            crash: Finding | None = None) -> ScriptReport:
+def analyze(
+    trace: dict,
+    script: str,
+    thresholds: Thresholds | None = None,
+    extra: dict | None = None,
+    crash: Finding | None = None,
+) -> ScriptReport:
     """The training report (``kind: training``) of a trace."""
     fs = findings(trace, thresholds)
     if crash is not None:
@@ -641,8 +1018,18 @@ def analyze(trace: dict, script: str, thresholds: Thresholds | None = None, extr
     else:
         verdict = "faulty" if any(f.severity == "error" for f in fs) else "healthy"
     steps = trace.get("steps") or []
-    summary = {"framework": (trace.get("meta") or {}).get("framework"), "steps_recorded": len(steps),
-               "steps": (trace.get("end") or {}).get("steps", len(steps)),
-               "stopped": (trace.get("end") or {}).get("stopped"),
-               "layers": [la.get("name") for la in trace.get("layers") or []], **_final(trace)}
-    return ScriptReport(script, verdict, tuple(fs), kind="training", extra={"training": {**summary, **(extra or {})}})
+    summary = {
+        "framework": (trace.get("meta") or {}).get("framework"),
+        "steps_recorded": len(steps),
+        "steps": (trace.get("end") or {}).get("steps", len(steps)),
+        "stopped": (trace.get("end") or {}).get("stopped"),
+        "layers": [la.get("name") for la in trace.get("layers") or []],
+        **_final(trace),
+    }
+    return ScriptReport(
+        script,
+        verdict,
+        tuple(fs),
+        kind="training",
+        extra={"training": {**summary, **(extra or {})}},
+    )

@@ -41,7 +41,8 @@ _UNITS = re.compile(r"output units (\d+) → (\d+)")
 _LOSS = re.compile(r"\bloss (\w+) → (\w+)")
 
 
-# -- edits ------------------------------------------------------------------------------------------
+# -- edits
+# ------------------------------------------------------------------------------------------
 def _calls_at(tree: ast.AST, line: int | None) -> list[ast.Call]:
     if not line:
         return []
@@ -207,7 +208,8 @@ def candidates(f: Finding) -> list[str]:
     return [x for x in out if x]
 
 
-# -- the reruns ---------------------------------------------------------------------------------------
+# -- the reruns
+# ---------------------------------------------------------------------------------------
 def summary(rep: ScriptReport) -> dict:
     t = (rep.extra or {}).get("training") or {}
     return {k: t.get(k) for k in ("loss_last", "accuracy_last", "steps_recorded")} | {

@@ -22,8 +22,12 @@ sys.path.insert(0, str(HERE.parent))
 from results import write_section  # noqa: E402
 
 M = ROOT / "fixtures" / "models"
-PAIRS = [("mobilenet.keras", "mobilenet.tflite"), ("resnet.pt2", "resnet.torch.tampered.onnx"),
-         ("inception.keras", "inception.tf2onnx.onnx"), ("mobilenet.keras", "mobilenet.dynint8.tflite")]
+PAIRS = [
+    ("mobilenet.keras", "mobilenet.tflite"),
+    ("resnet.pt2", "resnet.torch.tampered.onnx"),
+    ("inception.keras", "inception.tf2onnx.onnx"),
+    ("mobilenet.keras", "mobilenet.dynint8.tflite"),
+]
 
 
 def main() -> None:
@@ -39,22 +43,44 @@ def main() -> None:
         times = []
         for _ in range(2):
             t = time.perf_counter()
-            p = subprocess.run([sys.executable, "-m", "convlint", "check", "--jobs", str(a.jobs), "--format", "json"],
-                               cwd=d, capture_output=True, text=True)
+            p = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "convlint",
+                    "check",
+                    "--jobs",
+                    str(a.jobs),
+                    "--format",
+                    "json",
+                ],
+                cwd=d,
+                capture_output=True,
+                text=True,
+            )
             times.append(time.perf_counter() - t)
             assert p.returncode in (0, 1), p.stderr[-2000:]
     first, second = times
-    body = "\n".join([
-        "## `convlint check`: unchanged rerun (`bench/check`)", "",
-        f"Command: `python bench/check/run.py --jobs {a.jobs}`", "",
-        f"A project with {len(PAIRS)} model pairs (fixtures, TVM cross-check on) and 3 scripts, checked "
-        "twice, each time in a fresh process as CI runs it (the TVM compile cache in `$CONVLINT_CACHE_DIR` as "
-        "found: a cold TVM cache makes the first run slower and the ratio smaller).", "",
-        "| run | seconds |", "|---|---|",
-        f"| first (empty check cache) | {first:.2f} |", f"| second (nothing changed) | {second:.2f} |",
-        f"| ratio second / first | {second / first:.3f} |", "",
-        f"Target: under 0.10: {'met' if second / first < 0.10 else 'NOT met'}.",
-    ])
+    body = "\n".join(
+        [
+            "## `convlint check`: unchanged rerun (`bench/check`)",
+            "",
+            f"Command: `python bench/check/run.py --jobs {a.jobs}`",
+            "",
+            f"A project with {len(PAIRS)} model pairs (fixtures, TVM cross-check on) and 3 "
+            f"scripts, checked twice, each time in a fresh process as CI runs it (the TVM "
+            f"compile cache in `$CONVLINT_CACHE_DIR` as found: a cold TVM cache makes the first "
+            f"run slower and the ratio smaller).",
+            "",
+            "| run | seconds |",
+            "|---|---|",
+            f"| first (empty check cache) | {first:.2f} |",
+            f"| second (nothing changed) | {second:.2f} |",
+            f"| ratio second / first | {second / first:.3f} |",
+            "",
+            f"Target: under 0.10: {'met' if second / first < 0.10 else 'NOT met'}.",
+        ]
+    )
     print(body)
     if not a.no_write:
         write_section("check", body)

@@ -27,13 +27,34 @@ MODELS = ROOT / "fixtures" / "models"
 LAYERS = {
     ("mobilenet", "after-first-activation"): ("expand_conv", "expand.0"),
     ("resnet", "after-first-activation"): ("res_conv1", "conv1"),
-    ("inception", "after-first-activation"): ("b1_conv", "b2_conv", "b3_pool", "b1.0", "b2.0", "b3.0"),
+    ("inception", "after-first-activation"): (
+        "b1_conv",
+        "b2_conv",
+        "b3_pool",
+        "b1.0",
+        "b2.0",
+        "b3.0",
+    ),
     ("mobilenet", "first-activation"): ("stem_relu6", "stem.2"),
     ("resnet", "first-activation"): ("stem_relu", "stem.2"),
     ("inception", "first-activation"): ("stem_conv", "stem.1"),
-    ("mobilenet", "after-unactivated-kernel"): ("project_conv", "project_bn", "gap", "project.0", "project.1", "pool"),
+    ("mobilenet", "after-unactivated-kernel"): (
+        "project_conv",
+        "project_bn",
+        "gap",
+        "project.0",
+        "project.1",
+        "pool",
+    ),
     # torch's residual add is a functional call in forward(): convlint names it forward.add
-    ("resnet", "after-unactivated-kernel"): ("res_conv2", "res_bn2", "res_add", "conv2", "bn2", "forward.add"),
+    ("resnet", "after-unactivated-kernel"): (
+        "res_conv2",
+        "res_bn2",
+        "res_add",
+        "conv2",
+        "bn2",
+        "forward.add",
+    ),
     ("inception", "after-unactivated-kernel"): ("logits", "fc", "StatefulPartitionedCall_1:0"),
     ("mobilenet", "first-kernel"): ("stem_conv", "stem.0"),
     ("resnet", "first-kernel"): ("stem_conv", "stem.0"),
@@ -114,8 +135,12 @@ def _epsilon_case(out: Path, arch: str) -> dict:
     bn = next(x for x in m.layers if isinstance(x, keras.layers.BatchNormalization))
     bn.epsilon = 1e-5
     tgt = f"{arch}.tf2onnx.bn-epsilon.onnx"
-    tf2onnx.convert.from_keras(m, input_signature=(tf.TensorSpec((None, 32, 32, 3), tf.float32, name="image"),),
-                               opset=17, output_path=str(out / tgt))
+    tf2onnx.convert.from_keras(
+        m,
+        input_signature=(tf.TensorSpec((None, 32, 32, 3), tf.float32, name="image"),),
+        opset=17,
+        output_path=str(out / tgt),
+    )
     return {"id": f"{arch}/keras->onnx/bn-epsilon", "arch": arch, "path": "keras->onnx",
             "source": f"{arch}.keras", "target": tgt, "fault": "bn-epsilon",
             "category": "hyperparameters", "stage": "hyperparameters", "rule": "CL303",

@@ -43,9 +43,23 @@ def run(source_path: str, target_path: str, tol: float, n: int = 2) -> dict:
         rr.save(str(Path(d) / "source.json"))
         save_json(feeds, str(Path(d) / "inputs.json"))
         exe = str(Path(sys.executable).with_name("polygraphy"))
-        cmd = [exe, "run", target_path, "--onnxrt", "--onnx-outputs", "mark", "all",
-               "--load-inputs", str(Path(d) / "inputs.json"),
-               "--load-outputs", str(Path(d) / "source.json"), "--atol", str(tol), "--rtol", str(tol)]
+        cmd = [
+            exe,
+            "run",
+            target_path,
+            "--onnxrt",
+            "--onnx-outputs",
+            "mark",
+            "all",
+            "--load-inputs",
+            str(Path(d) / "inputs.json"),
+            "--load-outputs",
+            str(Path(d) / "source.json"),
+            "--atol",
+            str(tol),
+            "--rtol",
+            str(tol),
+        ]
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     text = p.stdout + p.stderr
     paired = dict(re.findall(r"Assuming source output: (\S+) corresponds to output: (\S+)", text))

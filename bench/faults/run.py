@@ -59,30 +59,48 @@ def run(cases_dir: Path, num_inputs: int, tol: float, polygraphy: bool = False) 
     rows = []
     with tempfile.TemporaryDirectory(prefix="convlint-bench-") as d:
         for c in cases:
-            out = Path(d) / f"{c['id'].replace('/', '_').replace('>', '')}.repaired{Path(c['target']).suffix}"
+            out = (
+                Path(d)
+                / f"{c['id'].replace('/', '_').replace('>', '')}.repaired{Path(c['target']).suffix}"
+            )
             popts = PipelineOptions(DiffOptions(num_inputs=num_inputs, atol=tol, rtol=tol),
                                     repair=True, output=str(out))
             t = time.perf_counter()
             r = check_paths(str(cases_dir / c["source"]), str(cases_dir / c["target"]), popts)
             total = time.perf_counter() - t
-            row = {"case": c, "verdict": r.verdict, "seconds": total,
-                   "diff_seconds": r.extra.get("seconds"),
-                   "localize_seconds": (r.extra.get("localization") or {}).get("seconds", {}).get("localize"),
-                   **score_case(c, r, Path(d))}
+            row = {
+                "case": c,
+                "verdict": r.verdict,
+                "seconds": total,
+                "diff_seconds": r.extra.get("seconds"),
+                "localize_seconds": (r.extra.get("localization") or {})
+                .get("seconds", {})
+                .get("localize"),
+                **score_case(c, r, Path(d)),
+            }
             if polygraphy and c["target"].endswith(".onnx"):
                 import polygraphy_peer
 
                 try:
-                    pg = polygraphy_peer.run(str(cases_dir / c["source"]), str(cases_dir / c["target"]), tol)
+                    pg = polygraphy_peer.run(
+                        str(cases_dir / c["source"]), str(cases_dir / c["target"]), tol
+                    )
                 except Exception as e:  # record the peer's failure, do not stop the benchmark
                     pg = {"detected": None, "error": str(e)[:200]}
                 if c["fault"]:
                     pg["layer"] = layer_ok(pg.get("paired_source"), c["layers"])
                 row["polygraphy"] = pg
             rows.append(row)
-            mark = "FP " if row.get("fp") else ("ok " if c["fault"] is None or (row["detected"] and row["layer"]) else "MISS")
-            print(f"{mark} {c['id']:<45} {r.verdict:<11} layer={row.get('reported_layer')} "
-                  f"stage={row.get('stage')} repaired={row.get('repaired')} {total:.1f}s", flush=True)
+            mark = (
+                "FP "
+                if row.get("fp")
+                else ("ok " if c["fault"] is None or (row["detected"] and row["layer"]) else "MISS")
+            )
+            print(
+                f"{mark} {c['id']:<45} {r.verdict:<11} layer={row.get('reported_layer')} "
+                f"stage={row.get('stage')} repaired={row.get('repaired')} {total:.1f}s",
+                flush=True,
+            )
     return rows
 
 
@@ -113,12 +131,19 @@ def summarize(rows: list) -> dict:
               "examples": [(r["case"]["id"], r["polygraphy"].get("first_failed"),
                             r["polygraphy"].get("paired_source"), r.get("reported_layer"))
                            for r in faulty if "polygraphy" in r][:6]}
-    return {"table": table, "false_positives": rate(clean, "fp"), "polygraphy": pg,
-            "localize_over_diff": (min(ratios), sorted(ratios)[len(ratios) // 2], max(ratios)) if ratios else None}
+    return {
+        "table": table,
+        "false_positives": rate(clean, "fp"),
+        "polygraphy": pg,
+        "localize_over_diff": (min(ratios), sorted(ratios)[len(ratios) // 2], max(ratios))
+        if ratios
+        else None,
+    }
 
 
 def mobilenetv2_pair(cases_dir: Path) -> tuple:
-    """A MobileNetV2-size pair, made once: Keras MobileNetV2(weights=None) -> TFLite Optimize.DEFAULT."""
+    """A MobileNetV2-size pair, made once: Keras MobileNetV2(weights=None) -> TFLite
+    Optimize.DEFAULT."""
     import keras
     import tensorflow as tf
 
@@ -156,25 +181,35 @@ def mobilenetv2(cases_dir: Path, num_inputs: int, tol: float) -> dict:
     total = time.perf_counter() - t
     loc = (r.extra.get("localization") or {}).get("seconds", {})
     first = next((x for x in r.findings if x.rule == "CL110"), None)
-    return {"verdict": r.verdict, "diff_seconds": r.extra.get("seconds"), "localize_seconds": loc.get("localize"),
-            "stage1_seconds": loc.get("stage1_and_repair"), "total_seconds": total,
-            "first_divergent": first.layer if first else None,
-            "int8_layers": sum(1 for x in r.findings if x.rule == "CL201")}
+    return {
+        "verdict": r.verdict,
+        "diff_seconds": r.extra.get("seconds"),
+        "localize_seconds": loc.get("localize"),
+        "stage1_seconds": loc.get("stage1_and_repair"),
+        "total_seconds": total,
+        "first_divergent": first.layer if first else None,
+        "int8_layers": sum(1 for x in r.findings if x.rule == "CL201"),
+    }
 
 
 def write_results(summary: dict, mnv2: dict | None, command: str) -> str:
     t = summary["table"]
-    lines = ["<!-- faults:begin -->", "## Conversion faults (`bench/faults`)", "",
-             f"Command: `{command}`", "",
-             "Cases: MobileNet-, ResNet- and Inception-like blocks over Keras->ONNX (tf2onnx), "
-             "torch->ONNX and TFLite->ONNX with six injected faults each where the architecture "
-             "has the layer, a transformer-like block (Linear, LayerNorm, tanh-GELU) over "
-             "torch->ONNX, and Keras->TFLite with the converter's own dynamic-range int8; every "
-             "faulty case has its clean twin. Every case: 8 random inputs, atol = rtol = 1e-6, "
-             "`--repair`. Ground truth comes from how each model was built (bench/faults/cases.py).",
-             "",
-             "| category | detected | exact layer | right stage | verified repair |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "<!-- faults:begin -->",
+        "## Conversion faults (`bench/faults`)",
+        "",
+        f"Command: `{command}`",
+        "",
+        "Cases: MobileNet-, ResNet- and Inception-like blocks over Keras->ONNX (tf2onnx), "
+        "torch->ONNX and TFLite->ONNX with six injected faults each where the architecture "
+        "has the layer, a transformer-like block (Linear, LayerNorm, tanh-GELU) over "
+        "torch->ONNX, and Keras->TFLite with the converter's own dynamic-range int8; every "
+        "faulty case has its clean twin. Every case: 8 random inputs, atol = rtol = 1e-6, "
+        "`--repair`. Ground truth comes from how each model was built (bench/faults/cases.py).",
+        "",
+        "| category | detected | exact layer | right stage | verified repair |",
+        "|---|---|---|---|---|",
+    ]
     for cat, v in t.items():
         cells = " | ".join(f"{a}/{b} ({a / b:.0%})" if b else "n/a" for a, b in
                            (v["detected"], v["layer"], v["stage"], v["repaired"]))
@@ -183,46 +218,64 @@ def write_results(summary: dict, mnv2: dict | None, command: str) -> str:
     lines += ["", f"False positives on clean twins: {fp[0]}/{fp[1]}."]
     if summary["localize_over_diff"]:
         lo, med, hi = summary["localize_over_diff"]
-        lines.append(f"Localization time over the differential check's time on the same pair: "
-                     f"min {lo:.2f}x, median {med:.2f}x, max {hi:.2f}x (target: at most 3x). The "
-                     "large ratios are on fixture blocks whose differential check takes well under "
-                     "a second once TVM's compiled module is cached; the MobileNetV2-size pair below "
-                     "is the timing the target is about.")
+        lines.append(
+            f"Localization time over the differential check's time on the same pair: "
+            f"min {lo:.2f}x, median {med:.2f}x, max {hi:.2f}x (target: at most 3x). The "
+            "large ratios are on fixture blocks whose differential check takes well under "
+            "a second once TVM's compiled module is cached; the MobileNetV2-size pair below "
+            "is the timing the target is about."
+        )
     pg = summary.get("polygraphy")
     if pg:
         d, ly, fp = pg["detected"], pg["layer"], pg["false_positives"]
         cd, cl = pg["convlint_detected"], pg["convlint_layer"]
-        lines += ["", "### Polygraphy side by side (ONNX-target cases)", "",
-                  "`polygraphy run TARGET.onnx --onnxrt --onnx-outputs mark all --load-inputs ... "
-                  "--load-outputs SOURCE.json` with the same inputs and tolerance; the source's "
-                  "per-layer and final outputs saved as Polygraphy RunResults "
-                  "(bench/faults/polygraphy_peer.py).", "",
-                  "| tool | detected | names the faulty source layer | false positives on clean twins |",
-                  "|---|---|---|---|",
-                  f"| Polygraphy 0.53.6 | {d[0]}/{d[1]} | {ly[0]}/{ly[1]} | {fp[0]}/{fp[1]} |",
-                  f"| convlint | {cd[0]}/{cd[1]} | {cl[0]}/{cl[1]} | {summary['false_positives'][0]}/{summary['false_positives'][1]} (all cases) |",
-                  "", "Polygraphy pairs tensors by name and, when names differ, assumes a "
-                  "correspondence; its first failing tensor is often a pre-BatchNorm source output "
-                  "paired with a BN-folded target tensor. Examples (case, first tensor Polygraphy "
-                  "fails, the source tensor it paired, the layer convlint names):", ""]
+        lines += [
+            "",
+            "### Polygraphy side by side (ONNX-target cases)",
+            "",
+            "`polygraphy run TARGET.onnx --onnxrt --onnx-outputs mark all --load-inputs ... "
+            "--load-outputs SOURCE.json` with the same inputs and tolerance; the source's "
+            "per-layer and final outputs saved as Polygraphy RunResults "
+            "(bench/faults/polygraphy_peer.py).",
+            "",
+            "| tool | detected | names the faulty source layer | false positives on clean twins |",
+            "|---|---|---|---|",
+            f"| Polygraphy 0.53.6 | {d[0]}/{d[1]} | {ly[0]}/{ly[1]} | {fp[0]}/{fp[1]} |",
+            f"| convlint | {cd[0]}/{cd[1]} | {cl[0]}/{cl[1]} | "
+            f"{summary['false_positives'][0]}/{summary['false_positives'][1]} (all cases) |",
+            "",
+            "Polygraphy pairs tensors by name and, when names differ, assumes a "
+            "correspondence; its first failing tensor is often a pre-BatchNorm source output "
+            "paired with a BN-folded target tensor. Examples (case, first tensor Polygraphy "
+            "fails, the source tensor it paired, the layer convlint names):",
+            "",
+        ]
         lines += [f"- `{c}`: `{ft}` ~ `{ps}`; convlint: `{cv}`" for c, ft, ps, cv in pg["examples"]]
         lines.append("")
     if mnv2 and mnv2["localize_seconds"] is None:
-        lines.append(f"MobileNetV2 (Keras `MobileNetV2(weights=None)`) -> TFLite `Optimize.DEFAULT`: "
-                     f"verdict {mnv2['verdict']} at this tolerance; differential check "
-                     f"{mnv2['diff_seconds']:.1f} s; no localization ran.")
+        lines.append(
+            f"MobileNetV2 (Keras `MobileNetV2(weights=None)`) -> TFLite `Optimize.DEFAULT`: "
+            f"verdict {mnv2['verdict']} at this tolerance; differential check "
+            f"{mnv2['diff_seconds']:.1f} s; no localization ran."
+        )
     elif mnv2:
         lines.append(
-            f"MobileNetV2 (Keras `MobileNetV2(weights=None)`, 224x224) -> TFLite `Optimize.DEFAULT`: "
-            f"verdict {mnv2['verdict']}, differential check {mnv2['diff_seconds']:.1f} s, localization "
-            f"{mnv2['localize_seconds']:.1f} s ({mnv2['localize_seconds'] / mnv2['diff_seconds']:.2f}x), stage 1 "
-            f"re-conversions {mnv2['stage1_seconds']:.1f} s; first divergent layer "
-            f"`{mnv2['first_divergent']}`, {mnv2['int8_layers']} layers flagged int8.")
+            f"MobileNetV2 (Keras `MobileNetV2(weights=None)`, 224x224) -> TFLite "
+            f"`Optimize.DEFAULT`: verdict {mnv2['verdict']}, differential check "
+            f"{mnv2['diff_seconds']:.1f} s, localization {mnv2['localize_seconds']:.1f} s "
+            f"({mnv2['localize_seconds'] / mnv2['diff_seconds']:.2f}x), stage 1 re-conversions "
+            f"{mnv2['stage1_seconds']:.1f} s; first divergent layer `{mnv2['first_divergent']}`, "
+            f"{mnv2['int8_layers']} layers flagged int8."
+        )
     lines += ["", "Not covered yet (taxonomy entries with no injector or stage): resize mode, "
               "op-order swap.", "<!-- faults:end -->"]
     block = "\n".join(lines)
     path = HERE.parent / "RESULTS.md"
-    text = path.read_text() if path.exists() else "# Benchmark results\n\nEvery number below comes from the command printed with it.\n\n"
+    text = (
+        path.read_text()
+        if path.exists()
+        else "# Benchmark results\n\nEvery number below comes from the command printed with it.\n\n"
+    )
     if "<!-- faults:begin -->" in text:
         a, rest = text.split("<!-- faults:begin -->", 1)
         text = a + block + rest.split("<!-- faults:end -->", 1)[1]
@@ -238,7 +291,9 @@ def main() -> None:
     ap.add_argument("--tol", type=float, default=1e-6, help="atol and rtol for every case")
     ap.add_argument("--mobilenetv2", action="store_true", help="also time a MobileNetV2-size pair")
     ap.add_argument("--no-write", action="store_true")
-    ap.add_argument("--polygraphy", action="store_true", help="run Polygraphy side by side on ONNX targets")
+    ap.add_argument(
+        "--polygraphy", action="store_true", help="run Polygraphy side by side on ONNX targets"
+    )
     ap.add_argument("--cases", default=str(HERE / ".cases"))
     a = ap.parse_args()
     import cases as gen

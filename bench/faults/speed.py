@@ -45,7 +45,8 @@ print(worst)
 
 
 def pair(cases: Path) -> tuple:
-    """The MobileNetV2-size source, its float TFLite (clean) and its Optimize.DEFAULT TFLite (faulty)."""
+    """The MobileNetV2-size source, its float TFLite (clean) and its Optimize.DEFAULT TFLite
+    (faulty)."""
     from run import mobilenetv2_pair
 
     src, faulty = mobilenetv2_pair(cases)

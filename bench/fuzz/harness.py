@@ -2,9 +2,11 @@
 
     python bench/fuzz/harness.py FORMAT N [--seed S] [--out JSON]
 
-FORMAT is one of ``onnx``, ``tflite``, ``keras``, ``h5``, ``pt2``, ``torchscript``, ``pte``; the base
+FORMAT is one of ``onnx``, ``tflite``, ``keras``, ``h5``, ``pt2``, ``torchscript``, ``pte``; the
+base
 file is the shipped fixture of that format (``pte``: the portable ExecuTorch program
-fixtures/generate.py makes, generated first into a temporary folder). Each case flips bits, truncates, overwrites or inserts bytes,
+fixtures/generate.py makes, generated first into a temporary folder). Each case flips bits,
+truncates, overwrites or inserts bytes,
 or (the "resource" family) makes the file declare far more than it holds: a zip member's
 uncompressed size in the central directory and local header, an HDF5 dataset of 2^k elements
 that is never written, a TFLite buffer stored outside the flatbuffer past the end of the file, an
@@ -39,7 +41,9 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("format", choices=sorted(BASES))
     ap.add_argument("n", type=int)
-    ap.add_argument("--seed", type=int, default=0, help="0: the same cases every run (derandomized)")
+    ap.add_argument(
+        "--seed", type=int, default=0, help="0: the same cases every run (derandomized)"
+    )
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -61,16 +65,31 @@ def main() -> int:
     base = base_path.read_bytes()
     case = tmp / f"case{base_path.suffix}"
     keep = Path(a.out + ".case") if a.out else tmp / "last.case"
-    stats = {"format": a.format, "base": base_path.name, "cases": 0, "loaded": 0, "refused": 0, "failures": [],
-             "kinds": {}}
+    stats = {
+        "format": a.format,
+        "base": base_path.name,
+        "cases": 0,
+        "loaded": 0,
+        "refused": 0,
+        "failures": [],
+        "kinds": {},
+    }
     t0 = time.perf_counter()
 
     mutation = st.one_of(
-        st.tuples(st.just("flip"), st.lists(st.tuples(st.integers(0, len(base) - 1), st.integers(0, 7)),
-                                              min_size=1, max_size=32)),
+        st.tuples(
+            st.just("flip"),
+            st.lists(
+                st.tuples(st.integers(0, len(base) - 1), st.integers(0, 7)), min_size=1, max_size=32
+            ),
+        ),
         st.tuples(st.just("truncate"), st.integers(0, len(base) - 1)),
-        st.tuples(st.just("overwrite"), st.integers(0, len(base) - 1), st.binary(min_size=1, max_size=256)),
-        st.tuples(st.just("insert"), st.integers(0, len(base)), st.binary(min_size=1, max_size=256)),
+        st.tuples(
+            st.just("overwrite"), st.integers(0, len(base) - 1), st.binary(min_size=1, max_size=256)
+        ),
+        st.tuples(
+            st.just("insert"), st.integers(0, len(base)), st.binary(min_size=1, max_size=256)
+        ),
         st.tuples(st.just("zero"), st.integers(0, len(base) - 1), st.integers(1, 4096)),
         st.tuples(st.just("resource"), st.integers(0, 1 << 30), st.integers(31, 44)),
     )
@@ -93,8 +112,14 @@ def main() -> int:
             return inflate(a.format, base, m[1], m[2], tmp)
         return bytes(b)
 
-    @settings(max_examples=a.n, derandomize=a.seed == 0, database=None, deadline=None, print_blob=False,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=a.n,
+        derandomize=a.seed == 0,
+        database=None,
+        deadline=None,
+        print_blob=False,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(mutation)
     def run(m):
         data = mutate(m)
@@ -111,7 +136,9 @@ def main() -> int:
         except (ConvlintError, StepFailed):
             stats["refused"] += 1
         except Exception as e:  # noqa: BLE001 - what the fuzzer is looking for
-            stats["failures"].append({"mutation": m[0], "error": f"{type(e).__name__}: {str(e)[:300]}"})
+            stats["failures"].append(
+                {"mutation": m[0], "error": f"{type(e).__name__}: {str(e)[:300]}"}
+            )
         finally:
             faulthandler.cancel_dump_traceback_later()
 

@@ -4,8 +4,10 @@ bench/RESULTS.md with the command.
 
     python bench/fuzz/run.py [--n 10000] [--formats onnx,tflite,...]
 
-Each format's row is also kept in bench/fuzz/results.json with the command that produced it, so a run of
-some formats replaces only their rows and the table keeps the others (each with its own command and date).
+Each format's row is also kept in bench/fuzz/results.json with the command that produced it, so a
+run of
+some formats replaces only their rows and the table keeps the others (each with its own command and
+date).
 """
 
 from __future__ import annotations
@@ -28,21 +30,34 @@ ROWS = HERE / "results.json"
 
 
 def render(rows: dict) -> str:
-    lines = ["## Loader fuzzing (`make bench-fuzz`)", "",
-             "Mutations (bit flips, truncation, overwritten, inserted and zeroed bytes) of a real fixture model per "
-             "format; a case passes when the file loads or is refused with convlint's own error. Each row was "
-             "produced by the command beside it (rows are kept per format in bench/fuzz/results.json).", "",
-             "| format | base file | cases | loaded | refused | uncaught / crash / hang | s | date | command |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "## Loader fuzzing (`make bench-fuzz`)",
+        "",
+        "Mutations (bit flips, truncation, overwritten, inserted and zeroed bytes) of a real "
+        "fixture model per format; a case passes when the file loads or is refused with "
+        "convlint's own error. Each row was produced by the command beside it (rows are kept per "
+        "format in bench/fuzz/results.json).",
+        "",
+        "| format | base file | cases | loaded | refused | uncaught / crash / hang | s | date | "
+        "command |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for fmt in FORMATS:
         d = rows.get(fmt)
         if d is None:
             continue
-        lines.append(f"| {d['format']} | {d.get('base', '')} | {d.get('cases')} | {d.get('loaded')} | {d.get('refused')} | "
-                     f"{len(d['failures'])} | {d['wall']:.0f} | {d.get('date', '')} | `{d.get('command', '')}` |")
+        lines.append(
+            f"| {d['format']} | {d.get('base', '')} | {d.get('cases')} | {d.get('loaded')} | "
+            f"{d.get('refused')} | {len(d['failures'])} | {d['wall']:.0f} | {d.get('date', '')} "
+            f"| `{d.get('command', '')}` |"
+        )
     if "h5" in rows:
-        lines += ["", "The .h5 row takes longest because every .h5 file is first read completely by a child process with "
-                  "a timeout (analyzers/models/hdf5_check.py, the guard against the HDF5 hang this fuzzer found)."]
+        lines += [
+            "",
+            "The .h5 row takes longest because every .h5 file is first read completely by a "
+            "child process with a timeout (analyzers/models/hdf5_check.py, the guard against the "
+            "HDF5 hang this fuzzer found).",
+        ]
     missing = [f for f in FORMATS if f not in rows]
     if missing:
         lines += ["", f"Not run yet: {', '.join(missing)}."]
@@ -62,8 +77,20 @@ def main() -> int:
         for fmt in a.formats.split(","):
             out = Path(tmp) / f"{fmt}.json"
             t0 = time.perf_counter()
-            p = subprocess.run([sys.executable, str(HERE / "harness.py"), fmt, str(a.n), "--seed", str(a.seed),
-                                "--out", str(out)], capture_output=True, text=True)
+            p = subprocess.run(
+                [
+                    sys.executable,
+                    str(HERE / "harness.py"),
+                    fmt,
+                    str(a.n),
+                    "--seed",
+                    str(a.seed),
+                    "--out",
+                    str(out),
+                ],
+                capture_output=True,
+                text=True,
+            )
             if out.exists():
                 d = json.loads(out.read_text())
             else:
@@ -75,7 +102,10 @@ def main() -> int:
             d["failures"] = d["failures"][:20]  # the reproducing files of the first few are enough
             failed = failed or bool(d["failures"])
             rows[fmt] = d
-            print(f"{fmt}: {d.get('cases')} cases, {len(d['failures'])} failures, {d['wall']:.0f} s", file=sys.stderr)
+            print(
+                f"{fmt}: {d.get('cases')} cases, {len(d['failures'])} failures, {d['wall']:.0f} s",
+                file=sys.stderr,
+            )
             # after each format: a long run keeps what it measured
             ROWS.write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")
             write_section("fuzz", render(rows))

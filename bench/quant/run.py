@@ -173,11 +173,16 @@ def score(kind: str, expect: list | None, report: dict, first: str, flagged: lis
         return row
     named = faults[0]["layer"] if faults else None
     rep = faults[0]["repair"] if faults else None
-    row.update(detected=bool(errors), layer=named in want, named=named, expected=want,
-               repaired=bool(rep and rep.get("verified")),
-               kept=(rep or {}).get("metrics_after", {}) and rep["metrics_after"].get("keep_in_float"),
-               peer_detected=bool(flagged),
-               peer_layer=bool(flagged) and any(w in flagged[0] for w in want))
+    row.update(
+        detected=bool(errors),
+        layer=named in want,
+        named=named,
+        expected=want,
+        repaired=bool(rep and rep.get("verified")),
+        kept=(rep or {}).get("metrics_after", {}) and rep["metrics_after"].get("keep_in_float"),
+        peer_detected=bool(flagged),
+        peer_layer=bool(flagged) and any(w in flagged[0] for w in want),
+    )
     return row
 
 
@@ -234,26 +239,33 @@ def write_results(rows: list, command: str) -> None:
         return f"{sum(bool(r[k]) for r in rs)}/{len(rs)}"
 
     lines = [
-        "## Quantization faults on real models (issue 21 B)", "",
-        "Real float models that wheels ship (facenet-pytorch's MTCNN nets through torch.onnx, "
-        "mediapipe's models through tf2onnx), quantized to QDQ int8 by onnxruntime's "
-        "`quantize_static` with per-channel weights: calibrated on the inputs' range (clean), on 1% "
-        "of it (narrow), and "
-        "with an outlier channel injected by a function-preserving rescaling (outlier). The peer "
-        f"is onnxruntime's `qdq_loss_debug` (a tensor under {PEER_SQNR_DB:g} dB SQNR flagged).",
-        "", f"Command: `{command}`", "",
+        "## Quantization faults on real models (issue 21 B)",
+        "",
+        f"Real float models that wheels ship (facenet-pytorch's MTCNN nets through torch.onnx, "
+        f"mediapipe's models through tf2onnx), quantized to QDQ int8 by onnxruntime's "
+        f"`quantize_static` with per-channel weights: calibrated on the inputs' range (clean), "
+        f"on 1% of it (narrow), and with an outlier channel injected by a function-preserving "
+        f"rescaling (outlier). The peer is onnxruntime's `qdq_loss_debug` (a tensor under "
+        f"{PEER_SQNR_DB:g} dB SQNR flagged).",
+        "",
+        f"Command: `{command}`",
+        "",
         "| | detected | layer named | verified repair (stays int8) | false positives on clean |",
         "|---|---|---|---|---|",
         f"| convlint | {n(faults, 'detected')} | {n(faults, 'layer')} | {n(faults, 'repaired')} | "
         f"{n(clean, 'fp')} |",
         f"| qdq_loss_debug | {n(faults, 'peer_detected')} | {n(faults, 'peer_layer')} | – | "
-        f"{n(clean, 'peer_fp')} |", "",
-        "Per-tensor weights (the same calibration, `per_channel=False`; no ground truth, since "
-        "per-tensor scales hurt some models and not others): convlint flags "
-        f"{n(pt, 'flagged')}, the peer {n(pt, 'peer_flagged')}; convlint's verified repair (per-channel "
-        f"weights, or layers kept in float) for {n(pt, 'repaired')}.", "",
+        f"{n(clean, 'peer_fp')} |",
+        "",
+        f"Per-tensor weights (the same calibration, `per_channel=False`; no ground truth, since "
+        f"per-tensor scales hurt some models and not others): convlint flags {n(pt, 'flagged')}, "
+        f"the peer {n(pt, 'peer_flagged')}; convlint's verified repair (per-channel weights, or "
+        f"layers kept in float) for {n(pt, 'repaired')}.",
+        "",
         "| model | kind | verdict | convlint named | expected | repaired (kept in float) | "
-        "peer flagged | seconds |", "|---|---|---|---|---|---|---|---|"]
+        "peer flagged | seconds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         lines.append(f"| {r['model']} | {r['kind']} | {r['verdict']} | {r.get('named') or '–'} | "
                      f"{' or '.join(r.get('expected') or []) or '–'} | "

@@ -127,14 +127,21 @@ def score(case: dict, report: dict) -> dict:
     secs = (report.get("localization") or {}).get("seconds") or {}
     return {
         "check_seconds": report.get("seconds"),
-        "search_seconds": (secs.get("localize") or 0) + (secs.get("stage1_and_repair") or 0) if secs else None,
+        "search_seconds": (secs.get("localize") or 0) + (secs.get("stage1_and_repair") or 0)
+        if secs
+        else None,
         "detected": report.get("verdict") in ("divergent", "crash"),
         "layer": layer in case["layer"] or (layer is None and bool(named & set(case["layer"]))),
         "stage": (c or {}).get("stage") == case["stage"],
         "repaired": any((f.get("repair") or {}).get("verified") for f in findings),
-        "blames_source": any(f["rule"] == "CL010" and f.get("severity") == "error"
-                             and (f.get("evidence") or {}).get("model") == "source" for f in findings),
-        "reported_layer": layer, "reported_stage": (c or {}).get("stage"),
+        "blames_source": any(
+            f["rule"] == "CL010"
+            and f.get("severity") == "error"
+            and (f.get("evidence") or {}).get("model") == "source"
+            for f in findings
+        ),
+        "reported_layer": layer,
+        "reported_stage": (c or {}).get("stage"),
         "rules": sorted({f["rule"] for f in errors}),
     }
 
@@ -155,19 +162,23 @@ def table(rows: list) -> str:
     def frac(n, d):
         return f"{n}/{d} ({100 * n / d:.0f}%)" if d else "0/0"
 
-    lines = ["| measure | convlint |", "| --- | --- |",
-             f"| detected | {frac(sum(r['detected'] for r in faults), len(faults))} |",
-             f"| right source layer | {frac(sum(r['layer'] for r in faults), len(faults))} |",
-             f"| right culprit stage | {frac(sum(r['stage'] for r in faults), len(faults))} |",
-             f"| verified repair (of those a patch or re-conversion can fix) | "
-             f"{frac(sum(r['repaired'] for r in rep), len(rep))} |",
-             f"| blames the source framework's kernels | {sum(r['blames_source'] for r in faults)} |",
-             f"| false positives on clean twins | {frac(sum(r['fp'] for r in clean), len(clean))} |",
-             f"| localization, replay and repair search over the differential check's time "
-             f"(divergent cases) | {_ratios(faults)} |",
-             "", "| case | converter | kind | upstream | expected layer / stage | reported layer / stage | "
-             "detected | layer | stage | repaired | rules | s |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| measure | convlint |",
+        "| --- | --- |",
+        f"| detected | {frac(sum(r['detected'] for r in faults), len(faults))} |",
+        f"| right source layer | {frac(sum(r['layer'] for r in faults), len(faults))} |",
+        f"| right culprit stage | {frac(sum(r['stage'] for r in faults), len(faults))} |",
+        f"| verified repair (of those a patch or re-conversion can fix) | "
+        f"{frac(sum(r['repaired'] for r in rep), len(rep))} |",
+        f"| blames the source framework's kernels | {sum(r['blames_source'] for r in faults)} |",
+        f"| false positives on clean twins | {frac(sum(r['fp'] for r in clean), len(clean))} |",
+        f"| localization, replay and repair search over the differential check's time "
+        f"(divergent cases) | {_ratios(faults)} |",
+        "",
+        "| case | converter | kind | upstream | expected layer / stage | reported layer / stage | "
+        "detected | layer | stage | repaired | rules | s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in rows:
         c = r["case"]
         if "error" in r:
@@ -224,8 +235,11 @@ def main() -> int:
             report, secs = diff(src, tgt, out, case.get("diff_args", []))
             row.update(score(case, report), seconds=secs, verdict=report.get("verdict"))
             rows.append(row)
-            print(f"{case['id']}: {report.get('verdict')} "
-                  f"{json.dumps({k: v for k, v in row.items() if k != 'case'}, default=str)}", flush=True)
+            print(
+                f"{case['id']}: {report.get('verdict')} "
+                f"{json.dumps({k: v for k, v in row.items() if k != 'case'}, default=str)}",
+                flush=True,
+            )
     body = table(rows)
     print(body)
     if not args.no_write and not args.case:
@@ -233,13 +247,17 @@ def main() -> int:
         from results import write_section
 
         cmd = "python bench/realbugs/run.py"
-        write_section("realbugs", "## Real converter bugs (`bench/realbugs`)\n\nCommand: `" + cmd
-                      + f"` ({time.strftime('%Y-%m-%d')})\n\n"
-                      "Faults that real converters produce today (each case cites the upstream "
-                      "issue or the converter's code; no target is edited by hand) and faithful "
-                      "real conversions as clean twins; see bench/realbugs/README.md. Scored from "
-                      "`convlint diff SOURCE TARGET --repair --format json` run as a user runs it.\n\n"
-                      + body)
+        write_section(
+            "realbugs",
+            "## Real converter bugs (`bench/realbugs`)\n\nCommand: `"
+            + cmd
+            + f"` ({time.strftime('%Y-%m-%d')})\n\n"
+            "Faults that real converters produce today (each case cites the upstream "
+            "issue or the converter's code; no target is edited by hand) and faithful "
+            "real conversions as clean twins; see bench/realbugs/README.md. Scored from "
+            "`convlint diff SOURCE TARGET --repair --format json` run as a user runs it.\n\n"
+            + body,
+        )
     return 0
 
 

@@ -24,7 +24,9 @@ from results import write_section  # noqa: E402
 
 
 def long_script(n: int) -> str:
-    parts = sorted(p for p in (ROOT / "fixtures" / "scripts").glob("*.py") if ".clean." not in p.name)
+    parts = sorted(
+        p for p in (ROOT / "fixtures" / "scripts").glob("*.py") if ".clean." not in p.name
+    )
     lines: list[str] = []
     while len(lines) < n:
         for p in parts:
@@ -55,7 +57,11 @@ def main() -> None:
     report = analyze_source(text, str(ROOT / "fixtures" / "scripts" / "long.py"))  # warm
     ours = timed(lambda: analyze_source(text, "long.py"), a.repeat)
     peer = timed(lambda: compile(text, "long.py", "exec"), a.repeat)
-    heavy = sorted(m for m in ("tensorflow", "torch", "tvm", "keras", "onnxruntime", "onnx") if m in sys.modules)
+    heavy = sorted(
+        m
+        for m in ("tensorflow", "torch", "tvm", "keras", "onnxruntime", "onnx")
+        if m in sys.modules
+    )
     p50, p95 = statistics.median(ours), sorted(ours)[int(0.95 * len(ours))]
     peer50 = statistics.median(peer)
     body = "\n".join([

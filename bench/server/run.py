@@ -95,7 +95,8 @@ def pct(xs, q):
 
 def edit_sequence(text: str, n: int) -> list:
     """n successive versions of the script as someone edits it: three edits in four type a character
-    into a line (a trailing comment grows, at lines spread over the script), one in four adds a blank
+    into a line (a trailing comment grows, at lines spread over the script), one in four adds a
+    blank
     line there or removes the one added before (everything below it moves)."""
     import ast
 
@@ -111,7 +112,8 @@ def edit_sequence(text: str, n: int) -> list:
                 del lines[added]
                 added = None
         else:
-            for j in [*range(i, len(lines)), *range(i)]:  # the first line from i on where a comment can go
+            # the first line from i on where a comment can go
+            for j in [*range(i, len(lines)), *range(i)]:
                 if j == added or lines[j].rstrip().endswith("\\"):
                     continue
                 typed = lines[j] + ("e" if "  # e" in lines[j] else "  # e")
@@ -127,7 +129,9 @@ def edit_sequence(text: str, n: int) -> list:
 
 
 @contextlib.contextmanager
-def raw_session(ws: Path, cache: Path, capabilities: dict, command: tuple = ("-m", "convlint.server")):
+def raw_session(
+    ws: Path, cache: Path, capabilities: dict, command: tuple = ("-m", "convlint.server")
+):
     """The server (``python *command``) spawned in ``ws`` and initialized through a minimal JSON-RPC
     client (JSON only, as an editor's client: tests/jsonrpc_client.py); shut down on leaving."""
     from jsonrpc_client import Client
@@ -137,9 +141,16 @@ def raw_session(ws: Path, cache: Path, capabilities: dict, command: tuple = ("-m
                          env=env, cwd=ws)
     try:
         c = Client(p)
-        c.request("initialize", {"processId": os.getpid(), "rootUri": ws.as_uri(), "capabilities": capabilities,
-                                 "workspaceFolders": [{"uri": ws.as_uri(), "name": ws.name}],
-                                 "initializationOptions": {"heavyChecks": False}})
+        c.request(
+            "initialize",
+            {
+                "processId": os.getpid(),
+                "rootUri": ws.as_uri(),
+                "capabilities": capabilities,
+                "workspaceFolders": [{"uri": ws.as_uri(), "name": ws.name}],
+                "initializationOptions": {"heavyChecks": False},
+            },
+        )
         c.notify("initialized", {})
         yield c
         c.request("shutdown", None)
@@ -152,8 +163,10 @@ def raw_session(ws: Path, cache: Path, capabilities: dict, command: tuple = ("-m
 
 def raw_open(c, uri: str, text: str) -> list:
     """didOpen, then the document's first diagnostics."""
-    c.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "python", "version": 1,
-                                                       "text": text}})
+    c.notify(
+        "textDocument/didOpen",
+        {"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": text}},
+    )
     return c.published(uri)
 
 
@@ -200,8 +213,12 @@ async def static_round_trip(tmp: Path, edits: int, text: str) -> dict:
         times = []
         for v, new in enumerate(versions, start=2):
             t0 = time.perf_counter()
-            client.text_document_did_change(T.DidChangeTextDocumentParams(
-                T.VersionedTextDocumentIdentifier(version=v, uri=uri), [T.TextDocumentContentChangeWholeDocument(new)]))
+            client.text_document_did_change(
+                T.DidChangeTextDocumentParams(
+                    T.VersionedTextDocumentIdentifier(version=v, uri=uri),
+                    [T.TextDocumentContentChangeWholeDocument(new)],
+                )
+            )
             times.append(await next_publish(client) - t0)
         n = len(client.diagnostics[uri])
     finally:
@@ -213,9 +230,16 @@ async def static_round_trip(tmp: Path, edits: int, text: str) -> dict:
         t0 = time.perf_counter()
         analyze_source(text, str(path))
         peer.append(time.perf_counter() - t0)
-    return {"p50": statistics.median(times), "p95": pct(times, 0.95), "peer": statistics.median(peer),
-            "raw_p50": statistics.median(raw), "raw_p95": pct(raw, 0.95), "raw_cpu": raw_cpu,
-            "lines": text.count("\n"), "diagnostics": n}
+    return {
+        "p50": statistics.median(times),
+        "p95": pct(times, 0.95),
+        "peer": statistics.median(peer),
+        "raw_p50": statistics.median(raw),
+        "raw_p95": pct(raw, 0.95),
+        "raw_cpu": raw_cpu,
+        "lines": text.count("\n"),
+        "diagnostics": n,
+    }
 
 
 async def one_start(d: Path, cache: Path) -> tuple[float, float]:
@@ -276,9 +300,16 @@ async def startup(tmp: Path, starts: int) -> dict:
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-c", "import pygls.lsp.server"], check=True)
         peer.append(time.perf_counter() - t0)
-    return {"first": statistics.median(warm), "init": statistics.median(inits), "peer": statistics.median(peer),
-            "raw": statistics.median(raw), "pygls": statistics.median(pyg), "raw_cpu": statistics.median(raw_cpu),
-            "pygls_cpu": statistics.median(pyg_cpu), "all": warm}
+    return {
+        "first": statistics.median(warm),
+        "init": statistics.median(inits),
+        "peer": statistics.median(peer),
+        "raw": statistics.median(raw),
+        "pygls": statistics.median(pyg),
+        "raw_cpu": statistics.median(raw_cpu),
+        "pygls_cpu": statistics.median(pyg_cpu),
+        "all": warm,
+    }
 
 
 async def recheck(tmp: Path, tvm: bool) -> dict:
@@ -291,7 +322,9 @@ async def recheck(tmp: Path, tvm: bool) -> dict:
         save = T.DidSaveTextDocumentParams(T.TextDocumentIdentifier(uri))
         t0 = time.perf_counter()
         client.text_document_did_save(save)
-        while not any(d.data and d.data.get("origin") == "conversion" for d in client.diagnostics.get(uri, ())):
+        while not any(
+            d.data and d.data.get("origin") == "conversion" for d in client.diagnostics.get(uri, ())
+        ):
             await next_publish(client)
         first = time.perf_counter() - t0
         times = []
@@ -306,10 +339,17 @@ async def recheck(tmp: Path, tvm: bool) -> dict:
             while client.diagnostics.count < c0 + 2:  # the static run, then the pair from the cache
                 await next_publish(client)
             times.append(time.perf_counter() - t0)
-        conv = sum(1 for d in client.diagnostics[uri] if d.data and d.data.get("origin") == "conversion")
+        conv = sum(
+            1 for d in client.diagnostics[uri] if d.data and d.data.get("origin") == "conversion"
+        )
     finally:
         await stop(client)
-    return {"p50": statistics.median(times), "p95": pct(times, 0.95), "first": first, "conversion_diagnostics": conv}
+    return {
+        "p50": statistics.median(times),
+        "p95": pct(times, 0.95),
+        "first": first,
+        "conversion_diagnostics": conv,
+    }
 
 
 def byte_compile() -> None:
@@ -331,31 +371,57 @@ async def main_async(a) -> None:
         (tmp / "c").mkdir()
         (tmp / "d").mkdir()
         rows, srs = [], []
-        for name, text, d in (("a conversion script in ordinary code", realistic_script(300), "a"),
-                              ("dense: every line converts (the 13 rule fixtures concatenated)", long_script(300), "d")):
+        for name, text, d in (
+            ("a conversion script in ordinary code", realistic_script(300), "a"),
+            (
+                "dense: every line converts (the 13 rule fixtures concatenated)",
+                long_script(300),
+                "d",
+            ),
+        ):
             s = await static_round_trip(tmp / d, a.edits, text)
             srs.append(s)
-            print(f"static round trip, {name} ({s['lines']} lines, {s['diagnostics']} diagnostics): p50 "
-                  f"{s['p50'] * 1e3:.1f} ms, p95 {s['p95'] * 1e3:.1f} ms (raw JSON client: p50 {s['raw_p50'] * 1e3:.1f} ms, "
-                  f"p95 {s['raw_p95'] * 1e3:.1f} ms, server CPU {s['raw_cpu'] * 1e3:.1f} ms an edit); analyze_source alone {s['peer'] * 1e3:.1f} ms", flush=True)
-            rows.append(f"| static diagnostics round trip (didChange -> publishDiagnostics), {s['lines']}-line script: "
-                        f"{name}, {s['diagnostics']} diagnostics | p50 {s['p50'] * 1e3:.1f} ms, p95 {s['p95'] * 1e3:.1f} ms "
-                        f"| `analyze_source` in-process, from scratch: {s['peer'] * 1e3:.1f} ms | {s['p50'] / s['peer']:.2f} | p50 < 5 ms, p95 < 10 ms |")
-            rows.append(f"| the same edits through a minimal JSON-RPC client (JSON only, as an editor's client) "
-                        f"| p50 {s['raw_p50'] * 1e3:.1f} ms, p95 {s['raw_p95'] * 1e3:.1f} ms wall clock; the server's "
-                        f"CPU time {s['raw_cpu'] * 1e3:.1f} ms an edit (mean) | the same peer | "
-                        f"{s['raw_p50'] / s['peer']:.2f} | |")
+            print(
+                f"static round trip, {name} ({s['lines']} lines, {s['diagnostics']} "
+                f"diagnostics): p50 {s['p50'] * 1e3:.1f} ms, p95 {s['p95'] * 1e3:.1f} ms (raw "
+                f"JSON client: p50 {s['raw_p50'] * 1e3:.1f} ms, p95 {s['raw_p95'] * 1e3:.1f} ms, "
+                f"server CPU {s['raw_cpu'] * 1e3:.1f} ms an edit); analyze_source alone "
+                f"{s['peer'] * 1e3:.1f} ms",
+                flush=True,
+            )
+            rows.append(
+                f"| static diagnostics round trip (didChange -> publishDiagnostics), "
+                f"{s['lines']}-line script: {name}, {s['diagnostics']} diagnostics | p50 "
+                f"{s['p50'] * 1e3:.1f} ms, p95 {s['p95'] * 1e3:.1f} ms | `analyze_source` "
+                f"in-process, from scratch: {s['peer'] * 1e3:.1f} ms | "
+                f"{s['p50'] / s['peer']:.2f} | p50 < 5 ms, p95 < 10 ms |"
+            )
+            rows.append(
+                f"| the same edits through a minimal JSON-RPC client (JSON only, as an editor's "
+                f"client) | p50 {s['raw_p50'] * 1e3:.1f} ms, p95 {s['raw_p95'] * 1e3:.1f} ms "
+                f"wall clock; the server's CPU time {s['raw_cpu'] * 1e3:.1f} ms an edit (mean) | "
+                f"the same peer | {s['raw_p50'] / s['peer']:.2f} | |"
+            )
         u = await startup(tmp / "b", a.starts)
-        print(f"start-up to first diagnostic: median {u['first']:.3f} s (initialize answered at {u['init']:.3f} s), "
-              f"{u['raw']:.3f} s through a JSON-only client (CPU {u['raw_cpu']:.3f} s); minimal pygls server "
-              f"{u['pygls']:.3f} s (CPU {u['pygls_cpu']:.3f} s): {u['raw'] / u['pygls']:.2f}x; bare "
-              f"'import pygls.lsp.server' process {u['peer']:.3f} s", flush=True)
+        print(
+            f"start-up to first diagnostic: median {u['first']:.3f} s (initialize answered at "
+            f"{u['init']:.3f} s), {u['raw']:.3f} s through a JSON-only client (CPU "
+            f"{u['raw_cpu']:.3f} s); minimal pygls server {u['pygls']:.3f} s (CPU "
+            f"{u['pygls_cpu']:.3f} s): {u['raw'] / u['pygls']:.2f}x; bare 'import "
+            f"pygls.lsp.server' process {u['peer']:.3f} s",
+            flush=True,
+        )
         r = await recheck(tmp / "c", a.tvm)
-        print(f"recheck after an edit, cache hit: p50 {r['p50'] * 1e3:.1f} ms, p95 {r['p95'] * 1e3:.1f} ms; "
-              f"first uncached check {r['first']:.2f} s", flush=True)
+        print(
+            f"recheck after an edit, cache hit: p50 {r['p50'] * 1e3:.1f} ms, p95 "
+            f"{r['p95'] * 1e3:.1f} ms; first uncached check {r['first']:.2f} s",
+            flush=True,
+        )
     if a.no_write:
         return
-    cmd = f"python bench/server/run.py --edits {a.edits} --starts {a.starts}" + (" --tvm" if a.tvm else "")
+    cmd = f"python bench/server/run.py --edits {a.edits} --starts {a.starts}" + (
+        " --tvm" if a.tvm else ""
+    )
     checks = {f"round trip, {n}": v["raw_p50"] < 0.005 and v["raw_p95"] < 0.010 for n, v in
               (("ordinary script", srs[0]), ("dense script", srs[1]))}
     checks["start-up at most 1.3x the minimal pygls server's"] = u["raw"] / u["pygls"] <= 1.3
@@ -370,16 +436,16 @@ pytest-lsp's client, as an editor drives it).
 | measure | convlint | peer in the same run | ratio | target |
 | --- | --- | --- | --- | --- |
 {chr(10).join(rows)}
-| server start -> first diagnostic (median of {a.starts}), through a minimal JSON-RPC client (JSON only, as an editor's client) | {u['raw']:.3f} s wall clock, {u['raw_cpu']:.3f} s CPU | the same start of a minimal pygls 2 server (bench/server/minimal_pygls.py: one diagnostic on didOpen), same client: {u['pygls']:.3f} s wall clock, {u['pygls_cpu']:.3f} s CPU | {u['raw'] / u['pygls']:.2f} (CPU {u['raw_cpu'] / u['pygls_cpu']:.2f}) | <= 1.3 |
-| the same start through pytest-lsp's client (it builds attrs objects of each message in the measuring process) | {u['first']:.3f} s | a bare `python -c "import pygls.lsp.server"` process: {u['peer']:.3f} s | {u['first'] / u['peer']:.2f} | |
-| recheck after an edit that changes no model (didSave -> conversion diagnostics, cache hit; 20 saves) | p50 {r['p50'] * 1e3:.1f} ms, p95 {r['p95'] * 1e3:.1f} ms | the first, uncached check of the pair: {r['first']:.2f} s | {r['p50'] / r['first']:.4f} | < 100 ms |
+| server start -> first diagnostic (median of {a.starts}), through a minimal JSON-RPC client (JSON only, as an editor's client) | {u["raw"]:.3f} s wall clock, {u["raw_cpu"]:.3f} s CPU | the same start of a minimal pygls 2 server (bench/server/minimal_pygls.py: one diagnostic on didOpen), same client: {u["pygls"]:.3f} s wall clock, {u["pygls_cpu"]:.3f} s CPU | {u["raw"] / u["pygls"]:.2f} (CPU {u["raw_cpu"] / u["pygls_cpu"]:.2f}) | <= 1.3 |
+| the same start through pytest-lsp's client (it builds attrs objects of each message in the measuring process) | {u["first"]:.3f} s | a bare `python -c "import pygls.lsp.server"` process: {u["peer"]:.3f} s | {u["first"] / u["peer"]:.2f} | |
+| recheck after an edit that changes no model (didSave -> conversion diagnostics, cache hit; 20 saves) | p50 {r["p50"] * 1e3:.1f} ms, p95 {r["p95"] * 1e3:.1f} ms | the first, uncached check of the pair: {r["first"]:.2f} s | {r["p50"] / r["first"]:.4f} | < 100 ms |
 
 Round trip: {a.edits} successive edits of each script (`edit_sequence`: three in four type a
 character into a line, at lines spread over the script; one in four adds or removes a line, so
 everything below it moves). The server parses again only the top-level statements an edit
 touched (analyzers/scripts/reparse.py); the peer analyses the whole text from scratch.
 
-Start-up: the initialize response arrives at {u['init']:.3f} s; nearly all of it is importing
+Start-up: the initialize response arrives at {u["init"]:.3f} s; nearly all of it is importing
 pygls and lsprotocol, as for any pygls 2 server. No start-up cache: the server compiles what attrs
 and cattrs generate at each start, as the minimal pygls server does (docs/server.md, Start-up).
 convlint's, the minimal server's and the bare-import starts are interleaved.
@@ -395,7 +461,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--edits", type=int, default=200)
     ap.add_argument("--starts", type=int, default=5)
-    ap.add_argument("--tvm", action="store_true", help="the first check also cross-checks through TVM")
+    ap.add_argument(
+        "--tvm", action="store_true", help="the first check also cross-checks through TVM"
+    )
     ap.add_argument("--no-write", action="store_true")
     asyncio.run(main_async(ap.parse_args()))
 

@@ -13,8 +13,13 @@ import os
 import sys
 
 mode, script = sys.argv[1], os.path.abspath(sys.argv[2])
-result = {"terminate_on_nan": False, "early_stopping": False, "check_numerics": False, "detect_anomaly": False,
-          "error": None}
+result = {
+    "terminate_on_nan": False,
+    "early_stopping": False,
+    "check_numerics": False,
+    "detect_anomaly": False,
+    "error": None,
+}
 
 if mode == "keras_callbacks":
     import keras
@@ -27,7 +32,12 @@ if mode == "keras_callbacks":
         k["callbacks"] = [*(k.get("callbacks") or []), ton, es]
         h = orig_fit(self, *a, **k)
         losses = h.history.get("loss", [])
-        if any(not math.isfinite(x) for x in losses) or self.stop_training and losses and not math.isfinite(losses[-1]):
+        if (
+            any(not math.isfinite(x) for x in losses)
+            or self.stop_training
+            and losses
+            and not math.isfinite(losses[-1])
+        ):
             result["terminate_on_nan"] = True
         if es.stopped_epoch > 0:
             result["early_stopping"] = True

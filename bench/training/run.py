@@ -38,8 +38,24 @@ ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="", OMP_NU
 
 def convlint(script: Path, timeout: float = 300) -> dict:
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "convlint", "train-check", str(script), "--allow-exec", "--format", "json",
-                        "--timeout", str(timeout)], capture_output=True, text=True, env=ENV, cwd=script.parent)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "convlint",
+            "train-check",
+            str(script),
+            "--allow-exec",
+            "--format",
+            "json",
+            "--timeout",
+            str(timeout),
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=script.parent,
+    )
     try:
         d = json.loads(p.stdout)
     except ValueError:
@@ -50,8 +66,14 @@ def convlint(script: Path, timeout: float = 300) -> dict:
 
 def baseline(mode: str, script: Path, timeout: float = 300) -> dict:
     try:
-        p = subprocess.run([sys.executable, str(HERE / "baseline_boot.py"), mode, str(script)], capture_output=True,
-                           text=True, env=ENV, cwd=script.parent, timeout=timeout)
+        p = subprocess.run(
+            [sys.executable, str(HERE / "baseline_boot.py"), mode, str(script)],
+            capture_output=True,
+            text=True,
+            env=ENV,
+            cwd=script.parent,
+            timeout=timeout,
+        )
         line = next((ln for ln in p.stdout.splitlines() if ln.startswith("BASELINE ")), None)
         return json.loads(line[9:]) if line else {"error": p.stderr[-300:]}
     except subprocess.TimeoutExpired:
@@ -61,17 +83,22 @@ def baseline(mode: str, script: Path, timeout: float = 300) -> dict:
 def score(case: Case, bad: dict, good: dict) -> dict:
     fs = [f for f in bad.get("findings", []) if f["severity"] in ("error", "warning")]
     hit = [f for f in fs if f["rule"] in case.rules]
-    fix_ok = case.fix_word is None or any(case.fix_word.lower() in ((f.get("repair") or {}).get("description") or "").lower()
-                                          for f in fs)
+    fix_ok = case.fix_word is None or any(
+        case.fix_word.lower() in ((f.get("repair") or {}).get("description") or "").lower()
+        for f in fs
+    )
     return {
         "detected": bool(fs),
         "symptom": bool(hit),
         "layer": None if case.layer is None else any(f.get("layer") == case.layer for f in fs),
         "hyperparameter": any(f.get("hyperparameter") == case.hyperparameter for f in fs),
         "fix": bool(fs) and fix_ok,
-        "false_alarm": [f["rule"] for f in good.get("findings", []) if f["severity"] in ("error", "warning")],
+        "false_alarm": [
+            f["rule"] for f in good.get("findings", []) if f["severity"] in ("error", "warning")
+        ],
         "rules": sorted({f["rule"] for f in fs}),
-        "verdict": bad.get("verdict"), "fixed_verdict": good.get("verdict"),
+        "verdict": bad.get("verdict"),
+        "fixed_verdict": good.get("verdict"),
         "steps": (bad.get("training") or {}).get("steps_recorded"),
         "seconds": round(bad.get("wall", 0), 1),
     }
@@ -88,7 +115,12 @@ def _digits():
 # the overhead programs: (name, kind, width); "mlp" 64-W-W/2-10 on the digits, "cnn" two 3x3
 # convolutions of W and 2W channels on the digits as 8x8 images; the "large" rows have steps
 # about 10-30x longer, to show where the fixed per-step cost stops mattering
-OVERHEAD_MODELS = [("MLP", "mlp", 128), ("CNN", "cnn", 16), ("large MLP", "mlp", 2048), ("large CNN", "cnn", 96)]
+OVERHEAD_MODELS = [
+    ("MLP", "mlp", 128),
+    ("CNN", "cnn", 16),
+    ("large MLP", "mlp", 2048),
+    ("large CNN", "cnn", 96),
+]
 
 
 def _torch_model(kind: str, w: int):
@@ -96,9 +128,18 @@ def _torch_model(kind: str, w: int):
 
     nn = torch.nn
     if kind == "mlp":
-        return nn.Sequential(nn.Linear(64, w), nn.ReLU(), nn.Linear(w, w // 2), nn.ReLU(), nn.Linear(w // 2, 10))
-    return nn.Sequential(nn.Unflatten(1, (1, 8, 8)), nn.Conv2d(1, w, 3, padding=1), nn.ReLU(),
-                         nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(2 * w * 64, 10))
+        return nn.Sequential(
+            nn.Linear(64, w), nn.ReLU(), nn.Linear(w, w // 2), nn.ReLU(), nn.Linear(w // 2, 10)
+        )
+    return nn.Sequential(
+        nn.Unflatten(1, (1, 8, 8)),
+        nn.Conv2d(1, w, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(w, 2 * w, 3, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(2 * w * 64, 10),
+    )
 
 
 def _keras_model(kind: str, w: int):
@@ -106,10 +147,19 @@ def _keras_model(kind: str, w: int):
 
     L = keras.layers  # noqa: N806
     if kind == "mlp":
-        layers = [keras.Input((64,)), L.Dense(w, activation="relu"), L.Dense(w // 2, activation="relu")]
+        layers = [
+            keras.Input((64,)),
+            L.Dense(w, activation="relu"),
+            L.Dense(w // 2, activation="relu"),
+        ]
     else:
-        layers = [keras.Input((64,)), L.Reshape((8, 8, 1)), L.Conv2D(w, 3, padding="same", activation="relu"),
-                  L.Conv2D(2 * w, 3, padding="same", activation="relu"), L.Flatten()]
+        layers = [
+            keras.Input((64,)),
+            L.Reshape((8, 8, 1)),
+            L.Conv2D(w, 3, padding="same", activation="relu"),
+            L.Conv2D(2 * w, 3, padding="same", activation="relu"),
+            L.Flatten(),
+        ]
     return keras.Sequential([*layers, L.Dense(10, activation="softmax")])
 
 
@@ -147,7 +197,9 @@ def overhead(epochs: int = 3, repeats: int = 3, frameworks: tuple = ("torch", "k
         for name, kind, w in OVERHEAD_MODELS:
             if models and name not in models:
                 continue
-            rows += _measure("torch", name, lambda e, kind=kind, w=w: torch_run(kind, w, e), repeats)
+            rows += _measure(
+                "torch", name, lambda e, kind=kind, w=w: torch_run(kind, w, e), repeats
+            )
     if "keras" in frameworks:
         import keras
 
@@ -156,9 +208,12 @@ def overhead(epochs: int = 3, repeats: int = 3, frameworks: tuple = ("torch", "k
         def keras_run(kind, w, probe_every):
             keras.utils.set_random_seed(0)
             m = _keras_model(kind, w)
-            m.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+            m.compile(
+                optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+            )
             cbs = [ConvlintCallback((X[:64], y[:64]), every=probe_every)] if probe_every else []
-            m.fit(X[:64], y[:64], epochs=1, verbose=0, callbacks=cbs)  # the step's trace, outside the timing
+            # the step's trace, outside the timing
+            m.fit(X[:64], y[:64], epochs=1, verbose=0, callbacks=cbs)
             t0 = time.perf_counter()
             m.fit(X, y, epochs=epochs, batch_size=32, verbose=0, callbacks=cbs)
             return time.perf_counter() - t0
@@ -166,7 +221,9 @@ def overhead(epochs: int = 3, repeats: int = 3, frameworks: tuple = ("torch", "k
         for name, kind, w in OVERHEAD_MODELS[:3]:  # a large Keras CNN takes minutes per run here
             if models and name not in models:
                 continue
-            rows += _measure("keras", name, lambda e, kind=kind, w=w: keras_run(kind, w, e), repeats)
+            rows += _measure(
+                "keras", name, lambda e, kind=kind, w=w: keras_run(kind, w, e), repeats
+            )
     return rows
 
 
@@ -180,24 +237,43 @@ def _measure(fw: str, name: str, run, repeats: int) -> list[dict]:
     out = []
     for every in (1, 10):
         t = min(times[every])
-        out.append({"framework": fw, "model": name, "every": every, "unprobed_s": base, "probed_s": t,
-                    "ratio": t / base, "step_ms": 1000 * base / steps, "extra_ms": 1000 * (t - base) / steps})
+        out.append(
+            {
+                "framework": fw,
+                "model": name,
+                "every": every,
+                "unprobed_s": base,
+                "probed_s": t,
+                "ratio": t / base,
+                "step_ms": 1000 * base / steps,
+                "extra_ms": 1000 * (t - base) / steps,
+            }
+        )
         print(f"overhead {fw} {name} every {every}: {t / base:.2f}x", file=sys.stderr, flush=True)
     return out
 
 
 def render_overhead(over: list[dict], command: str) -> str:
-    lines = ["## Probe overhead (issue 23)", "",
-             f"Command: `{command}`, {time.strftime('%Y-%m-%d')} on this machine (2 cores shared with other jobs; "
-             "one thread). Peer: the same training without the probe, same process, same run, best of repeated "
-             "alternated runs; 3 epochs of the digits (171 steps of 32). Target: at most 1.2x recording every "
-             "step. Probes: `convlint_probe` (torch) and `ConvlintCallback` (Keras fit), as train-check attaches them.",
-             "", "| framework | model | recorded every | unprobed step ms | probed s / unprobed s | ratio | "
-             "added ms per step | met |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "## Probe overhead (issue 23)",
+        "",
+        f"Command: `{command}`, {time.strftime('%Y-%m-%d')} on this machine (2 cores shared with "
+        f"other jobs; one thread). Peer: the same training without the probe, same process, same "
+        f"run, best of repeated alternated runs; 3 epochs of the digits (171 steps of 32). "
+        f"Target: at most 1.2x recording every step. Probes: `convlint_probe` (torch) and "
+        f"`ConvlintCallback` (Keras fit), as train-check attaches them.",
+        "",
+        "| framework | model | recorded every | unprobed step ms | probed s / unprobed s | ratio | "
+        "added ms per step | met |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in over:
         met = "yes" if r["ratio"] <= 1.2 else ("n/a" if r["every"] != 1 else "no")
-        lines.append(f"| {r['framework']} | {r['model']} | {r['every']} step(s) | {r['step_ms']:.2f} | "
-                     f"{r['probed_s']:.2f} / {r['unprobed_s']:.2f} | {r['ratio']:.2f}x | {r['extra_ms']:.2f} | {met} |")
+        lines.append(
+            f"| {r['framework']} | {r['model']} | {r['every']} step(s) | {r['step_ms']:.2f} | "
+            f"{r['probed_s']:.2f} / {r['unprobed_s']:.2f} | {r['ratio']:.2f}x | "
+            f"{r['extra_ms']:.2f} | {met} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -212,12 +288,19 @@ def main() -> int:
     ap.add_argument("--no-baselines", action="store_true")
     ap.add_argument("--no-overhead", action="store_true")
     ap.add_argument("--no-write", action="store_true")
-    ap.add_argument("--overhead-only", action="store_true",
-                    help="only the probe overhead (issue 23): probed against unprobed training of the same "
-                    "programs in this run; writes the 'probe-overhead' section of bench/RESULTS.md")
+    ap.add_argument(
+        "--overhead-only",
+        action="store_true",
+        help="only the probe overhead (issue 23): probed against unprobed training of the same "
+        "programs in this run; writes the 'probe-overhead' section of bench/RESULTS.md",
+    )
     ap.add_argument("--frameworks", default="torch,keras", help="overhead: torch, keras or both")
-    ap.add_argument("--repeats", type=int, default=3, help="overhead: runs of each variant (best is kept)")
-    ap.add_argument("--models", default="", help="overhead: only these models (MLP, CNN, large MLP, large CNN)")
+    ap.add_argument(
+        "--repeats", type=int, default=3, help="overhead: runs of each variant (best is kept)"
+    )
+    ap.add_argument(
+        "--models", default="", help="overhead: only these models (MLP, CNN, large MLP, large CNN)"
+    )
     args = ap.parse_args()
     t0 = time.perf_counter()
     if args.overhead_only:
@@ -241,7 +324,11 @@ def main() -> int:
         for case, pb, pg in progs:
             jobs += [("convlint", case, pb), ("convlint", case, pg)]
             if not args.no_baselines:
-                modes = ["keras_callbacks", "check_numerics"] if case.framework == "keras" else ["detect_anomaly"]
+                modes = (
+                    ["keras_callbacks", "check_numerics"]
+                    if case.framework == "keras"
+                    else ["detect_anomaly"]
+                )
                 for m in modes:
                     jobs += [(m, case, pb), (m, case, pg)]
 
@@ -259,14 +346,27 @@ def main() -> int:
             s = score(case, results[("convlint", pb.name)], results[("convlint", pg.name)])
             if not args.no_baselines:
                 if case.framework == "keras":
-                    kb, kg = results[("keras_callbacks", pb.name)], results[("keras_callbacks", pg.name)]
-                    cb, cg = results[("check_numerics", pb.name)], results[("check_numerics", pg.name)]
-                    s["baselines"] = {"TerminateOnNaN": (kb.get("terminate_on_nan"), kg.get("terminate_on_nan")),
-                                      "EarlyStopping": (kb.get("early_stopping"), kg.get("early_stopping")),
-                                      "check_numerics": (cb.get("check_numerics"), cg.get("check_numerics"))}
+                    kb, kg = (
+                        results[("keras_callbacks", pb.name)],
+                        results[("keras_callbacks", pg.name)],
+                    )
+                    cb, cg = (
+                        results[("check_numerics", pb.name)],
+                        results[("check_numerics", pg.name)],
+                    )
+                    s["baselines"] = {
+                        "TerminateOnNaN": (kb.get("terminate_on_nan"), kg.get("terminate_on_nan")),
+                        "EarlyStopping": (kb.get("early_stopping"), kg.get("early_stopping")),
+                        "check_numerics": (cb.get("check_numerics"), cg.get("check_numerics")),
+                    }
                 else:
-                    db, dg = results[("detect_anomaly", pb.name)], results[("detect_anomaly", pg.name)]
-                    s["baselines"] = {"detect_anomaly": (db.get("detect_anomaly"), dg.get("detect_anomaly"))}
+                    db, dg = (
+                        results[("detect_anomaly", pb.name)],
+                        results[("detect_anomaly", pg.name)],
+                    )
+                    s["baselines"] = {
+                        "detect_anomaly": (db.get("detect_anomaly"), dg.get("detect_anomaly"))
+                    }
             rows.append((case, s))
     elapsed = time.perf_counter() - t0
     md = render(rows, elapsed, args)
@@ -278,41 +378,73 @@ def main() -> int:
 
 def render(rows, elapsed, args) -> str:
     n = len(rows)
-    lines = ["## Training checks (`make bench-training`)", "",
-             f"Command: `make bench-training` (`python bench/training/run.py --jobs {args.jobs}`), "
-             f"{time.strftime('%Y-%m-%d')}, {elapsed / 60:.1f} min on this machine.", "",
-             f"{n} buggy training programs ({sum(c.framework == 'keras' for c, _ in rows)} Keras 3, "
-             f"{sum(c.framework == 'torch' for c, _ in rows)} PyTorch), each with its fixed twin, generated by "
-             "`bench/training/programs.py` on scikit-learn's bundled datasets.", "",
-             "| | convlint train-check |", "| --- | --- |"]
+    lines = [
+        "## Training checks (`make bench-training`)",
+        "",
+        f"Command: `make bench-training` (`python bench/training/run.py --jobs {args.jobs}`), "
+        f"{time.strftime('%Y-%m-%d')}, {elapsed / 60:.1f} min on this machine.",
+        "",
+        f"{n} buggy training programs ({sum(c.framework == 'keras' for c, _ in rows)} Keras 3, "
+        f"{sum(c.framework == 'torch' for c, _ in rows)} PyTorch), each with its fixed twin, "
+        f"generated by `bench/training/programs.py` on scikit-learn's bundled datasets.",
+        "",
+        "| | convlint train-check |",
+        "| --- | --- |",
+    ]
     lay = [s["layer"] for _, s in rows if s["layer"] is not None]
-    lines += [f"| detected (an error or warning finding) | {pct(sum(s['detected'] for _, s in rows), n)} |",
-              f"| expected symptom (one of the case's rules) | {pct(sum(s['symptom'] for _, s in rows), n)} |",
-              f"| exact layer (cases with a one-layer fault) | {pct(sum(lay), len(lay))} |",
-              f"| right hyperparameter | {pct(sum(s['hyperparameter'] for _, s in rows), n)} |",
-              f"| right fix (names the expected change) | {pct(sum(s['fix'] for _, s in rows), n)} |",
-              f"| false alarms on the fixed twins | {pct(sum(bool(s['false_alarm']) for _, s in rows), n)} |", ""]
+    lines += [
+        f"| detected (an error or warning finding) | "
+        f"{pct(sum(s['detected'] for _, s in rows), n)} |",
+        f"| expected symptom (one of the case's rules) | "
+        f"{pct(sum(s['symptom'] for _, s in rows), n)} |",
+        f"| exact layer (cases with a one-layer fault) | {pct(sum(lay), len(lay))} |",
+        f"| right hyperparameter | {pct(sum(s['hyperparameter'] for _, s in rows), n)} |",
+        f"| right fix (names the expected change) | {pct(sum(s['fix'] for _, s in rows), n)} |",
+        f"| false alarms on the fixed twins | "
+        f"{pct(sum(bool(s['false_alarm']) for _, s in rows), n)} |",
+        "",
+    ]
     if rows and "baselines" in rows[0][1]:
-        lines += ["Baselines on the same programs (detected on the buggy program / false alarm on its fixed twin):", "",
-                  "| baseline | programs | detected | false alarms |", "| --- | --- | --- | --- |"]
+        lines += [
+            "Baselines on the same programs (detected on the buggy program / false alarm on its "
+            "fixed twin):",
+            "",
+            "| baseline | programs | detected | false alarms |",
+            "| --- | --- | --- | --- |",
+        ]
         names = {}
         for _c, s in rows:
             for b, (d, fa) in s.get("baselines", {}).items():
                 names.setdefault(b, []).append((bool(d), bool(fa)))
         for b, v in names.items():
-            lines.append(f"| {b} | {len(v)} | {pct(sum(d for d, _ in v), len(v))} | {pct(sum(fa for _, fa in v), len(v))} |")
+            lines.append(
+                f"| {b} | {len(v)} | {pct(sum(d for d, _ in v), len(v))} | "
+                f"{pct(sum(fa for _, fa in v), len(v))} |"
+            )
         lines.append("")
-    lines += ["Per program:", "", "| program | category | detected | symptom | layer | hyperparameter | fix | rules | "
-              "false alarm on twin | steps | s |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [
+        "Per program:",
+        "",
+        "| program | category | detected | symptom | layer | hyperparameter | fix | rules | "
+        "false alarm on twin | steps | s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
 
     def yn(x):
         return "n/a" if x is None else ("yes" if x else "**no**")
 
     for c, s in rows:
-        lines.append(f"| {c.name} | {c.category} | {yn(s['detected'])} | {yn(s['symptom'])} | {yn(s['layer'])} | "
-                     f"{yn(s['hyperparameter'])} | {yn(s['fix'])} | {' '.join(s['rules'])} | "
-                     f"{' '.join(s['false_alarm']) or 'none'} | {s['steps']} | {s['seconds']} |")
-    lines += ["", "Probe overhead: see \"Probe overhead (issue 23)\" (`python bench/training/run.py --overhead-only`)."]
+        lines.append(
+            f"| {c.name} | {c.category} | {yn(s['detected'])} | {yn(s['symptom'])} | "
+            f"{yn(s['layer'])} | {yn(s['hyperparameter'])} | {yn(s['fix'])} | "
+            f"{' '.join(s['rules'])} | {' '.join(s['false_alarm']) or 'none'} | {s['steps']} | "
+            f"{s['seconds']} |"
+        )
+    lines += [
+        "",
+        'Probe overhead: see "Probe overhead (issue 23)" (`python bench/training/run.py '
+        '--overhead-only`).',
+    ]
     return "\n".join(lines) + "\n"
 
 

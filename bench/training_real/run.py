@@ -132,7 +132,8 @@ def render(out: dict) -> str:
         "convlint is in [VALIDATION.md](training_real/VALIDATION.md)). Each program goes through "
         "`convlint train-check SCRIPT --allow-exec --format json` as a user runs it.",
         "",
-        "| tool, bugs | detected | localized | right fix | fix verified | false alarms on fixed twins |",
+        "| tool, bugs | detected | localized | right fix | fix verified | false alarms on fixed "
+        "twins |",
         "|---|---|---|---|---|---|",
         f"| convlint train-check, these {n} | {t['detected']}/{n} | {t['localized']}/{n} | "
         f"{t['right_fix']}/{n} | {fixv} | {t['false_alarm']}/{n} |",
@@ -147,7 +148,8 @@ def render(out: dict) -> str:
         f"{sum(r['seconds'] for r in out['per_case']) / max(n, 1):.0f} s on average here (the two "
         "programs' train-check runs, on the shared 2-core machine).",
         "",
-        "| case | detected | localized | right fix | fixed twin | top finding on the buggy program |",
+        "| case | detected | localized | right fix | fixed twin | top finding on the buggy "
+        "program |",
         "|---|---|---|---|---|---|",
     ]
     for r in out["per_case"]:
@@ -199,7 +201,8 @@ def summarize(rows: list[dict], verify: bool, jobs: int) -> dict:
 
 
 def save(rows: dict[str, dict], verify: bool, jobs: int) -> dict:
-    """results.json and the RESULTS.md section, over every case scored so far (kept in CASES order)."""
+    """results.json and the RESULTS.md section, over every case scored so far (kept in CASES
+    order)."""
     out = summarize([rows[n] for n in CASES if n in rows], verify, jobs)
     (HERE / "results.json").write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
     write_section(render(out))
@@ -252,7 +255,8 @@ def main() -> None:
     out = save(rows, verify, args.j)
     t, n = out["totals"], out["cases"]
     print(
-        f"detected {t['detected']}/{n}, localized {t['localized']}/{n}, right fix {t['right_fix']}/{n}"
+        f"detected {t['detected']}/{n}, localized {t['localized']}/{n}, right fix "
+        f"{t['right_fix']}/{n}"
         + (f", fix verified {t['fix_verified']}/{n}" if verify else "")
         + f", false alarms on fixed twins {t['false_alarm']}/{n}"
     )

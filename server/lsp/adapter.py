@@ -2,7 +2,8 @@
 
 In: ``Finding`` values (from the static script rules, a conversion check, a trace, a training
 check; a notebook cell's mapped to the cell) and the document's lines; ``document_diagnostics``
-merges every source for one document. Out: lsprotocol ``Diagnostic`` and ``CodeAction`` values. Finding columns
+merges every source for one document. Out: lsprotocol ``Diagnostic`` and ``CodeAction`` values.
+Finding columns
 are 0-based characters (code points); the position codec turns them into the client's units.
 """
 
@@ -60,13 +61,20 @@ def to_range(codec, lines, r: tuple[int, int, int, int]) -> T.Range:
     return codec.range_to_client_units(lines, rng)
 
 
-def diagnostic(f: Finding, rng: T.Range, message: str | None = None, related=None, origin: str = "static") -> T.Diagnostic:
+def diagnostic(
+    f: Finding, rng: T.Range, message: str | None = None, related=None, origin: str = "static"
+) -> T.Diagnostic:
     rule = R.RULES.get(f.rule)
     return T.Diagnostic(
-        range=rng, message=message or f.message, severity=_SEV.get(f.severity, T.DiagnosticSeverity.Warning),
-        code=f.rule, code_description=T.CodeDescription(href=rule.docs) if rule else None,
-        source=SOURCE, related_information=related or None,
-        data={"rule": f.rule, "origin": origin, "layer": f.layer})
+        range=rng,
+        message=message or f.message,
+        severity=_SEV.get(f.severity, T.DiagnosticSeverity.Warning),
+        code=f.rule,
+        code_description=T.CodeDescription(href=rule.docs) if rule else None,
+        source=SOURCE,
+        related_information=related or None,
+        data={"rule": f.rule, "origin": origin, "layer": f.layer},
+    )
 
 
 def finding_diagnostic(f: Finding, lines, codec, origin: str = "static") -> T.Diagnostic:
@@ -83,7 +91,10 @@ def conversion_message(f: Finding, report) -> str:
     m = report.metrics or {}
     if f.rule == R.OUTPUTS_DIVERGE.code and m.get("max_abs") is not None:
         head += f" [max_abs {m['max_abs']:.3g}" + (
-            f", top-1 agreement {m['top1_agreement']:.0%}]" if m.get("top1_agreement") is not None else "]")
+            f", top-1 agreement {m['top1_agreement']:.0%}]"
+            if m.get("top1_agreement") is not None
+            else "]"
+        )
     if f.repair and f.repair.kind != "none":
         head += f". Repair: {f.repair.description}"
         if f.repair.output:
@@ -94,12 +105,17 @@ def conversion_message(f: Finding, report) -> str:
 def related(f: Finding, report) -> list:
     """Where a conversion finding points in the models: the source layer and the target node."""
     out = []
-    for side, node in (("source", f.location.source_node or f.layer), ("target", f.location.target_node)):
+    for side, node in (
+        ("source", f.location.source_node or f.layer),
+        ("target", f.location.target_node),
+    ):
         ref = getattr(report, side)
         path = ref.path if ref else None
         if not path:
             continue
-        what = f"{side} model {Path(path).name}" + (f", {'layer' if side == 'source' else 'node'} {node}" if node else "")
+        what = f"{side} model {Path(path).name}" + (
+            f", {'layer' if side == 'source' else 'node'} {node}" if node else ""
+        )
         out.append(T.DiagnosticRelatedInformation(
             T.Location(uri_of(path), T.Range(T.Position(0, 0), T.Position(0, 0))), what))
     return out
@@ -109,8 +125,16 @@ def conversion_diagnostics(report, call_range: T.Range, min_severity: str = "war
     """A ``ConversionReport``'s findings as diagnostics on the converter call (or the config
     entry) that produced the target. Info findings (noise, import routes) stay in the report."""
     keep = ("error", "warning") if min_severity == "warning" else ("error", "warning", "info")
-    return [(diagnostic(f, call_range, conversion_message(f, report), related(f, report), "conversion"), f)
-            for f in report.findings if f.severity in keep]
+    return [
+        (
+            diagnostic(
+                f, call_range, conversion_message(f, report), related(f, report), "conversion"
+            ),
+            f,
+        )
+        for f in report.findings
+        if f.severity in keep
+    ]
 
 
 def document_diagnostics(lines, codec, path: str, *, static=(), conversions=(), trace=None,
@@ -130,7 +154,9 @@ def document_diagnostics(lines, codec, path: str, *, static=(), conversions=(), 
         out += [(d, f, "conversion") for d, f in conversion_diagnostics(rep, rng)]
     if trace is not None:
         seen = {(d.code, d.range.start.line) for d, _, _ in out}
-        for f in list(trace.findings) + [f for c in trace.conversions for f in c.findings if f.location.line]:
+        for f in list(trace.findings) + [
+            f for c in trace.conversions for f in c.findings if f.location.line
+        ]:
             if f.severity == "info" or not f.location.line:
                 continue
             d = finding_diagnostic(f, lines, codec, origin="trace")
@@ -138,14 +164,18 @@ def document_diagnostics(lines, codec, path: str, *, static=(), conversions=(), 
                 out.append((d, f, "trace"))
     if training is not None:
         for f in training.findings:
-            if f.severity == "info" or (f.location.file and os.path.abspath(f.location.file) != path):
+            if f.severity == "info" or (
+                f.location.file and os.path.abspath(f.location.file) != path
+            ):
                 continue
             g = f if f.location.line else f.with_(location=replace(f.location, file=path, line=1))
             out.append((finding_diagnostic(g, lines, codec, origin="training"), f, "training"))
     return out
 
 
-def quick_fixes(f: Finding, diag: T.Diagnostic, uri: str, version: int | None, lines, codec) -> list:
+def quick_fixes(
+    f: Finding, diag: T.Diagnostic, uri: str, version: int | None, lines, codec
+) -> list:
     """Every fix a finding carries, as quick fixes (WorkspaceEdits on the document's version): the
     rule's preferred rewrite first (``isPreferred``), then its alternatives (``evidence["fixes"]``,
     e.g. "keep float16 weights instead"), not preferred."""
@@ -160,15 +190,30 @@ def quick_fixes(f: Finding, diag: T.Diagnostic, uri: str, version: int | None, l
             for desc, edits, preferred in fixes]
 
 
-def _code_action(desc: str, edits, preferred: bool, diag: T.Diagnostic, uri: str, version: int | None,
-                 lines, codec) -> T.CodeAction:
+def _code_action(
+    desc: str,
+    edits,
+    preferred: bool,
+    diag: T.Diagnostic,
+    uri: str,
+    version: int | None,
+    lines,
+    codec,
+) -> T.CodeAction:
     text_edits = []
     for e in edits:
         r = (e["start"]["line"] - 1, e["start"]["column"], e["end"]["line"] - 1, e["end"]["column"])
         text_edits.append(T.TextEdit(to_range(codec, lines, r), e["new_text"]))
-    change = T.TextDocumentEdit(T.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version), text_edits)
-    return T.CodeAction(title=f"convlint: {desc}", kind=T.CodeActionKind.QuickFix, diagnostics=[diag],
-                        is_preferred=preferred, edit=T.WorkspaceEdit(document_changes=[change]))
+    change = T.TextDocumentEdit(
+        T.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version), text_edits
+    )
+    return T.CodeAction(
+        title=f"convlint: {desc}",
+        kind=T.CodeActionKind.QuickFix,
+        diagnostics=[diag],
+        is_preferred=preferred,
+        edit=T.WorkspaceEdit(document_changes=[change]),
+    )
 
 
 def overlaps(a: T.Range, b: T.Range) -> bool:

@@ -21,12 +21,13 @@ from lsprotocol import types as T
 from pygls.exceptions import JsonRpcInvalidParams
 
 from convlint.analyzers import rules as R
-from convlint.analyzers.app import DiffRequest
 from convlint.server.lsp import adapter
 from convlint.server.lsp.session import script_pairs
 
-NOT_TRUSTED = ("convlint: heavy checks are off: they run only when convlint.heavyChecks is on and the "
-               "workspace is trusted (convlint.trustedExecution)")
+NOT_TRUSTED = (
+    "convlint: heavy checks are off: they run only when convlint.heavyChecks is on and the "
+    "workspace is trusted (convlint.trustedExecution)"
+)
 
 
 def _arg(args, kind=str):
@@ -36,7 +37,9 @@ def _arg(args, kind=str):
     if kind is str and isinstance(a, dict) and isinstance(a.get("uri"), str):
         a = a["uri"]
     if not isinstance(a, kind):
-        raise JsonRpcInvalidParams.of(ValueError(f"expected a {kind.__name__} argument, not {type(a).__name__}"))
+        raise JsonRpcInvalidParams.of(
+            ValueError(f"expected a {kind.__name__} argument, not {type(a).__name__}")
+        )
     return a
 
 
@@ -61,7 +64,9 @@ def _job_report(kind: str, params: dict, verdict: str, f) -> dict:
 
     if kind == "trace":
         return ScriptReport(params.get("script", ""), verdict, (f,), "trace").to_dict()
-    return ConversionReport.unanalysed(params.get("source", ""), params.get("target", ""), verdict, f).to_dict()
+    return ConversionReport.unanalysed(
+        params.get("source", ""), params.get("target", ""), verdict, f
+    ).to_dict()
 
 
 def crash_report(kind: str, params: dict, e) -> dict:
@@ -70,9 +75,17 @@ def crash_report(kind: str, params: dict, e) -> dict:
 
     what = (f"checking {params.get('source')} -> {params.get('target')}" if kind == "check-pair"
             else f"tracing {params.get('script')}" if kind == "trace" else f"running a {kind} job")
-    msg = f"{e} while {what}" + (f" (last step: {e.step})" if e.step else "") + "; the worker was replaced"
-    return _job_report(kind, params, "crash", Finding(R.WORKER_CRASHED.code, "error", "runtime", msg,
-                                                       evidence={"step": e.step}))
+    msg = (
+        f"{e} while {what}"
+        + (f" (last step: {e.step})" if e.step else "")
+        + "; the worker was replaced"
+    )
+    return _job_report(
+        kind,
+        params,
+        "crash",
+        Finding(R.WORKER_CRASHED.code, "error", "runtime", msg, evidence={"step": e.step}),
+    )
 
 
 def failed_report(kind: str, params: dict, message: str, rule_code: str | None = None) -> dict:
@@ -109,7 +122,9 @@ def document_report(ls, uri: str):
 
     st = ls.docs.get(uri)
     if st is None or st.report is None:
-        raise JsonRpcInvalidParams.of(ValueError(f"{uri}: not an open document convlint has analysed"))
+        raise JsonRpcInvalidParams.of(
+            ValueError(f"{uri}: not an open document convlint has analysed")
+        )
     reports = [st.report]
     for p in script_pairs(st, ls.session(st.path).root):
         if (p.source, p.target) in ls.results:
@@ -133,15 +148,20 @@ def register(ls) -> None:
             run: registered only when CONVLINT_WORKER_PLUGINS names one."""
             ls.protocol.track()
             a = _arg(args, dict)
-            return await ls.run_job(str(a.get("kind")), dict(a.get("params") or {}), "convlint: test job")
+            return await ls.run_job(
+                str(a.get("kind")), dict(a.get("params") or {}), "convlint: test job"
+            )
 
     @ls.command("convlint.runCheck")
     async def run_check(ls, *args):
         st = _script_command(ls, args)
         pairs = script_pairs(st, ls.session(st.path).root)
         if not pairs:
-            return {"reports": [], "message": "the script names no conversion whose source and target "
-                    "files both exist; run convlint.trace to execute it instead"}
+            return {
+                "reports": [],
+                "message": "the script names no conversion whose source and target "
+                "files both exist; run convlint.trace to execute it instead",
+            }
         return {"reports": [await ls.check_pair(p.source, p.target, force=True) for p in pairs]}
 
     @ls.command("convlint.checkWorkspace")
@@ -182,15 +202,26 @@ def register(ls) -> None:
         _need_trust(ls)
         out = []
         for s, t in pairs:
-            params = DiffRequest(s, t, atol=ls.settings.atol, rtol=ls.settings.rtol,
-                                 use_tvm=ls.settings.tvm, repair=True).to_dict()
+            params = ls.settings.diff_request(s, t, repair=True).to_dict()
             rep = await ls.run_job("check-pair", params, f"convlint: repairing {Path(t).name}")
-            written = [f["repair"] for f in rep.get("findings", []) if f.get("repair") and f["repair"].get("output")]
+            written = [
+                f["repair"]
+                for f in rep.get("findings", [])
+                if f.get("repair") and f["repair"].get("output")
+            ]
             if written:
                 r = written[0]
-                ls.window_show_message(T.ShowMessageParams(
-                    T.MessageType.Info, f"convlint: wrote {r['output']}" + (
-                        " (verified: the check passes on it)" if r.get("verified") else " (not verified)")))
+                ls.window_show_message(
+                    T.ShowMessageParams(
+                        T.MessageType.Info,
+                        f"convlint: wrote {r['output']}"
+                        + (
+                            " (verified: the check passes on it)"
+                            if r.get("verified")
+                            else " (not verified)"
+                        ),
+                    )
+                )
             out.append(rep)
         return {"reports": out}
 
@@ -229,14 +260,36 @@ def code_actions(ls, params: T.CodeActionParams) -> list:
     want_fix = not only or any(str(k).startswith("quickfix") for k in only)
     if want_fix:
         for d, f, origin in st.diags:
-            if origin == "static" and adapter.overlaps(d.range, params.range) and st.version == (doc.version if doc else None):
+            if (
+                origin == "static"
+                and adapter.overlaps(d.range, params.range)
+                and st.version == (doc.version if doc else None)
+            ):
                 out += adapter.quick_fixes(f, d, uri, st.version, st.lines, codec)
     if st.calls and (not only or any(str(k).startswith("source") for k in only) or want_fix):
-        out.append(T.CodeAction("convlint: run conversion check now", kind=T.CodeActionKind.Source,
-                                command=T.Command("Run conversion check", "convlint.runCheck", arguments=[uri])))
-        if any(o == "conversion" and f.repair and f.repair.kind.startswith("patch") for _, f, o in st.diags):
-            out.append(T.CodeAction("convlint: repair model (writes a new file)", kind=T.CodeActionKind.Source,
-                                    command=T.Command("Repair model", "convlint.repair", arguments=[uri])))
-        out.append(T.CodeAction("convlint: show report", kind=T.CodeActionKind.Source,
-                                command=T.Command("Show report", "convlint.showReport", arguments=[uri])))
+        out.append(
+            T.CodeAction(
+                "convlint: run conversion check now",
+                kind=T.CodeActionKind.Source,
+                command=T.Command("Run conversion check", "convlint.runCheck", arguments=[uri]),
+            )
+        )
+        if any(
+            o == "conversion" and f.repair and f.repair.kind.startswith("patch")
+            for _, f, o in st.diags
+        ):
+            out.append(
+                T.CodeAction(
+                    "convlint: repair model (writes a new file)",
+                    kind=T.CodeActionKind.Source,
+                    command=T.Command("Repair model", "convlint.repair", arguments=[uri]),
+                )
+            )
+        out.append(
+            T.CodeAction(
+                "convlint: show report",
+                kind=T.CodeActionKind.Source,
+                command=T.Command("Show report", "convlint.showReport", arguments=[uri]),
+            )
+        )
     return out

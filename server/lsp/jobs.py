@@ -25,6 +25,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from convlint.analyzers import defaults as D
 from convlint.server.lsp import protocol as P
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,8 @@ class Worker:
 
 
 class JobRunner:
-    def __init__(self, python: str | None = None, timeout: float = 900.0, env: dict | None = None):
+    def __init__(self, python: str | None = None, timeout: float = D.JOB_TIMEOUT,
+                 env: dict | None = None):
         self.python = python or sys.executable
         self.timeout = timeout
         self.env = env
@@ -117,7 +119,9 @@ class JobRunner:
                      on_progress: Callable[[str], None] | None = None) -> dict:
         job = self.active.get(key) if key else None
         if job is None:
-            job = Job(str(next(self._ids)), kind, params, key, asyncio.get_running_loop().create_future())
+            job = Job(
+                str(next(self._ids)), kind, params, key, asyncio.get_running_loop().create_future()
+            )
             if key:
                 self.active[key] = job
             self.queue.append(job)
@@ -236,7 +240,9 @@ class JobRunner:
         deadline = loop.time() + self.timeout
         while True:
             try:
-                line = await asyncio.wait_for(worker.proc.stdout.readline(), max(deadline - loop.time(), 0.01))
+                line = await asyncio.wait_for(
+                    worker.proc.stdout.readline(), max(deadline - loop.time(), 0.01)
+                )
             except TimeoutError:
                 worker.kill()
                 await worker.proc.wait()
@@ -250,7 +256,9 @@ class JobRunner:
                     self._finish(job, cancelled=True)
                     return
                 self.crashes += 1
-                self._finish(job, exc=WorkerCrashed(f"the worker crashed ({_status(rc)})", job.last_step))
+                self._finish(
+                    job, exc=WorkerCrashed(f"the worker crashed ({_status(rc)})", job.last_step)
+                )
                 return
             msg = P.decode(line)
             if msg.get("id") != job.id:

@@ -29,7 +29,6 @@ from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
 
 from convlint import __version__
-from convlint.analyzers import defaults as D
 from convlint.server.lsp import adapter, commands
 from convlint.server.lsp import settings as S
 from convlint.server.lsp.jobs import JobFailed, JobRunner, WorkerCrashed
@@ -80,7 +79,8 @@ class ConvlintProtocol(LanguageServerProtocol):
         super().handle_message(message)
 
     def cancel_request(self, msg_id) -> None:
-        """Cancel a request as the client's ``$/cancelRequest`` would (one response: "cancelled")."""
+        """Cancel a request as the client's ``$/cancelRequest`` would (one response:
+        "cancelled")."""
         self.handle_message(T.CancelNotification(params=T.CancelParams(id=msg_id)))
 
     def structure_message(self, data):
@@ -109,7 +109,8 @@ class ConvlintServer(LanguageServer):
         self.notebook_traces: dict[str, tuple] = {}  # notebook URI -> (code hash, trace report)
         self.notebook_converting: set[str] = set()  # notebooks with a converter call
         self.sessions: list[Session] = []  # one per workspace folder
-        self.folder_options: dict[str, dict] = {}  # a folder's own settings (the client's "folders")
+        # a folder's own settings (the client's "folders")
+        self.folder_options: dict[str, dict] = {}
         self.results: dict[tuple, object] = {}  # (source, target) -> ConversionReport
         self.progress_tasks: dict[str, asyncio.Task] = {}
         self.tasks: set[asyncio.Task] = set()
@@ -154,7 +155,9 @@ class ConvlintServer(LanguageServer):
         self.folder_options = {}
         if not isinstance(options, dict):
             return []
-        folders = (options.get("convlint") if isinstance(options.get("convlint"), dict) else options).pop("folders", None)
+        folders = (
+            options.get("convlint") if isinstance(options.get("convlint"), dict) else options
+        ).pop("folders", None)
         if not isinstance(folders, dict):
             return [] if folders is None else ["convlint.folders must be an object (ignored)"]
         for k, v in folders.items():
@@ -167,7 +170,9 @@ class ConvlintServer(LanguageServer):
         """Each session's settings: the editor's, overridden by its folder's own."""
         problems = []
         for sess in self.sessions:
-            sess.settings, ps = S.parse(dict(self.folder_options.get(sess.root or "", {})), self.settings)
+            sess.settings, ps = S.parse(
+                dict(self.folder_options.get(sess.root or "", {})), self.settings
+            )
             problems += [f"{sess.root}: {p}" for p in ps]
         return problems
 
@@ -242,7 +247,8 @@ class ConvlintServer(LanguageServer):
         from convlint.analyzers.scripts import reparse
         from convlint.analyzers.scripts.check import analyze_source
 
-        reparse.keep(64)  # an edited script is parsed again only where the edit touched it (no-op once set)
+        # an edited script is parsed again only where the edit touched it (no-op once set)
+        reparse.keep(64)
 
         doc = self.workspace.get_text_document(st.uri)
         if doc is None:
@@ -314,12 +320,16 @@ class ConvlintServer(LanguageServer):
             from convlint.analyzers.report.findings import Finding
 
             f = Finding(R.BAD_ARGUMENTS.code, "error", "input", sess.config_error)
-            out.append(adapter.diagnostic(f, adapter.to_range(None, lines, adapter.line_range(lines, 1))))
+            out.append(
+                adapter.diagnostic(f, adapter.to_range(None, lines, adapter.line_range(lines, 1)))
+            )
         for pair, s, t in config_pairs(cfg, sess.root):
             rep = self.results.get((s, t))
             if rep is not None:
                 rel = os.path.relpath(t, Path(cfg.path).parent)
-                ln = next((line_of(text, n) for n in (pair.target, rel, Path(t).name) if n in text), 1)
+                ln = next(
+                    (line_of(text, n) for n in (pair.target, rel, Path(t).name) if n in text), 1
+                )
                 rng = adapter.to_range(None, lines, adapter.line_range(lines, ln))
                 out += [d for d, _ in adapter.conversion_diagnostics(self._policy(rep, sess), rng)]
         self.text_document_publish_diagnostics(T.PublishDiagnosticsParams(uri, out))
@@ -394,23 +404,19 @@ class ConvlintServer(LanguageServer):
         from convlint.analyzers.config import Pair
 
         sess = self.session(target)  # the folder that holds the converted model
-        s = sess.settings
-        opts = project.CheckOptions(paths=[], config=self.effective_config(sess), atol=s.atol, rtol=s.rtol,
-                                    use_tvm=s.tvm)
-        pair = _replace(pair, source=source, target=target) if pair is not None else Pair(source, target)
-        atol = pair.atol if pair.atol is not None else s.atol
-        rtol = pair.rtol if pair.rtol is not None else s.rtol
-        key = await asyncio.to_thread(project.cache_key, pair, opts)
+        pair = (
+            _replace(pair, source=source, target=target)
+            if pair is not None
+            else Pair(source, target)
+        )
+        req = sess.settings.diff_request(source, target, pair)
+        key = await asyncio.to_thread(project.request_cache_key, req, pair)
         cdir = project.check_cache_dir(sess.config)
         hit = None if force else project.cache_read(cdir, key)
         if hit is not None:
             rep = hit
         else:
-            from convlint.analyzers.app import DiffRequest
-
-            params = DiffRequest(source, target, atol=atol, rtol=rtol, use_tvm=s.tvm,
-                                 inputs=pair.inputs).to_dict()
-            rep = await self.run_job("check-pair", params,
+            rep = await self.run_job("check-pair", req.to_dict(),
                                      f"convlint: {Path(source).name} -> {Path(target).name}", key)
             if not commands.is_worker_crash(rep):
                 project.cache_write(cdir, key, rep)
@@ -424,7 +430,10 @@ class ConvlintServer(LanguageServer):
         from convlint.server.lsp import notebooks
 
         for st in self.docs.values():
-            if any((p.source, p.target) == (source, target) for p in script_pairs(st, self.session(st.path).root)):
+            if any(
+                (p.source, p.target) == (source, target)
+                for p in script_pairs(st, self.session(st.path).root)
+            ):
                 self.publish(st)
         for uri, pairs in list(self.notebook_pairs.items()):
             if (source, target) in pairs:
@@ -445,12 +454,8 @@ class ConvlintServer(LanguageServer):
 
         st = self.doc_state(uri)
         h = st.text_hash
-        from convlint.analyzers.app import TraceRequest
-
-        params = TraceRequest(st.path, cwd=self.session(st.path).root or str(Path(st.path).parent),
-                              atol=self.settings.atol, rtol=self.settings.rtol,
-                              use_tvm=self.settings.tvm, python=self.settings.python,
-                              timeout=min(self.settings.timeout, D.MAX_SERVER_TIMEOUT)).to_dict()
+        cwd = self.session(st.path).root or str(Path(st.path).parent)
+        params = self.settings.trace_request(st.path, cwd).to_dict()
         rep = await self.run_job("trace", params, f"convlint: tracing {Path(st.path).name}",
                                  key=f"trace:{st.path}:{h}")
         if st.text_hash == h:
@@ -465,13 +470,14 @@ class ConvlintServer(LanguageServer):
 
         st = self.doc_state(uri)
         h = st.text_hash
-        from convlint.analyzers.app import TrainRequest
-
-        params = TrainRequest(st.path, cwd=self.session(st.path).root or str(Path(st.path).parent),
-                              python=self.settings.python,
-                              timeout=min(self.settings.timeout, D.MAX_SERVER_TIMEOUT)).to_dict()
-        rep = await self.run_job("train-check", params, f"convlint: checking training of {Path(st.path).name}",
-                                 key=f"train:{st.path}:{h}")
+        cwd = self.session(st.path).root or str(Path(st.path).parent)
+        params = self.settings.train_request(st.path, cwd).to_dict()
+        rep = await self.run_job(
+            "train-check",
+            params,
+            f"convlint: checking training of {Path(st.path).name}",
+            key=f"train:{st.path}:{h}",
+        )
         if st.text_hash == h and rep.get("kind") == "training":
             st.training, st.training_hash = ScriptReport.from_dict(rep), h
             self.publish(st)
@@ -487,7 +493,11 @@ class ConvlintServer(LanguageServer):
 
     def all_pairs(self) -> list:
         """(source, target, config Pair or None) for the open scripts and the project config."""
-        out = {(s, t): cp for sess in self.sessions for cp, s, t in config_pairs(sess.config, sess.root)}
+        out = {
+            (s, t): cp
+            for sess in self.sessions
+            for cp, s, t in config_pairs(sess.config, sess.root)
+        }
         for st in self.docs.values():
             for p in script_pairs(st, self.session(st.path).root):
                 out.setdefault((p.source, p.target), None)
@@ -497,17 +507,26 @@ class ConvlintServer(LanguageServer):
         return [(s, t, cp) for (s, t), cp in sorted(out.items())]
 
     def status(self) -> dict:
-        return {"version": __version__, "server_pid": os.getpid(), "worker_pid": self.jobs.pid,
-                "busy": self.jobs.busy(),
-                "worker_crashes": self.jobs.crashes, "jobs_started": self.jobs.started, "settings": asdict(self.settings),
-                "config": self.config.path if self.config else None, "documents": len(self.docs),
-                "time": time.time()}
+        return {
+            "version": __version__,
+            "server_pid": os.getpid(),
+            "worker_pid": self.jobs.pid,
+            "busy": self.jobs.busy(),
+            "worker_crashes": self.jobs.crashes,
+            "jobs_started": self.jobs.started,
+            "settings": asdict(self.settings),
+            "config": self.config.path if self.config else None,
+            "documents": len(self.docs),
+            "time": time.time(),
+        }
 
 
 @contextlib.contextmanager
 def gc_paused():
-    """No cyclic garbage collection while the static rules run: a script's AST is ~100,000 short-lived
-    objects without cycles (freed by reference counting when the run ends), and the collections their
+    """No cyclic garbage collection while the static rules run: a script's AST is ~100,000
+    short-lived
+    objects without cycles (freed by reference counting when the run ends), and the collections
+    their
     allocation would trigger walk the server's whole heap for nothing (a third of a run's time)."""
     if not gc.isenabled():
         yield
@@ -529,9 +548,13 @@ def build() -> ConvlintServer:
 
 
 def serve(tcp: str | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("CONVLINT_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("CONVLINT_LOG", "WARNING"),
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     ls = build()
-    gc.freeze()  # what start-up made (lsprotocol's classes, the routing table) is out of the collector's way
+    # what start-up made (lsprotocol's classes, the routing table) is out of the collector's way
+    gc.freeze()
     gc.enable()  # (serve_main disabled it for the start-up)
     if tcp:
         from convlint.analyzers.errors import ConvlintError

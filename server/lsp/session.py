@@ -32,7 +32,8 @@ class DocState:
     running: bool = False  # a static run is scheduled and has not finished
     trace: object | None = None  # the last trace ScriptReport, valid while text_hash is unchanged
     trace_hash: str = ""
-    training: object | None = None  # the last train-check ScriptReport, valid while text_hash is unchanged
+    # the last train-check ScriptReport, valid while text_hash is unchanged
+    training: object | None = None
     training_hash: str = ""
     diags: list = field(default_factory=list)  # (Diagnostic, Finding, origin) as published
 
@@ -48,7 +49,9 @@ class Session:
     config_error: str | None = None
 
     def holds(self, path: str) -> bool:
-        return self.root is not None and (path == self.root or path.startswith(self.root.rstrip(os.sep) + os.sep))
+        return self.root is not None and (
+            path == self.root or path.startswith(self.root.rstrip(os.sep) + os.sep)
+        )
 
 
 def session_for(sessions: list[Session], path: str) -> Session | None:

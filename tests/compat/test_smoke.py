@@ -23,7 +23,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.compat]
 
 
 def _generate_module():
-    spec = importlib.util.spec_from_file_location("convlint_fixture_generate", ROOT / "fixtures" / "generate.py")
+    spec = importlib.util.spec_from_file_location(
+        "convlint_fixture_generate", ROOT / "fixtures" / "generate.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -46,7 +48,9 @@ def made(tmp_path_factory):
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     (out / "m.dynint8.tflite").write_bytes(conv.convert())
     sig = (tf.TensorSpec((None, gen.HW, gen.HW, 3), tf.float32, name="image"),)
-    tf2onnx.convert.from_keras(km, input_signature=sig, opset=17, output_path=str(out / "m.tf2onnx.onnx"))
+    tf2onnx.convert.from_keras(
+        km, input_signature=sig, opset=17, output_path=str(out / "m.tf2onnx.onnx")
+    )
     tm = gen.torch_model("resnet")
     x = torch.randn(1, 3, gen.HW, gen.HW)
     torch.export.save(torch.export.export(tm, (x,)), out / "r.pt2")
@@ -69,7 +73,9 @@ PAIRS = [  # source, target, verdict, a rule the report must hold
 
 
 def _diff(made, src, tgt, *extra):
-    p = run_cli("diff", str(made / src), str(made / tgt), "--format", "json", "--num-inputs", "4", *extra)
+    p = run_cli(
+        "diff", str(made / src), str(made / tgt), "--format", "json", "--num-inputs", "4", *extra
+    )
     assert "Traceback" not in p.stderr, p.stderr[-3000:]
     return p, json.loads(p.stdout)
 
@@ -81,14 +87,18 @@ def test_diff_each_format_pair(made, src, tgt, verdict, rule):
     rules = {f["rule"] for f in rep["findings"]}
     assert rule is None or rule in rules, rules
     # TVM itself loads on every supported version (a model TVM refuses is another CL011)
-    assert not [f for f in rep["findings"] if f["rule"] == "CL011" and f["evidence"].get("model") is None]
+    assert not [
+        f for f in rep["findings"] if f["rule"] == "CL011" and f["evidence"].get("model") is None
+    ]
     if verdict == "equivalent":
         assert p.returncode == 0 and not [f for f in rep["findings"] if f["severity"] != "info"]
     else:  # weight faults: no hyperparameter is blamed (the describers read every version's graph)
         assert p.returncode == 1 and not [r for r in rules if r.startswith("CL3")], rules
 
 
-@pytest.mark.parametrize("src,tgt", [("m.keras", "m.dynint8.tflite"), ("r.pt2", "r.torch.tampered.onnx")])
+@pytest.mark.parametrize(
+    "src,tgt", [("m.keras", "m.dynint8.tflite"), ("r.pt2", "r.torch.tampered.onnx")]
+)
 def test_repair_is_verified(made, tmp_path, src, tgt):
     out = tmp_path / ("repaired" + "".join(made.joinpath(tgt).suffixes[-1:]))
     p, rep = _diff(made, src, tgt, "--repair", "--output", str(out), "--no-tvm")
@@ -99,13 +109,24 @@ def test_repair_is_verified(made, tmp_path, src, tgt):
     assert p.returncode == 0 and rep["verdict"] == "equivalent"
 
 
-@pytest.mark.parametrize("name,rule", [("tflite_optimize.py", "CL411"), ("torch_training.py", "CL430")])
+@pytest.mark.parametrize(
+    "name,rule", [("tflite_optimize.py", "CL411"), ("torch_training.py", "CL430")]
+)
 def test_trace_a_conversion_script_and_its_clean_twin(tmp_path, name, rule):
     for script, expect in ((name, 1), (name.replace(".py", ".clean.py"), 0)):
         work = tmp_path / script.replace(".", "_")
         work.mkdir()
         shutil.copy(ROOT / "fixtures" / "scripts" / script, work / script)
-        p = run_cli("trace", str(work / script), "--allow-exec", "--cwd", str(work), "--no-tvm", "--format", "json")
+        p = run_cli(
+            "trace",
+            str(work / script),
+            "--allow-exec",
+            "--cwd",
+            str(work),
+            "--no-tvm",
+            "--format",
+            "json",
+        )
         doc = json.loads(p.stdout)
         assert p.returncode == expect, (doc["verdict"], [f["message"] for f in doc["findings"]])
         assert len(doc["conversions"]) == 1
@@ -133,5 +154,7 @@ def test_train_check_a_faulty_program_and_its_fixed_twin(tmp_path, name):
 def test_language_server_session(tmp_path):
     import os
 
-    codes = one_session(sys.executable, tmp_path, env=dict(os.environ, CONVLINT_CACHE_DIR=str(tmp_path / "cache")))
+    codes = one_session(
+        sys.executable, tmp_path, env=dict(os.environ, CONVLINT_CACHE_DIR=str(tmp_path / "cache"))
+    )
     assert "CL411" in codes  # Optimize.DEFAULT without a representative dataset

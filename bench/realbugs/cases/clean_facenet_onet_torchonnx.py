@@ -1,11 +1,15 @@
 """Clean twin on a real pre-trained model: facenet-pytorch's ONet, with the weights shipped in the
-`facenet-pytorch==2.6.0` wheel (facenet_pytorch/data/onet.pt, a state dict) loaded into the wheel's own
-architecture class (facenet_pytorch/models/mtcnn.py, run from the wheel without installing the package).
+`facenet-pytorch==2.6.0` wheel (facenet_pytorch/data/onet.pt, a state dict) loaded into the wheel's
+own
+architecture class (facenet_pytorch/models/mtcnn.py, run from the wheel without installing the
+package).
 MTCNN's output network ONet (48x48 RGB face crop in [-1, 1] -> box offsets, 5 facial landmarks, face
 probability; conv/PReLU/ceil-mode max-pooling, a channels-last permute before the dense layers; 1.6
 MB)
-Source: torch.export ExportedProgram (.pt2) at input 1x3x48x48; target: torch.onnx.export(dynamo=False, opset 17).
-Measured here on seeded inputs in [-1, 1]: onnxruntime matches torch within float noise, max abs 2.1e-07 (outputs up to 1.0).
+Source: torch.export ExportedProgram (.pt2) at input 1x3x48x48; target:
+torch.onnx.export(dynamo=False, opset 17).
+Measured here on seeded inputs in [-1, 1]: onnxruntime matches torch within float noise, max abs
+2.1e-07 (outputs up to 1.0).
 """
 import pathlib
 
@@ -15,16 +19,21 @@ CASE = {
     "id": "clean-facenet-onet-torchonnx",
     "kind": "clean",
     "converter": "torch.onnx.export 2.13 (TorchScript exporter, dynamo=False)",
-    "upstream": "torch/onnx/utils.py: export (model: facenet-pytorch==2.6.0 wheel, facenet_pytorch/data/onet.pt)",
-    "summary": "facenet-pytorch's pre-trained MTCNN ONet (weights from the facenet-pytorch 2.6.0 wheel) exported "
-               "torch -> ONNX by torch.onnx.export(dynamo=False) at opset 17.",
+    "upstream": "torch/onnx/utils.py: export (model: facenet-pytorch==2.6.0 wheel, "
+    "facenet_pytorch/data/onet.pt)",
+    "summary": "facenet-pytorch's pre-trained MTCNN ONet (weights from the facenet-pytorch 2.6.0 "
+    "wheel) exported torch -> ONNX by torch.onnx.export(dynamo=False) at opset 17.",
     "layer": [],
     "stage": None,
     "repairable": False,
     "env": "main",
     "diff_args": [],
-    "model": {"package": "facenet-pytorch==2.6.0", "member": "facenet_pytorch/data/onet.pt",
-              "sha256": "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d", "input_shape": [1, 3, 48, 48]},
+    "model": {
+        "package": "facenet-pytorch==2.6.0",
+        "member": "facenet_pytorch/data/onet.pt",
+        "sha256": "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d",
+        "input_shape": [1, 3, 48, 48],
+    },
 }
 
 
@@ -34,7 +43,11 @@ def _architecture(out: pathlib.Path):
     import types
     _wheel_member(out, "facenet-pytorch", "2.6.0", "facenet_pytorch/models/mtcnn.py",
                   "29a965963337313068ab335cbc48f4a4facc2e5857756ef7b9ab11e5c1d6b620", "mtcnn.py")
-    code = (out / "mtcnn.py").read_text().replace("from .utils.detect_face import detect_face, extract_face", "")
+    code = (
+        (out / "mtcnn.py")
+        .read_text()
+        .replace("from .utils.detect_face import detect_face, extract_face", "")
+    )
     mod = types.ModuleType("facenet_pytorch_mtcnn")
     exec(compile(code, str(out / "mtcnn.py"), "exec"), mod.__dict__)
     (out / "mtcnn.py").unlink()
@@ -46,7 +59,9 @@ def build(out: pathlib.Path):
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     m = CASE["model"]
-    weights = _wheel_member(out, "facenet-pytorch", "2.6.0", m["member"], m["sha256"], "onet_state_dict.pt")
+    weights = _wheel_member(
+        out, "facenet-pytorch", "2.6.0", m["member"], m["sha256"], "onet_state_dict.pt"
+    )
     net = _architecture(out).ONet(pretrained=False)
     net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     net.eval()

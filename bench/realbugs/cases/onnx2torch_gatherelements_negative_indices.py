@@ -1,9 +1,13 @@
-"""onnx2torch 1.5.15 converts ONNX GatherElements to torch.gather without normalizing negative indices.
+"""onnx2torch 1.5.15 converts ONNX GatherElements to torch.gather without normalizing negative
+indices.
 
-The ONNX spec allows GatherElements indices in [-s, s-1] along `axis` (negative counts from the end; onnxruntime
+The ONNX spec allows GatherElements indices in [-s, s-1] along `axis` (negative counts from the end;
+onnxruntime
 accepts them). onnx2torch/node_converters/gather.py, OnnxGatherElements.forward, calls
-torch.gather(input, dim=axis, index=upcast_indices(indices)) directly; torch.gather rejects negative indices, so the
-converted module (saved with torch.export, which traces with fake tensors and does not check bounds) fails at run time
+torch.gather(input, dim=axis, index=upcast_indices(indices)) directly; torch.gather rejects negative
+indices, so the
+converted module (saved with torch.export, which traces with fake tensors and does not check bounds)
+fails at run time
 with "index -1 is out of bounds for dimension 2".
 
 Environment: its own venv (CASE["env"] = "onnx2torch"):
@@ -18,10 +22,11 @@ CASE = {
     "id": "onnx2torch-gatherelements-negative-indices",
     "kind": "fault",
     "converter": "onnx2torch 1.5.15",
-    "upstream": "onnx2torch/node_converters/gather.py, OnnxGatherElements.forward: torch.gather(..., "
-                "index=upcast_indices(indices)) with no wrap of negative indices -- "
-                "https://github.com/ENOT-AutoDL/onnx2torch/blob/main/onnx2torch/node_converters/gather.py",
-    "summary": "GatherElements with negative (from-the-end) constant indices becomes torch.gather, which fails at run time on negative indices.",
+    "upstream": "onnx2torch/node_converters/gather.py, OnnxGatherElements.forward: "
+    "torch.gather(..., index=upcast_indices(indices)) with no wrap of negative indices -- "
+    "https://github.com/ENOT-AutoDL/onnx2torch/blob/main/onnx2torch/node_converters/gather.py",
+    "summary": "GatherElements with negative (from-the-end) constant indices becomes "
+    "torch.gather, which fails at run time on negative indices.",
     "layer": ["pick"],
     # conversion-tool (README, "Culprit stages"): the target runtime refuses the node the
     # converter wrote (was "graph")

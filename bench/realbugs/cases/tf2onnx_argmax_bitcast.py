@@ -1,8 +1,11 @@
 """Keras 3's `ops.argmax` on floats reaches tf2onnx 1.17 as a TF `Bitcast`, which it cannot convert.
 
-keras/src/backend/tensorflow/numpy.py `argmax` maps -0.0 to -tiny before `tf.argmax`, using `signbit`,
-which is implemented with `tf.bitcast`. tf2onnx has no handler for the TF `Bitcast` op, so it leaves the
-node in the ONNX graph and onnxruntime rejects the model (INVALID_GRAPH: No Op registered for Bitcast).
+keras/src/backend/tensorflow/numpy.py `argmax` maps -0.0 to -tiny before `tf.argmax`, using
+`signbit`,
+which is implemented with `tf.bitcast`. tf2onnx has no handler for the TF `Bitcast` op, so it leaves
+the
+node in the ONNX graph and onnxruntime rejects the model (INVALID_GRAPH: No Op registered for
+Bitcast).
 Upstream: onnx/tensorflow-onnx issue #1985 (open, "Unsupported tensorflow ops: ... Bitcast ...").
 """
 import pathlib
@@ -16,7 +19,8 @@ CASE = {
                "`Bitcast` node in the ONNX graph; onnxruntime cannot load the model.",
     "layer": ["classify"],
     "stage": "conversion-tool",
-    "repairable": True,   # the Bitcast-based -0.0 fix-up can be dropped (ArgMax ignores the sign of zero)
+    # the Bitcast-based -0.0 fix-up can be dropped (ArgMax ignores the sign of zero)
+    "repairable": True,
     "env": "main",
     "diff_args": ["--unsafe-load"],   # the source carries a Lambda layer
 }
@@ -37,12 +41,20 @@ def build(out: pathlib.Path):
     logits = keras.layers.Conv2D(5, 1, name="logits")(h)
     # a self-contained lambda (the .keras file stores its bytecode; __import__ keeps it loadable)
     y = keras.layers.Lambda(
-        lambda t: __import__("keras").ops.cast(__import__("keras").ops.argmax(t, axis=-1), "float32"),
-        output_shape=(6, 6), name="classify")(logits)
+        lambda t: __import__("keras").ops.cast(
+            __import__("keras").ops.argmax(t, axis=-1), "float32"
+        ),
+        output_shape=(6, 6),
+        name="classify",
+    )(logits)
     model = keras.Model(inp, y, name="segmenter")
     src = out / "segmenter.keras"
     model.save(src)
     tgt = out / "segmenter.onnx"
-    tf2onnx.convert.from_keras(model, input_signature=(tf.TensorSpec((1, 6, 6, 3), tf.float32, name="x"),),
-                               opset=17, output_path=str(tgt))
+    tf2onnx.convert.from_keras(
+        model,
+        input_signature=(tf.TensorSpec((1, 6, 6, 3), tf.float32, name="x"),),
+        opset=17,
+        output_path=str(tgt),
+    )
     return src, tgt

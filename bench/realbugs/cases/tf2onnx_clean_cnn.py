@@ -9,8 +9,8 @@ CASE = {
     "kind": "clean",
     "converter": "tf2onnx 1.17",
     "upstream": "tf2onnx/convert.py: from_keras",
-    "summary": "A small CNN classifier (conv/BN/ReLU, separable conv, pooling, dense softmax) converted "
-               "Keras -> ONNX by tf2onnx.convert.from_keras at opset 17.",
+    "summary": "A small CNN classifier (conv/BN/ReLU, separable conv, pooling, dense softmax) "
+    "converted Keras -> ONNX by tf2onnx.convert.from_keras at opset 17.",
     "layer": [],
     "stage": None,
     "repairable": False,
@@ -47,11 +47,21 @@ def build(out: pathlib.Path):
     for name in ("stem_bn", "sep1_bn"):
         bn = model.get_layer(name)
         c = bn.gamma.shape[0]
-        bn.set_weights([rng.uniform(0.5, 1.5, c).astype("float32"), rng.uniform(-0.2, 0.2, c).astype("float32"),
-                        rng.uniform(-0.2, 0.2, c).astype("float32"), rng.uniform(0.5, 1.5, c).astype("float32")])
+        bn.set_weights(
+            [
+                rng.uniform(0.5, 1.5, c).astype("float32"),
+                rng.uniform(-0.2, 0.2, c).astype("float32"),
+                rng.uniform(-0.2, 0.2, c).astype("float32"),
+                rng.uniform(0.5, 1.5, c).astype("float32"),
+            ]
+        )
     src = out / "small_cnn.keras"
     model.save(src)
     tgt = out / "small_cnn.onnx"
-    tf2onnx.convert.from_keras(model, input_signature=(tf.TensorSpec((1, 16, 16, 3), tf.float32, name="x"),),
-                               opset=17, output_path=str(tgt))
+    tf2onnx.convert.from_keras(
+        model,
+        input_signature=(tf.TensorSpec((1, 16, 16, 3), tf.float32, name="x"),),
+        opset=17,
+        output_path=str(tgt),
+    )
     return src, tgt

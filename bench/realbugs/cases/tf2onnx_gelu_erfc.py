@@ -12,11 +12,11 @@ CASE = {
     "kind": "fault",
     "converter": "tf2onnx 1.17",
     "upstream": "https://github.com/onnx/tensorflow-onnx/pull/2463",
-    "summary": "Exact GELU (Dense activation='gelu') is emitted as an unconverted TF `Erfc` node that "
-               "onnxruntime cannot load.",
+    "summary": "Exact GELU (Dense activation='gelu') is emitted as an unconverted TF `Erfc` node "
+    "that onnxruntime cannot load.",
     "layer": ["fc1"],
     "stage": "conversion-tool",
-    "repairable": True,   # Erfc(x) == 1 - Erf(x): patch the node, or re-emit an Erf/Gelu subgraph
+    "repairable": True,  # Erfc(x) == 1 - Erf(x): patch the node, or re-emit an Erf/Gelu subgraph
     "env": "main",
     "diff_args": [],
 }
@@ -33,12 +33,17 @@ def build(out: pathlib.Path):
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(0)
     inp = keras.Input((16,), batch_size=1, name="x")
-    h = keras.layers.Dense(32, activation="gelu", name="fc1")(inp)   # exact GELU (approximate=False)
+    # exact GELU (approximate=False)
+    h = keras.layers.Dense(32, activation="gelu", name="fc1")(inp)
     y = keras.layers.Dense(4, name="head")(h)
     model = keras.Model(inp, y, name="gelu_mlp")
     src = out / "gelu_mlp.keras"
     model.save(src)
     tgt = out / "gelu_mlp.onnx"
-    tf2onnx.convert.from_keras(model, input_signature=(tf.TensorSpec((1, 16), tf.float32, name="x"),),
-                               opset=17, output_path=str(tgt))
+    tf2onnx.convert.from_keras(
+        model,
+        input_signature=(tf.TensorSpec((1, 16), tf.float32, name="x"),),
+        opset=17,
+        output_path=str(tgt),
+    )
     return src, tgt

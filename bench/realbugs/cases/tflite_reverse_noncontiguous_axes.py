@@ -1,10 +1,16 @@
-"""TFLiteConverter (TF 2.21) turns a flip over two non-adjacent axes into one REVERSE_V2 that TFLite cannot run.
+"""TFLiteConverter (TF 2.21) turns a flip over two non-adjacent axes into one REVERSE_V2 that TFLite
+cannot run.
 
-tf.reverse / keras.ops.flip over axes (1, 3) of an NHWC tensor is legalized to a single `tfl.reverse_v2` with
-axis tensor [1, 3]. The TFLite REVERSE_V2 kernel (tensorflow/lite/kernels/reverse.cc, Prepare/Eval) only handles
-a contiguous run of axes and fails with "Non-contiguous `axes` not supported ... Node number N (REVERSE_V2)
-failed to invoke" (see tensorflow/tensorflow issue #80831: contiguous axes only). The converter neither checks this
-nor splits the flip into one REVERSE_V2 per axis, so a plain float conversion yields a model that cannot run.
+tf.reverse / keras.ops.flip over axes (1, 3) of an NHWC tensor is legalized to a single
+`tfl.reverse_v2` with
+axis tensor [1, 3]. The TFLite REVERSE_V2 kernel (tensorflow/lite/kernels/reverse.cc, Prepare/Eval)
+only handles
+a contiguous run of axes and fails with "Non-contiguous `axes` not supported ... Node number N
+(REVERSE_V2)
+failed to invoke" (see tensorflow/tensorflow issue #80831: contiguous axes only). The converter
+neither checks this
+nor splits the flip into one REVERSE_V2 per axis, so a plain float conversion yields a model that
+cannot run.
 """
 import pathlib
 
@@ -13,16 +19,17 @@ CASE = {
     "kind": "fault",
     "converter": "TFLiteConverter (tensorflow 2.21)",
     "upstream": "https://github.com/tensorflow/tensorflow/issues/80831 "
-                "(tensorflow/lite/kernels/reverse.cc: REVERSE_V2 supports contiguous axes only)",
-    "summary": "A flip over axes (1, 3) is converted to one REVERSE_V2 with non-contiguous axes, which the TFLite "
-               "kernel rejects at invoke time.",
+    "(tensorflow/lite/kernels/reverse.cc: REVERSE_V2 supports contiguous axes only)",
+    "summary": "A flip over axes (1, 3) is converted to one REVERSE_V2 with non-contiguous axes, "
+    "which the TFLite kernel rejects at invoke time.",
     "layer": ["flip"],
     # conversion-tool (README, "Culprit stages"): the target runtime refuses the node the
     # converter wrote (was "graph")
     "stage": "conversion-tool",
-    "repairable": True,   # split into two REVERSE_V2 ops (one per axis), or transpose so the axes are adjacent
+    # split into two REVERSE_V2 ops (one per axis), or transpose so the axes are adjacent
+    "repairable": True,
     "env": "main",
-    "diff_args": ["--unsafe-load"],   # the source carries a Lambda layer
+    "diff_args": ["--unsafe-load"],  # the source carries a Lambda layer
 }
 
 

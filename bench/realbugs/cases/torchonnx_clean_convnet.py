@@ -1,6 +1,9 @@
-"""Clean twin: a small conv net (Conv, BatchNorm, Hardswish, MaxPool, 2x nearest upsample, PixelShuffle, GELU-tanh,
-LayerNorm, Linear) exported by torch.onnx.export with the TorchScript exporter (dynamo=False, opset 17).
-Every op here has a faithful ONNX lowering; onnxruntime reproduces the .pt2 source to float noise (< 1e-5).
+"""Clean twin: a small conv net (Conv, BatchNorm, Hardswish, MaxPool, 2x nearest upsample,
+PixelShuffle, GELU-tanh,
+LayerNorm, Linear) exported by torch.onnx.export with the TorchScript exporter (dynamo=False, opset
+17).
+Every op here has a faithful ONNX lowering; onnxruntime reproduces the .pt2 source to float noise (<
+1e-5).
 """
 import pathlib
 
@@ -9,8 +12,8 @@ CASE = {
     "kind": "clean",
     "converter": "torch.onnx.export (dynamo=False, opset 17), torch 2.13.0",
     "upstream": "torch/onnx/_internal/torchscript_exporter/symbolic_opset9.py (faithful lowerings)",
-    "summary": "a conv net with BatchNorm, Hardswish, MaxPool, nearest upsample, PixelShuffle, tanh-GELU and LayerNorm "
-               "exported to ONNX opset 17 by the TorchScript exporter",
+    "summary": "a conv net with BatchNorm, Hardswish, MaxPool, nearest upsample, PixelShuffle, "
+    "tanh-GELU and LayerNorm exported to ONNX opset 17 by the TorchScript exporter",
     "layer": [],
     "stage": None,
     "repairable": False,

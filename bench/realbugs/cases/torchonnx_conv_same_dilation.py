@@ -1,8 +1,12 @@
-"""torch.onnx.export (TorchScript exporter, dynamo=False) writes Conv(padding="same", dilation>1) as auto_pad=SAME_UPPER.
+"""torch.onnx.export (TorchScript exporter, dynamo=False) writes Conv(padding="same", dilation>1) as
+auto_pad=SAME_UPPER.
 
-torch/onnx/_internal/torchscript_exporter/symbolic_opset9.py `_convolution_mode` maps padding="same" to
-`auto_pad_s="SAME_UPPER"` whatever the dilation, and onnxruntime's Conv kernel refuses auto_pad SAME_* with
-dilation ("Dilation not supported for AutoPadType::SAME_UPPER or AutoPadType::SAME_LOWER"): the model loads but
+torch/onnx/_internal/torchscript_exporter/symbolic_opset9.py `_convolution_mode` maps padding="same"
+to
+`auto_pad_s="SAME_UPPER"` whatever the dilation, and onnxruntime's Conv kernel refuses auto_pad
+SAME_* with
+dilation ("Dilation not supported for AutoPadType::SAME_UPPER or AutoPadType::SAME_LOWER"): the
+model loads but
 every run fails. Explicit pads (as the dynamo exporter writes) run fine.
 """
 import pathlib
@@ -12,12 +16,14 @@ CASE = {
     "kind": "fault",
     "converter": "torch.onnx.export (dynamo=False, opset 17), torch 2.13.0",
     "upstream": "torch/onnx/_internal/torchscript_exporter/symbolic_opset9.py:_convolution_mode "
-                "(padding='same' -> auto_pad SAME_UPPER with dilation); onnxruntime core/providers/cpu/nn/conv_attributes.h",
-    "summary": "a dilated Conv2d(padding='same') is exported with auto_pad=SAME_UPPER and dilations=2, which "
-               "onnxruntime refuses to run",
+    "(padding='same' -> auto_pad SAME_UPPER with dilation); onnxruntime "
+    "core/providers/cpu/nn/conv_attributes.h",
+    "summary": "a dilated Conv2d(padding='same') is exported with auto_pad=SAME_UPPER and "
+    "dilations=2, which onnxruntime refuses to run",
     "layer": ["dil_conv"],
     "stage": "conversion-tool",
-    "repairable": True,   # replace auto_pad by explicit pads (3,3,3,3), or re-export with dynamo=True
+    # replace auto_pad by explicit pads (3,3,3,3), or re-export with dynamo=True
+    "repairable": True,
     "env": "main",
     "diff_args": [],
 }

@@ -1,8 +1,12 @@
-"""torch.onnx.export (TorchScript exporter, dynamo=False) exports `//` (aten::floor_divide) as truncating division.
+"""torch.onnx.export (TorchScript exporter, dynamo=False) exports `//` (aten::floor_divide) as
+truncating division.
 
-torch/onnx/_internal/torchscript_exporter/symbolic_opset9.py `floor_divide` still maps aten::floor_divide to
-`_trunc_divide` ("Deprecated behavior, floor_divide actually truncates"), although torch's `//` floors since 1.13
-(pytorch#78442, pytorch#44692). A posterize layer `x // step * step` therefore rounds negative values towards zero
+torch/onnx/_internal/torchscript_exporter/symbolic_opset9.py `floor_divide` still maps
+aten::floor_divide to
+`_trunc_divide` ("Deprecated behavior, floor_divide actually truncates"), although torch's `//`
+floors since 1.13
+(pytorch#78442, pytorch#44692). A posterize layer `x // step * step` therefore rounds negative
+values towards zero
 in ONNX: every negative input that is not a multiple of `step` comes out one step too high.
 """
 import pathlib
@@ -11,14 +15,16 @@ CASE = {
     "id": "torchonnx-floordiv-trunc",
     "kind": "fault",
     "converter": "torch.onnx.export (dynamo=False, opset 17), torch 2.13.0",
-    "upstream": "https://github.com/pytorch/pytorch/issues/78442 ; torch/onnx/_internal/torchscript_exporter/"
-                "symbolic_opset9.py:floor_divide (returns _trunc_divide)",
-    "summary": "the TorchScript exporter turns x // step (floor division) into Div+truncation, so the posterize layer "
-               "rounds negative values towards zero instead of down",
+    "upstream": "https://github.com/pytorch/pytorch/issues/78442 ; "
+    "torch/onnx/_internal/torchscript_exporter/symbolic_opset9.py:floor_divide (returns "
+    "_trunc_divide)",
+    "summary": "the TorchScript exporter turns x // step (floor division) into Div+truncation, "
+    "so the posterize layer rounds negative values towards zero instead of down",
     "layer": ["quant"],
     # graph (README, "Culprit stages"): the exported graph lacks the Floor the source's `//` needs
     "stage": "graph",
-    "repairable": True,   # re-export with dynamo=True gives Div+Floor; or patch the Cast/trunc chain into Floor
+    # re-export with dynamo=True gives Div+Floor; or patch the Cast/trunc chain into Floor
+    "repairable": True,
     "env": "main",
     "diff_args": [],
 }

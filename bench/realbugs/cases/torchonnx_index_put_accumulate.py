@@ -1,9 +1,13 @@
-"""torch.onnx.export (TorchScript exporter, dynamo=False) loses repeated indices of index_put(accumulate=True).
+"""torch.onnx.export (TorchScript exporter, dynamo=False) loses repeated indices of
+index_put(accumulate=True).
 
 torch/onnx/_internal/torchscript_exporter/symbolic_opset11.py `index_put` exports accumulate=True as
-Add(self, ScatterND(zeros, index, values)) with ScatterND's default reduction "none": when an index repeats, only one
-of its values survives instead of their sum (pytorch#61034, closed yet still reproduced with torch 2.13; the same
-exporter refuses index_add with duplicates, pytorch#111159). A segment-sum layer over rows is silently wrong.
+Add(self, ScatterND(zeros, index, values)) with ScatterND's default reduction "none": when an index
+repeats, only one
+of its values survives instead of their sum (pytorch#61034, closed yet still reproduced with torch
+2.13; the same
+exporter refuses index_add with duplicates, pytorch#111159). A segment-sum layer over rows is
+silently wrong.
 """
 import pathlib
 
@@ -11,13 +15,16 @@ CASE = {
     "id": "torchonnx-index-put-accumulate",
     "kind": "fault",
     "converter": "torch.onnx.export (dynamo=False, opset 17), torch 2.13.0",
-    "upstream": "https://github.com/pytorch/pytorch/issues/61034 ; torch/onnx/_internal/torchscript_exporter/"
-                "symbolic_opset11.py:index_put (ScatterND without reduction='add')",
-    "summary": "the TorchScript exporter writes index_put(accumulate=True) as ScatterND(reduction='none') on zeros plus "
-               "Add, so rows scattered to the same slot overwrite each other instead of summing",
+    "upstream": "https://github.com/pytorch/pytorch/issues/61034 ; "
+    "torch/onnx/_internal/torchscript_exporter/symbolic_opset11.py:index_put (ScatterND "
+    "without reduction='add')",
+    "summary": "the TorchScript exporter writes index_put(accumulate=True) as "
+    "ScatterND(reduction='none') on zeros plus Add, so rows scattered to the same slot "
+    "overwrite each other instead of summing",
     "layer": ["segsum"],
     "stage": "hyperparameters",
-    "repairable": True,   # set ScatterND reduction='add' (opset >= 16), or re-export with dynamo=True
+    # set ScatterND reduction='add' (opset >= 16), or re-export with dynamo=True
+    "repairable": True,
     "env": "main",
     "diff_args": [],
 }
@@ -35,7 +42,9 @@ def _model():
             self.register_buffer("index", torch.tensor([0, 0, 1, 2, 2, 2, 3, 1]))
 
         def forward(self, x):  # x: [8, C]
-            return torch.zeros(4, x.shape[1], dtype=x.dtype).index_put((self.index,), x, accumulate=True)
+            return torch.zeros(4, x.shape[1], dtype=x.dtype).index_put(
+                (self.index,), x, accumulate=True
+            )
 
     class Net(nn.Module):
         def __init__(self):

@@ -1,10 +1,16 @@
-"""torch.onnx.export (dynamo=True, onnxscript torch_lib) drops the projection of an LSTM with proj_size.
+"""torch.onnx.export (dynamo=True, onnxscript torch_lib) drops the projection of an LSTM with
+proj_size.
 
-onnxscript/function_libs/torch_lib/ops/core.py `aten_lstm` builds one ONNX LSTM per layer from W_ih/W_hh/b_ih/b_hh
-only: it never reads the projection weight W_hr, and takes hidden_size from initial_h, whose last dim is proj_size.
-The ONNX LSTM gets R of shape [1, 4*hidden, proj] with initial_c [1, B, hidden] and hidden_size=proj: onnxruntime
-fails to run it ("Input initial_c must have shape {1,B,proj}"). (The TorchScript exporter refuses projections.)
-Needs an environment with onnxscript (env "torchonnx": torch==2.13.0, onnxscript 0.7.2, onnx, onnxruntime).
+onnxscript/function_libs/torch_lib/ops/core.py `aten_lstm` builds one ONNX LSTM per layer from
+W_ih/W_hh/b_ih/b_hh
+only: it never reads the projection weight W_hr, and takes hidden_size from initial_h, whose last
+dim is proj_size.
+The ONNX LSTM gets R of shape [1, 4*hidden, proj] with initial_c [1, B, hidden] and
+hidden_size=proj: onnxruntime
+fails to run it ("Input initial_c must have shape {1,B,proj}"). (The TorchScript exporter refuses
+projections.)
+Needs an environment with onnxscript (env "torchonnx": torch==2.13.0, onnxscript 0.7.2, onnx,
+onnxruntime).
 """
 import pathlib
 
@@ -12,12 +18,14 @@ CASE = {
     "id": "torchonnx-dynamo-lstm-proj",
     "kind": "fault",
     "converter": "torch.onnx.export (dynamo=True, opset 18), torch 2.13.0 + onnxscript 0.7.2",
-    "upstream": "onnxscript/function_libs/torch_lib/ops/core.py:aten_lstm (ignores proj_size / W_hr weights)",
-    "summary": "the dynamo exporter writes nn.LSTM(proj_size=3) as a plain ONNX LSTM without the projection and with "
-               "inconsistent state shapes, which onnxruntime fails to run",
+    "upstream": "onnxscript/function_libs/torch_lib/ops/core.py:aten_lstm (ignores proj_size / "
+    "W_hr weights)",
+    "summary": "the dynamo exporter writes nn.LSTM(proj_size=3) as a plain ONNX LSTM without the "
+    "projection and with inconsistent state shapes, which onnxruntime fails to run",
     "layer": ["lstm"],
     "stage": "conversion-tool",
-    "repairable": False,  # ONNX LSTM has no projection: it needs a rewrite into a Loop/Scan; no exporter produces one
+    # ONNX LSTM has no projection: it needs a rewrite into a Loop/Scan; no exporter produces one
+    "repairable": False,
     "env": "torchonnx",
     "diff_args": [],
 }

@@ -1,10 +1,16 @@
-"""torch.onnx.export (dynamo=True, onnxscript torch_lib) exports scatter_reduce(reduce="mean") as a plain scatter.
+"""torch.onnx.export (dynamo=True, onnxscript torch_lib) exports scatter_reduce(reduce="mean") as a
+plain scatter.
 
-onnxscript/function_libs/torch_lib/ops/core.py `aten_scatter_reduce` maps torch's "mean" to ONNX ScatterElements
-reduction "none" ('mean' doesn't support in ONNX 1.14 definition) without computing any mean: each output slot gets
-the last scattered value instead of the mean of self and all values scattered there. A segment-mean pooling layer
-(`torch.zeros(..).scatter_reduce(1, index, x, "mean")`) is silently wrong. (The TorchScript exporter refuses "mean".)
-Needs an environment with onnxscript (env "torchonnx": torch==2.13.0, onnxscript 0.7.2, onnx, onnxruntime).
+onnxscript/function_libs/torch_lib/ops/core.py `aten_scatter_reduce` maps torch's "mean" to ONNX
+ScatterElements
+reduction "none" ('mean' doesn't support in ONNX 1.14 definition) without computing any mean: each
+output slot gets
+the last scattered value instead of the mean of self and all values scattered there. A segment-mean
+pooling layer
+(`torch.zeros(..).scatter_reduce(1, index, x, "mean")`) is silently wrong. (The TorchScript exporter
+refuses "mean".)
+Needs an environment with onnxscript (env "torchonnx": torch==2.13.0, onnxscript 0.7.2, onnx,
+onnxruntime).
 """
 import pathlib
 
@@ -12,12 +18,14 @@ CASE = {
     "id": "torchonnx-dynamo-scatter-mean",
     "kind": "fault",
     "converter": "torch.onnx.export (dynamo=True, opset 18), torch 2.13.0 + onnxscript 0.7.2",
-    "upstream": "onnxscript/function_libs/torch_lib/ops/core.py:aten_scatter_reduce (reduce 'mean' -> reduction 'none')",
-    "summary": "the dynamo exporter writes scatter_reduce(reduce='mean') as ScatterElements(reduction='none'), which "
-               "keeps one scattered value per slot instead of the mean",
+    "upstream": "onnxscript/function_libs/torch_lib/ops/core.py:aten_scatter_reduce (reduce "
+    "'mean' -> reduction 'none')",
+    "summary": "the dynamo exporter writes scatter_reduce(reduce='mean') as "
+    "ScatterElements(reduction='none'), which keeps one scattered value per slot instead of "
+    "the mean",
     "layer": ["pool"],
     "stage": "hyperparameters",
-    "repairable": True,   # patch: ScatterElements(add) of values and of ones (plus self) then Div
+    "repairable": True,  # patch: ScatterElements(add) of values and of ones (plus self) then Div
     "env": "torchonnx",
     "diff_args": [],
 }
@@ -32,12 +40,15 @@ def _model():
 
         def __init__(self):
             super().__init__()
-            self.register_buffer("index", torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2, 2, 3, 3, 0, 1, 2, 3]))
+            self.register_buffer(
+                "index", torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2, 2, 3, 3, 0, 1, 2, 3])
+            )
 
         def forward(self, x):
             idx = self.index.expand(x.shape[0], -1)
-            return torch.zeros(x.shape[0], 4, dtype=x.dtype).scatter_reduce(1, idx, x, reduce="mean",
-                                                                           include_self=True)
+            return torch.zeros(x.shape[0], 4, dtype=x.dtype).scatter_reduce(
+                1, idx, x, reduce="mean", include_self=True
+            )
 
     class Net(nn.Module):
         def __init__(self):

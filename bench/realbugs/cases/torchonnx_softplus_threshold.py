@@ -1,8 +1,11 @@
 """torch.onnx.export (TorchScript exporter, dynamo=False) drops Softplus's `threshold`.
 
-torch/onnx/_internal/torchscript_exporter/symbolic_opset9.py `softplus(g, self, beta, threshold)` never reads
-`threshold`: it emits Softplus(x*beta)/beta, whereas torch returns x itself wherever beta*x > threshold.
-ONNX Softplus has no threshold (onnx/onnx#5226), so a Softplus(beta=2, threshold=0.5) is exported as a smooth
+torch/onnx/_internal/torchscript_exporter/symbolic_opset9.py `softplus(g, self, beta, threshold)`
+never reads
+`threshold`: it emits Softplus(x*beta)/beta, whereas torch returns x itself wherever beta*x >
+threshold.
+ONNX Softplus has no threshold (onnx/onnx#5226), so a Softplus(beta=2, threshold=0.5) is exported as
+a smooth
 softplus and differs by up to log(1+e^-t)/beta near the threshold.
 """
 import pathlib
@@ -11,13 +14,14 @@ CASE = {
     "id": "torchonnx-softplus-threshold",
     "kind": "fault",
     "converter": "torch.onnx.export (dynamo=False, opset 17), torch 2.13.0",
-    "upstream": "torch/onnx/_internal/torchscript_exporter/symbolic_opset9.py:softplus (threshold argument ignored); "
-                "https://github.com/onnx/onnx/issues/5226",
-    "summary": "the TorchScript exporter exports Softplus(beta=2, threshold=0.5) as Softplus(2x)/2 without the linear "
-               "branch above the threshold",
+    "upstream": "torch/onnx/_internal/torchscript_exporter/symbolic_opset9.py:softplus "
+    "(threshold argument ignored); https://github.com/onnx/onnx/issues/5226",
+    "summary": "the TorchScript exporter exports Softplus(beta=2, threshold=0.5) as "
+    "Softplus(2x)/2 without the linear branch above the threshold",
     "layer": ["act"],
     "stage": "hyperparameters",
-    "repairable": True,   # re-export with dynamo=True (Where(beta*x > t, x, ...)), or patch in a Where
+    # re-export with dynamo=True (Where(beta*x > t, x, ...)), or patch in a Where
+    "repairable": True,
     "env": "main",
     "diff_args": [],
 }
