@@ -162,8 +162,10 @@ def test_model_explorer_overlay_is_keyed_by_the_target_s_node_ids(faulty):
     assert len(marked) == 1  # the node where the error first jumps
     first = next(f for f in doc["findings"] if f["rule"] == "CL110")
     producer = next(n for n in model.graph.node if n.name == marked[0])
-    assert producer.op_type in ("Conv", "BatchNormalization", "Relu") and data["results"][marked[0]]["value"] > \
-        first["evidence"]["threshold"]
+    assert (
+        producer.op_type in ("Conv", "BatchNormalization", "Relu")
+        and data["results"][marked[0]]["value"] > first["evidence"]["threshold"]
+    )
     th = [t["value"] for t in data["thresholds"]]
     assert th == sorted(th) and th[0] == first["evidence"]["threshold"]
 
