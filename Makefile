@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 TORCH  ?= 2.13.0
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: install demo test test-python test-extension test-explorer test-fast test-compat lint fixtures bench-faults bench-realbugs bench-scripts bench-check bench-server bench-training bench-fuzz bench-quant docs-screenshot clean bench-zoo bench-training-real
+.PHONY: install demo test test-python test-extension test-slow test-explorer test-fast test-compat lint fixtures bench-faults bench-realbugs bench-scripts bench-check bench-server bench-training bench-fuzz bench-quant docs-screenshot clean bench-zoo bench-training-real
 
 install: $(STAMP)
 
@@ -81,6 +81,11 @@ test-compat: $(COMPAT)/.convlint-installed
 test-explorer: install
 	$(BIN)/pip install --quiet -e '.[explorer-test]'
 	$(BIN)/python -m pytest -m bench tests/test_model_explorer.py $(PYTEST_ARGS)
+
+# the slow end-to-end tests kept out of make test (bench-marked, about 5 minutes): the real Model
+# Explorer (test-explorer) and the language server's heavy checks of a saved notebook; .ci/run runs it
+test-slow: test-explorer
+	$(BIN)/python -m pytest -m bench tests/test_server_notebooks.py $(PYTEST_ARGS)
 
 test-fast: install
 	$(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS)
