@@ -163,7 +163,8 @@ def _pair_task(pair: Pair, opts: CheckOptions) -> dict:
     report when it cannot be analysed)."""
     from convlint.analyzers import app
 
-    req = app.DiffRequest(pair.source, pair.target, num_inputs=opts.num_inputs, seed=opts.seed,
+    n = pair.num_inputs if pair.num_inputs is not None else opts.num_inputs
+    req = app.DiffRequest(pair.source, pair.target, num_inputs=n, seed=opts.seed,
                           atol=pair.atol if pair.atol is not None else opts.atol,
                           rtol=pair.rtol if pair.rtol is not None else opts.rtol,
                           inputs=pair.inputs, use_tvm=opts.use_tvm)
