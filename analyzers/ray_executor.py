@@ -59,6 +59,9 @@ def _connect(ray, address: str | None, jobs: int) -> bool:
     True when this call started it (then the run shuts it down)."""
     if ray.is_initialized():
         return False
+    # a cluster that is not there, or refuses this machine's token (RAY_AUTH_MODE=token)
+    refused = (ConnectionError, RuntimeError, ValueError)
+    refused += tuple(filter(None, [getattr(ray.exceptions, "AuthenticationError", None)]))
     quiet = {
         "include_dashboard": False,
         "log_to_driver": False,
@@ -77,7 +80,7 @@ def _connect(ray, address: str | None, jobs: int) -> bool:
                 object_store_memory=128 * 1024 * 1024,
                 **quiet,
             )
-    except (ConnectionError, RuntimeError, ValueError) as e:
+    except refused as e:
         what = f"connect to the Ray cluster at {address}" if address else "start a local Ray"
         raise ConvlintError(
             f"cannot {what}: {e}",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -24,10 +25,12 @@ PAIRS = [
     ("mobilenet.tf2onnx.onnx", "mobilenet.tf2onnx.tampered.onnx"),
     ("resnet.tf2onnx.onnx", "resnet.tflite2onnx.onnx"),
 ]
-# a head of `ray start` uses token authentication (Ray >= 2.5x): its clients say so too
+# the head uses token authentication (Ray >= 2.52; `ray start` in token mode needs a token, and
+# ~/.ray/auth_token may not exist): a token of the tests' own, given to the head and its clients
+TOKEN = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
 HOOKS = {
     "CONVLINT_WORKER_PLUGINS": "pair_hooks",
-    "RAY_AUTH_MODE": "token",
+    **TOKEN,
     "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
 }
 
@@ -43,10 +46,11 @@ def head():
     """A Ray head on 127.0.0.1 (2 CPUs), stopped with its processes at the end."""
     pytest.importorskip("ray")
     port = _free_port()
-    ray = Path(sys.executable).with_name("ray")
     proc = subprocess.Popen(
-        [
-            str(ray),
+        [  # Ray's CLI through this interpreter: a layered venv has no `ray` script of its own
+            sys.executable,
+            "-m",
+            "ray.scripts.scripts",
             "start",
             "--head",
             "--block",
@@ -104,7 +108,7 @@ def _check(cwd: Path, *args: str, env: dict | None = None) -> subprocess.Complet
         capture_output=True,
         text=True,
         timeout=600,
-        env=dict(os.environ, RAY_AUTH_MODE="token", **(env or {})),
+        env=dict(os.environ, **TOKEN, **(env or {})),
     )
 
 
@@ -201,7 +205,7 @@ class _FakeRay:
     source to the exceptions its successive tasks raise; ``interrupt_after`` raises Ctrl-C in
     ``wait`` after that many results."""
 
-    def __init__(self, fail=None, interrupt_after=None):
+    def __init__(self, fail=None, interrupt_after=None, refuse=False):
         import types
 
         class Died(Exception):
@@ -211,16 +215,19 @@ class _FakeRay:
             WorkerCrashedError=type("WorkerCrashedError", (Died,), {}),
             NodeDiedError=type("NodeDiedError", (Died,), {}),
             OutOfMemoryError=type("OutOfMemoryError", (Died,), {}),
+            AuthenticationError=type("AuthenticationError", (Exception,), {}),
         )
         self.fail, self.interrupt_after = fail or {}, interrupt_after
         self.options, self.submitted, self.cancelled, self.events = {}, [], [], []
-        self.returned = 0
+        self.returned, self.refuse = 0, refuse
 
     def is_initialized(self):
         return False
 
     def init(self, **kw):
         self.events.append(("init", kw))
+        if self.refuse:
+            raise self.exceptions.AuthenticationError("no authentication token was found")
 
     def shutdown(self):
         self.events.append(("shutdown",))
@@ -260,7 +267,7 @@ class _FakeRay:
         self.cancelled.append((ref, force))
 
 
-def _run_fake(monkeypatch, fake, envs=(None, None, None), jobs=2, done=None):
+def _run_fake(monkeypatch, fake, envs=(None, None, None), jobs=2, done=None, address=None):
     import types
 
     from convlint.analyzers import ray_executor
@@ -280,6 +287,7 @@ def _run_fake(monkeypatch, fake, envs=(None, None, None), jobs=2, done=None):
         lambda pair, opts: {"verdict": "equivalent", "source": pair.source},
         lambda d, key, pair: done.append((key, d["executor"])) or d,
         lambda pair: crashed.append(pair.source) or {"verdict": "crash"},
+        address,
     )
     return out, done, crashed
 
@@ -330,3 +338,16 @@ def test_ctrl_c_in_a_ray_run_keeps_what_finished_and_cancels_the_rest(monkeypatc
     assert [k for k, _ in done] == ["key2"]  # cached before the interrupt: a rerun resumes
     assert fake.cancelled == [(("ref", 0), True), (("ref", 1), True)]
     assert fake.events[-1] == ("shutdown",)
+
+
+def test_a_cluster_that_refuses_the_token_is_a_clear_error(monkeypatch):
+    from convlint.analyzers.errors import ConvlintError
+
+    fake = _FakeRay(refuse=True)
+    with pytest.raises(ConvlintError) as e:
+        _run_fake(monkeypatch, fake, address="10.0.0.1:6379")
+    assert e.value.rule == "CL001" and "cannot connect to the Ray cluster at 10.0.0.1:6379" in str(
+        e.value.message
+    )
+    assert "no authentication token" in e.value.message and "RAY_AUTH_MODE" in e.value.hint
+    assert fake.submitted == []
