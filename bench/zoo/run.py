@@ -176,7 +176,7 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true")
     a = ap.parse_args()
     n = zoo.make(ZOO)
-    tampered = TAMPERED[a.only or "keras"]
+    tampered = TAMPERED[a.only or "torch"]
     if a.only:  # the config's two glob lines of that half
         src = {"keras": "model.keras", "torch": "model.pt2"}[a.only]
         lines = [ln.strip(" [],") for ln in zoo.CONFIG.splitlines() if f"/{src}" in ln]
