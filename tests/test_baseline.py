@@ -223,6 +223,10 @@ def test_bad_refs_and_outputs_are_clear_errors(zoo):
     p = _check(zoo, "--baseline", "convlint.toml", "--update-baseline")
     assert p.returncode == 2 and "refusing to overwrite" in p.stderr
     assert (zoo / "convlint.toml").read_text() == config
+    model = (zoo / "zoo" / "a" / "conv.onnx").read_bytes()  # nor over a pair's model
+    p = _check(zoo, "--baseline", "zoo/a/conv.onnx", "--update-baseline")
+    assert p.returncode == 2 and "refusing to overwrite" in p.stderr
+    assert (zoo / "zoo" / "a" / "conv.onnx").read_bytes() == model
     p = _check(zoo, "--update-baseline")
     assert p.returncode == 2 and "needs --baseline" in p.stderr
 
