@@ -283,7 +283,30 @@ def make(out: Path) -> int:
     return n
 
 
+def constant_models(out: Path, tol: float = 1e-6) -> list:
+    """The zoo's models whose output does not depend on their input (the same output, within
+    ``tol``, for three random inputs through onnxruntime): their pairs pass trivially and cannot
+    show a regression (bench/RESULTS.md: 5 of the Keras models with random weights)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    rng, found = np.random.default_rng(0), []
+    for f in sorted(out.glob("*/*/model.onnx")):
+        s = ort.InferenceSession(str(f), providers=["CPUExecutionProvider"])
+        i = s.get_inputs()[0]
+        shape = [d if isinstance(d, int) else 1 for d in i.shape]
+        ys = [
+            s.run(None, {i.name: rng.uniform(-1, 1, shape).astype(np.float32)})[0] for _ in range(3)
+        ]
+        if max(float(np.abs(y - ys[0]).max()) for y in ys[1:]) <= tol:
+            found.append(f.parent.relative_to(out).as_posix())
+    return found
+
+
 if __name__ == "__main__":
-    print(
-        make(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent / ".zoo")
-    )
+    where = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent / ".zoo"
+    print(make(where))
+    for name in constant_models(where):
+        print(
+            f"warning: {name}: the output does not depend on the input (its pairs pass trivially)"
+        )
