@@ -6,8 +6,9 @@ the file and the key (``ConvlintError``, exit 2). Command-line flags override wh
     [tool.convlint]                      # in convlint.toml: the same keys at top level
     pairs = [{source = "m.keras", target = "m.tflite", inputs = "x.npz", atol = 1e-4, rtol = 1e-4},
              {source = "zoo/*/model.keras", target = "{dir}/model.tflite"},  # one pair per match
-             # Ray's runtime-env for one pair:
-             {source = "a.onnx", target = "a.xml", runtime-env = {pip = ["openvino==2025.4"]}}]
+             {source = "a.onnx", target = "a.xml",
+              runtime-env = {pip = ["openvino==2025.4"]}},  # Ray's runtime_env for this pair
+             {source = "b.keras", target = "b.onnx", num-inputs = 8}]  # random inputs (default 32)
     select = ["CL4", "CL1"]              # rule codes or prefixes (default: all)
     ignore = ["CL431"]
     exclude = ["legacy/**"]
@@ -48,7 +49,7 @@ KEYS = {
     "train",
     "train-scripts",
 }
-PAIR_KEYS = {"source", "target", "inputs", "atol", "rtol", "name", "runtime-env"}
+PAIR_KEYS = {"source", "target", "inputs", "atol", "rtol", "name", "runtime-env", "num-inputs"}
 # what a pattern pair's target, inputs and name may say about each source it matched
 PLACEHOLDERS = ("dir", "stem", "name")
 
@@ -64,6 +65,7 @@ class Pair:
     pattern: str | None = None  # the config's source glob this pair was expanded from, if any
     # Ray's runtime_env for this pair's task (--executor ray): e.g. {pip = [...], env_vars = {...}}
     runtime_env: dict | None = field(default=None, compare=False)
+    num_inputs: int | None = None  # random inputs for this pair (default: the check's, 32)
 
     @property
     def label(self) -> str:
@@ -179,6 +181,15 @@ def parse(table: dict, file: str = "<config>", where: str = "the top level") -> 
                 raise _err(file, f"{key}.runtime-env", "expected a table (Ray's runtime_env), "
                            "e.g. {pip = [\"tf2onnx==1.16.1\"]}")
             pairs = [replace(x, runtime_env=dict(p["runtime-env"])) for x in pairs]
+        if "num-inputs" in p:
+            n = p["num-inputs"]
+            try:
+                if isinstance(n, (bool, str, float)):
+                    raise ValueError(f"expected a whole number of at least 1, got {n!r}")
+                n = D.count(n, "num-inputs")
+            except ValueError as e:
+                raise _err(file, f"{key}.num-inputs", str(e).split(": ", 1)[-1]) from None
+            pairs = [replace(x, num_inputs=n) for x in pairs]
         cfg.pairs += pairs
     if "select" in table:
         cfg.select = _codes(file, "select", table["select"])

@@ -9,7 +9,8 @@ report and counts it; ``crashed`` makes the CL014 report of a pair that kills it
 Each task runs in a worker process that exits after it (``max_calls=1``), so a converter that
 segfaults or leaks takes down one worker, never the run; each asks for 1 CPU and
 ``memory_mb`` MiB. A task whose worker dies is submitted once more (the retry is recorded); a
-pair that kills its second worker too is a CL014 crash. Results come back with ``ray.wait`` as
+pair that kills its second worker too is a CL014 crash (a worker dies by a native crash, Ray's
+memory monitor or a lost node). Results come back with ``ray.wait`` as
 they finish and are cached at once, so an interrupted run keeps them. A pair's ``runtime-env``
 (config) is passed as Ray's ``runtime_env``. Without an address a local Ray is started on
 127.0.0.1 (no dashboard) for this run. Ray is imported here only, and only when asked for.
@@ -58,6 +59,9 @@ def _connect(ray, address: str | None, jobs: int) -> bool:
     True when this call started it (then the run shuts it down)."""
     if ray.is_initialized():
         return False
+    # a cluster that is not there, or refuses this machine's token (RAY_AUTH_MODE=token)
+    refused = (ConnectionError, RuntimeError, ValueError)
+    refused += tuple(filter(None, [getattr(ray.exceptions, "AuthenticationError", None)]))
     quiet = {
         "include_dashboard": False,
         "log_to_driver": False,
@@ -76,11 +80,10 @@ def _connect(ray, address: str | None, jobs: int) -> bool:
                 object_store_memory=128 * 1024 * 1024,
                 **quiet,
             )
-    except (ConnectionError, RuntimeError, ValueError) as e:
+    except refused as e:
+        what = f"connect to the Ray cluster at {address}" if address else "start a local Ray"
         raise ConvlintError(
-            f"cannot "
-            f"{'connect to the Ray cluster at ' + address if address else 'start a local Ray'}: "
-            f"{e}",
+            f"cannot {what}: {e}",
             rule="CL001",
             hint="start one with `ray start --head` and pass its address (host:port; with "
             "token authentication, RAY_AUTH_MODE=token and the cluster's token), or leave out "
@@ -103,9 +106,10 @@ def run(
     todo: list, opts, task: Callable, done: Callable, crashed: Callable, address: str | None = None
 ) -> dict:
     ray = _import_ray()
-    from ray.exceptions import NodeDiedError, WorkerCrashedError
+    from ray import exceptions as rex
 
-    dead = (WorkerCrashedError, NodeDiedError)
+    # the worker or its node died: a native crash, Ray's memory monitor, a lost node
+    dead = (rex.WorkerCrashedError, rex.NodeDiedError, rex.OutOfMemoryError)
     started = _connect(ray, address, opts.jobs)
     remote = ray.remote(max_calls=1, num_cpus=1, memory=memory_mb() * 1024 * 1024, max_retries=0)(
         _worker_task

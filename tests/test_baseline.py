@@ -223,6 +223,10 @@ def test_bad_refs_and_outputs_are_clear_errors(zoo):
     p = _check(zoo, "--baseline", "convlint.toml", "--update-baseline")
     assert p.returncode == 2 and "refusing to overwrite" in p.stderr
     assert (zoo / "convlint.toml").read_text() == config
+    model = (zoo / "zoo" / "a" / "conv.onnx").read_bytes()  # nor over a pair's model
+    p = _check(zoo, "--baseline", "zoo/a/conv.onnx", "--update-baseline")
+    assert p.returncode == 2 and "refusing to overwrite" in p.stderr
+    assert (zoo / "zoo" / "a" / "conv.onnx").read_bytes() == model
     p = _check(zoo, "--update-baseline")
     assert p.returncode == 2 and "needs --baseline" in p.stderr
 
@@ -238,3 +242,24 @@ def test_compare_new_and_removed_pairs():
     assert [i["pair"] for i in out["removed"]] == ["gone"]
     kept = B.merged({"kept": ok, "gone": ok}, {"x": bad}, ["kept", "never"])
     assert kept == {"kept": ok, "x": bad}
+
+
+def test_a_pattern_s_num_inputs_reaches_every_pair_and_its_cache_key(zoo):
+    (zoo / "convlint.toml").write_text(
+        PATTERN.replace("conv.onnx'}", "conv.onnx', num-inputs = 3}")
+    )
+    code, out = _json(zoo)
+    convs = [r for r in out["reports"] if r["kind"] == "conversion"]
+    assert code == 1 and [r["inputs"]["count"] for r in convs] == [3, 3, 3]
+    (zoo / "convlint.toml").write_text(PATTERN)  # the default again: re-checked, not served stale
+    code, out = _json(zoo)
+    assert [r["inputs"]["count"] for r in out["reports"] if r["kind"] == "conversion"] == [32] * 3
+
+
+@pytest.mark.parametrize("value", ["0", "'8'", "2.5", "true"])
+def test_a_bad_num_inputs_names_the_key(tmp_path, value):
+    (tmp_path / "convlint.toml").write_text(
+        f"pairs = [{{source = 'a.onnx', target = 'b.onnx', num-inputs = {value}}}]\n")
+    with pytest.raises(ConvlintError) as e:
+        C.load(str(tmp_path / "convlint.toml"))
+    assert "pairs[0].num-inputs" in e.value.message and "whole number" in e.value.message

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -24,10 +25,12 @@ PAIRS = [
     ("mobilenet.tf2onnx.onnx", "mobilenet.tf2onnx.tampered.onnx"),
     ("resnet.tf2onnx.onnx", "resnet.tflite2onnx.onnx"),
 ]
-# a head of `ray start` uses token authentication (Ray >= 2.5x): its clients say so too
+# the head uses token authentication (Ray >= 2.52; `ray start` in token mode needs a token, and
+# ~/.ray/auth_token may not exist): a token of the tests' own, given to the head and its clients
+TOKEN = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
 HOOKS = {
     "CONVLINT_WORKER_PLUGINS": "pair_hooks",
-    "RAY_AUTH_MODE": "token",
+    **TOKEN,
     "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
 }
 
@@ -43,10 +46,11 @@ def head():
     """A Ray head on 127.0.0.1 (2 CPUs), stopped with its processes at the end."""
     pytest.importorskip("ray")
     port = _free_port()
-    ray = Path(sys.executable).with_name("ray")
     proc = subprocess.Popen(
-        [
-            str(ray),
+        [  # Ray's CLI through this interpreter: a layered venv has no `ray` script of its own
+            sys.executable,
+            "-m",
+            "ray.scripts.scripts",
             "start",
             "--head",
             "--block",
@@ -104,7 +108,7 @@ def _check(cwd: Path, *args: str, env: dict | None = None) -> subprocess.Complet
         capture_output=True,
         text=True,
         timeout=600,
-        env=dict(os.environ, RAY_AUTH_MODE="token", **(env or {})),
+        env=dict(os.environ, **TOKEN, **(env or {})),
     )
 
 
@@ -192,3 +196,158 @@ def test_a_pair_s_runtime_env_is_read_from_the_config_and_checked(tmp_path):
             {"pairs": [{"source": "a.onnx", "target": "b.onnx", "runtime-env": "tf"}]},
             str(tmp_path / "convlint.toml"),
         )
+
+
+class _FakeRay:
+    """What ray_executor uses of Ray, recorded: ``remote``'s options, the submissions and their
+    runtime_env, cancellations, init and shutdown. ``wait`` hands the results back last
+    submitted first (so streaming order differs from submission order); ``fail`` maps a pair's
+    source to the exceptions its successive tasks raise; ``interrupt_after`` raises Ctrl-C in
+    ``wait`` after that many results."""
+
+    def __init__(self, fail=None, interrupt_after=None, refuse=False):
+        import types
+
+        class Died(Exception):
+            pass
+
+        self.exceptions = types.SimpleNamespace(
+            WorkerCrashedError=type("WorkerCrashedError", (Died,), {}),
+            NodeDiedError=type("NodeDiedError", (Died,), {}),
+            OutOfMemoryError=type("OutOfMemoryError", (Died,), {}),
+            AuthenticationError=type("AuthenticationError", (Exception,), {}),
+        )
+        self.fail, self.interrupt_after = fail or {}, interrupt_after
+        self.options, self.submitted, self.cancelled, self.events = {}, [], [], []
+        self.returned, self.refuse = 0, refuse
+
+    def is_initialized(self):
+        return False
+
+    def init(self, **kw):
+        self.events.append(("init", kw))
+        if self.refuse:
+            raise self.exceptions.AuthenticationError("no authentication token was found")
+
+    def shutdown(self):
+        self.events.append(("shutdown",))
+
+    def remote(self, **options):
+        self.options = options
+        fake = self
+
+        class Remote:
+            def __init__(self, env=None):
+                self.env = env
+
+            def options(self, runtime_env=None):
+                return Remote(runtime_env)
+
+            def remote(self, task, pair, opts):
+                ref = ("ref", len(fake.submitted))
+                fake.submitted.append((ref, pair.source, self.env, task, pair, opts))
+                return ref
+
+        return lambda fn: Remote()
+
+    def wait(self, refs, num_returns=1):
+        if self.interrupt_after is not None and self.returned >= self.interrupt_after:
+            raise KeyboardInterrupt
+        self.returned += 1
+        return [refs[-1]], refs[:-1]
+
+    def get(self, ref):
+        _, source, _, task, pair, opts = self.submitted[ref[1]]
+        errors = self.fail.get(source, [])
+        if errors:
+            raise getattr(self.exceptions, errors.pop(0))()
+        return task(pair, opts)
+
+    def cancel(self, ref, force=False):
+        self.cancelled.append((ref, force))
+
+
+def _run_fake(monkeypatch, fake, envs=(None, None, None), jobs=2, done=None, address=None):
+    import types
+
+    from convlint.analyzers import ray_executor
+    from convlint.analyzers.config import Pair
+
+    mod = types.ModuleType("ray")
+    for name in ("is_initialized", "init", "shutdown", "remote", "wait", "get", "cancel"):
+        setattr(mod, name, getattr(fake, name))
+    mod.exceptions = fake.exceptions
+    monkeypatch.setitem(sys.modules, "ray", mod)
+    monkeypatch.setitem(sys.modules, "ray.exceptions", fake.exceptions)
+    pairs = [Pair(f"m{k}.onnx", f"t{k}.onnx", runtime_env=envs[k]) for k in range(3)]
+    done, crashed = [] if done is None else done, []
+    out = ray_executor.run(
+        [(k, p, f"key{k}") for k, p in enumerate(pairs)],
+        types.SimpleNamespace(jobs=jobs),
+        lambda pair, opts: {"verdict": "equivalent", "source": pair.source},
+        lambda d, key, pair: done.append((key, d["executor"])) or d,
+        lambda pair: crashed.append(pair.source) or {"verdict": "crash"},
+        address,
+    )
+    return out, done, crashed
+
+
+def test_ray_tasks_ask_for_one_cpu_memory_one_call_and_get_their_runtime_env(monkeypatch):
+    fake = _FakeRay()
+    monkeypatch.setenv("CONVLINT_RAY_MEMORY_MB", "512")
+    env = {"pip": ["tf2onnx==1.16.1"]}
+    out, done, _ = _run_fake(monkeypatch, fake, envs=(None, env, None), jobs=3)
+    assert fake.options == {
+        "max_calls": 1,
+        "num_cpus": 1,
+        "memory": 512 * 1024 * 1024,
+        "max_retries": 0,
+    }
+    assert [(s, e) for _, s, e, *_ in fake.submitted] == [
+        ("m0.onnx", None),
+        ("m1.onnx", env),
+        ("m2.onnx", None),
+    ]
+    # streamed: each result is cached (done) as Ray hands it back, last submitted first here
+    assert [k for k, _ in done] == ["key2", "key1", "key0"]
+    assert sorted(out) == [0, 1, 2] and all(d["executor"]["retries"] == 0 for d in out.values())
+    (init, kw), shutdown = fake.events
+    assert init == "init" and kw["_node_ip_address"] == "127.0.0.1" and kw["num_cpus"] == 3
+    assert shutdown == ("shutdown",)
+
+
+def test_ray_retries_a_worker_killed_by_the_memory_monitor_or_a_lost_node(monkeypatch):
+    fake = _FakeRay(
+        fail={"m0.onnx": ["OutOfMemoryError"], "m1.onnx": ["NodeDiedError", "WorkerCrashedError"]}
+    )
+    out, done, crashed = _run_fake(monkeypatch, fake)
+    assert out[0] == {
+        "verdict": "equivalent",
+        "source": "m0.onnx",
+        "executor": {"name": "ray", "retries": 1},
+    }
+    assert out[1] == {"verdict": "crash", "executor": {"name": "ray", "retries": 1}}
+    assert crashed == ["m1.onnx"] and len(fake.submitted) == 5  # 3 pairs, 2 resubmissions
+    assert sorted(k for k, _ in done) == ["key0", "key2"]  # a crash is never cached
+
+
+def test_ctrl_c_in_a_ray_run_keeps_what_finished_and_cancels_the_rest(monkeypatch):
+    fake, done = _FakeRay(interrupt_after=1), []
+    with pytest.raises(KeyboardInterrupt):
+        _run_fake(monkeypatch, fake, done=done)
+    assert [k for k, _ in done] == ["key2"]  # cached before the interrupt: a rerun resumes
+    assert fake.cancelled == [(("ref", 0), True), (("ref", 1), True)]
+    assert fake.events[-1] == ("shutdown",)
+
+
+def test_a_cluster_that_refuses_the_token_is_a_clear_error(monkeypatch):
+    from convlint.analyzers.errors import ConvlintError
+
+    fake = _FakeRay(refuse=True)
+    with pytest.raises(ConvlintError) as e:
+        _run_fake(monkeypatch, fake, address="10.0.0.1:6379")
+    assert e.value.rule == "CL001" and "cannot connect to the Ray cluster at 10.0.0.1:6379" in str(
+        e.value.message
+    )
+    assert "no authentication token" in e.value.message and "RAY_AUTH_MODE" in e.value.hint
+    assert fake.submitted == []

@@ -102,7 +102,7 @@ class DiffRequest(_Request):
 
     def for_pair(self, pair) -> DiffRequest:
         """This request for one configured pair (``config.Pair``): the pair's files, and its own
-        tolerances and inputs where it has them."""
+        tolerances, inputs and number of random inputs where it has them."""
         return replace(
             self,
             source=pair.source,
@@ -110,6 +110,9 @@ class DiffRequest(_Request):
             atol=self.atol if pair.atol is None else pair.atol,
             rtol=self.rtol if pair.rtol is None else pair.rtol,
             inputs=pair.inputs,
+            num_inputs=self.num_inputs
+            if getattr(pair, "num_inputs", None) is None
+            else pair.num_inputs,
         )
 
     def pipeline_options(self):
