@@ -318,6 +318,8 @@ def bn_epsilon_port(ctx: Ctx):
     text = f.text
     torch_bns = [lb for lb in f.layers if lb.call.rsplit(".", 1)[-1] in ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d")
                  and lb.call.startswith("torch.")]
+    if not torch_bns:  # nothing to port to: no file needs reading
+        return
     keras_bns = [lb for lb in f.layers if lb.call.startswith("keras.") and lb.call.endswith("BatchNormalization")]
     keras_eps = {float(lb.kwargs["epsilon"].value) if "epsilon" in lb.kwargs and isinstance(
         lb.kwargs["epsilon"].value, (int, float)) else KERAS_BN_EPS for lb in keras_bns}
