@@ -74,7 +74,8 @@ def _reused_layers(runs: RunResults | None, xs: list, txs: list) -> tuple | None
     src, tgt = runs.layers.get("source") or [], runs.layers.get("target") or []
     if len(src) < n or len(tgt) < n:
         return None
-    for mine, theirs in ((xs, runs.inputs.get("source") or []), (txs, runs.inputs.get("target") or [])):
+    for mine, theirs in ((xs, runs.inputs.get("source") or []),
+                         (txs, runs.inputs.get("target") or [])):
         if len(theirs) < n or any(
                 a.keys() != b.keys() or any(not np.array_equal(a[k], b[k]) for k in a)
                 for a, b in zip(mine, theirs[:n], strict=True)):
