@@ -79,7 +79,12 @@ def timed(cmd: list) -> tuple[float, float, str]:
     out = p.stdout.read()
     _, status, ru = os.wait4(p.pid, 0)
     p.returncode = os.waitstatus_to_exitcode(status)
-    return time.perf_counter() - t0, ru.ru_utime + ru.ru_stime, out
+    wall, cpu = time.perf_counter() - t0, ru.ru_utime + ru.ru_stime
+    what = "convlint " + " ".join(cmd[3:4] + cmd[5:6]) if "convlint" in cmd else (
+        "PLAIN_GRAPH" if any("tf.function" in c for c in cmd) else "PLAIN")
+    print(f"{what}: {wall:.1f} s wall, {cpu:.1f} s CPU, load {os.getloadavg()[0]:.1f}",
+          file=sys.stderr, flush=True)  # progress: a long run stopped early still says something
+    return wall, cpu, out
 
 
 def best(rows: list) -> dict:
@@ -125,6 +130,7 @@ def main() -> None:
                   "clean_verdict": reports[0]["verdict"]}
     i_best = min(range(len(conv)), key=lambda i: conv[i][0])
     rows["clean_legs"] = legs(reports[i_best])
+    print(json.dumps(rows, default=str), file=sys.stderr, flush=True)
     if not a.no_faulty:
         out_dir = cases / "speed-out"
         out_dir.mkdir(exist_ok=True)
