@@ -110,6 +110,8 @@ def main() -> None:
     ap.add_argument("--cases", default=str(HERE / ".cases"))
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-faulty", action="store_true")
+    ap.add_argument("--only-faulty", action="store_true",
+                    help="the faulty pair alone, with PLAIN before and after it (no section)")
     ap.add_argument("--no-write", action="store_true")
     a = ap.parse_args()
     cases = Path(a.cases)
@@ -119,6 +121,9 @@ def main() -> None:
     convlint = [py, "-m", "convlint"]
     diff = [*convlint, "diff", str(src), str(clean), "--num-inputs", str(N), "--format", "json"]
     load0 = os.getloadavg()
+    if a.only_faulty:
+        print(json.dumps(faulty_rows(convlint, src, faulty, cases, py), default=str), flush=True)
+        return
     timed(diff)  # warms the TVM compile cache (source and float target)
     plain, graph, conv, reports = [], [], [], []
     for _ in range(a.repeats):  # alternately, so that each sees the same load
@@ -132,23 +137,30 @@ def main() -> None:
     rows["clean_legs"] = legs(reports[i_best])
     print(json.dumps(rows, default=str), file=sys.stderr, flush=True)
     if not a.no_faulty:
-        out_dir = cases / "speed-out"
-        out_dir.mkdir(exist_ok=True)
-        rep = out_dir / "mobilenetv2b.repaired.tflite"
-        rep.unlink(missing_ok=True)
-        fcmd = [*convlint, "diff", str(src), str(faulty), "--num-inputs", str(N), "--repair",
-                "--output", str(rep), "--format", "json"]
-        f = timed(fcmd)
-        rf = json.loads(f[2])
-        rows.update(faulty=best([f]), faulty_verdict=rf["verdict"], faulty_legs=legs(rf),
-                    faulty_repaired=[x.get("repair") for x in rf.get("findings", [])
-                                     if x.get("repair")][:1])
-        # the plain compare once more after the faulty run, for the load it saw
-        rows["plain_after"] = best([timed([py, "-c", PLAIN, str(src), str(clean), str(N)])])
+        rows.update(faulty_rows(convlint, src, faulty, cases, py))
     rows["load"] = [load0, os.getloadavg()]
     print(json.dumps(rows, indent=1, default=str))
     if not a.no_write:
         write_section("speed", section(rows, a))
+
+
+def faulty_rows(convlint: list, src, faulty, cases: Path, py: str) -> dict:
+    """The faulty pair's full pipeline (one run), with the plain compare before and after it."""
+    clean = cases / "mobilenetv2b.tflite"
+    before = timed([py, "-c", PLAIN, str(src), str(clean), str(N)])
+    out_dir = cases / "speed-out"
+    out_dir.mkdir(exist_ok=True)
+    rep = out_dir / "mobilenetv2b.repaired.tflite"
+    rep.unlink(missing_ok=True)
+    fcmd = [*convlint, "diff", str(src), str(faulty), "--num-inputs", str(N), "--repair",
+            "--output", str(rep), "--format", "json"]
+    f = timed(fcmd)
+    rf = json.loads(f[2])
+    after = timed([py, "-c", PLAIN, str(src), str(clean), str(N)])
+    return {"faulty": best([f]), "faulty_verdict": rf["verdict"], "faulty_legs": legs(rf),
+            "faulty_repaired": [x.get("repair") for x in rf.get("findings", [])
+                                if x.get("repair")][:1],
+            "plain_around_faulty": best([before, after])}
 
 
 def section(rows: dict, a) -> str:
