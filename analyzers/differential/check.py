@@ -279,8 +279,11 @@ def check_pair(source, target, opts: DiffOptions, progress: Callable | None = No
     from concurrent.futures import ThreadPoolExecutor
 
     cancel = threading.Event()
+    # not beside a runner whose TVM import runs its own framework's exporter (torch.export and
+    # torch.onnx.export set process-wide modes that break the native torch runs meanwhile)
+    parallel = use_tvm and all(getattr(m, "tvm_in_thread", True) for m in (source, target))
     with ThreadPoolExecutor(1, thread_name_prefix="convlint-tvm") as pool:
-        tvm_future = pool.submit(_tvm_legs, legs, progress, cancel) if use_tvm else None
+        tvm_future = pool.submit(_tvm_legs, legs, progress, cancel) if parallel else None
         for model, role, xs, shapes in legs:
             try:
                 runs[role] = _native_leg(model, role, xs, shapes, progress,
@@ -288,7 +291,10 @@ def check_pair(source, target, opts: DiffOptions, progress: Callable | None = No
             except StepFailed as e:
                 cancel.set()
                 return crash(role, e)
-        tvm_runs = tvm_future.result() if tvm_future is not None else {}
+        if tvm_future is not None:
+            tvm_runs = tvm_future.result()
+        else:
+            tvm_runs = _tvm_legs(legs, progress, cancel) if use_tvm else {}
     for role, (outs, route, error, secs) in tvm_runs.items():
         r = runs[role]
         r.tvm, r.tvm_route, r.tvm_error = outs, route, error

@@ -201,6 +201,10 @@ class Runner:
         except Exception as e:
             raise StepFailed("run", self.backend, _short(e), op=_failing_op(e)) from e
 
+    # the TVM leg may run in a background thread beside the native runs (False where importing
+    # into TVM runs a framework exporter that is not thread-safe against the native runs)
+    tvm_in_thread = True
+
     # the per-layer run computes the model's outputs with the same kernels as ``run`` (so one
     # execution gives both); runners whose capture runs other kernels keep False
     capture_runs_outputs = False
