@@ -37,14 +37,22 @@ class PipelineOptions:
     save_capture: str | None = None
 
 
-def capture(source, target, opts: DiffOptions, n: int = LOCALIZE_SAMPLES) -> stages.Capture:
-    """Record both layer tables and per-layer outputs on ``n`` shared inputs."""
+def capture(source, target, opts: DiffOptions, n: int = LOCALIZE_SAMPLES,
+            runs: RunResults | None = None) -> stages.Capture:
+    """Record both layer tables and per-layer outputs on ``n`` shared inputs. When the check
+    captured them during its own runs on the same inputs (``runs.layers``), they are reused and
+    neither model runs again."""
     plan = plan_inputs(source.input_specs(), target.input_specs(), opts.input_shapes)
     xs = random_inputs(plan, n, opts.seed, opts.input_ranges)
     txs = [plan.for_target(x) for x in xs]
+    reused = _reused_layers(runs, xs, txs)
     try:  # the inputs go in too: stage 3 reads input sizes off them
-        src_runs = [{**x, **source.intermediates(x)} for x in xs]
-        tgt_runs = [{**tx, **target.intermediates(tx)} for tx in txs]
+        if reused is not None:
+            src_runs = [{**x, **lx} for x, lx in zip(xs, reused[0], strict=True)]
+            tgt_runs = [{**tx, **lt} for tx, lt in zip(txs, reused[1], strict=True)]
+        else:
+            src_runs = [{**x, **source.intermediates(x)} for x in xs]
+            tgt_runs = [{**tx, **target.intermediates(tx)} for tx in txs]
     except StepFailed:
         src_runs, tgt_runs = [], []
     from convlint.analyzers.models.describe import LAYOUT
@@ -54,6 +62,41 @@ def capture(source, target, opts: DiffOptions, n: int = LOCALIZE_SAMPLES) -> sta
                           src_runs, tgt_runs, target.metadata(), list(plan.source_shapes),
                           perms[0] if perms else None,
                           (LAYOUT.get(source.format, "NCHW"), LAYOUT.get(target.format, "NCHW")))
+
+
+def _reused_layers(runs: RunResults | None, xs: list, txs: list) -> tuple | None:
+    """The check's per-layer outputs for inputs ``xs`` (source) and ``txs`` (target), when it
+    captured them on exactly these inputs; else None."""
+    import numpy as np
+
+    if runs is None or not runs.layers:
+        return None
+    n = len(xs)
+    src, tgt = runs.layers.get("source") or [], runs.layers.get("target") or []
+    if len(src) < n or len(tgt) < n:
+        return None
+    for mine, theirs in ((xs, runs.inputs.get("source") or []),
+                         (txs, runs.inputs.get("target") or [])):
+        if len(theirs) < n or any(
+                a.keys() != b.keys() or any(not np.array_equal(a[k], b[k]) for k in a)
+                for a, b in zip(mine, theirs[:n], strict=True)):
+            return None
+    return src[:n], tgt[:n]
+
+
+def _expects_localization(target, qparams: dict) -> bool:
+    """Whether the check should capture per-layer outputs during its own runs: the target
+    computes with integer activations or stores its weights in reduced precision, so it
+    differs from a float source beyond float noise and localization nearly always follows.
+    Otherwise (a float target, most often equivalent) the capture is made only after a
+    divergent verdict, and a clean pair pays nothing for it."""
+    if qparams:
+        return True
+    try:
+        ev = target.metadata().get("conversion_evidence") or {}
+    except Exception:  # noqa: BLE001 - metadata is a hint
+        return False
+    return bool(ev.get("quantized_storage") or ev.get("float16_storage"))
 
 
 LOCALIZED = (R.OUTPUTS_DIVERGE.code, R.OUTPUT_SHAPE.code)
@@ -77,17 +120,17 @@ def check(
         plan = plan_inputs(source.input_specs(), target.input_specs(), popts.diff.input_shapes)
         ranges, narrow = Q.calibrated_ranges(plan.pairs, qparams)
         popts = replace(popts, diff=replace(popts.diff, input_ranges=ranges))
-    runs = (
-        RunResults(meta={"layer_rtol": max(popts.diff.rtol, 1e-6)}) if popts.save_capture else None
-    )
-    report = check_pair(source, target, popts.diff, progress, record=runs)
-    if (
-        runs is not None
-        and report.verdict != "crash"
-        and not (popts.localize and _needs_localization(report))
-    ):
-        # a clean pair's too
-        _save_capture(popts, capture(source, target, popts.diff), runs, progress)
+    # the check's own runs are recorded, and with a capture count its first native runs keep
+    # every layer's output: the localization's capture reuses them (capture(..., runs=runs))
+    layer_runs = LOCALIZE_SAMPLES if popts.localize and (
+        popts.save_capture or _expects_localization(target, qparams)) else 0
+    runs = (RunResults(meta={"layer_rtol": max(popts.diff.rtol, 1e-6)})
+            if popts.save_capture or layer_runs else None)
+    report = check_pair(source, target, popts.diff, progress, record=runs, capture=layer_runs)
+    if popts.save_capture and runs is not None and report.verdict != "crash" and not (
+            popts.localize and _needs_localization(report)):
+        cap = capture(source, target, popts.diff, runs=runs)  # a clean pair's too
+        _save_capture(popts, cap, runs, progress)
     if (qparams and popts.localize and report.verdict == "divergent"
             and any(f.rule == R.OUTPUTS_DIVERGE.code for f in report.findings)):
         return _check_quantized(source, target, report, qparams, narrow, popts, progress, runs)
@@ -105,8 +148,8 @@ def check(
     progress("localizing: aligning the graphs and comparing layers")
     # the per-layer threshold follows the user's rtol (1e-6 at the tightest: float noise)
     layer_rtol = max(popts.diff.rtol, 1e-6)
-    cap = capture(source, target, popts.diff)
-    if runs is not None:
+    cap = capture(source, target, popts.diff, runs=runs)
+    if popts.save_capture and runs is not None:
         _save_capture(popts, cap, runs, progress)
     loc = stages.run(cap, layer_rtol=layer_rtol)
     progress("localizing: replaying the first divergent layer alone")
@@ -176,8 +219,8 @@ def _check_quantized(source, target, report: ConversionReport, qparams: dict, na
     The weights being int8 is the quantization the user asked for, not a fault (CL201 is info),
     and the float first-divergent layer (CL110) gives way to the layers beyond their step."""
     progress("int8 target: measuring each layer's error against its quantization step")
-    cap = capture(source, target, popts.diff)
-    if runs is not None:
+    cap = capture(source, target, popts.diff, runs=runs)
+    if popts.save_capture and runs is not None:
         _save_capture(popts, cap, runs, progress)
     loc = stages.run(cap, layer_rtol=max(popts.diff.rtol, 1e-6))
     table = Q.layer_table(cap.source_layers, cap.source_runs, cap.target_runs, cap.source_inputs,

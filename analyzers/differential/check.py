@@ -73,6 +73,7 @@ class ModelRuns:
     tvm_error: StepFailed | None = None
     tvm_shared: tuple = ()  # converters the route shares with the other model's producer
     output_names: list = field(default_factory=list)
+    layers: list = field(default_factory=list)  # per-layer outputs of the first samples
     seconds: dict = field(default_factory=dict)
 
 
@@ -81,27 +82,96 @@ def _finding(rule: R.Rule, message: str, **kw) -> Finding:
                    message=message, **kw)
 
 
-def _run_model(runner, role: str, samples: list, shapes: dict, use_tvm: bool,
-               progress: Callable) -> ModelRuns:
+def _native_leg(runner, role: str, samples: list, shapes: dict, progress: Callable,
+                capture: int = 0) -> ModelRuns:
+    """Run ``runner`` natively on ``samples``. The first ``capture`` samples run with per-layer
+    capture (``Runner.run_capturing``): the localization's capture reuses these runs instead of
+    running the model again.
+
+    A leg already run by this runner on the same inputs (the source, checked again against
+    each re-conversion and repair in one pipeline) is taken from the runner's memo, not run
+    again: the runtimes are deterministic, and the module is the same loaded file."""
     runs = ModelRuns(role)
     runs.output_names = [s.name for s in runner.output_specs()]
+    memo = _leg_memo(runner)
+    key = ("native", _inputs_key(samples, shapes))
     t0 = time.perf_counter()
-    progress(f"{role}: running {len(samples)} inputs on {runner.backend}")
-    runs.native = [list(runner.run(x).values()) for x in samples]
+    hit = memo.get(key)
+    if hit is not None and len(hit[1]) >= capture:
+        runs.native, runs.layers = hit
+    else:
+        progress(f"{role}: running {len(samples)} inputs on {runner.backend}")
+        native, layers = [], []
+        for i, x in enumerate(samples):
+            if i < capture:
+                out, inter = runner.run_capturing(x)
+                layers.append(inter)
+            else:
+                out = runner.run(x)
+            native.append(list(out.values()))
+        runs.native, runs.layers = native, layers
+        memo[key] = (native, layers)
     runs.seconds["native"] = time.perf_counter() - t0
-    if not use_tvm:
-        return runs
-    t0 = time.perf_counter()
-    progress(f"{role}: compiling through TVM")
-    try:
-        tvm = runner.to_tvm(shapes)
-        runs.tvm_route = tvm.route
-        progress(f"{role}: running {len(samples)} inputs on TVM")
-        runs.tvm = [tvm.run(x) for x in samples]
-    except StepFailed as e:
-        runs.tvm_error = e
-    runs.seconds["tvm"] = time.perf_counter() - t0
     return runs
+
+
+def _tvm_leg(runner, role: str, samples: list, shapes: dict, progress: Callable) -> tuple:
+    """``(outputs per sample or None, route, StepFailed or None, seconds)`` of ``runner``
+    compiled through TVM (from the runner's memo when it ran these inputs already)."""
+    t0 = time.perf_counter()
+    memo = _leg_memo(runner)
+    key = ("tvm", _inputs_key(samples, shapes), runner.tvm_avoid)
+    if key not in memo:
+        outs, route, error = None, None, None
+        progress(f"{role}: compiling through TVM")
+        try:
+            tvm = runner.to_tvm(shapes)
+            route = tvm.route
+            progress(f"{role}: running {len(samples)} inputs on TVM")
+            outs = [tvm.run(x) for x in samples]
+        except StepFailed as e:
+            error = e
+        memo[key] = (outs, route, error)
+    return (*memo[key], time.perf_counter() - t0)
+
+
+def _tvm_legs(legs: list, progress: Callable, cancel) -> dict:
+    """Both models' TVM legs, one after the other (role -> ``_tvm_leg``'s tuple); meant for a
+    background thread beside the native runs. ``cancel`` (a threading.Event) stops it between
+    models when the check ended early."""
+    out = {}
+    for runner, role, samples, shapes in legs:
+        if cancel.is_set():
+            break
+        out[role] = _tvm_leg(runner, role, samples, shapes, progress)
+    return out
+
+
+def _leg_memo(runner) -> dict:
+    """The runner's memo of legs it ran: ``{(leg, inputs key, ...): result}``."""
+    memo = getattr(runner, "_leg_memo", None)
+    if memo is None:
+        memo = {}
+        try:
+            runner._leg_memo = memo
+        except AttributeError:  # a runner that takes no attributes: no memo
+            pass
+    return memo
+
+
+def _inputs_key(samples: list, shapes: dict) -> str:
+    """A digest of the samples' names, shapes, dtypes and bytes (and the TVM input shapes)."""
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.sha1(repr(sorted(shapes.items())).encode())
+    for x in samples:
+        for name, a in x.items():
+            a = np.ascontiguousarray(a)
+            h.update(f"{name}|{a.shape}|{a.dtype}".encode())
+            h.update(a.data)
+    return h.hexdigest()
 
 
 def _memory_note(message: str) -> str:
@@ -118,12 +188,14 @@ def _memory_note(message: str) -> str:
 
 
 def check_pair(source, target, opts: DiffOptions, progress: Callable | None = None,
-               record: RunResults | None = None) -> ConversionReport:
+               record: RunResults | None = None, capture: int = 0) -> ConversionReport:
     """Run the differential check of ``target`` (converted) against ``source`` (original).
 
     ``source`` and ``target`` are Runners. Raises ConvlintError for unusable inputs; model
     crashes come back as a report with verdict ``crash``. ``record``, when given, receives the
-    inputs and every run by name (``runs.RUN_NAMES``).
+    inputs and every run by name (``runs.RUN_NAMES``); with ``capture``, also the per-layer
+    outputs of the first ``capture`` samples of each native run (``record.layers``), which the
+    localization's capture then reuses.
     """
     progress = progress or (lambda msg: None)
     t_start = time.perf_counter()
@@ -211,15 +283,35 @@ def check_pair(source, target, opts: DiffOptions, progress: Callable | None = No
         samples = random_inputs(plan, opts.num_inputs, opts.seed, opts.input_ranges)
     tsamples = [plan.for_target(x) for x in samples]
 
+    legs = [(source, "source", samples, plan.source_shapes),
+            (target, "target", tsamples, plan.target_shapes)]
     runs = {}
-    for role, model, xs, shapes in (("source", source, samples, plan.source_shapes),
-                                    ("target", target, tsamples, plan.target_shapes)):
-        try:
-            runs[role] = _run_model(model, role, xs, shapes, use_tvm, progress)
-        except StepFailed as e:
-            if e.backend == "tvm":  # pragma: no cover - to_tvm errors are caught in _run_model
-                raise
-            return crash(role, e)
+    # the TVM legs (import, compile or load from the cache, run) go on in a background thread
+    # while the native runtimes run: TVM's kernels and the native ones release the GIL
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    cancel = threading.Event()
+    # not beside a runner whose TVM import runs its own framework's exporter (torch.export and
+    # torch.onnx.export set process-wide modes that break the native torch runs meanwhile)
+    parallel = use_tvm and all(getattr(m, "tvm_in_thread", True) for m in (source, target))
+    with ThreadPoolExecutor(1, thread_name_prefix="convlint-tvm") as pool:
+        tvm_future = pool.submit(_tvm_legs, legs, progress, cancel) if parallel else None
+        for model, role, xs, shapes in legs:
+            try:
+                runs[role] = _native_leg(model, role, xs, shapes, progress,
+                                         capture if record is not None else 0)
+            except StepFailed as e:
+                cancel.set()
+                return crash(role, e)
+        if tvm_future is not None:
+            tvm_runs = tvm_future.result()
+        else:
+            tvm_runs = _tvm_legs(legs, progress, cancel) if use_tvm else {}
+    for role, (outs, route, error, secs) in tvm_runs.items():
+        r = runs[role]
+        r.tvm, r.tvm_route, r.tvm_error = outs, route, error
+        r.seconds["tvm"] = secs
     S, T = runs["source"], runs["target"]
     if record is not None:
         _record(record, samples, tsamples, S, T)
@@ -339,6 +431,8 @@ def _record(record: RunResults, samples: list, tsamples: list, S: ModelRuns, T: 
             if getattr(r, kind) is not None:
                 record.add(f"{r.role}/{kind}", getattr(r, kind), r.output_names)
         record.meta[f"{r.role}/tvm_route"] = r.tvm_route
+        if r.layers:
+            record.layers[r.role] = r.layers
 
 
 def target_producer(target) -> str | None:

@@ -30,11 +30,14 @@ FORMAT = "convlint-runs/1"
 @dataclass
 class RunResults:
     """Runs by name (``RUN_NAMES``): per sample ``{output name: array}``; ``inputs`` by model role
-    (``source``, ``target``): per sample ``{input name: array}``."""
+    (``source``, ``target``): per sample ``{input name: array}``. ``layers`` by model role: the
+    per-layer outputs of the first native runs, when the check captured them (the localization's
+    capture is built from them; a saved capture holds them, so ``save`` leaves them out)."""
 
     runs: dict = field(default_factory=dict)
     inputs: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    layers: dict = field(default_factory=dict)
 
     def add(self, name: str, samples: list, names: list | None = None) -> None:
         """Record run ``name``; per-sample output lists are named by ``names`` (or their

@@ -209,6 +209,31 @@ class Runner:
         except Exception as e:
             raise StepFailed("run", self.backend, _short(e), op=_failing_op(e)) from e
 
+    # the TVM leg may run in a background thread beside the native runs (False where importing
+    # into TVM runs a framework exporter that is not thread-safe against the native runs)
+    tvm_in_thread = True
+
+    # the per-layer run computes the model's outputs with the same kernels as ``run`` (so one
+    # execution gives both); runners whose capture runs other kernels keep False
+    capture_runs_outputs = False
+
+    def run_capturing(self, inputs: dict) -> tuple[dict, dict]:
+        """``(run(inputs), intermediates(inputs))``, in one execution where the runner's per-layer
+        run computes the outputs with ``run``'s kernels (``capture_runs_outputs``), else two."""
+        inter = self.intermediates(inputs)
+        if self.capture_runs_outputs:
+            outs = self._outputs_from(inter)
+            if outs is not None:
+                return outs, inter
+        return self.run(inputs), inter
+
+    def _outputs_from(self, inter: dict) -> dict | None:
+        """The model's outputs, by output name, read from an ``intermediates`` dict (or None)."""
+        names = [s.name for s in self.output_specs()]
+        if not all(n in inter for n in names):
+            return None
+        return {n: np.asarray(inter[n]) for n in names}
+
     def activation_quantization(self) -> dict:
         """``{tensor name: QuantParams}`` for the activations the model computes in integers (a
         full-integer model; a graph input maps to the parameters it is quantized with). Empty for

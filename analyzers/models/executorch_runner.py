@@ -90,6 +90,7 @@ def _check_indices(path: str, plan) -> None:
 
 class ExecuTorchRunner(Runner):
     format = "executorch"
+    tvm_in_thread = False  # torch.export / torch.onnx.export: process-wide modes
     backend = "executorch"
 
     def _load_impl(self) -> None:

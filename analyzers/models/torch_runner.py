@@ -62,6 +62,7 @@ def _call_args(node) -> tuple[list, dict]:
 
 class ExportedProgramRunner(Runner):
     format = "torch-exported"
+    tvm_in_thread = False  # torch.export / torch.onnx.export: process-wide modes
     backend = "torch"
 
     def _load_impl(self) -> None:
@@ -285,6 +286,7 @@ def _qualname(path: str) -> str:
 
 class TorchScriptRunner(Runner):
     format = "torchscript"
+    tvm_in_thread = False  # torch.export / torch.onnx.export: process-wide modes
     backend = "torch"
 
     def __init__(self, path, *, input_shapes: dict | None = None):

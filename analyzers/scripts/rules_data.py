@@ -367,6 +367,8 @@ def bn_epsilon_port(ctx: Ctx):
         if lb.call.rsplit(".", 1)[-1] in ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d")
         and lb.call.startswith("torch.")
     ]
+    if not torch_bns:  # nothing to port to: no file needs reading
+        return
     keras_bns = [
         lb
         for lb in f.layers

@@ -5,9 +5,14 @@ work), each a whole process, measured in the same run with a warm TVM compile ca
 Rows: the clean pair (Keras MobileNetV2 -> float TFLite), ``convlint diff`` against the plain
 compare; the faulty pair (-> TFLite Optimize.DEFAULT, int8 weights) with ``--repair`` (check,
 localization, stage 1's re-conversions, repair, verification) against the same plain compare.
+Each process is timed by wall clock and by CPU time (user + system of the child, from
+``wait4``): on a shared machine CPU time is the steadier figure. convlint and the peers run
+alternately, ``--repeats`` times each, and the best of each is kept. Two peers: ``PLAIN`` calls
+the Keras model eagerly (the issue's definition of the plain compare), ``PLAIN_GRAPH`` calls it
+through ``tf.function`` as ``model.predict`` and convlint's runner do (the stronger floor).
 Writes the ``speed`` section of bench/RESULTS.md.
 
-    python bench/faults/speed.py [--cases bench/faults/.cases] [--no-write]
+    python bench/faults/speed.py [--repeats 3] [--no-faulty] [--cases DIR] [--no-write]
 """
 
 from __future__ import annotations
@@ -42,6 +47,10 @@ for _ in range(int(sys.argv[3])):
     worst = max(worst, float(np.abs(a - it.get_tensor(o)).max()))
 print(worst)
 """
+# the same, with the Keras call traced once into a graph (as model.predict runs it)
+PLAIN_GRAPH = PLAIN.replace(
+    "worst = 0.0\n", "worst = 0.0\nf = tf.function(lambda x: m(x, training=False))\n"
+).replace("np.asarray(m(x, training=False))", "np.asarray(f(x))")
 
 
 def pair(cases: Path) -> tuple:
@@ -61,83 +70,145 @@ def pair(cases: Path) -> tuple:
     return src, clean, faulty
 
 
-def timed(cmd: list) -> tuple[float, str]:
+def timed(cmd: list) -> tuple[float, float, str]:
+    """``(wall s, CPU s of the child, stdout)`` of one whole process."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
-    return time.perf_counter() - t0, p.stdout
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                         env=env)
+    assert p.stdout is not None
+    out = p.stdout.read()
+    _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    wall, cpu = time.perf_counter() - t0, ru.ru_utime + ru.ru_stime
+    what = "convlint " + " ".join(cmd[3:4] + cmd[5:6]) if "convlint" in cmd else (
+        "PLAIN_GRAPH" if any("tf.function" in c for c in cmd) else "PLAIN")
+    print(f"{what}: {wall:.1f} s wall, {cpu:.1f} s CPU, load {os.getloadavg()[0]:.1f}",
+          file=sys.stderr, flush=True)  # progress: a long run stopped early still says something
+    return wall, cpu, out
+
+
+def best(rows: list) -> dict:
+    """The best (lowest wall) of repeated ``timed`` rows, with the CPU time of that run and the
+    lowest CPU time of all."""
+    w = min(rows, key=lambda r: r[0])
+    return {"wall": w[0], "cpu": w[1], "cpu_min": min(r[1] for r in rows),
+            "walls": [round(r[0], 1) for r in rows], "cpus": [round(r[1], 1) for r in rows]}
+
+
+def legs(report: dict) -> dict:
+    """Per model and leg seconds, and the check's own seconds, from a JSON report."""
+    runs = report.get("runs") or (report.get("extra") or {}).get("runs") or {}
+    out = {f"{k}/{leg}": v for k, r in runs.items() for leg, v in (r.get("seconds") or {}).items()}
+    out["check"] = report.get("seconds") or (report.get("extra") or {}).get("seconds")
+    loc = report.get("localization") or (report.get("extra") or {}).get("localization") or {}
+    out.update({f"localization/{k}": v for k, v in (loc.get("seconds") or {}).items()})
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", default=str(HERE / ".cases"))
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--no-faulty", action="store_true")
+    ap.add_argument("--only-faulty", action="store_true",
+                    help="the faulty pair alone, with PLAIN before and after it (no section)")
     ap.add_argument("--no-write", action="store_true")
     a = ap.parse_args()
     cases = Path(a.cases)
     cases.mkdir(parents=True, exist_ok=True)
     src, clean, faulty = pair(cases)
-    convlint = [sys.executable, "-m", "convlint"]
+    py = sys.executable
+    convlint = [py, "-m", "convlint"]
     diff = [*convlint, "diff", str(src), str(clean), "--num-inputs", str(N), "--format", "json"]
+    load0 = os.getloadavg()
+    if a.only_faulty:
+        print(json.dumps(faulty_rows(convlint, src, faulty, cases, py), default=str), flush=True)
+        return
     timed(diff)  # warms the TVM compile cache (source and float target)
-    plain, _ = timed([sys.executable, "-c", PLAIN, str(src), str(clean), str(N)])
-    t_clean, out = timed(diff)
-    r_clean = json.loads(out)
+    plain, graph, conv, reports = [], [], [], []
+    for _ in range(a.repeats):  # alternately, so that each sees the same load
+        plain.append(timed([py, "-c", PLAIN, str(src), str(clean), str(N)]))
+        graph.append(timed([py, "-c", PLAIN_GRAPH, str(src), str(clean), str(N)]))
+        conv.append(timed(diff))
+        reports.append(json.loads(conv[-1][2]))
+    rows: dict = {"plain": best(plain), "plain_graph": best(graph), "clean": best(conv),
+                  "clean_verdict": reports[0]["verdict"]}
+    i_best = min(range(len(conv)), key=lambda i: conv[i][0])
+    rows["clean_legs"] = legs(reports[i_best])
+    print(json.dumps(rows, default=str), file=sys.stderr, flush=True)
+    if not a.no_faulty:
+        rows.update(faulty_rows(convlint, src, faulty, cases, py))
+    rows["load"] = [load0, os.getloadavg()]
+    print(json.dumps(rows, indent=1, default=str))
+    if not a.no_write:
+        write_section("speed", section(rows, a))
+
+
+def faulty_rows(convlint: list, src, faulty, cases: Path, py: str) -> dict:
+    """The faulty pair's full pipeline (one run), with the plain compare before and after it."""
+    clean = cases / "mobilenetv2b.tflite"
+    before = timed([py, "-c", PLAIN, str(src), str(clean), str(N)])
     out_dir = cases / "speed-out"
     out_dir.mkdir(exist_ok=True)
     rep = out_dir / "mobilenetv2b.repaired.tflite"
     rep.unlink(missing_ok=True)
-    fcmd = [
-        *convlint,
-        "diff",
-        str(src),
-        str(faulty),
-        "--num-inputs",
-        str(N),
-        "--repair",
-        "--output",
-        str(rep),
-        "--format",
-        "json",
+    fcmd = [*convlint, "diff", str(src), str(faulty), "--num-inputs", str(N), "--repair",
+            "--output", str(rep), "--format", "json"]
+    f = timed(fcmd)
+    rf = json.loads(f[2])
+    after = timed([py, "-c", PLAIN, str(src), str(clean), str(N)])
+    return {"faulty": best([f]), "faulty_verdict": rf["verdict"], "faulty_legs": legs(rf),
+            "faulty_repaired": [x.get("repair") for x in rf.get("findings", [])
+                                if x.get("repair")][:1],
+            "plain_around_faulty": best([before, after])}
+
+
+def section(rows: dict, a) -> str:
+    p, g, c = rows["plain"], rows["plain_graph"], rows["clean"]
+    cmd = f"python bench/faults/speed.py --repeats {a.repeats}"
+    cmd += " --no-faulty" if a.no_faulty else ""
+    lines = [
+        "## Speed (issue 23)",
+        "",
+        f"Command: `{cmd}` (whole processes; convlint and the peers alternately, best of "
+        f"{a.repeats} by wall clock; CPU time is the child's user + system time; TVM compile "
+        "cache warm). Load average (1, 5, 15 min) at the start "
+        f"{', '.join(f'{x:.1f}' for x in rows['load'][0])} and at the end "
+        f"{', '.join(f'{x:.1f}' for x in rows['load'][1])} on 2 cores, shared with other helpers.",
+        "",
+        "| measure | convlint | peer in the same run | ratio wall (CPU) | target |",
+        "| --- | --- | --- | --- | --- |",
+        f"| clean MobileNetV2-size pair (Keras -> float TFLite; verdict {rows['clean_verdict']}): "
+        f"`convlint diff --num-inputs {N}` | {c['wall']:.1f} s wall, {c['cpu']:.1f} s CPU | "
+        f"`PLAIN` (Keras called eagerly, TFLite interpreter, same {N} inputs): {p['wall']:.1f} s "
+        f"wall, {p['cpu']:.1f} s CPU | {c['wall'] / p['wall']:.2f} ({c['cpu'] / p['cpu']:.2f}) "
+        "| <= 1.5 |",
+        f"| the same | the same | `PLAIN_GRAPH` (Keras through `tf.function`, as `model.predict`):"
+        f" {g['wall']:.1f} s wall, {g['cpu']:.1f} s CPU | {c['wall'] / g['wall']:.2f} "
+        f"({c['cpu'] / g['cpu']:.2f}) | <= 1.5 |",
     ]
-    t_faulty, out = timed(fcmd)
-    r_faulty = json.loads(out)
-    loc = (r_faulty.get("extra") or {}).get("localization") or {}
-    rows = {
-        "plain": plain,
-        "clean": t_clean,
-        "clean_verdict": r_clean["verdict"],
-        "clean_runs": r_clean.get("extra", {}).get("runs"),
-        "faulty": t_faulty,
-        "faulty_verdict": r_faulty["verdict"],
-        "faulty_check": r_faulty.get("extra", {}).get("seconds"),
-        "faulty_localize": loc.get("seconds"),
-    }
-    print(json.dumps(rows, indent=1, default=str))
-    if a.no_write:
-        return
-    cmd = "python bench/faults/speed.py"
-    runs = rows["clean_runs"] or {}
-    secs = {k: (v or {}).get("seconds") for k, v in runs.items()}
-    body = f"""## Speed (issue 23)
-
-Command: `{cmd}` (2-core machine type shared with up to 8 other processes; whole processes, wall
-clock, the TVM compile cache warm). Peer: a plain script (bench/faults/speed.py `PLAIN`) that
-loads the Keras source and the TFLite target in their own runtimes and runs the same {N} random
-inputs, measured in the same run.
-
-| measure | convlint | peer in the same run | ratio | target |
-| --- | --- | --- | --- | --- |
-| clean MobileNetV2-size pair (Keras -> float TFLite; verdict {rows["clean_verdict"]}): `convlint diff --num-inputs {N}` | {t_clean:.1f} s | plain two-model compare: {plain:.1f} s | {t_clean / plain:.2f} | <= 1.5 |
-| faulty MobileNetV2-size pair (Keras -> TFLite Optimize.DEFAULT; verdict {rows["faulty_verdict"]}): `convlint diff --num-inputs {N} --repair` (check {rows["faulty_check"]} s; localization and stage 1 + repair {rows["faulty_localize"]}) | {t_faulty:.1f} s | the same plain compare: {plain:.1f} s | {t_faulty / plain:.2f} | <= 3 |
-
-Where the clean pair's time goes (seconds per model and leg, from the report): {json.dumps(secs)}.
-What bounds it: each model runs twice, natively and through TVM (the verdict's cross-check on
-the same {N} inputs; it is not cut to hit the number), `import tvm` imports torch (tvm_ffi), and
-TVM's llvm kernels run these models several times slower than TFLite's XNNPACK and TensorFlow's
-oneDNN. Re-conversions are checked natively, with TVM only for the final verification, and a
-module is compiled once per process (the in-memory and on-disk compile cache).
-"""
-    write_section("speed", body)
+    if "faulty" in rows:
+        f = rows["faulty"]
+        lines.append(
+            f"| faulty MobileNetV2-size pair (Keras -> TFLite Optimize.DEFAULT; verdict "
+            f"{rows['faulty_verdict']}): `convlint diff --num-inputs {N} --repair` (check, "
+            f"localization, stage 1, repair, verification; one run) | {f['wall']:.1f} s wall, "
+            f"{f['cpu']:.1f} s CPU | `PLAIN`, best of the run: {p['wall']:.1f} s wall, "
+            f"{p['cpu']:.1f} s CPU | {f['wall'] / p['wall']:.2f} ({f['cpu'] / p['cpu']:.2f}) "
+            "| <= 3 |")
+    lines += [
+        "",
+        f"All runs (wall s): convlint {c['walls']}, PLAIN {p['walls']}, PLAIN_GRAPH {g['walls']}; "
+        f"CPU s: convlint {c['cpus']}, PLAIN {p['cpus']}, PLAIN_GRAPH {g['cpus']}.",
+        "",
+        f"Where the clean pair's time goes (seconds, from the best run's report): "
+        f"`{json.dumps({k: v for k, v in rows['clean_legs'].items() if v is not None})}`.",
+    ]
+    if "faulty" in rows:
+        fl = {k: v for k, v in rows["faulty_legs"].items() if v is not None}
+        lines.append(f"The faulty pair's: `{json.dumps(fl)}`.")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
