@@ -84,8 +84,16 @@ def _onnx(source, samples: list, keep: list, out: str, per_channel: bool) -> Non
         def get_next(self):
             return next(self.it, None)
 
-    quantize_static(source.path, out, Reader(), quant_format=QuantFormat.QDQ,
-                    per_channel=per_channel, nodes_to_exclude=list(keep))
+    import logging
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its "consider pre-processing" warnings: quiet output
+    try:
+        quantize_static(source.path, out, Reader(), quant_format=QuantFormat.QDQ,
+                        per_channel=per_channel, nodes_to_exclude=list(keep))
+    finally:
+        root.setLevel(level)
 
 
 def _per_channel(path: str) -> bool:

@@ -101,8 +101,13 @@ def _loc(script: str, rec: dict) -> Location:
 
 
 def _check(rec: dict, popts, progress) -> ConversionReport:
+    """Check one captured pair. The calibration samples the converter drew (captured) are the
+    re-quantization's ``--calibration`` unless the user gave one."""
     from convlint.analyzers.pipeline import check_paths_or_error
 
+    cal = (rec.get("calibration") or {}).get("path")
+    if cal and not popts.calibration:
+        popts = replace(popts, calibration=cal)
     return check_paths_or_error(rec["source"]["path"], rec["target"]["path"], popts, progress)
 
 
@@ -170,7 +175,7 @@ def _capture_dir(script: str, text: str, opts: TraceOptions) -> str:
 
 def _rec_summary(rec: dict) -> dict:
     return {k: rec.get(k) for k in ("index", "converter", "call", "version", "flags", "call_site",
-                                    "output", "error", "notes")}
+                                    "output", "error", "notes", "calibration")}
 
 
 def _run_findings(script: str, run: Run, opts: TraceOptions) -> list:
@@ -194,7 +199,7 @@ def _run_findings(script: str, run: Run, opts: TraceOptions) -> list:
         out.append(Finding(R.TRACE_NO_CONVERSION.code, R.TRACE_NO_CONVERSION.severity, "conversion-tool",
                            "the script made no converter call convlint captures (TFLiteConverter, "
                            "tf2onnx, torch.onnx.export, keras Model.export, onnx2torch, onnx2tf, "
-                           "litert_torch)",
+                           "litert_torch, onnxruntime's quantize_static)",
                            location=Location(file=script, line=1, column=0)))
     return out
 
@@ -220,7 +225,8 @@ def _conversion_report(script: str, rec: dict, opts: TraceOptions, progress) -> 
     fs = tuple(f.with_(location=replace(f.location, file=loc.file, line=loc.line, column=loc.column))
                for f in rep.findings)
     extra = dict(rep.extra, call_site=rec.get("call_site"), converter=rec["converter"], call=rec["call"],
-                 converter_version=rec.get("version"), flags=rec.get("flags"), output=rec.get("output"))
+                 converter_version=rec.get("version"), flags=rec.get("flags"),
+                 output=rec.get("output"), calibration=rec.get("calibration"))
     return replace(rep, findings=fs, extra=extra)
 
 
