@@ -207,6 +207,13 @@ SCRIPT_SYNTAX = rule("CL450", "script-syntax-error", "error", "input",
                      "the script does not parse, so convlint could not analyse it")
 
 # --- conversion scripts: instrumented runs (convlint trace) ----------------------------------
+CALIBRATION_FEW_SAMPLES = rule("CL470", "calibration-few-samples", "warning", "conversion-tool",
+                               "full-integer quantization is calibrated on a handful of samples")
+CALIBRATION_RANDOM = rule("CL471", "calibration-random-data", "error", "conversion-tool",
+                          "full-integer quantization is calibrated on random data, not real inputs")
+DEPTHWISE_PER_TENSOR = rule("CL472", "depthwise-per-tensor", "warning", "conversion-tool",
+                            "depthwise convolution kernels are quantized per tensor, not per "
+                            "channel")
 TRACE_SCRIPT_FAILED = rule("CL460", "trace-script-failed", "error", "runtime",
                            "the traced script raised an exception")
 TRACE_TIMEOUT = rule("CL461", "trace-timeout", "error", "runtime",

@@ -254,6 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--format", choices=FORMATS, default="text", help="output format (default: text)"
     )
+    t.add_argument("--repair", action="store_true",
+                   help="re-quantize a faulty full-integer conversion (CL205) on the calibration "
+                   "samples the script's converter drew (captured), and verify it")
+    t.add_argument("--calibration", metavar="PATH",
+                   help="calibration data for --repair instead of the captured samples")
     _diff_options(t)
     t.add_argument("--unsafe-load", action="store_true",
                    help="allow captured Keras models that carry Python code (Lambda layers)")
@@ -465,7 +470,7 @@ def cmd_trace(args) -> tuple:
         verify_fixes=not args.no_verify_fix, write_fixed=args.write_fixed,
         memory_mb=args.memory_limit, keep_outputs=args.keep_outputs, atol=d.atol, rtol=d.rtol,
         num_inputs=d.num_inputs, seed=d.seed, use_tvm=d.use_tvm, localize=d.localize,
-        unsafe_load=d.unsafe_load))
+        unsafe_load=d.unsafe_load, repair=args.repair))
     return app.trace(req, d, progress=args.progress), {}
 
 

@@ -5,6 +5,8 @@ outlier twin (one channel of conv2 scaled by 1000, conv3 reading it scaled back,
 model is sane but the per-tensor range is not) and a twin calibrated on 1% of the input range.
 """
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -228,3 +230,103 @@ def test_qdq_onnx_outlier_is_kept_in_float_with_its_readers(tmp_path, outlier):
     # the conv and the nodes that read its output (through the ReLU) leave quantization
     assert rep.metrics_after["keep_in_float"][0] == "/2/Conv"
     assert "nodes_to_exclude" in rep.description
+
+
+# --- trace: the calibration samples the script's converter drew, for the repair ---------------
+_ORT_SCRIPT = '''import numpy as np
+import torch
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+torch.manual_seed(0)
+convs = [torch.nn.Conv2d(i, 8, 3, padding=1) for i in (3, 8, 8)]
+m = torch.nn.Sequential(convs[0], torch.nn.ReLU(), convs[1], torch.nn.ReLU(), convs[2],
+                        torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                        torch.nn.Linear(8, 10)).eval()
+if OUTLIER:
+    with torch.no_grad():
+        convs[1].weight[0] *= 1000
+        convs[1].bias[0] *= 1000
+        convs[2].weight[:, 0] /= 1000
+torch.onnx.export(m, (torch.zeros(1, 3, 16, 16),), "f.onnx", input_names=["x"],
+                  output_names=["y"], dynamo=False, opset_version=17)
+data = np.load("calib.npy")
+
+
+class Reader(CalibrationDataReader):
+    def __init__(self):
+        self.it = iter(data)
+
+    def get_next(self):
+        v = next(self.it, None)
+        return None if v is None else {"x": v[None]}
+
+
+quantize_static("f.onnx", "f.qdq.onnx", Reader(), quant_format=QuantFormat.QDQ, per_channel=True)
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("outlier", [True, False])
+def test_trace_repairs_on_the_calibration_samples_the_script_drew(tmp_path, outlier):
+    import json
+
+    from conftest import run_cli
+
+    script = tmp_path / "quantize.py"
+    script.write_text(_ORT_SCRIPT.replace("OUTLIER", str(outlier)))
+    data = np.random.default_rng(1).uniform(-1, 1, (32, 3, 16, 16)).astype(np.float32)
+    np.save(tmp_path / "calib.npy", data)
+    p = run_cli("trace", str(script), "--allow-exec", "--cwd", str(tmp_path), "--no-tvm",
+                "--num-inputs", "8", "--repair", "--format", "json")
+    assert p.returncode in (0, 1) and "WARNING" not in p.stderr, p.stderr
+    r = json.loads(p.stdout)
+    (q,) = [c for c in r["conversions"] if c["call"].endswith("quantize_static")]
+    assert q["call_site"]["line"] == 29 and q["source"]["path"].endswith("source.onnx")
+    cal = q["calibration"]
+    assert cal["samples"] == 32 and cal["from"] == "CalibrationDataReader"
+    with np.load(cal["path"]) as z:  # what the reader gave the converter, in order
+        assert list(z) == ["x"] and np.array_equal(z["x"][:, 0], data)
+    assert not (tmp_path / "f.qdq.onnx").exists()  # the script's outputs went to the cache
+    faults = [f for f in q["findings"] if f["rule"] == "CL205"]
+    if not outlier:
+        assert q["verdict"] == "equivalent" and not faults
+        return
+    rep = faults[0]["repair"]
+    assert rep["verified"] and "nodes_to_exclude" in rep["description"], rep
+    assert rep["output"].startswith(str(Path(cal["path"]).parent))
+
+
+def test_trace_records_a_representative_dataset_as_calibration(tmp_path):
+    from convlint.analyzers.scripts.trace import TraceOptions, run_script
+
+    script = tmp_path / "tfl.py"
+    script.write_text('''import keras
+import numpy as np
+import tensorflow as tf
+
+x = keras.Input((4, 4, 3), name="x")
+model = keras.Model(x, keras.layers.Conv2D(2, 3, name="c")(x))
+data = np.linspace(-1, 1, 12 * 48, dtype=np.float32).reshape(12, 1, 4, 4, 3)
+
+
+def rep():
+    for d in data:
+        yield [d]
+
+
+c = tf.lite.TFLiteConverter.from_keras_model(model)
+c.optimizations = [tf.lite.Optimize.DEFAULT]
+c.representative_dataset = tf.lite.RepresentativeDataset(rep)
+open("m.tflite", "wb").write(c.convert())
+assert isinstance(c.representative_dataset, tf.lite.RepresentativeDataset)
+''')
+    run = run_script(str(script), TraceOptions(OPTS, allow_exec=True, cwd=str(tmp_path)),
+                     str(tmp_path / "out"))
+    assert run.status == 0, run.stderr
+    (rec,) = run.records
+    assert rec["calibration"]["samples"] == 12 and rec["calibration"]["from"] == \
+        "representative_dataset"
+    with np.load(rec["calibration"]["path"]) as z:
+        assert list(z) == ["input_0"] and z["input_0"].shape == (12, 1, 4, 4, 3)
+        assert np.array_equal(z["input_0"][:, 0], np.linspace(-1, 1, 12 * 48).reshape(
+            12, 4, 4, 3).astype(np.float32))

@@ -19,7 +19,8 @@ SCRIPTS = ROOT / "fixtures" / "scripts"
 EXPECTED = {
     "tflite_optimize.py": [("CL411", 15)],
     "tflite_float16.py": [("CL412", 7)],
-    "tflite_flags.py": [("CL413", 16), ("CL414", 17), ("CL414", 18), ("CL415", 19)],
+    "tflite_flags.py": [("CL470", 8), ("CL471", 9), ("CL413", 16), ("CL414", 17), ("CL414", 18),
+                        ("CL415", 19)],
     "tf2onnx_opset.py": [("CL420", 14)],
     "tf2onnx_gelu.py": [("CL421", 10)],
     "torch_training.py": [("CL430", 17)],
@@ -29,6 +30,9 @@ EXPECTED = {
     "preprocessing.py": [("CL441", 12)],
     "bn_port.py": [("CL442", 8)],
     "convert_gelu.sh": [("CL421", 4)],
+    "calib_few.py": [("CL470", 16)],
+    "calib_random.py": [("CL471", 10)],
+    "depthwise_per_tensor.py": [("CL472", 22)],
 }
 
 
@@ -330,3 +334,102 @@ def test_the_walk_notes_exactly_the_blocks_of_one_statement():
         and isinstance(block[0], ast.stmt)
     }
     assert facts.alone == want and len(want) > 30
+
+
+# --- quantization: calibration data and per-tensor depthwise kernels (CL470-CL472) -----------
+_TFL_HEAD = """import keras
+import numpy as np
+import tensorflow as tf
+
+model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.DepthwiseConv2D(3),
+                          keras.layers.GlobalAveragePooling2D()])
+(x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
+"""
+
+
+def _rules(text: str) -> list:
+    return sorted((f.rule, f.location.line) for f in analyze_source(text, "q.py").findings)
+
+
+@pytest.mark.parametrize("draw", ["tf.random.uniform((1, 16, 16, 3))",
+                                  "np.random.default_rng(0).random((1, 16, 16, 3))"])
+def test_tflite_random_representative_dataset_and_its_rewrite(draw):
+    body = f"""
+def rep():
+    for k in range(100):
+        yield [{draw}]
+
+
+converter = tf.lite.TFLiteConverter.from_keras_model(model)
+converter.optimizations = [tf.lite.Optimize.DEFAULT]
+converter.representative_dataset = rep
+converter.convert()
+"""
+    text = _TFL_HEAD + body
+    r = analyze_source(text, "q.py")
+    assert [(f.rule, f.location.line) for f in r.findings] == [("CL471", 11)]
+    new = apply(text, [TextEdit.from_dict(e) for e in r.findings[0].repair.edits])
+    assert "yield [x_test[k:k + 1]]" in new and _rules(new) == []
+
+
+def test_random_data_without_real_data_has_no_rewrite_but_is_found():
+    text = """import numpy as np
+import torch
+from onnxruntime.quantization import CalibrationDataReader, quantize_static
+
+calib = torch.rand(64, 3, 8, 8).numpy()
+
+
+class R(CalibrationDataReader):
+    def __init__(self):
+        self.it = iter({"x": c[None]} for c in calib)
+
+    def get_next(self):
+        return next(self.it, None)
+
+
+quantize_static("m.onnx", "q.onnx", R(), per_channel=True)
+"""
+    r = analyze_source(text, "q.py")
+    assert [(f.rule, f.location.line, f.repair) for f in r.findings] == [("CL471", 5, None)]
+
+
+def test_disable_per_channel_on_depthwise_tflite_and_its_twin():
+    conv = """
+converter = tf.lite.TFLiteConverter.from_keras_model(model)
+converter.optimizations = [tf.lite.Optimize.DEFAULT]
+converter.representative_dataset = lambda: ([x[None]] for x in x_test[:200])
+converter._experimental_disable_per_channel = True
+converter.convert()
+"""
+    text = _TFL_HEAD + conv
+    r = analyze_source(text, "q.py")
+    assert [(f.rule, f.location.line) for f in r.findings] == [("CL472", 12)]
+    assert r.findings[0].evidence["depthwise"] == ["DepthwiseConv2D"]
+    fixed = apply(text, [TextEdit.from_dict(e) for e in r.findings[0].repair.edits])
+    assert "_experimental_disable_per_channel" not in fixed and _rules(fixed) == []
+    assert _rules(text.replace("= True", "= False")) == []
+
+
+def test_calibration_counts_the_rules_follow_and_those_they_do_not():
+    gen = """
+N = {n}
+
+
+def rep():
+    for x in x_test[:N]:
+        for _ in range(2):
+            yield [x[None].astype(np.float32)]
+
+
+converter = tf.lite.TFLiteConverter.from_keras_model(model)
+converter.representative_dataset = rep
+"""
+    few = _TFL_HEAD + gen.format(n=5)
+    r = analyze_source(few, "q.py")
+    assert [(f.rule, f.evidence["samples"]) for f in r.findings] == [("CL470", 10)]
+    fixed = apply(few, [TextEdit.from_dict(e) for e in r.findings[0].repair.edits])
+    assert "N = 50" in fixed and _rules(fixed) == []
+    assert _rules(_TFL_HEAD + gen.format(n=50)) == []
+    # a count the script does not spell out: silent
+    assert _rules(_TFL_HEAD + gen.format(n="len(x_test)").replace("x_test[:N]", "x_test")) == []

@@ -151,11 +151,15 @@ class TraceRequest(_Request):
     use_tvm: bool = True
     localize: bool = True
     unsafe_load: bool = False
+    # re-quantize a faulty full-integer conversion (CL205) on the calibration samples the
+    # converter drew (captured), or on the DiffRequest's calibration when given
+    repair: bool = False
 
     def __post_init__(self):
         s = object.__setattr__
         s(self, "timeout", _check(D.timeout, self.timeout, "timeout"))
         s(self, "args", tuple(str(a) for a in self.args))
+        s(self, "repair", bool(self.repair))
         s(self, "atol", _check(D.tolerance, self.atol, "atol"))
         s(self, "rtol", _check(D.tolerance, self.rtol, "rtol"))
         s(self, "num_inputs", _check(D.count, self.num_inputs, "num_inputs"))
@@ -171,7 +175,7 @@ class TraceRequest(_Request):
         d = diff or DiffRequest("", "")
         d = replace(d, atol=self.atol, rtol=self.rtol, num_inputs=self.num_inputs, seed=self.seed,
                     use_tvm=self.use_tvm, localize=self.localize, unsafe_load=self.unsafe_load,
-                    repair=False)
+                    repair=self.repair, output=None)
         return TraceOptions(d.pipeline_options(), allow_exec=self.allow_exec, timeout=self.timeout,
                             python=self.python, cwd=self.cwd, args=list(self.args),
                             verify_fixes=self.verify_fixes, write_fixed=self.write_fixed,

@@ -84,8 +84,16 @@ def _onnx(source, samples: list, keep: list, out: str, per_channel: bool) -> Non
         def get_next(self):
             return next(self.it, None)
 
-    quantize_static(source.path, out, Reader(), quant_format=QuantFormat.QDQ,
-                    per_channel=per_channel, nodes_to_exclude=list(keep))
+    import logging
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its "consider pre-processing" warnings: quiet output
+    try:
+        quantize_static(source.path, out, Reader(), quant_format=QuantFormat.QDQ,
+                        per_channel=per_channel, nodes_to_exclude=list(keep))
+    finally:
+        root.setLevel(level)
 
 
 def _per_channel(path: str) -> bool:
@@ -161,7 +169,9 @@ def search(source, target, faults: list, report_before, popts, progress: Callabl
     Candidates, in order: the target's own settings recalibrated; for a per-tensor QDQ target,
     per-channel weights (per-tensor scales crush the small channels of depthwise kernels); then,
     on the better of those, the layers at fault kept in float, growing by the layers each
-    candidate still loses (or, for ONNX, the readers of a kept layer), for ``ROUNDS`` rounds."""
+    candidate still loses (or, for ONNX, the readers of a kept layer), for ``ROUNDS`` rounds.
+    Each round adds the faults root cause first, each with the nodes that carry its range; a
+    fault whose group would pass ``MAX_KEPT_SHARE`` is left out, the others still added."""
     from convlint.analyzers.repair.weights import repaired_path
     from convlint.analyzers.report.io import write_new_file
 
@@ -213,13 +223,20 @@ def search(source, target, faults: list, report_before, popts, progress: Callabl
         pc, r, _ = min(ok, key=lambda t: t[1].metrics.get("max_abs") or float("inf"))
         keep: list = []
         named = [*faults, *[f for f in r.findings if f.rule == R.INT8_FAULT.code]]
+        bound = max(1, MAX_KEPT_SHARE * layers)
         for _ in range(ROUNDS):
-            more = [n for n in _keep_names(named, target.format) if n not in keep]
-            if target.format == "onnx":
-                # the range a kept layer's output carries stays quantized at the QDQ pairs of
-                # the nodes that pass it on and read it
-                more += [n for n in _chain(source.path, keep + more) if n not in keep + more]
-            if not more or len(keep) + len(more) > max(1, MAX_KEPT_SHARE * layers):
+            more: list = []
+            for n in _keep_names(named, target.format):  # root cause first, greedily
+                if n in keep or n in more:
+                    continue
+                group = [n]
+                if target.format == "onnx":
+                    # the range a kept layer's output carries stays quantized at the QDQ pairs
+                    # of the nodes that pass it on and read it
+                    group += [c for c in _chain(source.path, [n]) if c not in keep + more + [n]]
+                if len(keep) + len(more) + len(group) <= bound:  # a group over the bound waits
+                    more += group
+            if not more:
                 break
             keep += more
             r, path = attempt(keep, pc)

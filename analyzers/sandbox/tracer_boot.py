@@ -4,7 +4,9 @@ Standard library only at import (it may run under another interpreter than convl
 installs an import hook that wraps the converter entry points when their modules load, runs the
 script as ``__main__``, and writes ``captures.json`` to the output folder: for each conversion,
 the converter and its version, every flag, the call site (file:line), the source model saved in
-a loadable format and a copy of the converted model.
+a loadable format and a copy of the converted model; for full-integer quantization (TFLite's
+``representative_dataset``, onnxruntime's ``quantize_static``), the calibration samples the
+converter drew, as ``calibration.npz`` (``convlint_calibration.py``).
 
     python tracer_boot.py --out DIR [--code FILE] [--redirect DIR] SCRIPT [ARGS...]
 
@@ -24,6 +26,11 @@ import os
 import shutil
 import sys
 import traceback
+
+try:
+    from . import convlint_calibration as CAL
+except ImportError:  # run as a file (how trace runs it): the sandbox folder is sys.path[0]
+    import convlint_calibration as CAL  # pyright: ignore[reportMissingImports]
 
 OUT = ""
 SCRIPT = ""
@@ -170,8 +177,11 @@ def _redirect(path):
     return new
 
 
+_UNREDIRECTED = [0]  # > 0 inside a converter whose own temporary files must stay where it puts them
+
+
 def _open_hook(file, mode="r", *a, **k):
-    if isinstance(file, (str, os.PathLike)):
+    if isinstance(file, (str, os.PathLike)) and not _UNREDIRECTED[0]:
         p = os.path.abspath(os.fspath(file))
         if any(c in mode for c in "wax+"):
             if REDIRECT is not None:
@@ -248,7 +258,16 @@ def _tflite_convert_outer(orig_convert, self, a, k):
     )
     if info.get("site"):
         rec["factory_site"] = info["site"]
-    data = _convert(rec, orig_convert, self, *a, **k)
+    rd = getattr(self, "representative_dataset", None)
+    samples = _guard(rec, "recording the representative dataset", _record_dataset, self, rd)
+    try:
+        data = _convert(rec, orig_convert, self, *a, **k)
+    finally:
+        if samples is not None:
+            self.representative_dataset = rd
+    if samples is not None:
+        _guard(rec, "saving the calibration samples", _save_calibration, rec, samples,
+               "representative_dataset")
     fac, args = info.get("factory"), info.get("args", ())
     if fac == "from_keras_model" and args:
         _guard(rec, "saving the source", _save_keras, rec, args[0])
@@ -264,6 +283,26 @@ def _tflite_convert_outer(orig_convert, self, a, k):
     rec["target_sha256"] = hashlib.sha256(data).hexdigest()
     _dump()
     return data
+
+
+def _record_dataset(conv, rd):
+    """Make the converter's representative dataset record the samples it yields."""
+    if rd is None:
+        return None
+    samples = CAL.Samples()
+    gen = getattr(rd, "input_gen", rd)  # a tf.lite.RepresentativeDataset, or the generator
+    wrapped = CAL.recording_generator(gen, samples)
+    conv.representative_dataset = type(rd)(wrapped) if hasattr(rd, "input_gen") else wrapped
+    return samples
+
+
+def _save_calibration(rec: dict, samples, source: str) -> None:
+    """The samples the converter calibrated on, as ``calibration.npz`` (``--calibration``)."""
+    if not samples.items:
+        return
+    path = os.path.join(_dir(rec), "calibration.npz")
+    CAL.save(samples, path)
+    rec["calibration"] = samples.summary(path, source)
 
 
 def _bound(fn, a, k) -> dict:
@@ -496,12 +535,61 @@ def _litert_torch_call(orig, a, k, mod):
     return out
 
 
+def _patch_ort_quantization(mod) -> None:
+    """Wrap onnxruntime's ``quantize_static`` (float ONNX -> int8 ONNX) where users import it."""
+    for m in (mod, sys.modules.get("onnxruntime.quantization.quantize")):
+        orig = getattr(m, "quantize_static", None) if m is not None else None
+        if m is None or orig is None or getattr(orig, "_convlint", False):
+            continue
+
+        def quantize_static(*a, _orig=orig, **k):
+            return _ort_quantize_call(_orig, a, k)
+
+        quantize_static._convlint = True
+        vars(m)["quantize_static"] = quantize_static
+
+
+def _ort_quantize_call(orig, a, k):
+    args = _bound(orig, a, k)
+    src, out = args.get("model_input"), args.get("model_output")
+    reader = args.get("calibration_data_reader")
+    flags = {key: v for key, v in args.items()
+             if key not in ("model_input", "model_output", "calibration_data_reader")}
+    rec = _new_record("onnxruntime.quantization", "onnxruntime.quantization.quantize_static",
+                      _version("onnxruntime"), flags)
+    samples = CAL.Samples()
+    if reader is not None:
+        _guard(rec, "recording the calibration reader", CAL.record_reader, reader, samples)
+    if isinstance(src, (str, os.PathLike)) and os.path.abspath(src) in WRITTEN:
+        src = WRITTEN[os.path.abspath(src)]  # the script wrote it (redirected): onnx's C++ reads it
+        a, k = (), dict(args, model_input=src)
+    if out is not None and REDIRECT is not None:  # the output redirected here, ORT's temp files not
+        a, k = (), dict(args, model_input=src, model_output=_redirect(out))
+    _UNREDIRECTED[0] += 1
+    try:
+        result = _convert(rec, orig, *a, **k)
+    finally:
+        _UNREDIRECTED[0] -= 1
+        if reader is not None and "get_next" in vars(reader):
+            del reader.get_next  # the reader's own method again
+    if src is not None:
+        _guard(rec, "saving the source", _save_onnx_source, rec, src)
+    if out is not None:
+        rec["output"] = os.fspath(out)
+        _guard(rec, "copying the output", _copy_target, rec, os.fspath(out), ".onnx")
+    _guard(rec, "saving the calibration samples", _save_calibration, rec, samples,
+           "CalibrationDataReader")
+    _dump()
+    return result
+
+
 PATCHES = {"tensorflow.lite.python.lite": _patch_tflite, "tf2onnx.convert": _patch_tf2onnx,
            "torch.onnx": _patch_torch_onnx, "keras.src.models.model": _patch_keras_model,
            "onnx2torch": lambda m: _patch_convert(m, _onnx2torch_call),
            "onnx2tf": lambda m: _patch_convert(m, _onnx2tf_call),
            "litert_torch": lambda m: _patch_convert(m, _litert_torch_call),
-           "ai_edge_torch": lambda m: _patch_convert(m, _litert_torch_call)}
+           "ai_edge_torch": lambda m: _patch_convert(m, _litert_torch_call),
+           "onnxruntime.quantization": _patch_ort_quantization}
 
 
 class PostImportHook:

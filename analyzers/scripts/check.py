@@ -17,6 +17,7 @@ from convlint.analyzers.scripts import edits as E
 from convlint.analyzers.scripts import (
     notebook,
     rules_data,  # noqa: F401  (registers its checks)
+    rules_quant,  # noqa: F401  (registers its checks)
 )
 from convlint.analyzers.scripts.edits import TextEdit
 from convlint.analyzers.scripts.facts import analyze_text

@@ -110,8 +110,13 @@ def _loc(script: str, rec: dict) -> Location:
 
 
 def _check(rec: dict, popts, progress) -> ConversionReport:
+    """Check one captured pair. The calibration samples the converter drew (captured) are the
+    re-quantization's ``--calibration`` unless the user gave one."""
     from convlint.analyzers.pipeline import check_paths_or_error
 
+    cal = (rec.get("calibration") or {}).get("path")
+    if cal and not popts.calibration:
+        popts = replace(popts, calibration=cal)
     return check_paths_or_error(rec["source"]["path"], rec["target"]["path"], popts, progress)
 
 
@@ -183,7 +188,7 @@ def _capture_dir(script: str, text: str, opts: TraceOptions) -> str:
 
 def _rec_summary(rec: dict) -> dict:
     return {k: rec.get(k) for k in ("index", "converter", "call", "version", "flags", "call_site",
-                                    "output", "error", "notes")}
+                                    "output", "error", "notes", "calibration")}
 
 
 def _run_findings(script: str, run: Run, opts: TraceOptions) -> list:
@@ -217,7 +222,7 @@ def _run_findings(script: str, run: Run, opts: TraceOptions) -> list:
                 "conversion-tool",
                 "the script made no converter call convlint captures (TFLiteConverter, "
                 "tf2onnx, torch.onnx.export, keras Model.export, onnx2torch, onnx2tf, "
-                "litert_torch)",
+                "litert_torch, onnxruntime's quantize_static)",
                 location=Location(file=script, line=1, column=0),
             )
         )
@@ -261,6 +266,7 @@ def _conversion_report(
         converter_version=rec.get("version"),
         flags=rec.get("flags"),
         output=rec.get("output"),
+        calibration=rec.get("calibration"),
     )
     return replace(rep, findings=fs, extra=extra)
 

@@ -19,6 +19,10 @@ flagged, the rule of thumb its users apply). Scored: a fault detected (an error 
 tensor), the layer named (the injected convolution, or for ``narrow`` the first layer), a verified
 repair (convlint only: the peers do not repair), and false positives on the clean twins.
 
+The TFLite track (``tflite.py``) does the same for full-integer TFLite from a Keras source,
+against TFLite's ``QuantizationDebugger``. ``--tracks onnx`` or ``--tracks tflite`` runs one and
+keeps the other's rows from results.json. The notes under the table are NOTES.md, kept by hand.
+
 Run: ``python bench/quant/run.py`` (``make bench-quant``); results in bench/RESULTS.md.
 """
 
@@ -33,6 +37,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import tflite as TFL  # noqa: E402  (the TFLite track, beside this file)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -157,6 +164,18 @@ def run_convlint(src: Path, tgt: Path, cal: Path, out: Path) -> tuple[dict, floa
     return json.loads(p.stdout), time.perf_counter() - t0
 
 
+def names(layer: str, want: list) -> bool:
+    """Whether a tensor or node name is one of ``want``: it, an ONNX node name within it, or a
+    TFLite tensor name (``model/conv2d_1/Conv2D;model/activation_1/Relu``) with a path segment
+    that is one (``conv2d_1`` is not ``separable_conv2d_1`` nor ``conv2d_10``)."""
+    import re
+
+    segments = [s for part in layer.split(";") for s in part.split("/")]
+    return layer in want or any(  # Keras 3 scopes a layer's ops as name_1 (model_1_1/conv2d_1_1)
+        any(re.fullmatch(re.escape(w) + r"(_\d+)?", s) for s in segments)
+        or ("/" in w and w in layer) for w in want)
+
+
 def score(kind: str, expect: list | None, report: dict, first: str, flagged: list) -> dict:
     errors = [f for f in report["findings"] if f["severity"] == "error"]
     faults = [f for f in errors if f["rule"] == "CL205"]
@@ -175,13 +194,13 @@ def score(kind: str, expect: list | None, report: dict, first: str, flagged: lis
     rep = faults[0]["repair"] if faults else None
     row.update(
         detected=bool(errors),
-        layer=named in want,
+        layer=bool(named) and names(named, want),
         named=named,
         expected=want,
         repaired=bool(rep and rep.get("verified")),
         kept=(rep or {}).get("metrics_after", {}) and rep["metrics_after"].get("keep_in_float"),
         peer_detected=bool(flagged),
-        peer_layer=bool(flagged) and any(w in flagged[0] for w in want),
+        peer_layer=bool(flagged) and names(flagged[0], want),
     )
     return row
 
@@ -189,12 +208,61 @@ def score(kind: str, expect: list | None, report: dict, first: str, flagged: lis
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", nargs="*", default=MODELS)
+    ap.add_argument("--tflite-models", nargs="*", default=TFL.MODELS)
+    ap.add_argument("--tracks", nargs="*", default=["onnx", "tflite"], choices=["onnx", "tflite"],
+                    help="the tracks to run; the rows of the others are kept from results.json")
     ap.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
     args = ap.parse_args(argv)
+    rows = []
+    if "onnx" in args.tracks:
+        rows += onnx_track(args.models)
+    if "tflite" in args.tracks:
+        rows += tflite_track(args.tflite_models)
+    saved = HERE / "results.json"
+    old = json.loads(saved.read_text()) if saved.exists() else []
+    rows = [r for r in old if r.get("track", "onnx") not in args.tracks] + rows
+    (HERE / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
+    if not args.no_write:
+        write_results(rows, " ".join(["python bench/quant/run.py", *(sys.argv[1:])]))
+    return 0
+
+
+def tflite_track(models: list) -> list:
+    """Full-integer TFLite from Keras sources against QuantizationDebugger (tflite.py)."""
+    rows = []
+    for name in models:
+        d = WORK / name
+        d.mkdir(parents=True, exist_ok=True)
+        src = TFL.keras_source(name, d)
+        import keras
+
+        shape = list(keras.models.load_model(src, compile=False).input_shape[1:])
+        full = np.random.default_rng(1).uniform(-1, 1, (N_CAL, *shape)).astype(np.float32)
+        cal = d / "calibration.npy"
+        np.save(cal, full)
+        expect = TFL.inject_outlier(src, d / "outlier.keras", SCALE, full)
+        first = TFL.OUTLIER[2][0]  # the first convolution (conv2d_1)
+        variants = {"clean": (src, full), "narrow": (src, full * 0.01), "per-tensor": (src, full),
+                    "outlier": (d / "outlier.keras", full)}
+        for kind, (s, data) in variants.items():
+            tgt = d / f"{kind}.int8.tflite"
+            TFL.quantize(s, tgt, data, per_channel=kind != "per-tensor")
+            flagged = TFL.peer(s, data, full, per_channel=kind != "per-tensor")
+            out = d / f"{kind}.repaired.tflite"
+            out.unlink(missing_ok=True)
+            report, secs = run_convlint(s, tgt, cal, out)
+            row = {"model": name.removeprefix("clean_"), "track": "tflite", "kind": kind,
+                   "seconds": round(secs, 1), **score(kind, expect, report, first, flagged)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
+
+
+def onnx_track(models: list) -> list:
     import onnx
 
     rows = []
-    for name in args.models:
+    for name in models:
         d = WORK / name
         d.mkdir(parents=True, exist_ok=True)
         base = float_onnx(name, d)
@@ -217,27 +285,27 @@ def main(argv=None) -> int:
             out = d / f"{kind}.repaired.onnx"
             out.unlink(missing_ok=True)
             report, secs = run_convlint(src, tgt, cal, out)
-            row = {"model": name.removeprefix("clean_"), "kind": kind, "seconds": round(secs, 1),
-                   **score(kind, expect, report, first, flagged)}
+            row = {"model": name.removeprefix("clean_"), "track": "onnx", "kind": kind,
+                   "seconds": round(secs, 1), **score(kind, expect, report, first, flagged)}
             rows.append(row)
             print(json.dumps(row), flush=True)
-    (HERE / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
-    if not args.no_write:
-        write_results(rows, " ".join(["python bench/quant/run.py", *(sys.argv[1:])]))
-    return 0
+    return rows
 
 
 def write_results(rows: list, command: str) -> None:
     sys.path.insert(0, str(ROOT / "bench"))
     from results import write_section
 
-    faults = [r for r in rows if r["kind"] in ("narrow", "outlier")]
-    pt = [r for r in rows if r["kind"] == "per-tensor"]
-    clean = [r for r in rows if r["kind"] == "clean"]
+    def track(t):
+        rs = [r for r in rows if r.get("track", "onnx") == t]
+        return ([r for r in rs if r["kind"] in ("narrow", "outlier")],
+                [r for r in rs if r["kind"] == "per-tensor"],
+                [r for r in rs if r["kind"] == "clean"])
 
     def n(rs, k):
         return f"{sum(bool(r[k]) for r in rs)}/{len(rs)}"
 
+    (faults, pt, clean), (tfaults, tpt, tclean) = track("onnx"), track("tflite")
     lines = [
         "## Quantization faults on real models (issue 21 B)",
         "",
@@ -246,33 +314,47 @@ def write_results(rows: list, command: str) -> None:
         f"`quantize_static` with per-channel weights: calibrated on the inputs' range (clean), "
         f"on 1% of it (narrow), and with an outlier channel injected by a function-preserving "
         f"rescaling (outlier). The peer is onnxruntime's `qdq_loss_debug` (a tensor under "
-        f"{PEER_SQNR_DB:g} dB SQNR flagged).",
+        f"{PEER_SQNR_DB:g} dB SQNR flagged). The TFLite track quantizes a Keras source (fer's "
+        f"pre-trained mini-Xception) to full-integer TFLite the same three ways; its peer is "
+        f"TFLite's `QuantizationDebugger` on the same converter and inputs (a tensor with "
+        f"rmse/scale over {TFL.PEER_RMSE_SCALE:g} flagged, its guide's rule).",
         "",
         f"Command: `{command}`",
         "",
-        "| | detected | layer named | verified repair (stays int8) | false positives on clean |",
-        "|---|---|---|---|---|",
-        f"| convlint | {n(faults, 'detected')} | {n(faults, 'layer')} | {n(faults, 'repaired')} | "
-        f"{n(clean, 'fp')} |",
-        f"| qdq_loss_debug | {n(faults, 'peer_detected')} | {n(faults, 'peer_layer')} | – | "
-        f"{n(clean, 'peer_fp')} |",
-        "",
-        f"Per-tensor weights (the same calibration, `per_channel=False`; no ground truth, since "
-        f"per-tensor scales hurt some models and not others): convlint flags {n(pt, 'flagged')}, "
-        f"the peer {n(pt, 'peer_flagged')}; convlint's verified repair (per-channel weights, or "
-        f"layers kept in float) for {n(pt, 'repaired')}.",
-        "",
-        "| model | kind | verdict | convlint named | expected | repaired (kept in float) | "
-        "peer flagged | seconds |",
-        "|---|---|---|---|---|---|---|---|",
+        "| | models | detected | layer named | verified repair (stays int8) | "
+        "false positives on clean |",
+        "|---|---|---|---|---|---|",
+        f"| convlint (ONNX QDQ) | {len(clean)} | {n(faults, 'detected')} | {n(faults, 'layer')} | "
+        f"{n(faults, 'repaired')} | {n(clean, 'fp')} |",
+        f"| qdq_loss_debug | {len(clean)} | {n(faults, 'peer_detected')} | "
+        f"{n(faults, 'peer_layer')} | – | {n(clean, 'peer_fp')} |",
     ]
+    if tclean:
+        lines += [
+            f"| convlint (TFLite) | {len(tclean)} | {n(tfaults, 'detected')} | "
+            f"{n(tfaults, 'layer')} | {n(tfaults, 'repaired')} | {n(tclean, 'fp')} |",
+            f"| QuantizationDebugger | {len(tclean)} | {n(tfaults, 'peer_detected')} | "
+            f"{n(tfaults, 'peer_layer')} | – | {n(tclean, 'peer_fp')} |"]
+    lines += [
+        "",
+        "Per-tensor weights (the same calibration, `per_channel=False` or TFLite's "
+        "`_experimental_disable_per_channel`; no ground truth, since per-tensor scales hurt some "
+        f"models and not others): convlint flags {n(pt + tpt, 'flagged')}, the peers "
+        f"{n(pt + tpt, 'peer_flagged')}; convlint's verified repair (per-channel weights, or "
+        f"layers kept in float) for {n(pt + tpt, 'repaired')}.", "",
+        "| model | track | kind | verdict | convlint named | expected | repaired (kept in float) | "
+        "peer flagged | seconds |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['kind']} | {r['verdict']} | {r.get('named') or '–'} | "
+        flagged = r.get("peer_detected") or r.get("peer_fp") or r.get("peer_flagged")
+        lines.append(f"| {r['model']} | {r.get('track', 'onnx')} | {r['kind']} | {r['verdict']} | "
+                     f"{r.get('named') or '–'} | "
                      f"{' or '.join(r.get('expected') or []) or '–'} | "
                      f"{'yes' if r.get('repaired') else ('–' if r['kind'] == 'clean' else 'no')}"
                      f"{' (' + ', '.join(r['kept']) + ')' if r.get('kept') else ''} | "
-                     f"{'yes' if r.get('peer_detected') or r.get('peer_fp') else 'no'} | "
-                     f"{r['seconds']} |")
+                     f"{'yes' if flagged else 'no'} | {r['seconds']} |")
+    notes = HERE / "NOTES.md"  # what to read the table with, kept by hand beside the code
+    if notes.exists():
+        lines += ["", notes.read_text().strip()]
     write_section("quant", "\n".join(lines))
 
 
