@@ -131,3 +131,8 @@ def schema_attributes(op_type: str, domain: str = "") -> dict:
                 default = default.decode()
         out[name] = (kinds.get(a.type, "other"), default)
     return out
+
+
+def schema_for(node) -> dict:
+    """``schema_attributes`` of a layer's op (the replayers' shared interface)."""
+    return schema_attributes(node.op_type, "")

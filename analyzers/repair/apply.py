@@ -46,7 +46,7 @@ PATCHERS: dict[str, Patcher] = {"onnx": _onnx, "tflite": _tflite, "torchscript":
 # target format -> the kinds of patch its patcher takes
 KINDS: dict[str, tuple[str, ...]] = {
     "onnx": ("patch-weights", "patch-attributes", "patch-graph"),
-    "tflite": ("patch-weights", "patch-graph"),
+    "tflite": ("patch-weights", "patch-attributes", "patch-graph"),
     "torchscript": ("patch-weights", "patch-attributes", "patch-graph"),
     "torch-exported": ("patch-weights", "patch-attributes", "patch-graph"),
 }
