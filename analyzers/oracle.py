@@ -319,8 +319,17 @@ def _as_if(source, target, cap, loc, first, layer_rtol: float) -> OracleResult:
     by_src = {x.name: x for x in cap.source_layers}
     close = max(10 * layer_rtol, 1e-4)
     src0, tgt0 = cap.source_runs[0], cap.target_runs[0]
+    # a layer's tensor in the target, unless the value match found the layer's *input* there
+    # (an op that changes its input little, such as a normalization, matches it best)
+    producer = {o: x.name for x in cap.source_layers for o in x.outputs}
+
+    def own(g) -> bool:
+        before = {by_act[q].target for i in by_src[g].inputs if (q := producer.get(i))
+                  and by_act.get(q)}
+        return by_act[g].target not in before
+
     name = next((g for g in reversed(group) if g in by_src and by_act.get(g) and by_act[g].target
-                 and by_act[g].rel_err <= close * 100), None)
+                 and by_act[g].rel_err <= close * 100 and own(g)), None)
     if name is not None:  # the target holds the layer's tensor: replay the op alone
         node, act = by_src[name], by_act[name]
         nodes, outs = [node], [node.outputs[0]] if node.outputs else []
