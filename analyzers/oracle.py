@@ -283,6 +283,8 @@ def _graph_finding(first, p, hit, res, ev) -> Finding:
 
 
 def _fmt(v) -> str:
+    if v is None:
+        return "unset (the op's default)"
     return f"{v:.6g}" if isinstance(v, float) else repr(v)
 
 
@@ -357,9 +359,14 @@ def _as_if(source, target, cap, loc, first, layer_rtol: float) -> OracleResult:
     feeds = {i: np.ascontiguousarray(src0[i]) for i in ins}
     sub = O.subgraph(source.model, [x.name for x in nodes], feeds, outs[:1])
     numbers = replay.source_numbers([x for x in cap.target_layers])
-    schema = O.schema_attributes(node.op_type, "")
+    opset = next((o.version for o in source.model.opset_import if o.domain in ("", "ai.onnx")),
+                 None)
+    schema = O.schema_attributes(node.op_type, "", opset)
+    # besides other values: each attribute the source sets left out, as a converter that never
+    # reads it computes the op's default (a reduction without axes reduces every axis)
     cands = [[c] for c in replay.candidates(node, schema, numbers)] + \
-        [[c] for c in _axes_candidates(node, src0)]
+        [[c] for c in _axes_candidates(node, src0)] + \
+        [[(a, None)] for a in node.attributes if a in schema and schema[a][1] is None]
     # the op as the source has it: when it already reproduces the target within the replay's
     # tolerance, no attribute explains the divergence (weights do, or noise), and a candidate
     # must explain the target better than it does (an auto_pad VALID for pads 0 changes nothing)
