@@ -1,12 +1,14 @@
 """The independent oracle at the first divergent layer, and the attribute search it enables.
 
-Given a localization (``localize.stages.run``) of an ONNX target, replay the target ops of the
-first divergent source layer on the source's captured inputs (``localize.replay`` plans and
-judges, ``models.onnx_replay`` runs). When the converted op means something else than the source
+Given a localization (``localize.stages.run``) of an ONNX or TFLite target, replay the target
+ops of the first divergent source layer on the source's captured inputs (``localize.replay``
+plans and judges; the target format's replayer, ``models.onnx_replay`` or
+``models.tflite_replay``, runs). When the converted op means something else than the source
 layer and no other stage explains it, search the op's attributes (every attribute its ONNX schema
-has, set or left at the default, over the values its kind allows and the source layer's own
-numbers) for the value that makes the layer reproduce the source: that names the hyperparameter
-and is the repair, tried on the layer alone (milliseconds) before the whole pair is checked.
+has, or every option of the TFLite op, set or left at the default, over the values its kind
+allows and the source layer's own numbers) for the value that makes the layer reproduce the
+source: that names the hyperparameter and is the repair, tried on the layer alone (milliseconds)
+before the whole pair is checked.
 """
 
 from __future__ import annotations
@@ -38,11 +40,11 @@ def run(target, cap, loc, layer_rtol: float, source=None) -> OracleResult:
     first = next((f for f in loc.findings if f.rule == R.FIRST_DIVERGENT.code), None)
     if first is None or not cap.source_runs:
         return OracleResult()
-    if target.format != "onnx":
+    rp = replayer(target.format)
+    if rp is None:
         if source is not None and source.format == "onnx":
             return _as_if(source, target, cap, loc, first, layer_rtol)
         return OracleResult()
-    from convlint.analyzers.models import onnx_replay as O
 
     group = list(first.evidence.get("fused_group") or [first.layer])
     src_keys = dict(graph.source_keys(cap.source_layers, cap.source_runs[0]))
@@ -57,11 +59,11 @@ def run(target, cap, loc, layer_rtol: float, source=None) -> OracleResult:
         return OracleResult(evidence={"replay": None, "why": "no aligned inputs to feed"})
     close = max(10 * layer_rtol, 1e-4)
     feeds = p.inputs(src0, tgt0)
-    sub = O.subgraph(target.model, p.nodes, feeds, [p.output])
     expected = p.expected(src0)
     try:
-        ref = O.run_reference(sub, feeds)[0]
-        rt = O.run_runtime(sub, feeds)[0]
+        sub = rp.subgraph(_model(target), p.nodes, feeds, [p.output])
+        ref = rp.run_reference(sub, feeds)[0]
+        rt = rp.run_runtime(sub, feeds)[0]
     except Exception as e:  # noqa: BLE001 - an op the reference lacks: no oracle for this layer
         return OracleResult(
             evidence={"replay": p.to_dict(), "error": " ".join(str(e).split())[:300]}
@@ -70,13 +72,14 @@ def run(target, cap, loc, layer_rtol: float, source=None) -> OracleResult:
     ev = {"replay": dict(p.to_dict(), **res.to_dict(), close=close)}
     out = OracleResult(evidence=ev, verdict=res.verdict)
     nodes = ", ".join(p.nodes[:6]) + (" ..." if len(p.nodes) > 6 else "")
+    rt_name = RUNTIMES.get(target.format, target.format)
     if res.verdict == "runtime":
         out.findings.append(Finding(
             R.TVM_MISMATCH.code, "error", "runtime",
             f"replaying {first.layer} alone on the source's inputs: the ONNX reference reproduces "
-            f"the source (relative error {res.reference_vs_source:.2g}) but onnxruntime does not "
-            f"({res.runtime_vs_source:.2g}): onnxruntime's kernel for {nodes} deviates from the "
-            "op's ONNX meaning; the converted model is faithful", layer=first.layer,
+            f"the source (relative error {res.reference_vs_source:.2g}) but {rt_name} does not "
+            f"({res.runtime_vs_source:.2g}): {rt_name}'s kernel for {nodes} deviates from the "
+            "op's meaning; the converted model is faithful", layer=first.layer,
             location=Location(source_node=p.source_key, target_node=p.nodes[-1]),
             evidence={"model": "target", **ev}))
         return out
@@ -89,20 +92,20 @@ def run(target, cap, loc, layer_rtol: float, source=None) -> OracleResult:
     extra = [f for f in loc.findings
              if f.rule == R.EXTRA_OP.code and f.layer in group and f.evidence.get("nodes")]
     together = [n for f in extra for n in f.evidence["nodes"]]
-    e = _edited_error(sub, p, feeds, expected, GraphEdit("remove", together)) if extra else None
+    e = _edited_error(sub, p, feeds, expected, GraphEdit("remove", together), rp) if extra else None
     if extra and (e is None or e > close):  # together they do not explain it: which one alone?
         for f in extra:
-            e = _edited_error(
-                sub, p, feeds, expected, GraphEdit("remove", list(f.evidence["nodes"]))
-            )
+            alone = GraphEdit("remove", list(f.evidence["nodes"]))
+            e = _edited_error(sub, p, feeds, expected, alone, rp)
             if e is None or e > close:
                 out.refuted.append(f)
     if _explained(loc, {id(f) for f in out.refuted}) & set(group):
         return out
     src_layers = [x for x in cap.source_layers if x.name in group]
-    hit = search(sub, p, feeds, expected, cap.target_layers, src_layers, close)
-    if hit is None:  # no attribute value explains it: an op added or dropped?
-        edit = graph_search(sub, p, feeds, expected, cap.target_layers, close)
+    hit = search(sub, p, feeds, expected, cap.target_layers, src_layers, close, rp)
+    if hit is None:  # no attribute explains it: an op added or dropped?
+        edit = graph_search(sub, p, feeds, expected, cap.target_layers, close) \
+            if target.format == "onnx" else None
         if edit is not None:
             out.findings.append(_graph_finding(first, p, edit, res, ev))
     else:
@@ -122,10 +125,12 @@ def run(target, cap, loc, layer_rtol: float, source=None) -> OracleResult:
     return out
 
 
-def search(sub, p, feeds, expected, tgt_layers, src_layers, close) -> tuple | None:
+def search(sub, p, feeds, expected, tgt_layers, src_layers, close, rp=None) -> tuple | None:
     """The first attribute change (single, then two string attributes of one node) with which
-    the replayed layer reproduces the source: ``(node, [(attribute, value)], error)``."""
-    from convlint.analyzers.models.onnx_replay import schema_attributes
+    the replayed layer reproduces the source: ``(node, [(attribute, value)], error)``. ``rp``:
+    the target format's replayer (``models.onnx_replay`` by default)."""
+    if rp is None:
+        from convlint.analyzers.models import onnx_replay as rp
 
     numbers = replay.source_numbers(src_layers)
     by = {x.name: x for x in tgt_layers}
@@ -134,14 +139,15 @@ def search(sub, p, feeds, expected, tgt_layers, src_layers, close) -> tuple | No
     for stage in ("single", "pairs"):
         for name in reversed(p.nodes):  # the op that produces the layer's output first
             n = by[name]
-            schema = schema_attributes(n.op_type, "")
+            schema = rp.schema_for(n)
             cands = ([[c] for c in replay.candidates(n, schema, numbers)] if stage == "single"
                      else [list(pr) for pr in replay.pairs(n, schema)])
             for changes in cands:
                 if tried >= MAX_CANDIDATES:
                     return best
                 tried += 1
-                e = _error(_with_changes(sub, name, changes), feeds, expected, p.in_source_layout)
+                e = _error(_with_changes(sub, name, changes, rp), feeds, expected,
+                           p.in_source_layout, rp=rp)
                 if e is not None and e <= close and (best is None or e < best[2]):
                     best = (name, changes, e)
             if best is not None:
@@ -154,19 +160,20 @@ INSERTABLE = ("Floor", "Ceil", "Round", "Relu", "Neg", "Abs", "Sigmoid", "Tanh",
 
 
 def _error(model, feeds: dict, expected: np.ndarray, to_source=None,
-           reference_fallback: bool = False) -> float | None:
+           reference_fallback: bool = False, rp=None) -> float | None:
     """Relative error of a candidate ``model``'s first output (read in the source's layout by
     ``to_source``) against ``expected``; None when it does not run or has another shape. With
     ``reference_fallback``, a variant onnxruntime lacks is run by ONNX's reference instead."""
-    from convlint.analyzers.models import onnx_replay as O
+    if rp is None:
+        from convlint.analyzers.models import onnx_replay as rp
 
     try:
-        y = O.run_runtime(model, feeds)[0]
+        y = rp.run_runtime(model, feeds)[0]
     except Exception:  # noqa: BLE001 - an invalid candidate for this runtime
         if not reference_fallback:
             return None
         try:
-            y = O.run_reference(model, feeds)[0]
+            y = rp.run_reference(model, feeds)[0]
         except Exception:  # noqa: BLE001 - an invalid value for this op: not a candidate
             return None
     y = to_source(y) if to_source else y
@@ -175,25 +182,55 @@ def _error(model, feeds: dict, expected: np.ndarray, to_source=None,
     return rel_err(expected.astype(np.float64), y.astype(np.float64))
 
 
-def _with_changes(model, node: str, changes: list):
-    from convlint.analyzers.models import onnx_replay as O
+def _with_changes(model, node: str, changes: list, rp=None):
+    if rp is None:
+        from convlint.analyzers.models import onnx_replay as rp
 
     for a, v in changes:
-        model = O.with_attribute(model, node, a, v)
+        model = rp.with_attribute(model, node, a, v)
     return model
 
 
-def _edited_error(sub, p, feeds, expected, edit) -> float | None:
-    """The replay's relative error against the source after a graph ``edit``."""
+def _edited_error(sub, p, feeds, expected, edit, rp=None) -> float | None:
+    """The replay's relative error against the source after a graph ``edit`` (made by the
+    target format's replayer ``rp`` where it is not ONNX)."""
     import onnx
 
     from convlint.analyzers.repair.graph import apply_onnx
+
+    if rp is not None and hasattr(rp, "apply_edit"):
+        edited = rp.apply_edit(sub, edit)
+        if edited is None:
+            return None
+        if not edited.model.subgraphs[0].operators:  # the edit left the fed tensor itself
+            y = p.in_source_layout(np.asarray(feeds[edited.outputs[0]]))
+            return rel_err(expected.astype(np.float64), y.astype(np.float64)) \
+                if y.shape == expected.shape else None
+        return _error(edited, feeds, expected, p.in_source_layout, rp=rp)
 
     m = onnx.ModelProto()
     m.CopyFrom(sub)
     if not apply_onnx(m, [edit]):
         return None
     return _error(m, feeds, expected, p.in_source_layout)
+
+
+# target format -> its replayer's module (``onnx_replay``'s interface) and runtime's name
+REPLAYERS = {"onnx": "onnx_replay", "tflite": "tflite_replay"}
+RUNTIMES = {"onnx": "onnxruntime", "tflite": "the TFLite interpreter"}
+
+
+def replayer(fmt: str):
+    """The module that replays ops of format ``fmt`` (None when there is none)."""
+    import importlib
+
+    name = REPLAYERS.get(fmt)
+    return importlib.import_module(f"convlint.analyzers.models.{name}") if name else None
+
+
+def _model(target):
+    """What the replayer cuts: the ONNX model in memory, a TFLite file's bytes."""
+    return target.model if target.format == "onnx" else target.buf
 
 
 def _explained(loc, refuted: set | frozenset = frozenset()) -> set:
@@ -260,6 +297,8 @@ def _graph_finding(first, p, hit, res, ev) -> Finding:
 
 
 def _fmt(v) -> str:
+    if v is None:
+        return "unset (the op's default)"
     return f"{v:.6g}" if isinstance(v, float) else repr(v)
 
 
@@ -296,8 +335,17 @@ def _as_if(source, target, cap, loc, first, layer_rtol: float) -> OracleResult:
     by_src = {x.name: x for x in cap.source_layers}
     close = max(10 * layer_rtol, 1e-4)
     src0, tgt0 = cap.source_runs[0], cap.target_runs[0]
+    # a layer's tensor in the target, unless the value match found the layer's *input* there
+    # (an op that changes its input little, such as a normalization, matches it best)
+    producer = {o: x.name for x in cap.source_layers for o in x.outputs}
+
+    def own(g) -> bool:
+        before = {by_act[q].target for i in by_src[g].inputs if (q := producer.get(i))
+                  and by_act.get(q)}
+        return by_act[g].target not in before
+
     name = next((g for g in reversed(group) if g in by_src and by_act.get(g) and by_act[g].target
-                 and by_act[g].rel_err <= close * 100), None)
+                 and by_act[g].rel_err <= close * 100 and own(g)), None)
     if name is not None:  # the target holds the layer's tensor: replay the op alone
         node, act = by_src[name], by_act[name]
         nodes, outs = [node], [node.outputs[0]] if node.outputs else []
@@ -327,9 +375,14 @@ def _as_if(source, target, cap, loc, first, layer_rtol: float) -> OracleResult:
     feeds = {i: np.ascontiguousarray(src0[i]) for i in ins}
     sub = O.subgraph(source.model, [x.name for x in nodes], feeds, outs[:1])
     numbers = replay.source_numbers([x for x in cap.target_layers])
-    schema = O.schema_attributes(node.op_type, "")
+    opset = next((o.version for o in source.model.opset_import if o.domain in ("", "ai.onnx")),
+                 None)
+    schema = O.schema_attributes(node.op_type, "", opset)
+    # besides other values: each attribute the source sets left out, as a converter that never
+    # reads it computes the op's default (a reduction without axes reduces every axis)
     cands = [[c] for c in replay.candidates(node, schema, numbers)] + \
-        [[c] for c in _axes_candidates(node, src0)]
+        [[c] for c in _axes_candidates(node, src0)] + \
+        [[(a, None)] for a in node.attributes if a in schema and schema[a][1] is None]
     # the op as the source has it: when it already reproduces the target within the replay's
     # tolerance, no attribute explains the divergence (weights do, or noise), and a candidate
     # must explain the target better than it does (an auto_pad VALID for pads 0 changes nothing)

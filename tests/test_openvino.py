@@ -93,3 +93,49 @@ def test_an_xml_file_that_is_no_ir_is_refused(tmp_path):
     p.write_text('<?xml version="1.0"?>\n<project></project>\n')
     with pytest.raises(ModelLoadError):
         detect_format(str(p))
+
+
+def _lse_source(path: Path, opset: int) -> str:
+    """conv -> relu -> ReduceLogSumExp over channels (axes an attribute before opset 18, an
+    input from 18) -> sigmoid gate -> mul -> conv."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32), "w1"),
+             numpy_helper.from_array(rng.standard_normal((4, 8, 1, 1)).astype(np.float32), "w2")]
+    if opset >= 18:
+        inits.append(numpy_helper.from_array(np.array([1], np.int64), "axes"))
+        lse = helper.make_node("ReduceLogSumExp", ["r", "axes"], ["l"], name="lse")
+    else:
+        lse = helper.make_node("ReduceLogSumExp", ["r"], ["l"], name="lse", axes=[1])
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"], name="relu1"), lse,
+             helper.make_node("Sigmoid", ["l"], ["a"], name="gate"),
+             helper.make_node("Mul", ["r", "a"], ["m"], name="attend"),
+             helper.make_node("Conv", ["m", "w2"], ["y"], name="head")]
+    g = helper.make_graph(nodes, "net", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                       [1, 3, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+                          inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    onnx.save(m, str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize("opset", [13, 18])
+def test_an_ignored_attribute_is_named_by_the_as_if_replay(tmp_path, opset):
+    """OpenVINO's ONNX frontend reduces an opset-13 ReduceLogSumExp over every axis (its axes
+    attribute is not read): the source's op replayed with the attribute left out reproduces
+    the target (CL305 axes -> unset); at opset 18 (the twin) the conversion is faithful."""
+    src = _lse_source(tmp_path / "src.onnx", opset)
+    tgt = tmp_path / "tgt.xml"
+    ov.save_model(ov.convert_model(src), str(tgt), compress_to_fp16=False)
+    r = check_paths(src, str(tgt), PipelineOptions(DiffOptions(num_inputs=2, use_tvm=False)))
+    hits = [f for f in r.findings if f.rule == "CL305"]
+    if opset == 18:
+        assert r.verdict == "equivalent" and not hits
+        return
+    (f,) = hits
+    assert f.layer == "lse" and f.stage == "hyperparameters"
+    assert f.evidence["changes"] == [["axes", None]] and f.evidence["source"] == [[1]]

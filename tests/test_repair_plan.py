@@ -41,8 +41,8 @@ def test_attribute_graph_and_input_findings_become_their_patches():
 
 
 def test_nothing_is_planned_where_no_patch_applies():
-    # a TFLite target takes weight patches only; a repaired, a non-error or an unknown finding is
-    # skipped
+    # a TFLite target takes no geometry edit (only options); a repaired, a non-error or an unknown
+    # finding is skipped
     geometry = _f(R.CONV_GEOMETRY.code, attribute="pads", source=[0, 0, 0, 0])
     assert not plan_repairs([geometry], [], "tflite").steps
     done = geometry.with_(repair=Repair("patch-attributes", "x", "out.onnx", True))

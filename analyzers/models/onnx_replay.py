@@ -59,7 +59,7 @@ def run_runtime(sub, feeds: dict) -> list:
 
 def with_attribute(sub, node: str, attribute: str, value):
     """A copy of ``sub`` with ``node``'s ``attribute`` set to ``value`` (``input:K`` sets the
-    K-th input, a scalar constant, to a new initializer)."""
+    K-th input, a scalar constant, to a new initializer; None leaves the attribute out)."""
     import onnx
 
     m = onnx.ModelProto()
@@ -100,6 +100,8 @@ def set_attribute(model, node: str, attribute: str, value) -> bool:
     for a in list(n.attribute):
         if a.name == attribute:
             n.attribute.remove(a)
+    if value is None:  # the attribute left out: the op's default meaning
+        return True
     if isinstance(value, float) and float(value).is_integer() and _int_attribute(n, attribute):
         value = int(value)
     n.attribute.append(helper.make_attribute(attribute, value))
@@ -117,14 +119,16 @@ def _int_attribute(node, attribute: str) -> bool:
     return a is not None and a.type == onnx.defs.OpSchema.AttrType.INT
 
 
-def schema_attributes(op_type: str, domain: str = "") -> dict:
-    """``{name: (kind, default)}`` for the op's attributes: kind is "float", "int", "string"
-    or "other"; default is the schema's default value or None."""
+def schema_attributes(op_type: str, domain: str = "", opset: int | None = None) -> dict:
+    """``{name: (kind, default)}`` for the op's attributes (in the model's ``opset`` when given:
+    an attribute may become an input in a later one): kind is "float", "int", "string" or
+    "other"; default is the schema's default value or None."""
     import onnx
     from onnx import helper
 
     try:
-        schema = onnx.defs.get_schema(op_type, domain=domain)
+        schema = (onnx.defs.get_schema(op_type, opset, domain=domain) if opset
+                  else onnx.defs.get_schema(op_type, domain=domain))
     except Exception:  # noqa: BLE001 - a custom op: nothing known
         return {}
     T = onnx.defs.OpSchema.AttrType
@@ -138,3 +142,8 @@ def schema_attributes(op_type: str, domain: str = "") -> dict:
                 default = default.decode()
         out[name] = (kinds.get(a.type, "other"), default)
     return out
+
+
+def schema_for(node) -> dict:
+    """``schema_attributes`` of a layer's op (the replayers' shared interface)."""
+    return schema_attributes(node.op_type, "")

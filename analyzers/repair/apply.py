@@ -46,7 +46,7 @@ PATCHERS: dict[str, Patcher] = {"onnx": _onnx, "tflite": _tflite, "torchscript":
 # target format -> the kinds of patch its patcher takes
 KINDS: dict[str, tuple[str, ...]] = {
     "onnx": ("patch-weights", "patch-attributes", "patch-graph"),
-    "tflite": ("patch-weights", "patch-graph"),
+    "tflite": ("patch-weights", "patch-attributes", "patch-graph"),
     "torchscript": ("patch-weights", "patch-attributes", "patch-graph"),
     "torch-exported": ("patch-weights", "patch-attributes", "patch-graph"),
 }
@@ -54,6 +54,9 @@ KINDS: dict[str, tuple[str, ...]] = {
 
 # target format -> the graph-edit actions its patcher makes, where it makes only some
 ACTIONS: dict[str, tuple[str, ...]] = {"tflite": ("semantics",)}
+# target format -> attribute edits its patcher cannot make (a TFLite op's builtin options and
+# scalar constants are set; its geometry is in the tensors' shapes, a clip has no bounds)
+NO_ATTRIBUTES: dict[str, tuple[str, ...]] = {"tflite": ("strides", "dilations", "pads", "clip")}
 
 
 def _gather_torchscript(path: str, modules: list) -> tuple[list, bytes | None]:
@@ -81,8 +84,10 @@ def patchable(target_format: str, kind: str) -> bool:
 def takes(target_format: str, step) -> bool:
     """Whether the format's patcher can carry out a planned step (its kind, its graph edits)."""
     actions = ACTIONS.get(target_format)
+    refused = NO_ATTRIBUTES.get(target_format, ())
     return patchable(target_format, step.kind) and (
-        actions is None or all(e.action in actions for e in step.graph_edits))
+        actions is None or all(e.action in actions for e in step.graph_edits)) and not any(
+        e.attribute in refused for e in step.edits)
 
 
 def apply(target_format: str, target: str, plan, out: str) -> set:

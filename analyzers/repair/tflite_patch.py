@@ -19,15 +19,18 @@ from convlint.analyzers.report.io import write_new_file
 
 def patch(target: str, plan, out: str) -> list:
     """Write ``out``: ``target`` with ``plan``'s weights patched, then its ``semantics`` graph
-    edits made. Returns the keys of the steps done."""
+    edits and its option edits made. Returns the keys of the steps done."""
+    from convlint.analyzers.models.tflite_replay import set_attribute
     from convlint.analyzers.repair.weights import patch_tflite
 
     done = patch_tflite(target, plan.patches, out)
     edits = [e for e in plan.graph_edits if e.action == "semantics" and e.changes]
-    if not edits:
+    if not edits and not plan.edits:
         return done
     model = G.load(out)
     done += [e.key for e in edits if _rewrite(model, e.key, dict(e.changes))]
+    # an op's option set to the value the layer replay found (CL305 of the replay)
+    done += [e.node for e in plan.edits if set_attribute(model, e.node, e.attribute, e.value)]
     write_new_file(out, G.dump(model), protect=(target,))
     return done
 
