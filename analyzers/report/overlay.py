@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 
+from convlint.analyzers import defaults as D
 from convlint.analyzers.report.html import first_jump, layer_groups, sub_reports, threshold_of
 
 BIG = 1e30  # a non-finite error (NaN or inf in the target) as a finite JSON number
@@ -44,7 +45,8 @@ def node_data(r: dict, ids: dict | None = None) -> dict | None:
     groups = [g for g in groups if g.get("target")]
     if not groups:
         return None
-    th = threshold_of(r) or 1e-4
+    # a report without its tolerance (older JSON) is coloured on the default relative tolerance
+    th = threshold_of(r) or D.RTOL
     first = first_jump(r, groups)
     results = {}
     for i, g in enumerate(groups):
