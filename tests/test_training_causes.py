@@ -231,3 +231,81 @@ def test_a_softmax_over_one_unit_and_a_run_that_moves_but_learns_nothing():
         f.hyperparameter == "data"
         and f.evidence["alternatives"][0]["hyperparameter"] == "learning_rate"
     )
+
+
+def _torch_meta(**meta):
+    return {
+        "framework": "torch",
+        "loss": "mse_loss",
+        "from_logits": None,
+        "output_activation": None,
+        "output_units": 1,
+        "labels": "real",
+        "label_min": -2.0,
+        "label_max": 2.0,
+        "label_integral": False,
+        **meta,
+    }
+
+
+def test_an_elementwise_loss_that_broadcasts_output_and_target_is_the_root_cause():
+    t = healthy(**_torch_meta(loss_input_shape=[32, 1], loss_target_shape=[32]))
+    t["layers"][-1]["activation"] = None
+    for s in t["steps"]:  # the loss stays at the targets' variance: the symptom it explains
+        s["loss"] = 1.0
+    rep = analyze(t, "train.py")
+    f = rep.findings[0]
+    assert f.rule == "CL539" and rep.verdict == "faulty", rep.findings
+    assert f.hyperparameter == "loss" and f.location.line == 21  # the loss's line
+    assert "squeeze" in f.repair.description and f.evidence["broadcast_shape"] == [32, 32]
+    # the healthy twin: the same shapes, or shapes that broadcast to nothing larger
+    for a, b in (([32], [32]), ([32, 1], [32, 1]), ([32, 4], [4])):
+        t = healthy(**_torch_meta(loss_input_shape=a, loss_target_shape=b))
+        t["layers"][-1]["activation"] = None
+        assert "CL539" not in rules_of(analyze(t, "train.py")), (a, b)
+
+
+def test_a_relu_on_the_logits_of_a_loss_that_takes_logits_is_the_root_cause():
+    meta = {
+        "framework": "torch",
+        "loss": "cross_entropy",
+        "from_logits": True,
+        "output_activation": None,
+        "labels": "index",
+        "label_min": 0.0,
+        "label_max": 9.0,
+        "label_integral": True,
+    }
+    t = healthy(**meta)
+    t["layers"][-1]["activation"] = "relu"
+    rep = analyze(t, "train.py")
+    f = rep.findings[0]
+    assert f.rule == "CL533" and f.layer == "dense2" and f.location.line == 12, rep.findings
+    assert "drop the relu" in f.repair.description and rep.verdict == "faulty"
+    t = healthy(**meta)  # the healthy twin: linear logits
+    t["layers"][-1]["activation"] = None
+    assert analyze(t, "train.py").findings == ()
+
+
+def test_the_relu_after_the_output_layer_is_dropped_by_the_fix_edit():
+    from convlint.analyzers.report.findings import Finding, Location, Repair
+    from convlint.analyzers.scripts.edits import apply as apply_edits
+    from convlint.analyzers.training.verify import edits_for
+
+    src = (
+        "import torch\n"
+        "model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(),\n"
+        "                            torch.nn.Linear(8, 3), torch.nn.ReLU())\n"
+    )
+    f = Finding(
+        "CL533",
+        "error",
+        "loss",
+        "m",
+        location=Location(file="t.py", line=3),
+        evidence={"fix_edit": {"kind": "drop-module", "classes": ["ReLU"]}},
+        repair=Repair("change-hyperparameter", "drop the relu"),
+    )
+    out = apply_edits(src, edits_for(f, "drop the relu", src, {}))
+    assert out.splitlines()[2].strip() == "torch.nn.Linear(8, 3))", out
+    assert "torch.nn.Linear(4, 8), torch.nn.ReLU()," in out  # the hidden ReLU is kept

@@ -630,6 +630,8 @@ def label_stats(inp, target) -> dict:
     with torch.no_grad():
         x, y = inp.detach().float(), target.detach()
         yf = y.float()
+        # the shapes the loss sees: an elementwise loss broadcasts (N, 1) against (N,) to (N, N)
+        d["loss_input_shape"], d["loss_target_shape"] = list(x.shape), list(y.shape)
         if yf.numel():
             d["label_min"], d["label_max"] = float(yf.min()), float(yf.max())
             d["label_std"] = float(yf.std()) if yf.numel() > 1 else 0.0

@@ -551,6 +551,19 @@ def _setup(v: View) -> list[Finding]:
                            evidence={"output_activation": act, "from_logits": True},
                            repair=Repair("change-hyperparameter", f"from_logits=False (keep {act}), or a linear output with "
                                          "from_logits=True")))
+    if logits is True and act in ("relu", "relu6"):  # logits clipped at 0: dead units never recover
+        mod = {"relu": ["ReLU"], "relu6": ["ReLU6"]}[act]
+        out.append(Finding(
+            R.TRAIN_FROM_LOGITS.code, R.TRAIN_FROM_LOGITS.severity, "loss",
+            f"the output layer ends in {act}, but {m.get('loss')} takes logits (any real value): "
+            f"{act} clips them at 0, and an output unit that dies gets no gradient again",
+            layer=(last or {}).get("name"), location=last_loc if last_loc.line else loc,
+            hyperparameter="activation",
+            evidence={"output_activation": act, "from_logits": True, "loss": m.get("loss"),
+                      "fix_edit": {"kind": "drop-module", "classes": mod, "act": act}},
+            repair=Repair("change-hyperparameter",
+                          f"drop the {act} after the output layer: pass the raw logits to the loss "
+                          "(a linear output)")))
     # output range against the labels (regression and binary labels)
     lmin, lmax = m.get("label_min"), m.get("label_max")
     rng = {"sigmoid": (0, 1), "softmax": (0, 1), "tanh": (-1, 1), "relu": (0, math.inf)}.get(act)

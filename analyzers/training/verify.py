@@ -123,6 +123,16 @@ def edits_for(finding: Finding, fix: str, text: str, meta_lines: dict) -> list[E
                     return [ed.replace(c, _name_of(c.args[0]))]
                 return [ed.replace(c, _name_of(c.func.value))]
         return []
+    if kind == "drop-module":  # an activation module after the output layer: nn.ReLU() in a list
+        classes = set(finding.evidence["fix_edit"].get("classes") or ())
+        for c in _calls_at(tree, finding.location.line):
+            args = list(c.args)
+            if len(args) == 1 and isinstance(args[0], (ast.List, ast.Tuple)):
+                args = list(args[0].elts)
+            a = args[-1] if len(args) >= 2 else None  # the module after the output layer
+            if isinstance(a, ast.Call) and _name_of(a.func).split(".")[-1] in classes:
+                return [ed.delete_after(args[-2], a)]
+        return []
     if kind == "activation":  # a string activation at the output layer's line
         e = finding.evidence["fix_edit"]
         return [
