@@ -309,3 +309,31 @@ def test_the_relu_after_the_output_layer_is_dropped_by_the_fix_edit():
     out = apply_edits(src, edits_for(f, "drop the relu", src, {}))
     assert out.splitlines()[2].strip() == "torch.nn.Linear(8, 3))", out
     assert "torch.nn.Linear(4, 8), torch.nn.ReLU()," in out  # the hidden ReLU is kept
+
+
+def test_output_activation_fixes_carry_an_edit_at_the_output_layer():
+    from convlint.analyzers.scripts.edits import apply as apply_edits
+    from convlint.analyzers.training.verify import edits_for
+
+    src = (
+        "import keras\n"
+        "model = keras.Sequential([keras.layers.Dense(16, activation='relu'),\n"
+        "                          keras.layers.Dense(1, activation='relu')])\n"
+    )
+    t = healthy(
+        loss="mean_squared_error", output_activation="relu", output_units=1, labels="real",
+        label_min=-1.0, label_max=1.0, label_integral=True,
+    )
+    t["layers"][-1].update(activation="relu", line=3)
+    f = next(f for f in analyze(t, "train.py").findings if f.rule == "CL514")
+    out = apply_edits(src, edits_for(f, f.repair.description, src, {}))
+    assert "Dense(1, activation='linear')" in out and "Dense(16, activation='relu')" in out
+    t = healthy(loss="binary_crossentropy", output_units=1, labels="binary",
+                label_min=0.0, label_max=1.0)
+    f = next(f for f in analyze(t, "train.py").findings if f.rule == "CL530")
+    assert f.evidence["fix_edit"]["new"] == "sigmoid"
+    # the healthy twins: a linear output for the same targets, a sigmoid for binary ones
+    t = healthy(loss="mean_squared_error", output_activation="linear", output_units=1,
+                labels="real", label_min=-1.0, label_max=1.0)
+    t["layers"][-1]["activation"] = "linear"
+    assert not {"CL514", "CL530"} & rules_of(analyze(t, "train.py"))

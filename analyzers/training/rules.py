@@ -524,7 +524,9 @@ def _setup(v: View) -> list[Finding]:
         out.append(Finding(R.TRAIN_SOFTMAX_BCE.code, "error" if one else "warning", "loss",
                            f"softmax output{' over a single unit (always 1.0)' if one else ''} trained with {m.get('loss')}",
                            layer=(last or {}).get("name"), location=last_loc, hyperparameter="loss",
-                           evidence={"output_activation": act, "output_units": units, "loss": m.get("loss")},
+                           evidence={"output_activation": act, "output_units": units, "loss": m.get("loss"),
+                                     **({"fix_edit": {"kind": "activation", "old": "softmax", "new": "sigmoid"}}
+                                        if one else {})},
                            repair=Repair("change-hyperparameter", "sigmoid + binary_crossentropy (one unit), or softmax "
                                          "+ categorical_crossentropy (one unit per class)")))
     if act in ("relu", "linear", "none", "identity") and loss in PROB_LOSSES and logits is False and \
@@ -571,7 +573,8 @@ def _setup(v: View) -> list[Finding]:
         out.append(Finding(R.TRAIN_OUTPUT_RANGE.code, R.TRAIN_OUTPUT_RANGE.severity, "loss",
                            f"the output activation {act} ranges over {rng}, but the labels span [{lmin:g}, {lmax:g}]",
                            layer=(last or {}).get("name"), location=last_loc, hyperparameter="activation",
-                           evidence={"output_activation": act, "label_min": lmin, "label_max": lmax},
+                           evidence={"output_activation": act, "label_min": lmin, "label_max": lmax,
+                                     "fix_edit": {"kind": "activation", "old": act, "new": "linear"}},
                            repair=Repair("change-hyperparameter", "a linear output for regression (or scale the labels "
                                          "into the activation's range)")))
     bad = _input_unnormalized(v)

@@ -135,9 +135,14 @@ def edits_for(finding: Finding, fix: str, text: str, meta_lines: dict) -> list[E
         return []
     if kind == "activation":  # a string activation at the output layer's line
         e = finding.evidence["fix_edit"]
+        # innermost call first: the layer's own call, not a Sequential([...]) spanning its line
+        calls = sorted(
+            _calls_at(tree, finding.location.line),
+            key=lambda c: ((c.end_lineno or c.lineno) - c.lineno, -c.col_offset),
+        )
         return [
             ed.replace(n, repr(e["new"]))
-            for c in _calls_at(tree, finding.location.line)
+            for c in calls
             for n in ast.walk(c)
             if isinstance(n, ast.Constant) and n.value == e["old"]
         ][:1]
