@@ -337,3 +337,16 @@ def test_output_activation_fixes_carry_an_edit_at_the_output_layer():
                 labels="real", label_min=-1.0, label_max=1.0)
     t["layers"][-1]["activation"] = "linear"
     assert not {"CL514", "CL530"} & rules_of(analyze(t, "train.py"))
+
+
+def test_a_layer_whose_gradient_grows_from_near_zero_to_the_runs_scale_is_not_exploding():
+    # attention's query/key gradients start near zero (a uniform softmax) for most of a short run,
+    # then grow to the scale the other layers had from the start: a healthy run (tiny BERT)
+    t = healthy()
+    for i, s in enumerate(t["steps"]):
+        s["layers"]["dense0"]["gw"]["norm"] = 1e-6 if i < 40 else 0.05
+    assert "CL520" not in rules_of(analyze(t, "train.py"))
+    # the fault twin: the same layer grows far beyond every layer's early scale
+    for s in t["steps"][40:]:
+        s["layers"]["dense0"]["gw"]["norm"] = 50.0
+    assert "CL520" in rules_of(analyze(t, "train.py"))

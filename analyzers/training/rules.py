@@ -364,6 +364,7 @@ def _exploding(v: View) -> list[Finding]:
                             la, v, "explode", {"step": v.steps[i]["step"], "absmax": mx}))
     # exploding gradients: growth over the first recorded value, or huge magnitudes
     best = None
+    early = _early_grad_scale(v)
     for la in v.param_layers:
         g = v.series(la["name"], "gw", "norm")
         g = [(i, x) for i, x in g if finite(x)]
@@ -373,8 +374,12 @@ def _exploding(v: View) -> list[Finding]:
         # against tiny initial gradients that grow as a fresh model starts to learn
         g0 = max(g[0][1], _median([x for _, x in g]))
         for i, x in g[1:]:
-            am = ((v.steps[i]["layers"].get(la["name"]) or {}).get("gw") or {}).get("absmax", 0)
-            if (g0 > 0 and x / g0 > th.exploding_growth) or am > th.exploding_grad:
+            d = (v.steps[i]["layers"].get(la["name"]) or {}).get("gw") or {}
+            am = d.get("absmax", 0)
+            # a layer whose gradient starts near zero (attention at a uniform softmax) grows to
+            # the scale the other layers had from the start: learning, not exploding
+            big = early is None or _rms(d, x) > 10 * early
+            if (g0 > 0 and x / g0 > th.exploding_growth and big) or am > th.exploding_grad:
                 if best is None or i < best[0]:
                     best = (i, la, x / g0 if g0 else float("inf"), am)
                 break
@@ -384,6 +389,25 @@ def _exploding(v: View) -> list[Finding]:
                             f"{v.steps[i]['step']} (max |g| {am:.3g})", la, v, "explode_grad",
                             {"step": v.steps[i]["step"], "growth": growth, "grad_absmax": am}))
     return out
+
+
+def _rms(d: dict, norm: float) -> float:
+    n = d.get("n")
+    return norm / math.sqrt(n) if n else norm
+
+
+def _early_grad_scale(v: View) -> float | None:
+    """The run's own gradient scale before any blow-up: the largest per-layer median gradient
+    RMS over the first quarter of the recorded steps (at least 3)."""
+    k = max(3, len(v.steps) // 4)
+    meds = []
+    for la in v.param_layers:
+        vals = [_rms(((s.get("layers") or {}).get(la["name"]) or {}).get("gw") or {}, x)
+                for i, x in v.series(la["name"], "gw", "norm") if i < k and finite(x)
+                for s in [v.steps[i]]]
+        if vals:
+            meds.append(_median(vals))
+    return max(meds) if meds else None
 
 
 def _per_layer(v: View) -> list[Finding]:
