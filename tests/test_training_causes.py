@@ -350,3 +350,23 @@ def test_a_layer_whose_gradient_grows_from_near_zero_to_the_runs_scale_is_not_ex
     for s in t["steps"][40:]:
         s["layers"]["dense0"]["gw"]["norm"] = 50.0
     assert "CL520" in rules_of(analyze(t, "train.py"))
+
+
+def test_a_warning_that_explains_a_training_that_ended_short_makes_the_verdict_faulty():
+    # raw features (std in the thousands) and an accuracy that ends at 0.75
+    raw = {"input_mean": 945.0, "input_std": 2900.0, "input_min": 1.7, "input_max": 16800.0}
+    t = healthy(**raw)
+    for i, s in enumerate(t["steps"]):
+        s["metrics"]["accuracy"] = min(0.75, 0.1 + i / 60)
+    rep = analyze(t, "train.py")
+    f = rep.findings[0]
+    assert (f.rule, f.severity, rep.verdict) == ("CL534", "error", "faulty"), rep.findings
+    assert f.evidence["ended_short"]["accuracy_last"] < 0.95 and "normalize" in f.repair.description
+    # the healthy twins: the same inputs in a run that learns (a warning only), and a run that
+    # ends short with nothing to explain it (no finding: it may be what the task allows)
+    rep = analyze(healthy(**raw), "train.py")
+    assert rep.verdict == "healthy" and rules_of(rep) == {"CL534"}
+    t = healthy()
+    for i, s in enumerate(t["steps"]):
+        s["metrics"]["accuracy"] = min(0.75, 0.1 + i / 60)
+    assert analyze(t, "train.py").verdict == "healthy"

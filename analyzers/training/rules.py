@@ -638,7 +638,46 @@ def findings(trace: dict, thresholds: Thresholds | None = None) -> list[Finding]
         if (f.rule, f.layer) not in seen:
             seen.add((f.rule, f.layer))
             uniq.append(f)
-    return causes.fold(uniq)
+    return causes.fold(_explains_failure(v, uniq))
+
+
+# warnings whose cause, when training ends short of learnt, explains it (the verdict is faulty)
+EXPLAINING = ("CL534", "CL512", "CL513")
+
+
+def _ended_short(v: View) -> dict | None:
+    """How the run ended short of learnt: its final accuracy below ``acc_good``, or a regression
+    loss above a tenth of the targets' variance (R² below 0.9); None when it learnt or when there
+    is too little to tell."""
+    acc = [a for a in v.accuracy() if finite(a)]
+    if len(acc) >= v.th.min_steps:
+        last = _window_means(acc, max(2, len(acc) // 5))[1]
+        return {"accuracy_last": last} if last < v.th.acc_good else None
+    losses = [x for x in v.losses() if finite(x)]
+    std, loss = v.meta.get("label_std"), str(v.meta.get("loss") or "").lower()
+    if len(losses) >= v.th.min_steps and std and finite(std) and v.meta.get("labels") == "real" \
+            and loss in ("mse_loss", "mean_squared_error", "mse", "meansquarederror"):
+        last = _window_means(losses, max(2, len(losses) // 5))[1]
+        r2 = 1 - last / (std * std)
+        return {"r2_last": r2} if r2 < 0.9 else None
+    return None
+
+
+def _explains_failure(v: View, out: list[Finding]) -> list[Finding]:
+    """A run that ended short of learnt, with no error to say why, is faulty when a warning's
+    cause explains it (inputs far outside [-1, 1], saturated or dead hidden units): that warning
+    becomes the error, with how the run ended as its evidence."""
+    if any(f.severity == "error" for f in out):
+        return out
+    i = next((k for k, f in enumerate(out) if f.rule in EXPLAINING and f.severity == "warning"), None)
+    short = _ended_short(v) if i is not None else None
+    if i is None or short is None:
+        return out
+    f = out[i]
+    how = ", ".join(f"{k} {x:.3g}" for k, x in short.items())
+    f = f.with_(severity="error", message=f"{f.message}; training ended short of learnt ({how}), "
+                "which this explains", evidence={**f.evidence, "ended_short": short})
+    return [f, *out[:i], *out[i + 1:]]
 
 
 def _partly_unchanged(v: View) -> list[str]:
