@@ -6,7 +6,7 @@ program has a healthy twin that raises nothing."""
 from __future__ import annotations
 
 import pytest
-from test_training import healthy, rules_of
+from test_training import healthy, rules_of, st
 from training_faults import FAULTS, torch_program
 
 from conftest import train_check_json
@@ -370,3 +370,53 @@ def test_a_warning_that_explains_a_training_that_ended_short_makes_the_verdict_f
     for i, s in enumerate(t["steps"]):
         s["metrics"]["accuracy"] = min(0.75, 0.1 + i / 60)
     assert analyze(t, "train.py").verdict == "healthy"
+
+
+def test_a_softmax_module_before_cross_entropy_gets_the_drop_module_fix():
+    meta = {"framework": "torch", "loss": "cross_entropy", "from_logits": True,
+            "output_activation": None, "labels": "index", "label_min": 0.0, "label_max": 9.0}
+    t = healthy(**meta)
+    t["layers"][-1].update(activation="softmax", activation_module="3")
+    f = analyze(t, "train.py").findings[0]
+    assert f.rule == "CL533" and f.evidence["fix_edit"]["classes"] == ["Softmax"], f
+    assert "drop the nn.Softmax" in f.repair.description and f.location.line == 12
+    t = healthy(**meta)  # the healthy twin: logits
+    t["layers"][-1]["activation"] = None
+    assert analyze(t, "train.py").findings == ()
+
+
+def test_unnormalized_inputs_explain_a_blow_up_before_the_learning_rate():
+    raw = {"input_mean": 300.0, "input_std": 800.0, "input_min": 0.0, "input_max": 4000.0}
+    for extra, hp in ((raw, "data"), ({}, "learning_rate")):  # the twin: normalized inputs
+        t = healthy(**extra)
+        for s in t["steps"][5:]:
+            s["loss"] = float("nan")
+        for s in t["steps"][:5]:  # huge first updates
+            for la in t["layers"]:
+                s["layers"][la["name"]]["dw"] = st(norm=5.0)
+        f = next(f for f in analyze(t, "train.py").findings if f.rule == "CL501")
+        assert f.hyperparameter == hp, (hp, f)
+    assert f.evidence.get("alternatives") is None
+
+
+def test_class_indices_fitted_as_a_regression():
+    meta = {"framework": "torch", "loss": "mse_loss", "from_logits": None, "output_activation": None,
+            "output_units": 1, "labels": "real", "label_min": 0.0, "label_max": 9.0,
+            "label_integral": True, "label_distinct": 10, "label_std": 2.87}
+    t = healthy(**meta)
+    t["layers"][-1]["activation"] = None
+    for s in t["steps"]:
+        s["loss"], s["metrics"] = 2.0, {}  # R² about 0.76: ended short
+    rep = analyze(t, "train.py")
+    f = rep.findings[0]
+    assert (f.rule, f.severity, rep.verdict) == ("CL536", "error", "faulty"), rep.findings
+    assert "cross_entropy" in f.repair.description and f.hyperparameter == "loss"
+    t = healthy(**meta)  # the twin that learns (the loss falls to 0.12, R² 0.98): a warning
+    t["layers"][-1]["activation"] = None
+    for s in t["steps"]:
+        s["metrics"] = {}
+    rep = analyze(t, "train.py")
+    assert rep.verdict == "healthy" and rules_of(rep) == {"CL536"}, rep.findings
+    t = healthy(**{**meta, "label_distinct": None, "label_integral": False})  # real targets
+    t["layers"][-1]["activation"] = None
+    assert "CL536" not in rules_of(analyze(t, "train.py"))

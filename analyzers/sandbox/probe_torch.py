@@ -636,6 +636,8 @@ def label_stats(inp, target) -> dict:
             d["label_min"], d["label_max"] = float(yf.min()), float(yf.max())
             d["label_std"] = float(yf.std()) if yf.numel() > 1 else 0.0
             d["label_integral"] = bool((yf == yf.round()).all())
+            if d["label_integral"] and y.is_floating_point():  # class indices cast to float?
+                d["label_distinct"] = int(yf.unique().numel())
         if not y.is_floating_point() and y.dim() == 1 and y.numel():
             counts = torch.bincount(y.reshape(-1) - min(0, int(y.min())))
             d["majority_rate"] = float(counts.max()) / y.numel()

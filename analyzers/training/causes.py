@@ -254,6 +254,36 @@ def labels(meta: dict, param_layers: list) -> list[Finding]:
         return out
     if lmin is None or lmax is None:
         return out
+    nd = m.get("label_distinct")
+    if (
+        loss in ELEMENTWISE + ("mean_squared_error", "mse", "meansquarederror")
+        and units == 1
+        and integral
+        and lmin == 0
+        and nd is not None
+        and 3 <= nd <= 20
+        and nd == int(lmax) + 1
+    ):  # a warning: it may be a count; it explains a run that ends short (rules._explains_failure)
+        out.append(
+            Finding(
+                R.TRAIN_LABEL_ENCODING.code,
+                "warning",
+                R.TRAIN_LABEL_ENCODING.stage,
+                f"the targets are the integers 0..{int(lmax)} (every one present, like class "
+                f"indices), fitted by {m.get('loss')} with one output unit: a classifier trained "
+                "as a regression on the class index",
+                layer=(last or {}).get("name"),
+                location=loss_loc,
+                hyperparameter="loss",
+                evidence={**ev, "label_distinct": nd},
+                repair=Repair(
+                    "change-hyperparameter",
+                    f"one output unit per class ({nd}) and cross_entropy on the integer labels "
+                    "(nn.CrossEntropyLoss / sparse_categorical_crossentropy)",
+                ),
+            )
+        )
+        return out
     sparse = loss in SPARSE
     if act == "softmax" and units == 1 and loss not in BINARY:  # with a binary loss: CL530
         binary = kind == "binary" or (integral and lmin >= 0 and lmax <= 1)

@@ -217,11 +217,15 @@ def hypothesis(v: View, symptom: str, layer: dict | None) -> tuple[str | None, s
         if scale is not None and scale > v.th.init_scale[1]:
             return "initializer", f"initializer → {'he_normal' if symptom == 'dead' else 'glorot_uniform'} " \
                 f"(std(W)·√fan_in is {scale:.3g}, expected about 1)", ev, _loc(layer)
+        # inputs far outside [-1, 1] make the first updates huge too: they explain a high update
+        # ratio, so they go before the learning rate (which stays the ranked alternative)
+        if input_bad:
+            alt = [{"fix": _lr_fix(v, "down"), "hyperparameter": "learning_rate"}] \
+                if early is not None and early > v.th.high_ratio else []
+            return "data", "normalize the inputs: (x - mean) / std (e.g. StandardScaler), or x / 255 for pixels", \
+                {**ev, **input_bad, **({"alternatives": alt} if alt else {})}, fit_loc
         if early is not None and early > v.th.high_ratio:
             return "learning_rate", _lr_fix(v, "down"), ev, opt_loc
-        if input_bad:
-            return "data", "normalize the inputs: (x - mean) / std (e.g. StandardScaler), or x / 255 for pixels", \
-                {**ev, **input_bad}, fit_loc
         if symptom == "oscillate" and (v.meta.get("batch_size") or 0) == 1:
             return "batch_size", "batch_size 1 → 32", {**ev, "batch_size": 1}, fit_loc
         if symptom == "dead":
@@ -570,7 +574,18 @@ def _setup(v: View) -> list[Finding]:
                            layer=(last or {}).get("name"), location=last_loc, hyperparameter="activation",
                            evidence={"output_activation": act, "output_units": units, "loss": m.get("loss")},
                            repair=Repair("change-hyperparameter", "softmax + categorical_crossentropy")))
-    if logits is True and act in ("softmax", "sigmoid"):
+    if logits is True and act in ("softmax", "sigmoid") and m.get("framework") == "torch" and \
+            (last or {}).get("activation_module"):  # an nn.Softmax/nn.Sigmoid module after the output
+        cls = {"softmax": "Softmax", "sigmoid": "Sigmoid"}[act]
+        out.append(Finding(R.TRAIN_FROM_LOGITS.code, R.TRAIN_FROM_LOGITS.severity, "loss",
+                           f"the output already goes through {act}, and {m.get('loss')} applies it again",
+                           layer=(last or {}).get("name"), location=last_loc if last_loc.line else loc,
+                           hyperparameter="activation",
+                           evidence={"output_activation": act, "from_logits": True, "loss": m.get("loss"),
+                                     "fix_edit": {"kind": "drop-module", "classes": [cls], "act": act}},
+                           repair=Repair("change-hyperparameter", f"drop the nn.{cls} after the output layer: "
+                                         f"pass the logits to {m.get('loss')}")))
+    elif logits is True and act in ("softmax", "sigmoid"):
         out.append(Finding(R.TRAIN_FROM_LOGITS.code, R.TRAIN_FROM_LOGITS.severity, "loss",
                            f"from_logits=True, but the output already goes through {act}",
                            layer=(last or {}).get("name"), location=loc if loc.line else last_loc, hyperparameter="loss",
@@ -642,7 +657,7 @@ def findings(trace: dict, thresholds: Thresholds | None = None) -> list[Finding]
 
 
 # warnings whose cause, when training ends short of learnt, explains it (the verdict is faulty)
-EXPLAINING = ("CL534", "CL512", "CL513")
+EXPLAINING = ("CL536", "CL534", "CL512", "CL513")
 
 
 def _ended_short(v: View) -> dict | None:
@@ -664,10 +679,11 @@ def _ended_short(v: View) -> dict | None:
 
 
 def _explains_failure(v: View, out: list[Finding]) -> list[Finding]:
-    """A run that ended short of learnt, with no error to say why, is faulty when a warning's
+    """A run that ended short of learnt, with no root-cause error to say why, is faulty when a warning's
     cause explains it (inputs far outside [-1, 1], saturated or dead hidden units): that warning
-    becomes the error, with how the run ended as its evidence."""
-    if any(f.severity == "error" for f in out):
+    becomes the error (before the symptom errors it explains, such as CL505), with how the run
+    ended as its evidence."""
+    if any(f.severity == "error" and f.rule not in causes.SYMPTOMS for f in out):
         return out
     i = next((k for k, f in enumerate(out) if f.rule in EXPLAINING and f.severity == "warning"), None)
     short = _ended_short(v) if i is not None else None
