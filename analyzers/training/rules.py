@@ -580,11 +580,12 @@ def _setup(v: View) -> list[Finding]:
         out.append(Finding(R.TRAIN_FROM_LOGITS.code, R.TRAIN_FROM_LOGITS.severity, "loss",
                            f"the output already goes through {act}, and {m.get('loss')} applies it again",
                            layer=(last or {}).get("name"), location=last_loc if last_loc.line else loc,
-                           hyperparameter="activation",
+                           hyperparameter="loss",
                            evidence={"output_activation": act, "from_logits": True, "loss": m.get("loss"),
                                      "fix_edit": {"kind": "drop-module", "classes": [cls], "act": act}},
                            repair=Repair("change-hyperparameter", f"drop the nn.{cls} after the output layer: "
-                                         f"pass the logits to {m.get('loss')}")))
+                                         f"{m.get('loss')} takes logits (from_logits=True) and applies "
+                                         f"{act} itself")))
     elif logits is True and act in ("softmax", "sigmoid"):
         out.append(Finding(R.TRAIN_FROM_LOGITS.code, R.TRAIN_FROM_LOGITS.severity, "loss",
                            f"from_logits=True, but the output already goes through {act}",
