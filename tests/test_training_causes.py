@@ -420,3 +420,29 @@ def test_class_indices_fitted_as_a_regression():
     t = healthy(**{**meta, "label_distinct": None, "label_integral": False})  # real targets
     t["layers"][-1]["activation"] = None
     assert "CL536" not in rules_of(analyze(t, "train.py"))
+
+
+def test_the_detach_fix_keeps_the_forward_pass_in_the_graph():
+    from convlint.analyzers.report.findings import Finding, Location, Repair
+    from convlint.analyzers.scripts.edits import apply as apply_edits
+    from convlint.analyzers.training.verify import edits_for
+
+    src = (
+        "import torch\n"
+        "class Net(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        h = torch.relu(self.fc1(x)).detach()\n"
+        "        return self.fc2(h)\n"
+        "y = torch.zeros(3).detach()\n"  # outside forward(): not the fault, kept
+    )
+    f = Finding(
+        "CL506",
+        "error",
+        "backward",
+        "m",
+        location=Location(file="t.py", line=4),
+        evidence={"fix_edit": {"kind": "detach", "layer": "fc1"}},
+        repair=Repair("change-hyperparameter", "keep fc1's output in the graph"),
+    )
+    out = apply_edits(src, edits_for(f, "keep fc1's output in the graph", src, {}))
+    assert "h = torch.relu(self.fc1(x))\n" in out and "torch.zeros(3).detach()" in out, out

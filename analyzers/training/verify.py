@@ -123,6 +123,23 @@ def edits_for(finding: Finding, fix: str, text: str, meta_lines: dict) -> list[E
                     return [ed.replace(c, _name_of(c.args[0]))]
                 return [ed.replace(c, _name_of(c.func.value))]
         return []
+    if kind == "detach":  # x.detach() / x.data inside a module's forward(): keep x in the graph
+        for fn in ast.walk(tree):
+            if not (isinstance(fn, ast.FunctionDef) and fn.name == "forward"):
+                continue
+            for n in ast.walk(fn):
+                if (
+                    isinstance(n, ast.Call)
+                    and isinstance(n.func, ast.Attribute)
+                    and n.func.attr == "detach"
+                    and not n.args
+                ):
+                    out.append(ed.replace(n, _name_of(n.func.value)))
+                elif isinstance(n, ast.Attribute) and n.attr == "data" and isinstance(
+                    n.ctx, ast.Load
+                ):
+                    out.append(ed.replace(n, _name_of(n.value)))
+        return out
     if kind == "drop-module":  # an activation module after the output layer: nn.ReLU() in a list
         classes = set(finding.evidence["fix_edit"].get("classes") or ())
         for c in _calls_at(tree, finding.location.line):
