@@ -143,6 +143,25 @@ def structural(meta: dict, layers: list, param_layers: list, symptoms: set) -> l
                 edit={"kind": "move-zero-grad"},
             )
         )
+    um = s.get("untrained_model")
+    if um and (learning_failed or s.get("all_no_grad")):
+        loc = Location(file=um.get("file"), line=int(um["line"])) if um.get("line") else opt_loc
+        out.append(
+            _mk(
+                R.TRAIN_NEVER_TRAINED,
+                f"the model the training loop calls ({um.get('type')}"
+                + (f", built at line {um['line']}" if um.get("line") else "")
+                + ") is not the one the optimizer was given: none of its parameters is in any "
+                "optimizer, so it never trains",
+                None,
+                loc,
+                "optimizer",
+                {"untrained_model": um, "structure": s},
+                "give the optimizer the parameters of the model the loop trains (build the "
+                "optimizer after the model, or do not re-create the model after it)",
+            )
+        )
+        return out
     used = {la["name"] for la in layers if la.get("type")}
     reasons: dict[str, str] = {}
     for name in s.get("no_grad") or []:
