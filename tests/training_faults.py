@@ -67,6 +67,11 @@ FAULTS = {  # name -> (change, the rule that names its root cause)
     "no_zero_grad": ({"loop": "no_zero_grad"}, "CL507"),
     "zero_grad_late": ({"loop": "zero_grad_late"}, "CL508"),
     "head_not_in_optimizer": ({"params": "model[0].parameters()"}, "CL506"),
+    # the optimizer holds another instance's parameters (the model is built twice)
+    "optimizer_on_another_model": (
+        {"params": "nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)).parameters()"},
+        "CL506",
+    ),
     "output_too_narrow": ({"units": 5}, "CL537"),
     "labels_one_based": ({"label_shift": " + 1"}, "CL535"),
     "softmax_before_cross_entropy": ({"loop": "softmax_before_loss"}, "CL538"),

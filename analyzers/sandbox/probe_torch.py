@@ -86,6 +86,9 @@ class TorchProbe:
         self.names: dict[int, str] = {}  # id(module) -> qualified name in its root
         self.unnamed: set[int] = set()  # modules looked up once and found in no trained model
         self.param_owner: dict[int, tuple] = {}  # id(param) -> (layer name, param name)
+        # ids of the modules called before the first step (None after it): a model the loop
+        # calls but no optimizer holds is found among them
+        self.called: set[int] | None = set()
         self.order: list[str] = []  # layers in forward order (first step)
         self.pending: dict[str, dict] = {}  # layer -> {pre, post, gout} of the last forward
         self.last_param_layer: str | None = None
@@ -176,6 +179,8 @@ class TorchProbe:
     def forward(self, module, args, output) -> None:
         import torch
 
+        if self.called is not None:
+            self.called.add(id(module))
         kind, is_root, has_children, has_params, name = self._info(module)
         if kind in ACTIVATIONS:
             self._act_depth = max(0, self._act_depth - 1)
@@ -695,6 +700,20 @@ class StructureWatch:
             self.s["frozen"] = sorted(frozen)
         if missing:
             self.s["not_in_optimizer"] = sorted(missing)
+        # a model the loop called whose trainable parameters no optimizer holds (the optimizer
+        # was given another instance's): not among the roots, which come from the optimizers
+        called, self.probe.called = self.probe.called or set(), None
+        tracked = list(_TRACKED)
+        inner = {id(x) for c in tracked for x in c.modules() if x is not c}
+        roots = {id(r()) for r in self.probe.roots}
+        for m in tracked:
+            if id(m) in inner or id(m) in roots or id(m) not in called:
+                continue
+            if any(p.requires_grad and id(p) not in held for p in m.parameters()):
+                site = getattr(m, "_convlint_site", None) or {}
+                self.s["untrained_model"] = {"type": type(m).__name__, "file": site.get("file"),
+                                             "line": site.get("line")}
+                break
         self.s["trained_layers"] = sorted({self.probe.param_owner[id(p)][0] for p in self._params()
                                            if id(p) in self.probe.param_owner})
 
@@ -708,10 +727,14 @@ def label_stats(inp, target) -> dict:
     with torch.no_grad():
         x, y = inp.detach().float(), target.detach()
         yf = y.float()
+        # the shapes the loss sees: an elementwise loss broadcasts (N, 1) against (N,) to (N, N)
+        d["loss_input_shape"], d["loss_target_shape"] = list(x.shape), list(y.shape)
         if yf.numel():
             d["label_min"], d["label_max"] = float(yf.min()), float(yf.max())
             d["label_std"] = float(yf.std()) if yf.numel() > 1 else 0.0
             d["label_integral"] = bool((yf == yf.round()).all())
+            if d["label_integral"] and y.is_floating_point():  # class indices cast to float?
+                d["label_distinct"] = int(yf.unique().numel())
         if not y.is_floating_point() and y.dim() == 1 and y.numel():
             counts = torch.bincount(y.reshape(-1) - min(0, int(y.min())))
             d["majority_rate"] = float(counts.max()) / y.numel()

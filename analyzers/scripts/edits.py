@@ -149,6 +149,10 @@ class Editor:
                             *self._pos(nxt.lineno, nxt.col_offset), "")
         return self.replace(kw, "")
 
+    def delete_after(self, prev: Located, node: Located) -> TextEdit:
+        """Remove ``node`` and what joins it to ``prev`` before it (``, x`` in a list or call)."""
+        return TextEdit(*self._pos(*_end(prev)), *self._pos(*_end(node)), "")
+
     def set_keyword(self, call: ast.Call, name: str, value: str) -> TextEdit:
         """Set ``name=value`` on a call: replace the value if present, else append the keyword."""
         for kw in call.keywords:

@@ -51,7 +51,7 @@ SYMPTOMS = (
 )
 # root causes, most certain first: the loop's structure, then labels/loss/output layer
 STRUCTURAL = ("CL506", "CL507", "CL508")
-SETUP = ("CL535", "CL536", "CL537", "CL538", "CL530", "CL531", "CL532", "CL533", "CL514")
+SETUP = ("CL539", "CL535", "CL536", "CL537", "CL538", "CL530", "CL531", "CL532", "CL533", "CL514")
 LEARNING_SYMPTOMS = ("CL505", "CL511", "CL515", "CL516", "CL522")
 
 
@@ -144,6 +144,25 @@ def structural(meta: dict, layers: list, param_layers: list, symptoms: set) -> l
                 edit={"kind": "move-zero-grad"},
             )
         )
+    um = s.get("untrained_model")
+    if um and (learning_failed or s.get("all_no_grad")):
+        loc = Location(file=um.get("file"), line=int(um["line"])) if um.get("line") else opt_loc
+        out.append(
+            _mk(
+                R.TRAIN_NEVER_TRAINED,
+                f"the model the training loop calls ({um.get('type')}"
+                + (f", built at line {um['line']}" if um.get("line") else "")
+                + ") is not the one the optimizer was given: none of its parameters is in any "
+                "optimizer, so it never trains",
+                None,
+                loc,
+                "optimizer",
+                {"untrained_model": um, "structure": s},
+                "give the optimizer the parameters of the model the loop trains (build the "
+                "optimizer after the model, or do not re-create the model after it)",
+            )
+        )
+        return out
     used = {la["name"] for la in layers if la.get("type")}
     reasons: dict[str, str] = {}
     for name in s.get("no_grad") or []:
@@ -231,7 +250,59 @@ def labels(meta: dict, param_layers: list) -> list[Finding]:
         if m.get(k) is not None
     }
     out: list[Finding] = []
+    shape = _broadcast(m, loss)
+    if shape is not None:
+        ish, tsh = m["loss_input_shape"], m["loss_target_shape"]
+        out.append(
+            _mk(
+                R.TRAIN_LOSS_SHAPE,
+                f"{m.get('loss')} compares an output of shape {tuple(ish)} with a target of shape "
+                f"{tuple(tsh)}: they broadcast to {tuple(shape)}, so every output is compared with "
+                "every target and the model can only learn their mean",
+                last,
+                loss_loc,
+                "loss",
+                {**ev, "input_shape": ish, "target_shape": tsh, "broadcast_shape": shape},
+                "make the output's shape the target's: squeeze the output's last axis "
+                "(out.squeeze(-1) or out[:, 0])",
+                alternatives=[
+                    {"fix": "reshape the target to the output's shape (y.view(-1, 1))",
+                     "hyperparameter": "data"}
+                ],
+            )
+        )
+        return out
     if lmin is None or lmax is None:
+        return out
+    nd = m.get("label_distinct")
+    if (
+        loss in ELEMENTWISE + ("mean_squared_error", "mse", "meansquarederror")
+        and units == 1
+        and integral
+        and lmin == 0
+        and nd is not None
+        and 3 <= nd <= 20
+        and nd == int(lmax) + 1
+    ):  # a warning: it may be a count; it explains a run that ends short (rules._explains_failure)
+        out.append(
+            Finding(
+                R.TRAIN_LABEL_ENCODING.code,
+                "warning",
+                R.TRAIN_LABEL_ENCODING.stage,
+                f"the targets are the integers 0..{int(lmax)} (every one present, like class "
+                f"indices), fitted by {m.get('loss')} with one output unit: a classifier trained "
+                "as a regression on the class index",
+                layer=(last or {}).get("name"),
+                location=loss_loc,
+                hyperparameter="loss",
+                evidence={**ev, "label_distinct": nd},
+                repair=Repair(
+                    "change-hyperparameter",
+                    f"one output unit per class ({nd}) and cross_entropy on the integer labels "
+                    "(nn.CrossEntropyLoss / sparse_categorical_crossentropy)",
+                ),
+            )
+        )
         return out
     sparse = loss in SPARSE
     if act == "softmax" and units == 1 and loss not in BINARY:  # with a binary loss: CL530
@@ -435,6 +506,30 @@ def labels(meta: dict, param_layers: list) -> list[Finding]:
             )
         )
     return out
+
+
+ELEMENTWISE = ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss")
+
+
+def _broadcast(m: dict, loss: str) -> list[int] | None:
+    """The shape an elementwise loss broadcasts its output and target to, when that is larger
+    than both (PyTorch only warns: ``(N, 1)`` against ``(N,)`` gives ``(N, N)``); else None."""
+    a, b = m.get("loss_input_shape"), m.get("loss_target_shape")
+    if loss not in ELEMENTWISE or not a or not b or list(a) == list(b):
+        return None
+    n = max(len(a), len(b))
+    a, b = [1] * (n - len(a)) + list(a), [1] * (n - len(b)) + list(b)
+    if any(x != y and 1 not in (x, y) for x, y in zip(a, b, strict=True)):
+        return None  # not broadcastable: the loss raises, and the crash says so
+    out = [max(x, y) for x, y in zip(a, b, strict=True)]
+
+    def size(s: list[int]) -> int:
+        k = 1
+        for x in s:
+            k *= x
+        return k
+
+    return out if size(out) > max(size(a), size(b)) else None
 
 
 # -- one finding per root cause --------------------------------------------------------------------

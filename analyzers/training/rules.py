@@ -256,10 +256,15 @@ def hypothesis(v: View, symptom: str, layer: dict | None) -> tuple[str | None, s
                 ev,
                 _loc(layer),
             )
+        # inputs far outside [-1, 1] make the first updates huge too: they explain a high update
+        # ratio, so they go before the learning rate (which stays the ranked alternative)
+        if input_bad:
+            alt = [{"fix": _lr_fix(v, "down"), "hyperparameter": "learning_rate"}] \
+                if early is not None and early > v.th.high_ratio else []
+            return "data", NORMALIZE_INPUTS, \
+                {**ev, **input_bad, **({"alternatives": alt} if alt else {})}, fit_loc
         if early is not None and early > v.th.high_ratio:
             return "learning_rate", _lr_fix(v, "down"), ev, opt_loc
-        if input_bad:
-            return "data", NORMALIZE_INPUTS, {**ev, **input_bad}, fit_loc
         if symptom == "oscillate" and (v.meta.get("batch_size") or 0) == 1:
             return "batch_size", "batch_size 1 → 32", {**ev, "batch_size": 1}, fit_loc
         if symptom == "dead":
@@ -550,6 +555,7 @@ def _exploding(v: View) -> list[Finding]:
         )
     # exploding gradients: growth over the first recorded value, or huge magnitudes
     best = None
+    early = _early_grad_scale(v)
     for la in v.param_layers:
         g = v.series(la["name"], "gw", "norm")
         g = [(i, x) for i, x in g if finite(x)]
@@ -559,8 +565,12 @@ def _exploding(v: View) -> list[Finding]:
         # against tiny initial gradients that grow as a fresh model starts to learn
         g0 = max(g[0][1], _median([x for _, x in g]))
         for i, x in g[1:]:
-            am = ((v.steps[i]["layers"].get(la["name"]) or {}).get("gw") or {}).get("absmax", 0)
-            if (g0 > 0 and x / g0 > th.exploding_growth) or am > th.exploding_grad:
+            d = (v.steps[i]["layers"].get(la["name"]) or {}).get("gw") or {}
+            am = d.get("absmax", 0)
+            # a layer whose gradient starts near zero (attention at a uniform softmax) grows to
+            # the scale the other layers had from the start: learning, not exploding
+            big = early is None or _rms(d, x) > 10 * early
+            if (g0 > 0 and x / g0 > th.exploding_growth and big) or am > th.exploding_grad:
                 if best is None or i < best[0]:
                     best = (i, la, x / g0 if g0 else float("inf"), am)
                 break
@@ -578,6 +588,25 @@ def _exploding(v: View) -> list[Finding]:
             )
         )
     return out
+
+
+def _rms(d: dict, norm: float) -> float:
+    n = d.get("n")
+    return norm / math.sqrt(n) if n else norm
+
+
+def _early_grad_scale(v: View) -> float | None:
+    """The run's own gradient scale before any blow-up: the largest per-layer median gradient
+    RMS over the first quarter of the recorded steps (at least 3)."""
+    k = max(3, len(v.steps) // 4)
+    meds = []
+    for la in v.param_layers:
+        vals = [_rms(((s.get("layers") or {}).get(la["name"]) or {}).get("gw") or {}, x)
+                for i, x in v.series(la["name"], "gw", "norm") if i < k and finite(x)
+                for s in [v.steps[i]]]
+        if vals:
+            meds.append(_median(vals))
+    return max(meds) if meds else None
 
 
 def _per_layer(v: View) -> list[Finding]:
@@ -815,7 +844,16 @@ def _setup(v: View) -> list[Finding]:
                 layer=(last or {}).get("name"),
                 location=last_loc,
                 hyperparameter="loss",
-                evidence={"output_activation": act, "output_units": units, "loss": m.get("loss")},
+                evidence={
+                    "output_activation": act,
+                    "output_units": units,
+                    "loss": m.get("loss"),
+                    **(
+                        {"fix_edit": {"kind": "activation", "old": "softmax", "new": "sigmoid"}}
+                        if one
+                        else {}
+                    ),
+                },
                 repair=Repair(
                     "change-hyperparameter",
                     "sigmoid + binary_crossentropy (one unit), or softmax "
@@ -833,7 +871,7 @@ def _setup(v: View) -> list[Finding]:
             "from_logits=True in the loss, or a softmax (sigmoid for one unit) output activation"
             if v.meta.get("framework") == "keras"
             else "BCEWithLogitsLoss / CrossEntropyLoss on the raw outputs, or a "
-                "sigmoid/log_softmax output"
+            "sigmoid/log_softmax output"
         )
         out.append(
             Finding(
@@ -876,7 +914,37 @@ def _setup(v: View) -> list[Finding]:
                 repair=Repair("change-hyperparameter", "softmax + categorical_crossentropy"),
             )
         )
-    if logits is True and act in ("softmax", "sigmoid"):
+    if (
+        logits is True
+        and act in ("softmax", "sigmoid")
+        and m.get("framework") == "torch"
+        and (last or {}).get("activation_module")
+    ):  # an nn.Softmax/nn.Sigmoid module after the output
+        cls = {"softmax": "Softmax", "sigmoid": "Sigmoid"}[act]
+        out.append(
+            Finding(
+                R.TRAIN_FROM_LOGITS.code,
+                R.TRAIN_FROM_LOGITS.severity,
+                "loss",
+                f"the output already goes through {act}, and {m.get('loss')} applies it again",
+                layer=(last or {}).get("name"),
+                location=last_loc if last_loc.line else loc,
+                hyperparameter="loss",
+                evidence={
+                    "output_activation": act,
+                    "from_logits": True,
+                    "loss": m.get("loss"),
+                    "fix_edit": {"kind": "drop-module", "classes": [cls], "act": act},
+                },
+                repair=Repair(
+                    "change-hyperparameter",
+                    f"drop the nn.{cls} after the output layer: "
+                    f"{m.get('loss')} takes logits (from_logits=True) and applies "
+                    f"{act} itself",
+                ),
+            )
+        )
+    elif logits is True and act in ("softmax", "sigmoid"):
         out.append(
             Finding(
                 R.TRAIN_FROM_LOGITS.code,
@@ -893,6 +961,19 @@ def _setup(v: View) -> list[Finding]:
                 ),
             )
         )
+    if logits is True and act in ("relu", "relu6"):  # logits clipped at 0: dead units never recover
+        mod = {"relu": ["ReLU"], "relu6": ["ReLU6"]}[act]
+        out.append(Finding(
+            R.TRAIN_FROM_LOGITS.code, R.TRAIN_FROM_LOGITS.severity, "loss",
+            f"the output layer ends in {act}, but {m.get('loss')} takes logits (any real value): "
+            f"{act} clips them at 0, and an output unit that dies gets no gradient again",
+            layer=(last or {}).get("name"), location=last_loc if last_loc.line else loc,
+            hyperparameter="activation",
+            evidence={"output_activation": act, "from_logits": True, "loss": m.get("loss"),
+                      "fix_edit": {"kind": "drop-module", "classes": mod, "act": act}},
+            repair=Repair("change-hyperparameter",
+                          f"drop the {act} after the output layer: pass the raw logits to the loss "
+                          "(a linear output)")))
     # output range against the labels (regression and binary labels)
     lmin, lmax = m.get("label_min"), m.get("label_max")
     rng = {"sigmoid": (0, 1), "softmax": (0, 1), "tanh": (-1, 1), "relu": (0, math.inf)}.get(act)
@@ -913,7 +994,12 @@ def _setup(v: View) -> list[Finding]:
                 layer=(last or {}).get("name"),
                 location=last_loc,
                 hyperparameter="activation",
-                evidence={"output_activation": act, "label_min": lmin, "label_max": lmax},
+                evidence={
+                    "output_activation": act,
+                    "label_min": lmin,
+                    "label_max": lmax,
+                    "fix_edit": {"kind": "activation", "old": act, "new": "linear"},
+                },
                 repair=Repair(
                     "change-hyperparameter",
                     "a linear output for regression (or scale the labels "
@@ -966,7 +1052,50 @@ def findings(trace: dict, thresholds: Thresholds | None = None) -> list[Finding]
         if (f.rule, f.layer) not in seen:
             seen.add((f.rule, f.layer))
             uniq.append(f)
-    return causes.fold(uniq)
+    return causes.fold(_explains_failure(v, uniq))
+
+
+# warnings whose cause, when training ends short of learnt, explains it (the verdict is faulty)
+EXPLAINING = ("CL536", "CL534", "CL512", "CL513")
+
+
+def _ended_short(v: View) -> dict | None:
+    """How the run ended short of learnt: its final accuracy below ``acc_good``, or a regression
+    loss above a tenth of the targets' variance (R² below 0.9); None when it learnt or when there
+    is too little to tell."""
+    acc = [a for a in v.accuracy() if finite(a)]
+    if len(acc) >= v.th.min_steps:
+        last = _window_means(acc, max(2, len(acc) // 5))[1]
+        return {"accuracy_last": last} if last < v.th.acc_good else None
+    losses = [x for x in v.losses() if finite(x)]
+    std, loss = v.meta.get("label_std"), str(v.meta.get("loss") or "").lower()
+    if len(losses) >= v.th.min_steps and std and finite(std) and v.meta.get("labels") == "real" \
+            and loss in ("mse_loss", "mean_squared_error", "mse", "meansquarederror"):
+        last = _window_means(losses, max(2, len(losses) // 5))[1]
+        r2 = 1 - last / (std * std)
+        return {"r2_last": r2} if r2 < 0.9 else None
+    return None
+
+
+def _explains_failure(v: View, out: list[Finding]) -> list[Finding]:
+    """A run that ended short of learnt, with no root-cause error to say why, is faulty when a
+    warning's
+    cause explains it (inputs far outside [-1, 1], saturated or dead hidden units): that warning
+    becomes the error (before the symptom errors it explains, such as CL505), with how the run
+    ended as its evidence."""
+    if any(f.severity == "error" and f.rule not in causes.SYMPTOMS for f in out):
+        return out
+    i = next(
+        (k for k, f in enumerate(out) if f.rule in EXPLAINING and f.severity == "warning"), None
+    )
+    short = _ended_short(v) if i is not None else None
+    if i is None or short is None:
+        return out
+    f = out[i]
+    how = ", ".join(f"{k} {x:.3g}" for k, x in short.items())
+    f = f.with_(severity="error", message=f"{f.message}; training ended short of learnt ({how}), "
+                "which this explains", evidence={**f.evidence, "ended_short": short})
+    return [f, *out[:i], *out[i + 1:]]
 
 
 def _partly_unchanged(v: View) -> list[str]:

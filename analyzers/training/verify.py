@@ -124,11 +124,43 @@ def edits_for(finding: Finding, fix: str, text: str, meta_lines: dict) -> list[E
                     return [ed.replace(c, _name_of(c.args[0]))]
                 return [ed.replace(c, _name_of(c.func.value))]
         return []
+    if kind == "detach":  # x.detach() / x.data inside a module's forward(): keep x in the graph
+        for fn in ast.walk(tree):
+            if not (isinstance(fn, ast.FunctionDef) and fn.name == "forward"):
+                continue
+            for n in ast.walk(fn):
+                if (
+                    isinstance(n, ast.Call)
+                    and isinstance(n.func, ast.Attribute)
+                    and n.func.attr == "detach"
+                    and not n.args
+                ):
+                    out.append(ed.replace(n, _name_of(n.func.value)))
+                elif isinstance(n, ast.Attribute) and n.attr == "data" and isinstance(
+                    n.ctx, ast.Load
+                ):
+                    out.append(ed.replace(n, _name_of(n.value)))
+        return out
+    if kind == "drop-module":  # an activation module after the output layer: nn.ReLU() in a list
+        classes = set(finding.evidence["fix_edit"].get("classes") or ())
+        for c in _calls_at(tree, finding.location.line):
+            args = list(c.args)
+            if len(args) == 1 and isinstance(args[0], (ast.List, ast.Tuple)):
+                args = list(args[0].elts)
+            a = args[-1] if len(args) >= 2 else None  # the module after the output layer
+            if isinstance(a, ast.Call) and _name_of(a.func).split(".")[-1] in classes:
+                return [ed.delete_after(args[-2], a)]
+        return []
     if kind == "activation":  # a string activation at the output layer's line
         e = finding.evidence["fix_edit"]
+        # innermost call first: the layer's own call, not a Sequential([...]) spanning its line
+        calls = sorted(
+            _calls_at(tree, finding.location.line),
+            key=lambda c: ((c.end_lineno or c.lineno) - c.lineno, -c.col_offset),
+        )
         return [
             ed.replace(n, repr(e["new"]))
-            for c in _calls_at(tree, finding.location.line)
+            for c in calls
             for n in ast.walk(c)
             if isinstance(n, ast.Constant) and n.value == e["old"]
         ][:1]

@@ -149,8 +149,8 @@ CASES: dict[str, dict] = {
     "t_relu_output": dict(
         origin="PyTorch forum (ReLU after the last Linear of a classifier)",
         change="drop the ReLU after the output layer",
-        patch=[("torch.nn.Linear(64, 10), torch.nn.ReLU())", "torch.nn.Linear(64, 10))")],
-        where=["relu", "0", "1", "output"],
+        patch=[("torch.nn.Linear(32, 10), torch.nn.ReLU())", "torch.nn.Linear(32, 10))")],
+        where=["relu", "2", "3", "output"],
         fix=["relu", "linear", "logit"],
         good=0.9,
     ),

@@ -132,6 +132,7 @@ def render(out: dict) -> str:
         "convlint is in [VALIDATION.md](training_real/VALIDATION.md)). Each program goes through "
         "`convlint train-check SCRIPT --allow-exec --format json` as a user runs it.",
         "",
+        *([out["note"], ""] if out.get("note") else []),
         "| tool, bugs | detected | localized | right fix | fix verified | false alarms on fixed "
         "twins |",
         "|---|---|---|---|---|---|",
@@ -204,6 +205,11 @@ def save(rows: dict[str, dict], verify: bool, jobs: int) -> dict:
     """results.json and the RESULTS.md section, over every case scored so far (kept in CASES
     order)."""
     out = summarize([rows[n] for n in CASES if n in rows], verify, jobs)
+    old = HERE / "results.json"
+    if old.exists():  # a note on how the table was produced (kept across resumed runs)
+        note = json.loads(old.read_text()).get("note")
+        if note:
+            out["note"] = note
     (HERE / "results.json").write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
     write_section(render(out))
     return out

@@ -12,7 +12,7 @@ model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.Sigmoid(), torch.n
                             torch.nn.Softmax(dim=1))
 optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
 loss_fn = torch.nn.CrossEntropyLoss()
-for epoch in range(4):
+for epoch in range(10):
     for i in range(0, len(x), 32):
         optimizer.zero_grad()
         loss = loss_fn(model(x[i:i + 32]), y[i:i + 32])

@@ -8,7 +8,8 @@ torch.manual_seed(0)
 x, y = load_digits(return_X_y=True)
 x = torch.tensor(StandardScaler().fit_transform(x), dtype=torch.float32)
 y = torch.tensor(y)
-model = torch.nn.Sequential(torch.nn.Linear(64, 10))
+model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(),
+                            torch.nn.Linear(32, 10))
 optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
 loss_fn = torch.nn.CrossEntropyLoss()
 for epoch in range(5):
