@@ -329,9 +329,14 @@ TRAIN_OUTPUT_WIDTH = rule(
 )
 TRAIN_DOUBLE_ACTIVATION = rule("CL538", "activation-applied-twice", "error", "loss",
                                "a softmax/sigmoid output fed to a loss that applies it again")
-TRAIN_LOSS_SHAPE = rule("CL539", "loss-shape-mismatch", "error", "loss",
-                        "an elementwise loss gets an output and a target of different shapes, which "
-                        "broadcast to a larger one")
+TRAIN_LOSS_SHAPE = rule(
+    "CL539",
+    "loss-shape-mismatch",
+    "error",
+    "loss",
+    "an elementwise loss gets an output and a target of different shapes, which "
+    "broadcast to a larger one",
+)
 TRAIN_SCRIPT_FAILED = rule("CL540", "training-script-failed", "error", "trend",
                            "the training script raised an exception")
 TRAIN_TIMEOUT = rule("CL541", "training-timeout", "warning", "trend",

@@ -402,9 +402,19 @@ def test_unnormalized_inputs_explain_a_blow_up_before_the_learning_rate():
 
 
 def test_class_indices_fitted_as_a_regression():
-    meta = {"framework": "torch", "loss": "mse_loss", "from_logits": None, "output_activation": None,
-            "output_units": 1, "labels": "real", "label_min": 0.0, "label_max": 9.0,
-            "label_integral": True, "label_distinct": 10, "label_std": 2.87}
+    meta = {
+        "framework": "torch",
+        "loss": "mse_loss",
+        "from_logits": None,
+        "output_activation": None,
+        "output_units": 1,
+        "labels": "real",
+        "label_min": 0.0,
+        "label_max": 9.0,
+        "label_integral": True,
+        "label_distinct": 10,
+        "label_std": 2.87,
+    }
     t = healthy(**meta)
     t["layers"][-1]["activation"] = None
     for s in t["steps"]:
