@@ -7,8 +7,8 @@ Model Explorer (https://github.com/google-ai-edge/model-explorer) colours a grap
      "thresholds": [{"value": 0.0001, "bgColor": "..."}, ...]}
 
 keyed by the node ids Model Explorer's adapter gives the converted model (``ids``, from
-``analyzers/models/explorer_ids.py``: an ONNX node's name) or, where the adapter matches them, by
-its output tensor names (TFLite: a key matches a node's ``tensor_name`` output metadata), valued by
+``analyzers/models/explorer_ids.py``: an ONNX node's name, a TFLite op's index) or else by its
+output tensor names, valued by
 the relative error of the source layer that tensor reproduces. Open the *converted* model in
 Model Explorer and load the file as custom node data: nodes within the threshold are green, up to
 ten times over it amber, beyond red, and the node where the error first jumps is solid red.

@@ -16,7 +16,8 @@ nodes). Each node id appears in at most one entry, as Model Explorer asks. Left 
 right the converted model (the overlay keys the same right-hand ids).
 
 Node ids are Model Explorer's (``left_ids``/``right_ids`` from ``analyzers/models/explorer_ids.py``:
-a torch source's FX node names, an ONNX target's node names), else convlint's own names.
+a torch source's FX node names, an ONNX target's node names, a TFLite target's op indices), else
+convlint's own names (a Keras source's layer names: Model Explorer 0.1.34 cannot open ``.keras``).
 
 A source layer compared with a target tensor it does not match (its error more than twice that of
 the best layer compared with that tensor: a convolution whose batch norm the converter folded into
