@@ -76,11 +76,12 @@ $(COMPAT)/.convlint-installed: pyproject.toml tests/compat/oldest.txt
 test-compat: $(COMPAT)/.convlint-installed
 	$(COMPAT)/bin/python -m pytest -m compat tests/compat $(PYTEST_ARGS)
 
-# --model-explorer's files in the real Model Explorer (tests/test_model_explorer.py, about a
-# minute): Model Explorer, its ONNX adapter and playwright, driving the system's chromium
+# --model-explorer's files in the real Model Explorer (tests/test_model_explorer.py and the adapters' ids,
+# tests/test_model_explorer_ids.py; about two minutes): Model Explorer, its ONNX adapter and playwright,
+# driving the system's chromium
 test-explorer: install
 	$(BIN)/pip install --quiet -e '.[explorer-test]'
-	$(BIN)/python -m pytest -m bench tests/test_model_explorer.py $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m 'bench or not bench' tests/test_model_explorer.py tests/test_model_explorer_ids.py $(PYTEST_ARGS)
 
 # the slow end-to-end tests kept out of make test (bench-marked, about 5 minutes): the real Model
 # Explorer (test-explorer) and the language server's heavy checks of a saved notebook; .ci/run runs it
