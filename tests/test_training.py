@@ -420,3 +420,15 @@ def test_oscillating_loss_slow_convergence_unchanged_weights_and_bad_accuracy():
     for s in t["steps"][4:]:
         s["layers"]["dense0"]["post"] = st(absmax=5e7)
     assert next(f for f in analyze(t, "train.py").findings if f.rule == "CL510").layer == "dense0"
+
+
+def test_still_weights_are_not_a_cut_path_when_their_own_gradient_explains_them():
+    # the twin above: a layer whose weights never move while a gradient of normal size reaches
+    # it is a structural cause (CL506); here its gradient vanishes (1e-10 of the output layer's)
+    # or is non-finite, which the vanishing and non-finite rules own: no CL506
+    for gw in (st(0, 1e-12, 1e-11, 1e-11), st(0, 1.0, 3.0, float("nan"), frac_nonfinite=1.0)):
+        t = healthy()
+        for s in t["steps"]:
+            s["layers"]["dense1"]["dw"] = st(norm=0.0)
+            s["layers"]["dense1"]["gw"] = gw
+        assert "CL506" not in rules_of(analyze(t, "train.py"))

@@ -620,7 +620,8 @@ class StructureWatch:
     @staticmethod
     def _has_grad(p) -> bool:
         g = p.grad
-        return g is not None and bool(g.detach().abs().sum() > 0)
+        # a non-finite gradient is a gradient (NaN > 0 is False): the path is not cut
+        return g is not None and not bool(g.detach().abs().sum() == 0)
 
     def optimizer_built(self, optimizer) -> None:
         """A new optimizer: its models are adopted now, so a run that fails before its first

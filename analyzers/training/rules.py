@@ -1105,11 +1105,26 @@ def _partly_unchanged(v: View) -> list[str]:
     still, moving = [], 0
     for la in v.param_layers:
         r = v.update_ratio(la["name"])[1:]
+        if _gradient_explains_stillness(v, la["name"]):
+            continue
         if len(r) >= 2 and all(x == 0 for _, x in r):
             still.append(la["name"])
         elif r and any(x > v.th.unchanged_ratio for _, x in r):
             moving += 1
     return still if moving else []
+
+
+def _gradient_explains_stillness(v: View, name: str) -> bool:
+    """True when the layer's own gradient explains weights that never move: it is non-finite (the
+    non-finite rules own that), or a vanishing fraction of the output layer's (the vanishing rule
+    owns that). A gradient of normal size that never moves the weights is a structural cause."""
+    g = dict(v.rms(name, "gw"))
+    if any(not finite(x) for x in g.values()):
+        return True
+    last = dict(v.rms(v.param_layers[-1]["name"], "gw"))
+    ratios = [g[i] / last[i] for i in g if i in last and finite(last[i]) and last[i] > 0]
+    nonzero = [x for x in ratios if x > 0]
+    return bool(nonzero) and _median(nonzero) < v.th.vanishing_ratio
 
 
 def _final(trace: dict) -> dict:
