@@ -83,10 +83,12 @@ test-explorer: install
 	$(BIN)/pip install --quiet -e '.[explorer-test]'
 	$(BIN)/python -m pytest -m 'bench or not bench' tests/test_model_explorer.py tests/test_model_explorer_ids.py $(PYTEST_ARGS)
 
-# the slow end-to-end tests kept out of make test (bench-marked, about 5 minutes): the real Model
-# Explorer (test-explorer) and the language server's heavy checks of a saved notebook; .ci/run runs it
+# the slow end-to-end tests kept out of make test (bench-marked, about 8 minutes): the real Model
+# Explorer (test-explorer), the language server's heavy checks of a saved notebook, and train-check
+# on the Keras GradientTape, Lightning and Hugging Face Trainer loops; .ci/run runs it
 test-slow: test-explorer
-	$(BIN)/python -m pytest -m bench tests/test_server_notebooks.py $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m bench tests/test_server_notebooks.py tests/test_training_loops.py \
+	  $(PYTEST_ARGS)
 
 test-fast: install
 	$(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS)

@@ -262,7 +262,11 @@ class TorchProbe:
         import torch
 
         self._adopt(optimizer)
-        if self.structure is not None:
+        # with a closure (Lightning, LBFGS) the gradients are computed inside step(): the
+        # structure checks read them before step() and would see none
+        # (torch passes step()'s own arguments, the optimizer first)
+        closure = args[1] if len(args) > 1 else (kwargs or {}).get("closure")
+        if self.structure is not None and closure is None:
             self.structure.at_step(optimizer)
         if not self.rec.wants():
             return
