@@ -13,6 +13,7 @@ Commands take one argument: a document URI (string) or an object. Each returns a
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -243,8 +244,8 @@ def register(ls) -> None:
         write_new_file(str(txt), to_text(rep, verbose=True) + "\n")
         try:
             await ls.window_show_document_async(T.ShowDocumentParams(txt.as_uri(), take_focus=True))
-        except Exception:
-            pass
+        except Exception as e:  # a client that cannot show documents still gets the paths
+            logging.getLogger(__name__).debug("showDocument failed: %s", e)
         return {"path": str(txt), "json": str(d / f"{stem}.json"), "report": rep.to_dict()}
 
 
