@@ -110,9 +110,7 @@ class DiffRequest(_Request):
             atol=self.atol if pair.atol is None else pair.atol,
             rtol=self.rtol if pair.rtol is None else pair.rtol,
             inputs=pair.inputs,
-            num_inputs=self.num_inputs
-            if getattr(pair, "num_inputs", None) is None
-            else pair.num_inputs,
+            num_inputs=self.num_inputs if pair.num_inputs is None else pair.num_inputs,
         )
 
     def pipeline_options(self):

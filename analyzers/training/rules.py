@@ -668,13 +668,7 @@ def _per_layer(v: View) -> list[Finding]:
     # vanishing gradient: first layer's gradient RMS against the last layer's
     if len(v.param_layers) >= 3:
         first, last = v.param_layers[0], v.param_layers[-1]
-        a, b = dict(v.rms(first["name"], "gw")), dict(v.rms(last["name"], "gw"))
-        ratios = [
-            (i, a[i] / b[i])
-            for i in sorted(a)
-            if i in b and b[i] > 0 and finite(a[i]) and finite(b[i])
-        ]
-        pts = v.later(ratios)
+        pts = v.later(_grad_ratios(v, first["name"]))
         if len(pts) >= 2 and sum(x < th.vanishing_ratio for _, x in pts) >= th.sustained * len(pts):
             med = _median([x for _, x in pts])
             out.append(
@@ -1118,13 +1112,19 @@ def _gradient_explains_stillness(v: View, name: str) -> bool:
     """True when the layer's own gradient explains weights that never move: it is non-finite (the
     non-finite rules own that), or a vanishing fraction of the output layer's (the vanishing rule
     owns that). A gradient of normal size that never moves the weights is a structural cause."""
-    g = dict(v.rms(name, "gw"))
-    if any(not finite(x) for x in g.values()):
+    if any(not finite(x) for _, x in v.rms(name, "gw")):
         return True
-    last = dict(v.rms(v.param_layers[-1]["name"], "gw"))
-    ratios = [g[i] / last[i] for i in g if i in last and finite(last[i]) and last[i] > 0]
-    nonzero = [x for x in ratios if x > 0]
+    nonzero = [x for _, x in _grad_ratios(v, name) if x > 0]
     return bool(nonzero) and _median(nonzero) < v.th.vanishing_ratio
+
+
+def _grad_ratios(v: View, name: str) -> list[tuple[int, float]]:
+    """(step index, the layer's gradient RMS over the output layer's) where both are finite and
+    the output layer's is not zero: what the vanishing rule and the CL506 check read."""
+    a, b = dict(v.rms(name, "gw")), dict(v.rms(v.param_layers[-1]["name"], "gw"))
+    return [
+        (i, a[i] / b[i]) for i in sorted(a) if i in b and b[i] > 0 and finite(a[i]) and finite(b[i])
+    ]
 
 
 def _final(trace: dict) -> dict:
