@@ -30,7 +30,7 @@ def run_cli(*args: str, env: dict | None = None, timeout: int = 600) -> subproce
                           capture_output=True, text=True, timeout=timeout)
 
 
-def train_check_json(path: Path, *extra: str) -> tuple[int, dict]:
+def train_check_json(path: Path, *extra: str, timeout: float = 900) -> tuple[int, dict]:
     """``convlint train-check PATH --allow-exec --format json EXTRA`` run from the script's folder,
     as a user runs it: ``(exit code, report)``."""
     p = subprocess.run(
@@ -48,7 +48,7 @@ def train_check_json(path: Path, *extra: str) -> tuple[int, dict]:
         capture_output=True,
         text=True,
         cwd=path.parent,
-        timeout=900,
+        timeout=timeout,
     )
     return p.returncode, json.loads(p.stdout)
 

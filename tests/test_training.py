@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, train_check_json
 from convlint.analyzers.sandbox.record import Recorder, read_trace
 from convlint.analyzers.training.rules import Thresholds, analyze
 
@@ -316,24 +316,7 @@ E2E = [
 
 
 def _train_check(path, *extra):
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "convlint",
-            "train-check",
-            str(path),
-            "--allow-exec",
-            "--format",
-            "json",
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        cwd=path.parent,
-        timeout=600,
-    )
-    return p.returncode, json.loads(p.stdout)
+    return train_check_json(path, *extra, timeout=600)
 
 
 @pytest.mark.slow
